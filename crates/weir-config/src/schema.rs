@@ -1,0 +1,376 @@
+//! The typed config schema: what a Weir TOML file may contain, with defaults.
+//!
+//! Every struct refuses unknown keys. `docs/config.md` documents each field here.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::units::{ByteSize, Duration};
+
+/// A whole Weir config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Worker threads serving traffic; default: the number of CPU cores.
+    #[serde(default)]
+    pub workers: Option<usize>,
+    /// How long a graceful shutdown waits for in-flight requests.
+    #[serde(default = "defaults::shutdown_timeout")]
+    pub shutdown_timeout: Duration,
+    /// Peers (CIDRs) whose `X-Forwarded-*` and `Forwarded` headers are believed and kept.
+    #[serde(default)]
+    pub trusted_proxies: Vec<Cidr>,
+    /// Connection and request limits applied to every listener.
+    #[serde(default)]
+    pub server: ServerLimits,
+    /// The JSON access log.
+    #[serde(default)]
+    pub access_log: AccessLog,
+    /// Sockets Weir accepts connections on.
+    #[serde(default)]
+    pub listeners: Vec<Listener>,
+    /// Named pools of upstream endpoints.
+    #[serde(default)]
+    pub upstreams: Vec<Upstream>,
+    /// Routes: what to do with a request, chosen by host, path, method, headers and query.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+/// Limits that protect Weir from slow, huge or too many clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerLimits {
+    /// Largest request head (request line and headers); larger is answered 431.
+    #[serde(default = "defaults::max_request_header_size")]
+    pub max_request_header_size: ByteSize,
+    /// Largest request body; larger is answered 413. `0` means no limit.
+    #[serde(default = "defaults::max_request_body_size")]
+    pub max_request_body_size: ByteSize,
+    /// Time a client has to send a complete request head (slowloris guard).
+    #[serde(default = "defaults::header_read_timeout")]
+    pub header_read_timeout: Duration,
+    /// An idle keep-alive connection is closed after this long.
+    #[serde(default = "defaults::keepalive_timeout")]
+    pub keepalive_timeout: Duration,
+    /// Concurrent connections per listener; further clients wait in the kernel backlog.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_request_header_size: defaults::max_request_header_size(),
+            max_request_body_size: defaults::max_request_body_size(),
+            header_read_timeout: defaults::header_read_timeout(),
+            keepalive_timeout: defaults::keepalive_timeout(),
+            max_connections: defaults::max_connections(),
+        }
+    }
+}
+
+/// Access-log settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLog {
+    /// One JSON line per request on stdout.
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// A socket Weir listens on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// Unique name, used by routes and in logs.
+    pub name: String,
+    /// Address and port, e.g. `"0.0.0.0:8080"` or `"[::1]:8080"`.
+    pub bind: Addr,
+    /// Overrides `server.max_connections` for this listener.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+}
+
+/// A named pool of endpoints that `proxy` routes send requests to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// Unique name, used by routes.
+    pub name: String,
+    /// `host:port` endpoints; host names are resolved when connecting.
+    pub endpoints: Vec<String>,
+    /// How an endpoint is chosen for each request.
+    #[serde(default)]
+    pub balance: Balance,
+    /// Replaces the client's `Host` header on requests to this upstream.
+    #[serde(default)]
+    pub host_header: Option<String>,
+    /// Idle keep-alive connections kept per endpoint.
+    #[serde(default = "defaults::max_idle_per_endpoint")]
+    pub max_idle_per_endpoint: usize,
+    /// Per-upstream timeouts.
+    #[serde(default)]
+    pub timeouts: UpstreamTimeouts,
+}
+
+/// Load-balancing algorithm of an upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Each endpoint in turn.
+    #[default]
+    RoundRobin,
+}
+
+/// Timeouts for talking to an upstream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTimeouts {
+    /// Establishing the TCP connection (504 when exceeded).
+    #[serde(default = "defaults::connect_timeout")]
+    pub connect: Duration,
+    /// From the request being sent to the response head arriving (504 when exceeded).
+    #[serde(default = "defaults::response_header_timeout")]
+    pub response_header: Duration,
+    /// An idle pooled connection is closed after this long.
+    #[serde(default = "defaults::upstream_idle_timeout")]
+    pub idle: Duration,
+    /// Whole exchange including the response body; `"0"` (default) means no limit.
+    #[serde(default)]
+    pub total: Duration,
+}
+
+impl Default for UpstreamTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: defaults::connect_timeout(),
+            response_header: defaults::response_header_timeout(),
+            idle: defaults::upstream_idle_timeout(),
+            total: Duration::default(),
+        }
+    }
+}
+
+/// One route: a match and exactly one action.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Name shown in logs; default `route-N` (N its position, from 0).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Listeners this route serves; default: every listener.
+    #[serde(default)]
+    pub listeners: Option<Vec<String>>,
+    /// Breaks precedence ties: a higher priority is tried first (default 0).
+    #[serde(default)]
+    pub priority: i32,
+    /// What a request must look like; an empty match takes everything.
+    #[serde(default, rename = "match")]
+    pub matches: RouteMatch,
+    /// Forward to an upstream.
+    #[serde(default)]
+    pub proxy: Option<ProxyAction>,
+    /// Answer with a fixed response.
+    #[serde(default)]
+    pub respond: Option<RespondAction>,
+    /// Answer with a redirect.
+    #[serde(default)]
+    pub redirect: Option<RedirectAction>,
+    /// Serve files from a directory.
+    #[serde(default, rename = "static")]
+    pub static_files: Option<StaticAction>,
+}
+
+/// Conditions a request must meet, all of them, for the route to match.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteMatch {
+    /// Host names, exact (`example.com`) or wildcard (`*.example.com`); any one may match.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Exact path.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Path prefix.
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Path regular expression (Rust `regex` syntax, unanchored unless you anchor it).
+    #[serde(default)]
+    pub path_regex: Option<String>,
+    /// Methods; any one may match.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Header conditions; all must hold.
+    #[serde(default)]
+    pub headers: Vec<Predicate>,
+    /// Query-parameter conditions; all must hold.
+    #[serde(default)]
+    pub query: Vec<Predicate>,
+}
+
+/// A condition on a named header or query parameter: equal to `value`, matching `regex`,
+/// or (with neither) simply present.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Predicate {
+    /// Header or parameter name (header names are case-insensitive).
+    pub name: String,
+    /// Exact value.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// Regular expression the value must match.
+    #[serde(default)]
+    pub regex: Option<String>,
+}
+
+/// `proxy` action.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyAction {
+    /// Name of the upstream.
+    pub upstream: String,
+}
+
+/// `respond` action.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RespondAction {
+    /// Status code.
+    #[serde(default = "defaults::respond_status")]
+    pub status: u16,
+    /// Response headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Response body.
+    #[serde(default)]
+    pub body: String,
+}
+
+/// `redirect` action.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectAction {
+    /// 301, 302, 303, 307 or 308.
+    #[serde(default = "defaults::redirect_status")]
+    pub status: u16,
+    /// Target; `{host}`, `{path}` and `{request_uri}` are replaced from the request.
+    pub location: String,
+}
+
+/// `static` action.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticAction {
+    /// Directory served; relative paths are relative to the working directory.
+    pub root: PathBuf,
+    /// File served for a directory.
+    #[serde(default = "defaults::index")]
+    pub index: String,
+    /// Removed from the request path before it is looked up under `root`.
+    #[serde(default)]
+    pub strip_prefix: Option<String>,
+}
+
+/// A socket address parsed with a clear error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Addr(pub SocketAddr);
+
+impl<'de> Deserialize<'de> for Addr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(crate::units::FromStrVisitor::<Addr>::new(
+            "an address like \"127.0.0.1:8080\"",
+        ))
+    }
+}
+
+impl std::str::FromStr for Addr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Addr).map_err(|_| {
+            format!("invalid address `{s}`: expected IP:PORT like \"0.0.0.0:8080\" or \"[::]:8080\"")
+        })
+    }
+}
+
+/// An IP network in CIDR notation (`10.0.0.0/8`); a bare address means just that address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr(pub ipnet::IpNet);
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(crate::units::FromStrVisitor::<Cidr>::new(
+            "a CIDR like \"10.0.0.0/8\"",
+        ))
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(net) = s.parse::<ipnet::IpNet>() {
+            return Ok(Cidr(net.trunc()));
+        }
+        s.parse::<std::net::IpAddr>()
+            .map(|ip| Cidr(ipnet::IpNet::from(ip)))
+            .map_err(|_| format!("invalid CIDR `{s}`: expected e.g. \"10.0.0.0/8\" or \"::1\""))
+    }
+}
+
+mod defaults {
+    use crate::units::{ByteSize, Duration};
+
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn shutdown_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn max_request_header_size() -> ByteSize {
+        ByteSize::kib(32)
+    }
+    pub fn max_request_body_size() -> ByteSize {
+        ByteSize::mib(10)
+    }
+    pub fn header_read_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn keepalive_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn max_connections() -> usize {
+        10_000
+    }
+    pub fn max_idle_per_endpoint() -> usize {
+        256
+    }
+    pub fn connect_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn response_header_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn upstream_idle_timeout() -> Duration {
+        Duration::from_secs(90)
+    }
+    pub fn respond_status() -> u16 {
+        200
+    }
+    pub fn redirect_status() -> u16 {
+        302
+    }
+    pub fn index() -> String {
+        "index.html".to_owned()
+    }
+}

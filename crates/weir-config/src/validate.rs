@@ -1,0 +1,347 @@
+//! Semantic checks the schema alone cannot express: cross-references, uniqueness, value
+//! ranges, and anything that must compile (regexes, header names, host patterns).
+
+use std::collections::{HashMap, HashSet};
+
+use crate::diagnostic::{Diagnostic, KeyPath};
+use crate::schema::{Config, Predicate, Route, RouteMatch};
+
+/// hyper refuses read buffers smaller than this; it is also a sane floor for request heads.
+pub const MIN_HEADER_SIZE: u64 = 8 * 1024;
+
+/// Every problem in `config`, in a stable order (by section, then position).
+pub fn validate(config: &Config) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    if config.workers == Some(0) {
+        out.push(Diagnostic::at(KeyPath::root("workers"), "must be at least 1"));
+    }
+    let limits = &config.server;
+    if limits.max_request_header_size.bytes() < MIN_HEADER_SIZE {
+        out.push(
+            Diagnostic::at(
+                KeyPath::root("server").key("max_request_header_size"),
+                format!("must be at least 8KiB, found {}", limits.max_request_header_size),
+            )
+            .help("request heads of browsers and API clients routinely exceed 4KiB; 32KiB is the default"),
+        );
+    }
+    if limits.max_connections == 0 {
+        out.push(Diagnostic::at(
+            KeyPath::root("server").key("max_connections"),
+            "must be at least 1",
+        ));
+    }
+    let listener_names = check_listeners(config, &mut out);
+    let upstream_names = check_upstreams(config, &mut out);
+    check_routes(config, &listener_names, &upstream_names, &mut out);
+    out
+}
+
+fn unique<'a>(
+    section: &str,
+    names: impl Iterator<Item = &'a str>,
+    out: &mut Vec<Diagnostic>,
+) -> Vec<&'a str> {
+    let mut seen = HashMap::new();
+    let mut all = Vec::new();
+    for (i, name) in names.enumerate() {
+        let path = KeyPath::root(section).index(i).key("name");
+        if name.is_empty() {
+            out.push(Diagnostic::at(path, "must not be empty"));
+        } else if let Some(first) = seen.insert(name, i) {
+            out.push(
+                Diagnostic::at(path, format!("duplicate name `{name}`"))
+                    .help(format!("{section}[{first}] already uses this name; names must be unique")),
+            );
+        }
+        all.push(name);
+    }
+    all
+}
+
+fn check_listeners<'a>(config: &'a Config, out: &mut Vec<Diagnostic>) -> Vec<&'a str> {
+    if config.listeners.is_empty() {
+        out.push(
+            Diagnostic::at(KeyPath::root("listeners"), "at least one listener is required").help(
+                "add one:\n    [[listeners]]\n    name = \"main\"\n    bind = \"127.0.0.1:8080\"",
+            ),
+        );
+    }
+    let names = unique("listeners", config.listeners.iter().map(|l| l.name.as_str()), out);
+    let mut binds = HashMap::new();
+    for (i, l) in config.listeners.iter().enumerate() {
+        if let Some(first) = binds.insert(l.bind.0, i) {
+            out.push(
+                Diagnostic::at(
+                    KeyPath::root("listeners").index(i).key("bind"),
+                    format!("address {} is already bound by listeners[{first}]", l.bind.0),
+                )
+                .help("give each listener its own address or port"),
+            );
+        }
+        if l.max_connections == Some(0) {
+            out.push(Diagnostic::at(
+                KeyPath::root("listeners").index(i).key("max_connections"),
+                "must be at least 1",
+            ));
+        }
+    }
+    names
+}
+
+fn check_upstreams<'a>(config: &'a Config, out: &mut Vec<Diagnostic>) -> Vec<&'a str> {
+    let names = unique("upstreams", config.upstreams.iter().map(|u| u.name.as_str()), out);
+    for (i, u) in config.upstreams.iter().enumerate() {
+        let path = KeyPath::root("upstreams").index(i);
+        if u.endpoints.is_empty() {
+            out.push(
+                Diagnostic::at(path.key("endpoints"), "an upstream needs at least one endpoint")
+                    .help("e.g. endpoints = [\"127.0.0.1:9001\"]"),
+            );
+        }
+        for (j, ep) in u.endpoints.iter().enumerate() {
+            if let Err(msg) = check_endpoint(ep) {
+                out.push(Diagnostic::at(path.key("endpoints").index(j), msg).help(
+                    "write HOST:PORT, e.g. \"10.0.0.5:8080\", \"[::1]:8080\" or \"api.internal:80\"",
+                ));
+            }
+        }
+        if let Some(h) = &u.host_header {
+            if http::HeaderValue::from_str(h).is_err() || h.is_empty() {
+                out.push(Diagnostic::at(
+                    path.key("host_header"),
+                    format!("`{h}` is not a valid Host header value"),
+                ));
+            }
+        }
+        let t = &u.timeouts;
+        for (key, d) in [("connect", t.connect), ("response_header", t.response_header)] {
+            if d.is_zero() {
+                out.push(Diagnostic::at(
+                    path.key("timeouts").key(key),
+                    "must be greater than zero",
+                ));
+            }
+        }
+    }
+    names
+}
+
+/// An endpoint is `host:port` with a valid host and a port in 1..=65535.
+fn check_endpoint(ep: &str) -> Result<(), String> {
+    if ep.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let bad = || format!("invalid endpoint `{ep}`");
+    let (host, port) = ep.rsplit_once(':').ok_or_else(|| format!("{}: missing :PORT", bad()))?;
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => {}
+        _ => return Err(format!("{}: `{port}` is not a port number", bad())),
+    }
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .split('.')
+            .all(|label| !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    if host_ok {
+        Ok(())
+    } else {
+        Err(format!("{}: `{host}` is not a host name or IP address", bad()))
+    }
+}
+
+fn check_routes(config: &Config, listeners: &[&str], upstreams: &[&str], out: &mut Vec<Diagnostic>) {
+    let mut seen = HashSet::new();
+    for (i, route) in config.routes.iter().enumerate() {
+        let path = KeyPath::root("routes").index(i);
+        if let Some(name) = &route.name {
+            if name.is_empty() {
+                out.push(Diagnostic::at(path.key("name"), "must not be empty"));
+            } else if !seen.insert(name.as_str()) {
+                out.push(Diagnostic::at(path.key("name"), format!("duplicate route name `{name}`")));
+            }
+        }
+        if let Some(ls) = &route.listeners {
+            for (j, l) in ls.iter().enumerate() {
+                if !listeners.contains(&l.as_str()) {
+                    out.push(
+                        Diagnostic::at(path.key("listeners").index(j), format!("unknown listener `{l}`"))
+                            .suggest(l, listeners.iter().copied()),
+                    );
+                }
+            }
+        }
+        check_match(&route.matches, &path.key("match"), out);
+        check_action(route, &path, upstreams, out);
+    }
+}
+
+fn check_match(m: &RouteMatch, path: &KeyPath, out: &mut Vec<Diagnostic>) {
+    for (j, h) in m.hosts.iter().enumerate() {
+        let body = h.strip_prefix("*.").unwrap_or(h);
+        let ok = !body.is_empty()
+            && !body.contains('*')
+            && body
+                .split('.')
+                .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        if !ok {
+            out.push(
+                Diagnostic::at(path.key("hosts").index(j), format!("invalid host pattern `{h}`"))
+                    .help("use an exact name (`example.com`) or a leading wildcard (`*.example.com`); no port"),
+            );
+        }
+    }
+    let path_kinds: Vec<&str> = [
+        ("path", m.path.is_some()),
+        ("path_prefix", m.path_prefix.is_some()),
+        ("path_regex", m.path_regex.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, set)| *set)
+    .map(|(k, _)| k)
+    .collect();
+    if path_kinds.len() > 1 {
+        out.push(
+            Diagnostic::at_key(path.key(path_kinds[1]), format!("`{}` and `{}` cannot be combined", path_kinds[0], path_kinds[1]))
+                .help("a route matches the path one way; split it into two routes"),
+        );
+    }
+    for (key, p) in [("path", &m.path), ("path_prefix", &m.path_prefix)] {
+        if let Some(p) = p {
+            if !p.starts_with('/') {
+                out.push(
+                    Diagnostic::at(path.key(key), format!("`{p}` must start with `/`"))
+                        .help(format!("write \"/{p}\"")),
+                );
+            }
+        }
+    }
+    if let Some(re) = &m.path_regex {
+        if let Err(e) = regex::Regex::new(re) {
+            out.push(Diagnostic::at(path.key("path_regex"), format!("invalid regex: {}", one_line(&e.to_string()))));
+        }
+    }
+    for (j, method) in m.methods.iter().enumerate() {
+        if http::Method::from_bytes(method.as_bytes()).is_err() {
+            out.push(Diagnostic::at(path.key("methods").index(j), format!("`{method}` is not an HTTP method")));
+        }
+    }
+    check_predicates(&m.headers, &path.key("headers"), true, out);
+    check_predicates(&m.query, &path.key("query"), false, out);
+}
+
+fn check_predicates(preds: &[Predicate], path: &KeyPath, header: bool, out: &mut Vec<Diagnostic>) {
+    for (j, p) in preds.iter().enumerate() {
+        let path = path.index(j);
+        if header && http::HeaderName::from_bytes(p.name.as_bytes()).is_err() {
+            out.push(Diagnostic::at(path.key("name"), format!("`{}` is not a valid header name", p.name)));
+        }
+        if p.value.is_some() && p.regex.is_some() {
+            out.push(
+                Diagnostic::at_key(path.key("regex"), "`value` and `regex` cannot be combined")
+                    .help("use `value` for an exact match or `regex` for a pattern"),
+            );
+        }
+        if let Some(re) = &p.regex {
+            if let Err(e) = regex::Regex::new(re) {
+                out.push(Diagnostic::at(path.key("regex"), format!("invalid regex: {}", one_line(&e.to_string()))));
+            }
+        }
+    }
+}
+
+fn check_action(route: &Route, path: &KeyPath, upstreams: &[&str], out: &mut Vec<Diagnostic>) {
+    let actions: Vec<&str> = [
+        ("proxy", route.proxy.is_some()),
+        ("respond", route.respond.is_some()),
+        ("redirect", route.redirect.is_some()),
+        ("static", route.static_files.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, set)| *set)
+    .map(|(k, _)| k)
+    .collect();
+    match actions.as_slice() {
+        [] => out.push(
+            Diagnostic::at(path.clone(), "route has no action")
+                .help("add exactly one of `proxy`, `respond`, `redirect` or `static`"),
+        ),
+        [_] => {}
+        [first, second, ..] => out.push(
+            Diagnostic::at_key(path.key(second), format!("route has both `{first}` and `{second}`"))
+                .help("a route has exactly one action; split it into two routes"),
+        ),
+    }
+    if let Some(p) = &route.proxy {
+        if !upstreams.contains(&p.upstream.as_str()) {
+            let d = Diagnostic::at(path.key("proxy").key("upstream"), format!("unknown upstream `{}`", p.upstream))
+                .suggest(&p.upstream, upstreams.iter().copied());
+            let d = if d.help.is_none() {
+                if upstreams.is_empty() {
+                    d.help("no upstreams are defined; add an [[upstreams]] table")
+                } else {
+                    d.help(format!("defined upstreams: {}", upstreams.join(", ")))
+                }
+            } else {
+                d
+            };
+            out.push(d);
+        }
+    }
+    if let Some(r) = &route.respond {
+        if !(200..=599).contains(&r.status) {
+            out.push(Diagnostic::at(
+                path.key("respond").key("status"),
+                format!("status {} is out of range: expected 200 to 599", r.status),
+            ));
+        }
+        for (name, value) in &r.headers {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                out.push(Diagnostic::at_key(
+                    path.key("respond").key("headers").key(name),
+                    format!("`{name}` is not a valid header name"),
+                ));
+            } else if http::HeaderValue::from_str(value).is_err() {
+                out.push(Diagnostic::at(
+                    path.key("respond").key("headers").key(name),
+                    "header value contains characters not allowed in HTTP headers",
+                ));
+            }
+        }
+    }
+    if let Some(r) = &route.redirect {
+        if ![301, 302, 303, 307, 308].contains(&r.status) {
+            out.push(
+                Diagnostic::at(path.key("redirect").key("status"), format!("status {} is not a redirect", r.status))
+                    .help("use 301, 302, 303, 307 or 308"),
+            );
+        }
+        if r.location.is_empty() || http::HeaderValue::from_str(&r.location).is_err() {
+            out.push(Diagnostic::at(
+                path.key("redirect").key("location"),
+                "location must be a non-empty URL without control characters",
+            ));
+        }
+    }
+    if let Some(s) = &route.static_files {
+        if !s.root.is_dir() {
+            out.push(
+                Diagnostic::at(
+                    path.key("static").key("root"),
+                    format!("directory `{}` does not exist", s.root.display()),
+                )
+                .help("relative roots are resolved against the directory Weir is started from"),
+            );
+        }
+        if s.index.is_empty() || s.index.contains('/') || s.index == ".." {
+            out.push(Diagnostic::at(
+                path.key("static").key("index"),
+                "index must be a plain file name like \"index.html\"",
+            ));
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,176 @@
+//! Snapshot tests locking the exact text of config errors: position, key path, message, hint.
+
+fn error_of(src: &str) -> String {
+    match weir_config::parse(src, "weir.toml") {
+        Ok(_) => panic!("config unexpectedly valid:\n{src}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const BASE: &str = r#"
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:8080"
+
+[[upstreams]]
+name = "api"
+endpoints = ["127.0.0.1:9001"]
+"#;
+
+fn with_base(rest: &str) -> String {
+    format!("{BASE}{rest}")
+}
+
+#[test]
+fn unknown_upstream_suggests_the_close_name() {
+    insta::assert_snapshot!(error_of(&with_base(
+        r#"
+[[routes]]
+match = { path_prefix = "/" }
+proxy = { upstream = "apis" }
+"#
+    )));
+}
+
+#[test]
+fn unknown_key_suggests_the_close_key() {
+    insta::assert_snapshot!(error_of(&with_base(
+        r#"
+[[routes]]
+proxy = { upstreem = "api" }
+"#
+    )));
+}
+
+#[test]
+fn unknown_top_level_key_lists_expected() {
+    insta::assert_snapshot!(error_of(&format!("foo = 1\n{BASE}")));
+}
+
+#[test]
+fn bad_duration_points_at_the_value() {
+    insta::assert_snapshot!(error_of(&with_base(
+        r#"
+[server]
+header_read_timeout = "10 seconds"
+"#
+    )));
+}
+
+#[test]
+fn bad_size_points_at_the_value() {
+    insta::assert_snapshot!(error_of(&with_base(
+        r#"
+[server]
+max_request_body_size = "10mb"
+"#
+    )));
+}
+
+#[test]
+fn wrong_type() {
+    insta::assert_snapshot!(error_of(&with_base(
+        r#"
+[[routes]]
+respond = { status = "ok" }
+"#
+    )));
+}
+
+#[test]
+fn unknown_balancer() {
+    insta::assert_snapshot!(error_of(
+        r#"
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:8080"
+
+[[upstreams]]
+name = "api"
+endpoints = ["127.0.0.1:9001"]
+balance = "round_robbin"
+"#
+    ));
+}
+
+#[test]
+fn toml_syntax_error() {
+    insta::assert_snapshot!(error_of("[[listeners]\nname = \"main\"\n"));
+}
+
+#[test]
+fn several_semantic_errors_reported_together_in_file_order() {
+    insta::assert_snapshot!(error_of(
+        r#"
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:8080"
+
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:8080"
+
+[[upstreams]]
+name = "api"
+endpoints = ["127.0.0.1", "bad host:80"]
+
+[[routes]]
+listeners = ["mian"]
+match = { path = "api", path_regex = "(" , methods = ["GE T"] }
+respond = { status = 200 }
+redirect = { location = "/" }
+
+[[routes]]
+match = { hosts = ["*.*.example.com"] }
+redirect = { status = 200, location = "/" }
+"#
+    ));
+}
+
+#[test]
+fn missing_required_key() {
+    insta::assert_snapshot!(error_of(
+        r#"
+[[listeners]]
+name = "main"
+"#
+    ));
+}
+
+#[test]
+fn no_listeners() {
+    insta::assert_snapshot!(error_of("workers = 2\n"));
+}
+
+#[test]
+fn route_without_action_and_missing_static_root() {
+    insta::assert_snapshot!(error_of(&with_base(
+        r#"
+[[routes]]
+name = "nothing"
+
+[[routes]]
+static = { root = "/definitely/not/here" }
+"#
+    )));
+}
+
+#[test]
+fn bad_listen_address() {
+    insta::assert_snapshot!(error_of(
+        r#"
+[[listeners]]
+name = "main"
+bind = "localhost"
+"#
+    ));
+}
+
+#[test]
+fn quickstart_is_valid() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    std::env::set_current_dir(dir).expect("repo root");
+    let config = weir_config::parse(weir_config::QUICKSTART, "quickstart.toml").expect("quickstart valid");
+    assert_eq!(config.listeners.len(), 3);
+    assert_eq!(config.upstreams[0].endpoints.len(), 2);
+}
