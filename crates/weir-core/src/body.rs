@@ -1,0 +1,185 @@
+//! Body types. Bodies stream frame by frame; nothing here buffers a whole body.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+
+/// The boxed error type bodies use.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Every response body Weir sends. An enum rather than a box so the common cases (an upstream
+/// stream, a small fixed body) cost no allocation and no dynamic dispatch.
+#[derive(Debug, Default)]
+pub enum ResponseBody {
+    /// No body.
+    #[default]
+    Empty,
+    /// A body known in full (error pages, `respond` routes).
+    Full(Option<Bytes>),
+    /// The upstream's response body, streamed through.
+    Upstream(Incoming),
+    /// Anything else that streams (files).
+    Stream(UnsyncBoxBody<Bytes, BoxError>),
+}
+
+impl ResponseBody {
+    /// A body of exactly these bytes.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        if bytes.is_empty() {
+            Self::Empty
+        } else {
+            Self::Full(Some(bytes))
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ResponseBody::Empty => Poll::Ready(None),
+            ResponseBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ResponseBody::Upstream(inc) => Pin::new(inc).poll_frame(cx).map_err(Into::into),
+            ResponseBody::Stream(s) => Pin::new(s).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Empty => true,
+            ResponseBody::Full(b) => b.is_none(),
+            ResponseBody::Upstream(inc) => inc.is_end_stream(),
+            ResponseBody::Stream(s) => s.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Empty => SizeHint::with_exact(0),
+            ResponseBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            ResponseBody::Upstream(inc) => inc.size_hint(),
+            ResponseBody::Stream(s) => s.size_hint(),
+        }
+    }
+}
+
+/// What happened to a request body as it streamed: bytes seen, and why it stopped early.
+#[derive(Debug, Default)]
+pub struct BodyStats {
+    bytes: AtomicU64,
+    too_large: AtomicBool,
+    client_error: AtomicBool,
+}
+
+impl BodyStats {
+    /// Bytes of body received from the client so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// The body went over `max_request_body_size`.
+    pub fn too_large(&self) -> bool {
+        self.too_large.load(Ordering::Relaxed)
+    }
+
+    /// The client's connection failed while it sent the body.
+    pub fn client_error(&self) -> bool {
+        self.client_error.load(Ordering::Relaxed)
+    }
+}
+
+/// The request body as forwarded upstream: streamed, counted, and cut off with an error when
+/// it exceeds the configured limit (so a chunked upload cannot bypass `max_request_body_size`).
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Option<Incoming>,
+    limit: u64,
+    seen: u64,
+    stats: Arc<BodyStats>,
+}
+
+/// The error a [`RequestBody`] ends with when the limit is exceeded.
+#[derive(Debug, thiserror::Error)]
+#[error("request body exceeds the {0}-byte limit")]
+pub struct BodyTooLarge(pub u64);
+
+impl RequestBody {
+    /// Wraps a client body; `limit` 0 means unlimited.
+    pub fn new(inner: Incoming, limit: u64, stats: Arc<BodyStats>) -> Self {
+        Self {
+            inner: Some(inner),
+            limit,
+            seen: 0,
+            stats,
+        }
+    }
+
+    /// A body with no bytes.
+    pub fn empty() -> Self {
+        Self {
+            inner: None,
+            limit: 0,
+            seen: 0,
+            stats: Arc::default(),
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match ready!(Pin::new(inner).poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    let n = data.len() as u64;
+                    this.seen += n;
+                    this.stats.bytes.fetch_add(n, Ordering::Relaxed);
+                    if this.limit > 0 && this.seen > this.limit {
+                        this.stats.too_large.store(true, Ordering::Relaxed);
+                        this.inner = None;
+                        return Poll::Ready(Some(Err(BodyTooLarge(this.limit).into())));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => {
+                this.stats.client_error.store(true, Ordering::Relaxed);
+                this.inner = None;
+                Poll::Ready(Some(Err(e.into())))
+            }
+            None => {
+                this.inner = None;
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.as_ref().map_or(SizeHint::with_exact(0), |b| b.size_hint())
+    }
+}

@@ -1,0 +1,79 @@
+//! `RequestCtx`: everything one request carries from accept to the log phase. A phase never
+//! reaches back into an earlier one; what a later phase needs travels here.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::{HeaderValue, Method, Uri, Version};
+
+use crate::body::BodyStats;
+use crate::error::ErrorKind;
+
+/// The per-request context.
+#[derive(Debug)]
+pub struct RequestCtx {
+    /// `X-Request-Id`, incoming or generated.
+    pub request_id: HeaderValue,
+    /// When the request head was received.
+    pub start: Instant,
+    /// Wall-clock time of `start`, for the log.
+    pub start_wall: SystemTime,
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// The client's address: the peer, or the first untrusted hop from `X-Forwarded-For`.
+    pub client_ip: IpAddr,
+    /// The listener that accepted the connection.
+    pub listener: Arc<str>,
+    /// Request method.
+    pub method: Method,
+    /// Request URI as received.
+    pub uri: Uri,
+    /// Host the request was for (Host header or `:authority`), lowercased, without port.
+    pub host: Option<Arc<str>>,
+    /// Protocol version.
+    pub version: Version,
+    /// Name of the matched route.
+    pub route: Option<Arc<str>>,
+    /// Name of the upstream the request was sent to.
+    pub upstream: Option<Arc<str>>,
+    /// Address of the endpoint the request was sent to.
+    pub endpoint: Option<Arc<str>>,
+    /// Request body accounting.
+    pub body: Arc<BodyStats>,
+    /// Why the request failed, if it did.
+    pub error: Option<ErrorKind>,
+    /// Status sent (0 until a response exists).
+    pub status: u16,
+}
+
+impl RequestCtx {
+    /// A context for a request that just arrived.
+    pub fn new(
+        request_id: HeaderValue,
+        peer: SocketAddr,
+        listener: Arc<str>,
+        method: Method,
+        uri: Uri,
+        version: Version,
+    ) -> Self {
+        Self {
+            request_id,
+            start: Instant::now(),
+            start_wall: SystemTime::now(),
+            peer,
+            client_ip: peer.ip(),
+            listener,
+            method,
+            uri,
+            host: None,
+            version,
+            route: None,
+            upstream: None,
+            endpoint: None,
+            body: Arc::default(),
+            error: None,
+            status: 0,
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Weir's shared vocabulary: the per-request context ([`RequestCtx`]), the one error type
+//! ([`ProxyError`]) with the one place errors become responses, and the body types every
+//! phase passes along.
+
+pub mod body;
+pub mod ctx;
+pub mod error;
+pub mod request_id;
+
+pub use body::{BodyStats, BoxError, RequestBody, ResponseBody};
+pub use ctx::RequestCtx;
+pub use error::{ErrorKind, ProxyError, Retry, Side};

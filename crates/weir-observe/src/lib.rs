@@ -1,0 +1,8 @@
+//! Observability: every request ends in one [`RequestRecord`], which becomes one JSON line of
+//! the access log (and, in later work, metrics and the span end).
+
+mod access_log;
+mod record;
+
+pub use access_log::AccessLog;
+pub use record::{rfc3339_millis, RequestRecord};

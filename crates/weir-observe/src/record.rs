@@ -1,0 +1,84 @@
+//! The one record every request ends in.
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+/// What happened to one request. Field names are the access log's JSON keys.
+#[derive(Debug, Serialize)]
+pub struct RequestRecord<'a> {
+    /// Time the request arrived, RFC 3339 UTC with milliseconds.
+    pub ts: String,
+    /// `X-Request-Id`.
+    pub request_id: &'a str,
+    /// Listener name.
+    pub listener: &'a str,
+    /// Client address (after trusted-proxy resolution).
+    pub client_ip: String,
+    /// `HTTP/1.1`, `HTTP/2.0` …
+    pub proto: &'a str,
+    /// Method.
+    pub method: &'a str,
+    /// Host (lowercase, no port), if any.
+    pub host: Option<&'a str>,
+    /// Path as received, without the query.
+    pub path: &'a str,
+    /// Query string, if any.
+    pub query: Option<&'a str>,
+    /// Status sent; 499 when the client went away before a response.
+    pub status: u16,
+    /// Request body bytes received.
+    pub bytes_in: u64,
+    /// Response body bytes sent.
+    pub bytes_out: u64,
+    /// Milliseconds from request head to the end of the response body.
+    pub duration_ms: f64,
+    /// Matched route.
+    pub route: Option<&'a str>,
+    /// Upstream name.
+    pub upstream: Option<&'a str>,
+    /// Upstream endpoint address.
+    pub endpoint: Option<&'a str>,
+    /// Error code, when the request failed (`upstream_timeout` …).
+    pub error: Option<&'a str>,
+    /// False when the response body did not finish (client gone, upstream reset).
+    pub completed: bool,
+}
+
+/// Formats a time as `2026-11-22T10:04:05.123Z`.
+pub fn rfc3339_millis(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn formats_utc() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
+        assert_eq!(rfc3339_millis(t), "2026-11-18T07:06:40.123Z");
+        assert_eq!(rfc3339_millis(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,105 @@
+//! Route actions compiled into ready-to-use HTTP values.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use crate::RouteError;
+
+/// What a route does with a matched request.
+#[derive(Debug)]
+pub enum Action {
+    /// Forward to the upstream at this index of the runtime's upstream list.
+    Proxy {
+        /// Index into the runtime's upstreams.
+        upstream: usize,
+    },
+    /// Answer with a fixed response.
+    Respond(RespondSpec),
+    /// Answer with a redirect.
+    Redirect(RedirectSpec),
+    /// Serve files.
+    Static(StaticSpec),
+}
+
+/// A fixed response.
+#[derive(Debug)]
+pub struct RespondSpec {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+/// A redirect; `location` may hold `{host}`, `{path}` and `{request_uri}`.
+#[derive(Debug)]
+pub struct RedirectSpec {
+    /// Status.
+    pub status: StatusCode,
+    /// Location template.
+    pub location: String,
+}
+
+/// Static files.
+#[derive(Debug)]
+pub struct StaticSpec {
+    /// Canonical root directory.
+    pub root: PathBuf,
+    /// Index file name.
+    pub index: String,
+    /// Prefix removed from the path before lookup.
+    pub strip_prefix: Option<String>,
+}
+
+impl Action {
+    pub(crate) fn compile(
+        route: &weir_config::Route,
+        index: usize,
+        upstream_index: &impl Fn(&str) -> Option<usize>,
+    ) -> Result<Self, RouteError> {
+        let invalid = |message: String| RouteError::Invalid { route: index, message };
+        if let Some(p) = &route.proxy {
+            let upstream = upstream_index(&p.upstream).ok_or_else(|| RouteError::UnknownUpstream {
+                route: index,
+                upstream: p.upstream.clone(),
+            })?;
+            return Ok(Action::Proxy { upstream });
+        }
+        if let Some(r) = &route.respond {
+            let status = StatusCode::from_u16(r.status).map_err(|e| invalid(e.to_string()))?;
+            let mut headers = HeaderMap::new();
+            for (k, v) in &r.headers {
+                let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| invalid(e.to_string()))?;
+                let value = HeaderValue::from_str(v).map_err(|e| invalid(e.to_string()))?;
+                headers.append(name, value);
+            }
+            return Ok(Action::Respond(RespondSpec {
+                status,
+                headers,
+                body: Bytes::from(r.body.clone()),
+            }));
+        }
+        if let Some(r) = &route.redirect {
+            let status = StatusCode::from_u16(r.status).map_err(|e| invalid(e.to_string()))?;
+            return Ok(Action::Redirect(RedirectSpec {
+                status,
+                location: r.location.clone(),
+            }));
+        }
+        if let Some(s) = &route.static_files {
+            let root = s
+                .root
+                .canonicalize()
+                .map_err(|e| invalid(format!("static root `{}`: {e}", s.root.display())))?;
+            return Ok(Action::Static(StaticSpec {
+                root,
+                index: s.index.clone(),
+                strip_prefix: s.strip_prefix.clone(),
+            }));
+        }
+        Err(invalid("route has no action".to_owned()))
+    }
+}
