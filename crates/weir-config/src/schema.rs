@@ -107,7 +107,8 @@ pub struct Listener {
 pub struct Upstream {
     /// Unique name, used by routes.
     pub name: String,
-    /// `host:port` endpoints; host names are resolved when connecting.
+    /// `host:port` endpoints; host names are resolved when connecting. May be empty: requests
+    /// are then answered 503 (as by an Envoy cluster with no endpoints).
     pub endpoints: Vec<String>,
     /// How an endpoint is chosen for each request.
     #[serde(default)]

@@ -70,7 +70,9 @@ fn check_listeners<'a>(config: &'a Config, out: &mut Vec<Diagnostic>) -> Vec<&'a
     let names = unique("listeners", config.listeners.iter().map(|l| l.name.as_str()), out);
     let mut binds = HashMap::new();
     for (i, l) in config.listeners.iter().enumerate() {
-        if let Some(first) = binds.insert(l.bind.0, i) {
+        // Port 0 asks the OS for a free port, so several listeners may use it.
+        let duplicate = if l.bind.0.port() == 0 { None } else { binds.insert(l.bind.0, i) };
+        if let Some(first) = duplicate {
             out.push(
                 Diagnostic::at(
                     KeyPath::root("listeners").index(i).key("bind"),
@@ -93,12 +95,6 @@ fn check_upstreams<'a>(config: &'a Config, out: &mut Vec<Diagnostic>) -> Vec<&'a
     let names = unique("upstreams", config.upstreams.iter().map(|u| u.name.as_str()), out);
     for (i, u) in config.upstreams.iter().enumerate() {
         let path = KeyPath::root("upstreams").index(i);
-        if u.endpoints.is_empty() {
-            out.push(
-                Diagnostic::at(path.key("endpoints"), "an upstream needs at least one endpoint")
-                    .help("e.g. endpoints = [\"127.0.0.1:9001\"]"),
-            );
-        }
         for (j, ep) in u.endpoints.iter().enumerate() {
             if let Err(msg) = check_endpoint(ep) {
                 out.push(Diagnostic::at(path.key("endpoints").index(j), msg).help(

@@ -189,6 +189,10 @@ impl ProxyError {
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self.kind == ErrorKind::MethodNotAllowed {
+            // Only static files refuse methods today; they serve GET and HEAD.
+            h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
         if matches!(
             self.kind,
             ErrorKind::BadRequest | ErrorKind::HeaderTooLarge | ErrorKind::BodyTooLarge | ErrorKind::ClientBody

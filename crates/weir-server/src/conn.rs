@@ -1,0 +1,209 @@
+//! Serving one connection: hyper's auto builder (HTTP/1.1 or h2c by prior knowledge), plus a
+//! watchdog that enforces the request-head timeout (slowloris) and the keep-alive idle timeout,
+//! and turns a shutdown signal into a graceful close (h2 GOAWAY; h1 close after the response).
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::listener::ListenerSettings;
+use crate::pipeline;
+use crate::Shared;
+
+/// What the pipeline knows about the connection a request came on.
+pub(crate) struct ConnInfo {
+    pub(crate) peer: SocketAddr,
+    pub(crate) listener: Arc<str>,
+    pub(crate) state: Arc<ConnState>,
+}
+
+/// Activity of one connection, shared by the IO wrapper, the pipeline and the watchdog.
+/// Times are milliseconds since `base`, plus one, so 0 means "unset".
+pub(crate) struct ConnState {
+    base: Instant,
+    in_flight: AtomicUsize,
+    idle_since: AtomicU64,
+    head_started: AtomicU64,
+    multiplexed: AtomicBool,
+}
+
+impl ConnState {
+    fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(1),
+            // The first request head is due from the moment of accept.
+            head_started: AtomicU64::new(1),
+            multiplexed: AtomicBool::new(false),
+        }
+    }
+
+    fn now_mark(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    fn at(&self, mark: u64) -> Instant {
+        self.base + Duration::from_millis(mark.saturating_sub(1))
+    }
+
+    /// A request head was parsed: the connection is busy until its response ends.
+    pub(crate) fn request_started(&self, http2: bool) {
+        if http2 {
+            self.multiplexed.store(true, Ordering::Relaxed);
+        }
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.head_started.store(0, Ordering::Relaxed);
+    }
+
+    /// A response finished (or was abandoned).
+    pub(crate) fn request_finished(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.idle_since.store(self.now_mark(), Ordering::Relaxed);
+        }
+    }
+
+    fn bytes_read(&self) {
+        if self.in_flight.load(Ordering::Relaxed) == 0
+            && self.head_started.load(Ordering::Relaxed) == 0
+            && !self.multiplexed.load(Ordering::Relaxed)
+        {
+            self.head_started.store(self.now_mark(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// What the watchdog decided.
+enum Verdict {
+    /// Idle too long: close politely.
+    Idle,
+    /// A request head took too long: drop the connection.
+    HeadTimeout,
+}
+
+async fn watchdog(state: &ConnState, head_timeout: Duration, idle_timeout: Duration) -> Verdict {
+    loop {
+        let deadline = if state.in_flight.load(Ordering::Relaxed) > 0 {
+            None
+        } else {
+            match state.head_started.load(Ordering::Relaxed) {
+                0 => Some((state.at(state.idle_since.load(Ordering::Relaxed)) + idle_timeout, Verdict::Idle)),
+                started => Some((state.at(started) + head_timeout, Verdict::HeadTimeout)),
+            }
+        };
+        match deadline {
+            Some((when, verdict)) if when <= Instant::now() => return verdict,
+            Some((when, _)) => tokio::time::sleep_until(when).await,
+            // Busy: look again later; a busy connection is never idle.
+            None => tokio::time::sleep(head_timeout.min(idle_timeout)).await,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The TCP stream, noting when the bytes of a new request head begin to arrive.
+    struct WatchedIo {
+        #[pin]
+        inner: TcpStream,
+        state: Arc<ConnState>,
+    }
+}
+
+impl AsyncRead for WatchedIo {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let res = this.inner.poll_read(cx, buf);
+        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.state.bytes_read();
+        }
+        res
+    }
+}
+
+impl AsyncWrite for WatchedIo {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.project().inner.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().inner.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    settings: Arc<ListenerSettings>,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    _permit: OwnedSemaphorePermit,
+) {
+    let state = Arc::new(ConnState::new());
+    let info = Arc::new(ConnInfo {
+        peer,
+        listener: settings.name.clone(),
+        state: state.clone(),
+    });
+    let io = TokioIo::new(WatchedIo {
+        inner: stream,
+        state: state.clone(),
+    });
+    let service = service_fn(move |req| pipeline::handle(req, info.clone(), shared.clone()));
+    let conn = settings.builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            () = stop.cancelled(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            verdict = watchdog(&state, settings.header_read_timeout, settings.keepalive_timeout), if !closing => {
+                match verdict {
+                    Verdict::Idle => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    Verdict::HeadTimeout => {
+                        tracing::debug!(%peer, "request head not received in time; closing");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Header rules of a proxy: hop-by-hop removal (RFC 9110 §7.6.1), `X-Forwarded-*` and
+//! `Forwarded` (RFC 7239) with trusted-proxy handling, `Via`, and `Host`.
+
+use std::net::IpAddr;
+
+use http::header::{CONNECTION, FORWARDED, HOST, TE, TRANSFER_ENCODING, UPGRADE, VIA};
+use http::{HeaderMap, HeaderName, HeaderValue, Version};
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Removes hop-by-hop headers: `Connection` and every header it names, `Keep-Alive`,
+/// `Transfer-Encoding`, `Upgrade`, `Proxy-*`, and `TE` except a plain `trailers`.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(&CONNECTION) {
+        let listed: Vec<HeaderName> = headers
+            .get_all(&CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in listed {
+            headers.remove(&name);
+        }
+        headers.remove(&CONNECTION);
+    }
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(&TRANSFER_ENCODING);
+    headers.remove(&UPGRADE);
+    headers.remove(&PROXY_CONNECTION);
+    if headers.contains_key(&TE) {
+        let trailers = headers
+            .get_all(&TE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+        headers.remove(&TE);
+        if trailers {
+            headers.insert(&TE, HeaderValue::from_static("trailers"));
+        }
+    }
+    if headers.keys().any(|k| k.as_str().starts_with("proxy-")) {
+        let proxy: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("proxy-"))
+            .cloned()
+            .collect();
+        for name in proxy {
+            headers.remove(&name);
+        }
+    }
+}
+
+/// Whether `ip` is one of the trusted proxies.
+pub(crate) fn is_trusted(ip: IpAddr, trusted: &[ipnet::IpNet]) -> bool {
+    let ip = canonical(ip);
+    trusted.iter().any(|net| net.contains(&ip))
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The client's address: the peer itself, or, when the peer is a trusted proxy, the rightmost
+/// `X-Forwarded-For` entry that is not a trusted proxy.
+pub(crate) fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[ipnet::IpNet]) -> IpAddr {
+    if !is_trusted(peer, trusted) {
+        return canonical(peer);
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .collect();
+    let mut client = canonical(peer);
+    for ip in hops.iter().rev() {
+        client = canonical(*ip);
+        if !is_trusted(client, trusted) {
+            break;
+        }
+    }
+    client
+}
+
+/// Sets `X-Forwarded-For/-Proto/-Host`, `Forwarded` and `Via` on a request going upstream.
+/// Incoming values are kept (and appended to) only when the peer is a trusted proxy.
+pub(crate) fn add_forwarding(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    trusted: &[ipnet::IpNet],
+    host: Option<&HeaderValue>,
+    version: Version,
+) {
+    let peer = canonical(peer);
+    let keep = is_trusted(peer, trusted);
+    let proto = "http";
+    let peer_text = peer.to_string();
+
+    let xff = match headers.get(&X_FORWARDED_FOR).filter(|_| keep).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {peer_text}"),
+        _ => peer_text.clone(),
+    };
+    set(headers, &X_FORWARDED_FOR, xff);
+    if !(keep && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    }
+    if !(keep && headers.contains_key(&X_FORWARDED_HOST)) {
+        match host {
+            Some(h) => {
+                headers.insert(&X_FORWARDED_HOST, h.clone());
+            }
+            None => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+    }
+
+    let for_value = match peer {
+        IpAddr::V4(_) => peer_text,
+        IpAddr::V6(_) => format!("\"[{peer_text}]\""),
+    };
+    let mut element = format!("for={for_value};proto={proto}");
+    if let Some(h) = host.and_then(|h| h.to_str().ok()) {
+        element.push_str(";host=");
+        if h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)) {
+            element.push_str(h);
+        } else {
+            element.push('"');
+            element.push_str(&h.replace('\\', "\\\\").replace('"', "\\\""));
+            element.push('"');
+        }
+    }
+    let forwarded = match headers.get(&FORWARDED).filter(|_| keep).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {element}"),
+        _ => element,
+    };
+    set(headers, &FORWARDED, forwarded);
+    add_via(headers, version);
+}
+
+/// Appends this hop to `Via` (`1.1 weir`, `2 weir`).
+pub(crate) fn add_via(headers: &mut HeaderMap, version: Version) {
+    let hop = match version {
+        Version::HTTP_10 => "1.0 weir",
+        Version::HTTP_2 => "2 weir",
+        _ => "1.1 weir",
+    };
+    let via = match headers.get(&VIA).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {hop}"),
+        _ => hop.to_owned(),
+    };
+    set(headers, &VIA, via);
+}
+
+/// Ensures a `Host` header: the upstream's override, else the client's (h2 carries it in
+/// `:authority`, which becomes `Host` for an HTTP/1.1 upstream).
+pub(crate) fn set_host(headers: &mut HeaderMap, authority: Option<&str>, override_host: Option<&HeaderValue>) {
+    if let Some(h) = override_host {
+        headers.insert(HOST, h.clone());
+    } else if !headers.contains_key(HOST) {
+        if let Some(v) = authority.and_then(|a| HeaderValue::from_str(a).ok()) {
+            headers.insert(HOST, v);
+        }
+    }
+}
+
+fn set(headers: &mut HeaderMap, name: &HeaderName, value: String) {
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(name, v);
+    } else {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(s: &[&str]) -> Vec<ipnet::IpNet> {
+        s.iter().filter_map(|n| n.parse().ok()).collect()
+    }
+
+    #[test]
+    fn strips_connection_listed_and_fixed_hop_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("te", HeaderValue::from_static("gzip, trailers"));
+        h.insert("proxy-authorization", HeaderValue::from_static("x"));
+        h.insert("upgrade", HeaderValue::from_static("h2c"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, vec!["te", "x-keep"]);
+        assert_eq!(h["te"], "trailers");
+    }
+
+    #[test]
+    fn client_ip_walks_trusted_hops() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4, 10.0.0.7"));
+        let peer: IpAddr = "10.0.0.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(client_ip(&h, peer, &trusted).to_string(), "1.2.3.4");
+        let untrusted: IpAddr = "8.8.8.8".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(client_ip(&h, untrusted, &trusted).to_string(), "8.8.8.8");
+    }
+}

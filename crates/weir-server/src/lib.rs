@@ -1,0 +1,141 @@
+//! Weir's server: binds the listeners, serves each connection (HTTP/1.1 and h2c through
+//! hyper's auto builder), runs every request through the pipeline of `docs/architecture.md`
+//! §1, and drains gracefully on shutdown.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), weir_server::ServerError> {
+//! let config = weir_config::load("weir.toml".as_ref())?;
+//! let server = weir_server::Server::start(config, weir_observe::AccessLog::stdout()).await?;
+//! println!("listening on {:?}", server.local_addr("main"));
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod conn;
+mod headers;
+mod listener;
+mod log_phase;
+mod pipeline;
+mod proxy;
+mod runtime;
+mod static_files;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use weir_observe::AccessLog;
+
+pub use runtime::{CompileError, Runtime};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The config is invalid.
+    #[error(transparent)]
+    Config(#[from] weir_config::ConfigError),
+    /// The config could not be compiled into a runtime.
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    /// A listener could not bind.
+    #[error("listener `{name}`: cannot bind {addr}: {source}")]
+    Bind {
+        /// Listener name.
+        name: String,
+        /// Address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// State shared by every connection: the current runtime snapshot and the sinks that outlive
+/// reloads.
+pub(crate) struct Shared {
+    pub(crate) runtime: ArcSwap<Runtime>,
+    pub(crate) access_log: AccessLog,
+}
+
+/// A running server.
+pub struct Server {
+    shared: Arc<Shared>,
+    addrs: Vec<(String, SocketAddr)>,
+    stop_accepting: CancellationToken,
+    tracker: TaskTracker,
+    shutdown_timeout: Duration,
+}
+
+impl Server {
+    /// Compiles `config`, binds every listener and starts serving on the current tokio runtime.
+    pub async fn start(config: weir_config::Config, access_log: AccessLog) -> Result<Self, ServerError> {
+        let runtime = Runtime::compile(&config)?;
+        let shared = Arc::new(Shared {
+            runtime: ArcSwap::from_pointee(runtime),
+            access_log,
+        });
+        let stop_accepting = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let mut addrs = Vec::new();
+        let mut bound = Vec::new();
+        // Bind everything before serving anything, so a failure leaves nothing half-started.
+        for l in &config.listeners {
+            let socket = listener::bind(l.bind.0).map_err(|source| ServerError::Bind {
+                name: l.name.clone(),
+                addr: l.bind.0,
+                source,
+            })?;
+            let local = socket.local_addr().unwrap_or(l.bind.0);
+            addrs.push((l.name.clone(), local));
+            bound.push((l, socket));
+        }
+        for (l, socket) in bound {
+            let settings = listener::ListenerSettings::new(&config, l);
+            tracker.spawn(listener::accept_loop(
+                socket,
+                settings,
+                shared.clone(),
+                stop_accepting.clone(),
+                tracker.clone(),
+            ));
+        }
+        Ok(Self {
+            shared,
+            addrs,
+            stop_accepting,
+            tracker,
+            shutdown_timeout: config.shutdown_timeout.get(),
+        })
+    }
+
+    /// The address a listener is bound to (useful with port 0).
+    pub fn local_addr(&self, listener: &str) -> Option<SocketAddr> {
+        self.addrs.iter().find(|(n, _)| n == listener).map(|(_, a)| *a)
+    }
+
+    /// Every listener's name and bound address.
+    pub fn local_addrs(&self) -> &[(String, SocketAddr)] {
+        &self.addrs
+    }
+
+    /// Graceful shutdown: stop accepting, ask every connection to finish (h2 GOAWAY, h1 close
+    /// after the current response), wait up to `shutdown_timeout`, then flush the access log.
+    /// Returns true when every connection finished in time.
+    pub async fn shutdown(self) -> bool {
+        self.stop_accepting.cancel();
+        self.tracker.close();
+        let drained = tokio::time::timeout(self.shutdown_timeout, self.tracker.wait())
+            .await
+            .is_ok();
+        if !drained {
+            tracing::warn!(
+                timeout = ?self.shutdown_timeout,
+                "shutdown timeout reached with connections still open; closing them"
+            );
+        }
+        self.shared.access_log.flush();
+        drained
+    }
+}

@@ -1,0 +1,109 @@
+//! Listening sockets and the accept loop: a per-listener connection cap (further clients wait
+//! in the kernel backlog, as with HAProxy's maxconn) and a stop signal for graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::conn;
+use crate::Shared;
+
+/// Binds with `SO_REUSEADDR` and a deep backlog.
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
+/// What a listener needs to serve connections.
+pub(crate) struct ListenerSettings {
+    pub(crate) name: Arc<str>,
+    pub(crate) max_connections: usize,
+    pub(crate) builder: auto::Builder<TokioExecutor>,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) keepalive_timeout: Duration,
+}
+
+impl ListenerSettings {
+    pub(crate) fn new(config: &weir_config::Config, l: &weir_config::Listener) -> Self {
+        let limits = &config.server;
+        let max_header = usize::try_from(limits.max_request_header_size.bytes()).unwrap_or(usize::MAX);
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            // Our connection watchdog enforces the head timeout (from the first byte of a
+            // request head) and the keep-alive idle timeout separately; hyper's own timer would
+            // cap keep-alive idle time at the head timeout.
+            .header_read_timeout(None)
+            // The read buffer bounds the request head: overflowing it is answered 431.
+            .max_buf_size(max_header.max(8192))
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX))
+            .max_concurrent_streams(256)
+            .max_pending_accept_reset_streams(64)
+            .max_local_error_reset_streams(Some(256));
+        Self {
+            name: l.name.as_str().into(),
+            max_connections: l.max_connections.unwrap_or(limits.max_connections),
+            builder,
+            header_read_timeout: limits.header_read_timeout.get(),
+            keepalive_timeout: limits.keepalive_timeout.get(),
+        }
+    }
+}
+
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    settings: ListenerSettings,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let settings = Arc::new(settings);
+    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            () = stop.cancelled() => break,
+        };
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            () = stop.cancelled() => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                tracker.spawn(conn::serve(
+                    stream,
+                    peer,
+                    settings.clone(),
+                    shared.clone(),
+                    stop.clone(),
+                    permit,
+                ));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(listener = %settings.name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    tracing::debug!(listener = %settings.name, "stopped accepting");
+}

@@ -1,0 +1,166 @@
+//! The log phase: exactly one `RequestRecord` per request, written when the response body ends
+//! or is abandoned, or — if the client leaves before any response — when the request is
+//! dropped (logged as 499, as nginx does).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use weir_core::{BoxError, RequestCtx, ResponseBody};
+use weir_observe::RequestRecord;
+
+use crate::conn::ConnState;
+use crate::Shared;
+
+/// Owns the request's context until the record is written.
+pub(crate) struct LogPhase {
+    pub(crate) ctx: RequestCtx,
+    shared: Arc<Shared>,
+    conn: Arc<ConnState>,
+    bytes_out: u64,
+    completed: bool,
+}
+
+impl LogPhase {
+    pub(crate) fn new(ctx: RequestCtx, shared: Arc<Shared>, conn: Arc<ConnState>) -> Self {
+        Self {
+            ctx,
+            shared,
+            conn,
+            bytes_out: 0,
+            completed: false,
+        }
+    }
+}
+
+impl Drop for LogPhase {
+    fn drop(&mut self) {
+        self.conn.request_finished();
+        let log = &self.shared.access_log;
+        if !log.enabled() {
+            return;
+        }
+        let ctx = &self.ctx;
+        let status = if ctx.status == 0 { 499 } else { ctx.status };
+        let proto = match ctx.version {
+            http::Version::HTTP_10 => "HTTP/1.0",
+            http::Version::HTTP_2 => "HTTP/2.0",
+            _ => "HTTP/1.1",
+        };
+        let record = RequestRecord {
+            ts: weir_observe::rfc3339_millis(ctx.start_wall),
+            request_id: ctx.request_id.to_str().unwrap_or(""),
+            listener: &ctx.listener,
+            client_ip: ctx.client_ip.to_string(),
+            proto,
+            method: ctx.method.as_str(),
+            host: ctx.host.as_deref(),
+            path: ctx.uri.path(),
+            query: ctx.uri.query(),
+            status,
+            bytes_in: ctx.body.bytes(),
+            bytes_out: self.bytes_out,
+            duration_ms: (ctx.start.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+            route: ctx.route.as_deref(),
+            upstream: ctx.upstream.as_deref(),
+            endpoint: ctx.endpoint.as_deref(),
+            error: ctx.error.map(weir_core::ErrorKind::code),
+            completed: self.completed,
+        };
+        log.log(&record);
+    }
+}
+
+/// The response body as sent: counts bytes, enforces the upstream's total deadline, and
+/// carries the log phase until the last frame.
+pub(crate) struct LoggedBody {
+    inner: ResponseBody,
+    log: Option<Box<LogPhase>>,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Declared length: hyper stops polling once it is sent, so the end is seen by count.
+    expected: Option<u64>,
+}
+
+impl LoggedBody {
+    pub(crate) fn new(
+        inner: ResponseBody,
+        log: Box<LogPhase>,
+        deadline: Option<tokio::time::Instant>,
+        expected: Option<u64>,
+    ) -> Self {
+        Self {
+            expected,
+            inner,
+            log: Some(log),
+            deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+        }
+    }
+}
+
+/// The error a body ends with when the upstream's total timeout passes mid-stream.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream total timeout reached while streaming the response")]
+struct TotalTimeout;
+
+impl Body for LoggedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if let Some(deadline) = this.deadline.as_mut() {
+            if deadline.as_mut().poll(cx).is_ready() {
+                if let Some(log) = this.log.as_mut() {
+                    log.ctx.error = Some(weir_core::ErrorKind::UpstreamTimeout);
+                }
+                this.log = None;
+                return Poll::Ready(Some(Err(TotalTimeout.into())));
+            }
+        }
+        let res = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        match &res {
+            Some(Ok(frame)) => {
+                if let (Some(data), Some(log)) = (frame.data_ref(), this.log.as_mut()) {
+                    log.bytes_out += data.len() as u64;
+                    if this.expected == Some(log.bytes_out) {
+                        log.completed = true;
+                    }
+                }
+            }
+            Some(Err(_)) => {
+                if let Some(log) = this.log.as_mut() {
+                    log.ctx.error.get_or_insert(weir_core::ErrorKind::UpstreamProtocol);
+                }
+                this.log = None;
+            }
+            None => {
+                if let Some(log) = this.log.as_mut() {
+                    log.completed = true;
+                }
+                this.log = None;
+            }
+        }
+        Poll::Ready(res)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        if let Some(log) = self.log.as_mut() {
+            if self.inner.is_end_stream() || self.expected == Some(log.bytes_out) {
+                log.completed = true;
+            }
+        }
+    }
+}

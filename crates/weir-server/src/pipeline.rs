@@ -1,0 +1,186 @@
+//! The request pipeline (docs/architecture.md §1): context → route → action → response, with
+//! every failure turned into a response in one place (`ProxyError::to_response`) and the log
+//! phase riding on the response body.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::header::{CONTENT_LENGTH, HOST, LOCATION};
+use http::{HeaderValue, Method, Request, Response, Version};
+use hyper::body::Incoming;
+use weir_core::{request_id, ErrorKind, ProxyError, RequestCtx, ResponseBody, Side};
+use weir_route::{Action, RedirectSpec, RequestView, RespondSpec};
+
+use crate::conn::ConnInfo;
+use crate::headers::{self, X_REQUEST_ID};
+use crate::log_phase::{LogPhase, LoggedBody};
+use crate::runtime::Runtime;
+use crate::{proxy, static_files, Shared};
+
+/// A response and, for proxied responses with a total timeout, when streaming must end.
+pub(crate) type Outcome = (Response<ResponseBody>, Option<tokio::time::Instant>);
+
+pub(crate) async fn handle(
+    req: Request<Incoming>,
+    conn: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+) -> Result<Response<LoggedBody>, Infallible> {
+    // Pin this request to the snapshot current now; a reload never changes it mid-flight.
+    let runtime = shared.runtime.load_full();
+    conn.state.request_started(req.version() == Version::HTTP_2);
+    let request_id = request_id::from_incoming(req.headers().get(&X_REQUEST_ID));
+    let mut ctx = RequestCtx::new(
+        request_id,
+        conn.peer,
+        conn.listener.clone(),
+        req.method().clone(),
+        req.uri().clone(),
+        req.version(),
+    );
+    ctx.client_ip = headers::client_ip(req.headers(), conn.peer.ip(), &runtime.trusted_proxies);
+    let mut log = Box::new(LogPhase::new(ctx, shared, conn.state.clone()));
+    let (mut resp, deadline) = match process(req, &mut log.ctx, &runtime).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            if e.side != Side::Client {
+                tracing::warn!(request_id = ?log.ctx.request_id, error = %e, "request failed");
+            }
+            log.ctx.error = Some(e.kind);
+            (e.to_response(&log.ctx.request_id), None)
+        }
+    };
+    resp.headers_mut().insert(&X_REQUEST_ID, log.ctx.request_id.clone());
+    log.ctx.status = resp.status().as_u16();
+    let expected = resp
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    Ok(resp.map(|body| LoggedBody::new(body, log, deadline, expected)))
+}
+
+async fn process(req: Request<Incoming>, ctx: &mut RequestCtx, rt: &Runtime) -> Result<Outcome, ProxyError> {
+    let host_header = request_host(&req)?;
+    ctx.host = host_header.as_ref().and_then(|h| normalize_host(h)).map(Arc::from);
+    if host_header.is_some() && ctx.host.is_none() {
+        return Err(ProxyError::new(ErrorKind::BadRequest));
+    }
+    if rt.limits.max_body > 0 {
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > rt.limits.max_body) {
+            return Err(ProxyError::new(ErrorKind::BodyTooLarge));
+        }
+    }
+    let router = rt
+        .router(&ctx.listener)
+        .ok_or_else(|| ProxyError::new(ErrorKind::Internal))?;
+    let path = weir_route::normalize_path(req.uri().path());
+    let view = RequestView {
+        method: req.method(),
+        host: ctx.host.as_deref(),
+        path: &path,
+        query: req.uri().query(),
+        headers: req.headers(),
+    };
+    let route = router.find(&view).ok_or_else(|| ProxyError::new(ErrorKind::NoRoute))?;
+    ctx.route = Some(route.name.clone());
+    match &route.action {
+        Action::Proxy { upstream } => {
+            let upstream = rt
+                .upstreams
+                .get(*upstream)
+                .ok_or_else(|| ProxyError::new(ErrorKind::Internal))?
+                .clone();
+            proxy::forward(req, ctx, rt, &upstream, host_header).await
+        }
+        Action::Respond(spec) => Ok((respond(spec), None)),
+        Action::Redirect(spec) => redirect(spec, &req, ctx).map(|r| (r, None)),
+        Action::Static(spec) => static_files::serve(spec, &req).await.map(|r| (r, None)),
+    }
+}
+
+/// The request's Host: the `Host` header, or the `:authority` of an h2 / absolute-form request.
+/// HTTP/1.1 requires exactly one Host header (RFC 9112 §3.2).
+fn request_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, ProxyError> {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ProxyError::new(ErrorKind::BadRequest));
+    }
+    if let Some(h) = first {
+        return Ok(Some(h.clone()));
+    }
+    if let Some(a) = req.uri().authority() {
+        return Ok(HeaderValue::from_str(a.as_str()).ok());
+    }
+    if req.version() == Version::HTTP_11 {
+        return Err(ProxyError::new(ErrorKind::BadRequest));
+    }
+    Ok(None)
+}
+
+/// Lowercase host without port; `None` when it is not a plausible host.
+fn normalize_host(value: &HeaderValue) -> Option<String> {
+    let s = value.to_str().ok()?;
+    let host = if let Some(rest) = s.strip_prefix('[') {
+        let end = rest.find(']')?;
+        &s[..end + 2]
+    } else {
+        s.rsplit_once(':').map_or(s, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                s
+            }
+        })
+    };
+    let ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b));
+    ok.then(|| host.to_ascii_lowercase())
+}
+
+fn respond(spec: &RespondSpec) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::full(spec.body.clone()));
+    *resp.status_mut() = spec.status;
+    *resp.headers_mut() = spec.headers.clone();
+    resp
+}
+
+fn redirect(spec: &RedirectSpec, req: &Request<Incoming>, ctx: &RequestCtx) -> Result<Response<ResponseBody>, ProxyError> {
+    let uri = req.uri();
+    let request_uri = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let location = spec
+        .location
+        .replace("{host}", ctx.host.as_deref().unwrap_or(""))
+        .replace("{path}", uri.path())
+        .replace("{request_uri}", request_uri);
+    let value = HeaderValue::from_str(&location).map_err(|_| ProxyError::new(ErrorKind::BadRequest))?;
+    let mut resp = Response::new(ResponseBody::Empty);
+    *resp.status_mut() = spec.status;
+    resp.headers_mut().insert(LOCATION, value);
+    if req.method() != Method::HEAD {
+        resp.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    }
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_host;
+    use http::HeaderValue;
+
+    #[test]
+    fn hosts_are_lowercased_without_port() {
+        let n = |s: &'static str| normalize_host(&HeaderValue::from_static(s));
+        assert_eq!(n("Example.COM:8080").as_deref(), Some("example.com"));
+        assert_eq!(n("[::1]:80").as_deref(), Some("[::1]"));
+        assert_eq!(n("a b"), None);
+        assert_eq!(n("evil/host"), None);
+    }
+}

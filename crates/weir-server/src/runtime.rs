@@ -1,0 +1,65 @@
+//! The compiled, immutable snapshot a request runs on. Built from a validated config; a later
+//! reload builds a new one beside it and swaps it in atomically.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use weir_route::{RouteError, Router};
+use weir_upstream::{Upstream, UpstreamError};
+
+/// Why a config could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// A route failed to compile.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// An upstream failed to build.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+/// Request limits, resolved from the config.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    /// `server.max_request_body_size` in bytes; 0 = unlimited.
+    pub(crate) max_body: u64,
+}
+
+/// The compiled config.
+#[derive(Debug)]
+pub struct Runtime {
+    pub(crate) routers: HashMap<Arc<str>, Router>,
+    pub(crate) upstreams: Vec<Arc<Upstream>>,
+    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
+    pub(crate) limits: Limits,
+}
+
+impl Runtime {
+    /// Compiles a validated config.
+    pub fn compile(config: &weir_config::Config) -> Result<Self, CompileError> {
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| Upstream::new(u).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let index = |name: &str| upstreams.iter().position(|u| &*u.name == name);
+        let mut routers = HashMap::new();
+        for l in &config.listeners {
+            let router = Router::compile(&config.routes, &l.name, index)?;
+            routers.insert(Arc::from(l.name.as_str()), router);
+        }
+        Ok(Self {
+            routers,
+            upstreams,
+            trusted_proxies: config.trusted_proxies.iter().map(|c| c.0).collect(),
+            limits: Limits {
+                max_body: config.server.max_request_body_size.bytes(),
+            },
+        })
+    }
+
+    /// The router of a listener.
+    pub fn router(&self, listener: &str) -> Option<&Router> {
+        self.routers.get(listener)
+    }
+}

@@ -1,0 +1,119 @@
+//! The `weir` command: `run` serves a config (the embedded quickstart when none is given),
+//! `check` validates one without binding anything.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "weir", version, about = "Reverse proxy, load balancer, HTTP cache and API gateway in one binary")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve traffic. Without -c, runs the embedded quickstart (examples/quickstart.toml).
+    Run {
+        /// Config file.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config file without binding any socket; exit status 0 when valid.
+    Check {
+        /// Config file.
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let result = match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Run { config } => run(config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: Option<&PathBuf>) -> anyhow::Result<weir_config::Config> {
+    Ok(match path {
+        Some(p) => weir_config::load(p)?,
+        None => weir_config::parse(weir_config::QUICKSTART, "<embedded quickstart.toml>")?,
+    })
+}
+
+fn check(path: &PathBuf) -> anyhow::Result<()> {
+    let config = load(Some(path))?;
+    weir_server::Runtime::compile(&config).context("config is valid but could not be compiled")?;
+    println!(
+        "{}: ok ({} listeners, {} upstreams, {} routes)",
+        path.display(),
+        config.listeners.len(),
+        config.upstreams.len(),
+        config.routes.len()
+    );
+    Ok(())
+}
+
+fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = load(path.as_ref())?;
+    let workers = config
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // One worker: a current-thread runtime avoids work-stealing overhead entirely.
+    let runtime = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(async move {
+        let access_log = if config.access_log.enabled {
+            weir_observe::AccessLog::stdout()
+        } else {
+            weir_observe::AccessLog::disabled()
+        };
+        let server = weir_server::Server::start(config, access_log).await?;
+        for (name, addr) in server.local_addrs() {
+            tracing::info!("listener {name} on http://{addr}");
+        }
+        tracing::info!(workers, "weir {} ready", env!("CARGO_PKG_VERSION"));
+        let signal = wait_for_signal().await?;
+        tracing::info!("{signal} received: draining connections");
+        if server.shutdown().await {
+            tracing::info!("all connections drained; bye");
+        }
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
