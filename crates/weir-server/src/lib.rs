@@ -120,6 +120,11 @@ impl Server {
         &self.addrs
     }
 
+    /// Writes out every access-log line queued so far.
+    pub fn flush_access_log(&self) {
+        self.shared.access_log.flush();
+    }
+
     /// Graceful shutdown: stop accepting, ask every connection to finish (h2 GOAWAY, h1 close
     /// after the current response), wait up to `shutdown_timeout`, then flush the access log.
     /// Returns true when every connection finished in time.

@@ -1,0 +1,46 @@
+//! One JSON access-log line per request with the fields operators need.
+
+use crate::common::*;
+
+#[tokio::test]
+async fn one_line_per_request_with_fields() {
+    let o = echo_origin().await;
+    let gw = gateway(&config(&[o.addr], "")).await;
+    let r = client()
+        .post(gw.url("/logged?x=1"))
+        .header("host", "api.test")
+        .header("authorization", "Bearer secret-token")
+        .body("12345")
+        .send()
+        .await
+        .expect("request");
+    let id = r.headers()["x-request-id"].to_str().expect("id").to_owned();
+    let body = r.bytes().await.expect("body");
+    let lines = gw.log_lines().await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let l = &lines[0];
+    assert_eq!(l["method"], "POST");
+    assert_eq!(l["path"], "/logged");
+    assert_eq!(l["query"], "x=1");
+    assert_eq!(l["host"], "api.test");
+    assert_eq!(l["status"], 200);
+    assert_eq!(l["bytes_in"], 5);
+    assert_eq!(l["bytes_out"], body.len());
+    assert_eq!(l["route"], "to-up");
+    assert_eq!(l["upstream"], "up");
+    assert_eq!(l["endpoint"], o.addr.to_string());
+    assert_eq!(l["request_id"], id.as_str());
+    assert_eq!(l["listener"], "main");
+    assert_eq!(l["completed"], true);
+    assert!(l["duration_ms"].as_f64().is_some());
+    assert!(!l.to_string().contains("secret-token"), "credentials never logged");
+}
+
+#[tokio::test]
+async fn failed_requests_are_logged_with_their_error() {
+    let gw = gateway(&config(&[], "")).await;
+    let _ = raw(gw.addr, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await;
+    let lines = gw.log_lines().await;
+    assert_eq!(lines[0]["status"], 503);
+    assert_eq!(lines[0]["error"], "no_healthy_endpoint");
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the gateway in-process on 127.0.0.1:0, real sockets, real clients.
+
+mod common;
+
+mod access_log;
+mod errors;
+mod limits;
+mod proxy;
+mod routing;
+mod shutdown;
+mod static_files;
