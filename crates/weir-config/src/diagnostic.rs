@@ -208,7 +208,10 @@ fn render_one(out: &mut String, file: &str, src: &str, d: &Diagnostic) {
 }
 
 /// The candidate closest to `word` by edit distance, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).max(1);
     candidates
         .into_iter()
@@ -240,7 +243,10 @@ mod tests {
     #[test]
     fn suggestions() {
         assert_eq!(did_you_mean("apis", ["api", "web"]), Some("api"));
-        assert_eq!(did_you_mean("upstreem", ["upstream", "name"]), Some("upstream"));
+        assert_eq!(
+            did_you_mean("upstreem", ["upstream", "name"]),
+            Some("upstream")
+        );
         assert_eq!(did_you_mean("zzz", ["api", "web"]), None);
     }
 

@@ -62,9 +62,13 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         let path = convert_path(e.path());
         let inner = e.inner();
         let mut diag = from_serde_message(path, inner.message());
-        diag.span = locate::locate(&table, diag.path.as_ref().unwrap_or(&KeyPath::default()), diag.target)
-            .filter(|s| !s.is_empty())
-            .or_else(|| inner.span());
+        diag.span = locate::locate(
+            &table,
+            diag.path.as_ref().unwrap_or(&KeyPath::default()),
+            diag.target,
+        )
+        .filter(|s| !s.is_empty())
+        .or_else(|| inner.span());
         invalid(vec![diag])
     })?;
     let mut diags = validate::validate(&config);
@@ -86,7 +90,9 @@ fn convert_path(p: &serde_path_to_error::Path) -> KeyPath {
         p.iter()
             .filter_map(|s| match s {
                 Segment::Seq { index } => Some(Seg::Index(*index)),
-                Segment::Map { key } | Segment::Enum { variant: key } => Some(Seg::Key(key.clone())),
+                Segment::Map { key } | Segment::Enum { variant: key } => {
+                    Some(Seg::Key(key.clone()))
+                }
                 Segment::Unknown => None,
             })
             .collect(),
@@ -119,7 +125,10 @@ fn from_serde_message(path: KeyPath, message: &str) -> Diagnostic {
             d.help(format!("expected one of: {}", expected.join(", ")))
         };
     }
-    if let Some(field) = message.strip_prefix("missing field `").and_then(|r| r.strip_suffix('`')) {
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|r| r.strip_suffix('`'))
+    {
         return Diagnostic::at(path, format!("missing required key `{field}`"));
     }
     Diagnostic::at(path, message.to_owned())

@@ -299,7 +299,9 @@ impl std::str::FromStr for Addr {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         s.parse().map(Addr).map_err(|_| {
-            format!("invalid address `{s}`: expected IP:PORT like \"0.0.0.0:8080\" or \"[::]:8080\"")
+            format!(
+                "invalid address `{s}`: expected IP:PORT like \"0.0.0.0:8080\" or \"[::]:8080\""
+            )
         })
     }
 }

@@ -62,7 +62,9 @@ impl FromStr for Duration {
             }
             let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
             rest = &rest[digits..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
             let unit = &rest[..unit_len];
             rest = &rest[unit_len..];
             let part = match unit {
@@ -91,7 +93,9 @@ impl fmt::Display for Duration {
 
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(FromStrVisitor::<Duration>::new("a duration string like \"10s\""))
+        d.deserialize_str(FromStrVisitor::<Duration>::new(
+            "a duration string like \"10s\"",
+        ))
     }
 }
 
@@ -126,7 +130,9 @@ impl FromStr for ByteSize {
             ))
         };
         let text = s.trim();
-        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
         if split == 0 {
             return Err(bad());
         }
@@ -162,7 +168,9 @@ impl fmt::Display for ByteSize {
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(FromStrVisitor::<ByteSize>::new("a size string like \"10MiB\""))
+        d.deserialize_any(FromStrVisitor::<ByteSize>::new(
+            "a size string like \"10MiB\"",
+        ))
     }
 }
 

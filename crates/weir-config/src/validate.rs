@@ -13,7 +13,10 @@ pub const MIN_HEADER_SIZE: u64 = 8 * 1024;
 pub fn validate(config: &Config) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     if config.workers == Some(0) {
-        out.push(Diagnostic::at(KeyPath::root("workers"), "must be at least 1"));
+        out.push(Diagnostic::at(
+            KeyPath::root("workers"),
+            "must be at least 1",
+        ));
     }
     let limits = &config.server;
     if limits.max_request_header_size.bytes() < MIN_HEADER_SIZE {
@@ -50,8 +53,9 @@ fn unique<'a>(
             out.push(Diagnostic::at(path, "must not be empty"));
         } else if let Some(first) = seen.insert(name, i) {
             out.push(
-                Diagnostic::at(path, format!("duplicate name `{name}`"))
-                    .help(format!("{section}[{first}] already uses this name; names must be unique")),
+                Diagnostic::at(path, format!("duplicate name `{name}`")).help(format!(
+                    "{section}[{first}] already uses this name; names must be unique"
+                )),
             );
         }
         all.push(name);
@@ -62,21 +66,36 @@ fn unique<'a>(
 fn check_listeners<'a>(config: &'a Config, out: &mut Vec<Diagnostic>) -> Vec<&'a str> {
     if config.listeners.is_empty() {
         out.push(
-            Diagnostic::at(KeyPath::root("listeners"), "at least one listener is required").help(
+            Diagnostic::at(
+                KeyPath::root("listeners"),
+                "at least one listener is required",
+            )
+            .help(
                 "add one:\n    [[listeners]]\n    name = \"main\"\n    bind = \"127.0.0.1:8080\"",
             ),
         );
     }
-    let names = unique("listeners", config.listeners.iter().map(|l| l.name.as_str()), out);
+    let names = unique(
+        "listeners",
+        config.listeners.iter().map(|l| l.name.as_str()),
+        out,
+    );
     let mut binds = HashMap::new();
     for (i, l) in config.listeners.iter().enumerate() {
         // Port 0 asks the OS for a free port, so several listeners may use it.
-        let duplicate = if l.bind.0.port() == 0 { None } else { binds.insert(l.bind.0, i) };
+        let duplicate = if l.bind.0.port() == 0 {
+            None
+        } else {
+            binds.insert(l.bind.0, i)
+        };
         if let Some(first) = duplicate {
             out.push(
                 Diagnostic::at(
                     KeyPath::root("listeners").index(i).key("bind"),
-                    format!("address {} is already bound by listeners[{first}]", l.bind.0),
+                    format!(
+                        "address {} is already bound by listeners[{first}]",
+                        l.bind.0
+                    ),
                 )
                 .help("give each listener its own address or port"),
             );
@@ -92,7 +111,11 @@ fn check_listeners<'a>(config: &'a Config, out: &mut Vec<Diagnostic>) -> Vec<&'a
 }
 
 fn check_upstreams<'a>(config: &'a Config, out: &mut Vec<Diagnostic>) -> Vec<&'a str> {
-    let names = unique("upstreams", config.upstreams.iter().map(|u| u.name.as_str()), out);
+    let names = unique(
+        "upstreams",
+        config.upstreams.iter().map(|u| u.name.as_str()),
+        out,
+    );
     for (i, u) in config.upstreams.iter().enumerate() {
         let path = KeyPath::root("upstreams").index(i);
         for (j, ep) in u.endpoints.iter().enumerate() {
@@ -111,7 +134,10 @@ fn check_upstreams<'a>(config: &'a Config, out: &mut Vec<Diagnostic>) -> Vec<&'a
             }
         }
         let t = &u.timeouts;
-        for (key, d) in [("connect", t.connect), ("response_header", t.response_header)] {
+        for (key, d) in [
+            ("connect", t.connect),
+            ("response_header", t.response_header),
+        ] {
             if d.is_zero() {
                 out.push(Diagnostic::at(
                     path.key("timeouts").key(key),
@@ -129,24 +155,34 @@ fn check_endpoint(ep: &str) -> Result<(), String> {
         return Ok(());
     }
     let bad = || format!("invalid endpoint `{ep}`");
-    let (host, port) = ep.rsplit_once(':').ok_or_else(|| format!("{}: missing :PORT", bad()))?;
+    let (host, port) = ep
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{}: missing :PORT", bad()))?;
     match port.parse::<u16>() {
         Ok(p) if p > 0 => {}
         _ => return Err(format!("{}: `{port}` is not a port number", bad())),
     }
     let host_ok = !host.is_empty()
         && host.len() <= 253
-        && host
-            .split('.')
-            .all(|label| !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        && host.split('.').all(|label| {
+            !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
     if host_ok {
         Ok(())
     } else {
-        Err(format!("{}: `{host}` is not a host name or IP address", bad()))
+        Err(format!(
+            "{}: `{host}` is not a host name or IP address",
+            bad()
+        ))
     }
 }
 
-fn check_routes(config: &Config, listeners: &[&str], upstreams: &[&str], out: &mut Vec<Diagnostic>) {
+fn check_routes(
+    config: &Config,
+    listeners: &[&str],
+    upstreams: &[&str],
+    out: &mut Vec<Diagnostic>,
+) {
     let mut seen = HashSet::new();
     for (i, route) in config.routes.iter().enumerate() {
         let path = KeyPath::root("routes").index(i);
@@ -154,15 +190,21 @@ fn check_routes(config: &Config, listeners: &[&str], upstreams: &[&str], out: &m
             if name.is_empty() {
                 out.push(Diagnostic::at(path.key("name"), "must not be empty"));
             } else if !seen.insert(name.as_str()) {
-                out.push(Diagnostic::at(path.key("name"), format!("duplicate route name `{name}`")));
+                out.push(Diagnostic::at(
+                    path.key("name"),
+                    format!("duplicate route name `{name}`"),
+                ));
             }
         }
         if let Some(ls) = &route.listeners {
             for (j, l) in ls.iter().enumerate() {
                 if !listeners.contains(&l.as_str()) {
                     out.push(
-                        Diagnostic::at(path.key("listeners").index(j), format!("unknown listener `{l}`"))
-                            .suggest(l, listeners.iter().copied()),
+                        Diagnostic::at(
+                            path.key("listeners").index(j),
+                            format!("unknown listener `{l}`"),
+                        )
+                        .suggest(l, listeners.iter().copied()),
                     );
                 }
             }
@@ -177,9 +219,11 @@ fn check_match(m: &RouteMatch, path: &KeyPath, out: &mut Vec<Diagnostic>) {
         let body = h.strip_prefix("*.").unwrap_or(h);
         let ok = !body.is_empty()
             && !body.contains('*')
-            && body
-                .split('.')
-                .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+            && body.split('.').all(|l| {
+                !l.is_empty()
+                    && l.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            });
         if !ok {
             out.push(
                 Diagnostic::at(path.key("hosts").index(j), format!("invalid host pattern `{h}`"))
@@ -198,8 +242,14 @@ fn check_match(m: &RouteMatch, path: &KeyPath, out: &mut Vec<Diagnostic>) {
     .collect();
     if path_kinds.len() > 1 {
         out.push(
-            Diagnostic::at_key(path.key(path_kinds[1]), format!("`{}` and `{}` cannot be combined", path_kinds[0], path_kinds[1]))
-                .help("a route matches the path one way; split it into two routes"),
+            Diagnostic::at_key(
+                path.key(path_kinds[1]),
+                format!(
+                    "`{}` and `{}` cannot be combined",
+                    path_kinds[0], path_kinds[1]
+                ),
+            )
+            .help("a route matches the path one way; split it into two routes"),
         );
     }
     for (key, p) in [("path", &m.path), ("path_prefix", &m.path_prefix)] {
@@ -214,12 +264,18 @@ fn check_match(m: &RouteMatch, path: &KeyPath, out: &mut Vec<Diagnostic>) {
     }
     if let Some(re) = &m.path_regex {
         if let Err(e) = regex::Regex::new(re) {
-            out.push(Diagnostic::at(path.key("path_regex"), format!("invalid regex: {}", one_line(&e.to_string()))));
+            out.push(Diagnostic::at(
+                path.key("path_regex"),
+                format!("invalid regex: {}", one_line(&e.to_string())),
+            ));
         }
     }
     for (j, method) in m.methods.iter().enumerate() {
         if http::Method::from_bytes(method.as_bytes()).is_err() {
-            out.push(Diagnostic::at(path.key("methods").index(j), format!("`{method}` is not an HTTP method")));
+            out.push(Diagnostic::at(
+                path.key("methods").index(j),
+                format!("`{method}` is not an HTTP method"),
+            ));
         }
     }
     check_predicates(&m.headers, &path.key("headers"), true, out);
@@ -230,7 +286,10 @@ fn check_predicates(preds: &[Predicate], path: &KeyPath, header: bool, out: &mut
     for (j, p) in preds.iter().enumerate() {
         let path = path.index(j);
         if header && http::HeaderName::from_bytes(p.name.as_bytes()).is_err() {
-            out.push(Diagnostic::at(path.key("name"), format!("`{}` is not a valid header name", p.name)));
+            out.push(Diagnostic::at(
+                path.key("name"),
+                format!("`{}` is not a valid header name", p.name),
+            ));
         }
         if p.value.is_some() && p.regex.is_some() {
             out.push(
@@ -240,7 +299,10 @@ fn check_predicates(preds: &[Predicate], path: &KeyPath, header: bool, out: &mut
         }
         if let Some(re) = &p.regex {
             if let Err(e) = regex::Regex::new(re) {
-                out.push(Diagnostic::at(path.key("regex"), format!("invalid regex: {}", one_line(&e.to_string()))));
+                out.push(Diagnostic::at(
+                    path.key("regex"),
+                    format!("invalid regex: {}", one_line(&e.to_string())),
+                ));
             }
         }
     }
@@ -264,14 +326,20 @@ fn check_action(route: &Route, path: &KeyPath, upstreams: &[&str], out: &mut Vec
         ),
         [_] => {}
         [first, second, ..] => out.push(
-            Diagnostic::at_key(path.key(second), format!("route has both `{first}` and `{second}`"))
-                .help("a route has exactly one action; split it into two routes"),
+            Diagnostic::at_key(
+                path.key(second),
+                format!("route has both `{first}` and `{second}`"),
+            )
+            .help("a route has exactly one action; split it into two routes"),
         ),
     }
     if let Some(p) = &route.proxy {
         if !upstreams.contains(&p.upstream.as_str()) {
-            let d = Diagnostic::at(path.key("proxy").key("upstream"), format!("unknown upstream `{}`", p.upstream))
-                .suggest(&p.upstream, upstreams.iter().copied());
+            let d = Diagnostic::at(
+                path.key("proxy").key("upstream"),
+                format!("unknown upstream `{}`", p.upstream),
+            )
+            .suggest(&p.upstream, upstreams.iter().copied());
             let d = if d.help.is_none() {
                 if upstreams.is_empty() {
                     d.help("no upstreams are defined; add an [[upstreams]] table")
@@ -308,8 +376,11 @@ fn check_action(route: &Route, path: &KeyPath, upstreams: &[&str], out: &mut Vec
     if let Some(r) = &route.redirect {
         if ![301, 302, 303, 307, 308].contains(&r.status) {
             out.push(
-                Diagnostic::at(path.key("redirect").key("status"), format!("status {} is not a redirect", r.status))
-                    .help("use 301, 302, 303, 307 or 308"),
+                Diagnostic::at(
+                    path.key("redirect").key("status"),
+                    format!("status {} is not a redirect", r.status),
+                )
+                .help("use 301, 302, 303, 307 or 308"),
             );
         }
         if r.location.is_empty() || http::HeaderValue::from_str(&r.location).is_err() {
@@ -339,5 +410,9 @@ fn check_action(route: &Route, path: &KeyPath, upstreams: &[&str], out: &mut Vec
 }
 
 fn one_line(s: &str) -> String {
-    s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -170,7 +170,8 @@ bind = "localhost"
 fn quickstart_is_valid() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
     std::env::set_current_dir(dir).expect("repo root");
-    let config = weir_config::parse(weir_config::QUICKSTART, "quickstart.toml").expect("quickstart valid");
+    let config =
+        weir_config::parse(weir_config::QUICKSTART, "quickstart.toml").expect("quickstart valid");
     assert_eq!(config.listeners.len(), 3);
     assert_eq!(config.upstreams[0].endpoints.len(), 2);
 }

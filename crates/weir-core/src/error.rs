@@ -187,7 +187,10 @@ impl ProxyError {
         let mut resp = Response::new(ResponseBody::full(Bytes::from(body)));
         *resp.status_mut() = status;
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if self.kind == ErrorKind::MethodNotAllowed {
             // Only static files refuse methods today; they serve GET and HEAD.
@@ -195,7 +198,10 @@ impl ProxyError {
         }
         if matches!(
             self.kind,
-            ErrorKind::BadRequest | ErrorKind::HeaderTooLarge | ErrorKind::BodyTooLarge | ErrorKind::ClientBody
+            ErrorKind::BadRequest
+                | ErrorKind::HeaderTooLarge
+                | ErrorKind::BodyTooLarge
+                | ErrorKind::ClientBody
         ) {
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -215,7 +221,9 @@ impl fmt::Display for ProxyError {
 
 impl std::error::Error for ProxyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 

@@ -10,7 +10,12 @@ pub fn generate() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut buf = [0u8; 32];
     let (a, b) = (fastrand::u64(..), fastrand::u64(..));
-    for (i, byte) in a.to_be_bytes().iter().chain(b.to_be_bytes().iter()).enumerate() {
+    for (i, byte) in a
+        .to_be_bytes()
+        .iter()
+        .chain(b.to_be_bytes().iter())
+        .enumerate()
+    {
         buf[i * 2] = HEX[usize::from(byte >> 4)];
         buf[i * 2 + 1] = HEX[usize::from(byte & 0xf)];
     }
@@ -23,7 +28,9 @@ pub fn from_incoming(incoming: Option<&HeaderValue>) -> HeaderValue {
         Some(v)
             if !v.is_empty()
                 && v.len() <= MAX_INCOMING_LEN
-                && v.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(b)) =>
+                && v.as_bytes()
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(b)) =>
         {
             v.clone()
         }

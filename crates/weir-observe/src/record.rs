@@ -79,6 +79,9 @@ mod tests {
     fn formats_utc() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
         assert_eq!(rfc3339_millis(t), "2026-11-18T07:06:40.123Z");
-        assert_eq!(rfc3339_millis(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_millis(SystemTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000Z"
+        );
     }
 }

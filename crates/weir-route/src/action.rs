@@ -60,19 +60,24 @@ impl Action {
         index: usize,
         upstream_index: &impl Fn(&str) -> Option<usize>,
     ) -> Result<Self, RouteError> {
-        let invalid = |message: String| RouteError::Invalid { route: index, message };
+        let invalid = |message: String| RouteError::Invalid {
+            route: index,
+            message,
+        };
         if let Some(p) = &route.proxy {
-            let upstream = upstream_index(&p.upstream).ok_or_else(|| RouteError::UnknownUpstream {
-                route: index,
-                upstream: p.upstream.clone(),
-            })?;
+            let upstream =
+                upstream_index(&p.upstream).ok_or_else(|| RouteError::UnknownUpstream {
+                    route: index,
+                    upstream: p.upstream.clone(),
+                })?;
             return Ok(Action::Proxy { upstream });
         }
         if let Some(r) = &route.respond {
             let status = StatusCode::from_u16(r.status).map_err(|e| invalid(e.to_string()))?;
             let mut headers = HeaderMap::new();
             for (k, v) in &r.headers {
-                let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| invalid(e.to_string()))?;
+                let name =
+                    HeaderName::from_bytes(k.as_bytes()).map_err(|e| invalid(e.to_string()))?;
                 let value = HeaderValue::from_str(v).map_err(|e| invalid(e.to_string()))?;
                 headers.append(name, value);
             }

@@ -107,8 +107,12 @@ impl Router {
                 .clone()
                 .unwrap_or_else(|| format!("route-{index}"))
                 .into();
-            let matcher = Matcher::compile(&route.matches, route.priority)
-                .map_err(|source| RouteError::Regex { route: index, source })?;
+            let matcher = Matcher::compile(&route.matches, route.priority).map_err(|source| {
+                RouteError::Regex {
+                    route: index,
+                    source,
+                }
+            })?;
             let action = Action::compile(route, index, &upstream_index)?;
             compiled.push(CompiledRoute {
                 name,

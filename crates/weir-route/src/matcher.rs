@@ -123,7 +123,11 @@ impl Matcher {
 
     /// How specific this route is; see the crate docs for the rule.
     pub fn precedence(&self) -> Precedence {
-        let (host_rank, host_len) = if self.hosts.iter().any(|h| matches!(h, HostPattern::Exact(_))) {
+        let (host_rank, host_len) = if self
+            .hosts
+            .iter()
+            .any(|h| matches!(h, HostPattern::Exact(_)))
+        {
             (2, 0)
         } else if self.hosts.is_empty() {
             (0, 0)
@@ -144,8 +148,16 @@ impl Matcher {
             PathPattern::Regex(_) => (1, 0),
             PathPattern::Any => (0, 0),
         };
-        let conditions = usize::from(!self.methods.is_empty()) + self.headers.len() + self.query.len();
-        (self.priority, host_rank, host_len, path_rank, path_len, conditions)
+        let conditions =
+            usize::from(!self.methods.is_empty()) + self.headers.len() + self.query.len();
+        (
+            self.priority,
+            host_rank,
+            host_len,
+            path_rank,
+            path_len,
+            conditions,
+        )
     }
 
     /// True when the request meets every condition.
@@ -195,16 +207,15 @@ impl Matcher {
 
 /// Decoded values of query parameter `name` (`+` is a space, as in HTML forms).
 fn query_values<'a>(query: Option<&'a str>, name: &'a str) -> impl Iterator<Item = String> + 'a {
-    query
-        .unwrap_or("")
-        .split('&')
-        .filter_map(move |pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(k) == name).then(|| decode(v))
-        })
+    query.unwrap_or("").split('&').filter_map(move |pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(k) == name).then(|| decode(v))
+    })
 }
 
 fn decode(s: &str) -> String {
     let s = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&s).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(&s)
+        .decode_utf8_lossy()
+        .into_owned()
 }

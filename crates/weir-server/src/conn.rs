@@ -98,7 +98,10 @@ async fn watchdog(state: &ConnState, head_timeout: Duration, idle_timeout: Durat
             None
         } else {
             match state.head_started.load(Ordering::Relaxed) {
-                0 => Some((state.at(state.idle_since.load(Ordering::Relaxed)) + idle_timeout, Verdict::Idle)),
+                0 => Some((
+                    state.at(state.idle_since.load(Ordering::Relaxed)) + idle_timeout,
+                    Verdict::Idle,
+                )),
                 started => Some((state.at(started) + head_timeout, Verdict::HeadTimeout)),
             }
         };
@@ -121,7 +124,11 @@ pin_project_lite::pin_project! {
 }
 
 impl AsyncRead for WatchedIo {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let this = self.project();
         let before = buf.filled().len();
         let res = this.inner.poll_read(cx, buf);
@@ -133,7 +140,11 @@ impl AsyncRead for WatchedIo {
 }
 
 impl AsyncWrite for WatchedIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.project().inner.poll_write(cx, buf)
     }
 

@@ -107,7 +107,11 @@ pub(crate) fn add_forwarding(
     let proto = "http";
     let peer_text = peer.to_string();
 
-    let xff = match headers.get(&X_FORWARDED_FOR).filter(|_| keep).and_then(|v| v.to_str().ok()) {
+    let xff = match headers
+        .get(&X_FORWARDED_FOR)
+        .filter(|_| keep)
+        .and_then(|v| v.to_str().ok())
+    {
         Some(prev) if !prev.trim().is_empty() => format!("{prev}, {peer_text}"),
         _ => peer_text.clone(),
     };
@@ -133,7 +137,9 @@ pub(crate) fn add_forwarding(
     let mut element = format!("for={for_value};proto={proto}");
     if let Some(h) = host.and_then(|h| h.to_str().ok()) {
         element.push_str(";host=");
-        if h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)) {
+        if h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+        {
             element.push_str(h);
         } else {
             element.push('"');
@@ -141,7 +147,11 @@ pub(crate) fn add_forwarding(
             element.push('"');
         }
     }
-    let forwarded = match headers.get(&FORWARDED).filter(|_| keep).and_then(|v| v.to_str().ok()) {
+    let forwarded = match headers
+        .get(&FORWARDED)
+        .filter(|_| keep)
+        .and_then(|v| v.to_str().ok())
+    {
         Some(prev) if !prev.trim().is_empty() => format!("{prev}, {element}"),
         _ => element,
     };
@@ -165,7 +175,11 @@ pub(crate) fn add_via(headers: &mut HeaderMap, version: Version) {
 
 /// Ensures a `Host` header: the upstream's override, else the client's (h2 carries it in
 /// `:authority`, which becomes `Host` for an HTTP/1.1 upstream).
-pub(crate) fn set_host(headers: &mut HeaderMap, authority: Option<&str>, override_host: Option<&HeaderValue>) {
+pub(crate) fn set_host(
+    headers: &mut HeaderMap,
+    authority: Option<&str>,
+    override_host: Option<&HeaderValue>,
+) {
     if let Some(h) = override_host {
         headers.insert(HOST, h.clone());
     } else if !headers.contains_key(HOST) {
@@ -194,7 +208,10 @@ mod tests {
     #[test]
     fn strips_connection_listed_and_fixed_hop_headers() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("te", HeaderValue::from_static("gzip, trailers"));
@@ -211,7 +228,10 @@ mod tests {
     fn client_ip_walks_trusted_hops() {
         let trusted = nets(&["10.0.0.0/8"]);
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4, 10.0.0.7"));
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("1.2.3.4, 10.0.0.7"),
+        );
         let peer: IpAddr = "10.0.0.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
         assert_eq!(client_ip(&h, peer, &trusted).to_string(), "1.2.3.4");
         let untrusted: IpAddr = "8.8.8.8".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));

@@ -70,7 +70,10 @@ pub struct Server {
 
 impl Server {
     /// Compiles `config`, binds every listener and starts serving on the current tokio runtime.
-    pub async fn start(config: weir_config::Config, access_log: AccessLog) -> Result<Self, ServerError> {
+    pub async fn start(
+        config: weir_config::Config,
+        access_log: AccessLog,
+    ) -> Result<Self, ServerError> {
         let runtime = Runtime::compile(&config)?;
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
@@ -112,7 +115,10 @@ impl Server {
 
     /// The address a listener is bound to (useful with port 0).
     pub fn local_addr(&self, listener: &str) -> Option<SocketAddr> {
-        self.addrs.iter().find(|(n, _)| n == listener).map(|(_, a)| *a)
+        self.addrs
+            .iter()
+            .find(|(n, _)| n == listener)
+            .map(|(_, a)| *a)
     }
 
     /// Every listener's name and bound address.

@@ -39,7 +39,8 @@ pub(crate) struct ListenerSettings {
 impl ListenerSettings {
     pub(crate) fn new(config: &weir_config::Config, l: &weir_config::Listener) -> Self {
         let limits = &config.server;
-        let max_header = usize::try_from(limits.max_request_header_size.bytes()).unwrap_or(usize::MAX);
+        let max_header =
+            usize::try_from(limits.max_request_header_size.bytes()).unwrap_or(usize::MAX);
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()

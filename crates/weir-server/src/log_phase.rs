@@ -109,7 +109,10 @@ impl Body for LoggedBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         if let Some(deadline) = this.deadline.as_mut() {
             if deadline.as_mut().poll(cx).is_ready() {
@@ -132,7 +135,9 @@ impl Body for LoggedBody {
             }
             Some(Err(_)) => {
                 if let Some(log) = this.log.as_mut() {
-                    log.ctx.error.get_or_insert(weir_core::ErrorKind::UpstreamProtocol);
+                    log.ctx
+                        .error
+                        .get_or_insert(weir_core::ErrorKind::UpstreamProtocol);
                 }
                 this.log = None;
             }

@@ -49,7 +49,8 @@ pub(crate) async fn handle(
             (e.to_response(&log.ctx.request_id), None)
         }
     };
-    resp.headers_mut().insert(&X_REQUEST_ID, log.ctx.request_id.clone());
+    resp.headers_mut()
+        .insert(&X_REQUEST_ID, log.ctx.request_id.clone());
     log.ctx.status = resp.status().as_u16();
     let expected = resp
         .headers()
@@ -59,9 +60,16 @@ pub(crate) async fn handle(
     Ok(resp.map(|body| LoggedBody::new(body, log, deadline, expected)))
 }
 
-async fn process(req: Request<Incoming>, ctx: &mut RequestCtx, rt: &Runtime) -> Result<Outcome, ProxyError> {
+async fn process(
+    req: Request<Incoming>,
+    ctx: &mut RequestCtx,
+    rt: &Runtime,
+) -> Result<Outcome, ProxyError> {
     let host_header = request_host(&req)?;
-    ctx.host = host_header.as_ref().and_then(|h| normalize_host(h)).map(Arc::from);
+    ctx.host = host_header
+        .as_ref()
+        .and_then(normalize_host)
+        .map(Arc::from);
     if host_header.is_some() && ctx.host.is_none() {
         return Err(ProxyError::new(ErrorKind::BadRequest));
     }
@@ -86,7 +94,9 @@ async fn process(req: Request<Incoming>, ctx: &mut RequestCtx, rt: &Runtime) -> 
         query: req.uri().query(),
         headers: req.headers(),
     };
-    let route = router.find(&view).ok_or_else(|| ProxyError::new(ErrorKind::NoRoute))?;
+    let route = router
+        .find(&view)
+        .ok_or_else(|| ProxyError::new(ErrorKind::NoRoute))?;
     ctx.route = Some(route.name.clone());
     match &route.action {
         Action::Proxy { upstream } => {
@@ -152,7 +162,11 @@ fn respond(spec: &RespondSpec) -> Response<ResponseBody> {
     resp
 }
 
-fn redirect(spec: &RedirectSpec, req: &Request<Incoming>, ctx: &RequestCtx) -> Result<Response<ResponseBody>, ProxyError> {
+fn redirect(
+    spec: &RedirectSpec,
+    req: &Request<Incoming>,
+    ctx: &RequestCtx,
+) -> Result<Response<ResponseBody>, ProxyError> {
     let uri = req.uri();
     let request_uri = uri.path_and_query().map_or("/", |pq| pq.as_str());
     let location = spec
@@ -160,12 +174,14 @@ fn redirect(spec: &RedirectSpec, req: &Request<Incoming>, ctx: &RequestCtx) -> R
         .replace("{host}", ctx.host.as_deref().unwrap_or(""))
         .replace("{path}", uri.path())
         .replace("{request_uri}", request_uri);
-    let value = HeaderValue::from_str(&location).map_err(|_| ProxyError::new(ErrorKind::BadRequest))?;
+    let value =
+        HeaderValue::from_str(&location).map_err(|_| ProxyError::new(ErrorKind::BadRequest))?;
     let mut resp = Response::new(ResponseBody::Empty);
     *resp.status_mut() = spec.status;
     resp.headers_mut().insert(LOCATION, value);
     if req.method() != Method::HEAD {
-        resp.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        resp.headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
     }
     Ok(resp)
 }

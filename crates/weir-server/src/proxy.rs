@@ -20,7 +20,9 @@ pub(crate) async fn forward(
     ctx.upstream = Some(upstream.name.clone());
     let endpoint = upstream.select()?;
     ctx.endpoint = Some(endpoint.address.clone());
-    let deadline = upstream.total_timeout.map(|t| tokio::time::Instant::from_std(ctx.start) + t);
+    let deadline = upstream
+        .total_timeout
+        .map(|t| tokio::time::Instant::from_std(ctx.start) + t);
 
     let (mut parts, body) = req.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
@@ -30,9 +32,18 @@ pub(crate) async fn forward(
         authority.as_ref().map(|a| a.as_str()),
         upstream.host_header.as_ref(),
     );
-    headers::add_forwarding(&mut parts.headers, ctx.peer.ip(), &rt.trusted_proxies, host.as_ref(), ctx.version);
+    headers::add_forwarding(
+        &mut parts.headers,
+        ctx.peer.ip(),
+        &rt.trusted_proxies,
+        host.as_ref(),
+        ctx.version,
+    );
     parts.headers.insert(&X_REQUEST_ID, ctx.request_id.clone());
-    let req = Request::from_parts(parts, RequestBody::new(body, rt.limits.max_body, ctx.body.clone()));
+    let req = Request::from_parts(
+        parts,
+        RequestBody::new(body, rt.limits.max_body, ctx.body.clone()),
+    );
 
     let send = upstream.send(endpoint, req, &ctx.body);
     let resp = match deadline {
@@ -44,5 +55,8 @@ pub(crate) async fn forward(
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::add_via(&mut parts.headers, parts.version);
-    Ok((Response::from_parts(parts, ResponseBody::Upstream(body)), deadline))
+    Ok((
+        Response::from_parts(parts, ResponseBody::Upstream(body)),
+        deadline,
+    ))
 }

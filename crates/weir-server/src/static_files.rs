@@ -14,7 +14,10 @@ use http_body_util::{BodyExt, StreamBody};
 use weir_core::{ErrorKind, ProxyError, ResponseBody};
 use weir_route::StaticSpec;
 
-pub(crate) async fn serve<B>(spec: &StaticSpec, req: &Request<B>) -> Result<Response<ResponseBody>, ProxyError> {
+pub(crate) async fn serve<B>(
+    spec: &StaticSpec,
+    req: &Request<B>,
+) -> Result<Response<ResponseBody>, ProxyError> {
     let method = req.method();
     if method != Method::GET && method != Method::HEAD {
         return Err(ProxyError::new(ErrorKind::MethodNotAllowed));
@@ -32,7 +35,9 @@ pub(crate) async fn serve<B>(spec: &StaticSpec, req: &Request<B>) -> Result<Resp
         match seg {
             "" | "." => {}
             ".." => return Err(ProxyError::new(ErrorKind::BadRequest)),
-            s if s.contains('\\') || s.contains('\0') => return Err(ProxyError::new(ErrorKind::BadRequest)),
+            s if s.contains('\\') || s.contains('\0') => {
+                return Err(ProxyError::new(ErrorKind::BadRequest))
+            }
             s => path.push(s),
         }
     }
@@ -48,7 +53,8 @@ pub(crate) async fn serve<B>(spec: &StaticSpec, req: &Request<B>) -> Result<Resp
             }
             let mut resp = Response::new(ResponseBody::Empty);
             *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
-            let value = HeaderValue::from_str(&location).map_err(|_| ProxyError::new(ErrorKind::BadRequest))?;
+            let value = HeaderValue::from_str(&location)
+                .map_err(|_| ProxyError::new(ErrorKind::BadRequest))?;
             resp.headers_mut().insert(LOCATION, value);
             return Ok(resp);
         }
@@ -58,7 +64,9 @@ pub(crate) async fn serve<B>(spec: &StaticSpec, req: &Request<B>) -> Result<Resp
     if !meta.is_file() {
         return Err(not_found());
     }
-    let real = tokio::fs::canonicalize(&path).await.map_err(|_| not_found())?;
+    let real = tokio::fs::canonicalize(&path)
+        .await
+        .map_err(|_| not_found())?;
     if !real.starts_with(&spec.root) {
         return Err(not_found());
     }
@@ -83,7 +91,9 @@ pub(crate) async fn serve<B>(spec: &StaticSpec, req: &Request<B>) -> Result<Resp
     if method == Method::HEAD {
         return Ok(resp);
     }
-    let file = tokio::fs::File::open(&real).await.map_err(|_| not_found())?;
+    let file = tokio::fs::File::open(&real)
+        .await
+        .map_err(|_| not_found())?;
     let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024)
         .map_ok(Frame::data)
         .map_err(|e| -> weir_core::BoxError { e.into() });
@@ -97,23 +107,39 @@ fn etag(meta: &std::fs::Metadata) -> String {
         .ok()
         .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
         .unwrap_or_default();
-    format!("\"{:x}-{:x}{:x}\"", meta.len(), mtime.as_secs(), mtime.subsec_nanos())
+    format!(
+        "\"{:x}-{:x}{:x}\"",
+        meta.len(),
+        mtime.as_secs(),
+        mtime.subsec_nanos()
+    )
 }
 
 fn not_modified<B>(req: &Request<B>, etag: &str, modified: Option<std::time::SystemTime>) -> bool {
-    if let Some(inm) = req.headers().get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+    if let Some(inm) = req
+        .headers()
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
         return inm
             .split(',')
             .map(|t| t.trim().trim_start_matches("W/"))
             .any(|t| t == "*" || t == etag);
     }
     match (
-        req.headers().get(IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok()),
+        req.headers()
+            .get(IF_MODIFIED_SINCE)
+            .and_then(|v| v.to_str().ok()),
         modified,
     ) {
         (Some(since), Some(m)) => httpdate::parse_http_date(since).is_ok_and(|since| {
-            m.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-                <= since.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+            m.duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+                <= since
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
         }),
         _ => false,
     }
@@ -129,5 +155,6 @@ fn content_type(path: &Path) -> HeaderValue {
     } else {
         mime.to_string()
     };
-    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
+    HeaderValue::from_str(&value)
+        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
 }

@@ -33,13 +33,20 @@ async fn one_line_per_request_with_fields() {
     assert_eq!(l["listener"], "main");
     assert_eq!(l["completed"], true);
     assert!(l["duration_ms"].as_f64().is_some());
-    assert!(!l.to_string().contains("secret-token"), "credentials never logged");
+    assert!(
+        !l.to_string().contains("secret-token"),
+        "credentials never logged"
+    );
 }
 
 #[tokio::test]
 async fn failed_requests_are_logged_with_their_error() {
     let gw = gateway(&config(&[], "")).await;
-    let _ = raw(gw.addr, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await;
+    let _ = raw(
+        gw.addr,
+        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     let lines = gw.log_lines().await;
     assert_eq!(lines[0]["status"], 503);
     assert_eq!(lines[0]["error"], "no_healthy_endpoint");

@@ -1,26 +1,15 @@
 //! Test harness: the gateway in-process on 127.0.0.1:0, in-process origin servers, raw TCP.
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
-pub type Body = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
-
-pub fn full(s: impl Into<Bytes>) -> Body {
-    Full::new(s.into()).map_err(|e| match e {}).boxed_unsync()
-}
+pub use weir_testkit::*;
 
 /// Collects access-log lines written by the gateway.
 #[derive(Clone, Default)]
@@ -39,7 +28,9 @@ impl Write for LogBuf {
 impl LogBuf {
     pub fn lines(&self) -> Vec<serde_json::Value> {
         let text = String::from_utf8(self.0.lock().expect("log lock").clone()).expect("utf8 log");
-        text.lines().map(|l| serde_json::from_str(l).expect("json line")).collect()
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
     }
 }
 
@@ -76,9 +67,10 @@ impl Gateway {
 pub async fn gateway(toml: &str) -> Gateway {
     let config = weir_config::parse(toml, "test.toml").unwrap_or_else(|e| panic!("{e}"));
     let log = LogBuf::default();
-    let server = weir_server::Server::start(config, weir_observe::AccessLog::to_writer(log.clone()))
-        .await
-        .expect("gateway starts");
+    let server =
+        weir_server::Server::start(config, weir_observe::AccessLog::to_writer(log.clone()))
+            .await
+            .expect("gateway starts");
     let addr = server.local_addr("main").expect("main listener");
     Gateway {
         server: Some(server),
@@ -112,57 +104,6 @@ proxy = {{ upstream = "up" }}
     )
 }
 
-pub struct Origin {
-    pub addr: SocketAddr,
-    pub accepts: Arc<AtomicUsize>,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-impl Origin {
-    pub fn accepted(&self) -> usize {
-        self.accepts.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Origin {
-    fn drop(&mut self) {
-        self._task.abort();
-    }
-}
-
-/// An HTTP/1.1 origin on 127.0.0.1:0 answering with `handler`, counting accepted connections.
-pub async fn origin<F, Fut>(handler: F) -> Origin
-where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Body>> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
-    let addr = listener.local_addr().expect("origin addr");
-    let accepts = Arc::new(AtomicUsize::new(0));
-    let counter = accepts.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
-            counter.fetch_add(1, Ordering::SeqCst);
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
-                    let handler = handler.clone();
-                    async move { Ok::<_, Infallible>(handler(req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    Origin {
-        addr,
-        accepts,
-        _task: task,
-    }
-}
-
 /// An origin that answers every request with its method, path, headers and body as JSON.
 pub async fn echo_origin() -> Origin {
     origin(|req: Request<Incoming>| async move {
@@ -171,9 +112,19 @@ pub async fn echo_origin() -> Origin {
         let headers: serde_json::Map<String, serde_json::Value> = req
             .headers()
             .iter()
-            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_str().unwrap_or("?").to_owned())))
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    serde_json::Value::String(v.to_str().unwrap_or("?").to_owned()),
+                )
+            })
             .collect();
-        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         let json = serde_json::json!({
             "method": method,
             "uri": uri,
@@ -187,23 +138,6 @@ pub async fn echo_origin() -> Origin {
             .expect("response")
     })
     .await
-}
-
-/// Sends raw bytes and reads until the peer closes (or 5 s pass); returns what came back.
-pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    s.write_all(bytes).await.expect("write");
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The status code of a raw HTTP/1.1 response.
-pub fn status_of(resp: &str) -> u16 {
-    resp.split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {resp:?}"))
 }
 
 pub fn client() -> reqwest::Client {

@@ -30,26 +30,45 @@ async fn upstream_connections_are_reused_over_100_sequential_requests() {
     let gw = gateway(&config(&[o.addr], "")).await;
     let c = client();
     for i in 0..100 {
-        let r = c.get(gw.url(&format!("/n/{i}"))).send().await.expect("request");
+        let r = c
+            .get(gw.url(&format!("/n/{i}")))
+            .send()
+            .await
+            .expect("request");
         assert_eq!(r.status(), 200);
         r.bytes().await.expect("body");
     }
-    assert_eq!(o.accepted(), 1, "100 sequential requests should share one pooled upstream connection");
+    assert_eq!(
+        o.accepted(),
+        1,
+        "100 sequential requests should share one pooled upstream connection"
+    );
 }
 
 #[tokio::test]
 async fn chunked_request_and_response_bodies_stream_through() {
     // The origin answers with a chunked body of 50 pieces, echoing how many bytes it got.
     let o = origin(|req: Request<Incoming>| async move {
-        let got = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+        let got = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes().len())
+            .unwrap_or(0);
         let chunks = futures_util::stream::iter((0..50).map(move |i| {
             Ok::<_, std::io::Error>(http_body::Frame::data(Bytes::from(format!("{i}:{got};"))))
         }));
-        Response::new(http_body_util::StreamBody::new(chunks).map_err(Into::into).boxed_unsync())
+        Response::new(
+            http_body_util::StreamBody::new(chunks)
+                .map_err(Into::into)
+                .boxed_unsync(),
+        )
     })
     .await;
     let gw = gateway(&config(&[o.addr], "")).await;
-    let upload = futures_util::stream::iter((0..100).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 1000]))));
+    let upload = futures_util::stream::iter(
+        (0..100).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 1000]))),
+    );
     let r = client()
         .post(gw.url("/up"))
         .body(reqwest::Body::wrap_stream(upload))
@@ -57,7 +76,10 @@ async fn chunked_request_and_response_bodies_stream_through() {
         .await
         .expect("request");
     assert_eq!(r.status(), 200);
-    assert!(r.headers().get("content-length").is_none(), "response stays chunked");
+    assert!(
+        r.headers().get("content-length").is_none(),
+        "response stays chunked"
+    );
     let text = r.text().await.expect("body");
     assert!(text.starts_with("0:100000;1:100000;"), "{text}");
     assert!(text.ends_with("49:100000;"));
@@ -84,13 +106,26 @@ async fn large_bodies_stream_both_ways_without_buffering() {
             n += frame.data_ref().map_or(0, |d| d.len());
         }
         let chunk = Bytes::from(vec![b'y'; 64 * 1024]);
-        let stream = futures_util::stream::iter((0..n / chunk.len()).map(move |_| Ok::<_, std::io::Error>(http_body::Frame::data(chunk.clone()))));
-        Response::new(http_body_util::StreamBody::new(stream).map_err(Into::into).boxed_unsync())
+        let stream = futures_util::stream::iter(
+            (0..n / chunk.len())
+                .map(move |_| Ok::<_, std::io::Error>(http_body::Frame::data(chunk.clone()))),
+        );
+        Response::new(
+            http_body_util::StreamBody::new(stream)
+                .map_err(Into::into)
+                .boxed_unsync(),
+        )
     })
     .await;
-    let gw = gateway(&config(&[o.addr], "[server]\nmax_request_body_size = \"0\"\n")).await;
+    let gw = gateway(&config(
+        &[o.addr],
+        "[server]\nmax_request_body_size = \"0\"\n",
+    ))
+    .await;
     let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
-    let upload = futures_util::stream::iter((0..SIZE / chunk.len()).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    let upload = futures_util::stream::iter(
+        (0..SIZE / chunk.len()).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+    );
     let r = client()
         .post(gw.url("/big"))
         .body(reqwest::Body::wrap_stream(upload))
@@ -110,8 +145,16 @@ async fn large_bodies_stream_both_ways_without_buffering() {
 async fn h2c_prior_knowledge_end_to_end() {
     let o = echo_origin().await;
     let gw = gateway(&config(&[o.addr], "")).await;
-    let c = reqwest::Client::builder().http2_prior_knowledge().build().expect("client");
-    let r = c.post(gw.url("/h2?q=1")).body("over h2").send().await.expect("request");
+    let c = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    let r = c
+        .post(gw.url("/h2?q=1"))
+        .body("over h2")
+        .send()
+        .await
+        .expect("request");
     assert_eq!(r.version(), http::Version::HTTP_2);
     assert_eq!(r.status(), 200);
     let echo: serde_json::Value = r.json().await.expect("json");
@@ -137,7 +180,11 @@ async fn hop_by_hop_headers_are_stripped_both_ways() {
     .await;
     let e = echo_origin().await;
     let gw = gateway(&config(&[o.addr], "")).await;
-    let resp = raw(gw.addr, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await;
+    let resp = raw(
+        gw.addr,
+        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     let lower = resp.to_ascii_lowercase();
     assert!(!lower.contains("x-upstream-private"), "{resp}");
     assert!(!lower.contains("keep-alive: timeout"), "{resp}");
@@ -154,7 +201,14 @@ async fn hop_by_hop_headers_are_stripped_both_ways() {
     let body = resp.split("\r\n\r\n").nth(1).expect("body");
     let echo: serde_json::Value = serde_json::from_str(body).expect("json");
     let h = &echo["headers"];
-    for gone in ["x-client-private", "keep-alive", "proxy-authorization", "proxy-connection", "upgrade", "transfer-encoding"] {
+    for gone in [
+        "x-client-private",
+        "keep-alive",
+        "proxy-authorization",
+        "proxy-connection",
+        "upgrade",
+        "transfer-encoding",
+    ] {
         assert!(h.get(gone).is_none(), "{gone} forwarded: {h}");
     }
     assert_eq!(h["te"], "trailers");
@@ -179,7 +233,10 @@ async fn forwarding_headers_replace_untrusted_values() {
     assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(h["x-forwarded-host"], "shop.example:8443");
-    assert_eq!(h["forwarded"], "for=127.0.0.1;proto=http;host=\"shop.example:8443\"");
+    assert_eq!(
+        h["forwarded"],
+        "for=127.0.0.1;proto=http;host=\"shop.example:8443\""
+    );
     assert_eq!(h["host"], "shop.example:8443", "Host passes through");
     assert_eq!(h["via"], "1.1 weir");
 }
@@ -203,19 +260,35 @@ async fn forwarding_headers_append_to_trusted_values() {
     assert_eq!(h["x-forwarded-proto"], "https");
     assert_eq!(
         h["forwarded"],
-        format!("for=203.0.113.9;proto=https, for=127.0.0.1;proto=http;host=\"{}\"", gw.addr)
+        format!(
+            "for=203.0.113.9;proto=https, for=127.0.0.1;proto=http;host=\"{}\"",
+            gw.addr
+        )
     );
     assert_eq!(h["via"], "1.1 edge, 1.1 weir");
     let lines = gw.log_lines().await;
-    assert_eq!(lines[0]["client_ip"], "203.0.113.9", "client ip resolved through the trusted hop");
+    assert_eq!(
+        lines[0]["client_ip"], "203.0.113.9",
+        "client ip resolved through the trusted hop"
+    );
 }
 
 #[tokio::test]
 async fn upstream_host_header_override() {
     let e = echo_origin().await;
-    let toml = config(&[e.addr], "").replace("name = \"up\"", "name = \"up\"\nhost_header = \"internal.svc\"");
+    let toml = config(&[e.addr], "").replace(
+        "name = \"up\"",
+        "name = \"up\"\nhost_header = \"internal.svc\"",
+    );
     let gw = gateway(&toml).await;
-    let echo: serde_json::Value = client().get(gw.url("/")).send().await.expect("req").json().await.expect("json");
+    let echo: serde_json::Value = client()
+        .get(gw.url("/"))
+        .send()
+        .await
+        .expect("req")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(echo["headers"]["host"], "internal.svc");
 }
 
@@ -224,12 +297,20 @@ async fn request_id_is_generated_sent_upstream_and_returned() {
     let e = echo_origin().await;
     let gw = gateway(&config(&[e.addr], "")).await;
     let r = client().get(gw.url("/id")).send().await.expect("request");
-    let id = r.headers()["x-request-id"].to_str().expect("ascii").to_owned();
+    let id = r.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
     assert_eq!(id.len(), 32);
     let echo: serde_json::Value = r.json().await.expect("json");
     assert_eq!(echo["headers"]["x-request-id"], id.as_str());
 
-    let r = client().get(gw.url("/id")).header("x-request-id", "abc-123").send().await.expect("request");
+    let r = client()
+        .get(gw.url("/id"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .expect("request");
     assert_eq!(r.headers()["x-request-id"], "abc-123");
     let echo: serde_json::Value = r.json().await.expect("json");
     assert_eq!(echo["headers"]["x-request-id"], "abc-123");

@@ -69,7 +69,12 @@ match = { path = "/api/health", headers = [{ name = "x-override" }] }
 respond = { status = 418, headers = { x-teapot = "1" }, body = "priority" }
 "#;
 
-async fn body_of(gw: &Gateway, method: reqwest::Method, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+async fn body_of(
+    gw: &Gateway,
+    method: reqwest::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     let mut req = client().request(method, gw.url(path));
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -78,11 +83,14 @@ async fn body_of(gw: &Gateway, method: reqwest::Method, path: &str, headers: &[(
     (r.status().as_u16(), r.text().await.expect("body"))
 }
 
+/// A request path, its extra headers, and the route that must answer it.
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
 #[tokio::test]
 async fn precedence_and_predicates() {
     let gw = gateway(ROUTES).await;
     let get = reqwest::Method::GET;
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    let cases: &[Case<'_>] = &[
         ("/", &[], "fallback"),
         ("/api/x", &[], "prefix-api"),
         ("/api/v2/x", &[], "prefix-api-v2"),
@@ -113,9 +121,17 @@ async fn precedence_and_predicates() {
 #[tokio::test]
 async fn redirect_fills_its_template() {
     let gw = gateway(ROUTES).await;
-    let resp = raw(gw.addr, b"GET /old?a=1 HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n").await;
+    let resp = raw(
+        gw.addr,
+        b"GET /old?a=1 HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert_eq!(status_of(&resp), 301);
-    assert!(resp.to_ascii_lowercase().contains("location: https://site.test/new/old?a=1"), "{resp}");
+    assert!(
+        resp.to_ascii_lowercase()
+            .contains("location: https://site.test/new/old?a=1"),
+        "{resp}"
+    );
 }
 
 #[tokio::test]
@@ -138,8 +154,26 @@ listeners = ["main"]
 respond = { body = "main" }
 "#;
     let gw = gateway(toml).await;
-    let other = gw.server.as_ref().and_then(|s| s.local_addr("other")).expect("other");
-    assert_eq!(client().get(gw.url("/")).send().await.expect("r").text().await.expect("b"), "main");
-    let r = client().get(format!("http://{other}/")).send().await.expect("r");
+    let other = gw
+        .server
+        .as_ref()
+        .and_then(|s| s.local_addr("other"))
+        .expect("other");
+    assert_eq!(
+        client()
+            .get(gw.url("/"))
+            .send()
+            .await
+            .expect("r")
+            .text()
+            .await
+            .expect("b"),
+        "main"
+    );
+    let r = client()
+        .get(format!("http://{other}/"))
+        .send()
+        .await
+        .expect("r");
     assert_eq!(r.text().await.expect("b"), "other");
 }

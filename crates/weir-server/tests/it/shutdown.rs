@@ -16,13 +16,24 @@ async fn in_flight_request_finishes_during_shutdown() {
     .await;
     let mut gw = gateway(&config(&[slow.addr], "")).await;
     let url = gw.url("/slow");
-    let in_flight = tokio::spawn(async move { client().get(url).send().await.expect("request").text().await });
+    let in_flight = tokio::spawn(async move {
+        client()
+            .get(url)
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+    });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let server = gw.server.take().expect("server");
     let drained = server.shutdown().await;
     assert!(drained, "shutdown waited for the in-flight request");
     assert_eq!(in_flight.await.expect("join").expect("body"), "finished");
-    assert!(tokio::net::TcpStream::connect(gw.addr).await.is_err(), "listener closed");
+    assert!(
+        tokio::net::TcpStream::connect(gw.addr).await.is_err(),
+        "listener closed"
+    );
 }
 
 #[tokio::test]
@@ -33,9 +44,13 @@ async fn h2_connection_gets_goaway_and_stream_finishes() {
     })
     .await;
     let mut gw = gateway(&config(&[slow.addr], "")).await;
-    let c = reqwest::Client::builder().http2_prior_knowledge().build().expect("client");
+    let c = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
     let url = gw.url("/slow");
-    let in_flight = tokio::spawn(async move { c.get(url).send().await.expect("request").text().await });
+    let in_flight =
+        tokio::spawn(async move { c.get(url).send().await.expect("request").text().await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(gw.server.take().expect("server").shutdown().await);
     assert_eq!(in_flight.await.expect("join").expect("body"), "h2 done");

@@ -38,16 +38,34 @@ async fn serves_files_with_types_and_index() {
     assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
     assert_eq!(r.text().await.expect("b"), "<h1>home</h1>");
     let r = client().get(gw.url("/app.js")).send().await.expect("r");
-    assert_eq!(r.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
     assert_eq!(r.headers()["content-length"], "10");
     let r = client().get(gw.url("/sub/")).send().await.expect("r");
     assert_eq!(r.text().await.expect("b"), "sub home");
     // A directory without its slash is redirected.
-    let resp = raw(gw.addr, b"GET /sub HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await;
+    let resp = raw(
+        gw.addr,
+        b"GET /sub HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert_eq!(status_of(&resp), 301);
     assert!(resp.to_ascii_lowercase().contains("location: /sub/"));
-    assert_eq!(client().get(gw.url("/missing")).send().await.expect("r").status(), 404);
-    assert_eq!(client().post(gw.url("/")).send().await.expect("r").status(), 405);
+    assert_eq!(
+        client()
+            .get(gw.url("/missing"))
+            .send()
+            .await
+            .expect("r")
+            .status(),
+        404
+    );
+    assert_eq!(
+        client().post(gw.url("/")).send().await.expect("r").status(),
+        405
+    );
 }
 
 #[tokio::test]
@@ -56,11 +74,25 @@ async fn conditional_requests_and_head() {
     let r = client().get(gw.url("/app.js")).send().await.expect("r");
     let etag = r.headers()["etag"].clone();
     let modified = r.headers()["last-modified"].clone();
-    let r = client().get(gw.url("/app.js")).header("if-none-match", etag).send().await.expect("r");
+    let r = client()
+        .get(gw.url("/app.js"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .expect("r");
     assert_eq!(r.status(), 304);
-    let r = client().get(gw.url("/app.js")).header("if-modified-since", modified).send().await.expect("r");
+    let r = client()
+        .get(gw.url("/app.js"))
+        .header("if-modified-since", modified)
+        .send()
+        .await
+        .expect("r");
     assert_eq!(r.status(), 304);
-    let resp = raw(gw.addr, b"HEAD /app.js HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await;
+    let resp = raw(
+        gw.addr,
+        b"HEAD /app.js HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert_eq!(status_of(&resp), 200);
     assert!(resp.contains("content-length: 10"));
     assert!(resp.ends_with("\r\n\r\n"), "HEAD has no body: {resp:?}");

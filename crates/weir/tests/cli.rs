@@ -1,0 +1,290 @@
+//! The `weir` binary as a user runs it: `check` exit codes, the quickstart answering, SIGTERM
+//! draining an in-flight request, and 1 GiB each way with Weir's peak RSS bounded.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use weir_testkit::{full, origin, raw, status_of};
+
+const WEIR: &str = env!("CARGO_BIN_EXE_weir");
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn temp_file(name: &str, contents: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weir-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("write");
+    path
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Kills the child when the test ends, however it ends.
+struct Weir(Child);
+
+impl Drop for Weir {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(config: &Path) -> Weir {
+    let child = Command::new(WEIR)
+        .args(["run", "-c"])
+        .arg(config)
+        .current_dir(repo_root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn weir");
+    Weir(child)
+}
+
+async fn wait_listening(addr: SocketAddr) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("weir did not start listening on {addr}");
+}
+
+fn proxy_config(port: u16, origin: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"
+workers = 1
+shutdown_timeout = "10s"
+{extra}
+[access_log]
+enabled = false
+
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:{port}"
+
+[[upstreams]]
+name = "origin"
+endpoints = ["{origin}"]
+
+[[routes]]
+proxy = {{ upstream = "origin" }}
+"#
+    )
+}
+
+#[test]
+fn check_exit_codes() {
+    let ok = Command::new(WEIR)
+        .args(["check", "examples/quickstart.toml"])
+        .current_dir(repo_root())
+        .output()
+        .expect("run");
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("ok (3 listeners, 1 upstreams, 6 routes)"));
+
+    let bad = temp_file(
+        "bad.toml",
+        "[[listeners]]\nname = \"main\"\nbind = \"127.0.0.1:8080\"\n\n[[routes]]\nproxy = { upstream = \"apis\" }\n",
+    );
+    let out = Command::new(WEIR)
+        .arg("check")
+        .arg(&bad)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:6:22: error: routes[0].proxy.upstream: unknown upstream `apis`"),
+        "{err}"
+    );
+
+    let missing = Command::new(WEIR)
+        .args(["check", "/nonexistent/weir.toml"])
+        .output()
+        .expect("run");
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read config"));
+
+    let version = Command::new(WEIR).arg("--version").output().expect("run");
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("weir {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[tokio::test]
+async fn quickstart_starts_and_answers() {
+    let text =
+        std::fs::read_to_string(repo_root().join("examples/quickstart.toml")).expect("quickstart");
+    let (main, a, b) = (free_port(), free_port(), free_port());
+    let text = text
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{main}"))
+        .replace("127.0.0.1:9001", &format!("127.0.0.1:{a}"))
+        .replace("127.0.0.1:9002", &format!("127.0.0.1:{b}"));
+    let config = temp_file("quickstart.toml", &text);
+    let _weir = spawn(&config);
+    let addr: SocketAddr = format!("127.0.0.1:{main}").parse().expect("addr");
+    wait_listening(addr).await;
+    let c = reqwest::Client::new();
+    let url = |p: &str| format!("http://{addr}{p}");
+    let home = c.get(url("/")).send().await.expect("GET /");
+    assert_eq!(home.status(), 200);
+    assert!(home.text().await.expect("body").contains("Weir is running"));
+    assert_eq!(
+        c.get(url("/hello"))
+            .send()
+            .await
+            .expect("hello")
+            .text()
+            .await
+            .expect("b"),
+        "Hello from Weir!\n"
+    );
+    let mut served_by = Vec::new();
+    for _ in 0..2 {
+        let r = c.get(url("/api/users")).send().await.expect("api");
+        assert_eq!(r.status(), 200);
+        served_by.push(r.headers()["x-served-by"].to_str().expect("hdr").to_owned());
+    }
+    served_by.sort();
+    assert_eq!(served_by, ["backend-a", "backend-b"]);
+    let resp = raw(
+        addr,
+        b"GET /docs HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&resp), 302);
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_request_and_exits_zero() {
+    let slow = origin(|_req: Request<Incoming>| async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        Response::new(full("drained"))
+    })
+    .await;
+    let port = free_port();
+    let config = temp_file("drain.toml", &proxy_config(port, slow.addr, ""));
+    let mut weir = spawn(&config);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    wait_listening(addr).await;
+    let in_flight = tokio::spawn(async move {
+        reqwest::get(format!("http://{addr}/slow"))
+            .await?
+            .text()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pid = weir.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    assert_eq!(in_flight.await.expect("join").expect("response"), "drained");
+    let status = tokio::task::spawn_blocking(move || {
+        let s = weir.0.wait();
+        (s, weir)
+    })
+    .await
+    .expect("join")
+    .0
+    .expect("wait");
+    assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
+}
+
+/// Peak resident set size of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+#[tokio::test]
+async fn one_gib_each_way_streams_with_bounded_memory() {
+    const GIB: u64 = 1 << 30;
+    const CHUNK: usize = 256 * 1024;
+    // Upload: the origin counts what arrives. Download: it streams 1 GiB back.
+    let o = origin(|req: Request<Incoming>| async move {
+        if req.uri().path() == "/download" {
+            let chunk = Bytes::from(vec![b'd'; CHUNK]);
+            let n = usize::try_from(GIB).unwrap_or(usize::MAX) / CHUNK;
+            let stream = futures_util::stream::iter(
+                (0..n).map(move |_| Ok::<_, std::io::Error>(http_body::Frame::data(chunk.clone()))),
+            );
+            return Response::new(
+                http_body_util::StreamBody::new(stream)
+                    .map_err(Into::into)
+                    .boxed_unsync(),
+            );
+        }
+        let mut body = req.into_body();
+        let mut n = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            n += frame.data_ref().map_or(0, |d| d.len() as u64);
+        }
+        Response::new(full(n.to_string()))
+    })
+    .await;
+    let port = free_port();
+    let config = temp_file(
+        "big.toml",
+        &proxy_config(port, o.addr, "[server]\nmax_request_body_size = \"0\"\n"),
+    );
+    let weir = spawn(&config);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    wait_listening(addr).await;
+    let c = reqwest::Client::new();
+
+    let chunk = Bytes::from(vec![b'u'; CHUNK]);
+    let n = usize::try_from(GIB).unwrap_or(usize::MAX) / CHUNK;
+    let upload =
+        futures_util::stream::iter((0..n).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    let r = c
+        .post(format!("http://{addr}/upload"))
+        .body(reqwest::Body::wrap_stream(upload))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.text().await.expect("count"), GIB.to_string());
+
+    let r = c
+        .get(format!("http://{addr}/download"))
+        .send()
+        .await
+        .expect("download");
+    let mut stream = r.bytes_stream();
+    let mut got = 0u64;
+    while let Some(chunk) = stream.next().await {
+        got += chunk.expect("chunk").len() as u64;
+    }
+    assert_eq!(got, GIB);
+
+    let peak = peak_rss_kib(weir.0.id());
+    println!(
+        "weir peak RSS after 1 GiB up + 1 GiB down: {:.1} MiB",
+        peak as f64 / 1024.0
+    );
+    assert!(peak < 64 * 1024, "peak RSS {peak} KiB exceeds 64 MiB");
+}
