@@ -66,10 +66,7 @@ async fn process(
     rt: &Runtime,
 ) -> Result<Outcome, ProxyError> {
     let host_header = request_host(&req)?;
-    ctx.host = host_header
-        .as_ref()
-        .and_then(normalize_host)
-        .map(Arc::from);
+    ctx.host = host_header.as_ref().and_then(normalize_host).map(Arc::from);
     if host_header.is_some() && ctx.host.is_none() {
         return Err(ProxyError::new(ErrorKind::BadRequest));
     }

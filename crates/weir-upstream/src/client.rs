@@ -14,6 +14,10 @@ use weir_core::{BodyStats, ErrorKind, ProxyError, RequestBody, Retry};
 
 use crate::Endpoint;
 
+/// Largest read buffer of one upstream connection. Bodies larger than this still stream; they
+/// just arrive in several reads.
+const UPSTREAM_READ_BUFFER: usize = 64 * 1024;
+
 pub(crate) struct PooledClient {
     client: Client<HttpConnector, RequestBody>,
     response_header_timeout: Duration,
@@ -29,6 +33,9 @@ impl PooledClient {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(cfg.timeouts.idle.get())
             .pool_max_idle_per_host(cfg.max_idle_per_endpoint)
+            // hyper's default lets each pooled connection's read buffer grow to ~400 KB; with
+            // hundreds of pooled connections that is most of the process's memory.
+            .http1_max_buf_size(UPSTREAM_READ_BUFFER)
             .build(connector);
         Self {
             client,

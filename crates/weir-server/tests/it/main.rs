@@ -9,3 +9,4 @@ mod proxy;
 mod routing;
 mod shutdown;
 mod static_files;
+mod timeouts;
