@@ -88,29 +88,15 @@ async fn idle_pooled_connections_are_closed_after_the_idle_timeout() {
     );
     let gw = gateway(&toml).await;
     let c = client();
-    c.get(gw.url("/1"))
-        .send()
-        .await
-        .expect("r")
-        .bytes()
-        .await
-        .expect("b");
-    c.get(gw.url("/2"))
-        .send()
-        .await
-        .expect("r")
-        .bytes()
-        .await
-        .expect("b");
+    let fetch = |path: &'static str| {
+        let req = c.get(gw.url(path)).send();
+        async move { req.await.expect("response").bytes().await.expect("body") }
+    };
+    fetch("/1").await;
+    fetch("/2").await;
     assert_eq!(o.accepted(), 1, "reused while fresh");
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    c.get(gw.url("/3"))
-        .send()
-        .await
-        .expect("r")
-        .bytes()
-        .await
-        .expect("b");
+    fetch("/3").await;
     assert_eq!(
         o.accepted(),
         2,
