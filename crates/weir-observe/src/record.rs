@@ -78,7 +78,10 @@ mod tests {
     #[test]
     fn formats_utc() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
-        assert_eq!(rfc3339_millis(t), "2026-11-18T07:06:40.123Z");
+        // Expected values checked with `date -u -d @SECONDS`.
+        assert_eq!(rfc3339_millis(t), "2026-11-18T11:06:40.123Z");
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(rfc3339_millis(leap), "2000-02-29T00:00:00.000Z");
         assert_eq!(
             rfc3339_millis(SystemTime::UNIX_EPOCH),
             "1970-01-01T00:00:00.000Z"
