@@ -17,8 +17,6 @@ pub struct RequestCtx {
     pub request_id: HeaderValue,
     /// When the request head was received.
     pub start: Instant,
-    /// Wall-clock time of `start`, for the log.
-    pub start_wall: SystemTime,
     /// The TCP peer.
     pub peer: SocketAddr,
     /// The client's address: the peer, or the first untrusted hop from `X-Forwarded-For`.
@@ -48,6 +46,14 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
+    /// Wall-clock time the request arrived; derived on demand (only the log needs it), so the
+    /// hot path reads the clock once per request, not twice.
+    pub fn start_wall(&self) -> SystemTime {
+        SystemTime::now()
+            .checked_sub(self.start.elapsed())
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+
     /// A context for a request that just arrived.
     pub fn new(
         request_id: HeaderValue,
@@ -60,7 +66,6 @@ impl RequestCtx {
         Self {
             request_id,
             start: Instant::now(),
-            start_wall: SystemTime::now(),
             peer,
             client_ip: peer.ip(),
             listener,

@@ -166,11 +166,15 @@ pub(crate) fn add_via(headers: &mut HeaderMap, version: Version) {
         Version::HTTP_2 => "2 weir",
         _ => "1.1 weir",
     };
-    let via = match headers.get(&VIA).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {hop}"),
-        _ => hop.to_owned(),
-    };
-    set(headers, &VIA, via);
+    match headers.get(&VIA).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => {
+            let via = format!("{prev}, {hop}");
+            set(headers, &VIA, via);
+        }
+        _ => {
+            headers.insert(&VIA, HeaderValue::from_static(hop));
+        }
+    }
 }
 
 /// Ensures a `Host` header: the upstream's override, else the client's (h2 carries it in
@@ -190,7 +194,8 @@ pub(crate) fn set_host(
 }
 
 fn set(headers: &mut HeaderMap, name: &HeaderName, value: String) {
-    if let Ok(v) = HeaderValue::from_str(&value) {
+    // Moves the string's buffer into the header value instead of copying it.
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
         headers.insert(name, v);
     } else {
         headers.remove(name);

@@ -51,7 +51,7 @@ impl Drop for LogPhase {
             _ => "HTTP/1.1",
         };
         let record = RequestRecord {
-            ts: weir_observe::rfc3339_millis(ctx.start_wall),
+            ts: weir_observe::rfc3339_millis(ctx.start_wall()),
             request_id: ctx.request_id.to_str().unwrap_or(""),
             listener: &ctx.listener,
             client_ip: ctx.client_ip.to_string(),

@@ -65,6 +65,11 @@ async fn process(
     ctx: &mut RequestCtx,
     rt: &Runtime,
 ) -> Result<Outcome, ProxyError> {
+    // Tunnels belong to forward-proxy listeners, which do not exist yet: refuse rather than
+    // forward a CONNECT as if it were an ordinary request.
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::new(ErrorKind::BadRequest));
+    }
     let host_header = request_host(&req)?;
     ctx.host = host_header.as_ref().and_then(normalize_host).map(Arc::from);
     if host_header.is_some() && ctx.host.is_none() {

@@ -1,7 +1,6 @@
 //! The compiled, immutable snapshot a request runs on. Built from a validated config; a later
 //! reload builds a new one beside it and swaps it in atomically.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use weir_route::{RouteError, Router};
@@ -28,7 +27,8 @@ pub(crate) struct Limits {
 /// The compiled config.
 #[derive(Debug)]
 pub struct Runtime {
-    pub(crate) routers: HashMap<Arc<str>, Router>,
+    /// One router per listener; a short list scanned by name beats hashing the name per request.
+    pub(crate) routers: Vec<(Arc<str>, Router)>,
     pub(crate) upstreams: Vec<Arc<Upstream>>,
     pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
     pub(crate) limits: Limits,
@@ -43,10 +43,10 @@ impl Runtime {
             .map(|u| Upstream::new(u).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         let index = |name: &str| upstreams.iter().position(|u| &*u.name == name);
-        let mut routers = HashMap::new();
+        let mut routers = Vec::with_capacity(config.listeners.len());
         for l in &config.listeners {
             let router = Router::compile(&config.routes, &l.name, index)?;
-            routers.insert(Arc::from(l.name.as_str()), router);
+            routers.push((Arc::from(l.name.as_str()), router));
         }
         Ok(Self {
             routers,
@@ -60,6 +60,9 @@ impl Runtime {
 
     /// The router of a listener.
     pub fn router(&self, listener: &str) -> Option<&Router> {
-        self.routers.get(listener)
+        self.routers
+            .iter()
+            .find(|(name, _)| &**name == listener)
+            .map(|(_, router)| router)
     }
 }

@@ -48,6 +48,7 @@ async fn malformed_requests_get_400() {
         &b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"[..],
         b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a/b\r\nConnection: close\r\n\r\n",
+        b"CONNECT internal.example:22 HTTP/1.1\r\nHost: internal.example:22\r\n\r\n",
     ] {
         let resp = raw(gw.addr, bad).await;
         assert_error_body(&resp, 400, "bad_request");
