@@ -82,6 +82,9 @@ pub(crate) struct LoggedBody {
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Declared length: hyper stops polling once it is sent, so the end is seen by count.
     expected: Option<u64>,
+    /// The upstream connection, back to its pool when this body is dropped. Declared after
+    /// `inner` so the upstream body is dropped (and drained) first.
+    _conn: Option<weir_upstream::PooledConn>,
 }
 
 impl LoggedBody {
@@ -90,9 +93,11 @@ impl LoggedBody {
         log: Box<LogPhase>,
         deadline: Option<tokio::time::Instant>,
         expected: Option<u64>,
+        conn: Option<weir_upstream::PooledConn>,
     ) -> Self {
         Self {
             expected,
+            _conn: conn,
             inner,
             log: Some(log),
             deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),

@@ -17,8 +17,24 @@ use crate::log_phase::{LogPhase, LoggedBody};
 use crate::runtime::Runtime;
 use crate::{proxy, static_files, Shared};
 
-/// A response and, for proxied responses with a total timeout, when streaming must end.
-pub(crate) type Outcome = (Response<ResponseBody>, Option<tokio::time::Instant>);
+/// What an action produced.
+pub(crate) struct Outcome {
+    pub(crate) response: Response<ResponseBody>,
+    /// For proxied responses with a total timeout: when streaming must end.
+    pub(crate) deadline: Option<tokio::time::Instant>,
+    /// For proxied responses: the upstream connection, returned to its pool after the body.
+    pub(crate) conn: Option<weir_upstream::PooledConn>,
+}
+
+impl From<Response<ResponseBody>> for Outcome {
+    fn from(response: Response<ResponseBody>) -> Self {
+        Self {
+            response,
+            deadline: None,
+            conn: None,
+        }
+    }
+}
 
 pub(crate) async fn handle(
     req: Request<Incoming>,
@@ -39,14 +55,18 @@ pub(crate) async fn handle(
     );
     ctx.client_ip = headers::client_ip(req.headers(), conn.peer.ip(), &runtime.trusted_proxies);
     let mut log = Box::new(LogPhase::new(ctx, shared, conn.state.clone()));
-    let (mut resp, deadline) = match process(req, &mut log.ctx, &runtime).await {
+    let Outcome {
+        response: mut resp,
+        deadline,
+        conn,
+    } = match process(req, &mut log.ctx, &runtime).await {
         Ok(outcome) => outcome,
         Err(e) => {
             if e.side != Side::Client {
                 tracing::warn!(request_id = ?log.ctx.request_id, error = %e, "request failed");
             }
             log.ctx.error = Some(e.kind);
-            (e.to_response(&log.ctx.request_id), None)
+            Outcome::from(e.to_response(&log.ctx.request_id))
         }
     };
     resp.headers_mut()
@@ -57,7 +77,7 @@ pub(crate) async fn handle(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    Ok(resp.map(|body| LoggedBody::new(body, log, deadline, expected)))
+    Ok(resp.map(|body| LoggedBody::new(body, log, deadline, expected, conn)))
 }
 
 async fn process(
@@ -109,9 +129,9 @@ async fn process(
                 .clone();
             proxy::forward(req, ctx, rt, &upstream, host_header).await
         }
-        Action::Respond(spec) => Ok((respond(spec), None)),
-        Action::Redirect(spec) => redirect(spec, &req, ctx).map(|r| (r, None)),
-        Action::Static(spec) => static_files::serve(spec, &req).await.map(|r| (r, None)),
+        Action::Respond(spec) => Ok(respond(spec).into()),
+        Action::Redirect(spec) => redirect(spec, &req, ctx).map(Outcome::from),
+        Action::Static(spec) => static_files::serve(spec, &req).await.map(Outcome::from),
     }
 }
 

@@ -18,7 +18,7 @@ pub(crate) async fn forward(
     host: Option<HeaderValue>,
 ) -> Result<Outcome, ProxyError> {
     ctx.upstream = Some(upstream.name.clone());
-    let endpoint = upstream.select()?;
+    let (index, endpoint) = upstream.select()?;
     ctx.endpoint = Some(endpoint.address.clone());
     let deadline = upstream
         .total_timeout
@@ -45,8 +45,8 @@ pub(crate) async fn forward(
         RequestBody::new(body, rt.limits.max_body, ctx.body.clone()),
     );
 
-    let send = upstream.send(endpoint, req, &ctx.body);
-    let resp = match deadline {
+    let send = upstream.send(index, req, &ctx.body);
+    let (resp, conn) = match deadline {
         Some(d) => tokio::time::timeout_at(d, send)
             .await
             .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))??,
@@ -55,8 +55,9 @@ pub(crate) async fn forward(
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::add_via(&mut parts.headers, parts.version);
-    Ok((
-        Response::from_parts(parts, ResponseBody::Upstream(body)),
+    Ok(Outcome {
+        response: Response::from_parts(parts, ResponseBody::Upstream(body)),
         deadline,
-    ))
+        conn: Some(conn),
+    })
 }

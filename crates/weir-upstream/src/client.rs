@@ -1,95 +1,78 @@
-//! The pooled keep-alive HTTP/1.1 client of one upstream, and the classification of its
-//! failures into `ProxyError`s.
+//! Sending one request to one endpoint over a pooled connection, and classifying failures into
+//! `ProxyError`s.
 
 use std::error::Error as StdError;
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use weir_core::{BodyStats, ErrorKind, ProxyError, RequestBody, Retry};
 
+use crate::pool::{EndpointPool, PooledConn};
 use crate::Endpoint;
 
-/// Largest read buffer of one upstream connection. Bodies larger than this still stream; they
-/// just arrive in several reads.
-const UPSTREAM_READ_BUFFER: usize = 64 * 1024;
-
-pub(crate) struct PooledClient {
-    client: Client<HttpConnector, RequestBody>,
+/// Sends `req` to `endpoint` and waits, up to `response_header_timeout`, for the response head.
+pub(crate) async fn send(
+    pool: &Arc<EndpointPool>,
+    endpoint: &Endpoint,
+    mut req: Request<RequestBody>,
+    body_stats: &BodyStats,
     response_header_timeout: Duration,
-}
+) -> Result<(Response<Incoming>, PooledConn), ProxyError> {
+    // Origin-form request target; `Host` was set by the caller.
+    let pq = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *req.uri_mut() = Uri::from(pq);
+    *req.version_mut() = Version::HTTP_11;
 
-impl PooledClient {
-    pub(crate) fn new(cfg: &weir_config::Upstream) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(cfg.timeouts.connect.get()));
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(cfg.timeouts.idle.get())
-            .pool_max_idle_per_host(cfg.max_idle_per_endpoint)
-            // hyper's default lets each pooled connection's read buffer grow to ~400 KB; with
-            // hundreds of pooled connections that is most of the process's memory.
-            .http1_max_buf_size(UPSTREAM_READ_BUFFER)
-            .build(connector);
-        Self {
-            client,
-            response_header_timeout: cfg.timeouts.response_header.get(),
+    let (mut sender, reused) = pool.checkout(endpoint).await?;
+    let exchange = async {
+        match sender.try_send_request(req).await {
+            Ok(resp) => Ok((resp, sender)),
+            Err(mut e) => match e.take_message() {
+                // Never written: the pooled connection closed under us. Safe to send on a fresh one.
+                Some(req) if reused => {
+                    let mut fresh = pool.connect(endpoint).await?;
+                    match fresh.send_request(req).await {
+                        Ok(resp) => Ok((resp, fresh)),
+                        Err(e) => Err(classify(e, body_stats, false)),
+                    }
+                }
+                _ => Err(classify(e.into_error(), body_stats, reused)),
+            },
         }
-    }
-
-    pub(crate) async fn send(
-        &self,
-        endpoint: &Endpoint,
-        mut req: Request<RequestBody>,
-        body_stats: &BodyStats,
-    ) -> Result<Response<Incoming>, ProxyError> {
-        let pq = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let uri = Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(endpoint.authority.clone())
-            .path_and_query(pq)
-            .build()
-            .map_err(|e| ProxyError::new(ErrorKind::Internal).with_source(e))?;
-        *req.uri_mut() = uri;
-        *req.version_mut() = Version::HTTP_11;
-        match tokio::time::timeout(self.response_header_timeout, self.client.request(req)).await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(classify(e, body_stats)),
-            Err(_) => Err(ProxyError::new(ErrorKind::UpstreamTimeout).retry(Retry::No)),
-        }
+    };
+    match tokio::time::timeout(response_header_timeout, exchange).await {
+        Ok(Ok((resp, sender))) => Ok((resp, PooledConn::new(sender, pool.clone()))),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(ProxyError::new(ErrorKind::UpstreamTimeout).retry(Retry::No)),
     }
 }
 
-/// Decides what a client failure means: whose fault, and whether a retry is safe.
-fn classify(e: hyper_util::client::legacy::Error, body: &BodyStats) -> ProxyError {
+/// Decides what a failed exchange means: whose fault, and whether a retry is safe.
+fn classify(e: hyper::Error, body: &BodyStats, reused: bool) -> ProxyError {
     if body.too_large() {
         return ProxyError::new(ErrorKind::BodyTooLarge).with_source(e);
     }
     if body.client_error() {
         return ProxyError::new(ErrorKind::ClientBody).with_source(e);
     }
-    if e.is_connect() {
-        let kind = if has_io_kind(&e, std::io::ErrorKind::TimedOut) {
-            ErrorKind::UpstreamTimeout
-        } else {
-            ErrorKind::UpstreamConnect
-        };
-        // Nothing was sent: any method may be retried elsewhere.
-        return ProxyError::new(kind).retry(Retry::Yes).with_source(e);
-    }
-    ProxyError::new(ErrorKind::UpstreamProtocol)
-        .retry(Retry::OnlyIfReused)
-        .with_source(e)
+    let retry = if reused {
+        Retry::OnlyIfReused
+    } else {
+        Retry::No
+    };
+    let kind = if has_io_kind(&e, std::io::ErrorKind::TimedOut) {
+        ErrorKind::UpstreamTimeout
+    } else {
+        ErrorKind::UpstreamProtocol
+    };
+    ProxyError::new(kind).retry(retry).with_source(e)
 }
 
 fn has_io_kind(e: &(dyn StdError + 'static), kind: std::io::ErrorKind) -> bool {

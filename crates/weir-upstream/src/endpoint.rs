@@ -1,5 +1,6 @@
 //! One upstream endpoint: where to connect.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::uri::Authority;
@@ -9,8 +10,10 @@ use http::uri::Authority;
 pub struct Endpoint {
     /// The address as configured, used in logs.
     pub address: Arc<str>,
-    /// The same, parsed for building request URIs.
+    /// The same, parsed.
     pub authority: Authority,
+    /// The socket address when the endpoint is an IP literal (no DNS needed).
+    pub socket_addr: Option<SocketAddr>,
 }
 
 impl Endpoint {
@@ -24,6 +27,7 @@ impl Endpoint {
         Some(Self {
             address: s.into(),
             authority,
+            socket_addr: crate::pool::literal_addr(s),
         })
     }
 }

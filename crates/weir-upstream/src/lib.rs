@@ -13,7 +13,7 @@
 //! endpoints = ["127.0.0.1:9001", "127.0.0.1:9002"]
 //! "#, "weir.toml").unwrap();
 //! let upstream = weir_upstream::Upstream::new(&config.upstreams[0]).unwrap();
-//! let endpoint = upstream.select().unwrap();
+//! let (_, endpoint) = upstream.select().unwrap();
 //! println!("would send to {}", endpoint.address);
 //! # }
 //! ```
@@ -21,11 +21,13 @@
 pub mod balance;
 mod client;
 mod endpoint;
+mod pool;
 
 use std::sync::Arc;
 
 pub use balance::{Balancer, RoundRobin};
 pub use endpoint::Endpoint;
+pub use pool::PooledConn;
 use weir_core::{ErrorKind, ProxyError};
 
 /// Why an upstream could not be built from config.
@@ -49,8 +51,10 @@ pub struct Upstream {
     /// The upstream's name.
     pub name: Arc<str>,
     endpoints: Vec<Endpoint>,
+    /// One connection pool per endpoint, same order as `endpoints`.
+    pools: Vec<Arc<pool::EndpointPool>>,
     balancer: Box<dyn Balancer>,
-    client: client::PooledClient,
+    response_header_timeout: std::time::Duration,
     /// Replaces `Host` on forwarded requests when set.
     pub host_header: Option<http::HeaderValue>,
     /// Whole-exchange timeout, if any.
@@ -89,11 +93,22 @@ impl Upstream {
             weir_config::Balance::RoundRobin => Box::new(RoundRobin::default()),
         };
         let total = cfg.timeouts.total.get();
+        let pools = endpoints
+            .iter()
+            .map(|_| {
+                Arc::new(pool::EndpointPool::new(
+                    cfg.max_idle_per_endpoint,
+                    cfg.timeouts.connect.get(),
+                    cfg.timeouts.idle.get(),
+                ))
+            })
+            .collect();
         Ok(Self {
             name: cfg.name.as_str().into(),
             endpoints,
+            pools,
             balancer,
-            client: client::PooledClient::new(cfg),
+            response_header_timeout: cfg.timeouts.response_header.get(),
             host_header,
             total_timeout: (!total.is_zero()).then_some(total),
         })
@@ -104,22 +119,36 @@ impl Upstream {
         &self.endpoints
     }
 
-    /// Picks the endpoint for the next request; 503 (`NoEndpoint`) when there is none.
-    pub fn select(&self) -> Result<&Endpoint, ProxyError> {
+    /// Picks the endpoint for the next request (its index and itself); 503 (`NoEndpoint`) when
+    /// there is none.
+    pub fn select(&self) -> Result<(usize, &Endpoint), ProxyError> {
         self.balancer
             .pick(&self.endpoints)
-            .and_then(|i| self.endpoints.get(i))
+            .and_then(|i| self.endpoints.get(i).map(|e| (i, e)))
             .ok_or_else(|| ProxyError::new(ErrorKind::NoEndpoint).retry(weir_core::Retry::No))
     }
 
-    /// Sends `req` (origin-form URI, headers already prepared) to `endpoint` over a pooled
-    /// connection and waits, up to the response-header timeout, for the response head.
+    /// Sends `req` (headers already prepared, `Host` set) to endpoint `index` over a pooled
+    /// connection and waits, up to the response-header timeout, for the response head. The
+    /// returned guard puts the connection back in the pool when dropped: keep it until the
+    /// response body has ended.
     pub async fn send(
         &self,
-        endpoint: &Endpoint,
+        index: usize,
         req: http::Request<weir_core::RequestBody>,
         body_stats: &weir_core::BodyStats,
-    ) -> Result<http::Response<hyper::body::Incoming>, ProxyError> {
-        self.client.send(endpoint, req, body_stats).await
+    ) -> Result<(http::Response<hyper::body::Incoming>, PooledConn), ProxyError> {
+        let (Some(endpoint), Some(pool)) = (self.endpoints.get(index), self.pools.get(index))
+        else {
+            return Err(ProxyError::new(ErrorKind::NoEndpoint));
+        };
+        client::send(
+            pool,
+            endpoint,
+            req,
+            body_stats,
+            self.response_header_timeout,
+        )
+        .await
     }
 }
