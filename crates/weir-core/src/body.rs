@@ -125,16 +125,6 @@ impl RequestBody {
             stats,
         }
     }
-
-    /// A body with no bytes.
-    pub fn empty() -> Self {
-        Self {
-            inner: None,
-            limit: 0,
-            seen: 0,
-            stats: Arc::default(),
-        }
-    }
 }
 
 impl Body for RequestBody {

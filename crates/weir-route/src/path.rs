@@ -91,3 +91,50 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::normalize_path;
+    use proptest::prelude::*;
+
+    /// Paths built from segments that include dots, encoded dots and slashes, and plain names.
+    fn paths() -> impl Strategy<Value = String> {
+        let seg = prop_oneof![
+            Just(".".to_owned()),
+            Just("..".to_owned()),
+            Just("%2e%2e".to_owned()),
+            Just("%2E".to_owned()),
+            Just("%2f".to_owned()),
+            Just("%61".to_owned()),
+            Just("".to_owned()),
+            "[a-z0-9_~-]{1,6}",
+        ];
+        proptest::collection::vec(seg, 0..8).prop_map(|segs| format!("/{}", segs.join("/")))
+    }
+
+    proptest! {
+        #[test]
+        fn output_is_rooted_and_has_no_dot_segments(p in paths()) {
+            let n = normalize_path(&p);
+            prop_assert!(n.starts_with('/'), "{n}");
+            for seg in n.split('/') {
+                prop_assert!(seg != "." && seg != "..", "{p} -> {n}");
+            }
+        }
+
+        #[test]
+        fn normalizing_twice_changes_nothing(p in paths()) {
+            let once = normalize_path(&p).into_owned();
+            let twice = normalize_path(&once).into_owned();
+            prop_assert_eq!(once, twice);
+        }
+
+        /// Decoding never turns `%2f` into a separator: normalizing only removes segments.
+        #[test]
+        fn decoding_never_creates_separators(p in paths()) {
+            let n = normalize_path(&p);
+            prop_assert!(n.matches('/').count() <= p.matches('/').count(), "{p} -> {n}");
+            prop_assert!(!n.contains("%2e") && !n.contains("%2E") && !n.contains("%61"), "{p} -> {n}");
+        }
+    }
+}

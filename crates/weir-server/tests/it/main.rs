@@ -4,6 +4,7 @@ mod common;
 
 mod access_log;
 mod errors;
+mod hostile;
 mod limits;
 mod proxy;
 mod routing;
