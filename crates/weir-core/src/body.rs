@@ -105,6 +105,8 @@ impl BodyStats {
 #[derive(Debug)]
 pub struct RequestBody {
     inner: Option<Incoming>,
+    /// A buffered body, replayed as one frame (retries of small bodies).
+    buffered: Option<Bytes>,
     limit: u64,
     seen: u64,
     stats: Arc<BodyStats>,
@@ -120,10 +122,27 @@ impl RequestBody {
     pub fn new(inner: Incoming, limit: u64, stats: Arc<BodyStats>) -> Self {
         Self {
             inner: Some(inner),
+            buffered: None,
             limit,
             seen: 0,
             stats,
         }
+    }
+
+    /// A body that sends `bytes` (already counted and checked against the limit) once.
+    pub fn buffered(bytes: Bytes, stats: Arc<BodyStats>) -> Self {
+        Self {
+            inner: None,
+            buffered: (!bytes.is_empty()).then_some(bytes),
+            limit: 0,
+            seen: 0,
+            stats,
+        }
+    }
+
+    /// The statistics this body reports into.
+    pub fn stats(&self) -> &Arc<BodyStats> {
+        &self.stats
     }
 }
 
@@ -136,6 +155,9 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        if let Some(bytes) = this.buffered.take() {
+            return Poll::Ready(Some(Ok(Frame::data(bytes))));
+        }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
@@ -166,12 +188,14 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+        self.buffered.is_none() && self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map_or(SizeHint::with_exact(0), |b| b.size_hint())
+        match (&self.buffered, &self.inner) {
+            (Some(b), _) => SizeHint::with_exact(b.len() as u64),
+            (None, Some(inner)) => inner.size_hint(),
+            (None, None) => SizeHint::with_exact(0),
+        }
     }
 }

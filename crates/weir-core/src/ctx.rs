@@ -35,8 +35,10 @@ pub struct RequestCtx {
     pub route: Option<Arc<str>>,
     /// Name of the upstream the request was sent to.
     pub upstream: Option<Arc<str>>,
-    /// Address of the endpoint the request was sent to.
+    /// Address of the endpoint the request was sent to (the last one, after retries).
     pub endpoint: Option<Arc<str>>,
+    /// Upstream tries made (0 when the request was not proxied; more than 1 after retries).
+    pub tries: u32,
     /// Request body accounting.
     pub body: Arc<BodyStats>,
     /// Why the request failed, if it did.
@@ -76,6 +78,7 @@ impl RequestCtx {
             route: None,
             upstream: None,
             endpoint: None,
+            tries: 0,
             body: Arc::default(),
             error: None,
             status: 0,

@@ -55,6 +55,10 @@ pub enum ErrorKind {
     UpstreamProtocol,
     /// The upstream has no endpoint to send to.
     NoEndpoint,
+    /// The upstream's circuit breaker is open.
+    CircuitOpen,
+    /// The upstream is at `max_in_flight` and its queue is full or the wait timed out.
+    UpstreamBusy,
     /// A bug or resource failure in Weir.
     Internal,
 }
@@ -70,7 +74,9 @@ impl ErrorKind {
             ErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::UpstreamConnect | ErrorKind::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ErrorKind::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::NoEndpoint | ErrorKind::CircuitOpen | ErrorKind::UpstreamBusy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -89,6 +95,8 @@ impl ErrorKind {
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::UpstreamProtocol => "upstream_protocol_error",
             ErrorKind::NoEndpoint => "no_healthy_endpoint",
+            ErrorKind::CircuitOpen => "circuit_open",
+            ErrorKind::UpstreamBusy => "upstream_busy",
             ErrorKind::Internal => "internal_error",
         }
     }
@@ -107,6 +115,8 @@ impl ErrorKind {
             ErrorKind::UpstreamTimeout => "upstream timed out",
             ErrorKind::UpstreamProtocol => "upstream sent an invalid response",
             ErrorKind::NoEndpoint => "no upstream endpoint available",
+            ErrorKind::CircuitOpen => "upstream temporarily unavailable",
+            ErrorKind::UpstreamBusy => "upstream busy",
             ErrorKind::Internal => "internal error",
         }
     }
@@ -124,7 +134,9 @@ impl ErrorKind {
             ErrorKind::UpstreamConnect
             | ErrorKind::UpstreamTimeout
             | ErrorKind::UpstreamProtocol
-            | ErrorKind::NoEndpoint => Side::Upstream,
+            | ErrorKind::NoEndpoint
+            | ErrorKind::CircuitOpen
+            | ErrorKind::UpstreamBusy => Side::Upstream,
             ErrorKind::Internal => Side::Internal,
         }
     }
@@ -142,6 +154,8 @@ pub struct ProxyError {
     pub retry: Retry,
     /// The underlying cause, for logs.
     pub source: Option<BoxError>,
+    /// Sent as `Retry-After` (whole seconds, rounded up).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ProxyError {
@@ -152,7 +166,14 @@ impl ProxyError {
             side: kind.side(),
             retry: Retry::No,
             source: None,
+            retry_after: None,
         }
+    }
+
+    /// Sets the `Retry-After` the response carries.
+    pub fn retry_after(mut self, after: std::time::Duration) -> Self {
+        self.retry_after = Some(after);
+        self
     }
 
     /// Sets whether a retry is safe.
@@ -192,6 +213,10 @@ impl ProxyError {
             HeaderValue::from_static("application/json"),
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
         if self.kind == ErrorKind::MethodNotAllowed {
             // Only static files refuse methods today; they serve GET and HEAD.
             h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));

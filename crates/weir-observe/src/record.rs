@@ -37,12 +37,19 @@ pub struct RequestRecord<'a> {
     pub route: Option<&'a str>,
     /// Upstream name.
     pub upstream: Option<&'a str>,
-    /// Upstream endpoint address.
+    /// Upstream endpoint address (of the last try).
     pub endpoint: Option<&'a str>,
+    /// Upstream tries (1 + retries); omitted when the request was not proxied.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tries: u32,
     /// Error code, when the request failed (`upstream_timeout` …).
     pub error: Option<&'a str>,
     /// False when the response body did not finish (client gone, upstream reset).
     pub completed: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Formats a time as `2026-11-22T10:04:05.123Z`.

@@ -14,6 +14,8 @@ pub enum Action {
     Proxy {
         /// Index into the runtime's upstreams.
         upstream: usize,
+        /// Retries of non-idempotent requests are allowed.
+        retry_non_idempotent: bool,
     },
     /// Answer with a fixed response.
     Respond(RespondSpec),
@@ -70,7 +72,10 @@ impl Action {
                     route: index,
                     upstream: p.upstream.clone(),
                 })?;
-            return Ok(Action::Proxy { upstream });
+            return Ok(Action::Proxy {
+                upstream,
+                retry_non_idempotent: p.retry_non_idempotent,
+            });
         }
         if let Some(r) = &route.respond {
             let status = StatusCode::from_u16(r.status).map_err(|e| invalid(e.to_string()))?;

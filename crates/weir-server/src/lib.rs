@@ -75,6 +75,7 @@ impl Server {
         access_log: AccessLog,
     ) -> Result<Self, ServerError> {
         let runtime = Runtime::compile(&config)?;
+        runtime.start_background();
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             access_log,

@@ -67,6 +67,7 @@ impl Drop for LogPhase {
             route: ctx.route.as_deref(),
             upstream: ctx.upstream.as_deref(),
             endpoint: ctx.endpoint.as_deref(),
+            tries: ctx.tries,
             error: ctx.error.map(weir_core::ErrorKind::code),
             completed: self.completed,
         };
@@ -84,7 +85,7 @@ pub(crate) struct LoggedBody {
     expected: Option<u64>,
     /// The upstream connection, back to its pool when this body is dropped. Declared after
     /// `inner` so the upstream body is dropped (and drained) first.
-    _conn: Option<weir_upstream::PooledConn>,
+    _conn: Option<weir_upstream::UpstreamGuard>,
 }
 
 impl LoggedBody {
@@ -93,7 +94,7 @@ impl LoggedBody {
         log: Box<LogPhase>,
         deadline: Option<tokio::time::Instant>,
         expected: Option<u64>,
-        conn: Option<weir_upstream::PooledConn>,
+        conn: Option<weir_upstream::UpstreamGuard>,
     ) -> Self {
         Self {
             expected,

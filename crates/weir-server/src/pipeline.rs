@@ -22,8 +22,8 @@ pub(crate) struct Outcome {
     pub(crate) response: Response<ResponseBody>,
     /// For proxied responses with a total timeout: when streaming must end.
     pub(crate) deadline: Option<tokio::time::Instant>,
-    /// For proxied responses: the upstream connection, returned to its pool after the body.
-    pub(crate) conn: Option<weir_upstream::PooledConn>,
+    /// For proxied responses: the upstream connection and slot, released after the body.
+    pub(crate) conn: Option<weir_upstream::UpstreamGuard>,
 }
 
 impl From<Response<ResponseBody>> for Outcome {
@@ -121,13 +121,16 @@ async fn process(
         .ok_or_else(|| ProxyError::new(ErrorKind::NoRoute))?;
     ctx.route = Some(route.name.clone());
     match &route.action {
-        Action::Proxy { upstream } => {
+        Action::Proxy {
+            upstream,
+            retry_non_idempotent,
+        } => {
             let upstream = rt
                 .upstreams
                 .get(*upstream)
                 .ok_or_else(|| ProxyError::new(ErrorKind::Internal))?
                 .clone();
-            proxy::forward(req, ctx, rt, &upstream, host_header).await
+            proxy::forward(req, ctx, rt, &upstream, host_header, *retry_non_idempotent).await
         }
         Action::Respond(spec) => Ok(respond(spec).into()),
         Action::Redirect(spec) => redirect(spec, &req, ctx).map(Outcome::from),

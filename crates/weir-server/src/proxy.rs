@@ -3,8 +3,11 @@
 
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
+use std::sync::Arc;
 use weir_core::{ErrorKind, ProxyError, RequestBody, RequestCtx, ResponseBody};
-use weir_upstream::Upstream;
+
+use http::header::SET_COOKIE;
+use weir_upstream::{CallInfo, CallOpts, Upstream};
 
 use crate::headers::{self, X_REQUEST_ID};
 use crate::pipeline::Outcome;
@@ -14,12 +17,11 @@ pub(crate) async fn forward(
     req: Request<Incoming>,
     ctx: &mut RequestCtx,
     rt: &Runtime,
-    upstream: &Upstream,
+    upstream: &Arc<Upstream>,
     host: Option<HeaderValue>,
+    retry_non_idempotent: bool,
 ) -> Result<Outcome, ProxyError> {
     ctx.upstream = Some(upstream.name.clone());
-    let (index, endpoint) = upstream.select()?;
-    ctx.endpoint = Some(endpoint.address.clone());
     let deadline = upstream
         .total_timeout
         .map(|t| tokio::time::Instant::from_std(ctx.start) + t);
@@ -40,24 +42,32 @@ pub(crate) async fn forward(
         ctx.version,
     );
     parts.headers.insert(&X_REQUEST_ID, ctx.request_id.clone());
-    let req = Request::from_parts(
-        parts,
-        RequestBody::new(body, rt.limits.max_body, ctx.body.clone()),
-    );
-
-    let send = upstream.send(index, req, &ctx.body);
-    let (resp, conn) = match deadline {
-        Some(d) => tokio::time::timeout_at(d, send)
-            .await
-            .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))??,
-        None => send.await?,
+    let body = RequestBody::new(body, rt.limits.max_body, ctx.body.clone());
+    let opts = CallOpts {
+        client_ip: ctx.client_ip,
+        retry_non_idempotent,
+        body_stats: ctx.body.clone(),
     };
+    let mut info = CallInfo::default();
+    let call = upstream.call(parts, body, opts, &mut info);
+    let result = match deadline {
+        Some(d) => tokio::time::timeout_at(d, call)
+            .await
+            .unwrap_or_else(|_| Err(ProxyError::new(ErrorKind::UpstreamTimeout))),
+        None => call.await,
+    };
+    ctx.endpoint = info.endpoint;
+    ctx.tries = info.tries;
+    let (resp, guard) = result?;
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::add_via(&mut parts.headers, parts.version);
+    if let Some(cookie) = info.set_cookie {
+        parts.headers.append(SET_COOKIE, cookie);
+    }
     Ok(Outcome {
         response: Response::from_parts(parts, ResponseBody::Upstream(body)),
         deadline,
-        conn: Some(conn),
+        conn: Some(guard),
     })
 }

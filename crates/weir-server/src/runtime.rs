@@ -58,6 +58,19 @@ impl Runtime {
         })
     }
 
+    /// Starts each upstream's health checks and membership task (they stop when the
+    /// runtime, and so the upstream, is dropped).
+    pub(crate) fn start_background(&self) {
+        for u in &self.upstreams {
+            u.start();
+        }
+    }
+
+    /// The upstreams, in config order.
+    pub fn upstreams(&self) -> &[Arc<Upstream>] {
+        &self.upstreams
+    }
+
     /// The router of a listener.
     pub fn router(&self, listener: &str) -> Option<&Router> {
         self.routers

@@ -8,18 +8,22 @@ use std::time::Duration;
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use weir_core::{BodyStats, ErrorKind, ProxyError, RequestBody, Retry};
 
 use crate::pool::{EndpointPool, PooledConn};
 use crate::Endpoint;
 
-/// Sends `req` to `endpoint` and waits, up to `response_header_timeout`, for the response head.
-pub(crate) async fn send(
+/// Sends `req` over `sender` (from `pool.checkout`) and waits, up to `timeout`, for the
+/// response head. A request never written because a reused connection had closed is sent once
+/// more on a fresh connection.
+pub(crate) async fn exchange(
     pool: &Arc<EndpointPool>,
     endpoint: &Endpoint,
+    (mut sender, reused): (SendRequest<RequestBody>, bool),
     mut req: Request<RequestBody>,
     body_stats: &BodyStats,
-    response_header_timeout: Duration,
+    timeout: Duration,
 ) -> Result<(Response<Incoming>, PooledConn), ProxyError> {
     // Origin-form request target; `Host` was set by the caller.
     let pq = req
@@ -30,7 +34,6 @@ pub(crate) async fn send(
     *req.uri_mut() = Uri::from(pq);
     *req.version_mut() = Version::HTTP_11;
 
-    let (mut sender, reused) = pool.checkout(endpoint).await?;
     let exchange = async {
         match sender.try_send_request(req).await {
             Ok(resp) => Ok((resp, sender)),
@@ -47,7 +50,7 @@ pub(crate) async fn send(
             },
         }
     };
-    match tokio::time::timeout(response_header_timeout, exchange).await {
+    match tokio::time::timeout(timeout, exchange).await {
         Ok(Ok((resp, sender))) => Ok((resp, PooledConn::new(sender, pool.clone()))),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(ProxyError::new(ErrorKind::UpstreamTimeout).retry(Retry::No)),

@@ -1,6 +1,8 @@
-//! Upstream pools: named groups of endpoints, the [`Balancer`] that picks one per request, and
-//! the pooled keep-alive HTTP/1.1 client with per-upstream timeouts. Errors come back already
-//! classified as [`ProxyError`]s (who is at fault, whether a retry is safe).
+//! Upstream pools: named groups of weighted endpoints, the [`Balancer`] that picks one per
+//! request, health (active probes, outlier detection, panic threshold, slow start), the
+//! circuit breaker, the concurrency cap and queue, retries with a budget, sticky sessions, and
+//! the pooled keep-alive HTTP/1.1 client. Errors come back already classified as
+//! [`ProxyError`]s (who is at fault, whether a retry is safe).
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -10,25 +12,51 @@
 //! bind = "127.0.0.1:8080"
 //! [[upstreams]]
 //! name = "api"
-//! endpoints = ["127.0.0.1:9001", "127.0.0.1:9002"]
+//! endpoints = ["127.0.0.1:9001", { address = "127.0.0.1:9002", weight = 3 }]
+//! balance = "p2c"
 //! "#, "weir.toml").unwrap();
-//! let upstream = weir_upstream::Upstream::new(&config.upstreams[0]).unwrap();
-//! let (_, endpoint) = upstream.select().unwrap();
-//! println!("would send to {}", endpoint.address);
+//! let upstream = std::sync::Arc::new(weir_upstream::Upstream::new(&config.upstreams[0]).unwrap());
+//! upstream.start(); // health checks and the membership task
+//! let stats = upstream.stats();
+//! println!("{} endpoints in service", stats.endpoints.iter().filter(|e| e.in_service).count());
 //! # }
 //! ```
 
+mod admission;
 pub mod balance;
+mod breaker;
+mod call;
 mod client;
+mod clock;
 mod endpoint;
+pub mod hash;
+mod health;
+mod key;
 mod pool;
+mod retry;
+mod stats;
+mod sticky;
+mod window;
 
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
-pub use balance::{Balancer, RoundRobin};
-pub use endpoint::Endpoint;
+use arc_swap::ArcSwap;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use admission::ConcurrencyLimit;
+pub use balance::{Balancer, Pick, PickCx, View};
+pub use breaker::{Admit, BreakerState, CircuitBreaker};
+pub use call::{CallInfo, CallOpts, UpstreamGuard};
+pub use clock::Clock;
+pub use endpoint::{Endpoint, EndpointState};
+pub use health::outlier::TryOutcome;
 pub use pool::PooledConn;
-use weir_core::{ErrorKind, ProxyError};
+pub use retry::{RetryBudget, RetryPolicy};
+pub use stats::{EndpointStats, UpstreamStats};
+pub use sticky::StickyCookies;
+pub use weir_core::ProxyError;
 
 /// Why an upstream could not be built from config.
 #[derive(Debug, thiserror::Error)]
@@ -44,21 +72,55 @@ pub enum UpstreamError {
     /// `host_header` is not a valid header value.
     #[error("upstream `{0}`: invalid host_header")]
     HostHeader(String),
+    /// No random key for sticky cookies could be made.
+    #[error("upstream `{0}`: cannot make a sticky-cookie key: {1}")]
+    StickyKey(String, getrandom::Error),
 }
 
-/// A named pool of endpoints with its balancer, client and timeouts.
+/// The balancer prepared over the current view.
+pub(crate) struct Prepared {
+    pub(crate) view: View,
+    pub(crate) pick: Box<dyn Pick>,
+}
+
+/// Upstream-wide counters, for metrics.
+#[derive(Debug, Default)]
+pub(crate) struct UpstreamCounters {
+    pub(crate) ejections: AtomicU64,
+    pub(crate) ejections_skipped: AtomicU64,
+    pub(crate) requests: AtomicU64,
+}
+
+/// A named pool of endpoints with its balancer, health, resilience policies and client.
 pub struct Upstream {
     /// The upstream's name.
     pub name: Arc<str>,
-    endpoints: Vec<Endpoint>,
+    pub(crate) endpoints: Vec<Endpoint>,
+    pub(crate) states: Vec<EndpointState>,
+    pub(crate) probe_stats: Vec<health::active::ProbeStats>,
     /// One connection pool per endpoint, same order as `endpoints`.
     pools: Vec<Arc<pool::EndpointPool>>,
-    balancer: Box<dyn Balancer>,
-    response_header_timeout: std::time::Duration,
+    pub(crate) balancer: Box<dyn Balancer>,
+    pub(crate) current: ArcSwap<Prepared>,
+    pub(crate) refresh_lock: Mutex<()>,
+    pub(crate) changed: Arc<Notify>,
+    pub(crate) clock: Clock,
+    pub(crate) panic_threshold: u8,
+    pub(crate) slow_start_ms: u64,
+    pub(crate) passive: weir_config::PassiveHealth,
+    active: Option<weir_config::ActiveHealth>,
+    pub(crate) breaker: Option<CircuitBreaker>,
+    pub(crate) limit: Option<ConcurrencyLimit>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) sticky: Option<StickyCookies>,
+    /// What `ip_hash` / `consistent_hash` hash; `None` for the other balancers.
+    pub(crate) hash_key: Option<weir_config::HashKey>,
+    pub(crate) metrics: UpstreamCounters,
     /// Replaces `Host` on forwarded requests when set.
     pub host_header: Option<http::HeaderValue>,
     /// Whole-exchange timeout, if any.
     pub total_timeout: Option<std::time::Duration>,
+    background: CancellationToken,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -70,16 +132,23 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.background.cancel();
+    }
+}
+
 impl Upstream {
-    /// Builds an upstream from its config.
+    /// Builds an upstream from its config. Call [`Upstream::start`] (inside a tokio runtime)
+    /// to run its health checks and membership updates.
     pub fn new(cfg: &weir_config::Upstream) -> Result<Self, UpstreamError> {
         let endpoints = cfg
             .endpoints
             .iter()
             .map(|e| {
-                Endpoint::parse(e).ok_or_else(|| UpstreamError::Endpoint {
+                Endpoint::with_weight(&e.address, e.weight).ok_or_else(|| UpstreamError::Endpoint {
                     upstream: cfg.name.clone(),
-                    endpoint: e.clone(),
+                    endpoint: e.address.clone(),
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -89,9 +158,15 @@ impl Upstream {
             .map(http::HeaderValue::from_str)
             .transpose()
             .map_err(|_| UpstreamError::HostHeader(cfg.name.clone()))?;
-        let balancer: Box<dyn Balancer> = match cfg.balance {
-            weir_config::Balance::RoundRobin => Box::new(RoundRobin::default()),
-        };
+        let sticky = cfg
+            .sticky
+            .as_ref()
+            .map(StickyCookies::new)
+            .transpose()
+            .map_err(|e| UpstreamError::StickyKey(cfg.name.clone(), e))?;
+        let balancer = balance::from_config(cfg);
+        let view = View::all(&endpoints);
+        let pick = balancer.prepare(&view, &endpoints);
         let total = cfg.timeouts.total.get();
         let pools = endpoints
             .iter()
@@ -103,15 +178,55 @@ impl Upstream {
                 ))
             })
             .collect();
+        let hash_key = match cfg.balance {
+            weir_config::Balance::IpHash => Some(weir_config::HashKey::ClientIp),
+            weir_config::Balance::ConsistentHash => Some(cfg.hash_key.clone()),
+            _ => None,
+        };
         Ok(Self {
             name: cfg.name.as_str().into(),
+            states: endpoints.iter().map(|_| EndpointState::default()).collect(),
+            probe_stats: endpoints.iter().map(|_| Default::default()).collect(),
             endpoints,
             pools,
             balancer,
-            response_header_timeout: cfg.timeouts.response_header.get(),
+            current: ArcSwap::from_pointee(Prepared { view, pick }),
+            refresh_lock: Mutex::new(()),
+            changed: Arc::new(Notify::new()),
+            clock: Clock::new(),
+            panic_threshold: cfg.panic_threshold,
+            slow_start_ms: clock::ms(cfg.slow_start.get()),
+            passive: cfg.health.passive.clone(),
+            active: cfg.health.active.clone(),
+            breaker: cfg.circuit_breaker.as_ref().map(CircuitBreaker::new),
+            limit: (cfg.max_in_flight > 0)
+                .then(|| ConcurrencyLimit::new(cfg.max_in_flight, &cfg.queue)),
+            retry: RetryPolicy::new(&cfg.retry, cfg.timeouts.response_header.get()),
+            sticky,
+            hash_key,
+            metrics: UpstreamCounters::default(),
             host_header,
             total_timeout: (!total.is_zero()).then_some(total),
+            background: CancellationToken::new(),
         })
+    }
+
+    /// Starts the background tasks: one health prober per endpoint (when active checks are
+    /// configured) and the task that rebuilds the balancer's view when health changes. They
+    /// stop when the upstream is dropped. Must run inside a tokio runtime.
+    pub fn start(self: &Arc<Self>) {
+        let token = self.background.clone();
+        tokio::spawn(health::maintain(Arc::downgrade(self), token.clone()));
+        if let Some(cfg) = &self.active {
+            for index in 0..self.endpoints.len() {
+                tokio::spawn(health::active::run(
+                    Arc::downgrade(self),
+                    index,
+                    cfg.clone(),
+                    token.clone(),
+                ));
+            }
+        }
     }
 
     /// The endpoints, in config order.
@@ -119,36 +234,18 @@ impl Upstream {
         &self.endpoints
     }
 
-    /// Picks the endpoint for the next request (its index and itself); 503 (`NoEndpoint`) when
-    /// there is none.
-    pub fn select(&self) -> Result<(usize, &Endpoint), ProxyError> {
-        self.balancer
-            .pick(&self.endpoints)
-            .and_then(|i| self.endpoints.get(i).map(|e| (i, e)))
-            .ok_or_else(|| ProxyError::new(ErrorKind::NoEndpoint).retry(weir_core::Retry::No))
+    /// The live state of each endpoint, in config order.
+    pub fn states(&self) -> &[EndpointState] {
+        &self.states
     }
 
-    /// Sends `req` (headers already prepared, `Host` set) to endpoint `index` over a pooled
-    /// connection and waits, up to the response-header timeout, for the response head. The
-    /// returned guard puts the connection back in the pool when dropped: keep it until the
-    /// response body has ended.
-    pub async fn send(
-        &self,
-        index: usize,
-        req: http::Request<weir_core::RequestBody>,
-        body_stats: &weir_core::BodyStats,
-    ) -> Result<(http::Response<hyper::body::Incoming>, PooledConn), ProxyError> {
-        let (Some(endpoint), Some(pool)) = (self.endpoints.get(index), self.pools.get(index))
-        else {
-            return Err(ProxyError::new(ErrorKind::NoEndpoint));
-        };
-        client::send(
-            pool,
-            endpoint,
-            req,
-            body_stats,
-            self.response_header_timeout,
-        )
-        .await
+    /// The circuit breaker, if configured.
+    pub fn breaker(&self) -> Option<&CircuitBreaker> {
+        self.breaker.as_ref()
+    }
+
+    /// The upstream's clock (ms since it was built).
+    pub fn clock(&self) -> Clock {
+        self.clock
     }
 }

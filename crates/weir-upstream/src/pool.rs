@@ -6,7 +6,6 @@
 //! response body is done with (the [`PooledConn`] guard is dropped), and a new connection is
 //! opened only when no idle one is ready.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -148,9 +147,4 @@ impl Drop for PooledConn {
             self.pool.checkin(sender);
         }
     }
-}
-
-/// An endpoint's address, when it is an IP literal (no resolution needed).
-pub(crate) fn literal_addr(s: &str) -> Option<SocketAddr> {
-    s.parse().ok()
 }

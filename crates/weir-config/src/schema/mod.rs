@@ -8,6 +8,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+mod upstream;
+
+pub use upstream::*;
+
 use crate::units::{ByteSize, Duration};
 
 /// A whole Weir config file.
@@ -101,67 +105,6 @@ pub struct Listener {
     pub max_connections: Option<usize>,
 }
 
-/// A named pool of endpoints that `proxy` routes send requests to.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Upstream {
-    /// Unique name, used by routes.
-    pub name: String,
-    /// `host:port` endpoints; host names are resolved when connecting. May be empty: requests
-    /// are then answered 503 (as by an Envoy cluster with no endpoints).
-    pub endpoints: Vec<String>,
-    /// How an endpoint is chosen for each request.
-    #[serde(default)]
-    pub balance: Balance,
-    /// Replaces the client's `Host` header on requests to this upstream.
-    #[serde(default)]
-    pub host_header: Option<String>,
-    /// Idle keep-alive connections kept per endpoint.
-    #[serde(default = "defaults::max_idle_per_endpoint")]
-    pub max_idle_per_endpoint: usize,
-    /// Per-upstream timeouts.
-    #[serde(default)]
-    pub timeouts: UpstreamTimeouts,
-}
-
-/// Load-balancing algorithm of an upstream.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Balance {
-    /// Each endpoint in turn.
-    #[default]
-    RoundRobin,
-}
-
-/// Timeouts for talking to an upstream.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamTimeouts {
-    /// Establishing the TCP connection (504 when exceeded).
-    #[serde(default = "defaults::connect_timeout")]
-    pub connect: Duration,
-    /// From the request being sent to the response head arriving (504 when exceeded).
-    #[serde(default = "defaults::response_header_timeout")]
-    pub response_header: Duration,
-    /// An idle pooled connection is closed after this long.
-    #[serde(default = "defaults::upstream_idle_timeout")]
-    pub idle: Duration,
-    /// Whole exchange including the response body; `"0"` (default) means no limit.
-    #[serde(default)]
-    pub total: Duration,
-}
-
-impl Default for UpstreamTimeouts {
-    fn default() -> Self {
-        Self {
-            connect: defaults::connect_timeout(),
-            response_header: defaults::response_header_timeout(),
-            idle: defaults::upstream_idle_timeout(),
-            total: Duration::default(),
-        }
-    }
-}
-
 /// One route: a match and exactly one action.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -240,6 +183,11 @@ pub struct Predicate {
 pub struct ProxyAction {
     /// Name of the upstream.
     pub upstream: String,
+    /// Allow retries of non-idempotent requests (POST, PATCH …) on this route, when the body
+    /// is small enough to replay (`retry.max_body`). Off by default: a retried POST may act
+    /// twice.
+    #[serde(default)]
+    pub retry_non_idempotent: bool,
 }
 
 /// `respond` action.
@@ -354,18 +302,6 @@ mod defaults {
     }
     pub fn max_connections() -> usize {
         10_000
-    }
-    pub fn max_idle_per_endpoint() -> usize {
-        256
-    }
-    pub fn connect_timeout() -> Duration {
-        Duration::from_secs(5)
-    }
-    pub fn response_header_timeout() -> Duration {
-        Duration::from_secs(60)
-    }
-    pub fn upstream_idle_timeout() -> Duration {
-        Duration::from_secs(90)
     }
     pub fn respond_status() -> u16 {
         200

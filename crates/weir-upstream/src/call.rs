@@ -1,0 +1,363 @@
+//! One proxied request's life in the upstream: breaker admission, the concurrency cap, then
+//! tries — pick an endpoint (a different one on each retry when one exists), connect, send,
+//! classify — with backoff between tries and the retry budget over them all.
+//!
+//! What is retried: connect failures for any method (nothing was sent); resets, per-try
+//! timeouts and configured statuses only when the request can be replayed: an idempotent
+//! method (or a route that opted in) and a body that was empty or small enough to buffer.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, Request, Response};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::sync::OwnedSemaphorePermit;
+use weir_core::{BodyStats, ErrorKind, ProxyError, RequestBody, Retry, Side};
+
+use crate::hash::mix;
+use crate::health::outlier::TryOutcome;
+use crate::pool::PooledConn;
+use crate::retry::{idempotent, retry_after};
+use crate::{client, key, PickCx, Upstream};
+
+/// What the caller knows about the request beyond its head.
+#[derive(Debug, Clone)]
+pub struct CallOpts {
+    /// The client's address (for `ip_hash` and `consistent_hash` on the client IP).
+    pub client_ip: IpAddr,
+    /// The route allows retrying non-idempotent requests.
+    pub retry_non_idempotent: bool,
+    /// Request body accounting, shared with the log phase.
+    pub body_stats: Arc<BodyStats>,
+}
+
+/// What happened, for the access log and the response.
+#[derive(Debug, Default)]
+pub struct CallInfo {
+    /// The endpoint of the last try.
+    pub endpoint: Option<Arc<str>>,
+    /// Tries made (1 + retries).
+    pub tries: u32,
+    /// A sticky-session cookie to set on the response.
+    pub set_cookie: Option<HeaderValue>,
+}
+
+/// Held until the response body is done: returns the connection to its pool, then ends the
+/// request's in-flight count and frees its concurrency slot.
+pub struct UpstreamGuard {
+    _conn: PooledConn,
+    _in_flight: InFlight,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl std::fmt::Debug for UpstreamGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamGuard").finish_non_exhaustive()
+    }
+}
+
+/// Counts one try in its endpoint's in-flight gauge while alive.
+struct InFlight {
+    upstream: Arc<Upstream>,
+    index: usize,
+}
+
+impl InFlight {
+    fn new(upstream: &Arc<Upstream>, index: usize) -> Self {
+        if let Some(s) = upstream.states.get(index) {
+            s.in_flight.fetch_add(1, Ordering::Relaxed);
+            s.requests.fetch_add(1, Ordering::Relaxed);
+        }
+        Self {
+            upstream: upstream.clone(),
+            index,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(s) = self.upstream.states.get(self.index) {
+            s.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+enum Phase {
+    /// Failed before anything was written.
+    Connect,
+    /// Failed after the request may have been written.
+    Send,
+}
+
+impl Upstream {
+    /// Sends the request (head already prepared for the hop) to an endpoint of this upstream,
+    /// retrying as configured, and returns the response head with the guard to hold until its
+    /// body is done.
+    pub async fn call(
+        self: &Arc<Self>,
+        parts: Parts,
+        body: RequestBody,
+        opts: CallOpts,
+        info: &mut CallInfo,
+    ) -> Result<(Response<Incoming>, UpstreamGuard), ProxyError> {
+        let now = self.clock.now_ms();
+        self.metrics.requests.fetch_add(1, Ordering::Relaxed);
+        self.retry.budget().request(now);
+        let admit = match &self.breaker {
+            Some(b) => Some(
+                b.admit(now)
+                    .map_err(|wait| ProxyError::new(ErrorKind::CircuitOpen).retry_after(wait))?,
+            ),
+            None => None,
+        };
+        let result = self.tries(parts, body, &opts, info).await;
+        if let (Some(b), Some(admit)) = (&self.breaker, admit) {
+            let failed = match &result {
+                Ok((resp, _)) => resp.status().is_server_error(),
+                Err(e) => e.side != Side::Client,
+            };
+            b.record(admit, failed, self.clock.now_ms());
+        }
+        result
+    }
+
+    async fn tries(
+        self: &Arc<Self>,
+        parts: Parts,
+        body: RequestBody,
+        opts: &CallOpts,
+        info: &mut CallInfo,
+    ) -> Result<(Response<Incoming>, UpstreamGuard), ProxyError> {
+        let slot = match &self.limit {
+            Some(limit) => Some(limit.acquire().await?),
+            None => None,
+        };
+        let policy = &self.retry;
+        let may_resend =
+            policy.attempts > 0 && (idempotent(&parts.method) || opts.retry_non_idempotent);
+        // A body that can be replayed: empty, or small enough to buffer when a resend is possible.
+        let mut body = Some(body);
+        let mut replay: Option<Bytes> = None;
+        if body.as_ref().is_some_and(|b| b.is_end_stream()) {
+            replay = Some(Bytes::new());
+            body = None;
+        } else if may_resend {
+            let small = body
+                .as_ref()
+                .and_then(|b| b.size_hint().exact())
+                .is_some_and(|n| n <= policy.max_body);
+            if small {
+                if let Some(b) = body.take() {
+                    replay = Some(buffer(b, &opts.body_stats).await?);
+                }
+            }
+        }
+        let resend_possible = may_resend
+            && replay.is_some()
+            && (policy.on_reset || policy.on_timeout || policy.has_statuses());
+        let hash = self
+            .hash_key
+            .as_ref()
+            .and_then(|k| key::hash_of(k, &parts, opts.client_ip));
+        let sticky = self.sticky.as_ref().and_then(|s| {
+            let id = s.endpoint_id(&parts.headers)?;
+            self.endpoints.iter().position(|e| e.id == id)
+        });
+
+        let mut parts = Some(parts);
+        let mut tried: Vec<usize> = Vec::new();
+        let mut retries = 0u32;
+        loop {
+            let now = self.clock.now_ms();
+            let preferred = sticky.filter(|&i| tried.is_empty() && self.in_service(i));
+            let Some(index) = preferred.or_else(|| self.pick(hash, &tried, now)) else {
+                return Err(ProxyError::new(ErrorKind::NoEndpoint));
+            };
+            tried.push(index);
+            info.tries += 1;
+            let endpoint = &self.endpoints[index];
+            info.endpoint = Some(endpoint.address.clone());
+            let in_flight = InFlight::new(self, index);
+            let pool = &self.pools[index];
+
+            let outcome = match pool.checkout(endpoint).await {
+                Err(e) => Err((e, Phase::Connect)),
+                Ok(conn) => {
+                    let Some(head) = parts.as_ref() else {
+                        return Err(ProxyError::new(ErrorKind::Internal));
+                    };
+                    let body = match &replay {
+                        Some(bytes) => {
+                            RequestBody::buffered(bytes.clone(), opts.body_stats.clone())
+                        }
+                        None => body
+                            .take()
+                            .ok_or_else(|| ProxyError::new(ErrorKind::Internal))?,
+                    };
+                    // Keep the head for another try only when one could follow a send.
+                    let req = if resend_possible && retries < policy.attempts {
+                        request_from(head, body)
+                    } else {
+                        match parts.take() {
+                            Some(p) => Request::from_parts(p, body),
+                            None => return Err(ProxyError::new(ErrorKind::Internal)),
+                        }
+                    };
+                    let sent = tokio::time::Instant::now();
+                    let r = client::exchange(
+                        pool,
+                        endpoint,
+                        conn,
+                        req,
+                        &opts.body_stats,
+                        policy.per_try_timeout,
+                    )
+                    .await;
+                    if r.is_ok() {
+                        self.states[index]
+                            .observe_latency(sent.elapsed().as_nanos() as f64, self.clock.now_ms());
+                    }
+                    r.map_err(|e| (e, Phase::Send))
+                }
+            };
+
+            let can_retry = retries < policy.attempts && parts.is_some();
+            match outcome {
+                Ok((resp, conn)) => {
+                    let status = resp.status();
+                    self.observe(
+                        index,
+                        if status.is_server_error() {
+                            TryOutcome::ServerError
+                        } else {
+                            TryOutcome::Success
+                        },
+                    );
+                    if can_retry && resend_possible && policy.on_status(status) {
+                        let after = (status == http::StatusCode::SERVICE_UNAVAILABLE)
+                            .then(|| retry_after(resp.headers()))
+                            .flatten();
+                        let honourable = after.is_none_or(|d| d <= policy.max_retry_after);
+                        if honourable && policy.budget().try_retry(self.clock.now_ms()) {
+                            retries += 1;
+                            drop((resp, conn, in_flight));
+                            let wait = policy.backoff(retries).max(after.unwrap_or_default());
+                            tokio::time::sleep(wait).await;
+                            continue;
+                        }
+                    }
+                    if let Some(cookies) = &self.sticky {
+                        if sticky != Some(index) {
+                            info.set_cookie = cookies.set_cookie(endpoint.id);
+                        }
+                    }
+                    return Ok((
+                        resp,
+                        UpstreamGuard {
+                            _conn: conn,
+                            _in_flight: in_flight,
+                            _slot: slot,
+                        },
+                    ));
+                }
+                Err((e, phase)) => {
+                    if e.side == Side::Client {
+                        return Err(e);
+                    }
+                    self.observe(index, TryOutcome::TransportError);
+                    let retryable = match phase {
+                        Phase::Connect => policy.on_connect,
+                        Phase::Send => {
+                            resend_possible
+                                && match e.kind {
+                                    ErrorKind::UpstreamTimeout => policy.on_timeout,
+                                    _ => policy.on_reset || e.retry == Retry::Yes,
+                                }
+                        }
+                    };
+                    if !(can_retry && retryable && policy.budget().try_retry(self.clock.now_ms())) {
+                        return Err(e);
+                    }
+                    retries += 1;
+                    drop(in_flight);
+                    tracing::debug!(upstream = %self.name, endpoint = %endpoint.address, error = %e, "retrying");
+                    tokio::time::sleep(policy.backoff(retries)).await;
+                }
+            }
+        }
+    }
+
+    /// Whether endpoint `index` is in the current view.
+    fn in_service(&self, index: usize) -> bool {
+        self.current
+            .load()
+            .view
+            .in_service
+            .get(index)
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// Picks an endpoint; on retries, one not tried yet when one exists.
+    pub fn pick(&self, hash: Option<u64>, tried: &[usize], now_ms: u64) -> Option<usize> {
+        let current = self.current.load();
+        let mut cx = PickCx {
+            view: &current.view,
+            states: &self.states,
+            hash,
+            now_ms,
+        };
+        if tried.is_empty() {
+            return current.pick.pick(&cx);
+        }
+        // Ask the balancer again (hashing balancers with a stirred key), then walk the members.
+        for k in 0..3u64 {
+            cx.hash = hash.map(|h| mix(h ^ (k + tried.len() as u64)));
+            match current.pick.pick(&cx) {
+                Some(e) if !tried.contains(&e) => return Some(e),
+                None => return None,
+                _ => {}
+            }
+        }
+        let members = &current.view.members;
+        if members.is_empty() {
+            return None;
+        }
+        let start = fastrand::usize(..members.len());
+        (0..members.len())
+            .map(|k| members[(start + k) % members.len()])
+            .find(|e| !tried.contains(e))
+            .or_else(|| current.pick.pick(&cx))
+    }
+}
+
+/// A request with a copy of `head`.
+fn request_from(head: &Parts, body: RequestBody) -> Request<RequestBody> {
+    let mut req = Request::new(body);
+    *req.method_mut() = head.method.clone();
+    *req.uri_mut() = head.uri.clone();
+    *req.version_mut() = head.version;
+    *req.headers_mut() = head.headers.clone();
+    req
+}
+
+/// Reads a small body whole so it can be sent again.
+async fn buffer(body: RequestBody, stats: &BodyStats) -> Result<Bytes, ProxyError> {
+    match body.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) => {
+            let kind = if stats.too_large() {
+                ErrorKind::BodyTooLarge
+            } else {
+                ErrorKind::ClientBody
+            };
+            Err(ProxyError::new(kind).with_source(e))
+        }
+    }
+}

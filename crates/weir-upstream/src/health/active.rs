@@ -1,0 +1,142 @@
+//! Active health checks: each endpoint probed every `interval` (+ random jitter) by an HTTP
+//! request or a TCP connect, bounded by `timeout`; `unhealthy_threshold` consecutive failures
+//! take it out of service, `healthy_threshold` consecutive passes bring it back.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Weak;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use weir_config::{ActiveHealth, CheckKind};
+
+use crate::{Endpoint, Upstream};
+
+/// Most body read when looking for `body_contains`.
+const MAX_PROBE_BODY: usize = 64 * 1024;
+
+/// Probe counters of one endpoint, for metrics.
+#[derive(Debug, Default)]
+pub struct ProbeStats {
+    /// Probes run.
+    pub probes: AtomicU64,
+    /// Probes failed.
+    pub failed: AtomicU64,
+}
+
+/// Probes endpoint `index` until `token` is cancelled or the upstream is gone.
+pub(crate) async fn run(
+    upstream: Weak<Upstream>,
+    index: usize,
+    cfg: ActiveHealth,
+    token: CancellationToken,
+) {
+    let jitter = || Duration::from_millis(fastrand::u64(..=crate::clock::ms(cfg.jitter.get())));
+    // Spread the first probes so endpoints are not all probed at the same instant.
+    let mut wait = jitter();
+    let (mut passes, mut fails) = (0u32, 0u32);
+    loop {
+        tokio::select! {
+            () = token.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        let Some(endpoint) = upstream
+            .upgrade()
+            .and_then(|u| u.endpoints.get(index).cloned())
+        else {
+            return;
+        };
+        let passed = tokio::time::timeout(cfg.timeout.get(), probe(&endpoint, &cfg))
+            .await
+            .unwrap_or(false);
+        let Some(up) = upstream.upgrade() else { return };
+        let (Some(state), Some(stats)) = (up.states.get(index), up.probe_stats.get(index)) else {
+            return;
+        };
+        stats.probes.fetch_add(1, Ordering::Relaxed);
+        if passed {
+            passes += 1;
+            fails = 0;
+            if !state.active_up.load(Ordering::Acquire) && passes >= cfg.healthy_threshold {
+                state.active_up.store(true, Ordering::Release);
+                tracing::info!(upstream = %up.name, endpoint = %endpoint.address, "endpoint healthy again");
+                up.changed();
+            }
+        } else {
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+            fails += 1;
+            passes = 0;
+            if state.active_up.load(Ordering::Acquire) && fails >= cfg.unhealthy_threshold {
+                state.active_up.store(false, Ordering::Release);
+                tracing::warn!(upstream = %up.name, endpoint = %endpoint.address, "endpoint failed health checks");
+                up.changed();
+            }
+        }
+        wait = cfg.interval.get() + jitter();
+    }
+}
+
+/// One probe: true when it passes.
+async fn probe(endpoint: &Endpoint, cfg: &ActiveHealth) -> bool {
+    let stream = match endpoint.socket_addr {
+        Some(addr) => TcpStream::connect(addr).await,
+        None => TcpStream::connect(&*endpoint.address).await,
+    };
+    let Ok(stream) = stream else { return false };
+    if cfg.kind == CheckKind::Tcp {
+        return true;
+    }
+    let Ok((mut sender, conn)) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await
+    else {
+        return false;
+    };
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let host = cfg.host.as_deref().unwrap_or(endpoint.authority.as_str());
+    let Ok(req) = http::Request::builder()
+        .method(cfg.method.as_str())
+        .uri(cfg.path.as_str())
+        .header(http::header::HOST, host)
+        .header(http::header::USER_AGENT, "weir-health-check")
+        .header(http::header::CONNECTION, "close")
+        .body(Empty::<Bytes>::new())
+    else {
+        driver.abort();
+        return false;
+    };
+    let passed = async {
+        let Ok(resp) = sender.send_request(req).await else {
+            return false;
+        };
+        let status = resp.status().as_u16();
+        if !cfg.expect_status.iter().any(|r| r.contains(status)) {
+            return false;
+        }
+        let Some(needle) = &cfg.body_contains else {
+            return true;
+        };
+        let mut body = resp.into_body();
+        let mut seen = Vec::new();
+        while seen.len() < MAX_PROBE_BODY {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        seen.extend_from_slice(data);
+                    }
+                }
+                Some(Err(_)) => return false,
+                None => break,
+            }
+        }
+        seen.truncate(MAX_PROBE_BODY);
+        String::from_utf8_lossy(&seen).contains(needle.as_str())
+    }
+    .await;
+    driver.abort();
+    passed
+}

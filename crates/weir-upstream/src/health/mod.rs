@@ -1,0 +1,96 @@
+//! Health: who is in service. Active probes ([`active`]) and outlier detection from live
+//! traffic ([`outlier`]) write each endpoint's state; [`Upstream::refresh`] turns those states
+//! into a new balancer view — applying the panic threshold and slow start — and a background
+//! task runs it whenever something changed or an ejection or ramp step is due.
+
+pub(crate) mod active;
+pub(crate) mod outlier;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::balance::{View, WEIGHT_SCALE};
+use crate::{Prepared, Upstream};
+
+/// Smallest share of its weight a slow-starting endpoint gets (Envoy's default 10%).
+const SLOW_START_FLOOR: f64 = 0.1;
+
+impl Upstream {
+    /// Rebuilds the view from endpoint states and swaps in a freshly prepared balancer.
+    /// Returns when the next refresh is due (an ejection ending, a slow-start step), if ever.
+    pub(crate) fn refresh(&self) -> Option<u64> {
+        let _one_at_a_time = self.refresh_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let now = self.clock.now_ms();
+        let n = self.endpoints.len();
+        let healthy: Vec<bool> = self
+            .states
+            .iter()
+            .map(|s| s.active_up.load(Ordering::Acquire) && !s.ejected(now))
+            .collect();
+        let count = healthy.iter().filter(|h| **h).count();
+        let panic = n > 0 && count * 100 < usize::from(self.panic_threshold) * n;
+        let in_service = if panic { vec![true; n] } else { healthy };
+
+        let mut next: Option<u64> = None;
+        let mut due = |t: u64| next = Some(next.map_or(t, |n| n.min(t)));
+        let mut view = View {
+            members: Vec::with_capacity(n),
+            weights: Vec::with_capacity(n),
+            in_service: in_service.clone(),
+            panic,
+        };
+        for (i, (state, endpoint)) in self.states.iter().zip(&self.endpoints).enumerate() {
+            let until = state.ejected_until.load(Ordering::Acquire);
+            if until > now {
+                due(until);
+            }
+            let was = state.in_service.swap(in_service[i], Ordering::AcqRel);
+            if !in_service[i] {
+                continue;
+            }
+            if !was {
+                state.up_since.store(now, Ordering::Release);
+            }
+            let mut weight = endpoint.weight * WEIGHT_SCALE;
+            let since = state.up_since.load(Ordering::Acquire);
+            if self.slow_start_ms > 0 && since > 0 && now - since < self.slow_start_ms {
+                let ramp = ((now - since) as f64 / self.slow_start_ms as f64).max(SLOW_START_FLOOR);
+                weight = ((f64::from(weight) * ramp) as u32).max(1);
+                due(now + (self.slow_start_ms / 10).max(100));
+            }
+            view.members.push(i);
+            view.weights.push(weight);
+        }
+        let pick = self.balancer.prepare(&view, &self.endpoints);
+        self.current.store(Arc::new(Prepared { view, pick }));
+        next
+    }
+
+    /// Asks the background task to refresh now.
+    pub(crate) fn changed(&self) {
+        self.changed.notify_one();
+    }
+}
+
+/// Keeps the view current until `token` is cancelled or the upstream is gone.
+pub(crate) async fn maintain(upstream: Weak<Upstream>, token: CancellationToken) {
+    loop {
+        let (next, changed, clock) = {
+            let Some(up) = upstream.upgrade() else { return };
+            (up.refresh(), up.changed.clone(), up.clock)
+        };
+        let wake = async {
+            match next {
+                Some(ms) => tokio::time::sleep_until(clock.instant(ms)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = token.cancelled() => return,
+            () = changed.notified() => {}
+            () = wake => {}
+        }
+    }
+}

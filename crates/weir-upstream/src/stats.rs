@@ -1,0 +1,107 @@
+//! A point-in-time view of an upstream for metrics and the admin API.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::{BreakerState, Upstream};
+
+/// One endpoint's health and counters.
+#[derive(Debug, Clone)]
+pub struct EndpointStats {
+    /// Address.
+    pub address: Arc<str>,
+    /// Configured weight.
+    pub weight: u32,
+    /// In the balancer's view now.
+    pub in_service: bool,
+    /// Passing active checks (true when there are none).
+    pub active_healthy: bool,
+    /// Ejected by outlier detection now.
+    pub ejected: bool,
+    /// Times ejected.
+    pub ejections: u32,
+    /// Requests in flight.
+    pub in_flight: u32,
+    /// Tries sent.
+    pub requests: u64,
+    /// Tries failed (transport errors and 5xx).
+    pub failures: u64,
+    /// Active probes run and failed.
+    pub probes: u64,
+    /// Active probes failed.
+    pub probes_failed: u64,
+}
+
+/// An upstream's health and counters.
+#[derive(Debug, Clone)]
+pub struct UpstreamStats {
+    /// Name.
+    pub name: Arc<str>,
+    /// Too few endpoints healthy: traffic spread over all.
+    pub panic: bool,
+    /// Circuit breaker state, if there is a breaker.
+    pub breaker: Option<BreakerState>,
+    /// Times the breaker opened.
+    pub breaker_opened: u64,
+    /// Requests refused by the open breaker.
+    pub breaker_rejected: u64,
+    /// Requests waiting for a concurrency slot.
+    pub queued_now: usize,
+    /// Requests refused by the concurrency cap.
+    pub busy_rejected: u64,
+    /// Requests received.
+    pub requests: u64,
+    /// Retries made.
+    pub retries: u64,
+    /// Retries refused by the budget.
+    pub retry_budget_exhausted: u64,
+    /// Ejections made.
+    pub ejections: u64,
+    /// Ejections refused by `max_ejection_percent`.
+    pub ejections_skipped: u64,
+    /// Per endpoint, in config order.
+    pub endpoints: Vec<EndpointStats>,
+}
+
+impl Upstream {
+    /// The upstream's health and counters now.
+    pub fn stats(&self) -> UpstreamStats {
+        let now = self.clock.now_ms();
+        let current = self.current.load();
+        let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        UpstreamStats {
+            name: self.name.clone(),
+            panic: current.view.panic,
+            breaker: self.breaker.as_ref().map(|b| b.state()),
+            breaker_opened: self.breaker.as_ref().map_or(0, |b| r(&b.opened)),
+            breaker_rejected: self.breaker.as_ref().map_or(0, |b| r(&b.rejected)),
+            queued_now: self.limit.as_ref().map_or(0, |l| l.waiting()),
+            busy_rejected: self.limit.as_ref().map_or(0, |l| r(&l.rejected)),
+            requests: r(&self.metrics.requests),
+            retries: r(&self.retry.budget().retried),
+            retry_budget_exhausted: r(&self.retry.budget().exhausted),
+            ejections: r(&self.metrics.ejections),
+            ejections_skipped: r(&self.metrics.ejections_skipped),
+            endpoints: self
+                .endpoints
+                .iter()
+                .zip(&self.states)
+                .zip(&self.probe_stats)
+                .enumerate()
+                .map(|(i, ((e, s), p))| EndpointStats {
+                    address: e.address.clone(),
+                    weight: e.weight,
+                    in_service: current.view.in_service.get(i).copied().unwrap_or(false),
+                    active_healthy: s.active_up.load(Ordering::Relaxed),
+                    ejected: s.ejected(now),
+                    ejections: s.ejections.load(Ordering::Relaxed),
+                    in_flight: s.in_flight(),
+                    requests: r(&s.requests),
+                    failures: r(&s.failures),
+                    probes: r(&p.probes),
+                    probes_failed: r(&p.failed),
+                })
+                .collect(),
+        }
+    }
+}
