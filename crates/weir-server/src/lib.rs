@@ -127,6 +127,17 @@ impl Server {
         &self.addrs
     }
 
+    /// Health and counters of every upstream of the current runtime.
+    pub fn upstream_stats(&self) -> Vec<weir_upstream::UpstreamStats> {
+        self.shared
+            .runtime
+            .load()
+            .upstreams()
+            .iter()
+            .map(|u| u.stats())
+            .collect()
+    }
+
     /// Writes out every access-log line queued so far.
     pub fn flush_access_log(&self) {
         self.shared.access_log.flush();

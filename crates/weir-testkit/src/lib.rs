@@ -14,7 +14,8 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
 /// The body type origins answer with.
 pub type Body = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -30,7 +31,10 @@ pub struct Origin {
     pub addr: SocketAddr,
     /// Connections accepted so far.
     pub accepts: Arc<AtomicUsize>,
-    _task: tokio::task::JoinHandle<()>,
+    /// Requests received so far.
+    pub requests: Arc<AtomicUsize>,
+    /// Stops the listener and every connection.
+    stop: CancellationToken,
 }
 
 impl Origin {
@@ -38,11 +42,22 @@ impl Origin {
     pub fn accepted(&self) -> usize {
         self.accepts.load(Ordering::SeqCst)
     }
+
+    /// Requests received so far.
+    pub fn received(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Kills the origin as a crash would: the listener closes and every open connection is
+    /// dropped mid-whatever.
+    pub fn kill(&self) {
+        self.stop.cancel();
+    }
 }
 
 impl Drop for Origin {
     fn drop(&mut self) {
-        self._task.abort();
+        self.stop.cancel();
     }
 }
 
@@ -52,32 +67,55 @@ where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
+    origin_at("127.0.0.1:0".parse().expect("addr"), handler).await
+}
+
+/// An origin on a given address (to restart one on the port it had), with `SO_REUSEADDR`.
+pub async fn origin_at<F, Fut>(addr: SocketAddr, handler: F) -> Origin
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_reuseaddr(true).expect("reuseaddr");
+    socket.bind(addr).expect("bind origin");
+    let listener = socket.listen(1024).expect("listen");
     let addr = listener.local_addr().expect("origin addr");
     let accepts = Arc::new(AtomicUsize::new(0));
-    let counter = accepts.clone();
-    let task = tokio::spawn(async move {
+    let requests = Arc::new(AtomicUsize::new(0));
+    let stop = CancellationToken::new();
+    let (counter, req_counter, token) = (accepts.clone(), requests.clone(), stop.clone());
+    tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
+            let accepted = tokio::select! {
+                () = token.cancelled() => return,
+                a = listener.accept() => a,
             };
+            let Ok((stream, _)) = accepted else { return };
             counter.fetch_add(1, Ordering::SeqCst);
             let handler = handler.clone();
+            let req_counter = req_counter.clone();
+            let token = token.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
+                    req_counter.fetch_add(1, Ordering::SeqCst);
                     let handler = handler.clone();
                     async move { Ok::<_, Infallible>(handler(req).await) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                tokio::select! {
+                    () = token.cancelled() => {}
+                    _ = conn => {}
+                }
             });
         }
     });
     Origin {
         addr,
         accepts,
-        _task: task,
+        requests,
+        stop,
     }
 }
 

@@ -273,6 +273,9 @@ impl Upstream {
                     self.observe(index, TryOutcome::TransportError);
                     let retryable = match phase {
                         Phase::Connect => policy.on_connect,
+                        // A fresh connection for a request the pool could not send: nothing
+                        // was written.
+                        Phase::Send if e.kind == ErrorKind::UpstreamConnect => policy.on_connect,
                         Phase::Send => {
                             resend_possible
                                 && match e.kind {

@@ -146,3 +146,85 @@ pub fn client() -> reqwest::Client {
         .build()
         .expect("client")
 }
+
+/// A config whose upstream `up` has `origins` (with weights) and the extra upstream keys
+/// `upstream` (TOML lines inside `[[upstreams]]`), plus a catch-all route to it.
+pub fn upstream_config(origins: &[(SocketAddr, u32)], upstream: &str, route: &str) -> String {
+    let endpoints: Vec<String> = origins
+        .iter()
+        .map(|(a, w)| format!("{{ address = \"{a}\", weight = {w} }}"))
+        .collect();
+    format!(
+        r#"
+shutdown_timeout = "5s"
+
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:0"
+
+[[upstreams]]
+name = "up"
+endpoints = [{}]
+timeouts = {{ connect = "1s", response_header = "5s" }}
+{upstream}
+
+[[routes]]
+name = "to-up"
+proxy = {{ upstream = "up"{route} }}
+"#,
+        endpoints.join(", ")
+    )
+}
+
+/// `n` origins each answering its own index as the body.
+pub async fn numbered_origins(n: usize) -> Vec<Origin> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        out.push(
+            origin(
+                move |_req: Request<Incoming>| async move { Response::new(full(i.to_string())) },
+            )
+            .await,
+        );
+    }
+    out
+}
+
+/// Sends `total` GETs over `concurrency` connections; returns the body (or `ERR <status>`)
+/// of each.
+pub async fn load(url: &str, total: usize, concurrency: usize) -> Vec<String> {
+    use futures_util::StreamExt;
+    let c = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .expect("client");
+    futures_util::stream::iter(0..total)
+        .map(|_| {
+            let c = c.clone();
+            async move {
+                match c.get(url).send().await {
+                    Ok(r) if r.status() == 200 => {
+                        r.text().await.unwrap_or_else(|e| format!("ERR body {e}"))
+                    }
+                    Ok(r) => format!("ERR {}", r.status().as_u16()),
+                    Err(e) => format!("ERR {e}"),
+                }
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
+/// How many of `bodies` are each of `0..n`.
+pub fn tally(bodies: &[String], n: usize) -> Vec<usize> {
+    let mut counts = vec![0; n];
+    for b in bodies {
+        if let Ok(i) = b.parse::<usize>() {
+            if i < n {
+                counts[i] += 1;
+            }
+        }
+    }
+    counts
+}

@@ -3,6 +3,7 @@
 mod common;
 
 mod access_log;
+mod balancing;
 mod errors;
 mod hostile;
 mod limits;
