@@ -94,3 +94,89 @@ pub(crate) async fn maintain(upstream: Weak<Upstream>, token: CancellationToken)
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::TryOutcome;
+
+    fn upstream(extra: &str) -> Upstream {
+        let toml = format!(
+            "[[listeners]]\nname = \"m\"\nbind = \"127.0.0.1:0\"\n[[upstreams]]\nname = \"u\"\nendpoints = [\"10.0.0.1:80\", \"10.0.0.2:80\", \"10.0.0.3:80\", \"10.0.0.4:80\"]\n{extra}"
+        );
+        let config = weir_config::parse(&toml, "t.toml").expect("config");
+        Upstream::new(&config.upstreams[0]).expect("upstream")
+    }
+
+    fn weights(u: &Upstream) -> Vec<(usize, u32)> {
+        let cur = u.current.load();
+        cur.view
+            .members
+            .iter()
+            .copied()
+            .zip(cur.view.weights.iter().copied())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ejected_endpoint_returns_and_ramps_up_over_slow_start() {
+        let u = upstream(
+            "slow_start = \"10s\"\nhealth.passive = { consecutive_failures = 2, base_ejection_time = \"5s\" }",
+        );
+        u.observe(3, TryOutcome::TransportError);
+        u.observe(3, TryOutcome::TransportError);
+        let next = u.refresh();
+        assert_eq!(weights(&u).len(), 3, "endpoint 3 ejected");
+        // The next refresh is due when the ejection ends.
+        assert_eq!(next, Some(u.clock.now_ms() + 5000));
+
+        tokio::time::advance(Duration::from_secs(5)).await;
+        u.refresh();
+        assert_eq!(weights(&u)[3], (3, 10), "back at the 10% floor");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        u.refresh();
+        assert_eq!(weights(&u)[3], (3, 50), "half way through the ramp");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(u.refresh(), None, "nothing left to do");
+        assert_eq!(weights(&u)[3], (3, 100), "full weight");
+        // A second ejection lasts two bases.
+        u.observe(3, TryOutcome::TransportError);
+        u.observe(3, TryOutcome::TransportError);
+        assert_eq!(u.refresh(), Some(u.clock.now_ms() + 10_000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_ejection_percent_keeps_a_floor() {
+        let u = upstream("health.passive = { consecutive_5xx = 1, max_ejection_percent = 50 }");
+        for i in 0..4 {
+            u.observe(i, TryOutcome::ServerError);
+        }
+        u.refresh();
+        assert_eq!(weights(&u).len(), 2, "at most half ejected");
+        assert_eq!(u.stats().ejections_skipped, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn below_the_panic_threshold_traffic_spreads_over_all() {
+        let u = upstream("panic_threshold = 50");
+        u.states[0].active_up.store(false, Ordering::Release);
+        u.refresh();
+        assert_eq!(weights(&u).len(), 3);
+        assert!(!u.stats().panic);
+        u.states[1].active_up.store(false, Ordering::Release);
+        u.states[2].active_up.store(false, Ordering::Release);
+        u.refresh();
+        // One of four healthy (25% < 50%): all four take traffic.
+        assert_eq!(weights(&u).len(), 4);
+        assert!(u.stats().panic);
+        // With the threshold off, only the healthy one would.
+        let u = upstream("panic_threshold = 0");
+        for i in 0..3 {
+            u.states[i].active_up.store(false, Ordering::Release);
+        }
+        u.refresh();
+        assert_eq!(weights(&u), [(3, 100)]);
+    }
+}
