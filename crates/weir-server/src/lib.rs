@@ -11,6 +11,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod conn;
 mod headers;
 mod listener;
@@ -63,6 +64,7 @@ pub(crate) struct Shared {
 pub struct Server {
     shared: Arc<Shared>,
     addrs: Vec<(String, SocketAddr)>,
+    admin_addr: Option<SocketAddr>,
     stop_accepting: CancellationToken,
     tracker: TaskTracker,
     shutdown_timeout: Duration,
@@ -95,6 +97,25 @@ impl Server {
             addrs.push((l.name.clone(), local));
             bound.push((l, socket));
         }
+        let admin = match &config.admin {
+            Some(a) => Some(
+                listener::bind(a.bind.0).map_err(|source| ServerError::Bind {
+                    name: "admin".to_owned(),
+                    addr: a.bind.0,
+                    source,
+                })?,
+            ),
+            None => None,
+        };
+        let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+        if let Some(socket) = admin {
+            tracker.spawn(admin::accept_loop(
+                socket,
+                shared.clone(),
+                stop_accepting.clone(),
+                tracker.clone(),
+            ));
+        }
         for (l, socket) in bound {
             let settings = listener::ListenerSettings::new(&config, l);
             tracker.spawn(listener::accept_loop(
@@ -108,6 +129,7 @@ impl Server {
         Ok(Self {
             shared,
             addrs,
+            admin_addr,
             stop_accepting,
             tracker,
             shutdown_timeout: config.shutdown_timeout.get(),
@@ -120,6 +142,11 @@ impl Server {
             .iter()
             .find(|(n, _)| n == listener)
             .map(|(_, a)| *a)
+    }
+
+    /// The admin listener's bound address, when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// Every listener's name and bound address.

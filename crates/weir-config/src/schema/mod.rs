@@ -33,6 +33,9 @@ pub struct Config {
     /// The JSON access log.
     #[serde(default)]
     pub access_log: AccessLog,
+    /// The admin listener (`/metrics`, `/upstreams`); absent means none.
+    #[serde(default)]
+    pub admin: Option<Admin>,
     /// Sockets Weir accepts connections on.
     #[serde(default)]
     pub listeners: Vec<Listener>,
@@ -42,6 +45,15 @@ pub struct Config {
     /// Routes: what to do with a request, chosen by host, path, method, headers and query.
     #[serde(default)]
     pub routes: Vec<Route>,
+}
+
+/// The admin listener: operators' endpoints, kept off the traffic listeners.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Address and port, e.g. `"127.0.0.1:9901"`. Bind it to loopback or a private network:
+    /// it is not authenticated.
+    pub bind: Addr,
 }
 
 /// Limits that protect Weir from slow, huge or too many clients.

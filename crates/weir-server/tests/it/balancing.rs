@@ -450,3 +450,68 @@ async fn active_checks_take_a_failing_endpoint_out_and_metrics_show_it() {
     assert!(!e.active_healthy && e.probes_failed >= 2, "{e:?}");
     assert!(sick.received() - before < 20);
 }
+
+#[tokio::test]
+async fn metrics_and_admin_api_show_endpoint_health() {
+    let good = origin(|_req: Request<Incoming>| async { Response::new(full("ok")) }).await;
+    let dead = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let toml = upstream_config(
+        &[(good.addr, 1), (dead, 1)],
+        "health.passive = { consecutive_failures = 2, base_ejection_time = \"30s\" }",
+        "",
+    )
+    .replacen(
+        "shutdown_timeout = \"5s\"",
+        "shutdown_timeout = \"5s\"\nadmin = { bind = \"127.0.0.1:0\" }",
+        1,
+    );
+    let gw = gateway(&toml).await;
+    let bodies = load(&gw.url("/m"), 20, 1).await;
+    assert!(bodies.iter().all(|b| b == "ok"), "{bodies:?}");
+    let admin = gw
+        .server
+        .as_ref()
+        .and_then(|s| s.admin_addr())
+        .expect("admin");
+    // The membership task applies the ejection asynchronously.
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = reqwest::get(format!("http://{admin}/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if text.contains(&format!(
+            "weir_upstream_endpoint_healthy{{upstream=\"up\",endpoint=\"{dead}\"}} 0"
+        )) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for line in [
+        format!("weir_upstream_endpoint_healthy{{upstream=\"up\",endpoint=\"{dead}\"}} 0"),
+        format!(
+            "weir_upstream_endpoint_healthy{{upstream=\"up\",endpoint=\"{}\"}} 1",
+            good.addr
+        ),
+        format!("weir_upstream_endpoint_ejected{{upstream=\"up\",endpoint=\"{dead}\"}} 1"),
+        "weir_upstream_ejections_total{upstream=\"up\"} 1".to_owned(),
+        "# TYPE weir_upstream_retries_total counter".to_owned(),
+    ] {
+        assert!(text.contains(&line), "missing {line} in\n{text}");
+    }
+    let json: serde_json::Value = reqwest::get(format!("http://{admin}/upstreams"))
+        .await
+        .expect("upstreams")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(json["upstreams"][0]["endpoints"][1]["in_service"], false);
+    assert_eq!(json["upstreams"][0]["endpoints"][1]["ejected"], true);
+}

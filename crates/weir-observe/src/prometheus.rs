@@ -1,0 +1,86 @@
+//! The Prometheus text exposition format (version 0.0.4), written directly: families with
+//! `# HELP` and `# TYPE`, label values escaped.
+
+use std::fmt::Write;
+
+/// Content type of the exposition.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Metric kind.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// Can go up and down.
+    Gauge,
+    /// Only goes up; the name should end in `_total`.
+    Counter,
+}
+
+/// Builds one exposition.
+#[derive(Debug, Default)]
+pub struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    /// An empty exposition.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Writes a family: its help, type and one sample per `(labels, value)`.
+    pub fn family<'a>(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        help: &str,
+        samples: impl IntoIterator<Item = (&'a [(&'a str, &'a str)], f64)>,
+    ) {
+        let kind = match kind {
+            Kind::Gauge => "gauge",
+            Kind::Counter => "counter",
+        };
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            self.out.push_str(name);
+            if !labels.is_empty() {
+                self.out.push('{');
+                for (i, (k, v)) in labels.iter().enumerate() {
+                    if i > 0 {
+                        self.out.push(',');
+                    }
+                    let _ = write!(self.out, "{k}=\"{}\"", escape(v));
+                }
+                self.out.push('}');
+            }
+            let _ = writeln!(self.out, " {value}");
+        }
+    }
+
+    /// The text.
+    pub fn finish(self) -> String {
+        self.out
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_families_and_escapes_labels() {
+        let mut e = Exposition::new();
+        let labels: &[(&str, &str)] = &[("upstream", "a\"b"), ("endpoint", "10.0.0.1:80")];
+        e.family("weir_x_total", Kind::Counter, "Things.", [(labels, 3.0)]);
+        assert_eq!(
+            e.finish(),
+            "# HELP weir_x_total Things.\n# TYPE weir_x_total counter\nweir_x_total{upstream=\"a\\\"b\",endpoint=\"10.0.0.1:80\"} 3\n"
+        );
+    }
+}

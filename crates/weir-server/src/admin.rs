@@ -1,0 +1,312 @@
+//! The admin listener: `GET /metrics` (Prometheus text) and `GET /upstreams` (JSON health of
+//! every endpoint). Served apart from traffic listeners so operators can reach it when traffic
+//! is saturated; it is not authenticated, so bind it to loopback or a private network.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use weir_observe::prometheus::{Exposition, Kind, CONTENT_TYPE};
+use weir_upstream::{BreakerState, UpstreamStats};
+
+use crate::Shared;
+
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            () = stop.cancelled() => break,
+        };
+        let Ok((stream, _)) = accepted else {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            continue;
+        };
+        let shared = shared.clone();
+        let stop = stop.clone();
+        tracker.spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(handle(&req, &shared)) }
+            });
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+}
+
+fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    let stats: Vec<UpstreamStats> = shared
+        .runtime
+        .load()
+        .upstreams()
+        .iter()
+        .map(|u| u.stats())
+        .collect();
+    let (status, content_type, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => (StatusCode::OK, CONTENT_TYPE, metrics(&stats)),
+        (&Method::GET, "/upstreams") => {
+            (StatusCode::OK, "application/json", upstreams_json(&stats))
+        }
+        _ => (
+            StatusCode::NOT_FOUND,
+            "application/json",
+            "{\"status\":404,\"error\":\"not_found\",\"message\":\"admin endpoints: /metrics, /upstreams\"}\n".to_owned(),
+        ),
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
+fn flag(b: bool) -> f64 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// A per-endpoint metric: name, kind, help and how to read it.
+type EndpointFamily = (
+    &'static str,
+    Kind,
+    &'static str,
+    fn(&weir_upstream::EndpointStats) -> f64,
+);
+
+/// Upstream and endpoint health and counters in Prometheus text.
+pub(crate) fn metrics(stats: &[UpstreamStats]) -> String {
+    let mut e = Exposition::new();
+    let per_upstream = |e: &mut Exposition,
+                        name: &str,
+                        kind: Kind,
+                        help: &str,
+                        f: &dyn Fn(&UpstreamStats) -> f64| {
+        let labels: Vec<[(&str, &str); 1]> =
+            stats.iter().map(|s| [("upstream", &*s.name)]).collect();
+        e.family(
+            name,
+            kind,
+            help,
+            labels.iter().zip(stats).map(|(l, s)| (&l[..], f(s))),
+        );
+    };
+    per_upstream(
+        &mut e,
+        "weir_upstream_requests_total",
+        Kind::Counter,
+        "Requests sent to the upstream (before retries).",
+        &|s| s.requests as f64,
+    );
+    per_upstream(
+        &mut e,
+        "weir_upstream_retries_total",
+        Kind::Counter,
+        "Retries made.",
+        &|s| s.retries as f64,
+    );
+    per_upstream(
+        &mut e,
+        "weir_upstream_retry_budget_exhausted_total",
+        Kind::Counter,
+        "Retries refused because the retry budget was spent.",
+        &|s| s.retry_budget_exhausted as f64,
+    );
+    per_upstream(
+        &mut e,
+        "weir_upstream_panic",
+        Kind::Gauge,
+        "1 when too few endpoints are healthy and traffic is spread over all of them.",
+        &|s| flag(s.panic),
+    );
+    per_upstream(
+        &mut e,
+        "weir_upstream_circuit_breaker_state",
+        Kind::Gauge,
+        "Circuit breaker: 0 closed, 1 open, 2 half-open (absent without a breaker).",
+        &|s| match s.breaker {
+            Some(BreakerState::Open) => 1.0,
+            Some(BreakerState::HalfOpen) => 2.0,
+            _ => 0.0,
+        },
+    );
+    per_upstream(
+        &mut e,
+        "weir_upstream_circuit_breaker_opened_total",
+        Kind::Counter,
+        "Times the circuit breaker opened.",
+        &|s| s.breaker_opened as f64,
+    );
+    per_upstream(
+        &mut e,
+        "weir_upstream_circuit_breaker_rejected_total",
+        Kind::Counter,
+        "Requests answered 503 by the open breaker.",
+        &|s| s.breaker_rejected as f64,
+    );
+    per_upstream(
+        &mut e,
+        "weir_upstream_queue_waiting",
+        Kind::Gauge,
+        "Requests waiting for a max_in_flight slot.",
+        &|s| s.queued_now as f64,
+    );
+    per_upstream(
+        &mut e,
+        "weir_upstream_busy_rejected_total",
+        Kind::Counter,
+        "Requests answered 503 because max_in_flight and the queue were full.",
+        &|s| s.busy_rejected as f64,
+    );
+    per_upstream(
+        &mut e,
+        "weir_upstream_ejections_total",
+        Kind::Counter,
+        "Endpoints ejected by outlier detection.",
+        &|s| s.ejections as f64,
+    );
+    per_upstream(
+        &mut e,
+        "weir_upstream_ejections_skipped_total",
+        Kind::Counter,
+        "Ejections not made because of max_ejection_percent.",
+        &|s| s.ejections_skipped as f64,
+    );
+
+    let labels: Vec<(Vec<(&str, &str)>, &weir_upstream::EndpointStats)> = stats
+        .iter()
+        .flat_map(|s| {
+            s.endpoints
+                .iter()
+                .map(move |ep| (vec![("upstream", &*s.name), ("endpoint", &*ep.address)], ep))
+        })
+        .collect();
+    let endpoint_families: [EndpointFamily; 9] = [
+        (
+            "weir_upstream_endpoint_healthy",
+            Kind::Gauge,
+            "1 when the endpoint is in service (healthy, or everyone is in panic mode).",
+            |ep| flag(ep.in_service),
+        ),
+        (
+            "weir_upstream_endpoint_active_check_healthy",
+            Kind::Gauge,
+            "1 when the endpoint passes active health checks (or none run).",
+            |ep| flag(ep.active_healthy),
+        ),
+        (
+            "weir_upstream_endpoint_ejected",
+            Kind::Gauge,
+            "1 while outlier detection ejects the endpoint.",
+            |ep| flag(ep.ejected),
+        ),
+        (
+            "weir_upstream_endpoint_ejections_total",
+            Kind::Counter,
+            "Times the endpoint was ejected.",
+            |ep| f64::from(ep.ejections),
+        ),
+        (
+            "weir_upstream_endpoint_in_flight",
+            Kind::Gauge,
+            "Requests in flight to the endpoint.",
+            |ep| f64::from(ep.in_flight),
+        ),
+        (
+            "weir_upstream_endpoint_requests_total",
+            Kind::Counter,
+            "Tries sent to the endpoint.",
+            |ep| ep.requests as f64,
+        ),
+        (
+            "weir_upstream_endpoint_failures_total",
+            Kind::Counter,
+            "Tries that failed (transport errors and 5xx).",
+            |ep| ep.failures as f64,
+        ),
+        (
+            "weir_upstream_endpoint_probes_total",
+            Kind::Counter,
+            "Active health probes run.",
+            |ep| ep.probes as f64,
+        ),
+        (
+            "weir_upstream_endpoint_probe_failures_total",
+            Kind::Counter,
+            "Active health probes failed.",
+            |ep| ep.probes_failed as f64,
+        ),
+    ];
+    for (name, kind, help, f) in endpoint_families {
+        e.family(
+            name,
+            kind,
+            help,
+            labels.iter().map(|(l, ep)| (&l[..], f(ep))),
+        );
+    }
+    e.finish()
+}
+
+fn upstreams_json(stats: &[UpstreamStats]) -> String {
+    let list: Vec<serde_json::Value> = stats
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "name": &*s.name,
+                "panic": s.panic,
+                "circuit_breaker": s.breaker.map(|b| match b {
+                    BreakerState::Closed => "closed",
+                    BreakerState::Open => "open",
+                    BreakerState::HalfOpen => "half_open",
+                }),
+                "requests": s.requests,
+                "retries": s.retries,
+                "endpoints": s.endpoints.iter().map(|ep| serde_json::json!({
+                    "address": &*ep.address,
+                    "weight": ep.weight,
+                    "in_service": ep.in_service,
+                    "active_check_healthy": ep.active_healthy,
+                    "ejected": ep.ejected,
+                    "ejections": ep.ejections,
+                    "in_flight": ep.in_flight,
+                    "requests": ep.requests,
+                    "failures": ep.failures,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let mut out =
+        serde_json::to_string_pretty(&serde_json::json!({ "upstreams": list })).unwrap_or_default();
+    out.push('\n');
+    out
+}
