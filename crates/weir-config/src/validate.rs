@@ -174,6 +174,14 @@ fn check_upstream_policies(u: &Upstream, path: &KeyPath, out: &mut Vec<Diagnosti
             .help("set balance = \"consistent_hash\", or remove this key"),
         );
     }
+    if let HashKey::Header(name) = &u.hash_key {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            out.push(Diagnostic::at(
+                path.key("hash_key"),
+                format!("`{name}` is not a valid header name"),
+            ));
+        }
+    }
     let mut percent = |key: KeyPath, v: u8| {
         if v > 100 {
             out.push(Diagnostic::at(

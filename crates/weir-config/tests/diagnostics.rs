@@ -175,3 +175,46 @@ fn quickstart_is_valid() {
     assert_eq!(config.listeners.len(), 3);
     assert_eq!(config.upstreams[0].endpoints.len(), 2);
 }
+
+#[test]
+fn upstream_resilience_settings_are_checked_together() {
+    insta::assert_snapshot!(error_of(
+        r#"
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:8080"
+
+[[upstreams]]
+name = "api"
+endpoints = ["127.0.0.1:9001", { address = "127.0.0.1:9002", weight = 0 }]
+balance = "p2c"
+hash_key = "header:x-user"
+panic_threshold = 150
+health.active = { path = "healthz", interval = "0" }
+circuit_breaker = { failure_rate = 0 }
+queue = { size = 10 }
+sticky = { secret = "short" }
+"#
+    ));
+}
+
+#[test]
+fn bad_retry_condition_and_status_range_point_at_the_value() {
+    insta::assert_snapshot!(error_of(&with_base(
+        r#"retry = { on = ["connect", "rest"] }
+"#
+    )));
+    insta::assert_snapshot!(error_of(&with_base(
+        r#"health.active = { expect_status = ["200-199"] }
+"#
+    )));
+}
+
+#[test]
+fn unknown_hash_table_suggests_the_close_one() {
+    insta::assert_snapshot!(error_of(&with_base(
+        r#"balance = "consistent_hash"
+hash = "maglef"
+"#
+    )));
+}

@@ -151,6 +151,15 @@ impl CircuitBreaker {
         }
     }
 
+    /// Gives back a probe slot whose request ended without an outcome (the client left).
+    pub fn release(&self, admit: Admit) {
+        if admit == Admit::Probe && self.state.load(Ordering::Acquire) == HALF_OPEN {
+            let _ = self
+                .probes_started
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
+    }
+
     fn open(&self, now_ms: u64) {
         self.open_until
             .store(now_ms + self.open_for_ms, Ordering::Release);

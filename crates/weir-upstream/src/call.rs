@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
 use weir_core::{BodyStats, ErrorKind, ProxyError, RequestBody, Retry, Side};
 
+use crate::breaker::{Admit, CircuitBreaker};
 use crate::hash::mix;
 use crate::health::outlier::TryOutcome;
 use crate::pool::PooledConn;
@@ -88,6 +89,20 @@ impl Drop for InFlight {
     }
 }
 
+/// A breaker admission not yet recorded.
+struct Ticket<'a> {
+    breaker: &'a CircuitBreaker,
+    admit: Option<Admit>,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if let Some(admit) = self.admit.take() {
+            self.breaker.release(admit);
+        }
+    }
+}
+
 enum Phase {
     /// Failed before anything was written.
     Connect,
@@ -109,21 +124,24 @@ impl Upstream {
         let now = self.clock.now_ms();
         self.metrics.requests.fetch_add(1, Ordering::Relaxed);
         self.retry.budget().request(now);
-        let admit = match &self.breaker {
-            Some(b) => Some(
-                b.admit(now)
-                    .map_err(|wait| ProxyError::new(ErrorKind::CircuitOpen).retry_after(wait))?,
-            ),
-            None => None,
+        let Some(breaker) = &self.breaker else {
+            return self.tries(parts, body, &opts, info).await;
+        };
+        let admit = breaker
+            .admit(now)
+            .map_err(|wait| ProxyError::new(ErrorKind::CircuitOpen).retry_after(wait))?;
+        // If this future is dropped mid-way (the client left), the probe slot is given back.
+        let mut ticket = Ticket {
+            breaker,
+            admit: Some(admit),
         };
         let result = self.tries(parts, body, &opts, info).await;
-        if let (Some(b), Some(admit)) = (&self.breaker, admit) {
-            let failed = match &result {
-                Ok((resp, _)) => resp.status().is_server_error(),
-                Err(e) => e.side != Side::Client,
-            };
-            b.record(admit, failed, self.clock.now_ms());
-        }
+        let failed = match &result {
+            Ok((resp, _)) => resp.status().is_server_error(),
+            Err(e) => e.side != Side::Client,
+        };
+        ticket.admit = None;
+        breaker.record(admit, failed, self.clock.now_ms());
         result
     }
 
@@ -219,10 +237,9 @@ impl Upstream {
                         policy.per_try_timeout,
                     )
                     .await;
-                    if r.is_ok() {
-                        self.states[index]
-                            .observe_latency(sent.elapsed().as_nanos() as f64, self.clock.now_ms());
-                    }
+                    // Failures count too: a timing-out endpoint must look slow to `ewma`.
+                    self.states[index]
+                        .observe_latency(sent.elapsed().as_nanos() as f64, self.clock.now_ms());
                     r.map_err(|e| (e, Phase::Send))
                 }
             };
