@@ -134,9 +134,10 @@ fn check_exit_codes() {
 async fn quickstart_starts_and_answers() {
     let text =
         std::fs::read_to_string(repo_root().join("examples/quickstart.toml")).expect("quickstart");
-    let (main, a, b) = (free_port(), free_port(), free_port());
+    let (main, a, b, admin) = (free_port(), free_port(), free_port(), free_port());
     let text = text
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{main}"))
+        .replace("127.0.0.1:9901", &format!("127.0.0.1:{admin}"))
         .replace("127.0.0.1:9001", &format!("127.0.0.1:{a}"))
         .replace("127.0.0.1:9002", &format!("127.0.0.1:{b}"));
     let config = temp_file("quickstart.toml", &text);
@@ -172,6 +173,16 @@ async fn quickstart_starts_and_answers() {
     )
     .await;
     assert_eq!(status_of(&resp), 302);
+    let metrics = c
+        .get(format!("http://127.0.0.1:{admin}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let healthy = format!("weir_upstream_endpoint_healthy{{upstream=\"api\",endpoint=\"127.0.0.1:{a}\"}} 1");
+    assert!(metrics.contains(&healthy), "{metrics}");
 }
 
 #[tokio::test]
