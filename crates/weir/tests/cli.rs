@@ -181,7 +181,8 @@ async fn quickstart_starts_and_answers() {
         .text()
         .await
         .expect("text");
-    let healthy = format!("weir_upstream_endpoint_healthy{{upstream=\"api\",endpoint=\"127.0.0.1:{a}\"}} 1");
+    let healthy =
+        format!("weir_upstream_endpoint_healthy{{upstream=\"api\",endpoint=\"127.0.0.1:{a}\"}} 1");
     assert!(metrics.contains(&healthy), "{metrics}");
 }
 
