@@ -515,3 +515,66 @@ async fn metrics_and_admin_api_show_endpoint_health() {
     assert_eq!(json["upstreams"][0]["endpoints"][1]["in_service"], false);
     assert_eq!(json["upstreams"][0]["endpoints"][1]["ejected"], true);
 }
+
+#[tokio::test]
+async fn a_slow_try_times_out_and_is_retried_elsewhere() {
+    let stuck = origin(|_req: Request<Incoming>| async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        Response::new(full("late"))
+    })
+    .await;
+    let fast = origin(|_req: Request<Incoming>| async { Response::new(full("fast")) }).await;
+    let gw = gateway(&upstream_config(
+        &[(stuck.addr, 1), (fast.addr, 1)],
+        "retry = { attempts = 1, on = [\"timeout\"], per_try_timeout = \"200ms\" }\nhealth.passive = { consecutive_failures = 0 }",
+        "",
+    ))
+    .await;
+    let bodies = load(&gw.url("/t"), 6, 3).await;
+    assert!(bodies.iter().all(|b| b == "fast"), "{bodies:?}");
+    assert!(stuck.received() >= 1);
+}
+
+#[tokio::test]
+async fn a_long_retry_after_ends_the_retries_and_the_503_passes_through() {
+    let busy = origin(|_req: Request<Incoming>| async {
+        Response::builder()
+            .status(503)
+            .header("retry-after", "120")
+            .body(full("later"))
+            .expect("response")
+    })
+    .await;
+    let gw = gateway(&upstream_config(
+        &[(busy.addr, 1)],
+        "retry = { attempts = 2, on = [503], max_retry_after = \"1s\" }",
+        "",
+    ))
+    .await;
+    let r = client().get(gw.url("/ra")).send().await.expect("request");
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "120");
+    assert_eq!(
+        busy.received(),
+        1,
+        "a Retry-After beyond max_retry_after is not retried"
+    );
+    // A short one is waited, then retried.
+    let soon = origin(|_req: Request<Incoming>| async {
+        Response::builder()
+            .status(503)
+            .header("retry-after", "0")
+            .body(full("again"))
+            .expect("response")
+    })
+    .await;
+    let gw = gateway(&upstream_config(
+        &[(soon.addr, 1)],
+        "retry = { attempts = 2, on = [503], backoff = { base = \"1ms\", max = \"2ms\" } }",
+        "",
+    ))
+    .await;
+    let r = client().get(gw.url("/ra")).send().await.expect("request");
+    assert_eq!(r.status(), 503);
+    assert_eq!(soon.received(), 3);
+}
