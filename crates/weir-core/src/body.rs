@@ -105,8 +105,9 @@ impl BodyStats {
 #[derive(Debug)]
 pub struct RequestBody {
     inner: Option<Incoming>,
-    /// A buffered body, replayed as one frame (retries of small bodies).
-    buffered: Option<Bytes>,
+    /// A frame to send before reading `inner`: a buffered body replayed whole (retries of
+    /// small bodies), or the first frame, read early by [`RequestBody::prefetch`].
+    buffered: Option<Frame<Bytes>>,
     limit: u64,
     seen: u64,
     stats: Arc<BodyStats>,
@@ -133,10 +134,27 @@ impl RequestBody {
     pub fn buffered(bytes: Bytes, stats: Arc<BodyStats>) -> Self {
         Self {
             inner: None,
-            buffered: (!bytes.is_empty()).then_some(bytes),
+            buffered: (!bytes.is_empty()).then(|| Frame::data(bytes)),
             limit: 0,
             seen: 0,
             stats,
+        }
+    }
+
+    /// Reads the first frame now (it is sent first later), so a body that fails at once —
+    /// cut short, refused framing, over the limit — fails before anything is sent upstream.
+    pub async fn prefetch(&mut self) -> Result<(), BoxError> {
+        if self.buffered.is_some() || self.is_end_stream() {
+            return Ok(());
+        }
+        let first = std::future::poll_fn(|cx| Pin::new(&mut *self).poll_frame(cx)).await;
+        match first {
+            Some(Ok(frame)) => {
+                self.buffered = Some(frame);
+                Ok(())
+            }
+            Some(Err(e)) => Err(e),
+            None => Ok(()),
         }
     }
 
@@ -155,8 +173,8 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if let Some(bytes) = this.buffered.take() {
-            return Poll::Ready(Some(Ok(Frame::data(bytes))));
+        if let Some(frame) = this.buffered.take() {
+            return Poll::Ready(Some(Ok(frame)));
         }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
@@ -192,10 +210,20 @@ impl Body for RequestBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        match (&self.buffered, &self.inner) {
-            (Some(b), _) => SizeHint::with_exact(b.len() as u64),
-            (None, Some(inner)) => inner.size_hint(),
-            (None, None) => SizeHint::with_exact(0),
+        let first = self
+            .buffered
+            .as_ref()
+            .and_then(|f| f.data_ref())
+            .map_or(0, |d| d.len() as u64);
+        let rest = self
+            .inner
+            .as_ref()
+            .map_or(SizeHint::with_exact(0), |b| b.size_hint());
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower() + first);
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper + first);
         }
+        hint
     }
 }

@@ -17,9 +17,14 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::framing::FramingGuard;
 use crate::listener::ListenerSettings;
 use crate::pipeline;
 use crate::Shared;
+
+/// The answer to a request whose framing is ambiguous: the same shape as every error Weir
+/// sends (the request id is unknown: no request was parsed).
+const REFUSED: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: 83\r\n\r\n{\"status\":400,\"error\":\"bad_request\",\"message\":\"malformed request\",\"request_id\":\"\"}\n";
 
 /// What the pipeline knows about the connection a request came on.
 pub(crate) struct ConnInfo {
@@ -115,11 +120,14 @@ async fn watchdog(state: &ConnState, head_timeout: Duration, idle_timeout: Durat
 }
 
 pin_project_lite::pin_project! {
-    /// The TCP stream, noting when the bytes of a new request head begin to arrive.
+    /// The TCP stream, noting when the bytes of a new request head begin to arrive, and
+    /// checking HTTP/1.1 framing before hyper parses it (see `framing.rs`).
     struct WatchedIo {
         #[pin]
         inner: TcpStream,
         state: Arc<ConnState>,
+        guard: FramingGuard,
+        refused: bool,
     }
 }
 
@@ -129,11 +137,28 @@ impl AsyncRead for WatchedIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        let this = self.project();
+        let mut this = self.project();
+        if *this.refused {
+            // The end of what hyper will read from this connection.
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
-        let res = this.inner.poll_read(cx, buf);
+        let res = this.inner.as_mut().poll_read(cx, buf);
         if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             this.state.bytes_read();
+            if let Err(at) = this.guard.feed(&buf.filled()[before..]) {
+                // hyper gets the bytes before the ambiguity, then the end of the stream. With
+                // no request being served, the 400 is written here (hyper says nothing about a
+                // head cut short); a request in flight fails reading its body instead and the
+                // pipeline answers it 400.
+                buf.set_filled(before + at);
+                *this.refused = true;
+                if this.state.in_flight.load(Ordering::Relaxed) == 0 {
+                    let _ = this.inner.as_mut().poll_write(cx, REFUSED);
+                    let _ = this.inner.as_mut().poll_shutdown(cx);
+                }
+                tracing::debug!("ambiguous request framing refused");
+            }
         }
         res
     }
@@ -186,6 +211,8 @@ pub(crate) async fn serve(
     let io = TokioIo::new(WatchedIo {
         inner: stream,
         state: state.clone(),
+        guard: FramingGuard::default(),
+        refused: false,
     });
     let service = service_fn(move |req| pipeline::handle(req, info.clone(), shared.clone()));
     let conn = settings.builder.serve_connection_with_upgrades(io, service);

@@ -13,6 +13,7 @@
 
 mod admin;
 mod conn;
+mod framing;
 mod headers;
 mod listener;
 mod log_phase;

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::header::{CONTENT_LENGTH, HOST, LOCATION};
+use http::header::{CONTENT_LENGTH, HOST, LOCATION, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
 use weir_core::{request_id, ErrorKind, ProxyError, RequestCtx, ResponseBody, Side};
@@ -90,6 +90,7 @@ async fn process(
     if req.method() == Method::CONNECT {
         return Err(ProxyError::new(ErrorKind::BadRequest));
     }
+    check_framing(&req)?;
     let host_header = request_host(&req)?;
     ctx.host = host_header.as_ref().and_then(normalize_host).map(Arc::from);
     if host_header.is_some() && ctx.host.is_none() {
@@ -136,6 +137,29 @@ async fn process(
         Action::Redirect(spec) => redirect(spec, &req, ctx).map(Outcome::from),
         Action::Static(spec) => static_files::serve(spec, &req).await.map(Outcome::from),
     }
+}
+
+/// Refuses framing that two parsers could read differently (request smuggling), beyond what
+/// hyper's parser already refuses: `Content-Length` together with `Transfer-Encoding`
+/// (RFC 9112 §6.3 allows rejecting it; a proxy must), more than one `Content-Length` line even
+/// when equal, and `Upgrade: h2c` (a proxy that forwards it hands the client a raw HTTP/2
+/// connection to the upstream, past every route and policy).
+fn check_framing(req: &Request<Incoming>) -> Result<(), ProxyError> {
+    let h = req.headers();
+    let lengths = h.get_all(CONTENT_LENGTH).iter().count();
+    if lengths > 1 || (lengths == 1 && h.contains_key(TRANSFER_ENCODING)) {
+        return Err(ProxyError::new(ErrorKind::BadRequest));
+    }
+    let h2c = h
+        .get_all(UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("h2c"));
+    if h2c {
+        return Err(ProxyError::new(ErrorKind::BadRequest));
+    }
+    Ok(())
 }
 
 /// The request's Host: the `Host` header, or the `:authority` of an h2 / absolute-form request.

@@ -42,7 +42,17 @@ pub(crate) async fn forward(
         ctx.version,
     );
     parts.headers.insert(&X_REQUEST_ID, ctx.request_id.clone());
-    let body = RequestBody::new(body, rt.limits.max_body, ctx.body.clone());
+    let mut body = RequestBody::new(body, rt.limits.max_body, ctx.body.clone());
+    // A body that fails at once (cut short, refused framing, over the limit) fails here,
+    // before the request head reaches any upstream.
+    if let Err(e) = body.prefetch().await {
+        let kind = if ctx.body.too_large() {
+            ErrorKind::BodyTooLarge
+        } else {
+            ErrorKind::ClientBody
+        };
+        return Err(ProxyError::new(kind).with_source(e));
+    }
     let opts = CallOpts {
         client_ip: ctx.client_ip,
         retry_non_idempotent,

@@ -10,5 +10,6 @@ mod limits;
 mod proxy;
 mod routing;
 mod shutdown;
+mod smuggling;
 mod static_files;
 mod timeouts;

@@ -1,0 +1,319 @@
+//! A strict check of HTTP/1.1 request framing on the raw bytes, before hyper parses them.
+//!
+//! hyper is lenient where RFC 9112 allows it: it accepts bare LF line endings, lets
+//! `Transfer-Encoding` silently override `Content-Length`, folds identical duplicate
+//! `Content-Length` lines into one, and skips chunk extensions unchecked. Each leniency is a way
+//! for a client to frame a request one way for Weir and another way for some other parser on
+//! the path (request smuggling). This guard follows the framing of every request on a
+//! connection and stops at the first byte that is ambiguous; the connection then answers 400
+//! and closes (see `conn.rs`). It only watches: the bytes hyper parses are the bytes it saw.
+//!
+//! It steps aside (stops checking) where the stream stops being HTTP/1.1 requests: after an
+//! HTTP/2 preface, a CONNECT or an `Upgrade` request, or anything hyper itself will refuse.
+
+/// Longest line followed; a longer one is hyper's to refuse (431).
+const MAX_LINE: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Request line and header lines.
+    Head,
+    /// A `Content-Length` body: bytes left.
+    Body(u64),
+    /// A chunk-size line.
+    ChunkSize,
+    /// Chunk data: bytes left.
+    ChunkData(u64),
+    /// The CRLF after chunk data: how many of its two bytes have been seen.
+    ChunkEnd(u8),
+    /// Trailer lines after the last chunk.
+    Trailers,
+    /// Not following any more.
+    Off,
+}
+
+/// Follows the framing of the requests on one connection.
+#[derive(Debug)]
+pub(crate) struct FramingGuard {
+    state: State,
+    line: Vec<u8>,
+    prev_cr: bool,
+    first_line: bool,
+    lengths: u32,
+    length: Option<u64>,
+    transfer_encoding: bool,
+    chunked: bool,
+    upgrade: bool,
+    connect: bool,
+}
+
+impl Default for FramingGuard {
+    fn default() -> Self {
+        Self {
+            state: State::Head,
+            line: Vec::new(),
+            prev_cr: false,
+            first_line: true,
+            lengths: 0,
+            length: None,
+            transfer_encoding: false,
+            chunked: false,
+            upgrade: false,
+            connect: false,
+        }
+    }
+}
+
+impl FramingGuard {
+    /// Follows `bytes`; `Err(i)` when byte `i` is where the framing became ambiguous.
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Result<(), usize> {
+        let mut i = 0;
+        while i < bytes.len() {
+            match self.state {
+                State::Off => return Ok(()),
+                State::Body(left) | State::ChunkData(left) => {
+                    let take = usize::try_from(left)
+                        .unwrap_or(usize::MAX)
+                        .min(bytes.len() - i);
+                    i += take;
+                    let left = left - take as u64;
+                    self.state = match (self.state, left) {
+                        (State::Body(_), 0) => {
+                            self.reset_head();
+                            State::Head
+                        }
+                        (State::Body(_), n) => State::Body(n),
+                        (_, 0) => State::ChunkEnd(0),
+                        (_, n) => State::ChunkData(n),
+                    };
+                }
+                State::ChunkEnd(seen) => {
+                    let want = if seen == 0 { b'\r' } else { b'\n' };
+                    if bytes[i] != want {
+                        return Err(i);
+                    }
+                    i += 1;
+                    self.state = if seen == 0 {
+                        State::ChunkEnd(1)
+                    } else {
+                        State::ChunkSize
+                    };
+                }
+                State::Head | State::ChunkSize | State::Trailers => {
+                    let b = bytes[i];
+                    if b == b'\n' {
+                        if !self.prev_cr {
+                            return Err(i);
+                        }
+                        self.prev_cr = false;
+                        self.end_of_line().map_err(|()| i)?;
+                    } else if self.prev_cr {
+                        // A CR not followed by LF.
+                        return Err(i);
+                    } else if b == b'\r' {
+                        self.prev_cr = true;
+                    } else if self.line.len() >= MAX_LINE {
+                        self.state = State::Off;
+                    } else {
+                        self.line.push(b);
+                    }
+                    i += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn reset_head(&mut self) {
+        self.first_line = true;
+        self.lengths = 0;
+        self.length = None;
+        self.transfer_encoding = false;
+        self.chunked = false;
+        self.upgrade = false;
+        self.connect = false;
+    }
+
+    /// A complete line (without its CRLF) is in `self.line`.
+    fn end_of_line(&mut self) -> Result<(), ()> {
+        let line = std::mem::take(&mut self.line);
+        let result = match self.state {
+            State::Head => self.head_line(&line),
+            State::ChunkSize => self.chunk_size_line(&line),
+            State::Trailers => {
+                if line.is_empty() {
+                    self.reset_head();
+                    self.state = State::Head;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        self.line = line;
+        self.line.clear();
+        result
+    }
+
+    fn head_line(&mut self, line: &[u8]) -> Result<(), ()> {
+        if self.first_line {
+            // Empty lines before a request line are allowed (RFC 9112 §2.2).
+            if line.is_empty() {
+                return Ok(());
+            }
+            self.first_line = false;
+            if line.starts_with(b"PRI * HTTP/2") {
+                self.state = State::Off;
+            } else if line.starts_with(b"CONNECT ") {
+                self.connect = true;
+            }
+            return Ok(());
+        }
+        if line.is_empty() {
+            return self.end_of_head();
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            // obs-fold: hyper refuses it.
+            self.state = State::Off;
+            return Ok(());
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            self.state = State::Off;
+            return Ok(());
+        };
+        let name = &line[..colon];
+        let value = trim(&line[colon + 1..]);
+        if name.eq_ignore_ascii_case(b"content-length") {
+            self.lengths += 1;
+            match std::str::from_utf8(value)
+                .ok()
+                .filter(|v| v.bytes().all(|b| b.is_ascii_digit()))
+            {
+                Some(v) => self.length = v.parse().ok(),
+                None => self.state = State::Off,
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.transfer_encoding = true;
+            let last = value.rsplit(|&b| b == b',').next().map(trim).unwrap_or(b"");
+            self.chunked = last.eq_ignore_ascii_case(b"chunked");
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            self.upgrade = true;
+        }
+        Ok(())
+    }
+
+    fn end_of_head(&mut self) -> Result<(), ()> {
+        if self.lengths > 1 || (self.lengths > 0 && self.transfer_encoding) {
+            return Err(());
+        }
+        if self.upgrade || self.connect {
+            // What follows may be a tunnel; hyper and the pipeline decide.
+            self.state = State::Off;
+            return Ok(());
+        }
+        self.state = if self.transfer_encoding {
+            if self.chunked {
+                State::ChunkSize
+            } else {
+                // hyper refuses any other final coding.
+                State::Off
+            }
+        } else {
+            match self.length {
+                Some(n) if n > 0 => State::Body(n),
+                _ => {
+                    self.reset_head();
+                    State::Head
+                }
+            }
+        };
+        Ok(())
+    }
+
+    /// `chunk-size [ chunk-ext ]` (RFC 9112 §7.1.1): hex digits, then only `;`-introduced
+    /// extensions made of visible characters, spaces and tabs.
+    fn chunk_size_line(&mut self, line: &[u8]) -> Result<(), ()> {
+        let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+        if digits == 0 || digits > 16 {
+            return Err(());
+        }
+        let rest = &line[digits..];
+        let ext = trim_start(rest);
+        if !ext.is_empty() && ext[0] != b';' {
+            return Err(());
+        }
+        if !ext.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+            return Err(());
+        }
+        let size = std::str::from_utf8(&line[..digits])
+            .ok()
+            .and_then(|s| u64::from_str_radix(s, 16).ok())
+            .ok_or(())?;
+        self.state = if size == 0 {
+            State::Trailers
+        } else {
+            State::ChunkData(size)
+        };
+        Ok(())
+    }
+}
+
+fn trim_start(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|&c| c != b' ' && c != b'\t')
+        .unwrap_or(b.len());
+    &b[start..]
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    let b = trim_start(b);
+    let end = b
+        .iter()
+        .rposition(|&c| c != b' ' && c != b'\t')
+        .map_or(0, |p| p + 1);
+    &b[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(input: &[u8]) -> Result<(), usize> {
+        FramingGuard::default().feed(input)
+    }
+
+    #[test]
+    fn follows_valid_pipelines_byte_by_byte() {
+        let input: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nPOST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloPOST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;name=\"v\"\r\nhello\r\n0\r\nX-T: 1\r\n\r\nGET /last HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(check(input), Ok(()));
+        let mut g = FramingGuard::default();
+        for b in input {
+            assert_eq!(g.feed(std::slice::from_ref(b)), Ok(()));
+        }
+        assert_eq!(g.state, State::Head);
+    }
+
+    #[test]
+    fn stops_at_the_first_ambiguous_byte() {
+        assert_eq!(check(b"GET / HTTP/1.1\nHost: a\n\n"), Err(14));
+        assert!(
+            check(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx").is_err()
+        );
+        assert!(check(
+            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        .is_err());
+        assert!(check(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;\x01\r\nhello\r\n0\r\n\r\n"
+        )
+        .is_err());
+        assert!(
+            check(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX").is_err()
+        );
+        // Bytes after an Upgrade request's head are not followed.
+        assert_eq!(
+            check(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n\x00\n\n"),
+            Ok(())
+        );
+    }
+}
