@@ -160,6 +160,24 @@ pub(crate) fn add_forwarding(
 }
 
 /// Appends this hop to `Via` (`1.1 weir`, `2 weir`).
+/// The `Upgrade` a request asks for: HTTP/1.1, `Connection: upgrade` and an `Upgrade` value.
+/// (`h2c` never gets here: the pipeline refuses it.)
+pub(crate) fn upgrade_token(headers: &HeaderMap, version: Version) -> Option<HeaderValue> {
+    if version != Version::HTTP_11 {
+        return None;
+    }
+    let asks = headers
+        .get_all(&CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if !asks {
+        return None;
+    }
+    headers.get(&UPGRADE).cloned()
+}
+
 pub(crate) fn add_via(headers: &mut HeaderMap, version: Version) {
     let hop = match version {
         Version::HTTP_10 => "1.0 weir",

@@ -21,6 +21,7 @@ mod pipeline;
 mod proxy;
 mod runtime;
 mod static_files;
+mod tunnel;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

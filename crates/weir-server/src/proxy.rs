@@ -6,12 +6,15 @@ use hyper::body::Incoming;
 use std::sync::Arc;
 use weir_core::{ErrorKind, ProxyError, RequestBody, RequestCtx, ResponseBody};
 
-use http::header::SET_COOKIE;
+use http::header::{CONNECTION, SET_COOKIE, UPGRADE};
+use http::StatusCode;
+use hyper::upgrade::OnUpgrade;
 use weir_upstream::{CallInfo, CallOpts, Upstream};
 
 use crate::headers::{self, X_REQUEST_ID};
 use crate::pipeline::Outcome;
 use crate::runtime::Runtime;
+use crate::tunnel;
 
 pub(crate) async fn forward(
     req: Request<Incoming>,
@@ -27,7 +30,17 @@ pub(crate) async fn forward(
         .map(|t| tokio::time::Instant::from_std(ctx.start) + t);
 
     let (mut parts, body) = req.into_parts();
+    // An HTTP/1.1 Upgrade (WebSocket): its headers go up with the request; the tunnel opens
+    // only if the upstream answers 101.
+    let upgrade = headers::upgrade_token(&parts.headers, parts.version);
+    let client_upgrade = parts.extensions.remove::<OnUpgrade>();
     headers::strip_hop_by_hop(&mut parts.headers);
+    if let Some(token) = &upgrade {
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(UPGRADE, token.clone());
+    }
     let authority = parts.uri.authority().cloned();
     headers::set_host(
         &mut parts.headers,
@@ -68,10 +81,27 @@ pub(crate) async fn forward(
     };
     ctx.endpoint = info.endpoint;
     ctx.tries = info.tries;
-    let (resp, guard) = result?;
+    let (mut resp, guard) = result?;
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let tunnel = match (switching, upgrade.is_some(), client_upgrade) {
+        (true, true, Some(client)) => Some((client, hyper::upgrade::on(&mut resp))),
+        // A 101 nobody asked for cannot be relayed.
+        (true, _, _) => return Err(ProxyError::new(ErrorKind::UpstreamProtocol)),
+        _ => None,
+    };
     let (mut parts, body) = resp.into_parts();
+    let upgraded_to = parts.headers.get(UPGRADE).cloned();
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::add_via(&mut parts.headers, parts.version);
+    if let Some((client, upstream_side)) = tunnel {
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        if let Some(to) = upgraded_to.or(upgrade) {
+            parts.headers.insert(UPGRADE, to);
+        }
+        tokio::spawn(tunnel::splice(client, upstream_side, upstream.tunnel_idle));
+    }
     if let Some(cookie) = info.set_cookie {
         parts.headers.append(SET_COOKIE, cookie);
     }

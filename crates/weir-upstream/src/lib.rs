@@ -120,6 +120,8 @@ pub struct Upstream {
     pub host_header: Option<http::HeaderValue>,
     /// Whole-exchange timeout, if any.
     pub total_timeout: Option<std::time::Duration>,
+    /// Idle timeout of upgraded connections (WebSocket tunnels).
+    pub tunnel_idle: std::time::Duration,
     background: CancellationToken,
 }
 
@@ -207,6 +209,7 @@ impl Upstream {
             metrics: UpstreamCounters::default(),
             host_header,
             total_timeout: (!total.is_zero()).then_some(total),
+            tunnel_idle: cfg.timeouts.tunnel_idle.get(),
             background: CancellationToken::new(),
         })
     }

@@ -100,7 +100,8 @@ impl EndpointPool {
         // The driver ends when the connection closes: upstream closed it, an error, or every
         // handle to it (pool entry, in-flight guard) was dropped.
         tokio::spawn(async move {
-            let _ = conn.await;
+            // `with_upgrades`: a 101 hands the connection over to a tunnel.
+            let _ = conn.with_upgrades().await;
         });
         Ok(sender)
     }

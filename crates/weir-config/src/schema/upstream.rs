@@ -536,6 +536,9 @@ pub struct UpstreamTimeouts {
     /// Whole exchange including the response body; `"0"` (default) means no limit.
     #[serde(default)]
     pub total: Duration,
+    /// An upgraded connection (WebSocket) with no bytes either way for this long is closed.
+    #[serde(default = "defaults::tunnel_idle_timeout")]
+    pub tunnel_idle: Duration,
 }
 
 impl Default for UpstreamTimeouts {
@@ -545,6 +548,7 @@ impl Default for UpstreamTimeouts {
             response_header: defaults::response_header_timeout(),
             idle: defaults::upstream_idle_timeout(),
             total: Duration::default(),
+            tunnel_idle: defaults::tunnel_idle_timeout(),
         }
     }
 }
@@ -654,5 +658,8 @@ mod defaults {
     }
     pub fn upstream_idle_timeout() -> Duration {
         Duration::from_secs(90)
+    }
+    pub fn tunnel_idle_timeout() -> Duration {
+        Duration::from_secs(3600)
     }
 }

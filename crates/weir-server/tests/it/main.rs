@@ -13,3 +13,4 @@ mod shutdown;
 mod smuggling;
 mod static_files;
 mod timeouts;
+mod websocket;

@@ -315,3 +315,64 @@ async fn request_id_is_generated_sent_upstream_and_returned() {
     let echo: serde_json::Value = r.json().await.expect("json");
     assert_eq!(echo["headers"]["x-request-id"], "abc-123");
 }
+
+#[tokio::test]
+async fn server_sent_events_reach_the_client_before_the_upstream_finishes() {
+    // The origin sends one event, then waits until the test has received it through Weir
+    // before sending the rest: a buffering proxy would deadlock here.
+    let (seen_tx, seen_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let seen_rx = std::sync::Arc::new(tokio::sync::Mutex::new(seen_rx));
+    let o = origin(move |_req: Request<Incoming>| {
+        let seen_rx = seen_rx.clone();
+        async move {
+            let events = futures_util::stream::unfold(0u8, move |n| {
+                let seen_rx = seen_rx.clone();
+                async move {
+                    match n {
+                        0 => Some((
+                            Ok::<_, std::io::Error>(http_body::Frame::data(Bytes::from(
+                                "data: first\n\n",
+                            ))),
+                            1,
+                        )),
+                        1 => {
+                            seen_rx.lock().await.recv().await;
+                            Some((
+                                Ok(http_body::Frame::data(Bytes::from("data: second\n\n"))),
+                                2,
+                            ))
+                        }
+                        _ => None,
+                    }
+                }
+            });
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(
+                    http_body_util::StreamBody::new(events)
+                        .map_err(|e| e.into())
+                        .boxed_unsync(),
+                )
+                .expect("response")
+        }
+    })
+    .await;
+    let gw = gateway(&config(&[o.addr], "")).await;
+    let resp = client()
+        .get(gw.url("/events"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut stream = resp.bytes_stream();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
+        .await
+        .expect("first event arrives while the upstream is still open")
+        .expect("chunk")
+        .expect("ok");
+    assert_eq!(&first[..], b"data: first\n\n");
+    seen_tx.send(()).await.expect("signal");
+    let second = stream.next().await.expect("chunk").expect("ok");
+    assert_eq!(&second[..], b"data: second\n\n");
+    assert!(stream.next().await.is_none());
+}

@@ -1,0 +1,58 @@
+//! Upgraded connections (WebSocket and other HTTP/1.1 `Upgrade`s): once the upstream has
+//! answered 101 — never before — the client's and the upstream's connections are spliced,
+//! bytes flowing both ways until either side closes or nothing moves for the idle timeout.
+
+use std::time::Duration;
+
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Buffer per direction.
+const BUF: usize = 16 * 1024;
+
+/// Waits for both sides to finish their upgrade, then splices them. Runs as its own task.
+pub(crate) async fn splice(client: OnUpgrade, upstream: OnUpgrade, idle: Duration) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade did not complete");
+            return;
+        }
+    };
+    let (mut cr, mut cw) = tokio::io::split(TokioIo::new(client));
+    let (mut ur, mut uw) = tokio::io::split(TokioIo::new(upstream));
+    let (mut up_buf, mut down_buf) = (vec![0u8; BUF], vec![0u8; BUF]);
+    let (mut client_open, mut upstream_open) = (true, true);
+    while client_open || upstream_open {
+        tokio::select! {
+            r = cr.read(&mut up_buf), if client_open => match r {
+                Ok(0) | Err(_) => {
+                    client_open = false;
+                    let _ = uw.shutdown().await;
+                }
+                Ok(n) => {
+                    if uw.write_all(&up_buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            },
+            r = ur.read(&mut down_buf), if upstream_open => match r {
+                Ok(0) | Err(_) => {
+                    upstream_open = false;
+                    let _ = cw.shutdown().await;
+                }
+                Ok(n) => {
+                    if cw.write_all(&down_buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            },
+            // Restarted by every loop turn, so it measures time since the last bytes moved.
+            () = tokio::time::sleep(idle) => {
+                tracing::debug!("tunnel idle timeout");
+                break;
+            }
+        }
+    }
+}
