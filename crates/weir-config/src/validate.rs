@@ -106,6 +106,7 @@ fn check_listeners<'a>(config: &'a Config, out: &mut Vec<Diagnostic>) -> Vec<&'a
                 "must be at least 1",
             ));
         }
+        check_listener_tls(l, &KeyPath::root("listeners").index(i), out);
     }
     names
 }
@@ -155,6 +156,79 @@ fn check_upstreams<'a>(config: &'a Config, out: &mut Vec<Diagnostic>) -> Vec<&'a
         }
     }
     names
+}
+
+/// TLS files exist and hold what they should; TLS-only keys are not on plaintext listeners.
+fn check_listener_tls(l: &crate::schema::Listener, path: &KeyPath, out: &mut Vec<Diagnostic>) {
+    if l.tls.is_some() && l.redirect_https.is_some() {
+        out.push(
+            Diagnostic::at(
+                path.key("redirect_https"),
+                "a TLS listener cannot redirect to https",
+            )
+            .help("put redirect_https on the plaintext listener"),
+        );
+    }
+    if let Some(h) = &l.hsts {
+        if l.tls.is_none() {
+            out.push(
+                Diagnostic::at(path.key("hsts"), "HSTS is only sent over TLS").help(
+                    "browsers ignore Strict-Transport-Security on plain http (RFC 6797 §8.1)",
+                ),
+            );
+        } else if http::HeaderValue::from_str(h).is_err() || !h.contains("max-age=") {
+            out.push(
+                Diagnostic::at(
+                    path.key("hsts"),
+                    format!("`{h}` is not a Strict-Transport-Security value"),
+                )
+                .help("e.g. \"max-age=31536000; includeSubDomains\""),
+            );
+        }
+    }
+    let Some(tls) = &l.tls else { return };
+    let at = path.key("tls");
+    if tls.certificates.is_empty() {
+        out.push(
+            Diagnostic::at(
+                at.key("certificates"),
+                "at least one certificate is required",
+            )
+            .help("certificates = [{ cert = \"site.pem\", key = \"site.key\" }]"),
+        );
+    }
+    for (j, c) in tls.certificates.iter().enumerate() {
+        let at = at.key("certificates").index(j);
+        if let Err(msg) = crate::pem::check_certs(&c.cert) {
+            out.push(Diagnostic::at(at.key("cert"), msg));
+        }
+        if let Err(msg) = crate::pem::check_key(&c.key) {
+            out.push(Diagnostic::at(at.key("key"), msg));
+        }
+    }
+    if let Some(ca) = &tls.client_ca {
+        if let Err(msg) = crate::pem::check_certs(ca) {
+            out.push(Diagnostic::at(at.key("client_ca"), msg));
+        }
+    }
+    if let Some(h) = &tls.client_subject_header {
+        if tls.client_ca.is_none() {
+            out.push(Diagnostic::at(
+                at.key("client_subject_header"),
+                "needs `client_ca`",
+            ));
+        } else if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+            out.push(Diagnostic::at(
+                at.key("client_subject_header"),
+                format!("`{h}` is not a valid header name"),
+            ));
+        }
+    }
+    positive(
+        out,
+        at.key("reload_interval"),
+        tls.reload_interval.is_zero(),
+    );
 }
 
 /// Balancer, health, breaker and retry settings of one upstream.

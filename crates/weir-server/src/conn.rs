@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::framing::FramingGuard;
-use crate::listener::ListenerSettings;
+use crate::listener::{ListenerOpts, ListenerSettings};
 use crate::pipeline;
 use crate::Shared;
 
@@ -31,6 +31,9 @@ pub(crate) struct ConnInfo {
     pub(crate) peer: SocketAddr,
     pub(crate) listener: Arc<str>,
     pub(crate) state: Arc<ConnState>,
+    pub(crate) opts: Arc<ListenerOpts>,
+    /// The verified client certificate's subject (mTLS).
+    pub(crate) client_subject: Option<http::HeaderValue>,
 }
 
 /// Activity of one connection, shared by the IO wrapper, the pipeline and the watchdog.
@@ -122,16 +125,16 @@ async fn watchdog(state: &ConnState, head_timeout: Duration, idle_timeout: Durat
 pin_project_lite::pin_project! {
     /// The TCP stream, noting when the bytes of a new request head begin to arrive, and
     /// checking HTTP/1.1 framing before hyper parses it (see `framing.rs`).
-    struct WatchedIo {
+    struct WatchedIo<S> {
         #[pin]
-        inner: TcpStream,
+        inner: S,
         state: Arc<ConnState>,
         guard: FramingGuard,
         refused: bool,
     }
 }
 
-impl AsyncRead for WatchedIo {
+impl<S: AsyncRead + AsyncWrite> AsyncRead for WatchedIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -164,7 +167,7 @@ impl AsyncRead for WatchedIo {
     }
 }
 
-impl AsyncWrite for WatchedIo {
+impl<S: AsyncWrite> AsyncWrite for WatchedIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -194,19 +197,62 @@ impl AsyncWrite for WatchedIo {
     }
 }
 
-pub(crate) async fn serve(
+/// Serves an accepted connection: the TLS handshake first on TLS listeners (bounded by the
+/// head timeout), then HTTP.
+pub(crate) async fn accept(
     stream: TcpStream,
     peer: SocketAddr,
     settings: Arc<ListenerSettings>,
     shared: Arc<Shared>,
     stop: CancellationToken,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
 ) {
+    let Some(tls) = settings.tls.clone() else {
+        serve(stream, peer, None, settings, shared, stop, permit).await;
+        return;
+    };
+    let handshake = tokio::time::timeout(settings.header_read_timeout, tls.acceptor.accept(stream));
+    let stream = match handshake.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tls.handshake_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tls.handshake_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let subject = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|leaf| crate::tls::client_subject(leaf))
+        .and_then(|s| http::HeaderValue::from_str(&s).ok());
+    serve(stream, peer, subject, settings, shared, stop, permit).await;
+}
+
+async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    client_subject: Option<http::HeaderValue>,
+    settings: Arc<ListenerSettings>,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    _permit: OwnedSemaphorePermit,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let state = Arc::new(ConnState::new());
     let info = Arc::new(ConnInfo {
         peer,
         listener: settings.name.clone(),
         state: state.clone(),
+        opts: settings.opts.clone(),
+        client_subject,
     });
     let io = TokioIo::new(WatchedIo {
         inner: stream,

@@ -101,10 +101,11 @@ pub(crate) fn add_forwarding(
     trusted: &[ipnet::IpNet],
     host: Option<&HeaderValue>,
     version: Version,
+    tls: bool,
 ) {
     let peer = canonical(peer);
     let keep = is_trusted(peer, trusted);
-    let proto = "http";
+    let proto = if tls { "https" } else { "http" };
     let peer_text = peer.to_string();
 
     let xff = match headers

@@ -21,6 +21,7 @@ mod pipeline;
 mod proxy;
 mod runtime;
 mod static_files;
+mod tls;
 mod tunnel;
 
 use std::net::SocketAddr;
@@ -43,6 +44,14 @@ pub enum ServerError {
     /// The config could not be compiled into a runtime.
     #[error(transparent)]
     Compile(#[from] CompileError),
+    /// A listener's TLS could not be set up.
+    #[error("listener `{name}`: {source}")]
+    Tls {
+        /// Listener name.
+        name: String,
+        /// What went wrong.
+        source: tls::TlsError,
+    },
     /// A listener could not bind.
     #[error("listener `{name}`: cannot bind {addr}: {source}")]
     Bind {
@@ -97,7 +106,13 @@ impl Server {
             })?;
             let local = socket.local_addr().unwrap_or(l.bind.0);
             addrs.push((l.name.clone(), local));
-            bound.push((l, socket));
+            // TLS files are loaded now too, so a bad one stops the start before anything serves.
+            let settings =
+                listener::ListenerSettings::new(&config, l).map_err(|source| ServerError::Tls {
+                    name: l.name.clone(),
+                    source,
+                })?;
+            bound.push((l, socket, settings));
         }
         let admin = match &config.admin {
             Some(a) => Some(
@@ -118,8 +133,14 @@ impl Server {
                 tracker.clone(),
             ));
         }
-        for (l, socket) in bound {
-            let settings = listener::ListenerSettings::new(&config, l);
+        for (l, socket, settings) in bound {
+            if let (Some(tls), Some(cfg)) = (&settings.tls, &l.tls) {
+                tracker.spawn(tls.clone().watch(
+                    settings.name.clone(),
+                    cfg.reload_interval.get(),
+                    stop_accepting.clone(),
+                ));
+            }
             tracker.spawn(listener::accept_loop(
                 socket,
                 settings,

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::conn;
+use crate::tls::{TlsError, TlsListener};
 use crate::Shared;
 
 /// Binds with `SO_REUSEADDR` and a deep backlog.
@@ -27,9 +28,24 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(4096)
 }
 
+/// Per-listener behaviour the pipeline needs.
+#[derive(Debug, Default)]
+pub(crate) struct ListenerOpts {
+    /// Connections are TLS.
+    pub(crate) tls: bool,
+    /// Redirect every request to https on this port.
+    pub(crate) redirect_https: Option<u16>,
+    /// `Strict-Transport-Security` added to responses.
+    pub(crate) hsts: Option<http::HeaderValue>,
+    /// Carries the verified client-certificate subject upstream; always stripped from clients.
+    pub(crate) client_subject_header: Option<http::HeaderName>,
+}
+
 /// What a listener needs to serve connections.
 pub(crate) struct ListenerSettings {
     pub(crate) name: Arc<str>,
+    pub(crate) opts: Arc<ListenerOpts>,
+    pub(crate) tls: Option<Arc<TlsListener>>,
     pub(crate) max_connections: usize,
     pub(crate) builder: auto::Builder<TokioExecutor>,
     pub(crate) header_read_timeout: Duration,
@@ -37,7 +53,10 @@ pub(crate) struct ListenerSettings {
 }
 
 impl ListenerSettings {
-    pub(crate) fn new(config: &weir_config::Config, l: &weir_config::Listener) -> Self {
+    pub(crate) fn new(
+        config: &weir_config::Config,
+        l: &weir_config::Listener,
+    ) -> Result<Self, TlsError> {
         let limits = &config.server;
         let max_header =
             usize::try_from(limits.max_request_header_size.bytes()).unwrap_or(usize::MAX);
@@ -59,13 +78,34 @@ impl ListenerSettings {
             .max_concurrent_streams(256)
             .max_pending_accept_reset_streams(64)
             .max_local_error_reset_streams(Some(256));
-        Self {
+        let tls = l
+            .tls
+            .as_ref()
+            .map(TlsListener::new)
+            .transpose()?
+            .map(Arc::new);
+        let opts = ListenerOpts {
+            tls: tls.is_some(),
+            redirect_https: l.redirect_https.as_ref().map(|r| r.port),
+            hsts: l
+                .hsts
+                .as_deref()
+                .and_then(|h| http::HeaderValue::from_str(h).ok()),
+            client_subject_header: l
+                .tls
+                .as_ref()
+                .and_then(|t| t.client_subject_header.as_deref())
+                .and_then(|h| http::HeaderName::from_bytes(h.as_bytes()).ok()),
+        };
+        Ok(Self {
             name: l.name.as_str().into(),
+            opts: Arc::new(opts),
+            tls,
             max_connections: l.max_connections.unwrap_or(limits.max_connections),
             builder,
             header_read_timeout: limits.header_read_timeout.get(),
             keepalive_timeout: limits.keepalive_timeout.get(),
-        }
+        })
     }
 }
 
@@ -90,7 +130,7 @@ pub(crate) async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tracker.spawn(conn::serve(
+                tracker.spawn(conn::accept(
                     stream,
                     peer,
                     settings.clone(),

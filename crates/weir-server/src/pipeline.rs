@@ -58,8 +58,8 @@ pub(crate) async fn handle(
     let Outcome {
         response: mut resp,
         deadline,
-        conn,
-    } = match process(req, &mut log.ctx, &runtime).await {
+        conn: guard,
+    } = match process(req, &mut log.ctx, &runtime, &conn).await {
         Ok(outcome) => outcome,
         Err(e) => {
             if e.side != Side::Client {
@@ -71,19 +71,25 @@ pub(crate) async fn handle(
     };
     resp.headers_mut()
         .insert(&X_REQUEST_ID, log.ctx.request_id.clone());
+    if let Some(hsts) = &conn.opts.hsts {
+        resp.headers_mut()
+            .entry(http::header::STRICT_TRANSPORT_SECURITY)
+            .or_insert_with(|| hsts.clone());
+    }
     log.ctx.status = resp.status().as_u16();
     let expected = resp
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    Ok(resp.map(|body| LoggedBody::new(body, log, deadline, expected, conn)))
+    Ok(resp.map(|body| LoggedBody::new(body, log, deadline, expected, guard)))
 }
 
 async fn process(
     req: Request<Incoming>,
     ctx: &mut RequestCtx,
     rt: &Runtime,
+    conn: &ConnInfo,
 ) -> Result<Outcome, ProxyError> {
     // Tunnels belong to forward-proxy listeners, which do not exist yet: refuse rather than
     // forward a CONNECT as if it were an ordinary request.
@@ -95,6 +101,9 @@ async fn process(
     ctx.host = host_header.as_ref().and_then(normalize_host).map(Arc::from);
     if host_header.is_some() && ctx.host.is_none() {
         return Err(ProxyError::new(ErrorKind::BadRequest));
+    }
+    if let Some(port) = conn.opts.redirect_https {
+        return redirect_to_https(&req, ctx, port).map(Outcome::from);
     }
     if rt.limits.max_body > 0 {
         let declared = req
@@ -131,7 +140,16 @@ async fn process(
                 .get(*upstream)
                 .ok_or_else(|| ProxyError::new(ErrorKind::Internal))?
                 .clone();
-            proxy::forward(req, ctx, rt, &upstream, host_header, *retry_non_idempotent).await
+            proxy::forward(
+                req,
+                ctx,
+                rt,
+                conn,
+                &upstream,
+                host_header,
+                *retry_non_idempotent,
+            )
+            .await
         }
         Action::Respond(spec) => Ok(respond(spec).into()),
         Action::Redirect(spec) => redirect(spec, &req, ctx).map(Outcome::from),
@@ -202,6 +220,32 @@ fn normalize_host(value: &HeaderValue) -> Option<String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b));
     ok.then(|| host.to_ascii_lowercase())
+}
+
+/// 308 to the same URL over https (308 keeps the method and body, unlike 301).
+fn redirect_to_https(
+    req: &Request<Incoming>,
+    ctx: &RequestCtx,
+    port: u16,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let host = ctx
+        .host
+        .as_deref()
+        .ok_or_else(|| ProxyError::new(ErrorKind::BadRequest))?;
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let location = if port == 443 {
+        format!("https://{host}{target}")
+    } else {
+        format!("https://{host}:{port}{target}")
+    };
+    let value =
+        HeaderValue::from_str(&location).map_err(|_| ProxyError::new(ErrorKind::BadRequest))?;
+    let mut resp = Response::new(ResponseBody::Empty);
+    *resp.status_mut() = http::StatusCode::PERMANENT_REDIRECT;
+    resp.headers_mut().insert(LOCATION, value);
+    resp.headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    Ok(resp)
 }
 
 fn respond(spec: &RespondSpec) -> Response<ResponseBody> {

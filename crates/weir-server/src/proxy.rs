@@ -11,6 +11,7 @@ use http::StatusCode;
 use hyper::upgrade::OnUpgrade;
 use weir_upstream::{CallInfo, CallOpts, Upstream};
 
+use crate::conn::ConnInfo;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::pipeline::Outcome;
 use crate::runtime::Runtime;
@@ -20,6 +21,7 @@ pub(crate) async fn forward(
     req: Request<Incoming>,
     ctx: &mut RequestCtx,
     rt: &Runtime,
+    conn: &ConnInfo,
     upstream: &Arc<Upstream>,
     host: Option<HeaderValue>,
     retry_non_idempotent: bool,
@@ -53,7 +55,15 @@ pub(crate) async fn forward(
         &rt.trusted_proxies,
         host.as_ref(),
         ctx.version,
+        conn.opts.tls,
     );
+    // The client-certificate subject header only ever comes from Weir.
+    if let Some(name) = &conn.opts.client_subject_header {
+        parts.headers.remove(name);
+        if let Some(subject) = &conn.client_subject {
+            parts.headers.insert(name.clone(), subject.clone());
+        }
+    }
     parts.headers.insert(&X_REQUEST_ID, ctx.request_id.clone());
     let mut body = RequestBody::new(body, rt.limits.max_body, ctx.body.clone());
     // A body that fails at once (cut short, refused framing, over the limit) fails here,

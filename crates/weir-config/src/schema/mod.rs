@@ -115,6 +115,87 @@ pub struct Listener {
     /// Overrides `server.max_connections` for this listener.
     #[serde(default)]
     pub max_connections: Option<usize>,
+    /// Terminate TLS on this listener.
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
+    /// Answer every request with a 308 redirect to the same URL over https (a plaintext
+    /// listener in front of a TLS one).
+    #[serde(default)]
+    pub redirect_https: Option<RedirectHttps>,
+    /// `Strict-Transport-Security` value added to every response of a TLS listener, e.g.
+    /// `"max-age=31536000; includeSubDomains"`.
+    #[serde(default)]
+    pub hsts: Option<String>,
+}
+
+/// TLS settings of a listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// Certificates; the one for a connection is chosen by SNI against each certificate's
+    /// names (wildcards included); the first is the default.
+    pub certificates: Vec<CertificateFiles>,
+    /// Oldest TLS version accepted: `"1.2"` (the default) or `"1.3"`.
+    #[serde(default)]
+    pub min_version: TlsVersion,
+    /// Offer HTTP/2 by ALPN (`h2`, then `http/1.1`); when false only `http/1.1`.
+    #[serde(default = "defaults::yes")]
+    pub http2: bool,
+    /// PEM bundle of CAs that client certificates must chain to (mTLS).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: `"required"` (the default) or `"optional"`.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// With `client_ca`: the header that carries the verified client certificate's subject to
+    /// the upstream. Always removed from client requests.
+    #[serde(default)]
+    pub client_subject_header: Option<String>,
+    /// How often certificate and key files are checked for changes.
+    #[serde(default = "defaults::tls_reload_interval")]
+    pub reload_interval: Duration,
+}
+
+/// A certificate chain and its private key, as PEM files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateFiles {
+    /// PEM file: the certificate, then its intermediates.
+    pub cert: PathBuf,
+    /// PEM file: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// A TLS protocol version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3.
+    #[default]
+    #[serde(rename = "1.2")]
+    Tls12,
+    /// TLS 1.3 only.
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+/// Whether a client certificate is required.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// Connections without a valid client certificate are refused.
+    #[default]
+    Required,
+    /// A client certificate is verified when presented; connections without one are served.
+    Optional,
+}
+
+/// Redirect plaintext requests to https.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectHttps {
+    /// Port of the https URL (443 is left out of the URL).
+    #[serde(default = "defaults::https_port")]
+    pub port: u16,
 }
 
 /// One route: a match and exactly one action.
@@ -320,6 +401,12 @@ mod defaults {
     }
     pub fn redirect_status() -> u16 {
         302
+    }
+    pub fn tls_reload_interval() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn https_port() -> u16 {
+        443
     }
     pub fn index() -> String {
         "index.html".to_owned()

@@ -13,4 +13,5 @@ mod shutdown;
 mod smuggling;
 mod static_files;
 mod timeouts;
+mod tls;
 mod websocket;
