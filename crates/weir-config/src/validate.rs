@@ -134,6 +134,7 @@ fn check_upstreams<'a>(config: &'a Config, out: &mut Vec<Diagnostic>) -> Vec<&'a
             }
         }
         check_upstream_policies(u, &path, out);
+        check_upstream_tls(u, &path, out);
         if let Some(h) = &u.host_header {
             if http::HeaderValue::from_str(h).is_err() || h.is_empty() {
                 out.push(Diagnostic::at(
@@ -156,6 +157,53 @@ fn check_upstreams<'a>(config: &'a Config, out: &mut Vec<Diagnostic>) -> Vec<&'a
         }
     }
     names
+}
+
+/// Upstream protocol and TLS settings agree, and their files load.
+fn check_upstream_tls(u: &Upstream, path: &KeyPath, out: &mut Vec<Diagnostic>) {
+    use crate::schema::UpstreamProtocol;
+    match (u.protocol, &u.tls) {
+        (UpstreamProtocol::H2, None) => out.push(
+            Diagnostic::at(path.key("protocol"), "`h2` needs `tls`")
+                .help("for HTTP/2 without TLS use protocol = \"h2c\"; or add tls = {}"),
+        ),
+        (UpstreamProtocol::H2c, Some(_)) => out.push(
+            Diagnostic::at(
+                path.key("protocol"),
+                "`h2c` is cleartext and cannot use `tls`",
+            )
+            .help("use protocol = \"h2\" for HTTP/2 over TLS"),
+        ),
+        _ => {}
+    }
+    let Some(tls) = &u.tls else { return };
+    let at = path.key("tls");
+    if let Some(ca) = &tls.ca {
+        if let Err(msg) = crate::pem::check_certs(ca) {
+            out.push(Diagnostic::at(at.key("ca"), msg));
+        }
+    }
+    match (&tls.client_cert, &tls.client_key) {
+        (Some(c), Some(k)) => {
+            if let Err(msg) = crate::pem::check_certs(c) {
+                out.push(Diagnostic::at(at.key("client_cert"), msg));
+            }
+            if let Err(msg) = crate::pem::check_key(k) {
+                out.push(Diagnostic::at(at.key("client_key"), msg));
+            }
+        }
+        (Some(_), None) => out.push(Diagnostic::at(at.key("client_cert"), "needs `client_key`")),
+        (None, Some(_)) => out.push(Diagnostic::at(at.key("client_key"), "needs `client_cert`")),
+        (None, None) => {}
+    }
+    if let Some(sni) = &tls.sni {
+        if rustls_pki_types::ServerName::try_from(sni.as_str()).is_err() {
+            out.push(Diagnostic::at(
+                at.key("sni"),
+                format!("`{sni}` is not a valid server name"),
+            ));
+        }
+    }
 }
 
 /// TLS files exist and hold what they should; TLS-only keys are not on plaintext listeners.

@@ -5,13 +5,13 @@ use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::uri::PathAndQuery;
+use http::header::HOST;
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use weir_core::{BodyStats, ErrorKind, ProxyError, RequestBody, Retry};
 
-use crate::pool::{EndpointPool, PooledConn};
+use crate::pool::{EndpointPool, PooledConn, Sender};
 use crate::Endpoint;
 
 /// Sends `req` over `sender` (from `pool.checkout`) and waits, up to `timeout`, for the
@@ -20,33 +20,57 @@ use crate::Endpoint;
 pub(crate) async fn exchange(
     pool: &Arc<EndpointPool>,
     endpoint: &Endpoint,
-    (mut sender, reused): (SendRequest<RequestBody>, bool),
+    (mut sender, reused): (Sender, bool),
     mut req: Request<RequestBody>,
     body_stats: &BodyStats,
     timeout: Duration,
 ) -> Result<(Response<Incoming>, PooledConn), ProxyError> {
-    // Origin-form request target; `Host` was set by the caller.
     let pq = req
         .uri()
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    *req.uri_mut() = Uri::from(pq);
-    *req.version_mut() = Version::HTTP_11;
+    match sender {
+        Sender::H1(_) => {
+            // Origin-form request target; `Host` was set by the caller.
+            *req.uri_mut() = Uri::from(pq);
+            *req.version_mut() = Version::HTTP_11;
+        }
+        Sender::H2(_) => {
+            // HTTP/2 carries the target as :scheme, :authority and :path; the authority is the
+            // Host the caller chose, and Host itself is not sent twice.
+            let authority = req
+                .headers_mut()
+                .remove(HOST)
+                .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+                .unwrap_or_else(|| endpoint.authority.clone());
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(if pool.scheme() == "https" {
+                Scheme::HTTPS
+            } else {
+                Scheme::HTTP
+            });
+            parts.authority = Some(authority);
+            parts.path_and_query = Some(pq);
+            *req.uri_mut() = Uri::from_parts(parts)
+                .map_err(|e| ProxyError::new(ErrorKind::BadRequest).with_source(e))?;
+            *req.version_mut() = Version::HTTP_2;
+        }
+    }
 
     let exchange = async {
-        match sender.try_send_request(req).await {
+        match sender.send(req).await {
             Ok(resp) => Ok((resp, sender)),
-            Err(mut e) => match e.take_message() {
+            Err((e, unsent)) => match unsent {
                 // Never written: the pooled connection closed under us. Safe to send on a fresh one.
                 Some(req) if reused => {
                     let mut fresh = pool.connect(endpoint).await?;
-                    match fresh.send_request(req).await {
+                    match fresh.send(req).await {
                         Ok(resp) => Ok((resp, fresh)),
-                        Err(e) => Err(classify(e, body_stats, false)),
+                        Err((e, _)) => Err(classify(e, body_stats, false)),
                     }
                 }
-                _ => Err(classify(e.into_error(), body_stats, reused)),
+                _ => Err(classify(e, body_stats, reused)),
             },
         }
     };

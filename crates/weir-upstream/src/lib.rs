@@ -36,6 +36,7 @@ mod pool;
 mod retry;
 mod stats;
 mod sticky;
+mod tls;
 mod window;
 
 use std::sync::atomic::AtomicU64;
@@ -72,6 +73,9 @@ pub enum UpstreamError {
     /// `host_header` is not a valid header value.
     #[error("upstream `{0}`: invalid host_header")]
     HostHeader(String),
+    /// The upstream's TLS settings could not be used.
+    #[error("upstream `{0}`: {1}")]
+    Tls(String, String),
     /// No random key for sticky cookies could be made.
     #[error("upstream `{0}`: cannot make a sticky-cookie key: {1}")]
     StickyKey(String, getrandom::Error),
@@ -170,10 +174,18 @@ impl Upstream {
         let view = View::all(&endpoints);
         let pick = balancer.prepare(&view, &endpoints);
         let total = cfg.timeouts.total.get();
+        let tls = cfg
+            .tls
+            .as_ref()
+            .map(|t| tls::connector(&cfg.name, t, cfg.protocol).map(Arc::new))
+            .transpose()
+            .map_err(|e| UpstreamError::Tls(cfg.name.clone(), e))?;
         let pools = endpoints
             .iter()
             .map(|_| {
                 Arc::new(pool::EndpointPool::new(
+                    cfg.protocol,
+                    tls.clone(),
                     cfg.max_idle_per_endpoint,
                     cfg.timeouts.connect.get(),
                     cfg.timeouts.idle.get(),

@@ -55,6 +55,13 @@ pub struct Upstream {
     /// Retries.
     #[serde(default)]
     pub retry: Retry,
+    /// Protocol spoken to the endpoints: `"http1"` (the default), `"h2"` (HTTP/2 over TLS,
+    /// needs `tls`) or `"h2c"` (HTTP/2 cleartext, prior knowledge).
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// TLS to the endpoints; absent means plaintext.
+    #[serde(default)]
+    pub tls: Option<UpstreamTls>,
     /// Replaces the client's `Host` header on requests to this upstream.
     #[serde(default)]
     pub host_header: Option<String>,
@@ -64,6 +71,40 @@ pub struct Upstream {
     /// Per-upstream timeouts.
     #[serde(default)]
     pub timeouts: UpstreamTimeouts,
+}
+
+/// Protocol to the endpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 with a pool of keep-alive connections.
+    #[default]
+    Http1,
+    /// HTTP/2 over TLS (ALPN `h2`), one multiplexed connection per endpoint.
+    H2,
+    /// HTTP/2 cleartext by prior knowledge, one multiplexed connection per endpoint.
+    H2c,
+}
+
+/// TLS to an upstream.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// PEM bundle of CAs to verify endpoints against; default the system's roots.
+    #[serde(default)]
+    pub ca: Option<std::path::PathBuf>,
+    /// Server name sent (SNI) and verified; default the endpoint's host.
+    #[serde(default)]
+    pub sni: Option<String>,
+    /// Client certificate chain (PEM) for upstream mTLS.
+    #[serde(default)]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// Its private key (PEM).
+    #[serde(default)]
+    pub client_key: Option<std::path::PathBuf>,
+    /// Accept any certificate: no verification at all. For tests only; Weir warns at start.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
 }
 
 /// One endpoint and its weight.

@@ -14,4 +14,5 @@ mod smuggling;
 mod static_files;
 mod timeouts;
 mod tls;
+mod upstream_protocols;
 mod websocket;

@@ -25,7 +25,7 @@ use tokio_rustls::TlsConnector;
 use crate::common::*;
 
 /// A throwaway CA that issues certificates into a temporary directory.
-struct Pki {
+pub(crate) struct Pki {
     ca: CertifiedIssuer<'static, KeyPair>,
     dir: PathBuf,
 }
@@ -33,7 +33,7 @@ struct Pki {
 static DIRS: AtomicUsize = AtomicUsize::new(0);
 
 impl Pki {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params
@@ -52,12 +52,12 @@ impl Pki {
         pki
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
     /// Issues a server certificate for `names` into `<stem>.pem` / `<stem>.key`; returns its DER.
-    fn server(&self, stem: &str, names: &[&str]) -> CertificateDer<'static> {
+    pub(crate) fn server(&self, stem: &str, names: &[&str]) -> CertificateDer<'static> {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let params = CertificateParams::new(names).expect("params");
         let key = KeyPair::generate().expect("key");
@@ -68,7 +68,10 @@ impl Pki {
     }
 
     /// A client certificate with common name `cn`.
-    fn client(&self, cn: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    pub(crate) fn client(
+        &self,
+        cn: &str,
+    ) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.distinguished_name.push(DnType::CommonName, cn);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -78,7 +81,7 @@ impl Pki {
         (vec![cert.der().clone()], key)
     }
 
-    fn roots(&self) -> RootCertStore {
+    pub(crate) fn roots(&self) -> RootCertStore {
         let mut roots = RootCertStore::empty();
         roots.add(self.ca.der().clone()).expect("root");
         roots

@@ -1,0 +1,280 @@
+//! Upstream protocols: HTTP/2 cleartext (h2c) and over TLS (h2) with multiplexing, HTTP/1.1
+//! over TLS with CA verification, SNI override, upstream mTLS and `insecure_skip_verify`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use rustls::server::WebPkiClientVerifier;
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+
+use crate::common::*;
+use crate::tls::Pki;
+
+/// An origin answering `<version> <path> <client-subject>`; TLS when `tls` is given (h2 and
+/// http/1.1 by ALPN), else HTTP/1.1 or h2c by preface. Returns its address and a count of
+/// accepted connections.
+async fn versatile_origin(tls: Option<ServerConfig>) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let acceptor = tls.map(|mut c| {
+        c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        tokio_rustls::TlsAcceptor::from(Arc::new(c))
+    });
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let handler = |subject: Option<String>| {
+                    hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let body = format!(
+                            "{:?} {} {}",
+                            req.version(),
+                            req.uri().path(),
+                            subject.as_deref().unwrap_or("-")
+                        );
+                        async move { Ok::<_, Infallible>(Response::new(full(body))) }
+                    })
+                };
+                let builder = auto::Builder::new(TokioExecutor::new());
+                match acceptor {
+                    None => {
+                        let _ = builder
+                            .serve_connection(TokioIo::new(tcp), handler(None))
+                            .await;
+                    }
+                    Some(acceptor) => {
+                        let Ok(tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        let subject = tls
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first().map(|c| c.len().to_string()));
+                        let _ = builder
+                            .serve_connection(TokioIo::new(tls), handler(subject))
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+fn server_config(pki: &Pki, stem: &str, client_ca: bool) -> ServerConfig {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let certs = weir_config::pem::load_certs(&pki.path(&format!("{stem}.pem"))).expect("certs");
+    let key = weir_config::pem::load_key(&pki.path(&format!("{stem}.key"))).expect("key");
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions");
+    let builder = if client_ca {
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(pki.roots()), provider)
+            .build()
+            .expect("verifier");
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    builder.with_single_cert(certs, key).expect("server config")
+}
+
+fn upstream_toml(origin: SocketAddr, upstream: &str) -> String {
+    format!(
+        r#"
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:0"
+
+[[upstreams]]
+name = "up"
+endpoints = ["{origin}"]
+{upstream}
+
+[[routes]]
+proxy = {{ upstream = "up" }}
+"#
+    )
+}
+
+#[tokio::test]
+async fn h2c_upstream_multiplexes_requests_on_one_connection() {
+    let (origin, accepted) = versatile_origin(None).await;
+    let gw = gateway(&upstream_toml(origin, "protocol = \"h2c\"")).await;
+    let bodies = load(&gw.url("/m"), 200, 32).await;
+    assert!(
+        bodies.iter().all(|b| b == "HTTP/2.0 /m -"),
+        "{:?}",
+        &bodies[..3]
+    );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one multiplexed connection"
+    );
+}
+
+#[tokio::test]
+async fn h2_over_tls_upstream_verified_against_a_configured_ca() {
+    let pki = Pki::new();
+    pki.server("origin", &["127.0.0.1"]);
+    let (origin, accepted) = versatile_origin(Some(server_config(&pki, "origin", false))).await;
+    let ca = pki.path("ca.pem");
+    let gw = gateway(&upstream_toml(
+        origin,
+        &format!("protocol = \"h2\"\ntls = {{ ca = \"{}\" }}", ca.display()),
+    ))
+    .await;
+    let bodies = load(&gw.url("/s"), 100, 16).await;
+    assert!(
+        bodies.iter().all(|b| b == "HTTP/2.0 /s -"),
+        "{:?}",
+        &bodies[..3]
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn http1_over_tls_checks_the_certificate_and_sni_override_and_skip_verify() {
+    let pki = Pki::new();
+    pki.server("origin", &["backend.internal"]);
+    let (origin, _) = versatile_origin(Some(server_config(&pki, "origin", false))).await;
+    let ca = pki.path("ca.pem").display().to_string();
+
+    // The certificate is for backend.internal, not 127.0.0.1: refused without an SNI override.
+    let gw = gateway(&upstream_toml(
+        origin,
+        &format!("tls = {{ ca = \"{ca}\" }}\nretry = {{ attempts = 0 }}"),
+    ))
+    .await;
+    let r = client().get(gw.url("/v")).send().await.expect("request");
+    assert_eq!(r.status(), 502);
+
+    let gw = gateway(&upstream_toml(
+        origin,
+        &format!("tls = {{ ca = \"{ca}\", sni = \"backend.internal\" }}"),
+    ))
+    .await;
+    let r = client().get(gw.url("/v")).send().await.expect("request");
+    assert_eq!(r.text().await.expect("body"), "HTTP/1.1 /v -");
+
+    // Another CA: refused; with verification off: served.
+    let other = Pki::new();
+    let other_ca = other.path("ca.pem").display().to_string();
+    let gw = gateway(&upstream_toml(origin, &format!("tls = {{ ca = \"{other_ca}\", sni = \"backend.internal\" }}\nretry = {{ attempts = 0 }}"))).await;
+    assert_eq!(
+        client()
+            .get(gw.url("/v"))
+            .send()
+            .await
+            .expect("request")
+            .status(),
+        502
+    );
+    let gw = gateway(&upstream_toml(
+        origin,
+        "tls = { insecure_skip_verify = true }",
+    ))
+    .await;
+    assert_eq!(
+        client()
+            .get(gw.url("/v"))
+            .send()
+            .await
+            .expect("request")
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn upstream_mtls_presents_the_configured_client_certificate() {
+    let pki = Pki::new();
+    pki.server("origin", &["127.0.0.1"]);
+    let (origin, _) = versatile_origin(Some(server_config(&pki, "origin", true))).await;
+    // Weir's client identity, issued by the CA the origin trusts.
+    let (chain, key) = pki.client("weir");
+    let to_pem = |label: &str, der: &[u8]| {
+        use base64_engine::encode;
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            encode(der)
+        )
+    };
+    std::fs::write(pki.path("weir.pem"), to_pem("CERTIFICATE", &chain[0])).expect("write");
+    std::fs::write(
+        pki.path("weir.key"),
+        to_pem("PRIVATE KEY", key.secret_der()),
+    )
+    .expect("write");
+    let ca = pki.path("ca.pem").display().to_string();
+    let without = gateway(&upstream_toml(
+        origin,
+        &format!("tls = {{ ca = \"{ca}\" }}\nretry = {{ attempts = 0 }}"),
+    ))
+    .await;
+    assert_eq!(
+        client()
+            .get(without.url("/c"))
+            .send()
+            .await
+            .expect("request")
+            .status(),
+        502
+    );
+    let with = gateway(&upstream_toml(
+        origin,
+        &format!(
+            "tls = {{ ca = \"{ca}\", client_cert = \"{}\", client_key = \"{}\" }}",
+            pki.path("weir.pem").display(),
+            pki.path("weir.key").display()
+        ),
+    ))
+    .await;
+    let r = client().get(with.url("/c")).send().await.expect("request");
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.expect("body");
+    assert!(
+        body.starts_with("HTTP/1.1 /c ") && !body.ends_with(" -"),
+        "{body}"
+    );
+}
+
+/// Minimal base64 for writing PEM files in tests.
+mod base64_engine {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    pub fn encode(data: &[u8]) -> String {
+        let mut out = String::new();
+        for (i, chunk) in data.chunks(3).enumerate() {
+            if i > 0 && i % 16 == 0 {
+                out.push('\n');
+            }
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for k in 0..4 {
+                if k <= chunk.len() {
+                    out.push(TABLE[((n >> (18 - 6 * k)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+}
