@@ -45,6 +45,9 @@ pub struct RequestCtx {
     pub error: Option<ErrorKind>,
     /// Status sent (0 until a response exists).
     pub status: u16,
+    /// The request is gRPC (`content-type: application/grpc…`): errors are answered the gRPC
+    /// way.
+    pub grpc: bool,
 }
 
 impl RequestCtx {
@@ -82,6 +85,7 @@ impl RequestCtx {
             body: Arc::default(),
             error: None,
             status: 0,
+            grpc: false,
         }
     }
 }

@@ -121,6 +121,22 @@ impl ErrorKind {
         }
     }
 
+    /// The gRPC status code a gRPC client gets for this kind (the HTTP-to-gRPC mapping of the
+    /// gRPC spec, refined where Weir knows more: a timeout is `DEADLINE_EXCEEDED`).
+    pub fn grpc_status(self) -> u16 {
+        match self {
+            ErrorKind::UpstreamTimeout => 4,
+            ErrorKind::BodyTooLarge | ErrorKind::HeaderTooLarge => 8,
+            ErrorKind::NoRoute | ErrorKind::NotFound | ErrorKind::MethodNotAllowed => 12,
+            ErrorKind::BadRequest | ErrorKind::ClientBody | ErrorKind::Internal => 13,
+            ErrorKind::UpstreamConnect
+            | ErrorKind::UpstreamProtocol
+            | ErrorKind::NoEndpoint
+            | ErrorKind::CircuitOpen
+            | ErrorKind::UpstreamBusy => 14,
+        }
+    }
+
     /// Who is at fault, by default, for this kind.
     pub fn side(self) -> Side {
         match self {
@@ -230,6 +246,35 @@ impl ProxyError {
         ) {
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
+        resp
+    }
+}
+
+impl ProxyError {
+    /// The same error for a gRPC client: HTTP 200 with `grpc-status` and `grpc-message` as a
+    /// trailers-only response, which is what gRPC clients read (an HTTP error status would
+    /// reach them as an opaque `UNKNOWN`/`INTERNAL`).
+    pub fn to_grpc_response(&self, request_id: &HeaderValue) -> Response<ResponseBody> {
+        let mut resp = Response::new(ResponseBody::Empty);
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        h.insert("grpc-status", HeaderValue::from(self.kind.grpc_status()));
+        // grpc-message is percent-encoded; the public messages are plain ASCII words.
+        let message = self.kind.public_message().replace(' ', "%20");
+        if let Ok(v) = HeaderValue::from_str(&message) {
+            h.insert("grpc-message", v);
+        }
+        h.insert("x-weir-error", HeaderValue::from_static(self.kind.code()));
+        if let Some(after) = self.retry_after {
+            h.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(after.as_secs().max(1)),
+            );
+        }
+        let _ = request_id;
         resp
     }
 }

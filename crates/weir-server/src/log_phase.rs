@@ -86,6 +86,9 @@ pub(crate) struct LoggedBody {
     /// The upstream connection, back to its pool when this body is dropped. Declared after
     /// `inner` so the upstream body is dropped (and drained) first.
     _conn: Option<weir_upstream::UpstreamGuard>,
+    /// A gRPC response: a deadline passing mid-stream ends it with `grpc-status: 4` trailers
+    /// rather than a reset the client could only report as `INTERNAL`.
+    grpc: bool,
 }
 
 impl LoggedBody {
@@ -95,8 +98,10 @@ impl LoggedBody {
         deadline: Option<tokio::time::Instant>,
         expected: Option<u64>,
         conn: Option<weir_upstream::UpstreamGuard>,
+        grpc: bool,
     ) -> Self {
         Self {
+            grpc,
             expected,
             _conn: conn,
             inner,
@@ -126,6 +131,17 @@ impl Body for LoggedBody {
                     log.ctx.error = Some(weir_core::ErrorKind::UpstreamTimeout);
                 }
                 this.log = None;
+                this.deadline = None;
+                if this.grpc {
+                    this.inner = ResponseBody::Empty;
+                    let mut trailers = http::HeaderMap::new();
+                    trailers.insert("grpc-status", http::HeaderValue::from_static("4"));
+                    trailers.insert(
+                        "grpc-message",
+                        http::HeaderValue::from_static("deadline%20exceeded"),
+                    );
+                    return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                }
                 return Poll::Ready(Some(Err(TotalTimeout.into())));
             }
         }

@@ -54,6 +54,10 @@ pub(crate) async fn handle(
         req.version(),
     );
     ctx.client_ip = headers::client_ip(req.headers(), conn.peer.ip(), &runtime.trusted_proxies);
+    ctx.grpc = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     let mut log = Box::new(LogPhase::new(ctx, shared, conn.state.clone()));
     let Outcome {
         response: mut resp,
@@ -66,7 +70,11 @@ pub(crate) async fn handle(
                 tracing::warn!(request_id = ?log.ctx.request_id, error = %e, "request failed");
             }
             log.ctx.error = Some(e.kind);
-            Outcome::from(e.to_response(&log.ctx.request_id))
+            if log.ctx.grpc {
+                Outcome::from(e.to_grpc_response(&log.ctx.request_id))
+            } else {
+                Outcome::from(e.to_response(&log.ctx.request_id))
+            }
         }
     };
     resp.headers_mut()
@@ -82,7 +90,8 @@ pub(crate) async fn handle(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    Ok(resp.map(|body| LoggedBody::new(body, log, deadline, expected, guard)))
+    let grpc = log.ctx.grpc;
+    Ok(resp.map(|body| LoggedBody::new(body, log, deadline, expected, guard, grpc)))
 }
 
 async fn process(

@@ -27,9 +27,17 @@ pub(crate) async fn forward(
     retry_non_idempotent: bool,
 ) -> Result<Outcome, ProxyError> {
     ctx.upstream = Some(upstream.name.clone());
-    let deadline = upstream
-        .total_timeout
-        .map(|t| tokio::time::Instant::from_std(ctx.start) + t);
+    // The upstream's total timeout, shortened by a gRPC client's own deadline.
+    let grpc_timeout = ctx
+        .grpc
+        .then(|| req.headers().get("grpc-timeout"))
+        .flatten()
+        .and_then(|v| parse_grpc_timeout(v.as_bytes()));
+    let limit = match (upstream.total_timeout, grpc_timeout) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let deadline = limit.map(|t| tokio::time::Instant::from_std(ctx.start) + t);
 
     let (mut parts, body) = req.into_parts();
     // An HTTP/1.1 Upgrade (WebSocket): its headers go up with the request; the tunnel opens
@@ -120,4 +128,42 @@ pub(crate) async fn forward(
         deadline,
         conn: Some(guard),
     })
+}
+
+/// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n), per the gRPC HTTP/2 spec.
+fn parse_grpc_timeout(v: &[u8]) -> Option<std::time::Duration> {
+    let (&unit, digits) = v.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    use std::time::Duration;
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_grpc_timeout;
+    use std::time::Duration;
+
+    #[test]
+    fn grpc_timeouts() {
+        assert_eq!(
+            parse_grpc_timeout(b"200m"),
+            Some(Duration::from_millis(200))
+        );
+        assert_eq!(parse_grpc_timeout(b"1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout(b"5n"), Some(Duration::from_nanos(5)));
+        for bad in [&b""[..], b"m", b"123456789S", b"12x", b"-1S"] {
+            assert_eq!(parse_grpc_timeout(bad), None);
+        }
+    }
 }
