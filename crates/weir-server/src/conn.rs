@@ -28,7 +28,10 @@ const REFUSED: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/j
 
 /// What the pipeline knows about the connection a request came on.
 pub(crate) struct ConnInfo {
+    /// The client: the TCP peer, or the address a PROXY protocol header named.
     pub(crate) peer: SocketAddr,
+    /// The address the client connected to.
+    pub(crate) local: SocketAddr,
     pub(crate) listener: Arc<str>,
     pub(crate) state: Arc<ConnState>,
     pub(crate) opts: Arc<ListenerOpts>,
@@ -200,13 +203,26 @@ impl<S: AsyncWrite> AsyncWrite for WatchedIo<S> {
 /// Serves an accepted connection: the TLS handshake first on TLS listeners (bounded by the
 /// head timeout), then HTTP.
 pub(crate) async fn accept(
-    stream: TcpStream,
-    peer: SocketAddr,
+    mut stream: TcpStream,
+    mut peer: SocketAddr,
     settings: Arc<ListenerSettings>,
     shared: Arc<Shared>,
     stop: CancellationToken,
     permit: OwnedSemaphorePermit,
 ) {
+    if settings.proxy_protocol {
+        match crate::proxy_protocol::read_header(&mut stream, settings.header_read_timeout).await {
+            Ok(Some(client)) => peer = client,
+            Ok(None) => {}
+            Err(e) => {
+                settings
+                    .proxy_protocol_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, error = %e, "PROXY protocol header refused; closing");
+                return;
+            }
+        }
+    }
     let Some(tls) = settings.tls.clone() else {
         serve(stream, peer, None, settings, shared, stop, permit).await;
         return;
@@ -249,6 +265,7 @@ async fn serve<S>(
     let state = Arc::new(ConnState::new());
     let info = Arc::new(ConnInfo {
         peer,
+        local: settings.local,
         listener: settings.name.clone(),
         state: state.clone(),
         opts: settings.opts.clone(),

@@ -19,6 +19,7 @@ mod listener;
 mod log_phase;
 mod pipeline;
 mod proxy;
+mod proxy_protocol;
 mod runtime;
 mod static_files;
 mod tls;
@@ -108,9 +109,11 @@ impl Server {
             addrs.push((l.name.clone(), local));
             // TLS files are loaded now too, so a bad one stops the start before anything serves.
             let settings =
-                listener::ListenerSettings::new(&config, l).map_err(|source| ServerError::Tls {
-                    name: l.name.clone(),
-                    source,
+                listener::ListenerSettings::new(&config, l, local).map_err(|source| {
+                    ServerError::Tls {
+                        name: l.name.clone(),
+                        source,
+                    }
                 })?;
             bound.push((l, socket, settings));
         }

@@ -44,6 +44,12 @@ pub(crate) struct ListenerOpts {
 /// What a listener needs to serve connections.
 pub(crate) struct ListenerSettings {
     pub(crate) name: Arc<str>,
+    /// The bound address.
+    pub(crate) local: SocketAddr,
+    /// Connections start with a PROXY protocol header.
+    pub(crate) proxy_protocol: bool,
+    /// Connections refused for a missing or bad PROXY header, for metrics.
+    pub(crate) proxy_protocol_errors: std::sync::atomic::AtomicU64,
     pub(crate) opts: Arc<ListenerOpts>,
     pub(crate) tls: Option<Arc<TlsListener>>,
     pub(crate) max_connections: usize,
@@ -56,6 +62,7 @@ impl ListenerSettings {
     pub(crate) fn new(
         config: &weir_config::Config,
         l: &weir_config::Listener,
+        local: SocketAddr,
     ) -> Result<Self, TlsError> {
         let limits = &config.server;
         let max_header =
@@ -99,6 +106,9 @@ impl ListenerSettings {
         };
         Ok(Self {
             name: l.name.as_str().into(),
+            local,
+            proxy_protocol: l.proxy_protocol,
+            proxy_protocol_errors: std::sync::atomic::AtomicU64::new(0),
             opts: Arc::new(opts),
             tls,
             max_connections: l.max_connections.unwrap_or(limits.max_connections),

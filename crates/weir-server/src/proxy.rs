@@ -88,6 +88,7 @@ pub(crate) async fn forward(
         client_ip: ctx.client_ip,
         retry_non_idempotent,
         body_stats: ctx.body.clone(),
+        addrs: Some((conn.peer, conn.local)),
     };
     let mut info = CallInfo::default();
     let call = upstream.call(parts, body, opts, &mut info);

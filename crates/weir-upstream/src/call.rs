@@ -35,6 +35,8 @@ pub struct CallOpts {
     pub retry_non_idempotent: bool,
     /// Request body accounting, shared with the log phase.
     pub body_stats: Arc<BodyStats>,
+    /// The client's address and the address it connected to, for a PROXY protocol header.
+    pub addrs: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
 }
 
 /// What happened, for the access log and the response.
@@ -188,6 +190,12 @@ impl Upstream {
             self.endpoints.iter().position(|e| e.id == id)
         });
 
+        let proxy_header = match (self.proxy_protocol, opts.addrs) {
+            (Some(version), Some((client, local))) => {
+                Some(crate::proxy_protocol::header(version, client, local))
+            }
+            _ => None,
+        };
         let mut parts = Some(parts);
         let mut tried: Vec<usize> = Vec::new();
         let mut retries = 0u32;
@@ -204,7 +212,7 @@ impl Upstream {
             let in_flight = InFlight::new(self, index);
             let pool = &self.pools[index];
 
-            let outcome = match pool.checkout(endpoint).await {
+            let outcome = match pool.checkout(endpoint, proxy_header.as_deref()).await {
                 Err(e) => Err((e, Phase::Connect)),
                 Ok(conn) => {
                     let Some(head) = parts.as_ref() else {

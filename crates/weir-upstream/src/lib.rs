@@ -33,6 +33,7 @@ pub mod hash;
 mod health;
 mod key;
 mod pool;
+mod proxy_protocol;
 mod retry;
 mod stats;
 mod sticky;
@@ -124,6 +125,8 @@ pub struct Upstream {
     pub host_header: Option<http::HeaderValue>,
     /// Whole-exchange timeout, if any.
     pub total_timeout: Option<std::time::Duration>,
+    /// PROXY protocol header sent on new connections.
+    pub(crate) proxy_protocol: Option<weir_config::ProxyProtocolVersion>,
     /// Idle timeout of upgraded connections (WebSocket tunnels).
     pub tunnel_idle: std::time::Duration,
     background: CancellationToken,
@@ -222,6 +225,7 @@ impl Upstream {
             host_header,
             total_timeout: (!total.is_zero()).then_some(total),
             tunnel_idle: cfg.timeouts.tunnel_idle.get(),
+            proxy_protocol: cfg.proxy_protocol,
             background: CancellationToken::new(),
         })
     }

@@ -102,7 +102,18 @@ impl EndpointPool {
 
     /// A connection ready for a request: a pooled one if one is ready, else a new one.
     /// The flag says whether it was reused.
-    pub(crate) async fn checkout(&self, endpoint: &Endpoint) -> Result<(Sender, bool), ProxyError> {
+    pub(crate) async fn checkout(
+        &self,
+        endpoint: &Endpoint,
+        proxy_header: Option<&[u8]>,
+    ) -> Result<(Sender, bool), ProxyError> {
+        if let Some(header) = proxy_header {
+            // A connection that announced one client carries only that client's request.
+            return self
+                .connect_with(endpoint, Some(header))
+                .await
+                .map(|s| (s, false));
+        }
         if self.protocol != UpstreamProtocol::Http1 {
             if let Some(s) = self.shared() {
                 return Ok((Sender::H2(s), true));
@@ -147,14 +158,26 @@ impl EndpointPool {
     /// Opens a new connection (TCP, then TLS if configured, bounded together by the connect
     /// timeout) and starts its driver task.
     pub(crate) async fn connect(&self, endpoint: &Endpoint) -> Result<Sender, ProxyError> {
+        self.connect_with(endpoint, None).await
+    }
+
+    async fn connect_with(
+        &self,
+        endpoint: &Endpoint,
+        proxy_header: Option<&[u8]>,
+    ) -> Result<Sender, ProxyError> {
         let connecting = async {
-            let tcp = match endpoint.socket_addr {
+            let mut tcp = match endpoint.socket_addr {
                 Some(addr) => TcpStream::connect(addr).await,
                 // Host names resolve here, on every new connection, so DNS changes are picked up.
                 None => TcpStream::connect(&*endpoint.address).await,
             }
             .map_err(connect_error)?;
             let _ = tcp.set_nodelay(true);
+            if let Some(header) = proxy_header {
+                use tokio::io::AsyncWriteExt;
+                tcp.write_all(header).await.map_err(connect_error)?;
+            }
             match &self.tls {
                 None => self.handshake(tcp).await,
                 Some(tls) => {

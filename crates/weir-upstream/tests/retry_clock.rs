@@ -47,6 +47,7 @@ retry = {{ attempts = 3, backoff = {{ base = "100ms", max = "1s" }} }}
                 client_ip: [127, 0, 0, 1].into(),
                 retry_non_idempotent: false,
                 body_stats: stats,
+                addrs: None,
             },
             &mut info,
         )

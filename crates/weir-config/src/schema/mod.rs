@@ -115,6 +115,11 @@ pub struct Listener {
     /// Overrides `server.max_connections` for this listener.
     #[serde(default)]
     pub max_connections: Option<usize>,
+    /// Expect a PROXY protocol header (v1 or v2) at the start of every connection and take the
+    /// client address from it. Connections without one are closed. Enable only behind a load
+    /// balancer that always sends it.
+    #[serde(default)]
+    pub proxy_protocol: bool,
     /// Terminate TLS on this listener.
     #[serde(default)]
     pub tls: Option<ListenerTls>,

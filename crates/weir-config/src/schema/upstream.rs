@@ -62,6 +62,10 @@ pub struct Upstream {
     /// TLS to the endpoints; absent means plaintext.
     #[serde(default)]
     pub tls: Option<UpstreamTls>,
+    /// Send a PROXY protocol header (`"v1"` or `"v2"`) with the client's address on each new
+    /// connection. Connections then carry one client's requests only: no pooling.
+    #[serde(default)]
+    pub proxy_protocol: Option<ProxyProtocolVersion>,
     /// Replaces the client's `Host` header on requests to this upstream.
     #[serde(default)]
     pub host_header: Option<String>,
@@ -84,6 +88,16 @@ pub enum UpstreamProtocol {
     H2,
     /// HTTP/2 cleartext by prior knowledge, one multiplexed connection per endpoint.
     H2c,
+}
+
+/// PROXY protocol version sent to upstreams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyProtocolVersion {
+    /// The text header.
+    V1,
+    /// The binary header.
+    V2,
 }
 
 /// TLS to an upstream.

@@ -9,6 +9,7 @@ mod grpc;
 mod hostile;
 mod limits;
 mod proxy;
+mod proxy_protocol;
 mod routing;
 mod shutdown;
 mod smuggling;

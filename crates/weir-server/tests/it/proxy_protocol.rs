@@ -1,0 +1,116 @@
+//! PROXY protocol: accepted on listeners that enable it (the client address then used in
+//! `X-Forwarded-For` and the access log) and sent to upstreams that want it.
+
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::common::*;
+
+fn listener_with_proxy_protocol(origin: SocketAddr) -> String {
+    config(&[origin], "").replace(
+        "bind = \"127.0.0.1:0\"",
+        "bind = \"127.0.0.1:0\"\nproxy_protocol = true",
+    )
+}
+
+#[tokio::test]
+async fn v1_and_v2_headers_set_the_client_address() {
+    let o = echo_origin().await;
+    let gw = gateway(&listener_with_proxy_protocol(o.addr)).await;
+    let v1 = raw(
+        gw.addr,
+        b"PROXY TCP4 203.0.113.7 10.0.0.1 51234 443\r\nGET /v1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(v1.contains("\"x-forwarded-for\":\"203.0.113.7\""), "{v1}");
+
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    v2.extend_from_slice(&[
+        0x21, 0x11, 0, 12, 198, 51, 100, 9, 10, 0, 0, 1, 0x1f, 0x90, 0x01, 0xbb,
+    ]);
+    v2.extend_from_slice(b"GET /v2 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    let resp = raw(gw.addr, &v2).await;
+    assert!(
+        resp.contains("\"x-forwarded-for\":\"198.51.100.9\""),
+        "{resp}"
+    );
+
+    let lines = gw.log_lines().await;
+    let ips: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["client_ip"].as_str())
+        .collect();
+    assert!(
+        ips.contains(&"203.0.113.7") && ips.contains(&"198.51.100.9"),
+        "{ips:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_without_the_header_is_closed_unanswered() {
+    let o = echo_origin().await;
+    let gw = gateway(&listener_with_proxy_protocol(o.addr)).await;
+    let resp = raw(gw.addr, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(resp, "");
+    assert_eq!(o.received(), 0);
+}
+
+/// A raw origin that answers each connection with the bytes that preceded the HTTP request.
+async fn header_echo_origin() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                let complete = |b: &[u8]| {
+                    b.windows(4)
+                        .position(|w| w == b"GET ")
+                        .is_some_and(|at| b[at..].windows(4).any(|w| w == b"\r\n\r\n"))
+                };
+                while !complete(&buf) {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let start = buf.windows(4).position(|w| w == b"GET ").unwrap_or(0);
+                let prefix: String = buf[..start].iter().map(|b| format!("{b:02x}")).collect();
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{prefix}",
+                    prefix.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn headers_are_sent_to_upstreams_that_want_them() {
+    let o = header_echo_origin().await;
+    for (version, expect_prefix) in [
+        ("v1", "50524f585920544350342031"),
+        ("v2", "0d0a0d0a000d0a515549540a2111000c7f000001"),
+    ] {
+        let toml = config(&[o], "").replace(
+            "timeouts = { connect = \"1s\", response_header = \"2s\" }",
+            &format!("timeouts = {{ connect = \"1s\", response_header = \"2s\" }}\nproxy_protocol = \"{version}\""),
+        );
+        let gw = gateway(&toml).await;
+        let body = client()
+            .get(gw.url("/pp"))
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("body");
+        // v1: "PROXY TCP4 1…" (the client is 127.0.0.1); v2: signature, PROXY, TCP4, 12, 127.0.0.1.
+        assert!(body.starts_with(expect_prefix), "{version}: {body}");
+    }
+}
