@@ -107,6 +107,7 @@ fn check_listeners<'a>(config: &'a Config, out: &mut Vec<Diagnostic>) -> Vec<&'a
             ));
         }
         check_listener_tls(l, &KeyPath::root("listeners").index(i), out);
+        check_forward(l, &KeyPath::root("listeners").index(i), out);
     }
     names
 }
@@ -202,6 +203,35 @@ fn check_upstream_tls(u: &Upstream, path: &KeyPath, out: &mut Vec<Diagnostic>) {
                 at.key("sni"),
                 format!("`{sni}` is not a valid server name"),
             ));
+        }
+    }
+}
+
+/// A forward listener has a policy and every pattern parses.
+fn check_forward(l: &crate::schema::Listener, path: &KeyPath, out: &mut Vec<Diagnostic>) {
+    use crate::schema::ListenerMode;
+    match (l.mode, &l.forward) {
+        (ListenerMode::Forward, None) => out.push(
+            Diagnostic::at(
+                path.key("mode"),
+                "a forward listener needs a `forward` policy",
+            )
+            .help("forward = { allow = [\"*.example.com:443\"] }  (everything else is denied)"),
+        ),
+        (ListenerMode::Reverse, Some(_)) => out.push(Diagnostic::at(
+            path.key("forward"),
+            "only used with mode = \"forward\"",
+        )),
+        _ => {}
+    }
+    if let Some(f) = &l.forward {
+        for (j, p) in f.allow.iter().enumerate() {
+            if let Err(msg) = crate::schema::parse_destination_pattern(p) {
+                out.push(Diagnostic::at(
+                    path.key("forward").key("allow").index(j),
+                    msg,
+                ));
+            }
         }
     }
 }

@@ -45,6 +45,8 @@ pub struct RequestCtx {
     pub error: Option<ErrorKind>,
     /// Status sent (0 until a response exists).
     pub status: u16,
+    /// A forward proxy's decision: `allowed` or `denied`.
+    pub forward: Option<&'static str>,
     /// The request is gRPC (`content-type: application/grpc…`): errors are answered the gRPC
     /// way.
     pub grpc: bool,
@@ -86,6 +88,7 @@ impl RequestCtx {
             error: None,
             status: 0,
             grpc: false,
+            forward: None,
         }
     }
 }

@@ -59,6 +59,8 @@ pub enum ErrorKind {
     CircuitOpen,
     /// The upstream is at `max_in_flight` and its queue is full or the wait timed out.
     UpstreamBusy,
+    /// A forward proxy's policy does not allow the destination.
+    ForwardDenied,
     /// A bug or resource failure in Weir.
     Internal,
 }
@@ -69,6 +71,7 @@ impl ErrorKind {
         match self {
             ErrorKind::BadRequest | ErrorKind::ClientBody => StatusCode::BAD_REQUEST,
             ErrorKind::NoRoute | ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::ForwardDenied => StatusCode::FORBIDDEN,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -87,6 +90,7 @@ impl ErrorKind {
             ErrorKind::BadRequest => "bad_request",
             ErrorKind::NoRoute => "no_route",
             ErrorKind::NotFound => "not_found",
+            ErrorKind::ForwardDenied => "forward_denied",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::HeaderTooLarge => "header_too_large",
             ErrorKind::BodyTooLarge => "body_too_large",
@@ -107,6 +111,7 @@ impl ErrorKind {
             ErrorKind::BadRequest => "malformed request",
             ErrorKind::NoRoute => "no route matches this request",
             ErrorKind::NotFound => "not found",
+            ErrorKind::ForwardDenied => "destination not allowed",
             ErrorKind::MethodNotAllowed => "method not allowed",
             ErrorKind::HeaderTooLarge => "request header too large",
             ErrorKind::BodyTooLarge => "request body too large",
@@ -128,6 +133,7 @@ impl ErrorKind {
             ErrorKind::UpstreamTimeout => 4,
             ErrorKind::BodyTooLarge | ErrorKind::HeaderTooLarge => 8,
             ErrorKind::NoRoute | ErrorKind::NotFound | ErrorKind::MethodNotAllowed => 12,
+            ErrorKind::ForwardDenied => 7,
             ErrorKind::BadRequest | ErrorKind::ClientBody | ErrorKind::Internal => 13,
             ErrorKind::UpstreamConnect
             | ErrorKind::UpstreamProtocol
@@ -143,6 +149,7 @@ impl ErrorKind {
             ErrorKind::BadRequest
             | ErrorKind::NoRoute
             | ErrorKind::NotFound
+            | ErrorKind::ForwardDenied
             | ErrorKind::MethodNotAllowed
             | ErrorKind::HeaderTooLarge
             | ErrorKind::BodyTooLarge

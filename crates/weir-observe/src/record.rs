@@ -42,6 +42,9 @@ pub struct RequestRecord<'a> {
     /// Upstream tries (1 + retries); omitted when the request was not proxied.
     #[serde(skip_serializing_if = "is_zero")]
     pub tries: u32,
+    /// A forward proxy's decision (`allowed` / `denied`); absent on reverse listeners.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward: Option<&'a str>,
     /// Error code, when the request failed (`upstream_timeout` …).
     pub error: Option<&'a str>,
     /// False when the response body did not finish (client gone, upstream reset).

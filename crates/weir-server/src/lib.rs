@@ -13,6 +13,7 @@
 
 mod admin;
 mod conn;
+mod forward;
 mod framing;
 mod headers;
 mod listener;

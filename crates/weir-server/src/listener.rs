@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::conn;
+use crate::forward::ForwardPolicy;
 use crate::tls::{TlsError, TlsListener};
 use crate::Shared;
 
@@ -29,7 +30,7 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Per-listener behaviour the pipeline needs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ListenerOpts {
     /// Connections are TLS.
     pub(crate) tls: bool,
@@ -39,6 +40,8 @@ pub(crate) struct ListenerOpts {
     pub(crate) hsts: Option<http::HeaderValue>,
     /// Carries the verified client-certificate subject upstream; always stripped from clients.
     pub(crate) client_subject_header: Option<http::HeaderName>,
+    /// A forward (egress) listener's policy.
+    pub(crate) forward: Option<Arc<ForwardPolicy>>,
 }
 
 /// What a listener needs to serve connections.
@@ -103,6 +106,9 @@ impl ListenerSettings {
                 .as_ref()
                 .and_then(|t| t.client_subject_header.as_deref())
                 .and_then(|h| http::HeaderName::from_bytes(h.as_bytes()).ok()),
+            forward: (l.mode == weir_config::ListenerMode::Forward)
+                .then(|| l.forward.as_ref().map(|f| Arc::new(ForwardPolicy::new(f))))
+                .flatten(),
         };
         Ok(Self {
             name: l.name.as_str().into(),

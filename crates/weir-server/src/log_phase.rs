@@ -68,6 +68,7 @@ impl Drop for LogPhase {
             upstream: ctx.upstream.as_deref(),
             endpoint: ctx.endpoint.as_deref(),
             tries: ctx.tries,
+            forward: ctx.forward,
             error: ctx.error.map(weir_core::ErrorKind::code),
             completed: self.completed,
         };

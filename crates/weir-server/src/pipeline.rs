@@ -100,8 +100,11 @@ async fn process(
     rt: &Runtime,
     conn: &ConnInfo,
 ) -> Result<Outcome, ProxyError> {
-    // Tunnels belong to forward-proxy listeners, which do not exist yet: refuse rather than
-    // forward a CONNECT as if it were an ordinary request.
+    if let Some(policy) = &conn.opts.forward {
+        return crate::forward::handle(req, ctx, policy, rt.limits.max_body).await;
+    }
+    // Tunnels belong to forward-proxy listeners: refuse rather than forward a CONNECT as if
+    // it were an ordinary request.
     if req.method() == Method::CONNECT {
         return Err(ProxyError::new(ErrorKind::BadRequest));
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Buffer per direction.
 const BUF: usize = 16 * 1024;
@@ -20,8 +20,18 @@ pub(crate) async fn splice(client: OnUpgrade, upstream: OnUpgrade, idle: Duratio
             return;
         }
     };
-    let (mut cr, mut cw) = tokio::io::split(TokioIo::new(client));
-    let (mut ur, mut uw) = tokio::io::split(TokioIo::new(upstream));
+    pump(TokioIo::new(client), TokioIo::new(upstream), idle).await;
+}
+
+/// Copies bytes both ways between `client` and `upstream` until both ends close, or nothing
+/// moves for `idle`.
+pub(crate) async fn pump<C, U>(client: C, upstream: U, idle: Duration)
+where
+    C: AsyncRead + AsyncWrite,
+    U: AsyncRead + AsyncWrite,
+{
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let (mut ur, mut uw) = tokio::io::split(upstream);
     let (mut up_buf, mut down_buf) = (vec![0u8; BUF], vec![0u8; BUF]);
     let (mut client_open, mut upstream_open) = (true, true);
     while client_open || upstream_open {

@@ -115,6 +115,13 @@ pub struct Listener {
     /// Overrides `server.max_connections` for this listener.
     #[serde(default)]
     pub max_connections: Option<usize>,
+    /// `"reverse"` (the default: routes decide) or `"forward"`: an egress proxy for CONNECT
+    /// tunnels and absolute-form requests, to destinations in `forward.allow` only.
+    #[serde(default)]
+    pub mode: ListenerMode,
+    /// Forward-proxy settings (`mode = "forward"`).
+    #[serde(default)]
+    pub forward: Option<ForwardProxy>,
     /// Expect a PROXY protocol header (v1 or v2) at the start of every connection and take the
     /// client address from it. Connections without one are closed. Enable only behind a load
     /// balancer that always sends it.
@@ -131,6 +138,104 @@ pub struct Listener {
     /// `"max-age=31536000; includeSubDomains"`.
     #[serde(default)]
     pub hsts: Option<String>,
+}
+
+/// What a listener is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerMode {
+    /// A reverse proxy: routes decide.
+    #[default]
+    Reverse,
+    /// A forward (egress) proxy.
+    Forward,
+}
+
+/// A forward proxy's policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardProxy {
+    /// Destinations allowed, as `HOST:PORT` patterns: `"api.example.com:443"`,
+    /// `"*.example.com:443"` (any subdomain), `"*:80"`, `"10.0.0.5:*"`. Everything else is
+    /// denied.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Connecting to a destination.
+    #[serde(default = "defaults::forward_connect_timeout")]
+    pub connect_timeout: Duration,
+    /// A tunnel with no bytes either way for this long is closed.
+    #[serde(default = "defaults::forward_tunnel_idle")]
+    pub tunnel_idle: Duration,
+}
+
+/// A forward-proxy destination pattern, parsed: host (`None` = any), whether it is a
+/// `*.` suffix, and port (`None` = any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationPattern {
+    /// Lowercase host, or the suffix after `*.`; `None` for `*`.
+    pub host: Option<String>,
+    /// The host was `*.suffix`.
+    pub subdomains: bool,
+    /// The port, `None` for `*`.
+    pub port: Option<u16>,
+}
+
+/// Parses `HOST:PORT` with `*` wildcards (see [`ForwardProxy::allow`]).
+pub fn parse_destination_pattern(p: &str) -> Result<DestinationPattern, String> {
+    let bad = |why: &str| {
+        format!("invalid destination `{p}`: {why}; expected HOST:PORT like \"*.example.com:443\"")
+    };
+    let (host, port) = p.rsplit_once(':').ok_or_else(|| bad("missing :PORT"))?;
+    let port = match port {
+        "*" => None,
+        n => Some(
+            n.parse::<u16>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| bad("bad port"))?,
+        ),
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let (host, subdomains) = match host.as_str() {
+        "*" => (None, false),
+        h => match h.strip_prefix("*.") {
+            Some(suffix) => (Some(suffix.to_owned()), true),
+            None => (Some(h.to_owned()), false),
+        },
+    };
+    if let Some(h) = &host {
+        let ok = !h.is_empty()
+            && !h.contains('*')
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b));
+        if !ok {
+            return Err(bad("bad host"));
+        }
+    }
+    Ok(DestinationPattern {
+        host,
+        subdomains,
+        port,
+    })
+}
+
+impl DestinationPattern {
+    /// Whether `host:port` (host lowercase, IPv6 without brackets) matches.
+    pub fn matches(&self, host: &str, port: u16) -> bool {
+        if self.port.is_some_and(|p| p != port) {
+            return false;
+        }
+        match &self.host {
+            None => true,
+            Some(h) if self.subdomains => host
+                .strip_suffix(h.as_str())
+                .is_some_and(|rest| rest.ends_with('.') && rest.len() > 1),
+            Some(h) => h == host,
+        }
+    }
 }
 
 /// TLS settings of a listener.
@@ -406,6 +511,12 @@ mod defaults {
     }
     pub fn redirect_status() -> u16 {
         302
+    }
+    pub fn forward_connect_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn forward_tunnel_idle() -> Duration {
+        Duration::from_secs(3600)
     }
     pub fn tls_reload_interval() -> Duration {
         Duration::from_secs(5)

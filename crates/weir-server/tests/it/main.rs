@@ -5,6 +5,7 @@ mod common;
 mod access_log;
 mod balancing;
 mod errors;
+mod forward;
 mod grpc;
 mod hostile;
 mod limits;

@@ -1,0 +1,133 @@
+//! Forward-proxy mode: CONNECT tunnels and absolute-form requests to allowed destinations
+//! only, each decision in the access log.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::*;
+
+fn forward_config(allow: &[String]) -> String {
+    let allow: Vec<String> = allow.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        r#"
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:0"
+mode = "forward"
+forward = {{ allow = [{}] }}
+"#,
+        allow.join(", ")
+    )
+}
+
+/// Sends `head`, reads the response head; returns it and the stream.
+async fn request_head(addr: std::net::SocketAddr, head: &str) -> (String, TcpStream) {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(head.as_bytes()).await.expect("write");
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte))
+            .await
+            .expect("response in time")
+            .expect("read");
+        if n == 0 {
+            break;
+        }
+        got.push(byte[0]);
+    }
+    (String::from_utf8_lossy(&got).into_owned(), s)
+}
+
+#[tokio::test]
+async fn connect_tunnels_to_allowed_destinations_only() {
+    let o = echo_origin().await;
+    let allowed = format!("127.0.0.1:{}", o.addr.port());
+    let gw = gateway(&forward_config(std::slice::from_ref(&allowed))).await;
+
+    let (head, mut tunnel) = request_head(
+        gw.addr,
+        &format!("CONNECT {allowed} HTTP/1.1\r\nHost: {allowed}\r\n\r\n"),
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // Speak HTTP to the origin through the tunnel.
+    tunnel
+        .write_all(b"GET /through HTTP/1.1\r\nHost: inner\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = String::new();
+    tunnel.read_to_string(&mut out).await.expect("read");
+    assert!(out.contains("\"uri\":\"/through\""), "{out}");
+
+    let (denied, _) = request_head(
+        gw.addr,
+        "CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n",
+    )
+    .await;
+    assert!(denied.starts_with("HTTP/1.1 403"), "{denied}");
+
+    let lines = gw.log_lines().await;
+    let decisions: Vec<(&str, &str)> = lines
+        .iter()
+        .filter_map(|l| Some((l["forward"].as_str()?, l["endpoint"].as_str()?)))
+        .collect();
+    assert!(
+        decisions.contains(&("allowed", allowed.as_str())),
+        "{lines:?}"
+    );
+    assert!(decisions.contains(&("denied", "127.0.0.1:1")), "{lines:?}");
+}
+
+#[tokio::test]
+async fn absolute_form_requests_are_forwarded_and_origin_form_refused() {
+    let o = echo_origin().await;
+    let gw = gateway(&forward_config(&["*:*".to_owned()])).await;
+    let resp = raw(
+        gw.addr,
+        format!(
+            "GET http://127.0.0.1:{}/abs?q=1 HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nProxy-Authorization: secret\r\nConnection: close\r\n\r\n",
+            o.addr.port(),
+            o.addr.port()
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert!(resp.contains("\"uri\":\"/abs?q=1\""), "{resp}");
+    assert!(
+        !resp.contains("secret"),
+        "Proxy-Authorization must not be forwarded: {resp}"
+    );
+
+    let resp = raw(
+        gw.addr,
+        b"GET /not-a-proxy-request HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&resp), 400);
+}
+
+#[tokio::test]
+async fn deny_by_default_and_patterns() {
+    let o = echo_origin().await;
+    let gw = gateway(&forward_config(&[])).await;
+    let (head, _) = request_head(
+        gw.addr,
+        &format!(
+            "CONNECT 127.0.0.1:{0} HTTP/1.1\r\nHost: 127.0.0.1:{0}\r\n\r\n",
+            o.addr.port()
+        ),
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    assert_eq!(o.accepted(), 0);
+    let p = weir_config::parse_destination_pattern("*.example.com:443").expect("pattern");
+    assert!(p.matches("api.example.com", 443));
+    assert!(p.matches("a.b.example.com", 443));
+    assert!(!p.matches("example.com", 443));
+    assert!(!p.matches("evilexample.com", 443));
+    assert!(!p.matches("api.example.com", 80));
+}
