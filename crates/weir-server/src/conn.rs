@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -25,6 +25,11 @@ use crate::Shared;
 /// The answer to a request whose framing is ambiguous: the same shape as every error Weir
 /// sends (the request id is unknown: no request was parsed).
 const REFUSED: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: 83\r\n\r\n{\"status\":400,\"error\":\"bad_request\",\"message\":\"malformed request\",\"request_id\":\"\"}\n";
+
+/// Abandoned requests on one connection (with more abandoned than twice the answered) before it
+/// is closed: far above what a browser cancelling navigations does, far below a rapid-reset
+/// flood.
+const ABANDONED_LIMIT: u32 = 100;
 
 /// What the pipeline knows about the connection a request came on.
 pub(crate) struct ConnInfo {
@@ -47,6 +52,12 @@ pub(crate) struct ConnState {
     idle_since: AtomicU64,
     head_started: AtomicU64,
     multiplexed: AtomicBool,
+    /// Requests the client abandoned before any response, and requests answered: a
+    /// connection that mostly abandons its requests (HTTP/2 rapid reset and its variants)
+    /// is told to go away.
+    abandoned: AtomicU32,
+    answered: AtomicU32,
+    abusive: tokio::sync::Notify,
 }
 
 impl ConnState {
@@ -58,6 +69,9 @@ impl ConnState {
             // The first request head is due from the moment of accept.
             head_started: AtomicU64::new(1),
             multiplexed: AtomicBool::new(false),
+            abandoned: AtomicU32::new(0),
+            answered: AtomicU32::new(0),
+            abusive: tokio::sync::Notify::new(),
         }
     }
 
@@ -78,8 +92,17 @@ impl ConnState {
         self.head_started.store(0, Ordering::Relaxed);
     }
 
-    /// A response finished (or was abandoned).
-    pub(crate) fn request_finished(&self) {
+    /// A response finished (`answered`), or the client abandoned the request before one.
+    pub(crate) fn request_finished(&self, answered: bool) {
+        if answered {
+            self.answered.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let abandoned = self.abandoned.fetch_add(1, Ordering::Relaxed) + 1;
+            if abandoned >= ABANDONED_LIMIT && abandoned > 2 * self.answered.load(Ordering::Relaxed)
+            {
+                self.abusive.notify_one();
+            }
+        }
         if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
             self.idle_since.store(self.now_mark(), Ordering::Relaxed);
         }
@@ -292,6 +315,10 @@ async fn serve<S>(
             () = stop.cancelled(), if !closing => {
                 conn.as_mut().graceful_shutdown();
                 closing = true;
+            }
+            () = state.abusive.notified() => {
+                tracing::warn!(%peer, "client abandons most of its requests (rapid reset?); closing the connection");
+                return;
             }
             verdict = watchdog(&state, settings.header_read_timeout, settings.keepalive_timeout), if !closing => {
                 match verdict {

@@ -38,7 +38,7 @@ impl LogPhase {
 
 impl Drop for LogPhase {
     fn drop(&mut self) {
-        self.conn.request_finished();
+        self.conn.request_finished(self.ctx.status != 0);
         let log = &self.shared.access_log;
         if !log.enabled() {
             return;

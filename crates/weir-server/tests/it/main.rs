@@ -7,6 +7,7 @@ mod balancing;
 mod errors;
 mod forward;
 mod grpc;
+mod h2_abuse;
 mod hostile;
 mod limits;
 mod proxy;
