@@ -6,8 +6,14 @@
 # reported. Prints requests/s, p50, p99, peak RSS and Weir's ratios, and writes the table to
 # bench/results/latest.md.
 #
+# With --suite tls (or all, the default), it then terminates TLS in all three with the same
+# ECDSA P-256 certificate and measures new TLS connections per second (wrk with
+# "Connection: close": a full handshake per request) and HTTP/2-over-TLS throughput (h2load,
+# 64 connections x 10 streams).
+#
 # Usage: bench/compare.sh [--duration SECONDS] [--rounds N] [--conns "64 256"] [--bodies "1k 100k"]
-# Bounded: every wrk run lasts --duration seconds (default 8), loopback only.
+#                         [--suite plain|tls|all]
+# Bounded: every wrk / h2load run lasts --duration seconds (default 8), loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,12 +21,14 @@ DURATION=8
 ROUNDS=5
 CONNS="64 256"
 BODIES="1k 100k"
+SUITE=all
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --conns) CONNS=$2; shift 2 ;;
     --bodies) BODIES=$2; shift 2 ;;
+    --suite) SUITE=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -31,6 +39,8 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 command -v wrk >/dev/null || missing+=(wrk)
 command -v taskset >/dev/null || missing+=(util-linux)
+command -v h2load >/dev/null || missing+=(nghttp2-client)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} ..."
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -54,6 +64,14 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 ORIGIN_PORT=18080; NGINX_PORT=18081; HAPROXY_PORT=18082; WEIR_PORT=18083
+NGINX_TLS=18091; HAPROXY_TLS=18092; WEIR_TLS=18093
+
+# --- one certificate for all three TLS listeners ------------------------------------------
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.test \
+  -addext "subjectAltName=DNS:bench.test,IP:127.0.0.1" \
+  -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+cat "$WORK/cert.pem" "$WORK/key.pem" > "$WORK/combined.pem"
+chmod 644 "$WORK/key.pem" "$WORK/combined.pem"
 
 # --- origin: nginx serving fixed bodies ------------------------------------------------------
 mkdir -p "$WORK/www" "$WORK/origin" "$WORK/nginx"
@@ -96,6 +114,17 @@ http {
       proxy_buffering on;
     }
   }
+  server {
+    listen 127.0.0.1:$NGINX_TLS ssl http2 backlog=4096;
+    ssl_certificate $WORK/cert.pem;
+    ssl_certificate_key $WORK/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
 }
 CONF
 taskset -c "$PROXY_CPU" "$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
@@ -116,6 +145,9 @@ defaults
 frontend fe
   bind 127.0.0.1:$HAPROXY_PORT
   default_backend be
+frontend fe_tls
+  bind 127.0.0.1:$HAPROXY_TLS ssl crt $WORK/combined.pem alpn h2,http/1.1
+  default_backend be
 backend be
   server origin 127.0.0.1:$ORIGIN_PORT
 CONF
@@ -132,6 +164,10 @@ max_connections = 8192
 [[listeners]]
 name = "main"
 bind = "127.0.0.1:$WEIR_PORT"
+[[listeners]]
+name = "tls"
+bind = "127.0.0.1:$WEIR_TLS"
+tls = { certificates = [{ cert = "$WORK/cert.pem", key = "$WORK/key.pem" }] }
 [[upstreams]]
 name = "origin"
 endpoints = ["127.0.0.1:$ORIGIN_PORT"]
@@ -157,6 +193,7 @@ to_ms() { # wrk latency like 1.23ms / 850.00us / 1.02s -> milliseconds
 median() { sort -g | awk '{a[NR]=$1} END { print a[int((NR+1)/2)] }'; }
 
 declare -A RPS P50 P99
+[ "$SUITE" = tls ] && BODIES="" 
 for body in $BODIES; do
   for c in $CONNS; do
     for t in $TARGETS; do : > "$WORK/$t-$body-$c"; done
@@ -179,6 +216,33 @@ for body in $BODIES; do
     done
   done
 done
+
+# --- TLS: new connections per second, and HTTP/2 over TLS ---------------------------------
+declare -A TLS_PORT=([nginx]=$NGINX_TLS [haproxy]=$HAPROXY_TLS [weir]=$WEIR_TLS)
+declare -A HS H2
+if [ "$SUITE" != plain ]; then
+  for t in $TARGETS; do
+    curl -skf -o /dev/null "https://127.0.0.1:${TLS_PORT[$t]}/1k" || { echo "$t TLS port is not answering" >&2; exit 1; }
+    : > "$WORK/$t-hs"; : > "$WORK/$t-h2"
+  done
+  for r in $(seq "$ROUNDS"); do
+    for t in $TARGETS; do
+      out=$(taskset -c "$LOAD_CPUS" wrk -t1 -c32 -d"${DURATION}s" -H "Connection: close" "https://127.0.0.1:${TLS_PORT[$t]}/1k")
+      hs=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+      echo "$hs" >> "$WORK/$t-hs"
+      out=$(taskset -c "$LOAD_CPUS" h2load -D "$DURATION" -c 64 -m 10 -t 1 "https://127.0.0.1:${TLS_PORT[$t]}/1k" 2>&1)
+      h2=$(awk '/^finished in/ {gsub(",", "", $4); print $4}' <<<"$out")
+      proto=$(awk '/Application protocol:/ {print $3}' <<<"$out")
+      [ "$proto" = h2 ] || echo "  warning: $t negotiated '$proto', not h2" >&2
+      echo "$h2" >> "$WORK/$t-h2"
+      printf '  round %s %-8s TLS new conns %8.0f /s   h2 over TLS %10.0f req/s\n' "$r" "$t" "$hs" "$h2"
+    done
+  done
+  for t in $TARGETS; do
+    HS[$t]=$(median < "$WORK/$t-hs")
+    H2[$t]=$(median < "$WORK/$t-h2")
+  done
+fi
 
 rss_mib() { # peak RSS of a process and its children (nginx master + worker), MiB
   local total=0 p
@@ -212,6 +276,20 @@ REPORT=bench/results/latest.md
       done
     done
   done
+  if [ "$SUITE" != plain ]; then
+    echo
+    echo "TLS (1k body; new connection per request via wrk -c32 'Connection: close'; HTTP/2 via h2load -c64 -m10):"
+    echo
+    echo "| target | new TLS conns/s | h2 over TLS req/s | weir conns/s ratio | weir h2 ratio |"
+    echo "|---|---:|---:|---:|---:|"
+    for t in $TARGETS; do
+      if [ "$t" = weir ]; then r1="—"; r2="—"; else
+        r1=$(awk -v a="${HS[weir]}" -v b="${HS[$t]}" 'BEGIN { printf "%.2fx", a/b }')
+        r2=$(awk -v a="${H2[weir]}" -v b="${H2[$t]}" 'BEGIN { printf "%.2fx", a/b }')
+      fi
+      printf '| %s | %.0f | %.0f | %s | %s |\n' "$t" "${HS[$t]}" "${H2[$t]}" "$r1" "$r2"
+    done
+  fi
   echo
   echo "Ratios are Weir's figure divided by the peer's: req/s above 1.00x and p99 below 1.00x favour Weir."
 } > "$REPORT"

@@ -247,7 +247,7 @@ pub(crate) async fn accept(
         }
     }
     let Some(tls) = settings.tls.clone() else {
-        serve(stream, peer, None, settings, shared, stop, permit).await;
+        serve(stream, peer, None, false, settings, shared, stop, permit).await;
         return;
     };
     let handshake = tokio::time::timeout(settings.header_read_timeout, tls.acceptor.accept(stream));
@@ -264,6 +264,7 @@ pub(crate) async fn accept(
             return;
         }
     };
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     let subject = stream
         .get_ref()
         .1
@@ -271,13 +272,15 @@ pub(crate) async fn accept(
         .and_then(|chain| chain.first())
         .and_then(|leaf| crate::tls::client_subject(leaf))
         .and_then(|s| http::HeaderValue::from_str(&s).ok());
-    serve(stream, peer, subject, settings, shared, stop, permit).await;
+    serve(stream, peer, subject, h2, settings, shared, stop, permit).await;
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve<S>(
     stream: S,
     peer: SocketAddr,
     client_subject: Option<http::HeaderValue>,
+    h2: bool,
     settings: Arc<ListenerSettings>,
     shared: Arc<Shared>,
     stop: CancellationToken,
@@ -301,7 +304,63 @@ async fn serve<S>(
         refused: false,
     });
     let service = service_fn(move |req| pipeline::handle(req, info.clone(), shared.clone()));
-    let conn = settings.builder.serve_connection_with_upgrades(io, service);
+    if h2 {
+        // ALPN said h2: hyper's HTTP/2 server directly, without the auto builder's sniffing.
+        let conn = settings.h2.serve_connection(io, service);
+        drive(conn, peer, &settings, &state, &stop).await;
+    } else {
+        let conn = settings.builder.serve_connection_with_upgrades(io, service);
+        drive(conn, peer, &settings, &state, &stop).await;
+    }
+}
+
+/// A served connection that can be asked to finish gracefully.
+trait Graceful: std::future::Future {
+    fn shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S, E> Graceful for hyper_util::server::conn::auto::UpgradeableConnection<'_, I, S, E>
+where
+    Self: std::future::Future,
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: http_body::Body + Send + 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+{
+    fn shutdown(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, E, B> Graceful for hyper::server::conn::http2::Connection<I, S, E>
+where
+    Self: std::future::Future,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn shutdown(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// Runs a connection to its end: graceful close on shutdown or keep-alive idle, drop on a head
+/// timeout or abuse.
+async fn drive<C, E>(
+    conn: C,
+    peer: SocketAddr,
+    settings: &ListenerSettings,
+    state: &ConnState,
+    stop: &CancellationToken,
+) where
+    C: Graceful<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     tokio::pin!(conn);
     let mut closing = false;
     loop {
@@ -313,17 +372,17 @@ async fn serve<S>(
                 return;
             }
             () = stop.cancelled(), if !closing => {
-                conn.as_mut().graceful_shutdown();
+                conn.as_mut().shutdown();
                 closing = true;
             }
             () = state.abusive.notified() => {
                 tracing::warn!(%peer, "client abandons most of its requests (rapid reset?); closing the connection");
                 return;
             }
-            verdict = watchdog(&state, settings.header_read_timeout, settings.keepalive_timeout), if !closing => {
+            verdict = watchdog(state, settings.header_read_timeout, settings.keepalive_timeout), if !closing => {
                 match verdict {
                     Verdict::Idle => {
-                        conn.as_mut().graceful_shutdown();
+                        conn.as_mut().shutdown();
                         closing = true;
                     }
                     Verdict::HeadTimeout => {

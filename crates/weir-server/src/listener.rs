@@ -17,6 +17,32 @@ use crate::forward::ForwardPolicy;
 use crate::tls::{TlsError, TlsListener};
 use crate::Shared;
 
+/// HTTP/2 limits, every one set on purpose (hyper's defaults change between versions), applied
+/// alike to the auto-detecting builder and the HTTP/2-only one (TLS with ALPN `h2`).
+macro_rules! h2_limits {
+    ($b:expr, $max_header:expr) => {
+        $b.timer(TokioTimer::new())
+            // The request head limit applies to HTTP/2 header lists too; decoding stops there,
+            // which also bounds a CONTINUATION flood.
+            .max_header_list_size(u32::try_from($max_header).unwrap_or(u32::MAX))
+            .max_concurrent_streams(H2_MAX_STREAMS)
+            // Rapid reset (CVE-2023-44487): streams a client resets before we accept them.
+            .max_pending_accept_reset_streams(64)
+            // Streams we had to reset for the client's errors, before GOAWAY.
+            .max_local_error_reset_streams(Some(256))
+            // Flow control: 1 MiB per stream, 4 MiB per connection bounds the memory a client
+            // can make us buffer; no adaptive window growth.
+            .initial_stream_window_size(1 << 20)
+            .initial_connection_window_size(4 << 20)
+            .adaptive_window(false)
+            .max_frame_size(16 * 1024)
+            .max_send_buf_size(1 << 20)
+            // Dead peers are found and closed.
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(10))
+    };
+}
+
 /// Concurrent HTTP/2 streams per connection.
 pub(crate) const H2_MAX_STREAMS: u32 = 256;
 
@@ -60,6 +86,8 @@ pub(crate) struct ListenerSettings {
     pub(crate) tls: Option<Arc<TlsListener>>,
     pub(crate) max_connections: usize,
     pub(crate) builder: auto::Builder<TokioExecutor>,
+    /// For connections whose protocol is known to be HTTP/2 (TLS with ALPN `h2`): no sniffing.
+    pub(crate) h2: hyper::server::conn::http2::Builder<TokioExecutor>,
     pub(crate) header_read_timeout: Duration,
     pub(crate) keepalive_timeout: Duration,
 }
@@ -84,28 +112,9 @@ impl ListenerSettings {
             // The read buffer bounds the request head: overflowing it is answered 431.
             .max_buf_size(max_header.max(8192))
             .keep_alive(true);
-        // HTTP/2 limits, every one set on purpose (hyper's defaults change between versions):
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            // The request head limit applies to HTTP/2 header lists too; decoding stops there,
-            // which also bounds a CONTINUATION flood.
-            .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX))
-            .max_concurrent_streams(H2_MAX_STREAMS)
-            // Rapid reset (CVE-2023-44487): streams a client resets before we accept them.
-            .max_pending_accept_reset_streams(64)
-            // Streams we had to reset for the client's errors, before GOAWAY.
-            .max_local_error_reset_streams(Some(256))
-            // Flow control: 1 MiB per stream, 4 MiB per connection bounds the memory a client
-            // can make us buffer; no adaptive window growth.
-            .initial_stream_window_size(1 << 20)
-            .initial_connection_window_size(4 << 20)
-            .adaptive_window(false)
-            .max_frame_size(16 * 1024)
-            .max_send_buf_size(1 << 20)
-            // Dead peers are found and closed.
-            .keep_alive_interval(Some(Duration::from_secs(30)))
-            .keep_alive_timeout(Duration::from_secs(10));
+        h2_limits!(builder.http2(), max_header);
+        let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        h2_limits!(h2, max_header);
         let tls = l
             .tls
             .as_ref()
@@ -137,6 +146,7 @@ impl ListenerSettings {
             tls,
             max_connections: l.max_connections.unwrap_or(limits.max_connections),
             builder,
+            h2,
             header_read_timeout: limits.header_read_timeout.get(),
             keepalive_timeout: limits.keepalive_timeout.get(),
         })
