@@ -261,9 +261,7 @@ REPORT=bench/results/latest.md
   echo "Run: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs ($(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ //')),"
   echo "one worker each pinned to CPU $PROXY_CPU, origin + wrk on CPU $LOAD_CPUS, ${DURATION}s x $ROUNDS interleaved rounds, median shown."
   echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*\///'), HAProxy $("$HAPROXY" -v | awk 'NR==1 {print $3}'), weir $("$WEIR" --version | awk '{print $2}')."
-  echo
-  echo "| body | conns | target | req/s | p50 ms | p99 ms | peak RSS MiB | weir req/s ratio | weir p99 ratio |"
-  echo "|---|---|---|---:|---:|---:|---:|---:|---:|"
+  [ -n "$BODIES" ] && echo && echo "| body | conns | target | req/s | p50 ms | p99 ms | peak RSS MiB | weir req/s ratio | weir p99 ratio |" && echo "|---|---|---|---:|---:|---:|---:|---:|---:|"
   for body in $BODIES; do
     for c in $CONNS; do
       for t in $TARGETS; do

@@ -218,3 +218,27 @@ hash = "maglef"
 "#
     )));
 }
+
+#[test]
+fn tls_files_and_forward_patterns_are_checked() {
+    insta::assert_snapshot!(error_of(
+        r#"
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:8443"
+tls = { certificates = [{ cert = "/nonexistent/site.pem", key = "Cargo.toml" }] }
+hsts = "forever"
+
+[[listeners]]
+name = "egress"
+bind = "127.0.0.1:3128"
+mode = "forward"
+forward = { allow = ["*.example.com", "pypi.org:99999"] }
+
+[[upstreams]]
+name = "api"
+endpoints = ["127.0.0.1:9001"]
+protocol = "h2"
+"#
+    ));
+}
