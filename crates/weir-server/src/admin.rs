@@ -3,6 +3,7 @@
 //! is saturated; it is not authenticated, so bind it to loopback or a private network.
 
 use std::convert::Infallible;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use weir_observe::prometheus::{Exposition, Kind, CONTENT_TYPE};
 use weir_upstream::{BreakerState, UpstreamStats};
 
+use crate::listener::ListenerCounters;
 use crate::Shared;
 
 pub(crate) async fn accept_loop(
@@ -64,7 +66,13 @@ fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
         .map(|u| u.stats())
         .collect();
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/metrics") => (StatusCode::OK, CONTENT_TYPE, metrics(&stats)),
+        (&Method::GET, "/metrics") => {
+            let mut text = metrics(&stats);
+            if let Some(listeners) = shared.listeners.get() {
+                text.push_str(&listener_metrics(listeners));
+            }
+            (StatusCode::OK, CONTENT_TYPE, text)
+        }
         (&Method::GET, "/upstreams") => {
             (StatusCode::OK, "application/json", upstreams_json(&stats))
         }
@@ -95,13 +103,8 @@ fn flag(b: bool) -> f64 {
     }
 }
 
-/// A per-endpoint metric: name, kind, help and how to read it.
-type EndpointFamily = (
-    &'static str,
-    Kind,
-    &'static str,
-    fn(&weir_upstream::EndpointStats) -> f64,
-);
+/// A metric family read from `T`: name, kind, help and how to read it.
+type Family<T> = (&'static str, Kind, &'static str, fn(&T) -> f64);
 
 /// Upstream and endpoint health and counters in Prometheus text.
 pub(crate) fn metrics(stats: &[UpstreamStats]) -> String {
@@ -210,7 +213,7 @@ pub(crate) fn metrics(stats: &[UpstreamStats]) -> String {
                 .map(move |ep| (vec![("upstream", &*s.name), ("endpoint", &*ep.address)], ep))
         })
         .collect();
-    let endpoint_families: [EndpointFamily; 9] = [
+    let endpoint_families: [Family<weir_upstream::EndpointStats>; 9] = [
         (
             "weir_upstream_endpoint_healthy",
             Kind::Gauge,
@@ -272,6 +275,71 @@ pub(crate) fn metrics(stats: &[UpstreamStats]) -> String {
             kind,
             help,
             labels.iter().map(|(l, ep)| (&l[..], f(ep))),
+        );
+    }
+    e.finish()
+}
+
+/// Connections, TLS, PROXY protocol and forward-proxy counters per listener.
+fn listener_metrics(listeners: &[(Arc<str>, Arc<ListenerCounters>)]) -> String {
+    let mut e = Exposition::new();
+    let labels: Vec<[(&str, &str); 1]> = listeners
+        .iter()
+        .map(|(n, _)| [("listener", &**n)])
+        .collect();
+    let families: [Family<ListenerCounters>; 7] = [
+        (
+            "weir_listener_connections_accepted_total",
+            Kind::Counter,
+            "Connections accepted.",
+            |c| c.accepted.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "weir_listener_connections_open",
+            Kind::Gauge,
+            "Connections open now.",
+            |c| c.open.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "weir_tls_handshake_errors_total",
+            Kind::Counter,
+            "TLS handshakes that failed or timed out.",
+            |c| c.tls_handshake_errors.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "weir_tls_certificate_reload_errors_total",
+            Kind::Counter,
+            "Changed certificate files refused (the previous certificate kept serving).",
+            |c| c.tls_reload_errors.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "weir_proxy_protocol_errors_total",
+            Kind::Counter,
+            "Connections closed for a missing or malformed PROXY protocol header.",
+            |c| c.proxy_protocol_errors.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "weir_forward_denied_total",
+            Kind::Counter,
+            "Forward-proxy requests denied by the allow-list.",
+            |c| c.forward_denied.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "weir_forward_allowed_total",
+            Kind::Counter,
+            "Forward-proxy requests allowed.",
+            |c| c.forward_allowed.load(Ordering::Relaxed) as f64,
+        ),
+    ];
+    for (name, kind, help, f) in families {
+        e.family(
+            name,
+            kind,
+            help,
+            labels
+                .iter()
+                .zip(listeners)
+                .map(|(l, (_, c))| (&l[..], f(c))),
         );
     }
     e.finish()

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::framing::FramingGuard;
-use crate::listener::{ListenerOpts, ListenerSettings};
+use crate::listener::{ListenerCounters, ListenerOpts, ListenerSettings};
 use crate::pipeline;
 use crate::Shared;
 
@@ -40,6 +40,7 @@ pub(crate) struct ConnInfo {
     pub(crate) listener: Arc<str>,
     pub(crate) state: Arc<ConnState>,
     pub(crate) opts: Arc<ListenerOpts>,
+    pub(crate) counters: Arc<ListenerCounters>,
     /// The verified client certificate's subject (mTLS).
     pub(crate) client_subject: Option<http::HeaderValue>,
 }
@@ -223,6 +224,23 @@ impl<S: AsyncWrite> AsyncWrite for WatchedIo<S> {
     }
 }
 
+/// Counts a connection as open while alive.
+struct OpenConn(Arc<ListenerCounters>);
+
+impl OpenConn {
+    fn new(counters: Arc<ListenerCounters>) -> Self {
+        counters.accepted.fetch_add(1, Ordering::Relaxed);
+        counters.open.fetch_add(1, Ordering::Relaxed);
+        Self(counters)
+    }
+}
+
+impl Drop for OpenConn {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Serves an accepted connection: the TLS handshake first on TLS listeners (bounded by the
 /// head timeout), then HTTP.
 pub(crate) async fn accept(
@@ -233,12 +251,14 @@ pub(crate) async fn accept(
     stop: CancellationToken,
     permit: OwnedSemaphorePermit,
 ) {
+    let _open = OpenConn::new(settings.counters.clone());
     if settings.proxy_protocol {
         match crate::proxy_protocol::read_header(&mut stream, settings.header_read_timeout).await {
             Ok(Some(client)) => peer = client,
             Ok(None) => {}
             Err(e) => {
                 settings
+                    .counters
                     .proxy_protocol_errors
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%peer, error = %e, "PROXY protocol header refused; closing");
@@ -254,12 +274,16 @@ pub(crate) async fn accept(
     let stream = match handshake.await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            tls.handshake_errors.fetch_add(1, Ordering::Relaxed);
+            tls.counters
+                .tls_handshake_errors
+                .fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
             return;
         }
         Err(_) => {
-            tls.handshake_errors.fetch_add(1, Ordering::Relaxed);
+            tls.counters
+                .tls_handshake_errors
+                .fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, "TLS handshake timed out");
             return;
         }
@@ -295,6 +319,7 @@ async fn serve<S>(
         listener: settings.name.clone(),
         state: state.clone(),
         opts: settings.opts.clone(),
+        counters: settings.counters.clone(),
         client_subject,
     });
     let io = TokioIo::new(WatchedIo {

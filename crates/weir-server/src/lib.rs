@@ -71,6 +71,8 @@ pub enum ServerError {
 pub(crate) struct Shared {
     pub(crate) runtime: ArcSwap<Runtime>,
     pub(crate) access_log: AccessLog,
+    /// Each listener's counters, by name (set once every listener is built).
+    pub(crate) listeners: std::sync::OnceLock<Vec<(Arc<str>, Arc<listener::ListenerCounters>)>>,
 }
 
 /// A running server.
@@ -94,6 +96,7 @@ impl Server {
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             access_log,
+            listeners: std::sync::OnceLock::new(),
         });
         let stop_accepting = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -137,6 +140,12 @@ impl Server {
                 tracker.clone(),
             ));
         }
+        let _ = shared.listeners.set(
+            bound
+                .iter()
+                .map(|(_, _, s)| (s.name.clone(), s.counters.clone()))
+                .collect(),
+        );
         for (l, socket, settings) in bound {
             if let (Some(tls), Some(cfg)) = (&settings.tls, &l.tls) {
                 tracker.spawn(tls.clone().watch(

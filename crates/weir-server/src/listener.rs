@@ -2,6 +2,7 @@
 //! in the kernel backlog, as with HAProxy's maxconn) and a stop signal for graceful shutdown.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,6 +59,18 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(4096)
 }
 
+/// Counters of one listener, shown in `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct ListenerCounters {
+    pub(crate) accepted: AtomicU64,
+    pub(crate) open: AtomicU64,
+    pub(crate) tls_handshake_errors: AtomicU64,
+    pub(crate) tls_reload_errors: AtomicU64,
+    pub(crate) proxy_protocol_errors: AtomicU64,
+    pub(crate) forward_allowed: AtomicU64,
+    pub(crate) forward_denied: AtomicU64,
+}
+
 /// Per-listener behaviour the pipeline needs.
 #[derive(Debug)]
 pub(crate) struct ListenerOpts {
@@ -80,8 +93,8 @@ pub(crate) struct ListenerSettings {
     pub(crate) local: SocketAddr,
     /// Connections start with a PROXY protocol header.
     pub(crate) proxy_protocol: bool,
-    /// Connections refused for a missing or bad PROXY header, for metrics.
-    pub(crate) proxy_protocol_errors: std::sync::atomic::AtomicU64,
+    /// What happened on this listener, for metrics.
+    pub(crate) counters: Arc<ListenerCounters>,
     pub(crate) opts: Arc<ListenerOpts>,
     pub(crate) tls: Option<Arc<TlsListener>>,
     pub(crate) max_connections: usize,
@@ -115,10 +128,11 @@ impl ListenerSettings {
         h2_limits!(builder.http2(), max_header);
         let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         h2_limits!(h2, max_header);
+        let counters = Arc::new(ListenerCounters::default());
         let tls = l
             .tls
             .as_ref()
-            .map(TlsListener::new)
+            .map(|t| TlsListener::new(t, counters.clone()))
             .transpose()?
             .map(Arc::new);
         let opts = ListenerOpts {
@@ -141,7 +155,7 @@ impl ListenerSettings {
             name: l.name.as_str().into(),
             local,
             proxy_protocol: l.proxy_protocol,
-            proxy_protocol_errors: std::sync::atomic::AtomicU64::new(0),
+            counters,
             opts: Arc::new(opts),
             tls,
             max_connections: l.max_connections.unwrap_or(limits.max_connections),

@@ -101,7 +101,16 @@ async fn process(
     conn: &ConnInfo,
 ) -> Result<Outcome, ProxyError> {
     if let Some(policy) = &conn.opts.forward {
-        return crate::forward::handle(req, ctx, policy, rt.limits.max_body).await;
+        let result = crate::forward::handle(req, ctx, policy, rt.limits.max_body).await;
+        let counter = match ctx.forward {
+            Some("allowed") => Some(&conn.counters.forward_allowed),
+            Some(_) => Some(&conn.counters.forward_denied),
+            None => None,
+        };
+        if let Some(c) = counter {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        return result;
     }
     // Tunnels belong to forward-proxy listeners: refuse rather than forward a CONNECT as if
     // it were an ordinary request.

@@ -5,7 +5,7 @@
 //! the certificate already loaded keeps serving.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -17,6 +17,8 @@ use rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use weir_config::{ClientAuth, ListenerTls, TlsVersion};
+
+use crate::listener::ListenerCounters;
 
 /// Why a listener's TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -72,14 +74,15 @@ pub(crate) struct TlsListener {
     resolver: Arc<SniResolver>,
     files: Vec<(PathBuf, PathBuf)>,
     provider: Arc<CryptoProvider>,
-    /// Failed handshakes, for metrics.
-    pub(crate) handshake_errors: AtomicU64,
-    /// Certificate reloads refused because a new file was bad, for metrics.
-    pub(crate) reload_errors: AtomicU64,
+    /// The listener's counters (handshake and reload errors).
+    pub(crate) counters: Arc<ListenerCounters>,
 }
 
 impl TlsListener {
-    pub(crate) fn new(cfg: &ListenerTls) -> Result<Self, TlsError> {
+    pub(crate) fn new(
+        cfg: &ListenerTls,
+        counters: Arc<ListenerCounters>,
+    ) -> Result<Self, TlsError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let files: Vec<(PathBuf, PathBuf)> = cfg
             .certificates
@@ -129,8 +132,7 @@ impl TlsListener {
             resolver,
             files,
             provider,
-            handshake_errors: AtomicU64::new(0),
-            reload_errors: AtomicU64::new(0),
+            counters,
         })
     }
 
@@ -159,7 +161,9 @@ impl TlsListener {
                     tracing::info!(listener = %name, "TLS certificates reloaded");
                 }
                 Err(e) => {
-                    self.reload_errors.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .tls_reload_errors
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::error!(listener = %name, error = %e, "new TLS certificate refused; the previous one keeps serving");
                 }
             }

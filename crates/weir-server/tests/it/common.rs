@@ -228,3 +228,24 @@ pub fn tally(bodies: &[String], n: usize) -> Vec<usize> {
     }
     counts
 }
+
+/// The gateway's `/metrics` text (its config must have `admin = { bind = "127.0.0.1:0" }`).
+pub async fn metrics(gw: &Gateway) -> String {
+    let admin = gw
+        .server
+        .as_ref()
+        .and_then(|s| s.admin_addr())
+        .expect("admin listener");
+    reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+/// The value of one sample (`name{labels}`) in a metrics text.
+pub fn metric_value(text: &str, sample: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+}

@@ -12,6 +12,8 @@ fn forward_config(allow: &[String]) -> String {
     let allow: Vec<String> = allow.iter().map(|a| format!("\"{a}\"")).collect();
     format!(
         r#"
+admin = {{ bind = "127.0.0.1:0" }}
+
 [[listeners]]
 name = "main"
 bind = "127.0.0.1:0"
@@ -79,6 +81,15 @@ async fn connect_tunnels_to_allowed_destinations_only() {
         "{lines:?}"
     );
     assert!(decisions.contains(&("denied", "127.0.0.1:1")), "{lines:?}");
+    let m = metrics(&gw).await;
+    assert!(
+        m.contains("weir_forward_allowed_total{listener=\"main\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("weir_forward_denied_total{listener=\"main\"} 1"),
+        "{m}"
+    );
 }
 
 #[tokio::test]

@@ -9,9 +9,9 @@ use tokio::net::TcpListener;
 use crate::common::*;
 
 fn listener_with_proxy_protocol(origin: SocketAddr) -> String {
-    config(&[origin], "").replace(
-        "bind = \"127.0.0.1:0\"",
-        "bind = \"127.0.0.1:0\"\nproxy_protocol = true",
+    config(&[origin], "admin = { bind = \"127.0.0.1:0\" }").replace(
+        "bind = \"127.0.0.1:0\"\n\n[[upstreams]]",
+        "bind = \"127.0.0.1:0\"\nproxy_protocol = true\n\n[[upstreams]]",
     )
 }
 
@@ -55,6 +55,11 @@ async fn a_connection_without_the_header_is_closed_unanswered() {
     let resp = raw(gw.addr, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(resp, "");
     assert_eq!(o.received(), 0);
+    let m = metrics(&gw).await;
+    assert!(
+        m.contains("weir_proxy_protocol_errors_total{listener=\"main\"} 1"),
+        "{m}"
+    );
 }
 
 /// A raw origin that answers each connection with the bytes that preceded the HTTP request.

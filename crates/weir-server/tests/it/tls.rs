@@ -182,6 +182,8 @@ fn tls_config(
 ) -> String {
     format!(
         r#"
+admin = {{ bind = "127.0.0.1:0" }}
+
 [[listeners]]
 name = "main"
 bind = "127.0.0.1:0"
@@ -264,6 +266,15 @@ async fn min_version_13_refuses_tls12_clients() {
     assert!(client.connect(gw.addr, "a.test").await.is_ok());
     client.tls12_only = true;
     assert!(client.connect(gw.addr, "a.test").await.is_err());
+    let m = metrics(&gw).await;
+    assert!(
+        m.contains("weir_tls_handshake_errors_total{listener=\"main\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("weir_listener_connections_accepted_total{listener=\"main\"} 2"),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -315,6 +326,12 @@ async fn certificates_reload_without_dropping_connections_and_bad_files_are_refu
         peer_cert(&client.connect(gw.addr, "a.test").await.expect("connect")),
         second
     );
+    let m = metrics(&gw).await;
+    let refused = metric_value(
+        &m,
+        "weir_tls_certificate_reload_errors_total{listener=\"main\"}",
+    );
+    assert!(refused.is_some_and(|n| n >= 1.0), "{m}");
 }
 
 #[tokio::test]
