@@ -41,7 +41,12 @@ pub(crate) async fn accept_loop(
         tracker.spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(&req, &shared)) }
+                async move {
+                    if req.method() == Method::POST && req.uri().path() == "/reload" {
+                        return Ok::<_, Infallible>(reload(&shared).await);
+                    }
+                    Ok::<_, Infallible>(handle(&req, &shared))
+                }
             });
             let builder = auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection(TokioIo::new(stream), svc);
@@ -68,8 +73,9 @@ fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => {
             let mut text = metrics(&stats);
-            if let Some(listeners) = shared.listeners.get() {
-                text.push_str(&listener_metrics(listeners));
+            text.push_str(&listener_metrics(&shared.listeners.load()));
+            if let Some(control) = shared.control.get() {
+                text.push_str(&reload_metrics(&control.stats));
             }
             (StatusCode::OK, CONTENT_TYPE, text)
         }
@@ -277,6 +283,85 @@ pub(crate) fn metrics(stats: &[UpstreamStats]) -> String {
             labels.iter().map(|(l, ep)| (&l[..], f(ep))),
         );
     }
+    e.finish()
+}
+
+/// `POST /reload`: read the config file again and apply it.
+async fn reload(shared: &Shared) -> Response<Full<Bytes>> {
+    let Some(control) = shared.control.get() else {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"ok": false}),
+        );
+    };
+    match control.reload_from_file().await {
+        Ok(summary) => json_response(
+            StatusCode::OK,
+            serde_json::json!({
+                "ok": true,
+                "listeners_added": summary.listeners_added,
+                "listeners_removed": summary.listeners_removed,
+                "listeners_changed": summary.listeners_changed,
+                "upstreams_kept": summary.upstreams_kept,
+                "upstreams_new": summary.upstreams_new,
+            }),
+        ),
+        // The same file:line:col diagnostics `weir check` prints.
+        Err(e) => json_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            serde_json::json!({"ok": false, "error": e.to_string()}),
+        ),
+    }
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// Reload counts and the last reload's result.
+fn reload_metrics(stats: &crate::control::ReloadStats) -> String {
+    let mut e = Exposition::new();
+    let none: &[(&str, &str)] = &[];
+    e.family(
+        "weir_config_reloads_total",
+        Kind::Counter,
+        "Config reloads applied.",
+        [
+            (
+                &[("result", "ok")][..],
+                stats.ok.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                &[("result", "error")][..],
+                stats.failed.load(Ordering::Relaxed) as f64,
+            ),
+        ],
+    );
+    e.family(
+        "weir_config_last_reload_success",
+        Kind::Gauge,
+        "1 when the last reload was applied, 0 when it was refused (the previous config serves).",
+        [(
+            none,
+            if stats.last_ok.load(Ordering::Relaxed) {
+                1.0
+            } else {
+                0.0
+            },
+        )],
+    );
+    e.family(
+        "weir_config_last_reload_timestamp_seconds",
+        Kind::Gauge,
+        "Unix time of the last reload attempt (0: none yet).",
+        [(none, stats.last_at.load(Ordering::Relaxed) as f64)],
+    );
     e.finish()
 }
 

@@ -13,6 +13,7 @@
 
 mod admin;
 mod conn;
+mod control;
 mod forward;
 mod framing;
 mod headers;
@@ -35,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use weir_observe::AccessLog;
 
+pub use control::ReloadSummary;
 pub use runtime::{CompileError, Runtime};
 
 /// Why the server could not start.
@@ -54,6 +56,12 @@ pub enum ServerError {
         /// What went wrong.
         source: tls::TlsError,
     },
+    /// A reload was asked for but the config did not come from a file.
+    #[error("no config file to reload (Weir was started without -c)")]
+    NoConfigFile,
+    /// The server is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
     /// A listener could not bind.
     #[error("listener `{name}`: cannot bind {addr}: {source}")]
     Bind {
@@ -71,13 +79,16 @@ pub enum ServerError {
 pub(crate) struct Shared {
     pub(crate) runtime: ArcSwap<Runtime>,
     pub(crate) access_log: AccessLog,
-    /// Each listener's counters, by name (set once every listener is built).
-    pub(crate) listeners: std::sync::OnceLock<Vec<(Arc<str>, Arc<listener::ListenerCounters>)>>,
+    /// Each listener's counters, by name.
+    pub(crate) listeners: ArcSwap<Vec<(Arc<str>, Arc<listener::ListenerCounters>)>>,
+    /// Listeners and reloads (set once at start).
+    pub(crate) control: std::sync::OnceLock<Arc<control::Control>>,
 }
 
 /// A running server.
 pub struct Server {
     shared: Arc<Shared>,
+    control: Arc<control::Control>,
     addrs: Vec<(String, SocketAddr)>,
     admin_addr: Option<SocketAddr>,
     stop_accepting: CancellationToken,
@@ -91,37 +102,38 @@ impl Server {
         config: weir_config::Config,
         access_log: AccessLog,
     ) -> Result<Self, ServerError> {
+        Self::start_with_file(config, None, access_log).await
+    }
+
+    /// Like [`Server::start`], remembering the file the config came from so a reload (SIGHUP,
+    /// `POST /reload`) can read it again.
+    pub async fn start_with_file(
+        config: weir_config::Config,
+        config_path: Option<std::path::PathBuf>,
+        access_log: AccessLog,
+    ) -> Result<Self, ServerError> {
         let runtime = Runtime::compile(&config)?;
         runtime.start_background();
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             access_log,
-            listeners: std::sync::OnceLock::new(),
+            listeners: ArcSwap::from_pointee(Vec::new()),
+            control: std::sync::OnceLock::new(),
         });
         let stop_accepting = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let mut addrs = Vec::new();
-        let mut bound = Vec::new();
+        let shutdown_timeout = config.shutdown_timeout.get();
+        let admin_cfg = config.admin.clone();
+        let control = Arc::new(control::Control::new(
+            &shared,
+            tracker.clone(),
+            stop_accepting.clone(),
+            config_path,
+            config,
+        ));
+        let _ = shared.control.set(control.clone());
         // Bind everything before serving anything, so a failure leaves nothing half-started.
-        for l in &config.listeners {
-            let socket = listener::bind(l.bind.0).map_err(|source| ServerError::Bind {
-                name: l.name.clone(),
-                addr: l.bind.0,
-                source,
-            })?;
-            let local = socket.local_addr().unwrap_or(l.bind.0);
-            addrs.push((l.name.clone(), local));
-            // TLS files are loaded now too, so a bad one stops the start before anything serves.
-            let settings =
-                listener::ListenerSettings::new(&config, l, local).map_err(|source| {
-                    ServerError::Tls {
-                        name: l.name.clone(),
-                        source,
-                    }
-                })?;
-            bound.push((l, socket, settings));
-        }
-        let admin = match &config.admin {
+        let admin = match &admin_cfg {
             Some(a) => Some(
                 listener::bind(a.bind.0).map_err(|source| ServerError::Bind {
                     name: "admin".to_owned(),
@@ -131,6 +143,7 @@ impl Server {
             ),
             None => None,
         };
+        let addrs = control.start_listeners().await?;
         let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
         if let Some(socket) = admin {
             tracker.spawn(admin::accept_loop(
@@ -140,36 +153,31 @@ impl Server {
                 tracker.clone(),
             ));
         }
-        let _ = shared.listeners.set(
-            bound
-                .iter()
-                .map(|(_, _, s)| (s.name.clone(), s.counters.clone()))
-                .collect(),
-        );
-        for (l, socket, settings) in bound {
-            if let (Some(tls), Some(cfg)) = (&settings.tls, &l.tls) {
-                tracker.spawn(tls.clone().watch(
-                    settings.name.clone(),
-                    cfg.reload_interval.get(),
-                    stop_accepting.clone(),
-                ));
-            }
-            tracker.spawn(listener::accept_loop(
-                socket,
-                settings,
-                shared.clone(),
-                stop_accepting.clone(),
-                tracker.clone(),
-            ));
-        }
         Ok(Self {
             shared,
+            control,
             addrs,
             admin_addr,
             stop_accepting,
             tracker,
-            shutdown_timeout: config.shutdown_timeout.get(),
+            shutdown_timeout,
         })
+    }
+
+    /// Applies a new, validated config without dropping anything (see `control.rs`). On error
+    /// the running config keeps serving and the error says why.
+    pub async fn reload(&self, config: weir_config::Config) -> Result<ReloadSummary, ServerError> {
+        self.control.apply(config).await
+    }
+
+    /// Reads the config file again and applies it (SIGHUP).
+    pub async fn reload_from_file(&self) -> Result<ReloadSummary, ServerError> {
+        self.control.reload_from_file().await
+    }
+
+    /// Every listener's name and bound address, as they are now (after reloads).
+    pub async fn listener_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.control.addrs().await
     }
 
     /// The address a listener is bound to (useful with port 0).

@@ -55,6 +55,9 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
         TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    // A listener changed by a reload is bound again on its address before the old socket
+    // closes, so the port never refuses connections.
+    socket.set_reuseport(true)?;
     socket.bind(addr)?;
     socket.listen(4096)
 }
@@ -167,11 +170,14 @@ impl ListenerSettings {
     }
 }
 
+/// Accepts until `stop` (this listener closes, by shutdown or reload); connections drain on
+/// `shutdown` only, so a reload that closes the listener leaves them to finish.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     settings: ListenerSettings,
     shared: Arc<Shared>,
     stop: CancellationToken,
+    shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
     let settings = Arc::new(settings);
@@ -193,7 +199,7 @@ pub(crate) async fn accept_loop(
                     peer,
                     settings.clone(),
                     shared.clone(),
-                    stop.clone(),
+                    shutdown.clone(),
                     permit,
                 ));
             }

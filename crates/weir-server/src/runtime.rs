@@ -37,10 +37,29 @@ pub struct Runtime {
 impl Runtime {
     /// Compiles a validated config.
     pub fn compile(config: &weir_config::Config) -> Result<Self, CompileError> {
+        Self::compile_carrying(config, None)
+    }
+
+    /// Compiles a validated config, carrying over from `previous` (the running runtime and the
+    /// config it was built from) every upstream whose settings did not change: the same
+    /// `Upstream`, so its connection pools, health, ejections, breaker and counters live on.
+    pub(crate) fn compile_carrying(
+        config: &weir_config::Config,
+        previous: Option<(&Runtime, &weir_config::Config)>,
+    ) -> Result<Self, CompileError> {
         let upstreams = config
             .upstreams
             .iter()
-            .map(|u| Upstream::new(u).map(Arc::new))
+            .map(|u| {
+                let same = previous.and_then(|(rt, old)| {
+                    old.upstreams.iter().find(|o| o.name == u.name && *o == u)?;
+                    rt.upstreams.iter().find(|x| *x.name == *u.name).cloned()
+                });
+                match same {
+                    Some(kept) => Ok(kept),
+                    None => Upstream::new(u).map(Arc::new),
+                }
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let index = |name: &str| upstreams.iter().position(|u| &*u.name == name);
         let mut routers = Vec::with_capacity(config.listeners.len());

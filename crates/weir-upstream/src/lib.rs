@@ -130,6 +130,7 @@ pub struct Upstream {
     /// Idle timeout of upgraded connections (WebSocket tunnels).
     pub tunnel_idle: std::time::Duration,
     background: CancellationToken,
+    started: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -227,6 +228,7 @@ impl Upstream {
             tunnel_idle: cfg.timeouts.tunnel_idle.get(),
             proxy_protocol: cfg.proxy_protocol,
             background: CancellationToken::new(),
+            started: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -234,6 +236,10 @@ impl Upstream {
     /// configured) and the task that rebuilds the balancer's view when health changes. They
     /// stop when the upstream is dropped. Must run inside a tokio runtime.
     pub fn start(self: &Arc<Self>) {
+        // Once: an upstream carried over by a reload keeps its tasks.
+        if self.started.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
         let token = self.background.clone();
         tokio::spawn(health::maintain(Arc::downgrade(self), token.clone()));
         if let Some(cfg) = &self.active {

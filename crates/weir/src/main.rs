@@ -101,12 +101,12 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
         } else {
             weir_observe::AccessLog::disabled()
         };
-        let server = weir_server::Server::start(config, access_log).await?;
+        let server = weir_server::Server::start_with_file(config, path, access_log).await?;
         for (name, addr) in server.local_addrs() {
             tracing::info!("listener {name} on http://{addr}");
         }
         tracing::info!(workers, "weir {} ready", env!("CARGO_PKG_VERSION"));
-        let signal = wait_for_signal().await?;
+        let signal = wait_for_signal(&server).await?;
         tracing::info!("{signal} received: draining connections");
         if server.shutdown().await {
             tracing::info!("all connections drained; bye");
@@ -115,12 +115,22 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     })
 }
 
-async fn wait_for_signal() -> anyhow::Result<&'static str> {
+/// Waits for SIGTERM or SIGINT (returned), reloading the config file on every SIGHUP.
+async fn wait_for_signal(server: &weir_server::Server) -> anyhow::Result<&'static str> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok("SIGTERM"),
+            _ = int.recv() => return Ok("SIGINT"),
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP received: reloading the config");
+                // Success and failure are both logged by the server; failure keeps the
+                // running config.
+                let _ = server.reload_from_file().await;
+            }
+        }
+    }
 }

@@ -300,3 +300,49 @@ async fn one_gib_each_way_streams_with_bounded_memory() {
     );
     assert!(peak < 64 * 1024, "peak RSS {peak} KiB exceeds 64 MiB");
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_config_file_and_a_bad_file_keeps_the_old_one() {
+    let port = free_port();
+    let text = |body: &str| {
+        format!(
+            "[[listeners]]\nname = \"main\"\nbind = \"127.0.0.1:{port}\"\n\n[[routes]]\nrespond = {{ status = 200, body = \"{body}\" }}\n"
+        )
+    };
+    let config = temp_file("hup.toml", &text("first"));
+    let weir = spawn(&config);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    wait_listening(addr).await;
+    let get = || async move {
+        reqwest::get(format!("http://{addr}/"))
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("body")
+    };
+    assert_eq!(get().await, "first");
+    let hup = |pid: u32| {
+        assert!(Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .expect("kill")
+            .success());
+    };
+    std::fs::write(&config, text("second")).expect("write");
+    hup(weir.0.id());
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = get().await;
+        if body == "second" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(body, "second");
+    // An invalid file is refused; the running config keeps serving.
+    std::fs::write(&config, "[[listeners]]\nname = \"main\"\nbind = \"nope\"\n").expect("write");
+    hup(weir.0.id());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get().await, "second");
+}

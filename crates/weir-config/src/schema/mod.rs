@@ -15,7 +15,7 @@ pub use upstream::*;
 use crate::units::{ByteSize, Duration};
 
 /// A whole Weir config file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Worker threads serving traffic; default: the number of CPU cores.
@@ -48,7 +48,7 @@ pub struct Config {
 }
 
 /// The admin listener: operators' endpoints, kept off the traffic listeners.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Admin {
     /// Address and port, e.g. `"127.0.0.1:9901"`. Bind it to loopback or a private network:
@@ -57,7 +57,7 @@ pub struct Admin {
 }
 
 /// Limits that protect Weir from slow, huge or too many clients.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerLimits {
     /// Largest request head (request line and headers); larger is answered 431.
@@ -90,7 +90,7 @@ impl Default for ServerLimits {
 }
 
 /// Access-log settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessLog {
     /// One JSON line per request on stdout.
@@ -105,7 +105,7 @@ impl Default for AccessLog {
 }
 
 /// A socket Weir listens on.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listener {
     /// Unique name, used by routes and in logs.
@@ -152,7 +152,7 @@ pub enum ListenerMode {
 }
 
 /// A forward proxy's policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardProxy {
     /// Destinations allowed, as `HOST:PORT` patterns: `"api.example.com:443"`,
@@ -239,7 +239,7 @@ impl DestinationPattern {
 }
 
 /// TLS settings of a listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerTls {
     /// Certificates; the one for a connection is chosen by SNI against each certificate's
@@ -267,7 +267,7 @@ pub struct ListenerTls {
 }
 
 /// A certificate chain and its private key, as PEM files.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateFiles {
     /// PEM file: the certificate, then its intermediates.
@@ -300,7 +300,7 @@ pub enum ClientAuth {
 }
 
 /// Redirect plaintext requests to https.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedirectHttps {
     /// Port of the https URL (443 is left out of the URL).
@@ -309,7 +309,7 @@ pub struct RedirectHttps {
 }
 
 /// One route: a match and exactly one action.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     /// Name shown in logs; default `route-N` (N its position, from 0).
@@ -339,7 +339,7 @@ pub struct Route {
 }
 
 /// Conditions a request must meet, all of them, for the route to match.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteMatch {
     /// Host names, exact (`example.com`) or wildcard (`*.example.com`); any one may match.
@@ -367,7 +367,7 @@ pub struct RouteMatch {
 
 /// A condition on a named header or query parameter: equal to `value`, matching `regex`,
 /// or (with neither) simply present.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Predicate {
     /// Header or parameter name (header names are case-insensitive).
@@ -381,7 +381,7 @@ pub struct Predicate {
 }
 
 /// `proxy` action.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyAction {
     /// Name of the upstream.
@@ -394,7 +394,7 @@ pub struct ProxyAction {
 }
 
 /// `respond` action.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RespondAction {
     /// Status code.
@@ -409,7 +409,7 @@ pub struct RespondAction {
 }
 
 /// `redirect` action.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedirectAction {
     /// 301, 302, 303, 307 or 308.
@@ -420,7 +420,7 @@ pub struct RedirectAction {
 }
 
 /// `static` action.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StaticAction {
     /// Directory served; relative paths are relative to the working directory.

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::units::{ByteSize, Duration};
 
 /// A named pool of endpoints that `proxy` routes send requests to.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Upstream {
     /// Unique name, used by routes.
@@ -101,7 +101,7 @@ pub enum ProxyProtocolVersion {
 }
 
 /// TLS to an upstream.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTls {
     /// PEM bundle of CAs to verify endpoints against; default the system's roots.
@@ -246,7 +246,7 @@ impl<'de> Deserialize<'de> for HashKey {
 }
 
 /// Sticky sessions by cookie.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sticky {
     /// Cookie name.
@@ -262,7 +262,7 @@ pub struct Sticky {
 }
 
 /// Active and passive health checking.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Health {
     /// Periodic probes; absent means endpoints are not probed.
@@ -274,7 +274,7 @@ pub struct Health {
 }
 
 /// Periodic health probes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActiveHealth {
     /// `"http"` (the default) or `"tcp"` (connect only).
@@ -371,7 +371,7 @@ impl<'de> Deserialize<'de> for StatusRange {
 }
 
 /// Outlier detection: endpoints failing live traffic are ejected for a while.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PassiveHealth {
     /// Consecutive 5xx responses that eject an endpoint; `0` disables.
@@ -404,7 +404,7 @@ impl Default for PassiveHealth {
 }
 
 /// Circuit breaker over an upstream's failure rate.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CircuitBreaker {
     /// Percentage of failed requests in `window` that opens the breaker.
@@ -425,7 +425,7 @@ pub struct CircuitBreaker {
 }
 
 /// The wait queue in front of `max_in_flight`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Queue {
     /// Requests that may wait; more are answered 503 at once.
@@ -446,7 +446,7 @@ impl Default for Queue {
 }
 
 /// When and how failed requests are tried again.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Retry {
     /// Retries after the first try; `0` disables.
@@ -530,7 +530,7 @@ impl<'de> Deserialize<'de> for RetryOn {
 }
 
 /// Exponential backoff with full jitter.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Backoff {
     /// Window of the first retry's wait; it doubles with each retry.
@@ -551,7 +551,7 @@ impl Default for Backoff {
 }
 
 /// Retries allowed: `percent` of the requests in `window`, plus `min_per_second`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryBudget {
     /// Retries as a percentage of requests.
@@ -576,7 +576,7 @@ impl Default for RetryBudget {
 }
 
 /// Timeouts for talking to an upstream.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTimeouts {
     /// Establishing the TCP connection (504 when exceeded).

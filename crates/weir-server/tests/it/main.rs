@@ -12,6 +12,7 @@ mod hostile;
 mod limits;
 mod proxy;
 mod proxy_protocol;
+mod reload;
 mod routing;
 mod shutdown;
 mod smuggling;

@@ -1,0 +1,297 @@
+//! The running set of listeners, and hot reload: a new config is compiled beside the running
+//! one (unchanged upstreams carried over, see `Runtime::compile_carrying`), listeners that
+//! changed or are new are bound, and only then is anything swapped. If any step fails the
+//! running config keeps serving untouched. Unchanged listeners keep their sockets and their
+//! connections (idle keep-alives included); requests in flight finish on the snapshot they
+//! started on; tunnels (WebSocket, CONNECT) are never touched.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::listener::{self, ListenerCounters, ListenerSettings};
+use crate::runtime::Runtime;
+use crate::{ServerError, Shared};
+
+/// A listener that is serving.
+struct Running {
+    cfg: weir_config::Listener,
+    addr: SocketAddr,
+    /// Stops this listener's accept loop (its connections carry on).
+    stop_accepting: CancellationToken,
+    counters: Arc<ListenerCounters>,
+}
+
+struct State {
+    config: weir_config::Config,
+    listeners: Vec<Running>,
+}
+
+/// Reload outcomes, for metrics and the admin API.
+#[derive(Debug, Default)]
+pub(crate) struct ReloadStats {
+    pub(crate) ok: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) last_ok: AtomicBool,
+    /// Unix seconds of the last attempt; 0 = none yet.
+    pub(crate) last_at: AtomicU64,
+    pub(crate) last_error: std::sync::Mutex<Option<String>>,
+}
+
+/// Owns the listeners and applies new configs.
+pub(crate) struct Control {
+    shared: Weak<Shared>,
+    tracker: TaskTracker,
+    /// Server shutdown: stops every accept loop and drains every connection.
+    shutdown: CancellationToken,
+    config_path: Option<PathBuf>,
+    state: tokio::sync::Mutex<State>,
+    pub(crate) stats: ReloadStats,
+}
+
+/// What a successful reload changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReloadSummary {
+    /// Listeners opened.
+    pub listeners_added: Vec<String>,
+    /// Listeners closed (their open connections finish on their own).
+    pub listeners_removed: Vec<String>,
+    /// Listeners re-opened with new settings.
+    pub listeners_changed: Vec<String>,
+    /// Upstreams carried over with their state.
+    pub upstreams_kept: usize,
+    /// Upstreams built anew.
+    pub upstreams_new: usize,
+}
+
+impl Control {
+    pub(crate) fn new(
+        shared: &Arc<Shared>,
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
+        config_path: Option<PathBuf>,
+        config: weir_config::Config,
+    ) -> Self {
+        Self {
+            shared: Arc::downgrade(shared),
+            tracker,
+            shutdown,
+            config_path,
+            state: tokio::sync::Mutex::new(State {
+                config,
+                listeners: Vec::new(),
+            }),
+            stats: ReloadStats {
+                last_ok: AtomicBool::new(true),
+                ..ReloadStats::default()
+            },
+        }
+    }
+
+    /// Binds and starts every listener of the initial config; nothing serves if one fails.
+    pub(crate) async fn start_listeners(&self) -> Result<Vec<(String, SocketAddr)>, ServerError> {
+        let mut state = self.state.lock().await;
+        let config = state.config.clone();
+        let mut bound = Vec::new();
+        for l in &config.listeners {
+            bound.push(bind(&config, l)?);
+        }
+        let mut addrs = Vec::new();
+        for (l, (socket, settings)) in config.listeners.iter().zip(bound) {
+            addrs.push((l.name.clone(), settings.local));
+            state.listeners.push(self.spawn(l, socket, settings));
+        }
+        self.publish_counters(&state);
+        Ok(addrs)
+    }
+
+    /// Every listener's name and bound address, now.
+    pub(crate) async fn addrs(&self) -> Vec<(String, SocketAddr)> {
+        let state = self.state.lock().await;
+        state
+            .listeners
+            .iter()
+            .map(|r| (r.cfg.name.clone(), r.addr))
+            .collect()
+    }
+
+    fn spawn(
+        &self,
+        l: &weir_config::Listener,
+        socket: TcpListener,
+        settings: ListenerSettings,
+    ) -> Running {
+        let stop_accepting = self.shutdown.child_token();
+        let (addr, counters) = (settings.local, settings.counters.clone());
+        if let (Some(tls), Some(cfg)) = (&settings.tls, &l.tls) {
+            self.tracker.spawn(tls.clone().watch(
+                settings.name.clone(),
+                cfg.reload_interval.get(),
+                stop_accepting.clone(),
+            ));
+        }
+        if let Some(shared) = self.shared.upgrade() {
+            self.tracker.spawn(listener::accept_loop(
+                socket,
+                settings,
+                shared,
+                stop_accepting.clone(),
+                self.shutdown.clone(),
+                self.tracker.clone(),
+            ));
+        }
+        Running {
+            cfg: l.clone(),
+            addr,
+            stop_accepting,
+            counters,
+        }
+    }
+
+    fn publish_counters(&self, state: &State) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.listeners.store(Arc::new(
+                state
+                    .listeners
+                    .iter()
+                    .map(|r| (Arc::from(r.cfg.name.as_str()), r.counters.clone()))
+                    .collect(),
+            ));
+        }
+    }
+
+    /// Reads the config file again and applies it.
+    pub(crate) async fn reload_from_file(&self) -> Result<ReloadSummary, ServerError> {
+        let Some(path) = &self.config_path else {
+            return Err(self.failed(ServerError::NoConfigFile));
+        };
+        match weir_config::load(path) {
+            Ok(config) => self.apply(config).await,
+            Err(e) => Err(self.failed(ServerError::Config(e))),
+        }
+    }
+
+    /// Applies a validated config: everything is prepared first; only if all of it succeeds is
+    /// the new runtime swapped in and the listener set changed.
+    pub(crate) async fn apply(
+        &self,
+        config: weir_config::Config,
+    ) -> Result<ReloadSummary, ServerError> {
+        let result = self.prepare_and_swap(config).await;
+        match result {
+            Ok(summary) => {
+                self.stats.ok.fetch_add(1, Ordering::Relaxed);
+                self.stats.last_ok.store(true, Ordering::Relaxed);
+                self.stats.last_at.store(unix_now(), Ordering::Relaxed);
+                *self
+                    .stats
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = None;
+                tracing::info!(?summary, "config reloaded");
+                Ok(summary)
+            }
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    fn failed(&self, e: ServerError) -> ServerError {
+        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        self.stats.last_ok.store(false, Ordering::Relaxed);
+        self.stats.last_at.store(unix_now(), Ordering::Relaxed);
+        *self
+            .stats
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        tracing::error!("config reload refused; the running config keeps serving:\n{e}");
+        e
+    }
+
+    async fn prepare_and_swap(
+        &self,
+        config: weir_config::Config,
+    ) -> Result<ReloadSummary, ServerError> {
+        let shared = self.shared.upgrade().ok_or(ServerError::ShuttingDown)?;
+        let mut state = self.state.lock().await;
+        let current = shared.runtime.load_full();
+        let runtime = Runtime::compile_carrying(&config, Some((&current, &state.config)))?;
+        let mut summary = ReloadSummary::default();
+        for u in runtime.upstreams() {
+            if current.upstreams().iter().any(|c| Arc::ptr_eq(c, u)) {
+                summary.upstreams_kept += 1;
+            } else {
+                summary.upstreams_new += 1;
+            }
+        }
+        // Listener plan: keep what is identical (and under identical server limits), bind the
+        // rest now — before anything changes — so a failure leaves everything as it was.
+        let limits_same = state.config.server == config.server;
+        let mut keep = Vec::new();
+        let mut fresh = Vec::new();
+        for l in &config.listeners {
+            let old = state.listeners.iter().position(|r| r.cfg.name == l.name);
+            match old {
+                Some(i) if limits_same && state.listeners[i].cfg == *l => keep.push(i),
+                Some(_) => {
+                    summary.listeners_changed.push(l.name.clone());
+                    fresh.push((l.clone(), bind(&config, l)?));
+                }
+                None => {
+                    summary.listeners_added.push(l.name.clone());
+                    fresh.push((l.clone(), bind(&config, l)?));
+                }
+            }
+        }
+        // Commit.
+        runtime.start_background();
+        shared.runtime.store(Arc::new(runtime));
+        let old = std::mem::take(&mut state.listeners);
+        for (i, r) in old.into_iter().enumerate() {
+            if keep.contains(&i) {
+                state.listeners.push(r);
+            } else {
+                if !config.listeners.iter().any(|l| l.name == r.cfg.name) {
+                    summary.listeners_removed.push(r.cfg.name.clone());
+                }
+                r.stop_accepting.cancel();
+            }
+        }
+        for (l, (socket, settings)) in fresh {
+            let running = self.spawn(&l, socket, settings);
+            state.listeners.push(running);
+        }
+        state.config = config;
+        self.publish_counters(&state);
+        Ok(summary)
+    }
+}
+
+/// Binds a listener and builds its settings (TLS files loaded now).
+fn bind(
+    config: &weir_config::Config,
+    l: &weir_config::Listener,
+) -> Result<(TcpListener, ListenerSettings), ServerError> {
+    let socket = listener::bind(l.bind.0).map_err(|source| ServerError::Bind {
+        name: l.name.clone(),
+        addr: l.bind.0,
+        source,
+    })?;
+    let local = socket.local_addr().unwrap_or(l.bind.0);
+    let settings = ListenerSettings::new(config, l, local).map_err(|source| ServerError::Tls {
+        name: l.name.clone(),
+        source,
+    })?;
+    Ok((socket, settings))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,160 @@
+//! Hot reload under load: 20 reloads alternating two valid configs and an invalid one while
+//! 16 connections send requests and a WebSocket stays open. Nothing fails, the WebSocket keeps
+//! echoing, responses follow the config, and an invalid config is refused with diagnostics.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::common::*;
+
+fn config_text(which: &str, ws: std::net::SocketAddr, up: std::net::SocketAddr) -> String {
+    format!(
+        r#"
+shutdown_timeout = "5s"
+admin = {{ bind = "127.0.0.1:0" }}
+
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:0"
+
+[[upstreams]]
+name = "ws"
+endpoints = ["{ws}"]
+
+[[upstreams]]
+name = "up"
+endpoints = ["{up}"]
+
+[[routes]]
+match = {{ path = "/which" }}
+respond = {{ status = 200, body = "{which}" }}
+
+[[routes]]
+match = {{ path_prefix = "/ws" }}
+proxy = {{ upstream = "ws" }}
+
+[[routes]]
+proxy = {{ upstream = "up" }}
+"#
+    )
+}
+
+#[tokio::test]
+async fn twenty_reloads_under_load_drop_nothing() {
+    // A WebSocket echo origin and two HTTP origins.
+    let ws_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let ws_addr = ws_listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((s, _)) = ws_listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
+                    return;
+                };
+                while let Some(Ok(m)) = ws.next().await {
+                    if m.is_text() && ws.send(m).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let origins = numbered_origins(2).await;
+    let dir = std::env::temp_dir().join(format!("weir-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("weir.toml");
+    let a = config_text("A", ws_addr, origins[0].addr);
+    let b = config_text("B", ws_addr, origins[1].addr);
+    let invalid = b.replace(
+        "proxy = { upstream = \"up\" }",
+        "proxy = { upstream = \"upp\" }",
+    );
+    std::fs::write(&path, &a).expect("write");
+
+    let config = weir_config::load(&path).expect("config");
+    let log = LogBuf::default();
+    let server = weir_server::Server::start_with_file(
+        config,
+        Some(path.clone()),
+        weir_observe::AccessLog::to_writer(log.clone()),
+    )
+    .await
+    .expect("start");
+    let addr = server.local_addr("main").expect("main");
+    let gw = Gateway {
+        server: Some(server),
+        addr,
+        log,
+    };
+    let server = gw.server.as_ref().expect("server");
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .expect("websocket");
+    let url = gw.url("/load");
+    let load_task = tokio::spawn(async move { load(&url, 4_000, 16).await });
+
+    let mut ok = 0;
+    for i in 0..20 {
+        let (text, valid) = match i % 3 {
+            0 => (&b, true),
+            1 => (&a, true),
+            _ => (&invalid, false),
+        };
+        std::fs::write(&path, text).expect("write");
+        let result = server.reload_from_file().await;
+        assert_eq!(result.is_ok(), valid, "reload {i}: {result:?}");
+        if let Ok(summary) = &result {
+            ok += 1;
+            // New requests follow the new config at once.
+            let which = client().get(gw.url("/which")).send().await.expect("which");
+            let want = if i % 3 == 0 { "B" } else { "A" };
+            assert_eq!(which.text().await.expect("body"), want);
+            assert!(
+                summary.upstreams_kept >= 1,
+                "the WebSocket upstream is carried over: {summary:?}"
+            );
+            assert!(summary.listeners_changed.is_empty() && summary.listeners_added.is_empty());
+        } else if let Err(e) = &result {
+            assert!(e.to_string().contains("unknown upstream `upp`"), "{e}");
+        }
+        // The tunnel opened before any reload still echoes.
+        ws.send(Message::text(format!("ping {i}")))
+            .await
+            .expect("ws send");
+        let echo = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+        assert_eq!(
+            echo.expect("echo in time").expect("frame").expect("ok"),
+            Message::text(format!("ping {i}"))
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let bodies = load_task.await.expect("load");
+    let failed = bodies.iter().filter(|b| b.starts_with("ERR")).count();
+    assert_eq!(failed, 0, "{failed} of 4000 requests failed during reloads");
+    assert_eq!(ok, 14);
+
+    // The last valid config applied was A (i = 19 → 19 % 3 == 1); the invalid one before it
+    // changed nothing.
+    let which = client()
+        .get(gw.url("/which"))
+        .send()
+        .await
+        .expect("which")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(which, "A");
+    let m = metrics(&gw).await;
+    assert!(
+        m.contains("weir_config_reloads_total{result=\"ok\"} 14"),
+        "{m}"
+    );
+    assert!(
+        m.contains("weir_config_reloads_total{result=\"error\"} 6"),
+        "{m}"
+    );
+}
