@@ -34,6 +34,26 @@ pub fn validate(config: &Config) -> Vec<Diagnostic> {
             "must be at least 1",
         ));
     }
+    if let Some(admin) = &config.admin {
+        let at = KeyPath::root("admin");
+        match &admin.token {
+            None if !admin.bind.0.ip().is_loopback() => out.push(
+                Diagnostic::at(
+                    at.key("bind"),
+                    format!(
+                        "the admin API on non-loopback {} needs a token",
+                        admin.bind.0
+                    ),
+                )
+                .help("add token = \"…\" (at least 16 characters), or bind to 127.0.0.1"),
+            ),
+            Some(t) if t.len() < 16 => out.push(Diagnostic::at(
+                at.key("token"),
+                "must be at least 16 characters",
+            )),
+            _ => {}
+        }
+    }
     let listener_names = check_listeners(config, &mut out);
     let upstream_names = check_upstreams(config, &mut out);
     check_routes(config, &listener_names, &upstream_names, &mut out);

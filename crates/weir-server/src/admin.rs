@@ -41,12 +41,7 @@ pub(crate) async fn accept_loop(
         tracker.spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
-                async move {
-                    if req.method() == Method::POST && req.uri().path() == "/reload" {
-                        return Ok::<_, Infallible>(reload(&shared).await);
-                    }
-                    Ok::<_, Infallible>(handle(&req, &shared))
-                }
+                async move { Ok::<_, Infallible>(route(&req, &shared).await) }
             });
             let builder = auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection(TokioIo::new(stream), svc);
@@ -60,6 +55,110 @@ pub(crate) async fn accept_loop(
             }
         });
     }
+}
+
+/// Authenticates, then dispatches one admin request.
+async fn route(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    if let Some(token) = &shared.admin_token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            let mut resp = json_response(
+                StatusCode::UNAUTHORIZED,
+                serde_json::json!({"status": 401, "error": "unauthorized"}),
+            );
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+            return resp;
+        }
+    }
+    let path = req.uri().path();
+    match (req.method(), path) {
+        (&Method::POST, "/reload") => reload(shared).await,
+        (&Method::GET, "/healthz") => {
+            json_response(StatusCode::OK, serde_json::json!({"alive": true}))
+        }
+        (&Method::GET, "/readyz") => {
+            let ready = !shared.draining.load(Ordering::Relaxed);
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json_response(status, serde_json::json!({"ready": ready}))
+        }
+        (&Method::GET, "/status") => json_response(StatusCode::OK, status(shared)),
+        (&Method::POST, p) if p.starts_with("/upstreams/") => drain(p, shared),
+        _ => handle(req, shared),
+    }
+}
+
+/// `POST /upstreams/{name}/endpoints/{endpoint}/drain` and `…/enable`.
+fn drain(path: &str, shared: &Shared) -> Response<Full<Bytes>> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (name, endpoint, action) = match parts.as_slice() {
+        ["upstreams", name, "endpoints", endpoint, action @ ("drain" | "enable")] => {
+            (*name, *endpoint, *action)
+        }
+        _ => {
+            return json_response(
+                StatusCode::NOT_FOUND,
+                serde_json::json!({"status": 404, "error": "not_found"}),
+            )
+        }
+    };
+    let endpoint = percent_encoding::percent_decode_str(endpoint).decode_utf8_lossy();
+    let runtime = shared.runtime.load();
+    let Some(upstream) = runtime.upstreams().iter().find(|u| &*u.name == name) else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"status": 404, "error": "unknown upstream"}),
+        );
+    };
+    if !upstream.set_drained(&endpoint, action == "drain") {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"status": 404, "error": "unknown endpoint"}),
+        );
+    }
+    tracing::info!(upstream = name, endpoint = %endpoint, action, "endpoint changed by the admin API");
+    json_response(
+        StatusCode::OK,
+        serde_json::json!({"upstream": name, "endpoint": endpoint, "drained": action == "drain"}),
+    )
+}
+
+/// `GET /status`: version, uptime, the config's fingerprint and the last reload.
+fn status(shared: &Shared) -> serde_json::Value {
+    let (ok, at, error) = match shared.control.get() {
+        Some(c) => (
+            c.stats.last_ok.load(Ordering::Relaxed),
+            c.stats.last_at.load(Ordering::Relaxed),
+            c.stats
+                .last_error
+                .lock()
+                .map(|e| e.clone())
+                .unwrap_or_default(),
+        ),
+        None => (true, 0, None),
+    };
+    serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": shared.started.elapsed().as_secs(),
+        "config_hash": format!("{:016x}", shared.config_hash.load(Ordering::Relaxed)),
+        "ready": !shared.draining.load(Ordering::Relaxed),
+        "last_reload": {"ok": ok, "unix_time": at, "error": error},
+    })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
@@ -85,7 +184,7 @@ fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
         _ => (
             StatusCode::NOT_FOUND,
             "application/json",
-            "{\"status\":404,\"error\":\"not_found\",\"message\":\"admin endpoints: /metrics, /upstreams\"}\n".to_owned(),
+            "{\"status\":404,\"error\":\"not_found\",\"message\":\"admin endpoints: /metrics, /upstreams, /status, /healthz, /readyz, POST /reload, POST /upstreams/NAME/endpoints/ADDR/drain|enable\"}\n".to_owned(),
         ),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
@@ -219,7 +318,13 @@ pub(crate) fn metrics(stats: &[UpstreamStats]) -> String {
                 .map(move |ep| (vec![("upstream", &*s.name), ("endpoint", &*ep.address)], ep))
         })
         .collect();
-    let endpoint_families: [Family<weir_upstream::EndpointStats>; 9] = [
+    let endpoint_families: [Family<weir_upstream::EndpointStats>; 10] = [
+        (
+            "weir_upstream_endpoint_drained",
+            Kind::Gauge,
+            "1 while drained by an operator.",
+            |ep| flag(ep.drained),
+        ),
         (
             "weir_upstream_endpoint_healthy",
             Kind::Gauge,
@@ -450,6 +555,8 @@ fn upstreams_json(stats: &[UpstreamStats]) -> String {
                     "in_service": ep.in_service,
                     "active_check_healthy": ep.active_healthy,
                     "ejected": ep.ejected,
+                    "drained": ep.drained,
+                    "latency_ewma_ms": ep.latency_ewma_ms,
                     "ejections": ep.ejections,
                     "in_flight": ep.in_flight,
                     "requests": ep.requests,

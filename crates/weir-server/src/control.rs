@@ -266,6 +266,9 @@ impl Control {
             let running = self.spawn(&l, socket, settings);
             state.listeners.push(running);
         }
+        shared
+            .config_hash
+            .store(crate::config_hash(&config), Ordering::Relaxed);
         state.config = config;
         self.publish_counters(&state);
         Ok(summary)

@@ -83,6 +83,18 @@ pub(crate) struct Shared {
     pub(crate) listeners: ArcSwap<Vec<(Arc<str>, Arc<listener::ListenerCounters>)>>,
     /// Listeners and reloads (set once at start).
     pub(crate) control: std::sync::OnceLock<Arc<control::Control>>,
+    /// Shutdown has begun: `/readyz` says no.
+    pub(crate) draining: std::sync::atomic::AtomicBool,
+    pub(crate) started: std::time::Instant,
+    /// Fingerprint of the running config (changes with every applied reload).
+    pub(crate) config_hash: std::sync::atomic::AtomicU64,
+    /// The admin API's bearer token.
+    pub(crate) admin_token: Option<String>,
+}
+
+/// A fingerprint of a config (FNV-1a over its debug form; secrets are hashed, never shown).
+pub(crate) fn config_hash(config: &weir_config::Config) -> u64 {
+    weir_upstream::hash::hash_bytes(format!("{config:?}").as_bytes())
 }
 
 /// A running server.
@@ -91,6 +103,7 @@ pub struct Server {
     control: Arc<control::Control>,
     addrs: Vec<(String, SocketAddr)>,
     admin_addr: Option<SocketAddr>,
+    admin_stop: CancellationToken,
     stop_accepting: CancellationToken,
     tracker: TaskTracker,
     shutdown_timeout: Duration,
@@ -119,6 +132,10 @@ impl Server {
             access_log,
             listeners: ArcSwap::from_pointee(Vec::new()),
             control: std::sync::OnceLock::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            started: std::time::Instant::now(),
+            config_hash: std::sync::atomic::AtomicU64::new(config_hash(&config)),
+            admin_token: config.admin.as_ref().and_then(|a| a.token.clone()),
         });
         let stop_accepting = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -145,12 +162,16 @@ impl Server {
         };
         let addrs = control.start_listeners().await?;
         let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+        // The admin API outlives the drain (orchestrators poll `/readyz` during it), so it is
+        // stopped separately, after the traffic listeners' connections are done.
+        let admin_stop = CancellationToken::new();
         if let Some(socket) = admin {
-            tracker.spawn(admin::accept_loop(
+            let admin_tracker = TaskTracker::new();
+            tokio::spawn(admin::accept_loop(
                 socket,
                 shared.clone(),
-                stop_accepting.clone(),
-                tracker.clone(),
+                admin_stop.clone(),
+                admin_tracker,
             ));
         }
         Ok(Self {
@@ -158,6 +179,7 @@ impl Server {
             control,
             addrs,
             admin_addr,
+            admin_stop,
             stop_accepting,
             tracker,
             shutdown_timeout,
@@ -218,6 +240,9 @@ impl Server {
     /// after the current response), wait up to `shutdown_timeout`, then flush the access log.
     /// Returns true when every connection finished in time.
     pub async fn shutdown(self) -> bool {
+        self.shared
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.stop_accepting.cancel();
         self.tracker.close();
         let drained = tokio::time::timeout(self.shutdown_timeout, self.tracker.wait())
@@ -229,6 +254,7 @@ impl Server {
                 "shutdown timeout reached with connections still open; closing them"
             );
         }
+        self.admin_stop.cancel();
         self.shared.access_log.flush();
         drained
     }

@@ -67,6 +67,8 @@ pub struct EndpointState {
     pub consecutive_failures: AtomicU32,
     /// When the endpoint last came (back) into service, for slow start (ms); 0 = always was.
     pub up_since: AtomicU64,
+    /// Drained by an operator: no new requests (in-flight ones finish).
+    pub drained: AtomicBool,
     /// Whether the endpoint was in service at the last membership refresh.
     pub in_service: AtomicBool,
     /// Requests sent (tries), for metrics.
@@ -92,6 +94,7 @@ impl Default for EndpointState {
             consecutive_5xx: AtomicU32::new(0),
             consecutive_failures: AtomicU32::new(0),
             up_since: AtomicU64::new(0),
+            drained: AtomicBool::new(false),
             in_service: AtomicBool::new(true),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),

@@ -18,6 +18,10 @@ pub struct EndpointStats {
     pub active_healthy: bool,
     /// Ejected by outlier detection now.
     pub ejected: bool,
+    /// Drained by an operator.
+    pub drained: bool,
+    /// Peak-EWMA latency estimate, milliseconds.
+    pub latency_ewma_ms: f64,
     /// Times ejected.
     pub ejections: u32,
     /// Requests in flight.
@@ -94,6 +98,8 @@ impl Upstream {
                     in_service: current.view.in_service.get(i).copied().unwrap_or(false),
                     active_healthy: s.active_up.load(Ordering::Relaxed),
                     ejected: s.ejected(now),
+                    drained: s.drained.load(Ordering::Relaxed),
+                    latency_ewma_ms: s.ewma_ns(now) / 1e6,
                     ejections: s.ejections.load(Ordering::Relaxed),
                     in_flight: s.in_flight(),
                     requests: r(&s.requests),

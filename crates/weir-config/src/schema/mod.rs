@@ -51,9 +51,12 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Admin {
-    /// Address and port, e.g. `"127.0.0.1:9901"`. Bind it to loopback or a private network:
-    /// it is not authenticated.
+    /// Address and port, e.g. `"127.0.0.1:9901"`.
     pub bind: Addr,
+    /// Bearer token every admin request must carry (`Authorization: Bearer …`); required when
+    /// `bind` is not a loopback address.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 /// Limits that protect Weir from slow, huge or too many clients.

@@ -3,6 +3,7 @@
 mod common;
 
 mod access_log;
+mod admin;
 mod balancing;
 mod errors;
 mod forward;

@@ -24,14 +24,27 @@ impl Upstream {
         let _one_at_a_time = self.refresh_lock.lock().unwrap_or_else(|p| p.into_inner());
         let now = self.clock.now_ms();
         let n = self.endpoints.len();
+        let drained: Vec<bool> = self
+            .states
+            .iter()
+            .map(|s| s.drained.load(Ordering::Acquire))
+            .collect();
         let healthy: Vec<bool> = self
             .states
             .iter()
-            .map(|s| s.active_up.load(Ordering::Acquire) && !s.ejected(now))
+            .zip(&drained)
+            .map(|(s, d)| !d && s.active_up.load(Ordering::Acquire) && !s.ejected(now))
             .collect();
+        // Drained endpoints are out by an operator's choice: they do not count toward the
+        // panic threshold and stay out in panic mode.
+        let available = n - drained.iter().filter(|d| **d).count();
         let count = healthy.iter().filter(|h| **h).count();
-        let panic = n > 0 && count * 100 < usize::from(self.panic_threshold) * n;
-        let in_service = if panic { vec![true; n] } else { healthy };
+        let panic = available > 0 && count * 100 < usize::from(self.panic_threshold) * available;
+        let in_service: Vec<bool> = if panic {
+            drained.iter().map(|d| !d).collect()
+        } else {
+            healthy
+        };
 
         let mut next: Option<u64> = None;
         let mut due = |t: u64| next = Some(next.map_or(t, |n| n.min(t)));
@@ -66,6 +79,18 @@ impl Upstream {
         let pick = self.balancer.prepare(&view, &self.endpoints);
         self.current.store(Arc::new(Prepared { view, pick }));
         next
+    }
+
+    /// Drains (no new requests; in-flight ones finish) or re-enables the endpoint at
+    /// `address`; false when there is none. Takes effect before this returns.
+    pub fn set_drained(&self, address: &str, drained: bool) -> bool {
+        let Some(i) = self.endpoints.iter().position(|e| &*e.address == address) else {
+            return false;
+        };
+        self.states[i].drained.store(drained, Ordering::Release);
+        self.refresh();
+        self.changed();
+        true
     }
 
     /// Asks the background task to refresh now.

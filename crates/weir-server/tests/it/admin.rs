@@ -1,0 +1,146 @@
+//! The admin API: bearer token, health and readiness (also during a drain), status, and
+//! draining an endpoint by hand.
+
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::common::*;
+
+const TOKEN: &str = "s3cret-admin-token-0123";
+
+async fn admin_get(gw: &Gateway, path: &str, token: Option<&str>) -> reqwest::Response {
+    let admin = gw
+        .server
+        .as_ref()
+        .and_then(|s| s.admin_addr())
+        .expect("admin");
+    let mut req = client().get(format!("http://{admin}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.expect("admin request")
+}
+
+async fn admin_post(gw: &Gateway, path: &str) -> reqwest::Response {
+    let admin = gw
+        .server
+        .as_ref()
+        .and_then(|s| s.admin_addr())
+        .expect("admin");
+    client()
+        .post(format!("http://{admin}{path}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("admin request")
+}
+
+fn with_admin(toml: String) -> String {
+    toml.replacen(
+        "shutdown_timeout = \"5s\"",
+        &format!(
+            "shutdown_timeout = \"5s\"\nadmin = {{ bind = \"127.0.0.1:0\", token = \"{TOKEN}\" }}"
+        ),
+        1,
+    )
+}
+
+#[tokio::test]
+async fn the_token_is_required_and_health_and_status_answer() {
+    let o = echo_origin().await;
+    let gw = gateway(&with_admin(config(&[o.addr], ""))).await;
+    assert_eq!(admin_get(&gw, "/metrics", None).await.status(), 401);
+    assert_eq!(
+        admin_get(&gw, "/metrics", Some("wrong-token-wrong-token"))
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(admin_get(&gw, "/healthz", Some(TOKEN)).await.status(), 200);
+    assert_eq!(admin_get(&gw, "/readyz", Some(TOKEN)).await.status(), 200);
+    let status: serde_json::Value = admin_get(&gw, "/status", Some(TOKEN))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(status["last_reload"]["ok"], true);
+    assert_eq!(status["config_hash"].as_str().map(str::len), Some(16));
+}
+
+#[tokio::test]
+async fn a_drained_endpoint_gets_no_new_requests_until_enabled() {
+    let origins = numbered_origins(2).await;
+    let gw = gateway(&with_admin(upstream_config(
+        &[(origins[0].addr, 1), (origins[1].addr, 1)],
+        "",
+        "",
+    )))
+    .await;
+    let target = origins[1].addr.to_string();
+    let r = admin_post(&gw, &format!("/upstreams/up/endpoints/{target}/drain")).await;
+    assert_eq!(r.status(), 200);
+    let bodies = load(&gw.url("/d"), 200, 4).await;
+    assert_eq!(tally(&bodies, 2), [200, 0]);
+    let ups: serde_json::Value = admin_get(&gw, "/upstreams", Some(TOKEN))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ups["upstreams"][0]["endpoints"][1]["drained"], true);
+    assert_eq!(
+        admin_post(&gw, &format!("/upstreams/up/endpoints/{target}/enable"))
+            .await
+            .status(),
+        200
+    );
+    let bodies = load(&gw.url("/d"), 200, 4).await;
+    assert_eq!(tally(&bodies, 2), [100, 100]);
+    assert_eq!(
+        admin_post(&gw, "/upstreams/up/endpoints/10.9.9.9:1/drain")
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        admin_post(&gw, "/upstreams/nope/endpoints/x/drain")
+            .await
+            .status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn readyz_says_no_while_draining() {
+    let slow = origin(|_req: Request<Incoming>| async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        Response::new(full("done"))
+    })
+    .await;
+    let mut gw = gateway(&with_admin(config(&[slow.addr], ""))).await;
+    let admin = gw
+        .server
+        .as_ref()
+        .and_then(|s| s.admin_addr())
+        .expect("admin");
+    let url = gw.url("/slow");
+    let in_flight = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let server = gw.server.take().expect("server");
+    let shutdown = tokio::spawn(server.shutdown());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let ready = client()
+        .get(format!("http://{admin}/readyz"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("readyz during drain");
+    assert_eq!(ready.status(), 503);
+    assert_eq!(
+        in_flight.await.expect("task").expect("response").as_u16(),
+        200
+    );
+    assert!(shutdown.await.expect("shutdown"));
+}
