@@ -34,7 +34,7 @@ mod path;
 use std::sync::Arc;
 
 pub use action::{Action, RedirectSpec, RespondSpec, StaticSpec};
-pub use matcher::{Matcher, RequestView};
+pub use matcher::{Failure, Matcher, RequestView};
 pub use path::normalize_path;
 
 /// A route ready to serve.

@@ -162,15 +162,23 @@ impl Matcher {
 
     /// True when the request meets every condition.
     pub fn matches(&self, req: &RequestView<'_>) -> bool {
+        self.first_failure(req).is_none()
+    }
+
+    /// The first condition the request does not meet, if any (no allocation: the hot path
+    /// uses it through [`Matcher::matches`]).
+    pub fn first_failure(&self, req: &RequestView<'_>) -> Option<Failure> {
         if !self.hosts.is_empty() {
-            let Some(host) = req.host else { return false };
+            let Some(host) = req.host else {
+                return Some(Failure::Host);
+            };
             let ok = self.hosts.iter().any(|h| match h {
                 HostPattern::Exact(e) => e == host,
                 // `.example.com` matches `a.example.com` but not `example.com` itself.
                 HostPattern::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_str()),
             });
             if !ok {
-                return false;
+                return Some(Failure::Host);
             }
         }
         let path_ok = match &self.path {
@@ -180,29 +188,82 @@ impl Matcher {
             PathPattern::Regex(re) => re.is_match(req.path),
         };
         if !path_ok {
-            return false;
+            return Some(Failure::Path);
         }
         if !self.methods.is_empty() && !self.methods.contains(req.method) {
-            return false;
+            return Some(Failure::Method);
         }
-        for (name, test) in &self.headers {
+        for (i, (name, test)) in self.headers.iter().enumerate() {
             let any = req
                 .headers
                 .get_all(name)
                 .iter()
                 .any(|v| v.to_str().is_ok_and(|v| test.test(v)));
             if !any {
-                return false;
+                return Some(Failure::Header(i));
             }
         }
-        for (name, test) in &self.query {
+        for (i, (name, test)) in self.query.iter().enumerate() {
             let any = query_values(req.query, name).any(|v| test.test(&v));
             if !any {
-                return false;
+                return Some(Failure::Query(i));
             }
         }
-        true
+        None
     }
+
+    /// Says in words why `failure` happened, naming what the route wanted.
+    pub fn describe(&self, failure: Failure) -> String {
+        let test = |t: &ValueTest| match t {
+            ValueTest::Present => "present".to_owned(),
+            ValueTest::Equals(v) => format!("= {v:?}"),
+            ValueTest::Matches(re) => format!("~ /{}/", re.as_str()),
+        };
+        match failure {
+            Failure::Host => {
+                let hosts: Vec<String> = self
+                    .hosts
+                    .iter()
+                    .map(|h| match h {
+                        HostPattern::Exact(e) => e.clone(),
+                        HostPattern::Suffix(s) => format!("*{s}"),
+                    })
+                    .collect();
+                format!("host is not one of {}", hosts.join(", "))
+            }
+            Failure::Path => match &self.path {
+                PathPattern::Exact(p) => format!("path is not {p:?}"),
+                PathPattern::Prefix(p) => format!("path does not start with {p:?}"),
+                PathPattern::Regex(re) => format!("path does not match /{}/", re.as_str()),
+                PathPattern::Any => "path".to_owned(),
+            },
+            Failure::Method => {
+                let m: Vec<&str> = self.methods.iter().map(Method::as_str).collect();
+                format!("method is not one of {}", m.join(", "))
+            }
+            Failure::Header(i) => self.headers.get(i).map_or_else(String::new, |(n, t)| {
+                format!("header {n} is not {}", test(t))
+            }),
+            Failure::Query(i) => self.query.get(i).map_or_else(String::new, |(n, t)| {
+                format!("query parameter {n} is not {}", test(t))
+            }),
+        }
+    }
+}
+
+/// Which condition of a route a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// None of the route's hosts.
+    Host,
+    /// The path condition.
+    Path,
+    /// None of the route's methods.
+    Method,
+    /// The header condition at this position.
+    Header(usize),
+    /// The query condition at this position.
+    Query(usize),
 }
 
 /// Decoded values of query parameter `name` (`+` is a space, as in HTML forms).

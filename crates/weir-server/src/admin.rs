@@ -94,6 +94,7 @@ async fn route(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
             json_response(status, serde_json::json!({"ready": ready}))
         }
         (&Method::GET, "/status") => json_response(StatusCode::OK, status(shared)),
+        (&Method::GET, "/explain") => explain(req.uri().query().unwrap_or(""), shared),
         (&Method::POST, p) if p.starts_with("/upstreams/") => drain(p, shared),
         _ => handle(req, shared),
     }
@@ -132,6 +133,59 @@ fn drain(path: &str, shared: &Shared) -> Response<Full<Bytes>> {
         StatusCode::OK,
         serde_json::json!({"upstream": name, "endpoint": endpoint, "drained": action == "drain"}),
     )
+}
+
+/// `GET /explain?method=GET&url=/path&header=Name:%20value&listener=main`: `weir explain`
+/// against the running config (JSON).
+fn explain(query: &str, shared: &Shared) -> Response<Full<Bytes>> {
+    let mut method = "GET".to_owned();
+    let (mut url, mut listener) = (None, None);
+    let mut headers = http::HeaderMap::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_encoding::percent_decode_str(&v.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned();
+        match k {
+            "method" => method = v,
+            "url" => url = Some(v),
+            "listener" => listener = Some(v),
+            "header" => {
+                let parsed = v.split_once(':').and_then(|(n, val)| {
+                    Some((
+                        http::HeaderName::from_bytes(n.trim().as_bytes()).ok()?,
+                        http::HeaderValue::from_str(val.trim()).ok()?,
+                    ))
+                });
+                match parsed {
+                    Some((n, val)) => {
+                        headers.append(n, val);
+                    }
+                    None => {
+                        return json_response(
+                            StatusCode::BAD_REQUEST,
+                            serde_json::json!({"error": format!("header `{v}` is not `Name: value`")}),
+                        )
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let Some(url) = url else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"error": "`url` is required, e.g. /explain?method=GET&url=/api/users"}),
+        );
+    };
+    let runtime = shared.runtime.load();
+    match crate::explain::explain(&runtime, listener.as_deref(), &method, &url, &headers) {
+        Ok(e) => json_response(StatusCode::OK, serde_json::to_value(&e).unwrap_or_default()),
+        Err(e) => json_response(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"error": e.to_string()}),
+        ),
+    }
 }
 
 /// `GET /status`: version, uptime, the config's fingerprint and the last reload.

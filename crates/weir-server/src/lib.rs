@@ -14,6 +14,7 @@
 mod admin;
 mod conn;
 mod control;
+pub mod explain;
 mod forward;
 mod framing;
 mod headers;

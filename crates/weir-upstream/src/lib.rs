@@ -106,6 +106,8 @@ pub struct Upstream {
     /// One connection pool per endpoint, same order as `endpoints`.
     pools: Vec<Arc<pool::EndpointPool>>,
     pub(crate) balancer: Box<dyn Balancer>,
+    /// The configured algorithm (for `explain` and the admin API).
+    pub balance: weir_config::Balance,
     pub(crate) current: ArcSwap<Prepared>,
     pub(crate) refresh_lock: Mutex<()>,
     pub(crate) changed: Arc<Notify>,
@@ -208,6 +210,7 @@ impl Upstream {
             endpoints,
             pools,
             balancer,
+            balance: cfg.balance,
             current: ArcSwap::from_pointee(Prepared { view, pick }),
             refresh_lock: Mutex::new(()),
             changed: Arc::new(Notify::new()),

@@ -1,5 +1,6 @@
 //! The `weir` command: `run` serves a config (the embedded quickstart when none is given),
-//! `check` validates one without binding anything.
+//! `check` validates one without binding anything, `explain` says what Weir would do with a
+//! request.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +35,26 @@ enum Command {
         /// Config file.
         config: PathBuf,
     },
+    /// Say which route a request would take (and why the routes before it did not match) and
+    /// what that route would do, without sending anything.
+    Explain {
+        /// Config file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Listener the request arrives on; default the first.
+        #[arg(short, long)]
+        listener: Option<String>,
+        /// A request header, `Name: value`; repeatable.
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Method, e.g. GET.
+        method: String,
+        /// URL (`http://host/path?query`) or path.
+        url: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -49,6 +70,14 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(config),
+        Command::Explain {
+            config,
+            listener,
+            headers,
+            json,
+            method,
+            url,
+        } => explain(&config, listener.as_deref(), &headers, json, &method, &url),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -64,6 +93,38 @@ fn load(path: Option<&PathBuf>) -> anyhow::Result<weir_config::Config> {
         Some(p) => weir_config::load(p)?,
         None => weir_config::parse(weir_config::QUICKSTART, "<embedded quickstart.toml>")?,
     })
+}
+
+fn explain(
+    path: &PathBuf,
+    listener: Option<&str>,
+    headers: &[String],
+    json: bool,
+    method: &str,
+    url: &str,
+) -> anyhow::Result<()> {
+    let config = load(Some(path))?;
+    let runtime = weir_server::Runtime::compile(&config)
+        .context("config is valid but could not be compiled")?;
+    let mut map = http::HeaderMap::new();
+    for h in headers {
+        let (name, value) = h
+            .split_once(':')
+            .with_context(|| format!("header `{h}` is not `Name: value`"))?;
+        map.append(
+            http::HeaderName::from_bytes(name.trim().as_bytes())
+                .with_context(|| format!("`{name}` is not a header name"))?,
+            http::HeaderValue::from_str(value.trim())
+                .with_context(|| format!("`{value}` is not a header value"))?,
+        );
+    }
+    let explanation = weir_server::explain::explain(&runtime, listener, method, url, &map)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&explanation)?);
+    } else {
+        print!("{explanation}");
+    }
+    Ok(())
 }
 
 fn check(path: &PathBuf) -> anyhow::Result<()> {

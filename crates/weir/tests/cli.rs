@@ -346,3 +346,23 @@ async fn sighup_reloads_the_config_file_and_a_bad_file_keeps_the_old_one() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(get().await, "second");
 }
+
+#[test]
+fn explain_prints_the_matching_route_and_the_misses() {
+    let out = Command::new(WEIR)
+        .current_dir(repo_root())
+        .args(["explain", "-c"])
+        .arg(repo_root().join("examples/quickstart.toml"))
+        .args(["GET", "http://localhost/api/users"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("✗ hello: path is not \"/hello\""), "{text}");
+    assert!(text.contains("✓ api"), "{text}");
+    assert!(text.contains("proxy to upstream `api`"), "{text}");
+}

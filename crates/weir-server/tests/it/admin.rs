@@ -144,3 +144,30 @@ async fn readyz_says_no_while_draining() {
     );
     assert!(shutdown.await.expect("shutdown"));
 }
+
+#[tokio::test]
+async fn explain_names_the_route_and_why_earlier_ones_missed() {
+    let o = echo_origin().await;
+    let toml = with_admin(config(&[o.addr], "")).replace(
+        "[[routes]]\nname = \"to-up\"",
+        "[[routes]]\nname = \"admin-only\"\nmatch = { path_prefix = \"/admin\", methods = [\"POST\"] }\nrespond = { status = 403 }\n\n[[routes]]\nname = \"to-up\"",
+    );
+    let gw = gateway(&toml).await;
+    let e: serde_json::Value = admin_get(&gw, "/explain?method=GET&url=/admin/x", Some(TOKEN))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(e["steps"][0]["route"], "admin-only");
+    assert_eq!(e["steps"][0]["reason"], "method is not one of POST");
+    assert_eq!(e["steps"][1]["route"], "to-up");
+    assert_eq!(e["steps"][1]["matched"], true);
+    assert!(
+        e["action"][0]
+            .as_str()
+            .is_some_and(|a| a.starts_with("proxy to upstream `up`")),
+        "{e}"
+    );
+    let bad = admin_get(&gw, "/explain?method=GET", Some(TOKEN)).await;
+    assert_eq!(bad.status(), 400);
+}

@@ -1,0 +1,206 @@
+//! `weir explain` and `GET /explain`: which route a request would take and why the routes
+//! tried before it did not match, then what the route would do — without sending anything.
+
+use std::fmt;
+
+use http::{HeaderMap, Method, Uri};
+use weir_route::{Action, RequestView};
+
+use crate::runtime::Runtime;
+
+/// One route tried.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Step {
+    /// Route name.
+    pub route: String,
+    /// Whether it matched (the last step, if any matched).
+    pub matched: bool,
+    /// Why it did not.
+    pub reason: Option<String>,
+}
+
+/// What Weir would do with a request.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Explanation {
+    /// Listener the request is explained for.
+    pub listener: String,
+    /// Host, normalized path and query as routing sees them.
+    pub host: Option<String>,
+    /// Normalized path.
+    pub path: String,
+    /// Routes in precedence order, up to the one that matched.
+    pub steps: Vec<Step>,
+    /// What the matched route does, line by line.
+    pub action: Vec<String>,
+    /// The policy chain, in order.
+    pub policies: Vec<String>,
+    /// The cache key, when the route caches.
+    pub cache_key: Option<String>,
+}
+
+/// Why a request could not be explained.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    /// The method or URL does not parse.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such listener.
+    #[error("no listener `{0}`")]
+    NoListener(String),
+}
+
+/// Explains `method url` with `headers` on `listener` (default: the first listener).
+pub fn explain(
+    rt: &Runtime,
+    listener: Option<&str>,
+    method: &str,
+    url: &str,
+    headers: &HeaderMap,
+) -> Result<Explanation, ExplainError> {
+    let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| ExplainError::BadRequest(format!("`{method}` is not an HTTP method")))?;
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| ExplainError::BadRequest(format!("`{url}` is not a URL or path")))?;
+    let (name, router) = match listener {
+        Some(l) => rt
+            .routers
+            .iter()
+            .find(|(n, _)| &**n == l)
+            .ok_or_else(|| ExplainError::NoListener(l.to_owned()))?,
+        None => rt
+            .routers
+            .first()
+            .ok_or_else(|| ExplainError::NoListener("(none)".to_owned()))?,
+    };
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .map(|h| {
+            let h = h.to_ascii_lowercase();
+            match h.rsplit_once(':') {
+                Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host.to_owned(),
+                _ => h,
+            }
+        });
+    let path = weir_route::normalize_path(uri.path());
+    let view = RequestView {
+        method: &method,
+        host: host.as_deref(),
+        path: &path,
+        query: uri.query(),
+        headers,
+    };
+    let mut steps = Vec::new();
+    let mut action = vec!["no route matches: 404 no_route".to_owned()];
+    for route in router.routes() {
+        match route.matcher.first_failure(&view) {
+            Some(f) => steps.push(Step {
+                route: route.name.to_string(),
+                matched: false,
+                reason: Some(route.matcher.describe(f)),
+            }),
+            None => {
+                steps.push(Step {
+                    route: route.name.to_string(),
+                    matched: true,
+                    reason: None,
+                });
+                action = describe_action(rt, &route.action);
+                break;
+            }
+        }
+    }
+    Ok(Explanation {
+        listener: name.to_string(),
+        host,
+        path: path.into_owned(),
+        steps,
+        action,
+        policies: Vec::new(),
+        cache_key: None,
+    })
+}
+
+fn describe_action(rt: &Runtime, action: &Action) -> Vec<String> {
+    match action {
+        Action::Proxy {
+            upstream,
+            retry_non_idempotent,
+        } => {
+            let Some(u) = rt.upstreams.get(*upstream) else {
+                return vec!["proxy to an unknown upstream".to_owned()];
+            };
+            let stats = u.stats();
+            let mut lines = vec![format!(
+                "proxy to upstream `{}` (balance {:?}{})",
+                u.name,
+                u.balance,
+                if *retry_non_idempotent {
+                    ", non-idempotent requests retried too"
+                } else {
+                    ""
+                }
+            )];
+            for ep in &stats.endpoints {
+                let state = if ep.drained {
+                    "drained"
+                } else if ep.in_service {
+                    "in service"
+                } else if ep.ejected {
+                    "ejected"
+                } else {
+                    "failing health checks"
+                };
+                lines.push(format!(
+                    "  endpoint {} weight {}: {state}",
+                    ep.address, ep.weight
+                ));
+            }
+            if let Some(b) = stats.breaker {
+                lines.push(format!("  circuit breaker: {b:?}"));
+            }
+            lines
+        }
+        Action::Respond(r) => vec![format!(
+            "respond {} with a {}-byte body",
+            r.status.as_u16(),
+            r.body.len()
+        )],
+        Action::Redirect(r) => vec![format!("redirect {} to {}", r.status.as_u16(), r.location)],
+        Action::Static(s) => vec![format!("serve files from {}", s.root.display())],
+    }
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "listener {}, host {}, path {}",
+            self.listener,
+            self.host.as_deref().unwrap_or("(none)"),
+            self.path
+        )?;
+        writeln!(f, "routes, in precedence order:")?;
+        for s in &self.steps {
+            match &s.reason {
+                None => writeln!(f, "  ✓ {}  ← matches", s.route)?,
+                Some(r) => writeln!(f, "  ✗ {}: {r}", s.route)?,
+            }
+        }
+        writeln!(f, "action:")?;
+        for line in &self.action {
+            writeln!(f, "  {line}")?;
+        }
+        if self.policies.is_empty() {
+            writeln!(f, "policies: none")?;
+        } else {
+            writeln!(f, "policies: {}", self.policies.join(" → "))?;
+        }
+        match &self.cache_key {
+            Some(k) => writeln!(f, "cache key: {k}"),
+            None => writeln!(f, "cache: not cached"),
+        }
+    }
+}
