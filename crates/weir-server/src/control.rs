@@ -165,6 +165,40 @@ impl Control {
         }
     }
 
+    /// With `watch = true`, reloads when the config file changes: its modification time, size
+    /// or inode (a rename over it) — polled every second, then given a moment to settle.
+    pub(crate) async fn watch_file(self: Arc<Self>) {
+        use std::os::unix::fs::MetadataExt;
+        let Some(path) = self.config_path.clone() else {
+            return;
+        };
+        let fingerprint = |p: &PathBuf| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (m.modified().ok(), m.len(), m.ino()))
+        };
+        let mut seen = fingerprint(&path);
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            }
+            let now = fingerprint(&path);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            if !self.state.lock().await.config.watch {
+                continue;
+            }
+            // Let an editor finish writing before reading.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            seen = fingerprint(&path);
+            tracing::info!(file = %path.display(), "config file changed: reloading");
+            let _ = self.reload_from_file().await;
+        }
+    }
+
     /// Reads the config file again and applies it.
     pub(crate) async fn reload_from_file(&self) -> Result<ReloadSummary, ServerError> {
         let Some(path) = &self.config_path else {

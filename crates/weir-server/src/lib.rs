@@ -162,6 +162,7 @@ impl Server {
             None => None,
         };
         let addrs = control.start_listeners().await?;
+        tokio::spawn(control.clone().watch_file());
         let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
         // The admin API outlives the drain (orchestrators poll `/readyz` during it), so it is
         // stopped separately, after the traffic listeners' connections are done.

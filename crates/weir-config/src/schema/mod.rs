@@ -21,6 +21,10 @@ pub struct Config {
     /// Worker threads serving traffic; default: the number of CPU cores.
     #[serde(default)]
     pub workers: Option<usize>,
+    /// Reload automatically when the config file changes (checked every second; a rename over
+    /// the file counts, as editors do). Off by default: reload with SIGHUP or `POST /reload`.
+    #[serde(default)]
+    pub watch: bool,
     /// How long a graceful shutdown waits for in-flight requests.
     #[serde(default = "defaults::shutdown_timeout")]
     pub shutdown_timeout: Duration,

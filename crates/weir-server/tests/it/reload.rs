@@ -158,3 +158,47 @@ async fn twenty_reloads_under_load_drop_nothing() {
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn watch_reloads_when_the_file_is_replaced() {
+    let dir = std::env::temp_dir().join(format!("weir-watch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("weir.toml");
+    let text = |body: &str| {
+        format!(
+            "watch = true\n\n[[listeners]]\nname = \"main\"\nbind = \"127.0.0.1:0\"\n\n[[routes]]\nrespond = {{ status = 200, body = \"{body}\" }}\n"
+        )
+    };
+    std::fs::write(&path, text("one")).expect("write");
+    let config = weir_config::load(&path).expect("config");
+    let server = weir_server::Server::start_with_file(
+        config,
+        Some(path.clone()),
+        weir_observe::AccessLog::disabled(),
+    )
+    .await
+    .expect("start");
+    let addr = server.local_addr("main").expect("main");
+    let get = || async move {
+        reqwest::get(format!("http://{addr}/"))
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("body")
+    };
+    assert_eq!(get().await, "one");
+    // As editors do: write a new file, rename it over the old one.
+    let tmp = dir.join("weir.toml.tmp");
+    std::fs::write(&tmp, text("two")).expect("write");
+    std::fs::rename(&tmp, &path).expect("rename");
+    let mut body = String::new();
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        body = get().await;
+        if body == "two" {
+            break;
+        }
+    }
+    assert_eq!(body, "two");
+}
