@@ -5,8 +5,10 @@
 pub mod body;
 pub mod ctx;
 pub mod error;
+pub mod histogram;
 pub mod request_id;
 
 pub use body::{BodyStats, BoxError, RequestBody, ResponseBody};
 pub use ctx::RequestCtx;
 pub use error::{ErrorKind, ProxyError, Retry, Side};
+pub use histogram::Histogram;

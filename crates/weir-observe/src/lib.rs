@@ -3,8 +3,10 @@
 //! metrics exposition.
 
 mod access_log;
+pub mod metrics;
 pub mod prometheus;
 mod record;
 
 pub use access_log::AccessLog;
+pub use metrics::{MetricsRegistry, RouteMetrics};
 pub use record::{rfc3339_millis, RequestRecord};

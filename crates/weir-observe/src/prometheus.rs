@@ -57,6 +57,36 @@ impl Exposition {
         }
     }
 
+    /// Writes a histogram family: per sample, its cumulative buckets, sum and count.
+    pub fn histogram<'a>(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (&'a [(&'a str, &'a str)], &'a weir_core::Histogram)>,
+    ) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} histogram");
+        for (labels, h) in samples {
+            let (buckets, count, sum) = h.snapshot();
+            let base: String = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\",", escape(v)))
+                .collect();
+            for (bound, n) in weir_core::histogram::BUCKETS.iter().zip(buckets) {
+                let _ = writeln!(self.out, "{name}_bucket{{{base}le=\"{bound}\"}} {n}");
+            }
+            let _ = writeln!(self.out, "{name}_bucket{{{base}le=\"+Inf\"}} {count}");
+            let plain = base.trim_end_matches(',');
+            let braces = if plain.is_empty() {
+                String::new()
+            } else {
+                format!("{{{plain}}}")
+            };
+            let _ = writeln!(self.out, "{name}_sum{braces} {sum}");
+            let _ = writeln!(self.out, "{name}_count{braces} {count}");
+        }
+    }
+
     /// The text.
     pub fn finish(self) -> String {
         self.out

@@ -226,6 +226,7 @@ fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => {
             let mut text = metrics(&stats);
+            text.push_str(&request_metrics(shared));
             text.push_str(&listener_metrics(&shared.listeners.load()));
             if let Some(control) = shared.control.get() {
                 text.push_str(&reload_metrics(&control.stats));
@@ -483,6 +484,38 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Full<B
     resp
 }
 
+/// Requests by route, durations, bytes, requests in flight and upstream try durations.
+fn request_metrics(shared: &Shared) -> String {
+    let mut e = Exposition::new();
+    shared.metrics.render(&mut e);
+    let none: &[(&str, &str)] = &[];
+    e.family(
+        "weir_requests_in_flight",
+        Kind::Gauge,
+        "Requests being served now.",
+        [(none, shared.in_flight.load(Ordering::Relaxed) as f64)],
+    );
+    let runtime = shared.runtime.load();
+    let labels: Vec<([(&str, &str); 2], &weir_core::Histogram)> = runtime
+        .upstreams()
+        .iter()
+        .flat_map(|u| {
+            u.endpoints().iter().zip(u.states()).map(move |(ep, st)| {
+                (
+                    [("upstream", &*u.name), ("endpoint", &*ep.address)],
+                    &st.attempts,
+                )
+            })
+        })
+        .collect();
+    e.histogram(
+        "weir_upstream_attempt_duration_seconds",
+        "Each try to an endpoint, from sending to the response head (or failure).",
+        labels.iter().map(|(l, h)| (&l[..], *h)),
+    );
+    e.finish()
+}
+
 /// Reload counts and the last reload's result.
 fn reload_metrics(stats: &crate::control::ReloadStats) -> String {
     let mut e = Exposition::new();
@@ -531,6 +564,27 @@ fn listener_metrics(listeners: &[(Arc<str>, Arc<ListenerCounters>)]) -> String {
         .iter()
         .map(|(n, _)| [("listener", &**n)])
         .collect();
+    let by_protocol: Vec<([(&str, &str); 2], f64)> = listeners
+        .iter()
+        .flat_map(|(n, c)| {
+            [
+                (
+                    [("listener", &**n), ("protocol", "http1")],
+                    c.open_http1.load(Ordering::Relaxed) as f64,
+                ),
+                (
+                    [("listener", &**n), ("protocol", "h2")],
+                    c.open_h2.load(Ordering::Relaxed) as f64,
+                ),
+            ]
+        })
+        .collect();
+    e.family(
+        "weir_connections_open",
+        Kind::Gauge,
+        "Open connections that have sent a request, by listener and protocol.",
+        by_protocol.iter().map(|(l, v)| (&l[..], *v)),
+    );
     let families: [Family<ListenerCounters>; 7] = [
         (
             "weir_listener_connections_accepted_total",

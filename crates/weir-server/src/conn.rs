@@ -59,11 +59,27 @@ pub(crate) struct ConnState {
     abandoned: AtomicU32,
     answered: AtomicU32,
     abusive: tokio::sync::Notify,
+    /// Protocol seen on the first request (0 none yet, 1 HTTP/1.x, 2 HTTP/2), counted in the
+    /// listener's open connections by protocol until the connection ends.
+    protocol: std::sync::atomic::AtomicU8,
+    counters: Arc<ListenerCounters>,
+}
+
+impl Drop for ConnState {
+    fn drop(&mut self) {
+        match self.protocol.load(Ordering::Relaxed) {
+            1 => self.counters.open_http1.fetch_sub(1, Ordering::Relaxed),
+            2 => self.counters.open_h2.fetch_sub(1, Ordering::Relaxed),
+            _ => 0,
+        };
+    }
 }
 
 impl ConnState {
-    fn new() -> Self {
+    fn new(counters: Arc<ListenerCounters>) -> Self {
         Self {
+            protocol: std::sync::atomic::AtomicU8::new(0),
+            counters,
             base: Instant::now(),
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(1),
@@ -86,6 +102,19 @@ impl ConnState {
 
     /// A request head was parsed: the connection is busy until its response ends.
     pub(crate) fn request_started(&self, http2: bool) {
+        let proto = if http2 { 2 } else { 1 };
+        if self
+            .protocol
+            .compare_exchange(0, proto, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            let open = if http2 {
+                &self.counters.open_h2
+            } else {
+                &self.counters.open_http1
+            };
+            open.fetch_add(1, Ordering::Relaxed);
+        }
         if http2 {
             self.multiplexed.store(true, Ordering::Relaxed);
         }
@@ -312,7 +341,7 @@ async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let state = Arc::new(ConnState::new());
+    let state = Arc::new(ConnState::new(settings.counters.clone()));
     let info = Arc::new(ConnInfo {
         peer,
         local: settings.local,

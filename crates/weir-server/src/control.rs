@@ -254,7 +254,8 @@ impl Control {
         let shared = self.shared.upgrade().ok_or(ServerError::ShuttingDown)?;
         let mut state = self.state.lock().await;
         let current = shared.runtime.load_full();
-        let runtime = Runtime::compile_carrying(&config, Some((&current, &state.config)))?;
+        let runtime =
+            Runtime::compile_carrying(&config, Some((&current, &state.config)), &shared.metrics)?;
         let mut summary = ReloadSummary::default();
         for u in runtime.upstreams() {
             if current.upstreams().iter().any(|c| Arc::ptr_eq(c, u)) {

@@ -91,6 +91,10 @@ pub(crate) struct Shared {
     pub(crate) config_hash: std::sync::atomic::AtomicU64,
     /// The admin API's bearer token.
     pub(crate) admin_token: Option<String>,
+    /// Request metrics by route, kept across reloads.
+    pub(crate) metrics: weir_observe::MetricsRegistry,
+    /// Requests being served now.
+    pub(crate) in_flight: std::sync::atomic::AtomicU64,
 }
 
 /// A fingerprint of a config (FNV-1a over its debug form; secrets are hashed, never shown).
@@ -126,9 +130,12 @@ impl Server {
         config_path: Option<std::path::PathBuf>,
         access_log: AccessLog,
     ) -> Result<Self, ServerError> {
-        let runtime = Runtime::compile(&config)?;
+        let metrics = weir_observe::MetricsRegistry::default();
+        let runtime = Runtime::compile_carrying(&config, None, &metrics)?;
         runtime.start_background();
         let shared = Arc::new(Shared {
+            metrics,
+            in_flight: std::sync::atomic::AtomicU64::new(0),
             runtime: ArcSwap::from_pointee(runtime),
             access_log,
             listeners: ArcSwap::from_pointee(Vec::new()),

@@ -67,6 +67,8 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub(crate) struct ListenerCounters {
     pub(crate) accepted: AtomicU64,
     pub(crate) open: AtomicU64,
+    pub(crate) open_http1: AtomicU64,
+    pub(crate) open_h2: AtomicU64,
     pub(crate) tls_handshake_errors: AtomicU64,
     pub(crate) tls_reload_errors: AtomicU64,
     pub(crate) proxy_protocol_errors: AtomicU64,

@@ -19,16 +19,27 @@ use crate::Shared;
 pub(crate) struct LogPhase {
     pub(crate) ctx: RequestCtx,
     shared: Arc<Shared>,
+    /// The snapshot the request runs on (its route metrics).
+    runtime: Arc<crate::runtime::Runtime>,
     conn: Arc<ConnState>,
     bytes_out: u64,
     completed: bool,
 }
 
 impl LogPhase {
-    pub(crate) fn new(ctx: RequestCtx, shared: Arc<Shared>, conn: Arc<ConnState>) -> Self {
+    pub(crate) fn new(
+        ctx: RequestCtx,
+        shared: Arc<Shared>,
+        runtime: Arc<crate::runtime::Runtime>,
+        conn: Arc<ConnState>,
+    ) -> Self {
+        shared
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Self {
             ctx,
             shared,
+            runtime,
             conn,
             bytes_out: 0,
             completed: false,
@@ -39,6 +50,27 @@ impl LogPhase {
 impl Drop for LogPhase {
     fn drop(&mut self) {
         self.conn.request_finished(self.ctx.status != 0);
+        self.shared
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let status = if self.ctx.status == 0 {
+            499
+        } else {
+            self.ctx.status
+        };
+        let metrics = self
+            .ctx
+            .route
+            .as_ref()
+            .and_then(|r| self.runtime.route_metrics.get(r))
+            .unwrap_or(&self.runtime.unmatched_metrics);
+        metrics.record(
+            &self.ctx.method,
+            status,
+            self.ctx.start.elapsed(),
+            self.ctx.body.bytes(),
+            self.bytes_out,
+        );
         let log = &self.shared.access_log;
         if !log.enabled() {
             return;

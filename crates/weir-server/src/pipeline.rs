@@ -58,7 +58,12 @@ pub(crate) async fn handle(
         .headers()
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-    let mut log = Box::new(LogPhase::new(ctx, shared, conn.state.clone()));
+    let mut log = Box::new(LogPhase::new(
+        ctx,
+        shared,
+        runtime.clone(),
+        conn.state.clone(),
+    ));
     let Outcome {
         response: mut resp,
         deadline,

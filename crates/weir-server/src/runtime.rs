@@ -31,13 +31,16 @@ pub struct Runtime {
     pub(crate) routers: Vec<(Arc<str>, Router)>,
     pub(crate) upstreams: Vec<Arc<Upstream>>,
     pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
+    /// Metrics of each route by name, and of requests no route matched.
+    pub(crate) route_metrics: std::collections::HashMap<Arc<str>, Arc<weir_observe::RouteMetrics>>,
+    pub(crate) unmatched_metrics: Arc<weir_observe::RouteMetrics>,
     pub(crate) limits: Limits,
 }
 
 impl Runtime {
     /// Compiles a validated config.
     pub fn compile(config: &weir_config::Config) -> Result<Self, CompileError> {
-        Self::compile_carrying(config, None)
+        Self::compile_carrying(config, None, &weir_observe::MetricsRegistry::default())
     }
 
     /// Compiles a validated config, carrying over from `previous` (the running runtime and the
@@ -46,6 +49,7 @@ impl Runtime {
     pub(crate) fn compile_carrying(
         config: &weir_config::Config,
         previous: Option<(&Runtime, &weir_config::Config)>,
+        metrics: &weir_observe::MetricsRegistry,
     ) -> Result<Self, CompileError> {
         let upstreams = config
             .upstreams
@@ -67,7 +71,17 @@ impl Runtime {
             let router = Router::compile(&config.routes, &l.name, index)?;
             routers.push((Arc::from(l.name.as_str()), router));
         }
+        let mut route_metrics = std::collections::HashMap::new();
+        for (_, router) in &routers {
+            for r in router.routes() {
+                route_metrics
+                    .entry(r.name.clone())
+                    .or_insert_with(|| metrics.route(&r.name));
+            }
+        }
         Ok(Self {
+            route_metrics,
+            unmatched_metrics: metrics.route(""),
             routers,
             upstreams,
             trusted_proxies: config.trusted_proxies.iter().map(|c| c.0).collect(),

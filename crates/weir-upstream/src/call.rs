@@ -246,8 +246,9 @@ impl Upstream {
                     )
                     .await;
                     // Failures count too: a timing-out endpoint must look slow to `ewma`.
-                    self.states[index]
-                        .observe_latency(sent.elapsed().as_nanos() as f64, self.clock.now_ms());
+                    let took = sent.elapsed();
+                    self.states[index].observe_latency(took.as_nanos() as f64, self.clock.now_ms());
+                    self.states[index].attempts.observe(took);
                     r.map_err(|e| (e, Phase::Send))
                 }
             };

@@ -75,6 +75,8 @@ pub struct EndpointState {
     pub requests: AtomicU64,
     /// Failed tries (transport errors and 5xx), for metrics.
     pub failures: AtomicU64,
+    /// Duration of each try up to the response head (or the failure), for metrics.
+    pub attempts: weir_core::Histogram,
 }
 
 /// Latency assumed for an endpoint before it has answered anything.
@@ -98,6 +100,7 @@ impl Default for EndpointState {
             in_service: AtomicBool::new(true),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            attempts: weir_core::Histogram::default(),
         }
     }
 }

@@ -11,6 +11,7 @@ mod grpc;
 mod h2_abuse;
 mod hostile;
 mod limits;
+mod metrics;
 mod proxy;
 mod proxy_protocol;
 mod reload;
