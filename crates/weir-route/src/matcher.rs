@@ -212,6 +212,46 @@ impl Matcher {
         None
     }
 
+    /// The conditions in words, e.g. `host api.example.com, path prefix "/v1/", method GET`.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.hosts.is_empty() {
+            let hosts: Vec<String> = self
+                .hosts
+                .iter()
+                .map(|h| match h {
+                    HostPattern::Exact(e) => e.clone(),
+                    HostPattern::Suffix(s) => format!("*{s}"),
+                })
+                .collect();
+            parts.push(format!("host {}", hosts.join(" | ")));
+        }
+        match &self.path {
+            PathPattern::Any => {}
+            PathPattern::Exact(p) => parts.push(format!("path {p:?}")),
+            PathPattern::Prefix(p) => parts.push(format!("path prefix {p:?}")),
+            PathPattern::Regex(re) => parts.push(format!("path ~ /{}/", re.as_str())),
+        }
+        if !self.methods.is_empty() {
+            let m: Vec<&str> = self.methods.iter().map(Method::as_str).collect();
+            parts.push(format!("method {}", m.join(" | ")));
+        }
+        for (n, _) in &self.headers {
+            parts.push(format!("header {n}"));
+        }
+        for (n, _) in &self.query {
+            parts.push(format!("query {n}"));
+        }
+        if self.priority != 0 {
+            parts.push(format!("priority {}", self.priority));
+        }
+        if parts.is_empty() {
+            "everything".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    }
+
     /// Says in words why `failure` happened, naming what the route wanted.
     pub fn describe(&self, failure: Failure) -> String {
         let test = |t: &ValueTest| match t {

@@ -95,6 +95,10 @@ async fn route(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
         }
         (&Method::GET, "/status") => json_response(StatusCode::OK, status(shared)),
         (&Method::GET, "/explain") => explain(req.uri().query().unwrap_or(""), shared),
+        (&Method::GET, "/routes") => json_response(
+            StatusCode::OK,
+            crate::explain::routes(&shared.runtime.load()),
+        ),
         (&Method::POST, p) if p.starts_with("/upstreams/") => drain(p, shared),
         _ => handle(req, shared),
     }

@@ -123,6 +123,29 @@ pub fn explain(
     })
 }
 
+/// Every listener's routes in precedence order: name, conditions, action (`GET /routes`).
+pub fn routes(rt: &Runtime) -> serde_json::Value {
+    let listeners: Vec<serde_json::Value> = rt
+        .routers
+        .iter()
+        .map(|(name, router)| {
+            let routes: Vec<serde_json::Value> = router
+                .routes()
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "name": &*r.name,
+                        "match": r.matcher.summary(),
+                        "action": describe_action(rt, &r.action).first().cloned().unwrap_or_default(),
+                    })
+                })
+                .collect();
+            serde_json::json!({"listener": &**name, "routes": routes})
+        })
+        .collect();
+    serde_json::json!({ "listeners": listeners })
+}
+
 fn describe_action(rt: &Runtime, action: &Action) -> Vec<String> {
     match action {
         Action::Proxy {

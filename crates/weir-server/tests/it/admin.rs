@@ -170,4 +170,13 @@ async fn explain_names_the_route_and_why_earlier_ones_missed() {
     );
     let bad = admin_get(&gw, "/explain?method=GET", Some(TOKEN)).await;
     assert_eq!(bad.status(), 400);
+    let routes: serde_json::Value = admin_get(&gw, "/routes", Some(TOKEN))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let listed = &routes["listeners"][0]["routes"];
+    assert_eq!(listed[0]["name"], "admin-only");
+    assert_eq!(listed[0]["match"], "path prefix \"/admin\", method POST");
+    assert_eq!(listed[1]["match"], "everything");
 }
