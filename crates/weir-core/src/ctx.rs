@@ -37,6 +37,10 @@ pub struct RequestCtx {
     pub upstream: Option<Arc<str>>,
     /// Address of the endpoint the request was sent to (the last one, after retries).
     pub endpoint: Option<Arc<str>>,
+    /// Time the last upstream try spent getting a connection.
+    pub upstream_connect: Option<std::time::Duration>,
+    /// Time from sending to the upstream's response head (last try).
+    pub upstream_first_byte: Option<std::time::Duration>,
     /// Upstream tries made (0 when the request was not proxied; more than 1 after retries).
     pub tries: u32,
     /// Request body accounting.
@@ -84,6 +88,8 @@ impl RequestCtx {
             upstream: None,
             endpoint: None,
             tries: 0,
+            upstream_connect: None,
+            upstream_first_byte: None,
             body: Arc::default(),
             error: None,
             status: 0,

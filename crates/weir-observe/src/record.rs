@@ -39,6 +39,12 @@ pub struct RequestRecord<'a> {
     pub upstream: Option<&'a str>,
     /// Upstream endpoint address (of the last try).
     pub endpoint: Option<&'a str>,
+    /// Milliseconds the last upstream try spent getting a connection (≈0 when pooled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_connect_ms: Option<f64>,
+    /// Milliseconds from sending upstream to the response head (last try).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_first_byte_ms: Option<f64>,
     /// Upstream tries (1 + retries); omitted when the request was not proxied.
     #[serde(skip_serializing_if = "is_zero")]
     pub tries: u32,

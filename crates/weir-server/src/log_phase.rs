@@ -95,17 +95,24 @@ impl Drop for LogPhase {
             status,
             bytes_in: ctx.body.bytes(),
             bytes_out: self.bytes_out,
-            duration_ms: (ctx.start.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+            duration_ms: millis(ctx.start.elapsed()),
             route: ctx.route.as_deref(),
             upstream: ctx.upstream.as_deref(),
             endpoint: ctx.endpoint.as_deref(),
             tries: ctx.tries,
+            upstream_connect_ms: ctx.upstream_connect.map(millis),
+            upstream_first_byte_ms: ctx.upstream_first_byte.map(millis),
             forward: ctx.forward,
             error: ctx.error.map(weir_core::ErrorKind::code),
             completed: self.completed,
         };
         log.log(&record);
     }
+}
+
+/// Milliseconds with microsecond precision.
+fn millis(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
 /// The response body as sent: counts bytes, enforces the upstream's total deadline, and

@@ -100,6 +100,8 @@ pub(crate) async fn forward(
     };
     ctx.endpoint = info.endpoint;
     ctx.tries = info.tries;
+    ctx.upstream_connect = info.connect;
+    ctx.upstream_first_byte = info.first_byte;
     let (mut resp, guard) = result?;
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     let tunnel = match (switching, upgrade.is_some(), client_upgrade) {

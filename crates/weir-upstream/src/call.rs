@@ -48,6 +48,10 @@ pub struct CallInfo {
     pub tries: u32,
     /// A sticky-session cookie to set on the response.
     pub set_cookie: Option<HeaderValue>,
+    /// Time the last try spent getting a connection (near zero when a pooled one was ready).
+    pub connect: Option<std::time::Duration>,
+    /// Time the last try waited from sending to the response head.
+    pub first_byte: Option<std::time::Duration>,
 }
 
 /// Held until the response body is done: returns the connection to its pool, then ends the
@@ -212,7 +216,11 @@ impl Upstream {
             let in_flight = InFlight::new(self, index);
             let pool = &self.pools[index];
 
-            let outcome = match pool.checkout(endpoint, proxy_header.as_deref()).await {
+            let checkout_started = tokio::time::Instant::now();
+            let checked_out = pool.checkout(endpoint, proxy_header.as_deref()).await;
+            info.connect = Some(checkout_started.elapsed());
+            info.first_byte = None;
+            let outcome = match checked_out {
                 Err(e) => Err((e, Phase::Connect)),
                 Ok(conn) => {
                     let Some(head) = parts.as_ref() else {
@@ -247,6 +255,7 @@ impl Upstream {
                     .await;
                     // Failures count too: a timing-out endpoint must look slow to `ewma`.
                     let took = sent.elapsed();
+                    info.first_byte = Some(took);
                     self.states[index].observe_latency(took.as_nanos() as f64, self.clock.now_ms());
                     self.states[index].attempts.observe(took);
                     r.map_err(|e| (e, Phase::Send))

@@ -29,6 +29,19 @@ async fn one_line_per_request_with_fields() {
     assert_eq!(l["route"], "to-up");
     assert_eq!(l["upstream"], "up");
     assert_eq!(l["endpoint"], o.addr.to_string());
+    assert_eq!(l["tries"], 1);
+    // Timing breakdown of the upstream part.
+    let connect = l["upstream_connect_ms"]
+        .as_f64()
+        .expect("upstream_connect_ms");
+    let first_byte = l["upstream_first_byte_ms"]
+        .as_f64()
+        .expect("upstream_first_byte_ms");
+    let total = l["duration_ms"].as_f64().expect("duration_ms");
+    assert!(
+        connect >= 0.0 && first_byte >= 0.0 && connect + first_byte <= total,
+        "{l}"
+    );
     assert_eq!(l["request_id"], id.as_str());
     assert_eq!(l["listener"], "main");
     assert_eq!(l["completed"], true);
