@@ -240,6 +240,11 @@ impl Server {
             .collect()
     }
 
+    /// Reopens the access log file by name (log rotation).
+    pub fn reopen_access_log(&self) {
+        self.shared.access_log.reopen();
+    }
+
     /// Writes out every access-log line queued so far.
     pub fn flush_access_log(&self) {
         self.shared.access_log.flush();

@@ -157,10 +157,11 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
             .build()?
     };
     runtime.block_on(async move {
-        let access_log = if config.access_log.enabled {
-            weir_observe::AccessLog::stdout()
-        } else {
-            weir_observe::AccessLog::disabled()
+        let access_log = match (&config.access_log.path, config.access_log.enabled) {
+            (_, false) => weir_observe::AccessLog::disabled(),
+            (Some(file), true) => weir_observe::AccessLog::to_file(file)
+                .with_context(|| format!("opening the access log {}", file.display()))?,
+            (None, true) => weir_observe::AccessLog::stdout(),
         };
         let server = weir_server::Server::start_with_file(config, path, access_log).await?;
         for (name, addr) in server.local_addrs() {
@@ -176,16 +177,22 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     })
 }
 
-/// Waits for SIGTERM or SIGINT (returned), reloading the config file on every SIGHUP.
+/// Waits for SIGTERM or SIGINT (returned), reloading the config file on every SIGHUP and
+/// reopening the access log on every SIGUSR1.
 async fn wait_for_signal(server: &weir_server::Server) -> anyhow::Result<&'static str> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    let mut usr1 = signal(SignalKind::user_defined1()).context("installing SIGUSR1 handler")?;
     loop {
         tokio::select! {
             _ = term.recv() => return Ok("SIGTERM"),
             _ = int.recv() => return Ok("SIGINT"),
+            _ = usr1.recv() => {
+                tracing::info!("SIGUSR1 received: reopening the access log");
+                server.reopen_access_log();
+            }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP received: reloading the config");
                 // Success and failure are both logged by the server; failure keeps the

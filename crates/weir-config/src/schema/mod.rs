@@ -100,14 +100,20 @@ impl Default for ServerLimits {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessLog {
-    /// One JSON line per request on stdout.
+    /// One JSON line per request.
     #[serde(default = "defaults::yes")]
     pub enabled: bool,
+    /// Append to this file instead of stdout; reopened on SIGUSR1 (log rotation).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
 }
 
 impl Default for AccessLog {
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            path: None,
+        }
     }
 }
 
