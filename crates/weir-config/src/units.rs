@@ -174,6 +174,21 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// Serializes a type as its `Display` text: the same form the config file uses, so the
+/// effective config (admin API `GET /config`) reads like a config file.
+macro_rules! serialize_as_text {
+    ($($t:ty),* $(,)?) => {$(
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    )*};
+}
+pub(crate) use serialize_as_text;
+
+serialize_as_text!(Duration, ByteSize);
+
 /// Deserializes any `FromStr` type from a string (and, for sizes, a non-negative integer).
 pub(crate) struct FromStrVisitor<T> {
     expecting: &'static str,

@@ -242,3 +242,15 @@ protocol = "h2"
 "#
     ));
 }
+
+#[test]
+fn the_effective_config_serializes_back_to_the_same_config() {
+    let src = format!(
+        "{BASE}balance = \"consistent_hash\"\nhash_key = \"header:x-user\"\nretry = {{ on = [\"connect\", 503] }}\nhealth.active = {{ expect_status = [\"200-299\", 404] }}\ncircuit_breaker = {{}}\n"
+    );
+    let config = weir_config::parse(&src, "weir.toml").expect("valid");
+    let text = toml::to_string(&config).expect("serializes");
+    let again =
+        weir_config::parse(&text, "effective.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(config, again);
+}

@@ -95,6 +95,10 @@ async fn route(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
         }
         (&Method::GET, "/status") => json_response(StatusCode::OK, status(shared)),
         (&Method::GET, "/explain") => explain(req.uri().query().unwrap_or(""), shared),
+        (&Method::GET, "/config") => match shared.control.get() {
+            Some(c) => json_response(StatusCode::OK, c.effective_config().await),
+            None => json_response(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({})),
+        },
         (&Method::GET, "/routes") => json_response(
             StatusCode::OK,
             crate::explain::routes(&shared.runtime.load()),

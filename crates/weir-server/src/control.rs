@@ -110,6 +110,14 @@ impl Control {
         Ok(addrs)
     }
 
+    /// The running config with defaults filled in and secrets replaced by `"<redacted>"`.
+    pub(crate) async fn effective_config(&self) -> serde_json::Value {
+        let state = self.state.lock().await;
+        let mut v = serde_json::to_value(&state.config).unwrap_or_default();
+        redact(&mut v);
+        v
+    }
+
     /// Every listener's name and bound address, now.
     pub(crate) async fn addrs(&self) -> Vec<(String, SocketAddr)> {
         let state = self.state.lock().await;
@@ -307,6 +315,24 @@ impl Control {
         state.config = config;
         self.publish_counters(&state);
         Ok(summary)
+    }
+}
+
+/// Replaces every secret in a serialized config: the admin token and sticky-cookie keys.
+fn redact(v: &mut serde_json::Value) {
+    const SECRET_KEYS: [&str; 2] = ["token", "secret"];
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, val) in map.iter_mut() {
+                if SECRET_KEYS.contains(&k.as_str()) && !val.is_null() {
+                    *val = serde_json::Value::String("<redacted>".to_owned());
+                } else {
+                    redact(val);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
     }
 }
 

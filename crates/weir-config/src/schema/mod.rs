@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 mod upstream;
 
@@ -15,7 +15,7 @@ pub use upstream::*;
 use crate::units::{ByteSize, Duration};
 
 /// A whole Weir config file.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Worker threads serving traffic; default: the number of CPU cores.
@@ -52,7 +52,7 @@ pub struct Config {
 }
 
 /// The admin listener: operators' endpoints, kept off the traffic listeners.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Admin {
     /// Address and port, e.g. `"127.0.0.1:9901"`.
@@ -64,7 +64,7 @@ pub struct Admin {
 }
 
 /// Limits that protect Weir from slow, huge or too many clients.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerLimits {
     /// Largest request head (request line and headers); larger is answered 431.
@@ -97,7 +97,7 @@ impl Default for ServerLimits {
 }
 
 /// Access-log settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessLog {
     /// One JSON line per request.
@@ -118,7 +118,7 @@ impl Default for AccessLog {
 }
 
 /// A socket Weir listens on.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listener {
     /// Unique name, used by routes and in logs.
@@ -154,7 +154,7 @@ pub struct Listener {
 }
 
 /// What a listener is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ListenerMode {
     /// A reverse proxy: routes decide.
@@ -165,7 +165,7 @@ pub enum ListenerMode {
 }
 
 /// A forward proxy's policy.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardProxy {
     /// Destinations allowed, as `HOST:PORT` patterns: `"api.example.com:443"`,
@@ -252,7 +252,7 @@ impl DestinationPattern {
 }
 
 /// TLS settings of a listener.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerTls {
     /// Certificates; the one for a connection is chosen by SNI against each certificate's
@@ -280,7 +280,7 @@ pub struct ListenerTls {
 }
 
 /// A certificate chain and its private key, as PEM files.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateFiles {
     /// PEM file: the certificate, then its intermediates.
@@ -290,7 +290,7 @@ pub struct CertificateFiles {
 }
 
 /// A TLS protocol version.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TlsVersion {
     /// TLS 1.2 and 1.3.
     #[default]
@@ -302,7 +302,7 @@ pub enum TlsVersion {
 }
 
 /// Whether a client certificate is required.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientAuth {
     /// Connections without a valid client certificate are refused.
@@ -313,7 +313,7 @@ pub enum ClientAuth {
 }
 
 /// Redirect plaintext requests to https.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedirectHttps {
     /// Port of the https URL (443 is left out of the URL).
@@ -322,7 +322,7 @@ pub struct RedirectHttps {
 }
 
 /// One route: a match and exactly one action.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     /// Name shown in logs; default `route-N` (N its position, from 0).
@@ -352,7 +352,7 @@ pub struct Route {
 }
 
 /// Conditions a request must meet, all of them, for the route to match.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteMatch {
     /// Host names, exact (`example.com`) or wildcard (`*.example.com`); any one may match.
@@ -380,7 +380,7 @@ pub struct RouteMatch {
 
 /// A condition on a named header or query parameter: equal to `value`, matching `regex`,
 /// or (with neither) simply present.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Predicate {
     /// Header or parameter name (header names are case-insensitive).
@@ -394,7 +394,7 @@ pub struct Predicate {
 }
 
 /// `proxy` action.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyAction {
     /// Name of the upstream.
@@ -407,7 +407,7 @@ pub struct ProxyAction {
 }
 
 /// `respond` action.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RespondAction {
     /// Status code.
@@ -422,7 +422,7 @@ pub struct RespondAction {
 }
 
 /// `redirect` action.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedirectAction {
     /// 301, 302, 303, 307 or 308.
@@ -433,7 +433,7 @@ pub struct RedirectAction {
 }
 
 /// `static` action.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StaticAction {
     /// Directory served; relative paths are relative to the working directory.
@@ -449,6 +449,20 @@ pub struct StaticAction {
 /// A socket address parsed with a clear error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Addr(pub SocketAddr);
+
+impl std::fmt::Display for Addr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+crate::units::serialize_as_text!(Addr, Cidr);
 
 impl<'de> Deserialize<'de> for Addr {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

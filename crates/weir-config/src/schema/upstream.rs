@@ -4,12 +4,12 @@
 use std::fmt;
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::units::{ByteSize, Duration};
 
 /// A named pool of endpoints that `proxy` routes send requests to.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Upstream {
     /// Unique name, used by routes.
@@ -78,7 +78,7 @@ pub struct Upstream {
 }
 
 /// Protocol to the endpoints.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpstreamProtocol {
     /// HTTP/1.1 with a pool of keep-alive connections.
@@ -91,7 +91,7 @@ pub enum UpstreamProtocol {
 }
 
 /// PROXY protocol version sent to upstreams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProxyProtocolVersion {
     /// The text header.
@@ -101,7 +101,7 @@ pub enum ProxyProtocolVersion {
 }
 
 /// TLS to an upstream.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTls {
     /// PEM bundle of CAs to verify endpoints against; default the system's roots.
@@ -122,7 +122,7 @@ pub struct UpstreamTls {
 }
 
 /// One endpoint and its weight.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EndpointSpec {
     /// `host:port`.
     pub address: String,
@@ -164,7 +164,7 @@ impl<'de> Deserialize<'de> for EndpointSpec {
 }
 
 /// Load-balancing algorithm of an upstream.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Balance {
     /// Each endpoint in turn, in proportion to weights (nginx's smooth weighted round robin).
@@ -187,7 +187,7 @@ pub enum Balance {
 }
 
 /// The consistent-hash table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HashTable {
     /// A ketama-style ring of virtual nodes (160 per unit of weight).
@@ -237,6 +237,41 @@ impl std::str::FromStr for HashKey {
     }
 }
 
+impl std::fmt::Display for HashKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HashKey::ClientIp => f.write_str("client_ip"),
+            HashKey::Path => f.write_str("path"),
+            HashKey::Header(n) => write!(f, "header:{n}"),
+            HashKey::Cookie(n) => write!(f, "cookie:{n}"),
+            HashKey::Query(n) => write!(f, "query:{n}"),
+        }
+    }
+}
+
+impl std::fmt::Display for StatusRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.from == self.to {
+            write!(f, "{}", self.from)
+        } else {
+            write!(f, "{}-{}", self.from, self.to)
+        }
+    }
+}
+
+impl std::fmt::Display for RetryOn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RetryOn::Connect => f.write_str("connect"),
+            RetryOn::Reset => f.write_str("reset"),
+            RetryOn::Timeout => f.write_str("timeout"),
+            RetryOn::Status(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+crate::units::serialize_as_text!(HashKey, StatusRange, RetryOn);
+
 impl<'de> Deserialize<'de> for HashKey {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_str(crate::units::FromStrVisitor::<HashKey>::new(
@@ -246,7 +281,7 @@ impl<'de> Deserialize<'de> for HashKey {
 }
 
 /// Sticky sessions by cookie.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sticky {
     /// Cookie name.
@@ -262,7 +297,7 @@ pub struct Sticky {
 }
 
 /// Active and passive health checking.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Health {
     /// Periodic probes; absent means endpoints are not probed.
@@ -274,7 +309,7 @@ pub struct Health {
 }
 
 /// Periodic health probes.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActiveHealth {
     /// `"http"` (the default) or `"tcp"` (connect only).
@@ -313,7 +348,7 @@ pub struct ActiveHealth {
 }
 
 /// Kind of active probe.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckKind {
     /// An HTTP/1.1 request.
@@ -371,7 +406,7 @@ impl<'de> Deserialize<'de> for StatusRange {
 }
 
 /// Outlier detection: endpoints failing live traffic are ejected for a while.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PassiveHealth {
     /// Consecutive 5xx responses that eject an endpoint; `0` disables.
@@ -404,7 +439,7 @@ impl Default for PassiveHealth {
 }
 
 /// Circuit breaker over an upstream's failure rate.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CircuitBreaker {
     /// Percentage of failed requests in `window` that opens the breaker.
@@ -425,7 +460,7 @@ pub struct CircuitBreaker {
 }
 
 /// The wait queue in front of `max_in_flight`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Queue {
     /// Requests that may wait; more are answered 503 at once.
@@ -446,7 +481,7 @@ impl Default for Queue {
 }
 
 /// When and how failed requests are tried again.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Retry {
     /// Retries after the first try; `0` disables.
@@ -530,7 +565,7 @@ impl<'de> Deserialize<'de> for RetryOn {
 }
 
 /// Exponential backoff with full jitter.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Backoff {
     /// Window of the first retry's wait; it doubles with each retry.
@@ -551,7 +586,7 @@ impl Default for Backoff {
 }
 
 /// Retries allowed: `percent` of the requests in `window`, plus `min_per_second`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryBudget {
     /// Retries as a percentage of requests.
@@ -576,7 +611,7 @@ impl Default for RetryBudget {
 }
 
 /// Timeouts for talking to an upstream.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTimeouts {
     /// Establishing the TCP connection (504 when exceeded).

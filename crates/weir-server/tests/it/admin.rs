@@ -68,6 +68,17 @@ async fn the_token_is_required_and_health_and_status_answer() {
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(status["last_reload"]["ok"], true);
     assert_eq!(status["config_hash"].as_str().map(str::len), Some(16));
+    // The effective config, defaults filled in, the token never shown.
+    let config: serde_json::Value = admin_get(&gw, "/config", Some(TOKEN))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(config["admin"]["token"], "<redacted>");
+    assert_eq!(config["upstreams"][0]["retry"]["attempts"], 2);
+    assert_eq!(config["server"]["max_request_header_size"], "32KiB");
+    let text = config.to_string();
+    assert!(!text.contains(TOKEN));
 }
 
 #[tokio::test]
