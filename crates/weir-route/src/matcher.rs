@@ -212,19 +212,22 @@ impl Matcher {
         None
     }
 
+    /// The route's hosts as written in the config (`*.example.com` for suffixes).
+    fn host_list(&self) -> Vec<String> {
+        self.hosts
+            .iter()
+            .map(|h| match h {
+                HostPattern::Exact(e) => e.clone(),
+                HostPattern::Suffix(s) => format!("*{s}"),
+            })
+            .collect()
+    }
+
     /// The conditions in words, e.g. `host api.example.com, path prefix "/v1/", method GET`.
     pub fn summary(&self) -> String {
         let mut parts = Vec::new();
         if !self.hosts.is_empty() {
-            let hosts: Vec<String> = self
-                .hosts
-                .iter()
-                .map(|h| match h {
-                    HostPattern::Exact(e) => e.clone(),
-                    HostPattern::Suffix(s) => format!("*{s}"),
-                })
-                .collect();
-            parts.push(format!("host {}", hosts.join(" | ")));
+            parts.push(format!("host {}", self.host_list().join(" | ")));
         }
         match &self.path {
             PathPattern::Any => {}
@@ -260,17 +263,7 @@ impl Matcher {
             ValueTest::Matches(re) => format!("~ /{}/", re.as_str()),
         };
         match failure {
-            Failure::Host => {
-                let hosts: Vec<String> = self
-                    .hosts
-                    .iter()
-                    .map(|h| match h {
-                        HostPattern::Exact(e) => e.clone(),
-                        HostPattern::Suffix(s) => format!("*{s}"),
-                    })
-                    .collect();
-                format!("host is not one of {}", hosts.join(", "))
-            }
+            Failure::Host => format!("host is not one of {}", self.host_list().join(", ")),
             Failure::Path => match &self.path {
                 PathPattern::Exact(p) => format!("path is not {p:?}"),
                 PathPattern::Prefix(p) => format!("path does not start with {p:?}"),

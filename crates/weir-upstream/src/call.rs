@@ -256,7 +256,12 @@ impl Upstream {
                     // Failures count too: a timing-out endpoint must look slow to `ewma`.
                     let took = sent.elapsed();
                     info.first_byte = Some(took);
-                    self.states[index].observe_latency(took.as_nanos() as f64, self.clock.now_ms());
+                    // The time of this sample, from readings already taken (no
+                    // extra clock read on the hot path).
+                    let at = now
+                        + crate::clock::ms(info.connect.unwrap_or_default())
+                        + crate::clock::ms(took);
+                    self.states[index].observe_latency(took.as_nanos() as f64, at);
                     self.states[index].attempts.observe(took);
                     r.map_err(|e| (e, Phase::Send))
                 }
