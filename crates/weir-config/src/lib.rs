@@ -16,6 +16,7 @@
 
 pub mod diagnostic;
 mod locate;
+pub mod log_format;
 pub mod pem;
 pub mod schema;
 pub mod units;

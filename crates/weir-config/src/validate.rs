@@ -54,10 +54,47 @@ pub fn validate(config: &Config) -> Vec<Diagnostic> {
             _ => {}
         }
     }
+    check_observability(config, &mut out);
     let listener_names = check_listeners(config, &mut out);
     let upstream_names = check_upstreams(config, &mut out);
     check_routes(config, &listener_names, &upstream_names, &mut out);
     out
+}
+
+fn check_observability(config: &Config, out: &mut Vec<Diagnostic>) {
+    let format = &config.access_log.format;
+    if format != "json" {
+        if let Err((at, message)) = crate::log_format::parse_log_format(format) {
+            out.push(
+                Diagnostic::at(
+                    KeyPath::root("access_log").key("format"),
+                    format!("at character {}: {message}", at + 1),
+                )
+                .help("\"json\", or a template such as \"$client_ip $method $path $status $duration_ms\""),
+            );
+        }
+    }
+    if let Some(t) = &config.tracing {
+        let at = KeyPath::root("tracing");
+        if !t.otlp_endpoint.starts_with("http://") || t.otlp_endpoint.parse::<http::Uri>().is_err()
+        {
+            out.push(
+                Diagnostic::at(at.key("otlp_endpoint"), "must be an http:// URL")
+                    .help("the OTLP/gRPC port of a collector, e.g. \"http://127.0.0.1:4317\" (TLS to the collector is not supported yet: run a local collector or agent)"),
+            );
+        }
+        if !(0.0..=1.0).contains(&t.sampling_ratio) {
+            out.push(Diagnostic::at(
+                at.key("sampling_ratio"),
+                format!("must be between 0.0 and 1.0, found {}", t.sampling_ratio),
+            ));
+        }
+        for (key, n) in [("batch_size", t.batch_size), ("max_queue", t.max_queue)] {
+            if n == 0 {
+                out.push(Diagnostic::at(at.key(key), "must be at least 1"));
+            }
+        }
+    }
 }
 
 fn unique<'a>(

@@ -51,6 +51,12 @@ pub struct RequestCtx {
     pub status: u16,
     /// A forward proxy's decision: `allowed` or `denied`.
     pub forward: Option<&'static str>,
+    /// The request arrived over TLS.
+    pub tls: bool,
+    /// The trace this request belongs to, when one came in or Weir traces.
+    pub trace: Option<crate::TraceContext>,
+    /// When the upstream call began (the upstream span's start).
+    pub upstream_start: Option<Instant>,
     /// The request is gRPC (`content-type: application/grpc…`): errors are answered the gRPC
     /// way.
     pub grpc: bool,
@@ -95,6 +101,9 @@ impl RequestCtx {
             status: 0,
             grpc: false,
             forward: None,
+            tls: false,
+            trace: None,
+            upstream_start: None,
         }
     }
 }

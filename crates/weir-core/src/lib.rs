@@ -7,8 +7,10 @@ pub mod ctx;
 pub mod error;
 pub mod histogram;
 pub mod request_id;
+pub mod trace_context;
 
 pub use body::{BodyStats, BoxError, RequestBody, ResponseBody};
 pub use ctx::RequestCtx;
 pub use error::{ErrorKind, ProxyError, Retry, Side};
 pub use histogram::Histogram;
+pub use trace_context::{TraceContext, Traceparent};

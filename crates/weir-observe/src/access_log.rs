@@ -7,9 +7,57 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::Duration;
 
+use weir_config::log_format::{parse_log_format, LogSegment};
+
 use crate::RequestRecord;
 
 const QUEUE_LINES: usize = 64 * 1024;
+
+/// How a record becomes a line.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One JSON object with every field.
+    #[default]
+    Json,
+    /// A template of text and named fields (`access_log.format`).
+    Template(Vec<LogSegment>),
+}
+
+impl LogFormat {
+    /// The format named by `access_log.format` (validated: an invalid template was refused
+    /// before this runs, and falls back to JSON here).
+    pub fn from_config(format: &str) -> Self {
+        if format == "json" {
+            return Self::Json;
+        }
+        parse_log_format(format).map_or(Self::Json, Self::Template)
+    }
+
+    /// The line for one record, newline included.
+    pub fn line(&self, record: &RequestRecord<'_>) -> Option<Vec<u8>> {
+        match self {
+            Self::Json => {
+                let mut line = Vec::with_capacity(384);
+                serde_json::to_writer(&mut line, record).ok()?;
+                line.push(b'\n');
+                Some(line)
+            }
+            Self::Template(segments) => {
+                let mut line = String::with_capacity(160);
+                for s in segments {
+                    match s {
+                        LogSegment::Text(t) => line.push_str(t),
+                        LogSegment::Field(f) => record.write_field(f, &mut line),
+                    }
+                }
+                // A field (a path, a host) must not be able to start a new line.
+                let mut line = line.replace(['\n', '\r'], " ").into_bytes();
+                line.push(b'\n');
+                Some(line)
+            }
+        }
+    }
+}
 
 enum Msg {
     Line(Vec<u8>),
@@ -93,14 +141,17 @@ impl AccessLog {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Queues one record.
+    /// Queues one record, as JSON.
     pub fn log(&self, record: &RequestRecord<'_>) {
+        self.log_as(record, &LogFormat::Json);
+    }
+
+    /// Queues one record in `format`.
+    pub fn log_as(&self, record: &RequestRecord<'_>, format: &LogFormat) {
         let Some(tx) = &self.tx else { return };
-        let mut line = Vec::with_capacity(384);
-        if serde_json::to_writer(&mut line, record).is_err() {
+        let Some(line) = format.line(record) else {
             return;
-        }
-        line.push(b'\n');
+        };
         if let Err(TrySendError::Full(_)) = tx.try_send(Msg::Line(line)) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -166,6 +217,8 @@ mod tests {
         RequestRecord {
             ts: "2026-11-22T10:00:00.000Z".into(),
             request_id: "r",
+            trace_id: None,
+            span_id: None,
             listener: "main",
             client_ip: "127.0.0.1".into(),
             proto: "HTTP/1.1",
@@ -213,5 +266,35 @@ mod tests {
         );
         assert_eq!(new.lines().count(), 1, "lines after it go to the new file");
         assert!(AccessLog::to_file(&dir.join("missing/dir/log")).is_err());
+    }
+
+    #[test]
+    fn templates_render_every_field_and_json_keys_match_the_names() {
+        let mut r = record();
+        r.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
+        r.path = "/a\nb";
+        let format = LogFormat::from_config("$method ${path}! $status $trace_id $route $$");
+        let line = String::from_utf8(format.line(&r).expect("line")).expect("utf8");
+        assert_eq!(line, "GET /a b! 200 4bf92f3577b34da6a3ce929d0e0e4736 - $\n");
+        // Every template field has a renderer, and is a JSON key (when present).
+        r.route = Some("api");
+        r.upstream = Some("u");
+        r.endpoint = Some("e");
+        r.host = Some("h");
+        r.query = Some("q");
+        r.span_id = Some("s".into());
+        r.upstream_connect_ms = Some(1.0);
+        r.upstream_first_byte_ms = Some(1.0);
+        r.tries = 1;
+        r.forward = Some("allowed");
+        r.error = Some("x");
+        let json: serde_json::Value =
+            serde_json::from_slice(&LogFormat::Json.line(&r).expect("json")).expect("parse");
+        for field in weir_config::log_format::ACCESS_LOG_FIELDS {
+            let mut out = String::new();
+            r.write_field(field, &mut out);
+            assert_ne!(out, "?", "no renderer for {field}");
+            assert!(json.get(field).is_some(), "no JSON key {field}");
+        }
     }
 }

@@ -1,12 +1,14 @@
-//! Observability: every request ends in one [`RequestRecord`], which becomes one JSON line of
-//! the access log (and, in later work, metrics and the span end). [`prometheus`] writes the
-//! metrics exposition.
+//! Observability: every request ends in one [`RequestRecord`], which becomes one line of the
+//! access log (JSON or a template), its route's [`metrics`], and — when sampled — the spans the
+//! [`tracer`] exports over OTLP. [`prometheus`] writes the metrics exposition.
 
 mod access_log;
 pub mod metrics;
 pub mod prometheus;
 mod record;
+pub mod tracer;
 
-pub use access_log::AccessLog;
+pub use access_log::{AccessLog, LogFormat};
 pub use metrics::{MetricsRegistry, RouteMetrics};
 pub use record::{rfc3339_millis, RequestRecord};
+pub use tracer::{TraceStats, Tracer};

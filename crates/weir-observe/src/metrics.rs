@@ -62,6 +62,8 @@ impl RouteMetrics {
 #[derive(Debug, Default)]
 pub struct MetricsRegistry {
     routes: Mutex<BTreeMap<String, Arc<RouteMetrics>>>,
+    /// Span counters of whichever tracer is configured.
+    pub traces: Arc<crate::TraceStats>,
 }
 
 impl MetricsRegistry {
@@ -139,5 +141,6 @@ impl MetricsRegistry {
                 .zip(&routes)
                 .map(|(l, (_, m))| (&l[..], m.bytes_out.load(Ordering::Relaxed) as f64)),
         );
+        self.traces.render(e);
     }
 }

@@ -11,6 +11,13 @@ pub struct RequestRecord<'a> {
     pub ts: String,
     /// `X-Request-Id`.
     pub request_id: &'a str,
+    /// W3C trace id (32 hex digits): the caller's, or the one Weir started; absent when no
+    /// `traceparent` came in and tracing is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// Weir's server span id, when Weir traces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<String>,
     /// Listener name.
     pub listener: &'a str,
     /// Client address (after trusted-proxy resolution).
@@ -55,6 +62,60 @@ pub struct RequestRecord<'a> {
     pub error: Option<&'a str>,
     /// False when the response body did not finish (client gone, upstream reset).
     pub completed: bool,
+}
+
+impl RequestRecord<'_> {
+    /// Writes one field, by its access-log name, as text (`-` when absent).
+    pub fn write_field(&self, name: &str, out: &mut String) {
+        use std::fmt::Write;
+        fn opt(out: &mut String, v: Option<&str>) {
+            out.push_str(v.unwrap_or("-"));
+        }
+        fn opt_ms(out: &mut String, v: Option<f64>) {
+            match v {
+                Some(ms) => {
+                    let _ = write!(out, "{ms}");
+                }
+                None => out.push('-'),
+            }
+        }
+        match name {
+            "ts" => out.push_str(&self.ts),
+            "request_id" => out.push_str(self.request_id),
+            "trace_id" => opt(out, self.trace_id.as_deref()),
+            "span_id" => opt(out, self.span_id.as_deref()),
+            "listener" => out.push_str(self.listener),
+            "client_ip" => out.push_str(&self.client_ip),
+            "proto" => out.push_str(self.proto),
+            "method" => out.push_str(self.method),
+            "host" => opt(out, self.host),
+            "path" => out.push_str(self.path),
+            "query" => opt(out, self.query),
+            "status" => {
+                let _ = write!(out, "{}", self.status);
+            }
+            "bytes_in" => {
+                let _ = write!(out, "{}", self.bytes_in);
+            }
+            "bytes_out" => {
+                let _ = write!(out, "{}", self.bytes_out);
+            }
+            "duration_ms" => opt_ms(out, Some(self.duration_ms)),
+            "route" => opt(out, self.route),
+            "upstream" => opt(out, self.upstream),
+            "endpoint" => opt(out, self.endpoint),
+            "upstream_connect_ms" => opt_ms(out, self.upstream_connect_ms),
+            "upstream_first_byte_ms" => opt_ms(out, self.upstream_first_byte_ms),
+            "tries" => {
+                let _ = write!(out, "{}", self.tries);
+            }
+            "forward" => opt(out, self.forward),
+            "error" => opt(out, self.error),
+            "completed" => out.push_str(if self.completed { "true" } else { "false" }),
+            // Templates are validated against the same list; an unknown name cannot get here.
+            _ => out.push('?'),
+        }
+    }
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -250,8 +250,17 @@ impl Server {
         self.shared.access_log.flush();
     }
 
+    /// Exports every finished span queued so far (waits at most `timeout`).
+    pub async fn flush_traces(&self, timeout: Duration) {
+        let tracer = self.shared.runtime.load().tracer.clone();
+        if let Some(t) = tracer {
+            t.flush(timeout).await;
+        }
+    }
+
     /// Graceful shutdown: stop accepting, ask every connection to finish (h2 GOAWAY, h1 close
-    /// after the current response), wait up to `shutdown_timeout`, then flush the access log.
+    /// after the current response), wait up to `shutdown_timeout`, then flush the access log and
+    /// the spans not yet exported.
     /// Returns true when every connection finished in time.
     pub async fn shutdown(self) -> bool {
         self.shared
@@ -270,6 +279,7 @@ impl Server {
         }
         self.admin_stop.cancel();
         self.shared.access_log.flush();
+        self.flush_traces(Duration::from_secs(5)).await;
         drained
     }
 }

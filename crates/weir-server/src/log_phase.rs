@@ -64,13 +64,18 @@ impl Drop for LogPhase {
             .as_ref()
             .and_then(|r| self.runtime.route_metrics.get(r))
             .unwrap_or(&self.runtime.unmatched_metrics);
-        metrics.record(
-            &self.ctx.method,
-            status,
-            self.ctx.start.elapsed(),
-            self.ctx.body.bytes(),
-            self.bytes_out,
-        );
+        if self.runtime.metrics_enabled {
+            metrics.record(
+                &self.ctx.method,
+                status,
+                self.ctx.start.elapsed(),
+                self.ctx.body.bytes(),
+                self.bytes_out,
+            );
+        }
+        if let Some(tracer) = &self.runtime.tracer {
+            tracer.finish(&self.ctx, status, self.bytes_out);
+        }
         let log = &self.shared.access_log;
         if !log.enabled() {
             return;
@@ -85,6 +90,11 @@ impl Drop for LogPhase {
         let record = RequestRecord {
             ts: weir_observe::rfc3339_millis(ctx.start_wall()),
             request_id: ctx.request_id.to_str().unwrap_or(""),
+            trace_id: ctx.trace.map(|t| t.trace_id_hex()),
+            span_id: ctx
+                .trace
+                .and_then(|t| t.spans)
+                .map(|s| weir_core::trace_context::hex(&s.server)),
             listener: &ctx.listener,
             client_ip: ctx.client_ip.to_string(),
             proto,
@@ -106,7 +116,7 @@ impl Drop for LogPhase {
             error: ctx.error.map(weir_core::ErrorKind::code),
             completed: self.completed,
         };
-        log.log(&record);
+        log.log_as(&record, &self.runtime.log_format);
     }
 }
 

@@ -54,6 +54,15 @@ pub(crate) async fn handle(
         req.version(),
     );
     ctx.client_ip = headers::client_ip(req.headers(), conn.peer.ip(), &runtime.trusted_proxies);
+    ctx.tls = conn.opts.tls;
+    let incoming = req
+        .headers()
+        .get(&headers::TRACEPARENT)
+        .and_then(|v| weir_core::Traceparent::parse(v.as_bytes()));
+    ctx.trace = match &runtime.tracer {
+        Some(tracer) => Some(tracer.begin(incoming)),
+        None => incoming.map(weir_core::TraceContext::observed),
+    };
     ctx.grpc = req
         .headers()
         .get(http::header::CONTENT_TYPE)

@@ -73,6 +73,14 @@ pub(crate) async fn forward(
         }
     }
     parts.headers.insert(&X_REQUEST_ID, ctx.request_id.clone());
+    // Weir traces: the upstream continues the trace with Weir's upstream span as its parent.
+    // A `tracestate` belongs to the caller's trace; without a valid caller it is dropped.
+    if let Some(tp) = ctx.trace.and_then(|t| t.upstream_traceparent()) {
+        parts.headers.insert(&headers::TRACEPARENT, tp);
+        if ctx.trace.is_some_and(|t| t.parent_id.is_none()) {
+            parts.headers.remove(&headers::TRACESTATE);
+        }
+    }
     let mut body = RequestBody::new(body, rt.limits.max_body, ctx.body.clone());
     // A body that fails at once (cut short, refused framing, over the limit) fails here,
     // before the request head reaches any upstream.
@@ -91,6 +99,7 @@ pub(crate) async fn forward(
         addrs: Some((conn.peer, conn.local)),
     };
     let mut info = CallInfo::default();
+    ctx.upstream_start = Some(std::time::Instant::now());
     let call = upstream.call(parts, body, opts, &mut info);
     let result = match deadline {
         Some(d) => tokio::time::timeout_at(d, call)

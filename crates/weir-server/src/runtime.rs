@@ -35,6 +35,13 @@ pub struct Runtime {
     pub(crate) route_metrics: std::collections::HashMap<Arc<str>, Arc<weir_observe::RouteMetrics>>,
     pub(crate) unmatched_metrics: Arc<weir_observe::RouteMetrics>,
     pub(crate) limits: Limits,
+    /// Spans, when `[tracing]` is configured (carried over a reload that leaves it unchanged,
+    /// so queued spans and the collector connection survive).
+    pub(crate) tracer: Option<Arc<weir_observe::Tracer>>,
+    /// Route metrics are recorded (`metrics.enabled`).
+    pub(crate) metrics_enabled: bool,
+    /// How access-log lines are written.
+    pub(crate) log_format: weir_observe::LogFormat,
 }
 
 impl Runtime {
@@ -79,7 +86,16 @@ impl Runtime {
                     .or_insert_with(|| metrics.route(&r.name));
             }
         }
+        let tracer = config.tracing.as_ref().map(|t| {
+            previous
+                .filter(|(_, old)| old.tracing.as_ref() == Some(t))
+                .and_then(|(rt, _)| rt.tracer.clone())
+                .unwrap_or_else(|| Arc::new(weir_observe::Tracer::new(t, metrics.traces.clone())))
+        });
         Ok(Self {
+            tracer,
+            metrics_enabled: config.metrics.enabled,
+            log_format: weir_observe::LogFormat::from_config(&config.access_log.format),
             route_metrics,
             unmatched_metrics: metrics.route(""),
             routers,
@@ -96,6 +112,9 @@ impl Runtime {
     pub(crate) fn start_background(&self) {
         for u in &self.upstreams {
             u.start();
+        }
+        if let Some(t) = &self.tracer {
+            t.start();
         }
     }
 

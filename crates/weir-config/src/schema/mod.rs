@@ -34,9 +34,16 @@ pub struct Config {
     /// Connection and request limits applied to every listener.
     #[serde(default)]
     pub server: ServerLimits,
-    /// The JSON access log.
+    /// The access log.
     #[serde(default)]
     pub access_log: AccessLog,
+    /// Request metrics by route (the `/metrics` exposition on the admin listener).
+    #[serde(default)]
+    pub metrics: Metrics,
+    /// OpenTelemetry traces: a span per request, exported over OTLP/gRPC; absent means Weir
+    /// records no spans (incoming `traceparent` headers still pass through untouched).
+    #[serde(default)]
+    pub tracing: Option<Tracing>,
     /// The admin listener (`/metrics`, `/upstreams`); absent means none.
     #[serde(default)]
     pub admin: Option<Admin>,
@@ -100,12 +107,18 @@ impl Default for ServerLimits {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessLog {
-    /// One JSON line per request.
+    /// One line per request.
     #[serde(default = "defaults::yes")]
     pub enabled: bool,
     /// Append to this file instead of stdout; reopened on SIGUSR1 (log rotation).
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// `"json"` (the default: one JSON object per line, every field) or a template of named
+    /// fields, e.g. `"$client_ip $method $path $status $duration_ms $trace_id"`; `${name}`
+    /// separates a field from text that follows it, `$$` is a literal `$`. An absent value
+    /// is written `-`.
+    #[serde(default = "defaults::access_log_format")]
+    pub format: String,
 }
 
 impl Default for AccessLog {
@@ -113,8 +126,55 @@ impl Default for AccessLog {
         Self {
             enabled: true,
             path: None,
+            format: defaults::access_log_format(),
         }
     }
+}
+
+/// Request metrics settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// Record requests, durations and bytes by route. Upstream, listener and reload counters
+    /// are kept either way (balancing and the admin API use them).
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// OpenTelemetry tracing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tracing {
+    /// The OTLP/gRPC collector, e.g. `"http://127.0.0.1:4317"`.
+    pub otlp_endpoint: String,
+    /// Share of new traces recorded, 0.0–1.0.
+    #[serde(default = "defaults::sampling_ratio")]
+    pub sampling_ratio: f64,
+    /// Follow the caller's sampling decision (the `traceparent` sampled flag) when there is
+    /// one; the ratio then applies only to traces Weir starts.
+    #[serde(default = "defaults::yes")]
+    pub parent_based: bool,
+    /// `service.name` of the exported resource.
+    #[serde(default = "defaults::service_name")]
+    pub service_name: String,
+    /// Spans per export request at most.
+    #[serde(default = "defaults::trace_batch_size")]
+    pub batch_size: usize,
+    /// Longest a finished span waits before its batch is sent.
+    #[serde(default = "defaults::trace_batch_delay")]
+    pub batch_delay: Duration,
+    /// Finished spans waiting for export at most; beyond it spans are dropped and counted.
+    #[serde(default = "defaults::trace_max_queue")]
+    pub max_queue: usize,
+    /// Time one export request may take.
+    #[serde(default = "defaults::trace_export_timeout")]
+    pub export_timeout: Duration,
 }
 
 /// A socket Weir listens on.
@@ -514,6 +574,27 @@ mod defaults {
 
     pub fn yes() -> bool {
         true
+    }
+    pub fn access_log_format() -> String {
+        "json".to_owned()
+    }
+    pub fn sampling_ratio() -> f64 {
+        0.01
+    }
+    pub fn service_name() -> String {
+        "weir".to_owned()
+    }
+    pub fn trace_batch_size() -> usize {
+        512
+    }
+    pub fn trace_batch_delay() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn trace_max_queue() -> usize {
+        4096
+    }
+    pub fn trace_export_timeout() -> Duration {
+        Duration::from_secs(10)
     }
     pub fn shutdown_timeout() -> Duration {
         Duration::from_secs(30)

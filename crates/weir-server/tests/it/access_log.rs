@@ -64,3 +64,53 @@ async fn failed_requests_are_logged_with_their_error() {
     assert_eq!(lines[0]["status"], 503);
     assert_eq!(lines[0]["error"], "no_healthy_endpoint");
 }
+
+#[tokio::test]
+async fn a_template_names_the_fields_and_carries_the_trace_id() {
+    let o = echo_origin().await;
+    let gw = gateway(&config(
+        &[o.addr],
+        "access_log = { format = \"$method ${path}|$status|$route|$trace_id|$upstream_first_byte_ms|$$\" }",
+    ))
+    .await;
+    let r = client()
+        .get(gw.url("/t?secret=1"))
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .header("cookie", "session=hunter2")
+        .send()
+        .await
+        .expect("request");
+    r.bytes().await.expect("body");
+    let mut text = String::new();
+    for _ in 0..50 {
+        gw.server.as_ref().expect("server").flush_access_log();
+        text = gw.log.text();
+        if !text.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let line = text.lines().next().expect("a line");
+    let fields: Vec<&str> = line.split('|').collect();
+    assert_eq!(fields[0], "GET /t");
+    assert_eq!(fields[1], "200");
+    assert_eq!(fields[2], "to-up");
+    // Tracing is off: the caller's trace id is logged, nothing is exported.
+    assert_eq!(fields[3], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert!(fields[4].parse::<f64>().is_ok(), "{line}");
+    assert_eq!(fields[5], "$");
+    assert!(!text.contains("hunter2"));
+}
+
+#[test]
+fn a_template_with_an_unknown_field_is_refused_with_its_place() {
+    let toml = config(&[], "access_log = { format = \"$method $nope\" }");
+    let err = weir_config::parse(&toml, "weir.toml")
+        .expect_err("unknown field")
+        .to_string();
+    assert!(err.contains("weir.toml:3:"), "{err}");
+    assert!(err.contains("unknown field `nope`"), "{err}");
+}

@@ -26,6 +26,10 @@ impl Write for LogBuf {
 }
 
 impl LogBuf {
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().expect("log lock").clone()).expect("utf8 log")
+    }
+
     pub fn lines(&self) -> Vec<serde_json::Value> {
         let text = String::from_utf8(self.0.lock().expect("log lock").clone()).expect("utf8 log");
         text.lines()

@@ -21,5 +21,6 @@ mod smuggling;
 mod static_files;
 mod timeouts;
 mod tls;
+mod traces;
 mod upstream_protocols;
 mod websocket;

@@ -1,0 +1,347 @@
+//! OpenTelemetry: `traceparent` continued or started, propagated upstream with Weir's span as
+//! parent, and spans exported over OTLP/gRPC to a real tonic collector in the test.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, Span};
+use tokio::net::TcpListener;
+
+use crate::common::*;
+
+/// Every span the collector received, with its resource's `service.name`.
+#[derive(Clone, Default)]
+struct Collector(Arc<Mutex<Vec<(String, Span)>>>);
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut got = self.0.lock().expect("collector lock");
+        for rs in request.into_inner().resource_spans {
+            let service = rs
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+                .map(|v| match v {
+                    Value::StringValue(s) => s.clone(),
+                    other => format!("{other:?}"),
+                })
+                .unwrap_or_default();
+            for ss in rs.scope_spans {
+                for span in ss.spans {
+                    got.push((service.clone(), span));
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+impl Collector {
+    fn spans(&self) -> Vec<(String, Span)> {
+        self.0.lock().expect("collector lock").clone()
+    }
+}
+
+/// Serves the OTLP trace service (h2c) on a free port.
+async fn collector() -> (Collector, SocketAddr) {
+    let collector = Collector::default();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let svc = TraceServiceServer::new(collector.clone());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let mut svc = svc.clone();
+                    async move {
+                        Ok::<_, Infallible>(
+                            tonic::codegen::Service::call(&mut svc, req)
+                                .await
+                                .unwrap_or_else(|e| match e {}),
+                        )
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .http2_only()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    (collector, addr)
+}
+
+fn tracing_section(collector: SocketAddr, ratio: &str) -> String {
+    format!(
+        "admin = {{ bind = \"127.0.0.1:0\" }}\n[tracing]\notlp_endpoint = \"http://{collector}\"\nsampling_ratio = {ratio}\nservice_name = \"weir-test\"\nbatch_delay = \"20ms\"\n"
+    )
+}
+
+fn attrs(span: &Span) -> HashMap<String, String> {
+    span.attributes
+        .iter()
+        .map(|kv| {
+            let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(Value::StringValue(s)) => s.clone(),
+                Some(Value::IntValue(i)) => i.to_string(),
+                other => format!("{other:?}"),
+            };
+            (kv.key.clone(), v)
+        })
+        .collect()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+async fn echo_headers(
+    c: &reqwest::Client,
+    gw: &Gateway,
+    headers: &[(&str, &str)],
+) -> serde_json::Value {
+    let mut req = c.get(gw.url("/traced?q=1"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.expect("request");
+    assert_eq!(r.status(), 200);
+    r.json::<serde_json::Value>().await.expect("json")["headers"].clone()
+}
+
+/// A collector, an echo origin and a gateway tracing to the collector at `ratio`.
+async fn traced(ratio: &str) -> (Collector, Origin, Gateway) {
+    let (collector, at) = collector().await;
+    let o = echo_origin().await;
+    let gw = gateway(&config(&[o.addr], &tracing_section(at, ratio))).await;
+    (collector, o, gw)
+}
+
+async fn flush(gw: &Gateway) {
+    gw.server
+        .as_ref()
+        .expect("server")
+        .flush_traces(Duration::from_secs(5))
+        .await;
+}
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+#[tokio::test]
+async fn callers_trace_is_continued_new_traces_started_and_spans_exported() {
+    let (collector, o, gw) = traced("1.0").await;
+    let c = client();
+
+    // 1. A caller's trace: continued, with Weir's upstream span as the upstream's parent.
+    let seen = echo_headers(
+        &c,
+        &gw,
+        &[
+            ("traceparent", &format!("00-{TRACE}-{CALLER_SPAN}-01")),
+            ("tracestate", "vendor=opaque"),
+        ],
+    )
+    .await;
+    let tp = seen["traceparent"].as_str().expect("traceparent upstream");
+    let parts: Vec<&str> = tp.split('-').collect();
+    assert_eq!(parts.len(), 4, "{tp}");
+    assert_eq!((parts[0], parts[1], parts[3]), ("00", TRACE, "01"));
+    let upstream_parent = parts[2].to_owned();
+    assert_ne!(
+        upstream_parent, CALLER_SPAN,
+        "Weir's span is the parent, not the caller's"
+    );
+    assert_eq!(
+        seen["tracestate"], "vendor=opaque",
+        "tracestate passes through"
+    );
+
+    // 2. No caller trace (and a stray tracestate): a new trace starts; the stray state is dropped.
+    let seen = echo_headers(&c, &gw, &[("tracestate", "stray=1")]).await;
+    let tp2 = seen["traceparent"].as_str().expect("traceparent upstream");
+    let new_trace = tp2.split('-').nth(1).expect("trace id").to_owned();
+    assert_eq!(new_trace.len(), 32);
+    assert_ne!(new_trace, TRACE);
+    assert!(seen.get("tracestate").is_none(), "{seen}");
+
+    // 3. An invalid traceparent is treated as none.
+    let seen = echo_headers(&c, &gw, &[("traceparent", "00-zz-nope-01")]).await;
+    let tp3 = seen["traceparent"].as_str().expect("traceparent upstream");
+    assert!(!tp3.contains("zz"), "{tp3}");
+
+    flush(&gw).await;
+    let spans = collector.spans();
+    assert_eq!(spans.len(), 6, "a server and a client span per request");
+    assert!(spans.iter().all(|(service, _)| service == "weir-test"));
+
+    let of_trace: Vec<&Span> = spans
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| hex(&s.trace_id) == TRACE)
+        .collect();
+    assert_eq!(of_trace.len(), 2);
+    let server = of_trace
+        .iter()
+        .find(|s| s.kind == SpanKind::Server as i32)
+        .expect("server span");
+    let client_span = of_trace
+        .iter()
+        .find(|s| s.kind == SpanKind::Client as i32)
+        .expect("client span");
+    // Parent/child: caller → Weir server span → Weir client span → upstream.
+    assert_eq!(hex(&server.parent_span_id), CALLER_SPAN);
+    assert_eq!(client_span.parent_span_id, server.span_id);
+    assert_eq!(hex(&client_span.span_id), upstream_parent);
+    assert!(server.start_time_unix_nano <= client_span.start_time_unix_nano);
+    assert!(client_span.start_time_unix_nano <= client_span.end_time_unix_nano);
+    assert_eq!(server.name, "GET to-up");
+
+    let a = attrs(server);
+    for (k, v) in [
+        ("http.request.method", "GET"),
+        ("http.route", "to-up"),
+        ("http.response.status_code", "200"),
+        ("url.path", "/traced"),
+        ("url.query", "q=1"),
+        ("url.scheme", "http"),
+        ("network.protocol.version", "1.1"),
+        ("client.address", "127.0.0.1"),
+        ("weir.upstream", "up"),
+        ("weir.upstream.tries", "1"),
+    ] {
+        assert_eq!(a.get(k).map(String::as_str), Some(v), "{k} in {a:?}");
+    }
+    assert_eq!(a["weir.upstream.address"], o.addr.to_string());
+    let a = attrs(client_span);
+    assert_eq!(a["server.address"], "127.0.0.1");
+    assert_eq!(a["server.port"], o.addr.port().to_string());
+    assert_eq!(a["http.response.status_code"], "200");
+    assert!(!a.contains_key("http.request.resend_count"));
+
+    // The new trace's server span has no parent.
+    let root = spans
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| hex(&s.trace_id) == new_trace && s.kind == SpanKind::Server as i32)
+        .expect("new trace's server span");
+    assert!(root.parent_span_id.is_empty());
+
+    // The access log carries the trace and span ids.
+    let lines = gw.log_lines().await;
+    let first = lines
+        .iter()
+        .find(|l| l["trace_id"] == TRACE)
+        .expect("log line with the caller's trace id");
+    assert_eq!(first["span_id"], hex(&server.span_id));
+
+    let m = metrics(&gw).await;
+    assert_eq!(
+        metric_value(&m, "weir_trace_spans_total{result=\"exported\"}"),
+        Some(6.0),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn sampling_follows_the_caller_and_the_ratio() {
+    let (collector, _origin, gw) = traced("0.0").await;
+    let c = client();
+    // Unsampled caller: propagated with the flag off, nothing exported.
+    let seen = echo_headers(
+        &c,
+        &gw,
+        &[("traceparent", &format!("00-{TRACE}-{CALLER_SPAN}-00"))],
+    )
+    .await;
+    let tp = seen["traceparent"].as_str().expect("traceparent");
+    assert!(
+        tp.starts_with(&format!("00-{TRACE}-")) && tp.ends_with("-00"),
+        "{tp}"
+    );
+    // New traces at ratio 0: propagated, unsampled.
+    for _ in 0..20 {
+        let seen = echo_headers(&c, &gw, &[]).await;
+        assert!(seen["traceparent"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("-00")));
+    }
+    // A sampled caller is followed (parent-based) even at ratio 0.
+    let other = "0af7651916cd43dd8448eb211c80319c";
+    echo_headers(
+        &c,
+        &gw,
+        &[("traceparent", &format!("00-{other}-b7ad6b7169203331-01"))],
+    )
+    .await;
+    flush(&gw).await;
+    let spans = collector.spans();
+    assert_eq!(spans.len(), 2, "only the sampled caller's request");
+    assert!(spans.iter().all(|(_, s)| hex(&s.trace_id) == other));
+}
+
+#[tokio::test]
+async fn retries_are_attributes_and_export_failures_are_counted() {
+    // The collector address is a closed port: exports fail and are counted.
+    let dead_collector = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let (collector, at) = collector().await;
+    let o = echo_origin().await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    // Round robin over a dead and a live endpoint: every other request's first try fails to
+    // connect and is retried on the live one.
+    let gw = gateway(&config(&[dead, o.addr], &tracing_section(at, "1.0"))).await;
+    let c = client();
+    for _ in 0..4 {
+        echo_headers(&c, &gw, &[]).await;
+    }
+    flush(&gw).await;
+    let spans = collector.spans();
+    let retried: Vec<HashMap<String, String>> = spans
+        .iter()
+        .filter(|(_, s)| s.kind == SpanKind::Client as i32)
+        .map(|(_, s)| attrs(s))
+        .filter(|a| a.contains_key("http.request.resend_count"))
+        .collect();
+    assert!(!retried.is_empty(), "{spans:?}");
+    for a in &retried {
+        assert_eq!(a["http.request.resend_count"], "1");
+        assert_eq!(
+            a["server.port"],
+            o.addr.port().to_string(),
+            "the endpoint that answered"
+        );
+    }
+
+    let gw2 = gateway(&config(&[o.addr], &tracing_section(dead_collector, "1.0"))).await;
+    echo_headers(&c, &gw2, &[]).await;
+    flush(&gw2).await;
+    let m = metrics(&gw2).await;
+    assert!(
+        metric_value(&m, "weir_trace_spans_total{result=\"failed\"}").is_some_and(|n| n >= 2.0),
+        "{m}"
+    );
+}
