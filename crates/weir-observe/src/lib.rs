@@ -6,9 +6,11 @@ mod access_log;
 pub mod metrics;
 pub mod prometheus;
 mod record;
+pub mod timeline;
 pub mod tracer;
 
 pub use access_log::{AccessLog, LogFormat};
-pub use metrics::{MetricsRegistry, RouteMetrics};
+pub use metrics::{MetricsRegistry, RouteMetrics, RouteTotals};
 pub use record::{rfc3339_millis, RequestRecord};
+pub use timeline::Timeline;
 pub use tracer::{TraceStats, Tracer};

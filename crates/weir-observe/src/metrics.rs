@@ -58,6 +58,39 @@ impl RouteMetrics {
     }
 }
 
+/// A route's totals at one moment, for the dashboard's timeline.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouteTotals {
+    /// Requests finished.
+    pub requests: u64,
+    /// Of which answered 5xx.
+    pub errors: u64,
+    /// Cumulative duration bucket counts (bounds: `weir_core::histogram::BUCKETS`).
+    pub buckets: [u64; weir_core::histogram::BUCKETS.len()],
+}
+
+impl RouteMetrics {
+    /// This route's totals now.
+    pub fn totals(&self) -> RouteTotals {
+        let mut requests = 0;
+        let mut errors = 0;
+        for by_class in &self.requests {
+            for (ci, n) in by_class.iter().enumerate() {
+                let n = n.load(Ordering::Relaxed);
+                requests += n;
+                if ci == 4 {
+                    errors += n;
+                }
+            }
+        }
+        RouteTotals {
+            requests,
+            errors,
+            buckets: self.duration.snapshot().0,
+        }
+    }
+}
+
 /// Route metrics by route name; `""` collects requests no route matched.
 #[derive(Debug, Default)]
 pub struct MetricsRegistry {
@@ -75,6 +108,16 @@ impl MetricsRegistry {
             .entry(route.to_owned())
             .or_default()
             .clone()
+    }
+
+    /// Every route's totals now, by name.
+    pub fn totals(&self) -> Vec<(String, RouteTotals)> {
+        self.routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.totals()))
+            .collect()
     }
 
     /// Renders every route's metrics. Labels are route names (from the config), methods from

@@ -1,6 +1,9 @@
-//! The admin listener: `GET /metrics` (Prometheus text) and `GET /upstreams` (JSON health of
-//! every endpoint). Served apart from traffic listeners so operators can reach it when traffic
-//! is saturated; it is not authenticated, so bind it to loopback or a private network.
+//! The admin listener: the dashboard (`/`), `GET /metrics` (Prometheus text), the JSON
+//! endpoints (`/status`, `/config`, `/routes`, `/upstreams`, `/explain`, `/dashboard.json`),
+//! health for orchestrators (`/healthz`, `/readyz`), and the actions (`POST /reload`, endpoint
+//! drain and enable). Served apart from traffic listeners so operators can reach it when
+//! traffic is saturated; with `admin.token` set every request but the dashboard's static files
+//! needs `Authorization: Bearer <token>`.
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
@@ -59,6 +62,11 @@ pub(crate) async fn accept_loop(
 
 /// Authenticates, then dispatches one admin request.
 async fn route(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    if req.method() == Method::GET {
+        if let Some((content_type, body)) = crate::dashboard::asset(req.uri().path()) {
+            return asset_response(content_type, body);
+        }
+    }
     if let Some(token) = &shared.admin_token {
         let given = req
             .headers()
@@ -94,6 +102,10 @@ async fn route(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
             json_response(status, serde_json::json!({"ready": ready}))
         }
         (&Method::GET, "/status") => json_response(StatusCode::OK, status(shared)),
+        (&Method::GET, "/dashboard.json") => json_response(
+            StatusCode::OK,
+            crate::dashboard::data(shared, upstreams_value(&upstream_stats(shared))),
+        ),
         (&Method::GET, "/explain") => explain(req.uri().query().unwrap_or(""), shared),
         (&Method::GET, "/config") => match shared.control.get() {
             Some(c) => json_response(StatusCode::OK, c.effective_config().await),
@@ -196,8 +208,31 @@ fn explain(query: &str, shared: &Shared) -> Response<Full<Bytes>> {
     }
 }
 
+/// One of the dashboard's embedded files.
+fn asset_response(content_type: &'static str, body: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        http::HeaderValue::from_static(crate::dashboard::CONTENT_SECURITY_POLICY),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        http::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    resp
+}
+
 /// `GET /status`: version, uptime, the config's fingerprint and the last reload.
-fn status(shared: &Shared) -> serde_json::Value {
+pub(crate) fn status(shared: &Shared) -> serde_json::Value {
     let (ok, at, error) = match shared.control.get() {
         Some(c) => (
             c.stats.last_ok.load(Ordering::Relaxed),
@@ -223,14 +258,19 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
-    let stats: Vec<UpstreamStats> = shared
+/// Every upstream's stats, from the running config.
+fn upstream_stats(shared: &Shared) -> Vec<UpstreamStats> {
+    shared
         .runtime
         .load()
         .upstreams()
         .iter()
         .map(|u| u.stats())
-        .collect();
+        .collect()
+}
+
+fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    let stats = upstream_stats(shared);
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => {
             let mut text = metrics(&stats);
@@ -247,7 +287,7 @@ fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
         _ => (
             StatusCode::NOT_FOUND,
             "application/json",
-            "{\"status\":404,\"error\":\"not_found\",\"message\":\"admin endpoints: /metrics, /upstreams, /status, /healthz, /readyz, POST /reload, POST /upstreams/NAME/endpoints/ADDR/drain|enable\"}\n".to_owned(),
+            "{\"status\":404,\"error\":\"not_found\",\"message\":\"admin endpoints: / (dashboard), /metrics, /upstreams, /status, /config, /routes, /explain, /dashboard.json, /healthz, /readyz, POST /reload, POST /upstreams/NAME/endpoints/ADDR/drain|enable\"}\n".to_owned(),
         ),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
@@ -652,6 +692,15 @@ fn listener_metrics(listeners: &[(Arc<str>, Arc<ListenerCounters>)]) -> String {
 }
 
 fn upstreams_json(stats: &[UpstreamStats]) -> String {
+    let mut out =
+        serde_json::to_string_pretty(&serde_json::json!({ "upstreams": upstreams_value(stats) }))
+            .unwrap_or_default();
+    out.push('\n');
+    out
+}
+
+/// Every upstream and endpoint, as `/upstreams` and the dashboard show them.
+fn upstreams_value(stats: &[UpstreamStats]) -> serde_json::Value {
     let list: Vec<serde_json::Value> = stats
         .iter()
         .map(|s| {
@@ -681,8 +730,5 @@ fn upstreams_json(stats: &[UpstreamStats]) -> String {
             })
         })
         .collect();
-    let mut out =
-        serde_json::to_string_pretty(&serde_json::json!({ "upstreams": list })).unwrap_or_default();
-    out.push('\n');
-    out
+    serde_json::Value::Array(list)
 }

@@ -14,6 +14,7 @@
 mod admin;
 mod conn;
 mod control;
+mod dashboard;
 pub mod explain;
 mod forward;
 mod framing;
@@ -95,6 +96,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: weir_observe::MetricsRegistry,
     /// Requests being served now.
     pub(crate) in_flight: std::sync::atomic::AtomicU64,
+    /// The dashboard's per-route timeline (sampled while the admin listener runs).
+    pub(crate) timeline: std::sync::Mutex<weir_observe::Timeline>,
 }
 
 /// A fingerprint of a config (FNV-1a over its debug form; secrets are hashed, never shown).
@@ -136,6 +139,7 @@ impl Server {
         let shared = Arc::new(Shared {
             metrics,
             in_flight: std::sync::atomic::AtomicU64::new(0),
+            timeline: std::sync::Mutex::default(),
             runtime: ArcSwap::from_pointee(runtime),
             access_log,
             listeners: ArcSwap::from_pointee(Vec::new()),
@@ -182,6 +186,7 @@ impl Server {
                 admin_stop.clone(),
                 admin_tracker,
             ));
+            tokio::spawn(dashboard::sample_loop(shared.clone(), admin_stop.clone()));
         }
         Ok(Self {
             shared,

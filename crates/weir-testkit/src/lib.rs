@@ -135,3 +135,9 @@ pub fn status_of(resp: &str) -> u16 {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status in {resp:?}"))
 }
+
+/// An address nothing listens on (a port bound, read and released): connections are refused.
+pub fn closed_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}

@@ -301,16 +301,10 @@ async fn sampling_follows_the_caller_and_the_ratio() {
 #[tokio::test]
 async fn retries_are_attributes_and_export_failures_are_counted() {
     // The collector address is a closed port: exports fail and are counted.
-    let dead_collector = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr")
-    };
+    let dead_collector = closed_addr();
     let (collector, at) = collector().await;
     let o = echo_origin().await;
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr")
-    };
+    let dead = closed_addr();
     // Round robin over a dead and a live endpoint: every other request's first try fails to
     // connect and is retried on the live one.
     let gw = gateway(&config(&[dead, o.addr], &tracing_section(at, "1.0"))).await;

@@ -1,0 +1,95 @@
+//! The dashboard: one page served by the admin listener at `/` (HTML, script and style embedded
+//! in the binary), and `GET /dashboard.json`, which it polls every second: the status, each
+//! route's timeline (requests/s, 5xx rate, p50/p99 over the last five minutes) and the
+//! upstream table. The timeline is sampled by a task that runs with the admin listener.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::Shared;
+
+/// The page's files: path → (content type, body).
+const ASSETS: [(&str, &str, &str); 3] = [
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_str!("dashboard/index.html"),
+    ),
+    (
+        "/dashboard.js",
+        "text/javascript; charset=utf-8",
+        include_str!("dashboard/dashboard.js"),
+    ),
+    (
+        "/dashboard.css",
+        "text/css; charset=utf-8",
+        include_str!("dashboard/dashboard.css"),
+    ),
+];
+
+/// The page allows nothing but its own origin: no external scripts, styles, fonts or fetches.
+pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'";
+
+/// One of the page's files. They hold no data, so they are served without the admin token;
+/// the data (`/dashboard.json`) needs it, and the page asks for it.
+pub(crate) fn asset(path: &str) -> Option<(&'static str, &'static str)> {
+    ASSETS
+        .iter()
+        .find(|(p, _, _)| *p == path)
+        .map(|(_, ct, body)| (*ct, *body))
+}
+
+/// Samples every route's totals once a second into the shared timeline until `stop`.
+pub(crate) async fn sample_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let now = Instant::now();
+        let elapsed = now.duration_since(last).as_secs_f64();
+        last = now;
+        let mut timeline = shared.timeline.lock().unwrap_or_else(|p| p.into_inner());
+        timeline.sample(unix_now(), elapsed, &shared.metrics);
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `GET /dashboard.json`.
+pub(crate) fn data(shared: &Shared, upstreams: serde_json::Value) -> serde_json::Value {
+    let mut routes: Vec<(bool, serde_json::Value)> = {
+        let timeline = shared.timeline.lock().unwrap_or_else(|p| p.into_inner());
+        timeline
+            .series()
+            .map(|(name, points)| {
+                let unmatched = name.is_empty();
+                (
+                    unmatched,
+                    serde_json::json!({ "name": name, "points": points }),
+                )
+            })
+            .collect()
+    };
+    // Routes by name, then the requests no route matched.
+    routes.sort_by_key(|(unmatched, _)| *unmatched);
+    let routes: Vec<serde_json::Value> = routes.into_iter().map(|(_, r)| r).collect();
+    serde_json::json!({
+        "now": unix_now(),
+        "status": crate::admin::status(shared),
+        "in_flight": shared.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+        "routes": routes,
+        "upstreams": upstreams,
+    })
+}

@@ -1,0 +1,225 @@
+// Weir's dashboard: polls /dashboard.json once a second and draws it. No dependencies, no
+// external fetches (the admin listener serves this page with a Content-Security-Policy that
+// allows only its own origin).
+"use strict";
+
+// The charts span the data there is, from one minute up to the five minutes kept.
+const MIN_WINDOW = 60, MAX_WINDOW = 300;
+const COLORS = { rps: "#58a6ff", err: "#e5534b", p50: "#4caf7d", p99: "#d8a33a" };
+const $ = (id) => document.getElementById(id);
+
+function token() {
+  return sessionStorage.getItem("weir-admin-token");
+}
+
+async function fetchData() {
+  const headers = {};
+  const t = token();
+  if (t) headers["Authorization"] = "Bearer " + t;
+  const resp = await fetch("/dashboard.json", { headers, cache: "no-store" });
+  if (resp.status === 401) {
+    $("auth").hidden = false;
+    if (t) $("auth-error").textContent = "token refused";
+    return null;
+  }
+  if (!resp.ok) throw new Error("HTTP " + resp.status);
+  $("auth").hidden = true;
+  return resp.json();
+}
+
+function fmt(n, digits) {
+  if (n === null || n === undefined || Number.isNaN(n)) return "–";
+  if (n >= 10000) return Math.round(n).toLocaleString("en");
+  return n.toFixed(digits);
+}
+
+function duration(secs) {
+  const d = Math.floor(secs / 86400), h = Math.floor(secs / 3600) % 24;
+  const m = Math.floor(secs / 60) % 60, s = secs % 60;
+  if (d) return d + "d " + h + "h";
+  if (h) return h + "h " + m + "m";
+  if (m) return m + "m " + s + "s";
+  return s + "s";
+}
+
+// Draws one or more series (arrays of [t, value]) over the last `span` seconds; a series with
+// `dots` marks every point, so a lone reading between gaps still shows.
+function draw(canvas, now, span, series, fixedMax) {
+  const ratio = window.devicePixelRatio || 1;
+  const w = Math.max(1, Math.round(canvas.clientWidth * ratio));
+  const h = Math.max(1, Math.round(canvas.clientHeight * ratio));
+  if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
+  const ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, w, h);
+  let max = fixedMax || 0;
+  let drawn = 0;
+  for (const s of series) for (const [, v] of s.points) if (v !== null && v > max) max = v;
+  if (max <= 0) max = 1;
+  const pad = 4 * ratio;
+  const x = (t) => ((t - (now - span)) / span) * w;
+  const y = (v) => h - pad - (v / max) * (h - 2 * pad);
+  ctx.strokeStyle = "#26313c";
+  ctx.lineWidth = 1;
+  ctx.beginPath(); ctx.moveTo(0, y(0)); ctx.lineTo(w, y(0)); ctx.stroke();
+  for (const s of series) {
+    ctx.strokeStyle = s.color;
+    ctx.lineWidth = 1.5 * ratio;
+    ctx.beginPath();
+    let pen = false;
+    for (const [t, v] of s.points) {
+      if (v === null) { pen = false; continue; }
+      if (pen) ctx.lineTo(x(t), y(v)); else ctx.moveTo(x(t), y(v));
+      pen = true;
+      drawn++;
+    }
+    ctx.stroke();
+    if (s.dots) {
+      ctx.fillStyle = s.color;
+      for (const [t, v] of s.points) {
+        if (v === null) continue;
+        ctx.beginPath();
+        ctx.arc(x(t), y(v), 2 * ratio, 0, 2 * Math.PI);
+        ctx.fill();
+      }
+    }
+  }
+  ctx.fillStyle = "#8a96a3";
+  ctx.font = 10 * ratio + "px system-ui, sans-serif";
+  ctx.fillText(fmt(max, max < 10 ? 2 : 0), 2 * ratio, 10 * ratio);
+  canvas.dataset.points = String(drawn);
+  canvas.dataset.max = String(max);
+}
+
+function routeCard(name) {
+  const id = "route-" + encodeURIComponent(name);
+  let card = document.getElementById(id);
+  if (card) return card;
+  card = document.createElement("div");
+  card.className = "route";
+  card.id = id;
+  card.dataset.route = name;
+  const title = document.createElement("h3");
+  const label = document.createElement("span");
+  label.textContent = name === "" ? "(no route matched)" : name;
+  const now = document.createElement("span");
+  now.className = "now";
+  title.append(label, now);
+  const charts = document.createElement("div");
+  charts.className = "charts";
+  for (const [kind, text] of [["rps", "requests/s"], ["err", "5xx rate %"], ["lat", "latency ms (p50, p99)"]]) {
+    const cell = document.createElement("div");
+    cell.className = "chart";
+    const l = document.createElement("div");
+    l.className = "label";
+    l.textContent = text;
+    const c = document.createElement("canvas");
+    c.dataset.kind = kind;
+    cell.append(l, c);
+    charts.append(cell);
+  }
+  card.append(title, charts);
+  $("routes").append(card);
+  return card;
+}
+
+function renderRoutes(data) {
+  let rps = 0, requests = 0, errors = 0;
+  let first = data.now;
+  for (const r of data.routes) if (r.points.length) first = Math.min(first, r.points[0].t);
+  const span = Math.min(MAX_WINDOW, Math.max(MIN_WINDOW, data.now - first));
+  for (const r of data.routes) {
+    const card = routeCard(r.name);
+    const pts = r.points;
+    const last = pts[pts.length - 1];
+    if (last) {
+      rps += last.rps;
+      requests += last.rps;
+      errors += last.rps * last.error_rate;
+      card.querySelector(".now").textContent =
+        fmt(last.rps, 1) + " req/s · " + fmt(last.error_rate * 100, 1) + "% 5xx · p99 " + fmt(last.p99_ms, 1) + " ms";
+    }
+    const series = (key, scale) => pts.map((p) => [p.t, p[key] === null ? null : p[key] * (scale || 1)]);
+    const [c1, c2, c3] = card.querySelectorAll("canvas");
+    draw(c1, data.now, span, [{ color: COLORS.rps, points: series("rps") }]);
+    draw(c2, data.now, span, [{ color: COLORS.err, points: series("error_rate", 100) }], 1);
+    draw(c3, data.now, span, [
+      { color: COLORS.p50, points: series("p50_ms"), dots: true },
+      { color: COLORS.p99, points: series("p99_ms"), dots: true },
+    ]);
+  }
+  $("total-rps").textContent = fmt(rps, 1);
+  $("total-errors").textContent = requests > 0 ? fmt((errors / requests) * 100, 2) + "%" : "0%";
+}
+
+function renderStatus(data) {
+  const s = data.status;
+  $("version").textContent = "v" + s.version + " · config " + s.config_hash;
+  $("uptime").textContent = duration(s.uptime_seconds);
+  $("in-flight").textContent = String(data.in_flight);
+  const r = s.last_reload;
+  const el = $("last-reload");
+  if (!r.unix_time) {
+    el.textContent = "none since start";
+    el.className = "value small muted";
+  } else {
+    const at = new Date(r.unix_time * 1000).toLocaleTimeString();
+    el.textContent = (r.ok ? "ok at " : "FAILED at ") + at + (r.error ? " — " + r.error.split("\n")[0] : "");
+    el.className = "value small " + (r.ok ? "ok" : "bad");
+  }
+}
+
+function cell(row, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  row.append(td);
+}
+
+function renderUpstreams(data) {
+  const body = $("upstreams").querySelector("tbody");
+  const rows = [];
+  for (const u of data.upstreams) {
+    const breaker = u.circuit_breaker || "off";
+    const bcls = breaker === "closed" || breaker === "off" ? "ok" : "bad";
+    u.endpoints.forEach((ep, i) => {
+      const row = document.createElement("tr");
+      cell(row, i === 0 ? u.name + (u.panic ? " (panic)" : "") : "", u.panic ? "bad" : "");
+      cell(row, i === 0 ? breaker : "", i === 0 ? bcls : "");
+      cell(row, ep.address);
+      const state = ep.drained ? "drained" : ep.ejected ? "ejected" : !ep.active_check_healthy ? "unhealthy" : ep.in_service ? "healthy" : "out";
+      cell(row, state, state === "healthy" ? "ok" : state === "drained" ? "warn" : "bad");
+      cell(row, String(ep.weight));
+      cell(row, String(ep.in_flight));
+      cell(row, ep.latency_ewma_ms === null ? "–" : fmt(ep.latency_ewma_ms, 2) + " ms");
+      cell(row, String(ep.requests));
+      cell(row, String(ep.failures), ep.failures > 0 ? "warn" : "");
+      rows.push(row);
+    });
+  }
+  body.replaceChildren(...rows);
+}
+
+async function tick() {
+  try {
+    const data = await fetchData();
+    if (data) {
+      renderStatus(data);
+      renderRoutes(data);
+      renderUpstreams(data);
+      $("conn").textContent = "live";
+      $("conn").className = "pill ok";
+      document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
+    }
+  } catch (e) {
+    $("conn").textContent = "disconnected";
+    $("conn").className = "pill bad";
+  }
+  setTimeout(tick, 1000);
+}
+
+$("auth").addEventListener("submit", (e) => {
+  e.preventDefault();
+  sessionStorage.setItem("weir-admin-token", $("token").value);
+  $("auth-error").textContent = "";
+});
+tick();

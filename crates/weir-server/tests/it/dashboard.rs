@@ -1,0 +1,465 @@
+//! The dashboard in a real browser: headless Chromium (Debian's `chromium`) driven over the
+//! DevTools protocol. The page loads with no console errors or blocked fetches, the charts
+//! draw, and the numbers move once traffic is sent. A screenshot is written to
+//! `$CARGO_TARGET_TMPDIR/dashboard.png` (and to `$WEIR_DASHBOARD_SCREENSHOT` when set).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::common::*;
+
+/// A headless Chromium, killed when dropped.
+struct Chromium {
+    child: Child,
+    ws_url: String,
+    _profile: TempDir,
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Chromium {
+    fn launch() -> Self {
+        let profile = std::env::temp_dir().join(format!(
+            "weir-chromium-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        let mut child = Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--window-size=1400,1000",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("chromium must be installed (the test command installs Debian's chromium)");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Chromium prints the DevTools address on stderr; keep draining it afterwards.
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("DevTools listening on ") {
+                    if !sent {
+                        let _ = tx.send(url.trim().to_owned());
+                        sent = true;
+                    }
+                }
+            }
+        });
+        let ws_url = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("chromium printed its DevTools address");
+        Self {
+            child,
+            ws_url,
+            _profile: TempDir(profile),
+        }
+    }
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A DevTools protocol session on one page (flattened sessions over the browser socket).
+struct Page {
+    ws: Ws,
+    session: String,
+    next_id: u64,
+    events: Vec<Value>,
+}
+
+impl Page {
+    async fn open(browser: &Chromium) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(&browser.ws_url)
+            .await
+            .expect("connect to DevTools");
+        let mut page = Self {
+            ws,
+            session: String::new(),
+            next_id: 0,
+            events: Vec::new(),
+        };
+        let target = page
+            .browser_call("Target.createTarget", json!({"url": "about:blank"}))
+            .await;
+        let target_id = target["targetId"].as_str().expect("targetId").to_owned();
+        let attached = page
+            .browser_call(
+                "Target.attachToTarget",
+                json!({"targetId": target_id, "flatten": true}),
+            )
+            .await;
+        page.session = attached["sessionId"]
+            .as_str()
+            .expect("sessionId")
+            .to_owned();
+        for domain in ["Runtime.enable", "Log.enable", "Page.enable"] {
+            page.call(domain, json!({})).await;
+        }
+        page
+    }
+
+    async fn send(&mut self, method: &str, params: Value, session: bool) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut msg = json!({"id": id, "method": method, "params": params});
+        if session {
+            msg["sessionId"] = json!(self.session);
+        }
+        self.ws
+            .send(Message::text(msg.to_string()))
+            .await
+            .expect("send to DevTools");
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("no answer to {method}"))
+                .expect("DevTools socket open")
+                .expect("DevTools message");
+            let Message::Text(text) = msg else { continue };
+            let v: Value = serde_json::from_str(&text).expect("DevTools JSON");
+            if v["id"] == json!(id) {
+                assert!(v.get("error").is_none(), "{method} failed: {v}");
+                return v["result"].clone();
+            }
+            if v.get("method").is_some() {
+                self.events.push(v);
+            }
+        }
+    }
+
+    async fn browser_call(&mut self, method: &str, params: Value) -> Value {
+        self.send(method, params, false).await
+    }
+
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        self.send(method, params, true).await
+    }
+
+    /// Evaluates a JavaScript expression in the page; returns its value.
+    async fn eval(&mut self, expression: &str) -> Value {
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+            )
+            .await;
+        assert!(
+            r.get("exceptionDetails").is_none(),
+            "`{expression}` threw: {r}"
+        );
+        r["result"]["value"].clone()
+    }
+
+    /// Evaluates `expression` every 100 ms until it is true (at most `secs` seconds).
+    async fn wait_for(&mut self, expression: &str, secs: u64) -> bool {
+        for _ in 0..secs * 10 {
+            if self.eval(expression).await == json!(true) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    /// Console errors, uncaught exceptions and browser log errors (failed or blocked loads,
+    /// CSP violations) seen so far.
+    fn errors(&self) -> Vec<&Value> {
+        self.events
+            .iter()
+            .filter(|e| match e["method"].as_str() {
+                Some("Runtime.exceptionThrown") => true,
+                Some("Runtime.consoleAPICalled") => {
+                    matches!(e["params"]["type"].as_str(), Some("error" | "assert"))
+                }
+                Some("Log.entryAdded") => e["params"]["entry"]["level"] == "error",
+                _ => false,
+            })
+            .collect()
+    }
+}
+
+/// Pixels of a route's chart drawn in a colour close to `rgb`.
+fn colored_pixels(route: &str, kind: &str, rgb: (u8, u8, u8)) -> String {
+    format!(
+        r#"(() => {{
+            const card = [...document.querySelectorAll('.route')].find(c => c.dataset.route === {route:?});
+            if (!card) return 0;
+            const c = card.querySelector('canvas[data-kind="{kind}"]');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0;
+            for (let i = 0; i < d.length; i += 4) {{
+                if (d[i + 3] > 128 && Math.abs(d[i] - {r}) < 40 && Math.abs(d[i + 1] - {g}) < 40 && Math.abs(d[i + 2] - {b}) < 40) n++;
+            }}
+            return n;
+        }})()"#,
+        r = rgb.0,
+        g = rgb.1,
+        b = rgb.2
+    )
+}
+
+fn dashboard_config(origin: SocketAddr, dead: SocketAddr) -> String {
+    format!(
+        r#"
+admin = {{ bind = "127.0.0.1:0" }}
+
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:0"
+
+[[upstreams]]
+name = "api"
+endpoints = ["{origin}"]
+
+[[upstreams]]
+name = "broken"
+endpoints = ["{dead}"]
+retry = {{ attempts = 0 }}
+
+[[routes]]
+name = "api"
+match = {{ path_prefix = "/api/" }}
+proxy = {{ upstream = "api" }}
+
+[[routes]]
+name = "legacy"
+match = {{ path_prefix = "/legacy/" }}
+proxy = {{ upstream = "broken" }}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_loads_clean_draws_charts_and_moves_with_traffic() {
+    let o = echo_origin().await;
+    let dead = closed_addr();
+    let gw = gateway(&dashboard_config(o.addr, dead)).await;
+    let admin = gw
+        .server
+        .as_ref()
+        .and_then(|s| s.admin_addr())
+        .expect("admin");
+
+    let browser = Chromium::launch();
+    let mut page = Page::open(&browser).await;
+    page.call("Page.navigate", json!({"url": format!("http://{admin}/")}))
+        .await;
+    assert!(
+        page.wait_for("document.readyState === 'complete'", 20)
+            .await,
+        "the page loads"
+    );
+    // The page polls once a second; two updates prove the loop runs.
+    assert!(
+        page.wait_for("Number(document.body.dataset.updates || 0) >= 2", 20)
+            .await,
+        "the page updates itself"
+    );
+    assert_eq!(
+        page.eval("document.getElementById('conn').textContent")
+            .await,
+        "live"
+    );
+    assert_eq!(
+        page.eval("document.getElementById('total-rps').textContent")
+            .await,
+        "0.0",
+        "no traffic yet"
+    );
+    assert_eq!(
+        page.eval("document.getElementById('last-reload').textContent")
+            .await,
+        "none since start"
+    );
+    let table = page
+        .eval("document.getElementById('upstreams').innerText")
+        .await;
+    let table = table.as_str().expect("table text");
+    assert!(
+        table.contains(&o.addr.to_string()) && table.contains("healthy"),
+        "{table}"
+    );
+
+    // Traffic for a few seconds: 2xx on `api`, 502s on `legacy`.
+    let traffic = {
+        let api = gw.url("/api/x");
+        let legacy = gw.url("/legacy/y");
+        tokio::spawn(async move {
+            let c = client();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+            while tokio::time::Instant::now() < deadline {
+                for _ in 0..20 {
+                    let r = c.get(&api).send().await.expect("api request");
+                    assert_eq!(r.status(), 200);
+                    r.bytes().await.expect("body");
+                }
+                let r = c.get(&legacy).send().await.expect("legacy request");
+                assert_eq!(r.status(), 502);
+                r.bytes().await.expect("body");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    assert!(
+        page.wait_for(
+            "parseFloat(document.getElementById('total-rps').textContent) > 10",
+            15
+        )
+        .await,
+        "requests/s moves with traffic"
+    );
+    assert!(
+        page.wait_for(
+            "(() => { const c = [...document.querySelectorAll('.route')].find(c => c.dataset.route === 'legacy'); \
+              return !!c && c.querySelector('.now').textContent.includes('100.0% 5xx'); })()",
+            15
+        )
+        .await,
+        "the failing route shows its 5xx rate"
+    );
+    traffic.await.expect("traffic");
+    // Let one more point with traffic in it be drawn.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    // The charts are drawn: request rate in blue on `api`, error rate in red on `legacy`,
+    // latency lines on `api`.
+    let rps_pixels = page
+        .eval(&colored_pixels("api", "rps", (0x58, 0xa6, 0xff)))
+        .await;
+    assert!(
+        rps_pixels.as_u64().is_some_and(|n| n > 20),
+        "rps line: {rps_pixels}"
+    );
+    let err_pixels = page
+        .eval(&colored_pixels("legacy", "err", (0xe5, 0x53, 0x4b)))
+        .await;
+    assert!(
+        err_pixels.as_u64().is_some_and(|n| n > 20),
+        "error line: {err_pixels}"
+    );
+    let p99_pixels = page
+        .eval(&colored_pixels("api", "lat", (0xd8, 0xa3, 0x3a)))
+        .await;
+    assert!(
+        p99_pixels.as_u64().is_some_and(|n| n > 20),
+        "p99 line: {p99_pixels}"
+    );
+    let api_now = page
+        .eval("[...document.querySelectorAll('.route')].find(c => c.dataset.route === 'api').querySelector('.now').textContent")
+        .await;
+    assert!(
+        api_now.as_str().is_some_and(|t| t.contains("p99")),
+        "{api_now}"
+    );
+
+    let shot = page
+        .call("Page.captureScreenshot", json!({"format": "png"}))
+        .await;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(shot["data"].as_str().expect("png data"))
+        .expect("base64");
+    assert!(png.starts_with(b"\x89PNG"));
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    std::fs::write(&out, &png).expect("write screenshot");
+    if let Ok(path) = std::env::var("WEIR_DASHBOARD_SCREENSHOT") {
+        std::fs::write(path, &png).expect("write screenshot copy");
+    }
+
+    let errors = page.errors();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+}
+
+#[tokio::test]
+async fn the_page_is_served_without_the_token_and_its_data_only_with_it() {
+    let o = echo_origin().await;
+    let toml = config(
+        &[o.addr],
+        "admin = { bind = \"127.0.0.1:0\", token = \"dashboard-token-0123456\" }",
+    );
+    let gw = gateway(&toml).await;
+    let admin = gw
+        .server
+        .as_ref()
+        .and_then(|s| s.admin_addr())
+        .expect("admin");
+    let c = client();
+    let page = c
+        .get(format!("http://{admin}/"))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_owned();
+    assert!(csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"));
+    let html = page.text().await.expect("html");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external references"
+    );
+    for asset in ["/dashboard.js", "/dashboard.css"] {
+        let r = c
+            .get(format!("http://{admin}{asset}"))
+            .send()
+            .await
+            .expect("asset");
+        assert_eq!(r.status(), 200, "{asset}");
+        let body = r.text().await.expect("asset body");
+        assert!(
+            !body.contains("http://") && !body.contains("https://"),
+            "{asset} fetches nothing external"
+        );
+    }
+    let data = c
+        .get(format!("http://{admin}/dashboard.json"))
+        .send()
+        .await
+        .expect("data");
+    assert_eq!(data.status(), 401);
+    let data: Value = c
+        .get(format!("http://{admin}/dashboard.json"))
+        .bearer_auth("dashboard-token-0123456")
+        .send()
+        .await
+        .expect("data")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(data["status"]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        data["routes"].is_array() && data["upstreams"].is_array(),
+        "{data}"
+    );
+}
