@@ -11,8 +11,12 @@
 # "Connection: close": a full handshake per request) and HTTP/2-over-TLS throughput (h2load,
 # 64 connections x 10 streams).
 #
+# With --suite observe (or all), it measures what observability costs Weir: the same Weir with
+# metrics, a JSON access log to a file and OpenTelemetry tracing (1% sampled, exported to a
+# local OTLP collector) against one with all three disabled, 64 connections, 1 KiB body.
+#
 # Usage: bench/compare.sh [--duration SECONDS] [--rounds N] [--conns "64 256"] [--bodies "1k 100k"]
-#                         [--suite plain|tls|all]
+#                         [--suite plain|tls|observe|all]
 # Bounded: every wrk / h2load run lasts --duration seconds (default 8), loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +55,10 @@ HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 echo "building weir (release) ..."
 cargo build --release -p weir --locked -q
 WEIR=$PWD/target/release/weir
+if [ "$SUITE" = observe ] || [ "$SUITE" = all ]; then
+  cargo build --release -p weir-testkit --bin otlp-sink --locked -q
+fi
+OTLP_SINK=$PWD/target/release/otlp-sink
 
 NCPU=$(nproc)
 # The proxy under test gets the last CPU to itself; origin and load generator share the rest.
@@ -193,7 +201,7 @@ to_ms() { # wrk latency like 1.23ms / 850.00us / 1.02s -> milliseconds
 median() { sort -g | awk '{a[NR]=$1} END { print a[int((NR+1)/2)] }'; }
 
 declare -A RPS P50 P99
-[ "$SUITE" = tls ] && BODIES="" 
+{ [ "$SUITE" = tls ] || [ "$SUITE" = observe ]; } && BODIES=""
 for body in $BODIES; do
   for c in $CONNS; do
     for t in $TARGETS; do : > "$WORK/$t-$body-$c"; done
@@ -220,7 +228,7 @@ done
 # --- TLS: new connections per second, and HTTP/2 over TLS ---------------------------------
 declare -A TLS_PORT=([nginx]=$NGINX_TLS [haproxy]=$HAPROXY_TLS [weir]=$WEIR_TLS)
 declare -A HS H2
-if [ "$SUITE" != plain ]; then
+if [ "$SUITE" = tls ] || [ "$SUITE" = all ]; then
   for t in $TARGETS; do
     curl -skf -o /dev/null "https://127.0.0.1:${TLS_PORT[$t]}/1k" || { echo "$t TLS port is not answering" >&2; exit 1; }
     : > "$WORK/$t-hs"; : > "$WORK/$t-h2"
@@ -242,6 +250,68 @@ if [ "$SUITE" != plain ]; then
     HS[$t]=$(median < "$WORK/$t-hs")
     H2[$t]=$(median < "$WORK/$t-h2")
   done
+fi
+
+# --- observability cost: Weir with metrics + access log + 1% tracing vs none of them --------
+declare -A OBS_RPS OBS_P50 OBS_P99
+if [ "$SUITE" = observe ] || [ "$SUITE" = all ]; then
+  BARE_PORT=18084; OBSERVED_PORT=18085; OTLP_PORT=18086; OBS_ADMIN=18087
+  taskset -c "$LOAD_CPUS" "$OTLP_SINK" "127.0.0.1:$OTLP_PORT" 2> "$WORK/otlp-sink.log" &
+  PIDS+=($!)
+  common_weir() { # listener on port $1, then the shared upstream and route
+    cat <<CONF
+[server]
+max_connections = 8192
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:$1"
+[[upstreams]]
+name = "origin"
+endpoints = ["127.0.0.1:$ORIGIN_PORT"]
+max_idle_per_endpoint = 512
+[[routes]]
+name = "all"
+proxy = { upstream = "origin" }
+CONF
+  }
+  { echo 'workers = 1'; echo 'access_log = { enabled = false }'; echo 'metrics = { enabled = false }'
+    common_weir $BARE_PORT; } > "$WORK/weir-bare.toml"
+  { echo 'workers = 1'
+    echo "access_log = { path = \"$WORK/access.log\" }"
+    echo "admin = { bind = \"127.0.0.1:$OBS_ADMIN\" }"
+    echo 'metrics = { enabled = true }'
+    echo "tracing = { otlp_endpoint = \"http://127.0.0.1:$OTLP_PORT\", sampling_ratio = 0.01 }"
+    common_weir $OBSERVED_PORT; } > "$WORK/weir-observed.toml"
+  for cfg in bare observed; do
+    "$WEIR" check -c "$WORK/weir-$cfg.toml" >/dev/null
+    WEIR_LOG=warn taskset -c "$PROXY_CPU" "$WEIR" run -c "$WORK/weir-$cfg.toml" > /dev/null &
+    PIDS+=($!)
+  done
+  declare -A OBS_PORT=([bare]=$BARE_PORT [observed]=$OBSERVED_PORT)
+  for cfg in bare observed; do
+    for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:${OBS_PORT[$cfg]}/1k" && break; sleep 0.1; done
+    curl -sf -o /dev/null "http://127.0.0.1:${OBS_PORT[$cfg]}/1k" || { echo "weir-$cfg is not answering" >&2; exit 1; }
+    : > "$WORK/obs-$cfg"
+  done
+  for r in $(seq "$ROUNDS"); do
+    for cfg in bare observed; do
+      out=$(taskset -c "$LOAD_CPUS" wrk -t1 -c64 -d"${DURATION}s" --latency "http://127.0.0.1:${OBS_PORT[$cfg]}/1k")
+      rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+      p50=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
+      p99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
+      echo "$rps $p50 $p99" >> "$WORK/obs-$cfg"
+      printf '  round %s weir-%-9s 1k c=64  %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms\n' "$r" "$cfg" "$rps" "$p50" "$p99"
+    done
+  done
+  for cfg in bare observed; do
+    OBS_RPS[$cfg]=$(awk '{print $1}' "$WORK/obs-$cfg" | median)
+    OBS_P50[$cfg]=$(awk '{print $2}' "$WORK/obs-$cfg" | median)
+    OBS_P99[$cfg]=$(awk '{print $3}' "$WORK/obs-$cfg" | median)
+  done
+  # Proof the observed Weir did the work: log lines written, spans exported.
+  OBS_LINES=$(wc -l < "$WORK/access.log")
+  OBS_SPANS=$(curl -sf "http://127.0.0.1:$OBS_ADMIN/metrics" | awk '/^weir_trace_spans_total\{result="exported"\}/ {print $2}')
+  OBS_DROPPED=$(curl -sf "http://127.0.0.1:$OBS_ADMIN/metrics" | awk '/^weir_trace_spans_total\{result="dropped"\}/ {print $2}')
 fi
 
 rss_mib() { # peak RSS of a process and its children (nginx master + worker), MiB
@@ -274,7 +344,7 @@ REPORT=bench/results/latest.md
       done
     done
   done
-  if [ "$SUITE" != plain ]; then
+  if [ "$SUITE" = tls ] || [ "$SUITE" = all ]; then
     echo
     echo "TLS (1k body; new connection per request via wrk -c32 'Connection: close'; HTTP/2 via h2load -c64 -m10):"
     echo
@@ -287,6 +357,19 @@ REPORT=bench/results/latest.md
       fi
       printf '| %s | %.0f | %.0f | %s | %s |\n' "$t" "${HS[$t]}" "${H2[$t]}" "$r1" "$r2"
     done
+  fi
+  if [ "$SUITE" = observe ] || [ "$SUITE" = all ]; then
+    echo
+    echo "Observability cost (1k body, 64 connections): metrics + JSON access log to a file + tracing at 1% to an OTLP collector, against all three off."
+    echo
+    echo "| weir | req/s | p50 ms | p99 ms | req/s vs bare |"
+    echo "|---|---:|---:|---:|---:|"
+    for cfg in bare observed; do
+      ratio=$(awk -v a="${OBS_RPS[$cfg]}" -v b="${OBS_RPS[bare]}" 'BEGIN { printf "%.3fx", a/b }')
+      printf '| %s | %.0f | %.3f | %.3f | %s |\n' "$cfg" "${OBS_RPS[$cfg]}" "${OBS_P50[$cfg]}" "${OBS_P99[$cfg]}" "$ratio"
+    done
+    echo
+    echo "Observed Weir wrote $OBS_LINES access-log lines and exported ${OBS_SPANS:-0} spans (${OBS_DROPPED:-0} dropped)."
   fi
   echo
   echo "Ratios are Weir's figure divided by the peer's: req/s above 1.00x and p99 below 1.00x favour Weir."

@@ -1,6 +1,8 @@
 //! Test support shared by Weir's test suites: in-process HTTP/1.1 origins on 127.0.0.1:0 that
 //! count their connections, and raw-TCP helpers for sending what no well-behaved client would.
 
+pub mod otlp;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;

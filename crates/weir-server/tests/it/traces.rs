@@ -1,93 +1,15 @@
 //! OpenTelemetry: `traceparent` continued or started, propagated upstream with Weir's span as
-//! parent, and spans exported over OTLP/gRPC to a real tonic collector in the test.
+//! parent, and spans exported over OTLP/gRPC to a real tonic collector (`weir_testkit::otlp`).
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, Span};
-use tokio::net::TcpListener;
+use weir_testkit::otlp::{collector, Collector};
 
 use crate::common::*;
-
-/// Every span the collector received, with its resource's `service.name`.
-#[derive(Clone, Default)]
-struct Collector(Arc<Mutex<Vec<(String, Span)>>>);
-
-#[tonic::async_trait]
-impl TraceService for Collector {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut got = self.0.lock().expect("collector lock");
-        for rs in request.into_inner().resource_spans {
-            let service = rs
-                .resource
-                .iter()
-                .flat_map(|r| &r.attributes)
-                .find(|kv| kv.key == "service.name")
-                .and_then(|kv| kv.value.as_ref()?.value.as_ref())
-                .map(|v| match v {
-                    Value::StringValue(s) => s.clone(),
-                    other => format!("{other:?}"),
-                })
-                .unwrap_or_default();
-            for ss in rs.scope_spans {
-                for span in ss.spans {
-                    got.push((service.clone(), span));
-                }
-            }
-        }
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
-    }
-}
-
-impl Collector {
-    fn spans(&self) -> Vec<(String, Span)> {
-        self.0.lock().expect("collector lock").clone()
-    }
-}
-
-/// Serves the OTLP trace service (h2c) on a free port.
-async fn collector() -> (Collector, SocketAddr) {
-    let collector = Collector::default();
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let svc = TraceServiceServer::new(collector.clone());
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let svc = svc.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
-                    let mut svc = svc.clone();
-                    async move {
-                        Ok::<_, Infallible>(
-                            tonic::codegen::Service::call(&mut svc, req)
-                                .await
-                                .unwrap_or_else(|e| match e {}),
-                        )
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .http2_only()
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
-    });
-    (collector, addr)
-}
 
 fn tracing_section(collector: SocketAddr, ratio: &str) -> String {
     format!(
