@@ -283,7 +283,7 @@ CONF
     echo "tracing = { otlp_endpoint = \"http://127.0.0.1:$OTLP_PORT\", sampling_ratio = 0.01 }"
     common_weir $OBSERVED_PORT; } > "$WORK/weir-observed.toml"
   for cfg in bare observed; do
-    "$WEIR" check -c "$WORK/weir-$cfg.toml" >/dev/null
+    "$WEIR" check "$WORK/weir-$cfg.toml" >/dev/null
     WEIR_LOG=warn taskset -c "$PROXY_CPU" "$WEIR" run -c "$WORK/weir-$cfg.toml" > /dev/null &
     PIDS+=($!)
   done

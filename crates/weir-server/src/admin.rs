@@ -543,6 +543,12 @@ fn request_metrics(shared: &Shared) -> String {
         "Requests being served now.",
         [(none, shared.in_flight.load(Ordering::Relaxed) as f64)],
     );
+    e.family(
+        "weir_access_log_dropped_total",
+        Kind::Counter,
+        "Access-log lines dropped because the writer fell behind.",
+        [(none, shared.access_log.dropped() as f64)],
+    );
     let runtime = shared.runtime.load();
     let labels: Vec<([(&str, &str); 2], &weir_core::Histogram)> = runtime
         .upstreams()
