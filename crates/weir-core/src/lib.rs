@@ -7,6 +7,7 @@ pub mod ctx;
 pub mod error;
 pub mod histogram;
 pub mod request_id;
+pub mod text;
 pub mod trace_context;
 
 pub use body::{BodyStats, BoxError, RequestBody, ResponseBody};

@@ -104,13 +104,12 @@ impl TraceContext {
     /// The `traceparent` to send upstream: this trace, with Weir's upstream span as parent.
     pub fn upstream_traceparent(&self) -> Option<HeaderValue> {
         let spans = self.spans?;
-        let value = format!(
-            "00-{}-{}-{}",
-            hex(&self.trace_id),
-            hex(&spans.upstream),
-            if self.sampled { "01" } else { "00" }
-        );
-        HeaderValue::from_str(&value).ok()
+        let mut value = [b'-'; 55];
+        value[..2].copy_from_slice(b"00");
+        hex_into(&self.trace_id, &mut value[3..35]);
+        hex_into(&spans.upstream, &mut value[36..52]);
+        value[53..].copy_from_slice(if self.sampled { b"01" } else { b"00" });
+        HeaderValue::from_bytes(&value).ok()
     }
 }
 
@@ -124,15 +123,24 @@ pub fn new_trace_id() -> [u8; 16] {
     fastrand::u128(1..).to_be_bytes()
 }
 
+const DIGITS: &[u8; 16] = b"0123456789abcdef";
+
 /// Lowercase hex of any id.
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         out.push(char::from(DIGITS[usize::from(b >> 4)]));
         out.push(char::from(DIGITS[usize::from(b & 15)]));
     }
     out
+}
+
+/// Lowercase hex of `bytes` into `out` (twice as long).
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
+    }
 }
 
 #[cfg(test)]

@@ -122,10 +122,31 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-/// Formats a time as `2026-11-22T10:04:05.123Z`.
+/// Formats a time as `2026-11-22T10:04:05.123Z`. The date-and-second part is computed once
+/// per second per thread (a log line needs it per request).
 pub fn rfc3339_millis(t: SystemTime) -> String {
+    use std::cell::RefCell;
+    thread_local! {
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
+    let mut out = String::with_capacity(24);
+    SECOND.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.0 != secs {
+            *cached = (secs, civil_second(secs));
+        }
+        out.push_str(&cached.1);
+    });
+    out.push('.');
+    weir_core::text::push_padded(&mut out, u64::from(d.subsec_millis()), 3);
+    out.push('Z');
+    out
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` (UTC) of a Unix time.
+fn civil_second(secs: u64) -> String {
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
     // Civil-from-days (Howard Hinnant's algorithm).
@@ -139,11 +160,10 @@ pub fn rfc3339_millis(t: SystemTime) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
         rem / 3600,
         (rem / 60) % 60,
         rem % 60,
-        d.subsec_millis()
     )
 }
 

@@ -109,14 +109,14 @@ pub(crate) fn add_forwarding(
     let peer = canonical(peer);
     let keep = is_trusted(peer, trusted);
     let proto = if tls { "https" } else { "http" };
-    let peer_text = peer.to_string();
+    let peer_text = weir_core::text::ip_string(peer);
 
     let xff = match headers
         .get(&X_FORWARDED_FOR)
         .filter(|_| keep)
         .and_then(|v| v.to_str().ok())
     {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {peer_text}"),
+        Some(prev) if !prev.trim().is_empty() => [prev, ", ", &peer_text].concat(),
         _ => peer_text.clone(),
     };
     set(headers, &X_FORWARDED_FOR, xff);
@@ -138,7 +138,7 @@ pub(crate) fn add_forwarding(
         IpAddr::V4(_) => peer_text,
         IpAddr::V6(_) => format!("\"[{peer_text}]\""),
     };
-    let mut element = format!("for={for_value};proto={proto}");
+    let mut element = ["for=", &for_value, ";proto=", proto].concat();
     if let Some(h) = host.and_then(|h| h.to_str().ok()) {
         element.push_str(";host=");
         if h.bytes()

@@ -96,7 +96,7 @@ impl Drop for LogPhase {
                 .and_then(|t| t.spans)
                 .map(|s| weir_core::trace_context::hex(&s.server)),
             listener: &ctx.listener,
-            client_ip: ctx.client_ip.to_string(),
+            client_ip: weir_core::text::ip_string(ctx.client_ip),
             proto,
             method: ctx.method.as_str(),
             host: ctx.host.as_deref(),
