@@ -47,8 +47,8 @@ impl LogFormat {
     pub fn line(&self, record: &RequestRecord<'_>) -> Option<Vec<u8>> {
         match self {
             Self::Json => {
-                let mut line = Vec::with_capacity(384);
-                serde_json::to_writer(&mut line, record).ok()?;
+                let mut line = Vec::with_capacity(768);
+                record.write_json(&mut line);
                 line.push(b'\n');
                 Some(line)
             }

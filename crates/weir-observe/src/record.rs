@@ -65,6 +65,74 @@ pub struct RequestRecord<'a> {
 }
 
 impl RequestRecord<'_> {
+    /// Appends the record as one JSON object — the same keys, order and values as its
+    /// `Serialize` form, written directly: a line per request is on the hot path, and this is
+    /// about twice as fast as going through serde.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        key(out, "ts", true);
+        json_str(out, &self.ts);
+        key(out, "request_id", false);
+        json_str(out, self.request_id);
+        if let Some(t) = &self.trace_id {
+            key(out, "trace_id", false);
+            json_str(out, t);
+        }
+        if let Some(s) = &self.span_id {
+            key(out, "span_id", false);
+            json_str(out, s);
+        }
+        key(out, "listener", false);
+        json_str(out, self.listener);
+        key(out, "client_ip", false);
+        json_str(out, &self.client_ip);
+        key(out, "proto", false);
+        json_str(out, self.proto);
+        key(out, "method", false);
+        json_str(out, self.method);
+        key(out, "host", false);
+        json_opt(out, self.host);
+        key(out, "path", false);
+        json_str(out, self.path);
+        key(out, "query", false);
+        json_opt(out, self.query);
+        key(out, "status", false);
+        json_u64(out, u64::from(self.status));
+        key(out, "bytes_in", false);
+        json_u64(out, self.bytes_in);
+        key(out, "bytes_out", false);
+        json_u64(out, self.bytes_out);
+        key(out, "duration_ms", false);
+        json_ms(out, self.duration_ms);
+        key(out, "route", false);
+        json_opt(out, self.route);
+        key(out, "upstream", false);
+        json_opt(out, self.upstream);
+        key(out, "endpoint", false);
+        json_opt(out, self.endpoint);
+        if let Some(ms) = self.upstream_connect_ms {
+            key(out, "upstream_connect_ms", false);
+            json_ms(out, ms);
+        }
+        if let Some(ms) = self.upstream_first_byte_ms {
+            key(out, "upstream_first_byte_ms", false);
+            json_ms(out, ms);
+        }
+        if self.tries != 0 {
+            key(out, "tries", false);
+            json_u64(out, u64::from(self.tries));
+        }
+        if let Some(f) = self.forward {
+            key(out, "forward", false);
+            json_str(out, f);
+        }
+        key(out, "error", false);
+        json_opt(out, self.error);
+        key(out, "completed", false);
+        out.extend_from_slice(if self.completed { b"true" } else { b"false" });
+        out.push(b'}');
+    }
+
     /// Writes one field, by its access-log name, as text (`-` when absent).
     pub fn write_field(&self, name: &str, out: &mut String) {
         use std::fmt::Write;
@@ -116,6 +184,83 @@ impl RequestRecord<'_> {
             _ => out.push('?'),
         }
     }
+}
+
+fn key(out: &mut Vec<u8>, name: &str, first: bool) {
+    if !first {
+        out.push(b',');
+    }
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+/// A JSON string: copied as is unless it holds a quote, a backslash or a control character.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.extend_from_slice(bytes);
+    } else {
+        for c in s.chars() {
+            match c {
+                '"' => out.extend_from_slice(b"\\\""),
+                '\\' => out.extend_from_slice(b"\\\\"),
+                '\n' => out.extend_from_slice(b"\\n"),
+                '\r' => out.extend_from_slice(b"\\r"),
+                '\t' => out.extend_from_slice(b"\\t"),
+                c if u32::from(c) < 0x20 => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    let n = u32::from(c) as usize;
+                    out.extend_from_slice(b"\\u00");
+                    out.push(HEX[n >> 4]);
+                    out.push(HEX[n & 15]);
+                }
+                c => {
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+fn json_opt(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => json_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn json_u64(out: &mut Vec<u8>, n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Milliseconds with microsecond precision (the record's resolution), e.g. `1.234`.
+fn json_ms(out: &mut Vec<u8>, ms: f64) {
+    if !ms.is_finite() || ms < 0.0 {
+        out.push(b'0');
+        return;
+    }
+    let micros = (ms * 1000.0).round() as u64;
+    json_u64(out, micros / 1000);
+    out.push(b'.');
+    let frac = micros % 1000;
+    out.push(b'0' + (frac / 100) as u8);
+    out.push(b'0' + ((frac / 10) % 10) as u8);
+    out.push(b'0' + (frac % 10) as u8);
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -171,6 +316,52 @@ fn civil_second(secs: u64) -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn direct_json_equals_the_serde_form() {
+        let mut r = RequestRecord {
+            ts: "2026-11-22T10:00:00.000Z".into(),
+            request_id: "id",
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+            span_id: None,
+            listener: "main",
+            client_ip: "::1".into(),
+            proto: "HTTP/2.0",
+            method: "POST",
+            host: None,
+            path: "/a\"b\\c\u{1}\té",
+            query: Some("q=1"),
+            status: 503,
+            bytes_in: 12,
+            bytes_out: 0,
+            duration_ms: 1.234,
+            route: Some("r"),
+            upstream: None,
+            endpoint: Some("10.0.0.1:80"),
+            upstream_connect_ms: Some(0.012),
+            upstream_first_byte_ms: None,
+            tries: 2,
+            forward: None,
+            error: Some("upstream_timeout"),
+            completed: false,
+        };
+        for _ in 0..2 {
+            let mut direct = Vec::new();
+            r.write_json(&mut direct);
+            let direct: serde_json::Value = serde_json::from_slice(&direct).expect("valid JSON");
+            let serde = serde_json::to_value(&r).expect("serde");
+            assert_eq!(direct, serde);
+            // And the other way round for every optional field.
+            r.span_id = Some("00f067aa0ba902b7".into());
+            r.trace_id = None;
+            r.upstream_connect_ms = None;
+            r.upstream_first_byte_ms = Some(2.5);
+            r.tries = 0;
+            r.forward = Some("allowed");
+            r.completed = true;
+            r.duration_ms = 1000.0;
+        }
+    }
 
     #[test]
     fn formats_utc() {
