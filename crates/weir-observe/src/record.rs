@@ -235,17 +235,7 @@ fn json_opt(out: &mut Vec<u8>, s: Option<&str>) {
 
 fn json_u64(out: &mut Vec<u8>, n: u64) {
     let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
+    out.extend_from_slice(weir_core::text::u64_digits(n, &mut buf));
 }
 
 /// Milliseconds with microsecond precision (the record's resolution), e.g. `1.234`.
