@@ -54,7 +54,8 @@ function draw(canvas, now, span, series, fixedMax) {
   let max = fixedMax || 0;
   let drawn = 0;
   for (const s of series) for (const [, v] of s.points) if (v !== null && v > max) max = v;
-  if (max <= 0) max = 1;
+  // Headroom above the highest point, so a flat series does not hide under the scale label.
+  max = max <= 0 ? 1 : max * 1.15;
   const pad = 4 * ratio;
   const x = (t) => ((t - (now - span)) / span) * w;
   const y = (v) => h - pad - (v / max) * (h - 2 * pad);
