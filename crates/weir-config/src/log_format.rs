@@ -25,6 +25,7 @@ pub const ACCESS_LOG_FIELDS: &[&str] = &[
     "upstream_first_byte_ms",
     "tries",
     "forward",
+    "denied_by",
     "error",
     "completed",
 ];

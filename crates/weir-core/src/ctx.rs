@@ -53,6 +53,10 @@ pub struct RequestCtx {
     pub forward: Option<&'static str>,
     /// The request arrived over TLS.
     pub tls: bool,
+    /// The policy that answered the request itself (403, 429 …), if one did.
+    pub denied_by: Option<Arc<str>>,
+    /// `RateLimit-Policy` / `RateLimit` field values to add to the response.
+    pub rate_limit: Vec<(HeaderValue, HeaderValue)>,
     /// The trace this request belongs to, when one came in or Weir traces.
     pub trace: Option<crate::TraceContext>,
     /// When the upstream call began (the upstream span's start).
@@ -102,6 +106,8 @@ impl RequestCtx {
             grpc: false,
             forward: None,
             tls: false,
+            denied_by: None,
+            rate_limit: Vec::new(),
             trace: None,
             upstream_start: None,
         }

@@ -61,6 +61,10 @@ pub enum ErrorKind {
     UpstreamBusy,
     /// A forward proxy's policy does not allow the destination.
     ForwardDenied,
+    /// An IP rule refuses the client's address.
+    IpDenied,
+    /// A rate limit refuses the request.
+    RateLimited,
     /// A bug or resource failure in Weir.
     Internal,
 }
@@ -71,7 +75,8 @@ impl ErrorKind {
         match self {
             ErrorKind::BadRequest | ErrorKind::ClientBody => StatusCode::BAD_REQUEST,
             ErrorKind::NoRoute | ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::ForwardDenied => StatusCode::FORBIDDEN,
+            ErrorKind::ForwardDenied | ErrorKind::IpDenied => StatusCode::FORBIDDEN,
+            ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -91,6 +96,8 @@ impl ErrorKind {
             ErrorKind::NoRoute => "no_route",
             ErrorKind::NotFound => "not_found",
             ErrorKind::ForwardDenied => "forward_denied",
+            ErrorKind::IpDenied => "ip_denied",
+            ErrorKind::RateLimited => "rate_limited",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::HeaderTooLarge => "header_too_large",
             ErrorKind::BodyTooLarge => "body_too_large",
@@ -112,6 +119,8 @@ impl ErrorKind {
             ErrorKind::NoRoute => "no route matches this request",
             ErrorKind::NotFound => "not found",
             ErrorKind::ForwardDenied => "destination not allowed",
+            ErrorKind::IpDenied => "client address not allowed",
+            ErrorKind::RateLimited => "too many requests",
             ErrorKind::MethodNotAllowed => "method not allowed",
             ErrorKind::HeaderTooLarge => "request header too large",
             ErrorKind::BodyTooLarge => "request body too large",
@@ -133,7 +142,8 @@ impl ErrorKind {
             ErrorKind::UpstreamTimeout => 4,
             ErrorKind::BodyTooLarge | ErrorKind::HeaderTooLarge => 8,
             ErrorKind::NoRoute | ErrorKind::NotFound | ErrorKind::MethodNotAllowed => 12,
-            ErrorKind::ForwardDenied => 7,
+            ErrorKind::ForwardDenied | ErrorKind::IpDenied => 7,
+            ErrorKind::RateLimited => 8,
             ErrorKind::BadRequest | ErrorKind::ClientBody | ErrorKind::Internal => 13,
             ErrorKind::UpstreamConnect
             | ErrorKind::UpstreamProtocol
@@ -150,6 +160,8 @@ impl ErrorKind {
             | ErrorKind::NoRoute
             | ErrorKind::NotFound
             | ErrorKind::ForwardDenied
+            | ErrorKind::IpDenied
+            | ErrorKind::RateLimited
             | ErrorKind::MethodNotAllowed
             | ErrorKind::HeaderTooLarge
             | ErrorKind::BodyTooLarge

@@ -35,6 +35,7 @@ fn record() -> RequestRecord<'static> {
         upstream_first_byte_ms: Some(0.987),
         tries: 1,
         forward: None,
+        denied_by: None,
         error: None,
         completed: true,
     }

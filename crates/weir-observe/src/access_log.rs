@@ -313,6 +313,7 @@ mod tests {
             upstream_first_byte_ms: None,
             tries: 0,
             forward: None,
+            denied_by: None,
             error: None,
             completed: true,
         }
@@ -363,6 +364,7 @@ mod tests {
         r.upstream_first_byte_ms = Some(1.0);
         r.tries = 1;
         r.forward = Some("allowed");
+        r.denied_by = Some("p");
         r.error = Some("x");
         let json: serde_json::Value =
             serde_json::from_slice(&LogFormat::Json.line(&r).expect("json")).expect("parse");

@@ -58,6 +58,9 @@ pub struct RequestRecord<'a> {
     /// A forward proxy's decision (`allowed` / `denied`); absent on reverse listeners.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forward: Option<&'a str>,
+    /// The policy that answered the request itself (403, 429 …), if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub denied_by: Option<&'a str>,
     /// Error code, when the request failed (`upstream_timeout` …).
     pub error: Option<&'a str>,
     /// False when the response body did not finish (client gone, upstream reset).
@@ -126,6 +129,10 @@ impl RequestRecord<'_> {
             key(out, "forward", false);
             json_str(out, f);
         }
+        if let Some(p) = self.denied_by {
+            key(out, "denied_by", false);
+            json_str(out, p);
+        }
         key(out, "error", false);
         json_opt(out, self.error);
         key(out, "completed", false);
@@ -178,6 +185,7 @@ impl RequestRecord<'_> {
                 let _ = write!(out, "{}", self.tries);
             }
             "forward" => opt(out, self.forward),
+            "denied_by" => opt(out, self.denied_by),
             "error" => opt(out, self.error),
             "completed" => out.push_str(if self.completed { "true" } else { "false" }),
             // Templates are validated against the same list; an unknown name cannot get here.
@@ -332,6 +340,7 @@ mod tests {
             upstream_first_byte_ms: None,
             tries: 2,
             forward: None,
+            denied_by: Some("per-ip"),
             error: Some("upstream_timeout"),
             completed: false,
         };

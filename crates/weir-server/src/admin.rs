@@ -550,6 +550,23 @@ fn request_metrics(shared: &Shared) -> String {
         [(none, shared.access_log.dropped() as f64)],
     );
     let runtime = shared.runtime.load();
+    let decisions: Vec<([(&str, &str); 2], u64)> = runtime
+        .policies
+        .iter()
+        .flat_map(|p| {
+            let (allowed, denied) = p.counts();
+            [
+                ([("policy", &*p.name), ("result", "allowed")], allowed),
+                ([("policy", &*p.name), ("result", "denied")], denied),
+            ]
+        })
+        .collect();
+    e.family(
+        "weir_policy_decisions_total",
+        Kind::Counter,
+        "Requests each policy let through or answered itself (403, 429 …).",
+        decisions.iter().map(|(l, n)| (&l[..], *n as f64)),
+    );
     let labels: Vec<([(&str, &str); 2], &weir_core::Histogram)> = runtime
         .upstreams()
         .iter()

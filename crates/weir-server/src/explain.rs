@@ -94,6 +94,7 @@ pub fn explain(
     };
     let mut steps = Vec::new();
     let mut action = vec!["no route matches: 404 no_route".to_owned()];
+    let mut policies = Vec::new();
     for route in router.routes() {
         match route.matcher.first_failure(&view) {
             Some(f) => steps.push(Step {
@@ -108,6 +109,16 @@ pub fn explain(
                     reason: None,
                 });
                 action = describe_action(rt, &route.action);
+                policies = rt
+                    .route_policies
+                    .get(route.index)
+                    .map(|chain| {
+                        chain
+                            .iter()
+                            .map(|p| format!("{} ({})", p.name, p.describe()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 break;
             }
         }
@@ -118,7 +129,7 @@ pub fn explain(
         path: path.into_owned(),
         steps,
         action,
-        policies: Vec::new(),
+        policies,
         cache_key: None,
     })
 }

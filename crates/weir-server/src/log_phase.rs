@@ -113,6 +113,7 @@ impl Drop for LogPhase {
             upstream_connect_ms: ctx.upstream_connect.map(millis),
             upstream_first_byte_ms: ctx.upstream_first_byte.map(millis),
             forward: ctx.forward,
+            denied_by: ctx.denied_by.as_deref(),
             error: ctx.error.map(weir_core::ErrorKind::code),
             completed: self.completed,
         };

@@ -36,6 +36,9 @@ impl From<Response<ResponseBody>> for Outcome {
     }
 }
 
+static RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
+static RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
+
 pub(crate) async fn handle(
     req: Request<Incoming>,
     conn: Arc<ConnInfo>,
@@ -93,6 +96,10 @@ pub(crate) async fn handle(
     };
     resp.headers_mut()
         .insert(&X_REQUEST_ID, log.ctx.request_id.clone());
+    for (policy, state) in &log.ctx.rate_limit {
+        resp.headers_mut().append(&RATELIMIT_POLICY, policy.clone());
+        resp.headers_mut().append(&RATELIMIT, state.clone());
+    }
     if let Some(hsts) = &conn.opts.hsts {
         resp.headers_mut()
             .entry(http::header::STRICT_TRANSPORT_SECURITY)
@@ -165,6 +172,21 @@ async fn process(
         .find(&view)
         .ok_or_else(|| ProxyError::new(ErrorKind::NoRoute))?;
     ctx.route = Some(route.name.clone());
+    if let Some(chain) = rt.route_policies.get(route.index) {
+        for policy in chain {
+            match policy.check(ctx, req.headers()) {
+                Ok(Some(f)) => ctx.rate_limit.push((f.policy, f.state)),
+                Ok(None) => {}
+                Err(denied) => {
+                    if let Some(f) = denied.fields {
+                        ctx.rate_limit.push((f.policy, f.state));
+                    }
+                    ctx.denied_by = Some(policy.name.clone());
+                    return Err(denied.error);
+                }
+            }
+        }
+    }
     match &route.action {
         Action::Proxy {
             upstream,

@@ -42,6 +42,11 @@ pub struct Runtime {
     pub(crate) metrics_enabled: bool,
     /// How access-log lines are written.
     pub(crate) log_format: weir_observe::LogFormat,
+    /// Every policy, by config order (carried over a reload that leaves it unchanged, so
+    /// rate-limit state survives).
+    pub(crate) policies: Vec<Arc<weir_policy::Policy>>,
+    /// Each route's policy chain, by the route's position in the config.
+    pub(crate) route_policies: Vec<Vec<Arc<weir_policy::Policy>>>,
 }
 
 impl Runtime {
@@ -92,7 +97,29 @@ impl Runtime {
                 .and_then(|(rt, _)| rt.tracer.clone())
                 .unwrap_or_else(|| Arc::new(weir_observe::Tracer::new(t, metrics.traces.clone())))
         });
+        let policies: Vec<Arc<weir_policy::Policy>> = config
+            .policies
+            .iter()
+            .map(|p| {
+                previous
+                    .filter(|(_, old)| old.policies.iter().any(|o| o == p))
+                    .and_then(|(rt, _)| rt.policies.iter().find(|x| *x.name == *p.name).cloned())
+                    .unwrap_or_else(|| Arc::new(weir_policy::Policy::compile(p)))
+            })
+            .collect();
+        let route_policies = config
+            .routes
+            .iter()
+            .map(|r| {
+                r.policies
+                    .iter()
+                    .filter_map(|name| policies.iter().find(|p| *p.name == **name).cloned())
+                    .collect()
+            })
+            .collect();
         Ok(Self {
+            policies,
+            route_policies,
             tracer,
             metrics_enabled: config.metrics.enabled,
             log_format: weir_observe::LogFormat::from_config(&config.access_log.format),

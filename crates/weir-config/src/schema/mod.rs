@@ -8,8 +8,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+mod policy;
 mod upstream;
 
+pub use policy::*;
 pub use upstream::*;
 
 use crate::units::{ByteSize, Duration};
@@ -56,6 +58,9 @@ pub struct Config {
     /// Routes: what to do with a request, chosen by host, path, method, headers and query.
     #[serde(default)]
     pub routes: Vec<Route>,
+    /// Named policies routes apply in order (`routes[].policies`).
+    #[serde(default)]
+    pub policies: Vec<Policy>,
 }
 
 /// The admin listener: operators' endpoints, kept off the traffic listeners.
@@ -394,6 +399,9 @@ pub struct Route {
     /// Breaks precedence ties: a higher priority is tried first (default 0).
     #[serde(default)]
     pub priority: i32,
+    /// Policies (by name, from `[[policies]]`) applied in this order before the action.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<String>,
     /// What a request must look like; an empty match takes everything.
     #[serde(default, rename = "match")]
     pub matches: RouteMatch,

@@ -144,6 +144,17 @@ pub async fn echo_origin() -> Origin {
     .await
 }
 
+/// The status of a GET of `path` through the gateway.
+pub async fn get_status(gw: &Gateway, path: &str) -> u16 {
+    client()
+        .get(gw.url(path))
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(8)

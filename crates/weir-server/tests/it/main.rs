@@ -13,6 +13,7 @@ mod h2_abuse;
 mod hostile;
 mod limits;
 mod metrics;
+mod policies;
 mod proxy;
 mod proxy_protocol;
 mod reload;

@@ -173,29 +173,13 @@ async fn http1_over_tls_checks_the_certificate_and_sni_override_and_skip_verify(
     let other = Pki::new();
     let other_ca = other.path("ca.pem").display().to_string();
     let gw = gateway(&upstream_toml(origin, &format!("tls = {{ ca = \"{other_ca}\", sni = \"backend.internal\" }}\nretry = {{ attempts = 0 }}"))).await;
-    assert_eq!(
-        client()
-            .get(gw.url("/v"))
-            .send()
-            .await
-            .expect("request")
-            .status(),
-        502
-    );
+    assert_eq!(get_status(&gw, "/v").await, 502);
     let gw = gateway(&upstream_toml(
         origin,
         "tls = { insecure_skip_verify = true }",
     ))
     .await;
-    assert_eq!(
-        client()
-            .get(gw.url("/v"))
-            .send()
-            .await
-            .expect("request")
-            .status(),
-        200
-    );
+    assert_eq!(get_status(&gw, "/v").await, 200);
 }
 
 #[tokio::test]
@@ -224,15 +208,7 @@ async fn upstream_mtls_presents_the_configured_client_certificate() {
         &format!("tls = {{ ca = \"{ca}\" }}\nretry = {{ attempts = 0 }}"),
     ))
     .await;
-    assert_eq!(
-        client()
-            .get(without.url("/c"))
-            .send()
-            .await
-            .expect("request")
-            .status(),
-        502
-    );
+    assert_eq!(get_status(&without, "/c").await, 502);
     let with = gateway(&upstream_toml(
         origin,
         &format!(
