@@ -190,3 +190,45 @@ fn an_unknown_policy_is_refused_with_its_place_and_a_suggestion() {
         .to_string();
     assert!(err.contains("exactly one kind"), "{err}");
 }
+
+#[tokio::test]
+async fn a_reload_keeps_the_counts_of_unchanged_policies_and_resets_changed_ones() {
+    let o = echo_origin().await;
+    let limited = |limit: u32, extra: &str| {
+        format!(
+            "{}{extra}",
+            policy_config(
+                o.addr,
+                &format!(
+                    "[[policies]]\nname = \"per-ip\"\nrate_limit = {{ algorithm = \"fixed_window\", limit = {limit}, period = \"1h\" }}"
+                ),
+                "\"per-ip\"",
+            )
+        )
+    };
+    let gw = gateway(&limited(2, "")).await;
+    assert_eq!(get_status(&gw, "/x").await, 200);
+    assert_eq!(get_status(&gw, "/x").await, 200);
+    let server = gw.server.as_ref().expect("server");
+    // Another route added, the policy untouched: its count carries over.
+    let same = limited(
+        2,
+        "\n[[routes]]\nname = \"hello\"\nmatch = { path = \"/hello\" }\nrespond = { status = 200, body = \"hi\" }\n",
+    );
+    server
+        .reload(weir_config::parse(&same, "weir.toml").expect("valid"))
+        .await
+        .expect("reload");
+    assert_eq!(get_status(&gw, "/hello").await, 200, "the reload applied");
+    assert_eq!(
+        get_status(&gw, "/x").await,
+        429,
+        "the count survived the reload"
+    );
+    // The policy changed: it starts afresh.
+    server
+        .reload(weir_config::parse(&limited(3, ""), "weir.toml").expect("valid"))
+        .await
+        .expect("reload");
+    assert_eq!(get_status(&gw, "/x").await, 200);
+}
