@@ -19,7 +19,8 @@ pub struct RequestCtx {
     pub start: Instant,
     /// The TCP peer.
     pub peer: SocketAddr,
-    /// The client's address: the peer, or the first untrusted hop from `X-Forwarded-For`.
+    /// The client's address: the peer, or the first untrusted hop from `X-Forwarded-For`;
+    /// an IPv4-mapped IPv6 address is stored as IPv4.
     pub client_ip: IpAddr,
     /// The listener that accepted the connection.
     pub listener: Arc<str>,

@@ -28,12 +28,14 @@ pub fn push_u64(out: &mut String, n: u64) {
 
 /// Appends `n` in decimal, zero-padded to `width` digits.
 pub fn push_padded(out: &mut String, n: u64, width: usize) {
-    let mut digits = String::new();
-    push_u64(&mut digits, n);
+    let mut buf = [0u8; 20];
+    let digits = u64_digits(n, &mut buf);
     for _ in digits.len()..width {
         out.push('0');
     }
-    out.push_str(&digits);
+    for &b in digits {
+        out.push(char::from(b));
+    }
 }
 
 /// Appends an address as `Display` writes it (IPv4 fast; IPv6 through `Display`).

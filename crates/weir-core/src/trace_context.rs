@@ -127,12 +127,9 @@ const DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 /// Lowercase hex of any id.
 pub fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    out
+    let mut out = vec![0u8; bytes.len() * 2];
+    hex_into(bytes, &mut out);
+    out.into_iter().map(char::from).collect()
 }
 
 /// Lowercase hex of `bytes` into `out` (twice as long).

@@ -17,6 +17,7 @@ use opentelemetry_proto::tonic::trace::v1::{
     span, status, ResourceSpans, ScopeSpans, Span, Status,
 };
 use tokio::sync::{mpsc, oneshot};
+use weir_core::text::ip_string;
 use weir_core::trace_context::{new_span_id, new_trace_id, Spans};
 use weir_core::{RequestCtx, TraceContext, Traceparent};
 
@@ -51,6 +52,7 @@ impl TraceStats {
     }
 }
 
+#[derive(Debug)]
 enum Msg {
     Span(Box<Span>),
     Flush(oneshot::Sender<()>),
@@ -78,12 +80,6 @@ pub struct Tracer {
     rx: Mutex<Option<mpsc::Receiver<Msg>>>,
     settings: ExportSettings,
     stats: Arc<TraceStats>,
-}
-
-impl std::fmt::Debug for Msg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Msg")
-    }
 }
 
 impl Tracer {
@@ -188,8 +184,8 @@ impl Tracer {
         if let Some(host) = &ctx.host {
             a.push(kv("server.address", host));
         }
-        a.push(kv("client.address", &ctx.client_ip.to_string()));
-        a.push(kv("network.peer.address", &ctx.peer.ip().to_string()));
+        a.push(kv("client.address", &ip_string(ctx.client_ip)));
+        a.push(kv("network.peer.address", &ip_string(ctx.peer.ip())));
         a.push(kv_int("network.peer.port", i64::from(ctx.peer.port())));
         a.push(kv_int(
             "http.request.body.size",

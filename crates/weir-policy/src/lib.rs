@@ -126,7 +126,7 @@ impl Policy {
     ) -> Result<Option<RateLimitFields>, Denied> {
         let result = match &self.kind {
             Kind::Ip { allow, deny } => {
-                let ip = canonical(ctx.client_ip);
+                let ip = ctx.client_ip;
                 let refused = deny.iter().any(|n| n.contains(&ip))
                     || (!allow.is_empty() && !allow.iter().any(|n| n.contains(&ip)));
                 if refused {
@@ -186,11 +186,14 @@ impl Limit {
         ctx: &RequestCtx,
         headers: &HeaderMap,
     ) -> Result<Option<RateLimitFields>, Denied> {
-        let mut ip_buf = String::new();
+        let octets;
         let key: &[u8] = match &self.key {
             RateKey::ClientIp => {
-                weir_core::text::push_ip(&mut ip_buf, canonical(ctx.client_ip));
-                ip_buf.as_bytes()
+                octets = match ctx.client_ip {
+                    IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+                    IpAddr::V6(v6) => v6.octets(),
+                };
+                &octets
             }
             RateKey::Route => b"",
             RateKey::Header(name) => headers.get(name).map_or(&b""[..], HeaderValue::as_bytes),
@@ -214,14 +217,6 @@ impl Limit {
                 fields,
             })
         }
-    }
-}
-
-/// An IPv4-mapped IPv6 address as IPv4, so `10.0.0.0/8` matches `::ffff:10.1.2.3`.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 

@@ -354,7 +354,8 @@ fn bind(
     Ok((socket, settings))
 }
 
-fn unix_now() -> u64 {
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -4,10 +4,11 @@
 //! upstream table. The timeline is sampled by a task that runs with the admin listener.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::control::unix_now;
 use crate::Shared;
 
 /// The page's files: path → (content type, body).
@@ -59,12 +60,6 @@ pub(crate) async fn sample_loop(shared: Arc<Shared>, stop: CancellationToken) {
         let mut timeline = shared.timeline.lock().unwrap_or_else(|p| p.into_inner());
         timeline.sample(unix_now(), elapsed, &shared.metrics);
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// `GET /dashboard.json`.
