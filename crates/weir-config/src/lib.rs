@@ -19,13 +19,17 @@ mod locate;
 pub mod log_format;
 pub mod pem;
 pub mod schema;
+pub mod secret;
+pub mod template;
 pub mod units;
 mod validate;
+pub mod validate_policy;
 
 use std::path::Path;
 
 pub use diagnostic::{ConfigError, Diagnostic, KeyPath};
 pub use schema::*;
+pub use secret::Secret;
 pub use units::{ByteSize, Duration};
 
 use diagnostic::{Seg, Target};

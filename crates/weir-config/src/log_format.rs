@@ -26,6 +26,8 @@ pub const ACCESS_LOG_FIELDS: &[&str] = &[
     "tries",
     "forward",
     "denied_by",
+    "consumer",
+    "idempotency",
     "error",
     "completed",
 ];

@@ -57,50 +57,11 @@ pub fn validate(config: &Config) -> Vec<Diagnostic> {
     check_observability(config, &mut out);
     let listener_names = check_listeners(config, &mut out);
     let upstream_names = check_upstreams(config, &mut out);
-    let policy_names = check_policies(config, &mut out);
+    let policy_names = crate::validate_policy::check_policies(config, &mut out);
+    crate::validate_policy::check_routes(config, &mut out);
     check_routes(config, &listener_names, &upstream_names, &mut out);
     check_route_policies(config, &policy_names, &mut out);
     out
-}
-
-fn check_policies<'a>(config: &'a Config, out: &mut Vec<Diagnostic>) -> Vec<&'a str> {
-    let names = unique(
-        "policies",
-        config.policies.iter().map(|p| p.name.as_str()),
-        out,
-    );
-    for (i, p) in config.policies.iter().enumerate() {
-        let at = KeyPath::root("policies").index(i);
-        let kinds = usize::from(p.ip.is_some()) + usize::from(p.rate_limit.is_some());
-        if kinds != 1 {
-            out.push(
-                Diagnostic::at(
-                    at.key("name"),
-                    format!(
-                        "policy `{}` must set exactly one kind, found {kinds}",
-                        p.name
-                    ),
-                )
-                .help("one of: ip = { … }, rate_limit = { … }"),
-            );
-        }
-        if let Some(rl) = &p.rate_limit {
-            let at = at.key("rate_limit");
-            if rl.limit == 0 {
-                out.push(Diagnostic::at(at.key("limit"), "must be at least 1"));
-            }
-            if rl.period.get().is_zero() {
-                out.push(Diagnostic::at(at.key("period"), "must be longer than 0"));
-            }
-            if rl.burst == Some(0) {
-                out.push(Diagnostic::at(at.key("burst"), "must be at least 1"));
-            }
-            if rl.max_keys == 0 {
-                out.push(Diagnostic::at(at.key("max_keys"), "must be at least 1"));
-            }
-        }
-    }
-    names
 }
 
 fn check_route_policies(config: &Config, policies: &[&str], out: &mut Vec<Diagnostic>) {
@@ -155,7 +116,7 @@ fn check_observability(config: &Config, out: &mut Vec<Diagnostic>) {
     }
 }
 
-fn unique<'a>(
+pub(crate) fn unique<'a>(
     section: &str,
     names: impl Iterator<Item = &'a str>,
     out: &mut Vec<Diagnostic>,

@@ -56,8 +56,6 @@ pub struct RequestCtx {
     pub tls: bool,
     /// The policy that answered the request itself (403, 429 …), if one did.
     pub denied_by: Option<Arc<str>>,
-    /// `RateLimit-Policy` / `RateLimit` field values to add to the response.
-    pub rate_limit: Vec<(HeaderValue, HeaderValue)>,
     /// The trace this request belongs to, when one came in or Weir traces.
     pub trace: Option<crate::TraceContext>,
     /// When the upstream call began (the upstream span's start).
@@ -65,6 +63,33 @@ pub struct RequestCtx {
     /// The request is gRPC (`content-type: application/grpc…`): errors are answered the gRPC
     /// way.
     pub grpc: bool,
+    /// Who the request is from, once an identity policy (JWT, API key, basic auth) said so.
+    pub consumer: Option<Arc<str>>,
+    /// The claims of the JWT a `jwt` policy verified (a JSON object).
+    pub claims: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
+    /// What an idempotency policy did: `stored`, `replayed`, `conflict`, `mismatch`,
+    /// `missing`, `bypass`.
+    pub idempotency: Option<&'static str>,
+}
+
+impl RequestCtx {
+    /// A claim as text: strings as they are, arrays of strings joined by spaces, anything
+    /// else as JSON.
+    pub fn claim_text(&self, name: &str) -> Option<String> {
+        let value = self.claims.as_ref()?.get(name)?;
+        Some(match value {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(|v| match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+            other => other.to_string(),
+        })
+    }
 }
 
 impl RequestCtx {
@@ -108,9 +133,11 @@ impl RequestCtx {
             forward: None,
             tls: false,
             denied_by: None,
-            rate_limit: Vec::new(),
             trace: None,
             upstream_start: None,
+            consumer: None,
+            claims: None,
+            idempotency: None,
         }
     }
 }

@@ -65,6 +65,22 @@ pub enum ErrorKind {
     IpDenied,
     /// A rate limit refuses the request.
     RateLimited,
+    /// A concurrency limit refuses the request.
+    TooManyInFlight,
+    /// The request carries no credentials, or invalid ones.
+    Unauthorized,
+    /// The identity is valid but not allowed.
+    Forbidden,
+    /// An auth service or key set needed to decide could not be reached.
+    AuthUnavailable,
+    /// A policy's shared store (Redis) failed and its `on_store_error` is `deny`.
+    PolicyStoreUnavailable,
+    /// `Idempotency-Key` is required but missing (or malformed).
+    IdempotencyKeyMissing,
+    /// A request with this `Idempotency-Key` is still being processed.
+    IdempotencyConflict,
+    /// This `Idempotency-Key` was used for a different request.
+    IdempotencyMismatch,
     /// A bug or resource failure in Weir.
     Internal,
 }
@@ -76,7 +92,15 @@ impl ErrorKind {
             ErrorKind::BadRequest | ErrorKind::ClientBody => StatusCode::BAD_REQUEST,
             ErrorKind::NoRoute | ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::ForwardDenied | ErrorKind::IpDenied => StatusCode::FORBIDDEN,
-            ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::RateLimited | ErrorKind::TooManyInFlight => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::AuthUnavailable | ErrorKind::PolicyStoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ErrorKind::IdempotencyKeyMissing => StatusCode::BAD_REQUEST,
+            ErrorKind::IdempotencyConflict => StatusCode::CONFLICT,
+            ErrorKind::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -98,6 +122,14 @@ impl ErrorKind {
             ErrorKind::ForwardDenied => "forward_denied",
             ErrorKind::IpDenied => "ip_denied",
             ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::TooManyInFlight => "too_many_in_flight",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::AuthUnavailable => "auth_unavailable",
+            ErrorKind::PolicyStoreUnavailable => "policy_store_unavailable",
+            ErrorKind::IdempotencyKeyMissing => "idempotency_key_missing",
+            ErrorKind::IdempotencyConflict => "idempotency_conflict",
+            ErrorKind::IdempotencyMismatch => "idempotency_key_reused",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::HeaderTooLarge => "header_too_large",
             ErrorKind::BodyTooLarge => "body_too_large",
@@ -121,6 +153,14 @@ impl ErrorKind {
             ErrorKind::ForwardDenied => "destination not allowed",
             ErrorKind::IpDenied => "client address not allowed",
             ErrorKind::RateLimited => "too many requests",
+            ErrorKind::TooManyInFlight => "too many requests in flight",
+            ErrorKind::Unauthorized => "authentication required",
+            ErrorKind::Forbidden => "not allowed",
+            ErrorKind::AuthUnavailable => "authorization service unavailable",
+            ErrorKind::PolicyStoreUnavailable => "policy store unavailable",
+            ErrorKind::IdempotencyKeyMissing => "Idempotency-Key header required",
+            ErrorKind::IdempotencyConflict => "a request with this Idempotency-Key is in progress",
+            ErrorKind::IdempotencyMismatch => "Idempotency-Key reused for a different request",
             ErrorKind::MethodNotAllowed => "method not allowed",
             ErrorKind::HeaderTooLarge => "request header too large",
             ErrorKind::BodyTooLarge => "request body too large",
@@ -143,7 +183,12 @@ impl ErrorKind {
             ErrorKind::BodyTooLarge | ErrorKind::HeaderTooLarge => 8,
             ErrorKind::NoRoute | ErrorKind::NotFound | ErrorKind::MethodNotAllowed => 12,
             ErrorKind::ForwardDenied | ErrorKind::IpDenied => 7,
-            ErrorKind::RateLimited => 8,
+            ErrorKind::RateLimited | ErrorKind::TooManyInFlight => 8,
+            ErrorKind::Unauthorized => 16,
+            ErrorKind::Forbidden => 7,
+            ErrorKind::AuthUnavailable | ErrorKind::PolicyStoreUnavailable => 14,
+            ErrorKind::IdempotencyKeyMissing | ErrorKind::IdempotencyMismatch => 3,
+            ErrorKind::IdempotencyConflict => 10,
             ErrorKind::BadRequest | ErrorKind::ClientBody | ErrorKind::Internal => 13,
             ErrorKind::UpstreamConnect
             | ErrorKind::UpstreamProtocol
@@ -162,6 +207,12 @@ impl ErrorKind {
             | ErrorKind::ForwardDenied
             | ErrorKind::IpDenied
             | ErrorKind::RateLimited
+            | ErrorKind::TooManyInFlight
+            | ErrorKind::Unauthorized
+            | ErrorKind::Forbidden
+            | ErrorKind::IdempotencyKeyMissing
+            | ErrorKind::IdempotencyConflict
+            | ErrorKind::IdempotencyMismatch
             | ErrorKind::MethodNotAllowed
             | ErrorKind::HeaderTooLarge
             | ErrorKind::BodyTooLarge
@@ -172,7 +223,9 @@ impl ErrorKind {
             | ErrorKind::NoEndpoint
             | ErrorKind::CircuitOpen
             | ErrorKind::UpstreamBusy => Side::Upstream,
-            ErrorKind::Internal => Side::Internal,
+            ErrorKind::Internal
+            | ErrorKind::AuthUnavailable
+            | ErrorKind::PolicyStoreUnavailable => Side::Internal,
         }
     }
 }
@@ -191,6 +244,8 @@ pub struct ProxyError {
     pub source: Option<BoxError>,
     /// Sent as `Retry-After` (whole seconds, rounded up).
     pub retry_after: Option<std::time::Duration>,
+    /// More response headers (`WWW-Authenticate`, rate-limit fields …).
+    pub headers: Option<Box<http::HeaderMap>>,
 }
 
 impl ProxyError {
@@ -202,7 +257,16 @@ impl ProxyError {
             retry: Retry::No,
             source: None,
             retry_after: None,
+            headers: None,
         }
+    }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers
+            .get_or_insert_with(Default::default)
+            .append(name, value);
+        self
     }
 
     /// Sets the `Retry-After` the response carries.
@@ -252,6 +316,11 @@ impl ProxyError {
             let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
+        if let Some(extra) = &self.headers {
+            for (name, value) in extra.iter() {
+                h.append(name.clone(), value.clone());
+            }
+        }
         if self.kind == ErrorKind::MethodNotAllowed {
             // Only static files refuse methods today; they serve GET and HEAD.
             h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
@@ -292,6 +361,11 @@ impl ProxyError {
                 header::RETRY_AFTER,
                 HeaderValue::from(after.as_secs().max(1)),
             );
+        }
+        if let Some(extra) = &self.headers {
+            for (name, value) in extra.iter() {
+                h.append(name.clone(), value.clone());
+            }
         }
         let _ = request_id;
         resp

@@ -36,6 +36,8 @@ fn record() -> RequestRecord<'static> {
         tries: 1,
         forward: None,
         denied_by: None,
+        consumer: None,
+        idempotency: None,
         error: None,
         completed: true,
     }

@@ -314,6 +314,8 @@ mod tests {
             tries: 0,
             forward: None,
             denied_by: None,
+            consumer: None,
+            idempotency: None,
             error: None,
             completed: true,
         }

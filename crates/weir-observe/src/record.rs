@@ -61,6 +61,12 @@ pub struct RequestRecord<'a> {
     /// The policy that answered the request itself (403, 429 …), if one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub denied_by: Option<&'a str>,
+    /// Who the request is from (an identity policy's consumer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<&'a str>,
+    /// What an idempotency policy did (`stored`, `replayed`, `conflict` …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<&'a str>,
     /// Error code, when the request failed (`upstream_timeout` …).
     pub error: Option<&'a str>,
     /// False when the response body did not finish (client gone, upstream reset).
@@ -133,6 +139,14 @@ impl RequestRecord<'_> {
             key(out, "denied_by", false);
             json_str(out, p);
         }
+        if let Some(c) = self.consumer {
+            key(out, "consumer", false);
+            json_str(out, c);
+        }
+        if let Some(i) = self.idempotency {
+            key(out, "idempotency", false);
+            json_str(out, i);
+        }
         key(out, "error", false);
         json_opt(out, self.error);
         key(out, "completed", false);
@@ -186,6 +200,8 @@ impl RequestRecord<'_> {
             }
             "forward" => opt(out, self.forward),
             "denied_by" => opt(out, self.denied_by),
+            "consumer" => opt(out, self.consumer),
+            "idempotency" => opt(out, self.idempotency),
             "error" => opt(out, self.error),
             "completed" => out.push_str(if self.completed { "true" } else { "false" }),
             // Templates are validated against the same list; an unknown name cannot get here.
@@ -341,6 +357,8 @@ mod tests {
             tries: 2,
             forward: None,
             denied_by: Some("per-ip"),
+            consumer: Some("acme"),
+            idempotency: None,
             error: Some("upstream_timeout"),
             completed: false,
         };

@@ -1,40 +1,183 @@
-//! Route policies (DESIGN §1: the request phase): named in `[[policies]]`, applied by routes in
-//! order before their action; any policy may answer early (403, 429 …). Each compiled
-//! [`Policy`] counts its decisions for `/metrics`.
+//! Route policies (DESIGN §1, the request phase): named in `[[policies]]`, applied by routes in
+//! order before their action. Any policy may answer early (401, 403, 409, 429 …) or with a
+//! response of its own (a CORS preflight, a replayed idempotent response); what a policy must
+//! do to the response (CORS headers, header edits, storing an idempotent response, ending a
+//! concurrency slot) is left in the request's [`Hooks`].
 //!
-//! So far: IP rules ([`Policy`] with `ip`) and rate limits ([`ratelimit`], in memory). Identity,
-//! the Redis store, idempotency, CORS and header operations build on the same chain.
+//! Kinds, one module each: [`ip`] rules, [`ratelimit`] (memory or Redis), [`concurrency`]
+//! limits, identity in [`auth`] (JWT/JWKS, API keys, basic, external), [`idempotency`] keys,
+//! [`cors`], and [`headers`] edits. Every compiled [`Policy`] counts its decisions and its
+//! kind's events for `/metrics`.
+//!
+//! ```
+//! # async fn demo() {
+//! let cfg: weir_config::Config = weir_config::parse(r#"
+//! [[listeners]]
+//! name = "main"
+//! bind = "127.0.0.1:0"
+//! [[policies]]
+//! name = "office"
+//! ip = { allow = ["10.0.0.0/8"] }
+//! "#, "demo.toml").expect("valid");
+//! let shared = weir_policy::Shared::new(&cfg, None);
+//! let policy = weir_policy::Policy::compile(&cfg.policies[0], &cfg, &shared).expect("compiles");
+//! assert_eq!(policy.describe(), "ip: allow 10.0.0.0/8, deny -");
+//! # }
+//! ```
 
+pub mod auth;
+pub mod concurrency;
+pub mod cors;
+mod fetch;
+pub mod headers;
+pub mod idempotency;
+pub mod ip;
+mod key;
 pub mod ratelimit;
+pub mod store;
 
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue};
-use weir_config::{RateAlgorithm, RateKey};
-use weir_core::{ErrorKind, ProxyError, RequestCtx};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Response};
+use weir_core::{ProxyError, RequestBody, RequestCtx, ResponseBody};
 
-use ratelimit::{Algorithm, LocalLimiter, Rate};
+pub use store::RedisStore;
 
-/// The `RateLimit-Policy` and `RateLimit` field values of one limit
-/// (draft-ietf-httpapi-ratelimit-headers, structured fields).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RateLimitFields {
-    /// `"name";q=100;w=10`
-    pub policy: HeaderValue,
-    /// `"name";r=42;t=7`
-    pub state: HeaderValue,
+/// Why a policy could not be compiled.
+#[derive(Debug, thiserror::Error)]
+#[error("policy `{policy}`: {message}")]
+pub struct CompileError {
+    /// The policy.
+    pub policy: String,
+    /// What is wrong.
+    pub message: String,
 }
 
-/// Why a policy stopped a request.
+impl CompileError {
+    fn new(policy: &str, message: impl Into<String>) -> Self {
+        Self {
+            policy: policy.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// State every policy of a runtime shares: the Redis store and the consumers' API keys.
+/// Carried over a reload when `[redis]` is unchanged, so its connection survives.
 #[derive(Debug)]
-pub struct Denied {
-    /// The response to send.
-    pub error: ProxyError,
-    /// Rate-limit fields to add to it.
-    pub fields: Option<RateLimitFields>,
+pub struct Shared {
+    /// The `[redis]` store, when configured.
+    pub redis: Option<Arc<RedisStore>>,
+}
+
+impl Shared {
+    /// Shared state for `cfg`, keeping `previous`'s Redis connection when `[redis]` did not
+    /// change.
+    pub fn new(
+        cfg: &weir_config::Config,
+        previous: Option<(&Shared, &weir_config::Config)>,
+    ) -> Arc<Self> {
+        let redis = cfg.redis.as_ref().map(|r| {
+            previous
+                .filter(|(_, old)| old.redis.as_ref() == Some(r))
+                .and_then(|(s, _)| s.redis.clone())
+                .unwrap_or_else(|| Arc::new(RedisStore::new(r)))
+        });
+        Arc::new(Self { redis })
+    }
+}
+
+/// How a policy stopped a request.
+#[derive(Debug)]
+pub enum Early {
+    /// An error answer through the one error mapping (its headers included).
+    Error(ProxyError),
+    /// A response of the policy's own (a CORS preflight, an auth service's refusal, a
+    /// replayed response).
+    Response(Box<Response<ResponseBody>>),
+}
+
+impl From<ProxyError> for Early {
+    fn from(e: ProxyError) -> Self {
+        Self::Error(e)
+    }
+}
+
+/// What the response phase owes the policies that admitted a request.
+#[derive(Debug, Default)]
+pub struct Hooks {
+    /// `RateLimit-Policy` / `RateLimit` pairs.
+    pub rate_limit: Vec<(HeaderValue, HeaderValue)>,
+    /// Headers added to the response (CORS).
+    add: HeaderMap,
+    /// Response header edits, in chain order.
+    edits: Vec<Arc<headers::Edit>>,
+    /// A response to store under an idempotency key.
+    idempotency: Option<idempotency::Pending>,
+    /// Concurrency slots held until the response is done.
+    permits: Vec<concurrency::Permit>,
+}
+
+impl Hooks {
+    /// Applies the response phase to `resp` (a response from the action or an error answer):
+    /// CORS headers, header edits, and the idempotency store's tee of the body. Returns what
+    /// must stay alive until the response body is done.
+    pub fn respond(&mut self, ctx: &RequestCtx, resp: &mut Response<ResponseBody>) -> Held {
+        for (name, value) in &self.add {
+            resp.headers_mut().insert(name.clone(), value.clone());
+        }
+        if !self.add.is_empty() {
+            headers::vary(resp.headers_mut(), "origin");
+        }
+        for edit in &self.edits {
+            edit.apply(ctx, resp.headers_mut());
+        }
+        if let Some(pending) = self.idempotency.take() {
+            pending.capture(ctx.error.is_some(), resp);
+        }
+        Held {
+            _permits: std::mem::take(&mut self.permits),
+        }
+    }
+}
+
+/// Held by the log phase until the response body is done.
+#[derive(Debug, Default)]
+pub struct Held {
+    _permits: Vec<concurrency::Permit>,
+}
+
+/// Named counters of one policy's events (the kind's own, beside allowed/denied).
+#[derive(Debug)]
+pub struct Events {
+    names: &'static [&'static str],
+    counts: Box<[AtomicU64]>,
+}
+
+impl Events {
+    fn new(names: &'static [&'static str]) -> Self {
+        Self {
+            names,
+            counts: names.iter().map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Counts one `name` event (a name not declared is ignored).
+    pub fn add(&self, name: &str) {
+        if let Some(i) = self.names.iter().position(|n| *n == name) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Each event and its count.
+    pub fn snapshot(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.names
+            .iter()
+            .zip(self.counts.iter())
+            .map(|(n, c)| (*n, c.load(Ordering::Relaxed)))
+    }
 }
 
 /// A compiled policy.
@@ -45,100 +188,131 @@ pub struct Policy {
     kind: Kind,
     allowed: AtomicU64,
     denied: AtomicU64,
+    /// The kind's own events (store errors, JWKS refreshes, replays …).
+    pub events: Events,
+    started: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
 enum Kind {
-    Ip {
-        allow: Vec<ipnet::IpNet>,
-        deny: Vec<ipnet::IpNet>,
-    },
-    RateLimit(Box<Limit>),
-}
-
-#[derive(Debug)]
-struct Limit {
-    limiter: LocalLimiter,
-    key: RateKey,
-    headers: bool,
-    quoted_name: String,
-    policy_field: HeaderValue,
+    Ip(ip::IpRules),
+    RateLimit(Box<ratelimit::RateLimitPolicy>),
+    Concurrency(concurrency::ConcurrencyPolicy),
+    Jwt(Box<auth::jwt::JwtPolicy>),
+    ApiKey(auth::api_key::ApiKeyPolicy),
+    Basic(auth::basic::BasicPolicy),
+    ExtAuth(Box<auth::external::ExtAuthPolicy>),
+    Idempotency(Box<idempotency::IdempotencyPolicy>),
+    Cors(Box<cors::CorsPolicy>),
+    Headers(Box<headers::HeaderPolicy>),
 }
 
 impl Policy {
     /// Compiles a validated policy.
-    pub fn compile(cfg: &weir_config::Policy) -> Self {
-        let kind = match (&cfg.ip, &cfg.rate_limit) {
-            (_, Some(rl)) => {
-                let algorithm = match rl.algorithm {
-                    RateAlgorithm::TokenBucket => Algorithm::TokenBucket,
-                    RateAlgorithm::FixedWindow => Algorithm::FixedWindow,
-                    RateAlgorithm::SlidingWindow => Algorithm::SlidingWindow,
-                    RateAlgorithm::Gcra => Algorithm::Gcra,
-                };
-                // Validation guarantees a non-zero limit and period.
-                let rate = Rate::new(rl.limit.max(1), rl.period.get()).unwrap_or(Rate {
-                    limit: 1,
-                    period_ns: 1_000_000_000,
-                });
-                let burst = rl.burst.unwrap_or(rl.limit).max(1);
-                let quoted_name = sf_string(&cfg.name);
-                let window = rl.period.get().as_secs().max(1);
-                let quota = match algorithm {
-                    Algorithm::TokenBucket | Algorithm::Gcra => burst,
-                    _ => rl.limit,
-                };
-                let policy_field =
-                    HeaderValue::from_str(&format!("{quoted_name};q={quota};w={window}"))
-                        .unwrap_or_else(|_| HeaderValue::from_static("\"limit\""));
-                Kind::RateLimit(Box::new(Limit {
-                    limiter: LocalLimiter::new(algorithm, rate, burst, rl.max_keys),
-                    key: rl.key.clone(),
-                    headers: rl.headers,
-                    quoted_name,
-                    policy_field,
-                }))
-            }
-            (Some(ip), None) => Kind::Ip {
-                allow: ip.allow.iter().map(|c| c.0).collect(),
-                deny: ip.deny.iter().map(|c| c.0).collect(),
-            },
-            // Validation refuses a policy without a kind; let everything through.
-            (None, None) => Kind::Ip {
-                allow: Vec::new(),
-                deny: Vec::new(),
-            },
+    pub fn compile(
+        cfg: &weir_config::Policy,
+        config: &weir_config::Config,
+        shared: &Arc<Shared>,
+    ) -> Result<Self, CompileError> {
+        let name = cfg.name.as_str();
+        let (kind, events): (Kind, &'static [&'static str]) = if let Some(rl) = &cfg.rate_limit {
+            (
+                Kind::RateLimit(Box::new(ratelimit::RateLimitPolicy::compile(
+                    name, rl, shared,
+                )?)),
+                ratelimit::EVENTS,
+            )
+        } else if let Some(ip) = &cfg.ip {
+            (Kind::Ip(ip::IpRules::compile(ip)), &[])
+        } else if let Some(c) = &cfg.concurrency {
+            (
+                Kind::Concurrency(concurrency::ConcurrencyPolicy::compile(c)),
+                &[],
+            )
+        } else if let Some(j) = &cfg.jwt {
+            (
+                Kind::Jwt(Box::new(auth::jwt::JwtPolicy::compile(name, j)?)),
+                auth::jwt::EVENTS,
+            )
+        } else if let Some(k) = &cfg.api_key {
+            (
+                Kind::ApiKey(auth::api_key::ApiKeyPolicy::compile(name, k, config)?),
+                &[],
+            )
+        } else if let Some(b) = &cfg.basic_auth {
+            (Kind::Basic(auth::basic::BasicPolicy::compile(b)), &[])
+        } else if let Some(e) = &cfg.ext_auth {
+            (
+                Kind::ExtAuth(Box::new(auth::external::ExtAuthPolicy::compile(name, e)?)),
+                auth::external::EVENTS,
+            )
+        } else if let Some(i) = &cfg.idempotency {
+            (
+                Kind::Idempotency(Box::new(idempotency::IdempotencyPolicy::compile(
+                    name, i, shared,
+                )?)),
+                idempotency::EVENTS,
+            )
+        } else if let Some(c) = &cfg.cors {
+            (
+                Kind::Cors(Box::new(cors::CorsPolicy::compile(c))),
+                cors::EVENTS,
+            )
+        } else if let Some(h) = &cfg.headers {
+            (
+                Kind::Headers(Box::new(headers::HeaderPolicy::compile(h))),
+                &[],
+            )
+        } else {
+            return Err(CompileError::new(name, "sets no kind"));
         };
-        Self {
-            name: Arc::from(cfg.name.as_str()),
+        Ok(Self {
+            name: Arc::from(name),
             kind,
             allowed: AtomicU64::new(0),
             denied: AtomicU64::new(0),
+            events: Events::new(events),
+            started: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Starts background work (a JWKS fetch at start); call once the runtime is live.
+    pub fn start(self: &Arc<Self>) {
+        // Once: a policy carried over by a reload is already running.
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Kind::Jwt(j) = &self.kind {
+            j.start(self.clone());
         }
     }
 
-    /// Decides a request: `Ok` with the rate-limit fields to add to the response (when this
-    /// policy adds any), or the early answer.
-    pub fn check(
+    /// Runs the request phase of this policy: `Ok` lets the request go on (with what the
+    /// response phase owes this policy left in `hooks`), `Err` answers it now.
+    pub async fn request(
         &self,
-        ctx: &RequestCtx,
-        headers: &HeaderMap,
-    ) -> Result<Option<RateLimitFields>, Denied> {
+        ctx: &mut RequestCtx,
+        parts: &mut Parts,
+        body: &mut RequestBody,
+        hooks: &mut Hooks,
+    ) -> Result<(), Early> {
         let result = match &self.kind {
-            Kind::Ip { allow, deny } => {
-                let ip = ctx.client_ip;
-                let refused = deny.iter().any(|n| n.contains(&ip))
-                    || (!allow.is_empty() && !allow.iter().any(|n| n.contains(&ip)));
-                if refused {
-                    Err(Denied {
-                        error: ProxyError::new(ErrorKind::IpDenied),
-                        fields: None,
-                    })
-                } else {
-                    Ok(None)
+            Kind::Ip(rules) => rules.check(ctx).map_err(Early::from),
+            Kind::RateLimit(rl) => rl.check(ctx, &parts.headers, hooks, &self.events).await,
+            Kind::Concurrency(c) => c.acquire(ctx, &parts.headers, hooks),
+            Kind::Jwt(j) => j.check(ctx, parts, &self.events).await,
+            Kind::ApiKey(k) => k.check(ctx, parts),
+            Kind::Basic(b) => b.check(ctx, parts).await,
+            Kind::ExtAuth(e) => e.check(ctx, parts, &self.events).await,
+            Kind::Idempotency(i) => i.check(ctx, parts, body, hooks, &self.events).await,
+            Kind::Cors(c) => c.check(&ctx.method, parts, hooks, &self.events),
+            Kind::Headers(h) => {
+                h.apply_request(ctx, &mut parts.headers);
+                if let Some(edit) = h.response_edit() {
+                    hooks.edits.push(edit);
                 }
+                Ok(())
             }
-            Kind::RateLimit(limit) => limit.check(ctx, headers),
         };
         let counter = if result.is_ok() {
             &self.allowed
@@ -160,69 +334,23 @@ impl Policy {
     /// What the policy does, for `weir explain` and the admin API.
     pub fn describe(&self) -> String {
         match &self.kind {
-            Kind::Ip { allow, deny } => format!("ip: allow {}, deny {}", list(allow), list(deny)),
-            Kind::RateLimit(l) => format!(
-                "rate_limit: {} by {}",
-                l.policy_field.to_str().unwrap_or(""),
-                l.key
-            ),
-        }
-    }
-}
-
-fn list(nets: &[ipnet::IpNet]) -> String {
-    if nets.is_empty() {
-        return "-".to_owned();
-    }
-    nets.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-impl Limit {
-    fn check(
-        &self,
-        ctx: &RequestCtx,
-        headers: &HeaderMap,
-    ) -> Result<Option<RateLimitFields>, Denied> {
-        let octets;
-        let key: &[u8] = match &self.key {
-            RateKey::ClientIp => {
-                octets = match ctx.client_ip {
-                    IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-                    IpAddr::V6(v6) => v6.octets(),
-                };
-                &octets
-            }
-            RateKey::Route => b"",
-            RateKey::Header(name) => headers.get(name).map_or(&b""[..], HeaderValue::as_bytes),
-        };
-        let d = self.limiter.check(key, now_ns(ctx.start), 1);
-        let fields = (self.headers || !d.allowed).then(|| {
-            let reset = d.reset_ns.div_ceil(1_000_000_000);
-            let state = format!("{};r={};t={reset}", self.quoted_name, d.remaining);
-            RateLimitFields {
-                policy: self.policy_field.clone(),
-                state: HeaderValue::from_str(&state)
-                    .unwrap_or_else(|_| HeaderValue::from_static("\"limit\"")),
-            }
-        });
-        if d.allowed {
-            Ok(fields)
-        } else {
-            Err(Denied {
-                error: ProxyError::new(ErrorKind::RateLimited)
-                    .retry_after(std::time::Duration::from_nanos(d.retry_after_ns)),
-                fields,
-            })
+            Kind::Ip(r) => r.describe(),
+            Kind::RateLimit(l) => l.describe(),
+            Kind::Concurrency(c) => c.describe(),
+            Kind::Jwt(j) => j.describe(),
+            Kind::ApiKey(k) => k.describe(),
+            Kind::Basic(b) => b.describe(),
+            Kind::ExtAuth(e) => e.describe(),
+            Kind::Idempotency(i) => i.describe(),
+            Kind::Cors(c) => c.describe(),
+            Kind::Headers(_) => "headers: request and response edits".to_owned(),
         }
     }
 }
 
 /// A structured-field string (RFC 8941 §3.3.3): quoted, `"` and `\` escaped, other
 /// characters outside printable ASCII dropped.
-fn sf_string(s: &str) -> String {
+pub(crate) fn sf_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -237,13 +365,6 @@ fn sf_string(s: &str) -> String {
     }
     out.push('"');
     out
-}
-
-/// Nanoseconds since the first request the process saw: the limiters' clock.
-fn now_ns(at: Instant) -> u64 {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    let base = *BASE.get_or_init(Instant::now);
-    u64::try_from(at.saturating_duration_since(base).as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -30,12 +30,14 @@
 mod action;
 mod matcher;
 mod path;
+mod rewrite;
 
 use std::sync::Arc;
 
 pub use action::{Action, RedirectSpec, RespondSpec, StaticSpec};
 pub use matcher::{Failure, Matcher, RequestView};
 pub use path::normalize_path;
+pub use rewrite::Rewrite;
 
 /// A route ready to serve.
 #[derive(Debug)]

@@ -567,6 +567,21 @@ fn request_metrics(shared: &Shared) -> String {
         "Requests each policy let through or answered itself (403, 429 …).",
         decisions.iter().map(|(l, n)| (&l[..], *n as f64)),
     );
+    let events: Vec<([(&str, &str); 2], u64)> = runtime
+        .policies
+        .iter()
+        .flat_map(|p| {
+            p.events
+                .snapshot()
+                .map(move |(event, n)| ([("policy", &*p.name), ("event", event)], n))
+        })
+        .collect();
+    e.family(
+        "weir_policy_events_total",
+        Kind::Counter,
+        "Policy events beside decisions: store errors, JWKS refreshes, idempotent replays and conflicts, CORS preflights, auth-service errors.",
+        events.iter().map(|(l, n)| (&l[..], *n as f64)),
+    );
     let labels: Vec<([(&str, &str); 2], &weir_core::Histogram)> = runtime
         .upstreams()
         .iter()

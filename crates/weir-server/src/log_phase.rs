@@ -24,6 +24,8 @@ pub(crate) struct LogPhase {
     conn: Arc<ConnState>,
     bytes_out: u64,
     completed: bool,
+    /// Policy state held until the response is done (concurrency slots).
+    pub(crate) held: weir_policy::Held,
 }
 
 impl LogPhase {
@@ -43,6 +45,7 @@ impl LogPhase {
             conn,
             bytes_out: 0,
             completed: false,
+            held: weir_policy::Held::default(),
         }
     }
 }
@@ -114,6 +117,8 @@ impl Drop for LogPhase {
             upstream_first_byte_ms: ctx.upstream_first_byte.map(millis),
             forward: ctx.forward,
             denied_by: ctx.denied_by.as_deref(),
+            consumer: ctx.consumer.as_deref(),
+            idempotency: ctx.idempotency,
             error: ctx.error.map(weir_core::ErrorKind::code),
             completed: self.completed,
         };

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use http::header::{CONTENT_LENGTH, HOST, LOCATION, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
-use weir_core::{request_id, ErrorKind, ProxyError, RequestCtx, ResponseBody, Side};
+use weir_core::{request_id, ErrorKind, ProxyError, RequestBody, RequestCtx, ResponseBody, Side};
 use weir_route::{Action, RedirectSpec, RequestView, RespondSpec};
 
 use crate::conn::ConnInfo;
@@ -35,9 +35,6 @@ impl From<Response<ResponseBody>> for Outcome {
         }
     }
 }
-
-static RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
-static RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
 
 pub(crate) async fn handle(
     req: Request<Incoming>,
@@ -76,11 +73,12 @@ pub(crate) async fn handle(
         runtime.clone(),
         conn.state.clone(),
     ));
+    let mut hooks = weir_policy::Hooks::default();
     let Outcome {
         response: mut resp,
         deadline,
         conn: guard,
-    } = match process(req, &mut log.ctx, &runtime, &conn).await {
+    } = match process(req, &mut log.ctx, &runtime, &conn, &mut hooks).await {
         Ok(outcome) => outcome,
         Err(e) => {
             if e.side != Side::Client {
@@ -96,10 +94,8 @@ pub(crate) async fn handle(
     };
     resp.headers_mut()
         .insert(&X_REQUEST_ID, log.ctx.request_id.clone());
-    for (policy, state) in &log.ctx.rate_limit {
-        resp.headers_mut().append(&RATELIMIT_POLICY, policy.clone());
-        resp.headers_mut().append(&RATELIMIT, state.clone());
-    }
+    weir_policy::ratelimit::add_fields(resp.headers_mut(), &hooks.rate_limit);
+    log.held = hooks.respond(&log.ctx, &mut resp);
     if let Some(hsts) = &conn.opts.hsts {
         resp.headers_mut()
             .entry(http::header::STRICT_TRANSPORT_SECURITY)
@@ -120,6 +116,7 @@ async fn process(
     ctx: &mut RequestCtx,
     rt: &Runtime,
     conn: &ConnInfo,
+    hooks: &mut weir_policy::Hooks,
 ) -> Result<Outcome, ProxyError> {
     if let Some(policy) = &conn.opts.forward {
         let result = crate::forward::handle(req, ctx, policy, rt.limits.max_body).await;
@@ -147,14 +144,10 @@ async fn process(
     if let Some(port) = conn.opts.redirect_https {
         return redirect_to_https(&req, ctx, port).map(Outcome::from);
     }
-    if rt.limits.max_body > 0 {
-        let declared = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > rt.limits.max_body) {
-            return Err(ProxyError::new(ErrorKind::BodyTooLarge));
+    if let Some((_, rules)) = rt.listener_ip.iter().find(|(l, _)| **l == *ctx.listener) {
+        if !rules.admits(ctx.client_ip) {
+            ctx.denied_by = Some(Arc::from("listener"));
+            return Err(ProxyError::new(ErrorKind::IpDenied));
         }
     }
     let router = rt
@@ -168,22 +161,32 @@ async fn process(
         query: req.uri().query(),
         headers: req.headers(),
     };
-    let route = router
-        .find(&view)
-        .ok_or_else(|| ProxyError::new(ErrorKind::NoRoute))?;
+    let route = router.find(&view);
+    let opts = route.and_then(|r| rt.route_opts.get(r.index));
+    // The route's own body limit, else the server's (0 = unlimited).
+    let max_body = opts.and_then(|o| o.max_body).unwrap_or(rt.limits.max_body);
+    if max_body > 0 {
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max_body) {
+            return Err(ProxyError::new(ErrorKind::BodyTooLarge));
+        }
+    }
+    let route = route.ok_or_else(|| ProxyError::new(ErrorKind::NoRoute))?;
     ctx.route = Some(route.name.clone());
+    let (mut parts, body) = req.into_parts();
+    let mut body = RequestBody::new(body, max_body, ctx.body.clone());
     if let Some(chain) = rt.route_policies.get(route.index) {
         for policy in chain {
-            match policy.check(ctx, req.headers()) {
-                Ok(Some(f)) => ctx.rate_limit.push((f.policy, f.state)),
-                Ok(None) => {}
-                Err(denied) => {
-                    if let Some(f) = denied.fields {
-                        ctx.rate_limit.push((f.policy, f.state));
-                    }
-                    ctx.denied_by = Some(policy.name.clone());
-                    return Err(denied.error);
-                }
+            if let Err(early) = policy.request(ctx, &mut parts, &mut body, hooks).await {
+                ctx.denied_by = Some(policy.name.clone());
+                return match early {
+                    weir_policy::Early::Error(e) => Err(e),
+                    weir_policy::Early::Response(resp) => Ok(Outcome::from(*resp)),
+                };
             }
         }
     }
@@ -197,8 +200,14 @@ async fn process(
                 .get(*upstream)
                 .ok_or_else(|| ProxyError::new(ErrorKind::Internal))?
                 .clone();
+            if let Some(rw) = opts.and_then(|o| o.rewrite.as_ref()) {
+                if let Some(uri) = rw.uri(&parts.uri) {
+                    parts.uri = uri;
+                }
+            }
             proxy::forward(
-                req,
+                parts,
+                body,
                 ctx,
                 rt,
                 conn,
@@ -209,8 +218,11 @@ async fn process(
             .await
         }
         Action::Respond(spec) => Ok(respond(spec).into()),
-        Action::Redirect(spec) => redirect(spec, &req, ctx).map(Outcome::from),
-        Action::Static(spec) => static_files::serve(spec, &req).await.map(Outcome::from),
+        Action::Redirect(spec) => redirect(spec, &parts, ctx).map(Outcome::from),
+        Action::Static(spec) => {
+            let req = Request::from_parts(parts, ());
+            static_files::serve(spec, &req).await.map(Outcome::from)
+        }
     }
 }
 
@@ -314,10 +326,10 @@ fn respond(spec: &RespondSpec) -> Response<ResponseBody> {
 
 fn redirect(
     spec: &RedirectSpec,
-    req: &Request<Incoming>,
+    req: &http::request::Parts,
     ctx: &RequestCtx,
 ) -> Result<Response<ResponseBody>, ProxyError> {
-    let uri = req.uri();
+    let uri = &req.uri;
     let request_uri = uri.path_and_query().map_or("/", |pq| pq.as_str());
     let location = spec
         .location
@@ -329,7 +341,7 @@ fn redirect(
     let mut resp = Response::new(ResponseBody::Empty);
     *resp.status_mut() = spec.status;
     resp.headers_mut().insert(LOCATION, value);
-    if req.method() != Method::HEAD {
+    if req.method != Method::HEAD {
         resp.headers_mut()
             .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
     }

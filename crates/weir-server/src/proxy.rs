@@ -1,8 +1,7 @@
 //! The `proxy` action: pick an endpoint, rewrite headers for the hop, stream the request up and
 //! the response back.
 
-use http::{HeaderValue, Request, Response};
-use hyper::body::Incoming;
+use http::{HeaderValue, Response};
 use std::sync::Arc;
 use weir_core::{ErrorKind, ProxyError, RequestBody, RequestCtx, ResponseBody};
 
@@ -17,8 +16,10 @@ use crate::pipeline::Outcome;
 use crate::runtime::Runtime;
 use crate::tunnel;
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn forward(
-    req: Request<Incoming>,
+    mut parts: http::request::Parts,
+    mut body: RequestBody,
     ctx: &mut RequestCtx,
     rt: &Runtime,
     conn: &ConnInfo,
@@ -30,7 +31,7 @@ pub(crate) async fn forward(
     // The upstream's total timeout, shortened by a gRPC client's own deadline.
     let grpc_timeout = ctx
         .grpc
-        .then(|| req.headers().get("grpc-timeout"))
+        .then(|| parts.headers.get("grpc-timeout"))
         .flatten()
         .and_then(|v| parse_grpc_timeout(v.as_bytes()));
     let limit = match (upstream.total_timeout, grpc_timeout) {
@@ -39,7 +40,6 @@ pub(crate) async fn forward(
     };
     let deadline = limit.map(|t| tokio::time::Instant::from_std(ctx.start) + t);
 
-    let (mut parts, body) = req.into_parts();
     // An HTTP/1.1 Upgrade (WebSocket): its headers go up with the request; the tunnel opens
     // only if the upstream answers 101.
     let upgrade = headers::upgrade_token(&parts.headers, parts.version);
@@ -81,7 +81,6 @@ pub(crate) async fn forward(
             parts.headers.remove(&headers::TRACESTATE);
         }
     }
-    let mut body = RequestBody::new(body, rt.limits.max_body, ctx.body.clone());
     // A body that fails at once (cut short, refused framing, over the limit) fails here,
     // before the request head reaches any upstream.
     if let Err(e) = body.prefetch().await {

@@ -15,6 +15,21 @@ pub enum CompileError {
     /// An upstream failed to build.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// A policy failed to compile (a key that does not parse, an unreadable key file …).
+    #[error(transparent)]
+    Policy(#[from] weir_policy::CompileError),
+    /// A route's rewrite regex failed to compile.
+    #[error("routes[{0}].rewrite: {1}")]
+    Rewrite(usize, regex::Error),
+}
+
+/// What a route adds to its action beyond the router's view of it.
+#[derive(Debug, Default)]
+pub(crate) struct RouteOpts {
+    /// The route's own `max_request_body_size` (0 = unlimited).
+    pub(crate) max_body: Option<u64>,
+    /// The path rewrite of a `proxy` route.
+    pub(crate) rewrite: Option<weir_route::Rewrite>,
 }
 
 /// Request limits, resolved from the config.
@@ -47,6 +62,12 @@ pub struct Runtime {
     pub(crate) policies: Vec<Arc<weir_policy::Policy>>,
     /// Each route's policy chain, by the route's position in the config.
     pub(crate) route_policies: Vec<Vec<Arc<weir_policy::Policy>>>,
+    /// Each route's body limit and rewrite, by the route's position in the config.
+    pub(crate) route_opts: Vec<RouteOpts>,
+    /// State policies share (the Redis connection), carried over when `[redis]` is unchanged.
+    pub(crate) policy_shared: Arc<weir_policy::Shared>,
+    /// Listener IP rules, by listener name.
+    pub(crate) listener_ip: Vec<(Arc<str>, weir_policy::ip::IpRules)>,
 }
 
 impl Runtime {
@@ -97,14 +118,52 @@ impl Runtime {
                 .and_then(|(rt, _)| rt.tracer.clone())
                 .unwrap_or_else(|| Arc::new(weir_observe::Tracer::new(t, metrics.traces.clone())))
         });
+        let policy_shared =
+            weir_policy::Shared::new(config, previous.map(|(rt, old)| (&*rt.policy_shared, old)));
+        // A policy is carried over (with its counters, limiter and idempotency state) when
+        // neither it nor what it reads (consumers, the Redis server) changed.
         let policies: Vec<Arc<weir_policy::Policy>> = config
             .policies
             .iter()
             .map(|p| {
-                previous
-                    .filter(|(_, old)| old.policies.iter().any(|o| o == p))
-                    .and_then(|(rt, _)| rt.policies.iter().find(|x| *x.name == *p.name).cloned())
-                    .unwrap_or_else(|| Arc::new(weir_policy::Policy::compile(p)))
+                let kept = previous
+                    .filter(|(_, old)| {
+                        old.policies.iter().any(|o| o == p)
+                            && old.consumers == config.consumers
+                            && old.redis == config.redis
+                    })
+                    .and_then(|(rt, _)| rt.policies.iter().find(|x| *x.name == *p.name).cloned());
+                match kept {
+                    Some(k) => Ok(k),
+                    None => weir_policy::Policy::compile(p, config, &policy_shared).map(Arc::new),
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        let route_opts = config
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                Ok(RouteOpts {
+                    max_body: r.max_request_body_size.map(|b| b.bytes()),
+                    rewrite: r
+                        .rewrite
+                        .as_ref()
+                        .map(weir_route::Rewrite::compile)
+                        .transpose()
+                        .map_err(|e| CompileError::Rewrite(i, e))?,
+                })
+            })
+            .collect::<Result<_, CompileError>>()?;
+        let listener_ip = config
+            .listeners
+            .iter()
+            .filter_map(|l| {
+                let rules = l.ip.as_ref()?;
+                Some((
+                    Arc::from(l.name.as_str()),
+                    weir_policy::ip::IpRules::compile(rules),
+                ))
             })
             .collect();
         let route_policies = config
@@ -120,6 +179,9 @@ impl Runtime {
         Ok(Self {
             policies,
             route_policies,
+            route_opts,
+            policy_shared,
+            listener_ip,
             tracer,
             metrics_enabled: config.metrics.enabled,
             log_format: weir_observe::LogFormat::from_config(&config.access_log.format),
@@ -142,6 +204,9 @@ impl Runtime {
         }
         if let Some(t) = &self.tracer {
             t.start();
+        }
+        for p in &self.policies {
+            p.start();
         }
     }
 

@@ -61,6 +61,13 @@ pub struct Config {
     /// Named policies routes apply in order (`routes[].policies`).
     #[serde(default)]
     pub policies: Vec<Policy>,
+    /// Consumers of the API: names, metadata and credentials (API keys) that identity
+    /// policies recognise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumers: Vec<Consumer>,
+    /// The Redis server shared by policies with `store = "redis"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<Redis>,
 }
 
 /// The admin listener: operators' endpoints, kept off the traffic listeners.
@@ -216,6 +223,10 @@ pub struct Listener {
     /// `"max-age=31536000; includeSubDomains"`.
     #[serde(default)]
     pub hsts: Option<String>,
+    /// Client-address rules for every request on this listener (403 `ip_denied`), checked
+    /// before routing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpRules>,
 }
 
 /// What a listener is.
@@ -402,6 +413,13 @@ pub struct Route {
     /// Policies (by name, from `[[policies]]`) applied in this order before the action.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<String>,
+    /// Largest request body on this route (overrides `server.max_request_body_size`; `0` =
+    /// no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_body_size: Option<ByteSize>,
+    /// Rewrites the path before a `proxy` action forwards the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<Rewrite>,
     /// What a request must look like; an empty match takes everything.
     #[serde(default, rename = "match")]
     pub matches: RouteMatch,
@@ -417,6 +435,26 @@ pub struct Route {
     /// Serve files from a directory.
     #[serde(default, rename = "static")]
     pub static_files: Option<StaticAction>,
+}
+
+/// A path rewrite: `strip_prefix`, then `regex` → `replace`, then `add_prefix`. The query
+/// string is kept.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rewrite {
+    /// Removed from the start of the path (a path equal to it becomes `/`).
+    #[serde(default)]
+    pub strip_prefix: Option<String>,
+    /// Put before the path.
+    #[serde(default)]
+    pub add_prefix: Option<String>,
+    /// A regular expression; the first match is replaced by `replace` (`$1`, `${name}`
+    /// refer to groups).
+    #[serde(default)]
+    pub regex: Option<String>,
+    /// The replacement of `regex`.
+    #[serde(default)]
+    pub replace: Option<String>,
 }
 
 /// Conditions a request must meet, all of them, for the route to match.
