@@ -367,6 +367,8 @@ mod tests {
         r.tries = 1;
         r.forward = Some("allowed");
         r.denied_by = Some("p");
+        r.consumer = Some("c");
+        r.idempotency = Some("stored");
         r.error = Some("x");
         let json: serde_json::Value =
             serde_json::from_slice(&LogFormat::Json.line(&r).expect("json")).expect("parse");

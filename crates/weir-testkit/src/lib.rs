@@ -2,6 +2,7 @@
 //! count their connections, and raw-TCP helpers for sending what no well-behaved client would.
 
 pub mod otlp;
+pub mod redis;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -323,12 +323,21 @@ impl Pending {
             })
             .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
             .collect();
+        let expected = resp
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
         let body = std::mem::take(resp.body_mut());
-        let recording = Recording {
+        let mut recording = Recording {
             inner: body,
             buf: BytesMut::new(),
+            expected,
             pending: Some((inner, status, headers)),
         };
+        if expected == Some(0) {
+            recording.finish();
+        }
         *resp.body_mut() =
             ResponseBody::Stream(http_body_util::combinators::UnsyncBoxBody::new(recording));
     }
@@ -340,7 +349,32 @@ type Head = (PendingInner, u16, Vec<(String, Vec<u8>)>);
 struct Recording {
     inner: ResponseBody,
     buf: BytesMut,
+    /// The declared length: hyper stops polling once it has sent that many bytes, so the end
+    /// is seen by count.
+    expected: Option<usize>,
     pending: Option<Head>,
+}
+
+impl Recording {
+    /// The whole body went by: store it.
+    fn finish(&mut self) {
+        if let Some((inner, status, headers)) = self.pending.take() {
+            let record = Record {
+                status,
+                headers,
+                body: std::mem::take(&mut self.buf).to_vec(),
+            };
+            tokio::spawn(async move {
+                if let Err(e) = inner
+                    .store
+                    .complete(&inner.key, inner.fp, record, inner.ttl)
+                    .await
+                {
+                    tracing::warn!(policy = %inner.policy, error = %e, "idempotency record not stored");
+                }
+            });
+        }
+    }
 }
 
 impl Drop for Recording {
@@ -376,6 +410,9 @@ impl Body for Recording {
                         this.buf = BytesMut::new();
                     } else if this.pending.is_some() {
                         this.buf.extend_from_slice(data);
+                        if this.expected == Some(this.buf.len()) {
+                            this.finish();
+                        }
                     }
                 }
             }
@@ -408,8 +445,7 @@ impl Body for Recording {
     }
 
     fn is_end_stream(&self) -> bool {
-        // Report the end only through poll_frame returning None, so the record is stored.
-        false
+        self.pending.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {

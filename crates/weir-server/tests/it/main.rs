@@ -4,6 +4,8 @@ mod common;
 
 mod access_log;
 mod admin;
+mod api_policies;
+mod auth;
 mod balancing;
 mod dashboard;
 mod errors;
@@ -16,6 +18,7 @@ mod metrics;
 mod policies;
 mod proxy;
 mod proxy_protocol;
+mod redis_policies;
 mod reload;
 mod routing;
 mod shutdown;

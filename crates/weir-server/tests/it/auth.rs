@@ -1,0 +1,623 @@
+//! Identity policies over real sockets: JWT (inline HMAC and Ed25519 keys, a JWKS set served by
+//! a real origin), API keys of consumers, basic auth, and an external auth service — with the
+//! hostile inputs: no token, malformed and oversized tokens, `alg: none`, algorithm confusion,
+//! expired and not-yet-valid tokens, wrong audience and issuer, forged `kid`s, a JWKS server
+//! that is down, and clients injecting the headers Weir forwards.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use base64::Engine;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+use crate::common::*;
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef-hmac";
+
+fn unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+fn hs256(claims: serde_json::Value) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("sign")
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn guarded(origin: std::net::SocketAddr, policies: &str, chain: &str, extra: &str) -> String {
+    format!(
+        r#"
+admin = {{ bind = "127.0.0.1:0" }}
+{extra}
+
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:0"
+
+[[upstreams]]
+name = "up"
+endpoints = ["{origin}"]
+
+{policies}
+
+[[routes]]
+name = "api"
+policies = [{chain}]
+proxy = {{ upstream = "up" }}
+"#
+    )
+}
+
+async fn get(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut r = client().get(gw.url(path));
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    r.send().await.expect("request")
+}
+
+#[tokio::test]
+async fn jwt_with_an_hmac_key_checks_signature_time_audience_issuer_and_claims() {
+    let o = echo_origin().await;
+    let policy = format!(
+        r#"[[policies]]
+name = "jwt"
+jwt = {{ algorithms = ["HS256"], keys = [{{ secret = "{SECRET}" }}], issuers = ["https://idp.test"], audiences = ["orders"], required_claims = ["sub"], rules = [{{ claim = "scope", contains = "orders:read" }}], forward_claims = {{ sub = "x-user-id", scope = "x-scopes" }} }}"#
+    );
+    let gw = gateway(&guarded(o.addr, &policy, "\"jwt\"", "")).await;
+    let now = unix();
+    let good = json!({"sub": "alice", "iss": "https://idp.test", "aud": "orders", "exp": now + 600, "scope": "orders:read orders:write"});
+
+    // A valid token passes; claims travel upstream; client copies of those headers do not.
+    let r = get(
+        &gw,
+        "/x",
+        &[
+            ("authorization", &format!("Bearer {}", hs256(good.clone()))),
+            ("x-user-id", "mallory"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let echoed: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(echoed["headers"]["x-user-id"], "alice");
+    assert_eq!(echoed["headers"]["x-scopes"], "orders:read orders:write");
+
+    // No token: 401 with a bare challenge.
+    let r = get(&gw, "/x", &[("x-user-id", "mallory")]).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"weir\"");
+
+    let mut cases: Vec<(&str, String)> = Vec::new();
+    let with = |k: &str, v: serde_json::Value| {
+        let mut c = good.clone();
+        c[k] = v;
+        hs256(c)
+    };
+    cases.push(("expired", with("exp", json!(now - 3600))));
+    cases.push(("not yet valid", with("nbf", json!(now + 3600))));
+    cases.push(("wrong audience", with("aud", json!("billing"))));
+    cases.push(("wrong issuer", with("iss", json!("https://evil.test"))));
+    let mut no_sub = good.clone();
+    no_sub.as_object_mut().expect("object").remove("sub");
+    cases.push(("missing sub", hs256(no_sub)));
+    let wrong_key = encode(
+        &Header::new(Algorithm::HS256),
+        &good,
+        &EncodingKey::from_secret(b"another-secret-another-secret-32"),
+    )
+    .expect("sign");
+    cases.push(("wrong key", wrong_key));
+    let header_none = b64(br#"{"alg":"none","typ":"JWT"}"#);
+    let body = b64(good.to_string().as_bytes());
+    cases.push(("alg none", format!("{header_none}.{body}.")));
+    cases.push(("alg none, no dot", format!("{header_none}.{body}")));
+    let hs512 = encode(
+        &Header::new(Algorithm::HS512),
+        &good,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("sign");
+    cases.push(("alg not allowed", hs512));
+    cases.push(("malformed", "not.a.jwt".to_owned()));
+    cases.push(("garbage", "%%%".to_owned()));
+    cases.push(("oversized", "a".repeat(20_000)));
+    for (what, token) in cases {
+        let r = get(&gw, "/x", &[("authorization", &format!("Bearer {token}"))]).await;
+        assert_eq!(r.status(), 401, "{what}");
+        let challenge = r.headers()["www-authenticate"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        assert!(challenge.contains("invalid_token"), "{what}: {challenge}");
+    }
+
+    // A valid token without the required scope: 403 insufficient_scope.
+    let r = get(
+        &gw,
+        "/x",
+        &[(
+            "authorization",
+            &format!("Bearer {}", with("scope", json!("orders:write"))),
+        )],
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    assert!(r.headers()["www-authenticate"]
+        .to_str()
+        .expect("ascii")
+        .contains("insufficient_scope"));
+    assert_eq!(
+        o.received(),
+        1,
+        "only the valid request reached the upstream"
+    );
+
+    // The consumer (sub) is in the access log; the metrics count the refusals.
+    let lines = gw.log_lines().await;
+    assert!(lines
+        .iter()
+        .any(|l| l["status"] == 200 && l["consumer"] == "alice"));
+    let m = metrics(&gw).await;
+    assert_eq!(
+        metric_value(
+            &m,
+            "weir_policy_decisions_total{policy=\"jwt\",result=\"allowed\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric_value(
+            &m,
+            "weir_policy_events_total{policy=\"jwt\",event=\"expired\"}"
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn jwt_tokens_from_a_cookie_or_query_and_eddsa_keys() {
+    let o = echo_origin().await;
+    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("ed25519");
+    let dir = std::env::temp_dir().join(format!("weir-jwt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let pem_file = dir.join("ed.pub.pem");
+    std::fs::write(&pem_file, kp.public_key_pem()).expect("write");
+    let policy = format!(
+        r#"[[policies]]
+name = "jwt"
+jwt = {{ algorithms = ["EdDSA"], keys = [{{ kid = "ed1", pem = {{ file = "{}" }} }}], token_from = ["cookie:session", "query:access_token"] }}"#,
+        pem_file.display()
+    );
+    let gw = gateway(&guarded(o.addr, &policy, "\"jwt\"", "")).await;
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some("ed1".into());
+    let key = EncodingKey::from_ed_pem(kp.serialize_pem().as_bytes()).expect("key");
+    let token = encode(&header, &json!({"sub": "bob", "exp": unix() + 60}), &key).expect("sign");
+    assert_eq!(
+        get(&gw, "/x", &[("cookie", &format!("a=1; session={token}"))])
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        get(&gw, &format!("/x?access_token={token}"), &[])
+            .await
+            .status(),
+        200
+    );
+    // The header is not a source here.
+    assert_eq!(
+        get(&gw, "/x", &[("authorization", &format!("Bearer {token}"))])
+            .await
+            .status(),
+        401
+    );
+    // Algorithm confusion: an HS256 token "signed" with the public key's PEM is refused.
+    let confused = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub": "eve", "exp": unix() + 60}),
+        &EncodingKey::from_secret(kp.public_key_pem().as_bytes()),
+    )
+    .expect("sign");
+    assert_eq!(
+        get(&gw, &format!("/x?access_token={confused}"), &[])
+            .await
+            .status(),
+        401
+    );
+}
+
+/// A JWKS origin serving one EC key (P-256) as `kid` "k1", counting fetches; `down` makes it
+/// answer 500.
+async fn jwks_origin(
+    kp: &rcgen::KeyPair,
+    fetches: Arc<AtomicUsize>,
+    down: Arc<std::sync::atomic::AtomicBool>,
+) -> Origin {
+    let raw = kp.public_key_raw().to_vec();
+    let (x, y) = (b64(&raw[1..33]), b64(&raw[33..65]));
+    let doc = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256", "use": "sig", "x": x, "y": y}]}).to_string();
+    origin(move |_req: Request<Incoming>| {
+        let doc = doc.clone();
+        let fetches = fetches.clone();
+        let down = down.clone();
+        async move {
+            fetches.fetch_add(1, Ordering::SeqCst);
+            if down.load(Ordering::SeqCst) {
+                return Response::builder()
+                    .status(500)
+                    .body(full("down"))
+                    .expect("response");
+            }
+            Response::builder()
+                .header("content-type", "application/json")
+                .header("cache-control", "max-age=300")
+                .body(full(doc))
+                .expect("response")
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn jwks_keys_are_fetched_cached_and_not_hammered_by_forged_kids() {
+    let o = echo_origin().await;
+    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("p256");
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let idp = jwks_origin(&kp, fetches.clone(), down.clone()).await;
+    let policy = format!(
+        r#"[[policies]]
+name = "jwt"
+jwt = {{ algorithms = ["ES256"], jwks_url = "http://{}/.well-known/jwks.json", jwks_min_refresh = "30s" }}"#,
+        idp.addr
+    );
+    let gw = gateway(&guarded(o.addr, &policy, "\"jwt\"", "")).await;
+    let key = EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes()).expect("key");
+    let sign = |kid: &str| {
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = Some(kid.to_owned());
+        encode(&h, &json!({"sub": "carol", "exp": unix() + 60}), &key).expect("sign")
+    };
+    for _ in 0..10 {
+        let r = get(
+            &gw,
+            "/x",
+            &[("authorization", &format!("Bearer {}", sign("k1")))],
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "cached per Cache-Control"
+    );
+    // A flood of bogus kids: each refused, and the issuer asked at most once more.
+    for i in 0..30 {
+        let r = get(
+            &gw,
+            "/x",
+            &[(
+                "authorization",
+                &format!("Bearer {}", sign(&format!("forged-{i}"))),
+            )],
+        )
+        .await;
+        assert_eq!(r.status(), 401);
+    }
+    assert!(
+        fetches.load(Ordering::SeqCst) <= 2,
+        "fetches: {}",
+        fetches.load(Ordering::SeqCst)
+    );
+    let m = metrics(&gw).await;
+    assert!(
+        metric_value(
+            &m,
+            "weir_policy_events_total{policy=\"jwt\",event=\"jwks_refresh_throttled\"}"
+        )
+        .unwrap_or(0.0)
+            >= 28.0
+    );
+    // The issuer going down changes nothing for known keys.
+    down.store(true, Ordering::SeqCst);
+    assert_eq!(
+        get(
+            &gw,
+            "/x",
+            &[("authorization", &format!("Bearer {}", sign("k1")))]
+        )
+        .await
+        .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_jwks_server_that_is_down_gives_503_not_a_pass() {
+    let o = echo_origin().await;
+    let policy = format!(
+        r#"[[policies]]
+name = "jwt"
+jwt = {{ algorithms = ["ES256"], jwks_url = "http://{}/jwks", jwks_timeout = "500ms" }}"#,
+        closed_addr()
+    );
+    let gw = gateway(&guarded(o.addr, &policy, "\"jwt\"", "")).await;
+    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("p256");
+    let key = EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes()).expect("key");
+    let mut h = Header::new(Algorithm::ES256);
+    h.kid = Some("k1".into());
+    let token = encode(&h, &json!({"sub": "x", "exp": unix() + 60}), &key).expect("sign");
+    let r = get(&gw, "/x", &[("authorization", &format!("Bearer {token}"))]).await;
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["error"], "auth_unavailable");
+    assert_eq!(o.received(), 0);
+}
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn api_keys_identify_consumers_and_never_travel_upstream() {
+    let o = echo_origin().await;
+    let dir = std::env::temp_dir().join(format!("weir-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("globex.keys");
+    std::fs::write(
+        &file,
+        format!("# globex\nsha256:{}\n", sha256_hex("globex-key-0123456789")),
+    )
+    .expect("write");
+    let extra = format!(
+        r#"
+[[consumers]]
+name = "acme"
+metadata = {{ tier = "gold" }}
+api_keys = ["sha256:{}"]
+
+[[consumers]]
+name = "globex"
+api_keys_file = "{}"
+"#,
+        sha256_hex("acme-key-0123456789ab"),
+        file.display()
+    );
+    let policy = r#"[[policies]]
+name = "keys"
+api_key = { key_from = ["header:x-api-key", "query:api_key"], consumer_header = "x-consumer" }
+
+[[policies]]
+name = "per-consumer"
+rate_limit = { limit = 2, period = "1m", key = ["consumer", "route"] }"#;
+    let gw = gateway(&guarded(
+        o.addr,
+        policy,
+        "\"keys\", \"per-consumer\"",
+        &extra,
+    ))
+    .await;
+    let r = get(
+        &gw,
+        "/x",
+        &[
+            ("x-api-key", "acme-key-0123456789ab"),
+            ("x-consumer", "root"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let echoed: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(echoed["headers"]["x-consumer"], "acme");
+    assert!(
+        echoed["headers"].get("x-api-key").is_none(),
+        "the key is hidden"
+    );
+    let r = get(&gw, "/x?api_key=globex-key-0123456789&b=1", &[]).await;
+    assert_eq!(r.status(), 200);
+    let echoed: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(echoed["uri"], "/x?b=1");
+    assert_eq!(echoed["headers"]["x-consumer"], "globex");
+    // Wrong and missing keys: 401 with a challenge.
+    for h in [vec![("x-api-key", "nope-nope-nope-nope")], vec![]] {
+        let r = get(&gw, "/x", &h).await;
+        assert_eq!(r.status(), 401);
+        assert!(r.headers().contains_key("www-authenticate"));
+    }
+    // Limits per consumer: acme's third request is refused, globex is untouched.
+    assert_eq!(
+        get(&gw, "/x", &[("x-api-key", "acme-key-0123456789ab")])
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        get(&gw, "/x", &[("x-api-key", "acme-key-0123456789ab")])
+            .await
+            .status(),
+        429
+    );
+    assert_eq!(
+        get(&gw, "/x?api_key=globex-key-0123456789", &[])
+            .await
+            .status(),
+        200
+    );
+    let lines = gw.log_lines().await;
+    assert!(lines.iter().any(|l| l["consumer"] == "globex"));
+}
+
+#[tokio::test]
+async fn basic_auth_with_bcrypt_and_argon2_hashes() {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let o = echo_origin().await;
+    let bc = bcrypt::hash("open sesame", 4).expect("bcrypt");
+    let salt = SaltString::encode_b64(b"weir-test-salt-1").expect("salt");
+    let ar = argon2::Argon2::default()
+        .hash_password(b"hunter2", &salt)
+        .expect("argon2")
+        .to_string();
+    let policy = format!(
+        r#"[[policies]]
+name = "ops"
+basic_auth = {{ realm = "ops area", users = {{ alice = "{bc}", bob = "{ar}" }}, consumer_header = "x-user" }}"#
+    );
+    let gw = gateway(&guarded(o.addr, &policy, "\"ops\"", "")).await;
+    let basic = |u: &str, p: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+        )
+    };
+    let r = get(&gw, "/x", &[]).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Basic realm=\"ops area\", charset=\"UTF-8\""
+    );
+    for _ in 0..3 {
+        let r = get(
+            &gw,
+            "/x",
+            &[
+                ("authorization", &basic("alice", "open sesame")),
+                ("x-user", "root"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        let echoed: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(echoed["headers"]["x-user"], "alice");
+    }
+    assert_eq!(
+        get(&gw, "/x", &[("authorization", &basic("bob", "hunter2"))])
+            .await
+            .status(),
+        200
+    );
+    for (u, p) in [("alice", "wrong"), ("bob", "open sesame"), ("nobody", "x")] {
+        assert_eq!(
+            get(&gw, "/x", &[("authorization", &basic(u, p))])
+                .await
+                .status(),
+            401,
+            "{u}"
+        );
+    }
+    for bad in ["Basic !!!", "Basic", "Bearer x", "Basic Zm9v"] {
+        assert_eq!(
+            get(&gw, "/x", &[("authorization", bad)]).await.status(),
+            401,
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn external_auth_admits_copies_headers_or_returns_its_refusal() {
+    let o = echo_origin().await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen2 = seen.clone();
+    let auth = origin(move |req: Request<Incoming>| {
+        let seen = seen2.clone();
+        async move {
+            let h = req.headers();
+            let s = |n: &str| {
+                h.get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            seen.lock().expect("lock").push(format!(
+                "{} {} {}",
+                s("x-forwarded-method"),
+                s("x-forwarded-uri"),
+                s("x-forwarded-for")
+            ));
+            if s("authorization") == "Bearer good" {
+                Response::builder()
+                    .status(200)
+                    .header("x-user", "alice")
+                    .body(full(""))
+                    .expect("response")
+            } else {
+                Response::builder()
+                    .status(403)
+                    .header("x-reason", "policy")
+                    .header("content-type", "text/plain")
+                    .body(full("nope"))
+                    .expect("response")
+            }
+        }
+    })
+    .await;
+    let policy = format!(
+        r#"[[policies]]
+name = "authz"
+ext_auth = {{ url = "http://{}/check", upstream_headers = ["x-user"] }}
+
+[[policies]]
+name = "authz-open"
+ext_auth = {{ url = "http://{}/check", timeout = "300ms", on_error = "allow" }}
+
+[[policies]]
+name = "authz-closed"
+ext_auth = {{ url = "http://{}/check", timeout = "300ms" }}"#,
+        auth.addr,
+        closed_addr(),
+        closed_addr()
+    );
+    let gw = gateway(&guarded(o.addr, &policy, "\"authz\"", "")).await;
+    let r = client()
+        .post(gw.url("/orders?id=7"))
+        .header("authorization", "Bearer good")
+        .header("x-user", "mallory")
+        .body("{}")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    let echoed: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(echoed["headers"]["x-user"], "alice");
+    assert_eq!(echoed["body"], "{}");
+    assert_eq!(seen.lock().expect("lock")[0], "POST /orders?id=7 127.0.0.1");
+    let r = get(&gw, "/x", &[("authorization", "Bearer bad")]).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.headers()["x-reason"], "policy");
+    assert_eq!(r.text().await.expect("body"), "nope");
+    assert_eq!(o.received(), 1);
+
+    // The auth service unreachable: on_error decides.
+    let open = gateway(&guarded(o.addr, &policy, "\"authz-open\"", "")).await;
+    assert_eq!(get(&open, "/x", &[]).await.status(), 200);
+    let closed = gateway(&guarded(o.addr, &policy, "\"authz-closed\"", "")).await;
+    assert_eq!(get(&closed, "/x", &[]).await.status(), 503);
+    let m = metrics(&closed).await;
+    assert_eq!(
+        metric_value(
+            &m,
+            "weir_policy_events_total{policy=\"authz-closed\",event=\"error\"}"
+        ),
+        Some(1.0)
+    );
+}
