@@ -15,8 +15,14 @@
 # metrics, a JSON access log to a file and OpenTelemetry tracing (1% sampled, exported to a
 # local OTLP collector) against one with all three disabled, 64 connections, 1 KiB body.
 #
+# With --suite ratelimit (or all), it measures what a rate limit costs, in memory and through
+# Redis: Weir with no policy, with a GCRA limit kept in memory, and with the same limit kept in
+# a local redis-server (one Lua script round trip per request), beside nginx with `limit_req`
+# (in memory; nginx has no shared store) — 64 connections, 1 KiB body, every request admitted
+# (the limit is far above the load), one key for all requests (the hot-key case).
+#
 # Usage: bench/compare.sh [--duration SECONDS] [--rounds N] [--conns "64 256"] [--bodies "1k 100k"]
-#                         [--suite plain|tls|observe|all]
+#                         [--suite plain|tls|observe|ratelimit|all]
 # Bounded: every wrk / h2load run lasts --duration seconds (default 8), loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +51,7 @@ command -v wrk >/dev/null || missing+=(wrk)
 command -v taskset >/dev/null || missing+=(util-linux)
 command -v h2load >/dev/null || missing+=(nghttp2-client)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v redis-server >/dev/null || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} ..."
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -201,7 +208,7 @@ to_ms() { # wrk latency like 1.23ms / 850.00us / 1.02s -> milliseconds
 median() { sort -g | awk '{a[NR]=$1} END { print a[int((NR+1)/2)] }'; }
 
 declare -A RPS P50 P99
-{ [ "$SUITE" = tls ] || [ "$SUITE" = observe ]; } && BODIES=""
+{ [ "$SUITE" = tls ] || [ "$SUITE" = observe ] || [ "$SUITE" = ratelimit ]; } && BODIES=""
 for body in $BODIES; do
   for c in $CONNS; do
     for t in $TARGETS; do : > "$WORK/$t-$body-$c"; done
@@ -314,6 +321,89 @@ CONF
   OBS_DROPPED=$(curl -sf "http://127.0.0.1:$OBS_ADMIN/metrics" | awk '/^weir_trace_spans_total\{result="dropped"\}/ {print $2}')
 fi
 
+# --- rate limits: memory and Redis-backed, beside nginx limit_req -------------------------
+declare -A RL_RPS RL_P50 RL_P99
+RL_TARGETS="weir-none weir-memory weir-redis nginx-limit_req"
+if [ "$SUITE" = ratelimit ] || [ "$SUITE" = all ]; then
+  REDIS_PORT=18104; RL_ADMIN=18105
+  declare -A RL_PORT=([weir-none]=18100 [weir-memory]=18101 [weir-redis]=18102 [nginx-limit_req]=18103)
+  taskset -c "$LOAD_CPUS" redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no > "$WORK/redis.log" 2>&1 &
+  PIDS+=($!)
+  rl_weir() { # port, policy store ("" = no policy), admin port or ""
+    echo 'workers = 1'; echo 'access_log = { enabled = false }'
+    [ -n "$3" ] && echo "admin = { bind = \"127.0.0.1:$3\" }"
+    if [ -n "$2" ]; then
+      echo "[redis]"; echo "url = \"redis://127.0.0.1:$REDIS_PORT\""
+      echo "[[policies]]"; echo 'name = "limit"'
+      echo "rate_limit = { algorithm = \"gcra\", limit = 100000000, period = \"1s\", store = \"$2\", on_store_error = \"deny\" }"
+    fi
+    echo "[server]"; echo "max_connections = 8192"
+    echo "[[listeners]]"; echo 'name = "main"'; echo "bind = \"127.0.0.1:$1\""
+    echo "[[upstreams]]"; echo 'name = "origin"'; echo "endpoints = [\"127.0.0.1:$ORIGIN_PORT\"]"; echo "max_idle_per_endpoint = 512"
+    echo "[[routes]]"; echo 'name = "all"'
+    [ -n "$2" ] && echo 'policies = ["limit"]'
+    echo 'proxy = { upstream = "origin" }'
+  }
+  rl_weir "${RL_PORT[weir-none]}" "" "" > "$WORK/weir-rl-none.toml"
+  rl_weir "${RL_PORT[weir-memory]}" memory "" > "$WORK/weir-rl-memory.toml"
+  rl_weir "${RL_PORT[weir-redis]}" redis "$RL_ADMIN" > "$WORK/weir-rl-redis.toml"
+  for cfg in none memory redis; do
+    "$WEIR" check "$WORK/weir-rl-$cfg.toml" >/dev/null
+    WEIR_LOG=warn taskset -c "$PROXY_CPU" "$WEIR" run -c "$WORK/weir-rl-$cfg.toml" > /dev/null &
+    PIDS+=($!)
+  done
+  mkdir -p "$WORK/nginx-rl"
+  cat > "$WORK/nginx-rl/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx-rl/nginx.pid;
+error_log $WORK/nginx-rl/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  limit_req_zone \$binary_remote_addr zone=one:10m rate=100000000r/s;
+  upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 256; }
+  server {
+    listen 127.0.0.1:${RL_PORT[nginx-limit_req]} backlog=4096;
+    location / {
+      limit_req zone=one burst=100000000 nodelay;
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+CONF
+  taskset -c "$PROXY_CPU" "$NGINX" -c "$WORK/nginx-rl/nginx.conf" -p "$WORK/nginx-rl" &
+  PIDS+=($!)
+  for t in $RL_TARGETS; do
+    for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:${RL_PORT[$t]}/1k" && break; sleep 0.1; done
+    curl -sf -o /dev/null "http://127.0.0.1:${RL_PORT[$t]}/1k" || { echo "$t is not answering" >&2; exit 1; }
+    : > "$WORK/rl-$t"
+  done
+  for r in $(seq "$ROUNDS"); do
+    for t in $RL_TARGETS; do
+      out=$(taskset -c "$LOAD_CPUS" wrk -t1 -c64 -d"${DURATION}s" --latency "http://127.0.0.1:${RL_PORT[$t]}/1k")
+      rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+      p50=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
+      p99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
+      errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out")
+      [ -n "$errs" ] && echo "  warning: $t: $errs" >&2
+      echo "$rps $p50 $p99" >> "$WORK/rl-$t"
+      printf '  round %s %-16s 1k c=64  %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms\n' "$r" "$t" "$rps" "$p50" "$p99"
+    done
+  done
+  for t in $RL_TARGETS; do
+    RL_RPS[$t]=$(awk '{print $1}' "$WORK/rl-$t" | median)
+    RL_P50[$t]=$(awk '{print $2}' "$WORK/rl-$t" | median)
+    RL_P99[$t]=$(awk '{print $3}' "$WORK/rl-$t" | median)
+  done
+  # Proof the Redis limiter decided every request (and none fell back).
+  RL_DECISIONS=$(curl -sf "http://127.0.0.1:$RL_ADMIN/metrics" | awk '/^weir_policy_decisions_total\{policy="limit",result="allowed"\}/ {print $2}')
+  RL_STORE_ERRORS=$(curl -sf "http://127.0.0.1:$RL_ADMIN/metrics" | awk '/^weir_policy_events_total\{policy="limit",event="store_error"\}/ {print $2}')
+fi
+
 rss_mib() { # peak RSS of a process and its children (nginx master + worker), MiB
   local total=0 p
   for p in $1 $(pgrep -P "$1" || true); do
@@ -370,6 +460,20 @@ REPORT=bench/results/latest.md
     done
     echo
     echo "Observed Weir wrote $OBS_LINES access-log lines and exported ${OBS_SPANS:-0} spans (${OBS_DROPPED:-0} dropped)."
+  fi
+  if [ "$SUITE" = ratelimit ] || [ "$SUITE" = all ]; then
+    echo
+    echo "Rate limits (1k body, 64 connections, every request admitted, one hot key): GCRA in memory and through a local redis-server, beside nginx limit_req."
+    echo
+    echo "| target | req/s | p50 ms | p99 ms | req/s vs weir-none | req/s vs nginx-limit_req |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    for t in $RL_TARGETS; do
+      r1=$(awk -v a="${RL_RPS[$t]}" -v b="${RL_RPS[weir-none]}" 'BEGIN { printf "%.3fx", a/b }')
+      r2=$(awk -v a="${RL_RPS[$t]}" -v b="${RL_RPS[nginx-limit_req]}" 'BEGIN { printf "%.2fx", a/b }')
+      printf '| %s | %.0f | %.3f | %.3f | %s | %s |\n' "$t" "${RL_RPS[$t]}" "${RL_P50[$t]}" "${RL_P99[$t]}" "$r1" "$r2"
+    done
+    echo
+    echo "The Redis-backed Weir decided ${RL_DECISIONS:-0} requests through Redis (${RL_STORE_ERRORS:-0} store errors)."
   fi
   echo
   echo "Ratios are Weir's figure divided by the peer's: req/s above 1.00x and p99 below 1.00x favour Weir."

@@ -254,3 +254,64 @@ fn the_effective_config_serializes_back_to_the_same_config() {
         weir_config::parse(&text, "effective.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(config, again);
 }
+
+#[test]
+fn jwt_policies_refuse_none_mixed_families_and_short_secrets() {
+    insta::assert_snapshot!(error_of(&with_base(
+        r#"
+[[policies]]
+name = "jwt"
+jwt = { algorithms = ["none", "HS256", "RS256", "HS265"], keys = [{ secret = "short" }] }
+"#
+    )));
+}
+
+#[test]
+fn gateway_policies_are_checked_with_positions() {
+    insta::assert_snapshot!(error_of(&with_base(
+        r#"
+[[consumers]]
+name = "acme"
+api_keys = ["sha256:abc", "tiny"]
+
+[[policies]]
+name = "cors"
+cors = { allow_origins = ["*", "app.example.com"], allow_credentials = true }
+
+[[policies]]
+name = "hdr"
+headers = { request = { set = { "x-user" = "$user" } } }
+
+[[policies]]
+name = "shared"
+rate_limit = { limit = 10, period = "1s", store = "redis", key = ["consumer", "consumer"], ipv6_prefix = 0 }
+
+[[policies]]
+name = "two"
+ip = { allow = ["10.0.0.0/8"] }
+cors = { allow_origins = ["*"] }
+
+[[policies]]
+name = "basic"
+basic_auth = { users = { alice = "plaintext" } }
+
+[[policies]]
+name = "idem"
+idempotency = { statuses = ["2xx", "6xx"], on_store_error = "local" }
+
+[[routes]]
+rewrite = { regex = "(" }
+respond = { body = "x" }
+"#
+    )));
+}
+
+#[test]
+fn a_missing_secret_variable_is_a_config_error() {
+    insta::assert_snapshot!(error_of(&with_base(
+        r#"
+[redis]
+url = "redis://:${WEIR_TEST_SURELY_UNSET}@127.0.0.1:6379"
+"#
+    )));
+}
