@@ -123,6 +123,8 @@ impl CorsPolicy {
         hooks: &mut Hooks,
         events: &Events,
     ) -> Result<(), Early> {
+        // Whatever the request, the answer depends on its Origin (caches must know).
+        hooks.vary_origin = true;
         let Some(origin) = parts.headers.get(http::header::ORIGIN) else {
             return Ok(());
         };

@@ -112,6 +112,8 @@ pub struct Hooks {
     pub rate_limit: Vec<(HeaderValue, HeaderValue)>,
     /// Headers added to the response (CORS).
     add: HeaderMap,
+    /// The response depends on `Origin` (a CORS policy ran).
+    vary_origin: bool,
     /// Response header edits, in chain order.
     edits: Vec<Arc<headers::Edit>>,
     /// A response to store under an idempotency key.
@@ -128,7 +130,7 @@ impl Hooks {
         for (name, value) in &self.add {
             resp.headers_mut().insert(name.clone(), value.clone());
         }
-        if !self.add.is_empty() {
+        if self.vary_origin {
             headers::vary(resp.headers_mut(), "origin");
         }
         for edit in &self.edits {

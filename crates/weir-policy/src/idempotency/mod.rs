@@ -323,11 +323,18 @@ impl Pending {
             })
             .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
             .collect();
+        // A declared length, or one the body knows (a fixed body): hyper stops polling there.
         let expected = resp
             .headers()
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
+            .and_then(|v| v.parse::<usize>().ok())
+            .or_else(|| {
+                resp.body()
+                    .size_hint()
+                    .exact()
+                    .and_then(|n| usize::try_from(n).ok())
+            });
         let body = std::mem::take(resp.body_mut());
         let mut recording = Recording {
             inner: body,

@@ -349,3 +349,27 @@ proxy = {{ upstream = "up" }}
     let lines = gw.log_lines().await;
     assert_eq!(lines[0]["denied_by"], "listener");
 }
+
+#[tokio::test]
+async fn idempotency_records_fixed_responses_too() {
+    let toml = r#"
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:0"
+
+[[policies]]
+name = "idem"
+idempotency = {}
+
+[[routes]]
+policies = ["idem"]
+respond = { status = 201, body = "made" }
+"#;
+    let gw = gateway(toml).await;
+    assert_eq!(post(&gw, Some("r-1"), "a").await.status(), 201);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let again = post(&gw, Some("r-1"), "a").await;
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.text().await.expect("body"), "made");
+    assert_eq!(post(&gw, Some("r-1"), "b").await.status(), 422);
+}
