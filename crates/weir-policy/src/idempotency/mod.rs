@@ -363,6 +363,14 @@ struct Recording {
 }
 
 impl Recording {
+    /// The body will not be stored (too large, failed, or never finished): free the key.
+    fn abandon(&mut self) {
+        if let Some((inner, _, _)) = self.pending.take() {
+            inner.release();
+        }
+        self.buf = BytesMut::new();
+    }
+
     /// The whole body went by: store it.
     fn finish(&mut self) {
         if let Some((inner, status, headers)) = self.pending.take() {
@@ -387,9 +395,7 @@ impl Recording {
 impl Drop for Recording {
     fn drop(&mut self) {
         // Not finished (the client left, or the body failed): release.
-        if let Some((inner, _, _)) = self.pending.take() {
-            inner.release();
-        }
+        self.abandon();
     }
 }
 
@@ -411,10 +417,7 @@ impl Body for Recording {
                         .as_ref()
                         .is_some_and(|(p, _, _)| this.buf.len() + data.len() > p.max_body);
                     if over {
-                        if let Some((inner, _, _)) = this.pending.take() {
-                            inner.release();
-                        }
-                        this.buf = BytesMut::new();
+                        this.abandon();
                     } else if this.pending.is_some() {
                         this.buf.extend_from_slice(data);
                         if this.expected == Some(this.buf.len()) {
@@ -441,11 +444,7 @@ impl Body for Recording {
                     });
                 }
             }
-            Poll::Ready(Some(Err(_))) => {
-                if let Some((inner, _, _)) = this.pending.take() {
-                    inner.release();
-                }
-            }
+            Poll::Ready(Some(Err(_))) => this.abandon(),
             Poll::Pending => {}
         }
         polled

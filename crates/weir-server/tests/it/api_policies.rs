@@ -12,28 +12,7 @@ use hyper::body::Incoming;
 use crate::common::*;
 
 fn guarded(origin: std::net::SocketAddr, policies: &str, chain: &str, route_extra: &str) -> String {
-    format!(
-        r#"
-admin = {{ bind = "127.0.0.1:0" }}
-
-[[listeners]]
-name = "main"
-bind = "127.0.0.1:0"
-
-[[upstreams]]
-name = "up"
-endpoints = ["{origin}"]
-timeouts = {{ response_header = "5s" }}
-
-{policies}
-
-[[routes]]
-name = "api"
-policies = [{chain}]
-proxy = {{ upstream = "up" }}
-{route_extra}
-"#
-    )
+    guarded_config(origin, "", policies, chain, route_extra)
 }
 
 /// An origin that answers POSTs with a counter (`order-N`, 201) after `delay`, or `status`
@@ -265,7 +244,7 @@ headers = { request = { set = { "x-client" = "$client_ip", "x-route" = "route=${
     let echoed: serde_json::Value = r.json().await.expect("json");
     assert_eq!(echoed["uri"], "/v2/users?page=2");
     assert_eq!(echoed["headers"]["x-client"], "127.0.0.1");
-    assert_eq!(echoed["headers"]["x-route"], "route=api");
+    assert_eq!(echoed["headers"]["x-route"], "route=guarded");
     assert_eq!(echoed["headers"]["x-tag"], "weir");
     assert!(echoed["headers"].get("x-internal").is_none());
     // The route's own limit: 10 bytes.

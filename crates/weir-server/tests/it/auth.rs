@@ -15,6 +15,10 @@ use serde_json::json;
 
 use crate::common::*;
 
+fn guarded(origin: std::net::SocketAddr, policies: &str, chain: &str, top: &str) -> String {
+    guarded_config(origin, top, policies, chain, "")
+}
+
 const SECRET: &str = "0123456789abcdef0123456789abcdef-hmac";
 
 fn unix() -> u64 {
@@ -33,32 +37,16 @@ fn hs256(claims: serde_json::Value) -> String {
     .expect("sign")
 }
 
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+/// An ES256 token for `kid`, valid for a minute.
+fn es256(kp: &rcgen::KeyPair, kid: &str) -> String {
+    let key = EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes()).expect("key");
+    let mut h = Header::new(Algorithm::ES256);
+    h.kid = Some(kid.to_owned());
+    encode(&h, &json!({"sub": "carol", "exp": unix() + 60}), &key).expect("sign")
 }
 
-fn guarded(origin: std::net::SocketAddr, policies: &str, chain: &str, extra: &str) -> String {
-    format!(
-        r#"
-admin = {{ bind = "127.0.0.1:0" }}
-{extra}
-
-[[listeners]]
-name = "main"
-bind = "127.0.0.1:0"
-
-[[upstreams]]
-name = "up"
-endpoints = ["{origin}"]
-
-{policies}
-
-[[routes]]
-name = "api"
-policies = [{chain}]
-proxy = {{ upstream = "up" }}
-"#
-    )
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 async fn get(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
@@ -287,12 +275,7 @@ jwt = {{ algorithms = ["ES256"], jwks_url = "http://{}/.well-known/jwks.json", j
         idp.addr
     );
     let gw = gateway(&guarded(o.addr, &policy, "\"jwt\"", "")).await;
-    let key = EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes()).expect("key");
-    let sign = |kid: &str| {
-        let mut h = Header::new(Algorithm::ES256);
-        h.kid = Some(kid.to_owned());
-        encode(&h, &json!({"sub": "carol", "exp": unix() + 60}), &key).expect("sign")
-    };
+    let sign = |kid: &str| es256(&kp, kid);
     for _ in 0..10 {
         let r = get(
             &gw,
@@ -359,10 +342,7 @@ jwt = {{ algorithms = ["ES256"], jwks_url = "http://{}/jwks", jwks_timeout = "50
     );
     let gw = gateway(&guarded(o.addr, &policy, "\"jwt\"", "")).await;
     let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("p256");
-    let key = EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes()).expect("key");
-    let mut h = Header::new(Algorithm::ES256);
-    h.kid = Some("k1".into());
-    let token = encode(&h, &json!({"sub": "x", "exp": unix() + 60}), &key).expect("sign");
+    let token = es256(&kp, "k1");
     let r = get(&gw, "/x", &[("authorization", &format!("Bearer {token}"))]).await;
     assert_eq!(r.status(), 503);
     let body: serde_json::Value = r.json().await.expect("json");
@@ -619,5 +599,116 @@ ext_auth = {{ url = "http://{}/check", timeout = "300ms" }}"#,
             "weir_policy_events_total{policy=\"authz-closed\",event=\"error\"}"
         ),
         Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn limits_count_by_claim_and_several_limits_apply_in_turn() {
+    let o = echo_origin().await;
+    let policy = format!(
+        r#"[[policies]]
+name = "jwt"
+jwt = {{ algorithms = ["HS256"], keys = [{{ secret = "{SECRET}" }}] }}
+
+[[policies]]
+name = "per-tenant"
+rate_limit = {{ algorithm = "fixed_window", limit = 2, period = "1h", key = "claim:tenant" }}
+
+[[policies]]
+name = "per-route"
+rate_limit = {{ algorithm = "fixed_window", limit = 3, period = "1h", key = "route" }}"#
+    );
+    let gw = gateway(&guarded(
+        o.addr,
+        &policy,
+        "\"jwt\", \"per-tenant\", \"per-route\"",
+        "",
+    ))
+    .await;
+    let token = |tenant: &str| {
+        format!(
+            "Bearer {}",
+            hs256(json!({"sub": "u", "tenant": tenant, "exp": unix() + 60}))
+        )
+    };
+    let r = get(&gw, "/x", &[("authorization", &token("a"))]).await;
+    assert_eq!(r.status(), 200);
+    // Both limits report their state.
+    let policies: Vec<&str> = r
+        .headers()
+        .get_all("ratelimit-policy")
+        .iter()
+        .map(|v| v.to_str().expect("ascii"))
+        .collect();
+    assert_eq!(
+        policies,
+        vec!["\"per-tenant\";q=2;w=3600", "\"per-route\";q=3;w=3600"]
+    );
+    assert_eq!(
+        get(&gw, "/x", &[("authorization", &token("a"))])
+            .await
+            .status(),
+        200
+    );
+    let r = get(&gw, "/x", &[("authorization", &token("a"))]).await;
+    assert_eq!(r.status(), 429, "tenant a is out of quota");
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(
+        get(&gw, "/x", &[("authorization", &token("b"))])
+            .await
+            .status(),
+        200
+    );
+    let r = get(&gw, "/x", &[("authorization", &token("b"))]).await;
+    assert_eq!(r.status(), 429, "the route's own limit of 3");
+    let lines = gw.log_lines().await;
+    assert!(lines.iter().any(|l| l["denied_by"] == "per-route"));
+    assert!(lines.iter().any(|l| l["denied_by"] == "per-tenant"));
+}
+
+#[tokio::test]
+async fn a_failed_jwks_refresh_keeps_the_known_keys() {
+    let o = echo_origin().await;
+    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("p256");
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let idp = jwks_origin(&kp, fetches.clone(), down.clone()).await;
+    let policy = format!(
+        r#"[[policies]]
+name = "jwt"
+jwt = {{ algorithms = ["ES256"], jwks_url = "http://{}/jwks", jwks_min_refresh = "0s" }}"#,
+        idp.addr
+    );
+    let gw = gateway(&guarded(o.addr, &policy, "\"jwt\"", "")).await;
+    let sign = |kid: &str| format!("Bearer {}", es256(&kp, kid));
+    assert_eq!(
+        get(&gw, "/x", &[("authorization", &sign("k1"))])
+            .await
+            .status(),
+        200
+    );
+    down.store(true, Ordering::SeqCst);
+    // An unknown kid forces a refresh, which fails; the known key still verifies.
+    assert_eq!(
+        get(&gw, "/x", &[("authorization", &sign("k9"))])
+            .await
+            .status(),
+        401
+    );
+    assert!(fetches.load(Ordering::SeqCst) >= 2);
+    assert_eq!(
+        get(&gw, "/x", &[("authorization", &sign("k1"))])
+            .await
+            .status(),
+        200
+    );
+    let m = metrics(&gw).await;
+    assert!(
+        metric_value(
+            &m,
+            "weir_policy_events_total{policy=\"jwt\",event=\"jwks_refresh_failed\"}"
+        )
+        .unwrap_or(0.0)
+            >= 1.0
     );
 }

@@ -264,3 +264,38 @@ pub fn metric_value(text: &str, sample: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
 }
+
+/// A config with an admin listener, listener `main`, upstream `up` at `origin`, the `policies`
+/// TOML, and one route `guarded` applying `chain` (quoted names) with `route_extra` keys;
+/// `top` goes first (top-level keys, `[redis]`, `[[consumers]]`).
+pub fn guarded_config(
+    origin: SocketAddr,
+    top: &str,
+    policies: &str,
+    chain: &str,
+    route_extra: &str,
+) -> String {
+    format!(
+        r#"
+admin = {{ bind = "127.0.0.1:0" }}
+{top}
+
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:0"
+
+[[upstreams]]
+name = "up"
+endpoints = ["{origin}"]
+timeouts = {{ response_header = "5s" }}
+
+{policies}
+
+[[routes]]
+name = "guarded"
+policies = [{chain}]
+proxy = {{ upstream = "up" }}
+{route_extra}
+"#
+    )
+}

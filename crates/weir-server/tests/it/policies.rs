@@ -4,27 +4,8 @@
 
 use crate::common::*;
 
-fn policy_config(origin: std::net::SocketAddr, policies: &str, route_policies: &str) -> String {
-    format!(
-        r#"
-admin = {{ bind = "127.0.0.1:0" }}
-
-[[listeners]]
-name = "main"
-bind = "127.0.0.1:0"
-
-[[upstreams]]
-name = "up"
-endpoints = ["{origin}"]
-
-{policies}
-
-[[routes]]
-name = "guarded"
-policies = [{route_policies}]
-proxy = {{ upstream = "up" }}
-"#
-    )
+fn policy_config(origin: std::net::SocketAddr, policies: &str, chain: &str) -> String {
+    guarded_config(origin, "", policies, chain, "")
 }
 
 #[tokio::test]

@@ -13,30 +13,8 @@ use weir_testkit::redis::RedisServer;
 use crate::common::*;
 
 fn shared_config(origin: std::net::SocketAddr, redis: &str, policies: &str, chain: &str) -> String {
-    format!(
-        r#"
-admin = {{ bind = "127.0.0.1:0" }}
-
-[redis]
-url = "{redis}"
-timeout = "200ms"
-
-[[listeners]]
-name = "main"
-bind = "127.0.0.1:0"
-
-[[upstreams]]
-name = "up"
-endpoints = ["{origin}"]
-
-{policies}
-
-[[routes]]
-name = "api"
-policies = [{chain}]
-proxy = {{ upstream = "up" }}
-"#
-    )
+    let top = format!("[redis]\nurl = \"{redis}\"\ntimeout = \"200ms\"\n");
+    guarded_config(origin, &top, policies, chain, "")
 }
 
 /// Sends `per_gateway` GETs to each gateway at once (`concurrency` in flight per gateway) with
