@@ -28,6 +28,7 @@ pub const ACCESS_LOG_FIELDS: &[&str] = &[
     "denied_by",
     "consumer",
     "idempotency",
+    "compression",
     "error",
     "completed",
 ];

@@ -429,6 +429,40 @@ pub fn check_api_key(k: &str) -> Result<(), String> {
 
 pub(crate) fn check_routes(config: &Config, out: &mut Vec<Diagnostic>) {
     for (i, r) in config.routes.iter().enumerate() {
+        if let Some(c) = &r.compress {
+            let at = KeyPath::root("routes").index(i).key("compress");
+            if c.algorithms.is_empty() {
+                out.push(Diagnostic::at(
+                    at.key("algorithms"),
+                    "must name at least one coding",
+                ));
+            }
+            for (j, a) in c.algorithms.iter().enumerate() {
+                if !["zstd", "br", "gzip"].contains(&a.as_str()) {
+                    out.push(
+                        Diagnostic::at(
+                            at.key("algorithms").index(j),
+                            format!("unknown coding `{a}`"),
+                        )
+                        .suggest(a, ["zstd", "br", "gzip"]),
+                    );
+                }
+            }
+            for (j, t) in c.content_types.iter().enumerate() {
+                let ok = t
+                    .split_once('/')
+                    .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !a.contains('*'));
+                if !ok {
+                    out.push(
+                        Diagnostic::at(
+                            at.key("content_types").index(j),
+                            format!("`{t}` is not a media type"),
+                        )
+                        .help("e.g. \"text/*\" or \"application/json\""),
+                    );
+                }
+            }
+        }
         let Some(rw) = &r.rewrite else { continue };
         let at = KeyPath::root("routes").index(i).key("rewrite");
         if r.proxy.is_none() {

@@ -70,6 +70,8 @@ pub struct RequestCtx {
     /// What an idempotency policy did: `stored`, `replayed`, `conflict`, `mismatch`,
     /// `missing`, `bypass`.
     pub idempotency: Option<&'static str>,
+    /// The content coding Weir compressed the response with (`gzip`, `br`, `zstd`).
+    pub compressed: Option<&'static str>,
 }
 
 impl RequestCtx {
@@ -138,6 +140,7 @@ impl RequestCtx {
             consumer: None,
             claims: None,
             idempotency: None,
+            compressed: None,
         }
     }
 }

@@ -38,6 +38,7 @@ fn record() -> RequestRecord<'static> {
         denied_by: None,
         consumer: None,
         idempotency: None,
+        compression: None,
         error: None,
         completed: true,
     }

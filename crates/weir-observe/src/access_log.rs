@@ -316,6 +316,7 @@ mod tests {
             denied_by: None,
             consumer: None,
             idempotency: None,
+            compression: None,
             error: None,
             completed: true,
         }
@@ -369,6 +370,7 @@ mod tests {
         r.denied_by = Some("p");
         r.consumer = Some("c");
         r.idempotency = Some("stored");
+        r.compression = Some("br");
         r.error = Some("x");
         let json: serde_json::Value =
             serde_json::from_slice(&LogFormat::Json.line(&r).expect("json")).expect("parse");

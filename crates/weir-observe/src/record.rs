@@ -67,6 +67,9 @@ pub struct RequestRecord<'a> {
     /// What an idempotency policy did (`stored`, `replayed`, `conflict` …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotency: Option<&'a str>,
+    /// The content coding Weir compressed the response with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression: Option<&'a str>,
     /// Error code, when the request failed (`upstream_timeout` …).
     pub error: Option<&'a str>,
     /// False when the response body did not finish (client gone, upstream reset).
@@ -147,6 +150,10 @@ impl RequestRecord<'_> {
             key(out, "idempotency", false);
             json_str(out, i);
         }
+        if let Some(c) = self.compression {
+            key(out, "compression", false);
+            json_str(out, c);
+        }
         key(out, "error", false);
         json_opt(out, self.error);
         key(out, "completed", false);
@@ -202,6 +209,7 @@ impl RequestRecord<'_> {
             "denied_by" => opt(out, self.denied_by),
             "consumer" => opt(out, self.consumer),
             "idempotency" => opt(out, self.idempotency),
+            "compression" => opt(out, self.compression),
             "error" => opt(out, self.error),
             "completed" => out.push_str(if self.completed { "true" } else { "false" }),
             // Templates are validated against the same list; an unknown name cannot get here.
@@ -359,6 +367,7 @@ mod tests {
             denied_by: Some("per-ip"),
             consumer: Some("acme"),
             idempotency: None,
+            compression: None,
             error: Some("upstream_timeout"),
             completed: false,
         };

@@ -567,6 +567,26 @@ fn request_metrics(shared: &Shared) -> String {
         "Requests each policy let through or answered itself (403, 429 …).",
         decisions.iter().map(|(l, n)| (&l[..], *n as f64)),
     );
+    let (by_coding, bytes_in, bytes_out) = shared.compression.snapshot();
+    let coding_labels: Vec<([(&str, &str); 1], u64)> = by_coding
+        .iter()
+        .map(|(c, n)| ([("encoding", *c)], *n))
+        .collect();
+    e.family(
+        "weir_compression_responses_total",
+        Kind::Counter,
+        "Responses compressed on the fly, by content coding.",
+        coding_labels.iter().map(|(l, n)| (&l[..], *n as f64)),
+    );
+    e.family(
+        "weir_compression_bytes_total",
+        Kind::Counter,
+        "Bytes into and out of on-the-fly compression.",
+        [
+            (&[("direction", "in")][..], bytes_in as f64),
+            (&[("direction", "out")][..], bytes_out as f64),
+        ],
+    );
     let events: Vec<([(&str, &str); 2], u64)> = runtime
         .policies
         .iter()

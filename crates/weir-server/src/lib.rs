@@ -12,6 +12,7 @@
 //! ```
 
 mod admin;
+mod compress;
 mod conn;
 mod control;
 mod dashboard;
@@ -98,6 +99,8 @@ pub(crate) struct Shared {
     pub(crate) in_flight: std::sync::atomic::AtomicU64,
     /// The dashboard's per-route timeline (sampled while the admin listener runs).
     pub(crate) timeline: std::sync::Mutex<weir_observe::Timeline>,
+    /// Responses compressed on the fly, and bytes in and out.
+    pub(crate) compression: Arc<compress::CompressionStats>,
 }
 
 /// A fingerprint of a config (FNV-1a over its debug form; secrets are hashed, never shown).
@@ -140,6 +143,7 @@ impl Server {
             metrics,
             in_flight: std::sync::atomic::AtomicU64::new(0),
             timeline: std::sync::Mutex::default(),
+            compression: Arc::default(),
             runtime: ArcSwap::from_pointee(runtime),
             access_log,
             listeners: ArcSwap::from_pointee(Vec::new()),

@@ -50,6 +50,13 @@ impl LogPhase {
     }
 }
 
+impl LogPhase {
+    /// The server's shared state.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
 impl Drop for LogPhase {
     fn drop(&mut self) {
         self.conn.request_finished(self.ctx.status != 0);
@@ -119,6 +126,7 @@ impl Drop for LogPhase {
             denied_by: ctx.denied_by.as_deref(),
             consumer: ctx.consumer.as_deref(),
             idempotency: ctx.idempotency,
+            compression: ctx.compressed,
             error: ctx.error.map(weir_core::ErrorKind::code),
             completed: self.completed,
         };

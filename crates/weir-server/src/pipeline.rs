@@ -24,6 +24,8 @@ pub(crate) struct Outcome {
     pub(crate) deadline: Option<tokio::time::Instant>,
     /// For proxied responses: the upstream connection and slot, released after the body.
     pub(crate) conn: Option<weir_upstream::UpstreamGuard>,
+    /// The route's compression, decided from the request's `Accept-Encoding`.
+    pub(crate) compress: Option<crate::compress::Plan>,
 }
 
 impl From<Response<ResponseBody>> for Outcome {
@@ -32,6 +34,7 @@ impl From<Response<ResponseBody>> for Outcome {
             response,
             deadline: None,
             conn: None,
+            compress: None,
         }
     }
 }
@@ -78,6 +81,7 @@ pub(crate) async fn handle(
         response: mut resp,
         deadline,
         conn: guard,
+        compress,
     } = match process(req, &mut log.ctx, &runtime, &conn, &mut hooks).await {
         Ok(outcome) => outcome,
         Err(e) => {
@@ -96,6 +100,9 @@ pub(crate) async fn handle(
         .insert(&X_REQUEST_ID, log.ctx.request_id.clone());
     weir_policy::ratelimit::add_fields(resp.headers_mut(), &hooks.rate_limit);
     log.held = hooks.respond(&log.ctx, &mut resp);
+    if let Some(plan) = compress {
+        log.ctx.compressed = plan.apply(&mut resp, &log.shared().compression);
+    }
     if let Some(hsts) = &conn.opts.hsts {
         resp.headers_mut()
             .entry(http::header::STRICT_TRANSPORT_SECURITY)
@@ -177,6 +184,13 @@ async fn process(
     }
     let route = route.ok_or_else(|| ProxyError::new(ErrorKind::NoRoute))?;
     ctx.route = Some(route.name.clone());
+    let compress = opts
+        .and_then(|o| o.compress.as_ref())
+        .map(|c| crate::compress::Plan {
+            coding: c.negotiate(req.headers().get_all(http::header::ACCEPT_ENCODING).iter()),
+            compressor: c.clone(),
+            head: req.method() == Method::HEAD,
+        });
     let (mut parts, body) = req.into_parts();
     let mut body = RequestBody::new(body, max_body, ctx.body.clone());
     if let Some(chain) = rt.route_policies.get(route.index) {
@@ -190,7 +204,7 @@ async fn process(
             }
         }
     }
-    match &route.action {
+    let mut outcome = match &route.action {
         Action::Proxy {
             upstream,
             retry_non_idempotent,
@@ -215,15 +229,17 @@ async fn process(
                 host_header,
                 *retry_non_idempotent,
             )
-            .await
+            .await?
         }
-        Action::Respond(spec) => Ok(respond(spec).into()),
-        Action::Redirect(spec) => redirect(spec, &parts, ctx).map(Outcome::from),
+        Action::Respond(spec) => respond(spec).into(),
+        Action::Redirect(spec) => redirect(spec, &parts, ctx).map(Outcome::from)?,
         Action::Static(spec) => {
             let req = Request::from_parts(parts, ());
-            static_files::serve(spec, &req).await.map(Outcome::from)
+            static_files::serve(spec, &req).await.map(Outcome::from)?
         }
-    }
+    };
+    outcome.compress = compress;
+    Ok(outcome)
 }
 
 /// Refuses framing that two parsers could read differently (request smuggling), beyond what

@@ -138,6 +138,7 @@ pub(crate) async fn forward(
         response: Response::from_parts(parts, ResponseBody::Upstream(body)),
         deadline,
         conn: Some(guard),
+        compress: None,
     })
 }
 

@@ -30,6 +30,8 @@ pub(crate) struct RouteOpts {
     pub(crate) max_body: Option<u64>,
     /// The path rewrite of a `proxy` route.
     pub(crate) rewrite: Option<weir_route::Rewrite>,
+    /// On-the-fly compression.
+    pub(crate) compress: Option<Arc<crate::compress::Compressor>>,
 }
 
 /// Request limits, resolved from the config.
@@ -152,6 +154,10 @@ impl Runtime {
                         .map(weir_route::Rewrite::compile)
                         .transpose()
                         .map_err(|e| CompileError::Rewrite(i, e))?,
+                    compress: r
+                        .compress
+                        .as_ref()
+                        .map(|c| Arc::new(crate::compress::Compressor::compile(c))),
                 })
             })
             .collect::<Result<_, CompileError>>()?;

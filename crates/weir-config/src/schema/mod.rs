@@ -420,6 +420,9 @@ pub struct Route {
     /// Rewrites the path before a `proxy` action forwards the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewrite: Option<Rewrite>,
+    /// Compress responses on the fly (gzip, brotli, zstd) by the client's `Accept-Encoding`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compress: Option<Compress>,
     /// What a request must look like; an empty match takes everything.
     #[serde(default, rename = "match")]
     pub matches: RouteMatch,
@@ -435,6 +438,38 @@ pub struct Route {
     /// Serve files from a directory.
     #[serde(default, rename = "static")]
     pub static_files: Option<StaticAction>,
+}
+
+/// On-the-fly response compression.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compress {
+    /// Codings offered, in Weir's order of preference when the client likes several equally:
+    /// `zstd`, `br`, `gzip`.
+    #[serde(default = "defaults::compress_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Responses declaring a smaller `Content-Length` are sent as they are.
+    #[serde(default = "defaults::compress_min_size")]
+    pub min_size: ByteSize,
+    /// Media types compressed: exact (`application/json`) or a whole type (`text/*`).
+    #[serde(default = "defaults::compress_types")]
+    pub content_types: Vec<String>,
+    /// `fastest`, `default` or `best`.
+    #[serde(default)]
+    pub level: CompressLevel,
+}
+
+/// How hard to compress.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompressLevel {
+    /// Least CPU.
+    Fastest,
+    /// Fast enough for on-the-fly use: gzip 6, brotli 4, zstd 3.
+    #[default]
+    Default,
+    /// Smallest output, most CPU.
+    Best,
 }
 
 /// A path rewrite: `strip_prefix`, then `regex` → `replace`, then `add_prefix`. The query
@@ -680,5 +715,31 @@ mod defaults {
     }
     pub fn index() -> String {
         "index.html".to_owned()
+    }
+    pub fn compress_algorithms() -> Vec<String> {
+        ["zstd", "br", "gzip"].map(str::to_owned).to_vec()
+    }
+    pub fn compress_min_size() -> ByteSize {
+        ByteSize(256)
+    }
+    pub fn compress_types() -> Vec<String> {
+        [
+            "text/*",
+            "application/json",
+            "application/javascript",
+            "application/xml",
+            "application/xhtml+xml",
+            "application/rss+xml",
+            "application/atom+xml",
+            "application/manifest+json",
+            "application/ld+json",
+            "application/problem+json",
+            "application/wasm",
+            "image/svg+xml",
+            "font/ttf",
+            "font/otf",
+        ]
+        .map(str::to_owned)
+        .to_vec()
     }
 }
