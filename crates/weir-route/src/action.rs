@@ -54,6 +54,12 @@ pub struct StaticSpec {
     pub index: String,
     /// Prefix removed from the path before lookup.
     pub strip_prefix: Option<String>,
+    /// File served for paths matching no file (single-page apps).
+    pub fallback: Option<String>,
+    /// Serve precompressed siblings (`.br`, `.zst`, `.gz`).
+    pub precompressed: bool,
+    /// How symbolic links are treated.
+    pub symlinks: weir_config::Symlinks,
 }
 
 impl Action {
@@ -108,6 +114,9 @@ impl Action {
                 root,
                 index: s.index.clone(),
                 strip_prefix: s.strip_prefix.clone(),
+                fallback: s.fallback.clone(),
+                precompressed: s.precompressed,
+                symlinks: s.symlinks,
             }));
         }
         Err(invalid("route has no action".to_owned()))

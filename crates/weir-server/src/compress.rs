@@ -33,7 +33,7 @@ pub(crate) enum Coding {
 }
 
 impl Coding {
-    fn token(self) -> &'static str {
+    pub(crate) fn token(self) -> &'static str {
         match self {
             Coding::Zstd => "zstd",
             Coding::Br => "br",
@@ -128,42 +128,7 @@ impl Compressor {
         &self,
         accept: impl Iterator<Item = &'a HeaderValue>,
     ) -> Option<Coding> {
-        let mut explicit: [Option<f32>; 3] = [None; 3];
-        let mut star: Option<f32> = None;
-        for value in accept {
-            let Ok(text) = value.to_str() else { continue };
-            for item in text.split(',') {
-                let mut parts = item.split(';');
-                let token = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-                let mut q = Some(1.0);
-                for p in parts {
-                    if let Some(v) = p
-                        .trim()
-                        .strip_prefix("q=")
-                        .or_else(|| p.trim().strip_prefix("Q="))
-                    {
-                        q = parse_q(v);
-                    }
-                }
-                // A malformed q-value makes the whole item void.
-                let Some(q) = q else { continue };
-                match token.as_str() {
-                    "*" => star = Some(q),
-                    "zstd" => explicit[0] = Some(q),
-                    "br" => explicit[1] = Some(q),
-                    "gzip" | "x-gzip" => explicit[2] = Some(q),
-                    _ => {}
-                }
-            }
-        }
-        let mut best: Option<(Coding, f32)> = None;
-        for &c in &self.codings {
-            let q = explicit[c.index()].or(star).unwrap_or(0.0);
-            if q > 0.0 && best.is_none_or(|(_, b)| q > b) {
-                best = Some((c, q));
-            }
-        }
-        best.map(|(c, _)| c)
+        ranked(accept, &self.codings).into_iter().next()
     }
 
     fn type_matches(&self, content_type: &str) -> bool {
@@ -194,6 +159,49 @@ impl Compressor {
         };
         Level::Precise(n)
     }
+}
+
+/// The codings of `order` the client accepts, best first: by q-value, then by `order`.
+pub(crate) fn ranked<'a>(
+    accept: impl Iterator<Item = &'a HeaderValue>,
+    order: &[Coding],
+) -> Vec<Coding> {
+    let mut explicit: [Option<f32>; 3] = [None; 3];
+    let mut star: Option<f32> = None;
+    for value in accept {
+        let Ok(text) = value.to_str() else { continue };
+        for item in text.split(',') {
+            let mut parts = item.split(';');
+            let token = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let mut q = Some(1.0);
+            for p in parts {
+                if let Some(v) = p
+                    .trim()
+                    .strip_prefix("q=")
+                    .or_else(|| p.trim().strip_prefix("Q="))
+                {
+                    q = parse_q(v);
+                }
+            }
+            // A malformed q-value makes the whole item void.
+            let Some(q) = q else { continue };
+            match token.as_str() {
+                "*" => star = Some(q),
+                "zstd" => explicit[0] = Some(q),
+                "br" => explicit[1] = Some(q),
+                "gzip" | "x-gzip" => explicit[2] = Some(q),
+                _ => {}
+            }
+        }
+    }
+    let mut out: Vec<(Coding, f32)> = order
+        .iter()
+        .map(|&c| (c, explicit[c.index()].or(star).unwrap_or(0.0)))
+        .filter(|(_, q)| *q > 0.0)
+        .collect();
+    // Stable: equal q-values keep `order`.
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    out.into_iter().map(|(c, _)| c).collect()
 }
 
 /// `q=` per RFC 9110: `0`, `0.xyz`, `1`, `1.000`.

@@ -1,18 +1,39 @@
 //! The `static` action: files under a root directory, with `ETag`/`Last-Modified` and
-//! conditional requests, a content type from the extension, index files, and path traversal
-//! refused both lexically (`..` after decoding) and physically (symlinks out of the root).
+//! conditional requests, byte ranges (single, and several as `multipart/byteranges`, with
+//! `If-Range`), precompressed siblings (`.br`, `.zst`, `.gz`) chosen by `Accept-Encoding`, a
+//! content type from the extension, index files, a single-page-app fallback, and path
+//! traversal refused both lexically (`..` after decoding) and physically (symbolic links, per
+//! the route's `symlinks`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
 
-use futures_util::TryStreamExt;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use http::header::{
-    CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, LOCATION,
+    ACCEPT_ENCODING, ACCEPT_RANGES, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
+    ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, LOCATION, RANGE, VARY,
 };
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
-use weir_core::{ErrorKind, ProxyError, ResponseBody};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use weir_config::Symlinks;
+use weir_core::{BoxError, ErrorKind, ProxyError, ResponseBody};
 use weir_route::StaticSpec;
+
+use crate::compress::{ranked, Coding};
+
+/// More ranges than this in one request are answered with the whole file (RFC 9110 §14.2
+/// lets a server ignore a range set it finds abusive).
+const MAX_RANGES: usize = 16;
+
+/// Precompressed siblings, by coding.
+const SIBLINGS: [(Coding, &str); 3] = [
+    (Coding::Br, "br"),
+    (Coding::Zstd, "zst"),
+    (Coding::Gzip, "gz"),
+];
 
 pub(crate) async fn serve<B>(
     spec: &StaticSpec,
@@ -41,35 +62,40 @@ pub(crate) async fn serve<B>(
             s => path.push(s),
         }
     }
-    let not_found = || ProxyError::new(ErrorKind::NotFound);
-    let mut meta = tokio::fs::metadata(&path).await.map_err(|_| not_found())?;
-    if meta.is_dir() {
-        if !raw.ends_with('/') {
-            // A directory without its slash: redirect so relative links in the index resolve.
-            let mut location = format!("{raw}/");
-            if let Some(q) = req.uri().query() {
-                location.push('?');
-                location.push_str(q);
+    let found = match locate(spec, &path).await {
+        Ok(Found::File(real, meta)) => (real, meta),
+        Ok(Found::Dir) => {
+            if !raw.ends_with('/') {
+                return Ok(slash_redirect(req));
             }
-            let mut resp = Response::new(ResponseBody::Empty);
-            *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
-            let value = HeaderValue::from_str(&location)
-                .map_err(|_| ProxyError::new(ErrorKind::BadRequest))?;
-            resp.headers_mut().insert(LOCATION, value);
-            return Ok(resp);
+            path.push(&spec.index);
+            match locate(spec, &path).await {
+                Ok(Found::File(real, meta)) => (real, meta),
+                _ => fallback(spec).await?,
+            }
         }
-        path.push(&spec.index);
-        meta = tokio::fs::metadata(&path).await.map_err(|_| not_found())?;
+        Err(()) => fallback(spec).await?,
+    };
+    let (real, meta) = found;
+    // A precompressed sibling the client accepts, best first.
+    let mut chosen = (real.clone(), meta, None);
+    if spec.precompressed {
+        let order: Vec<Coding> = SIBLINGS.iter().map(|(c, _)| *c).collect();
+        for coding in ranked(req.headers().get_all(ACCEPT_ENCODING).iter(), &order) {
+            let ext = SIBLINGS
+                .iter()
+                .find(|(c, _)| *c == coding)
+                .map_or("", |(_, e)| e);
+            let mut sibling = real.clone().into_os_string();
+            sibling.push(".");
+            sibling.push(ext);
+            if let Ok(Found::File(p, m)) = locate(spec, Path::new(&sibling)).await {
+                chosen = (p, m, Some(coding));
+                break;
+            }
+        }
     }
-    if !meta.is_file() {
-        return Err(not_found());
-    }
-    let real = tokio::fs::canonicalize(&path)
-        .await
-        .map_err(|_| not_found())?;
-    if !real.starts_with(&spec.root) {
-        return Err(not_found());
-    }
+    let (file, meta, coding) = chosen;
     let etag = etag(&meta);
     let modified = meta.modified().ok();
     let mut resp = Response::new(ResponseBody::Empty);
@@ -82,23 +108,277 @@ pub(crate) async fn serve<B>(
             h.insert(LAST_MODIFIED, v);
         }
     }
+    if spec.precompressed {
+        h.insert(VARY, HeaderValue::from_static("accept-encoding"));
+    }
     if not_modified(req, &etag, modified) {
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
         return Ok(resp);
     }
+    // The type of the file asked for, whichever representation is sent.
     h.insert(CONTENT_TYPE, content_type(&real));
-    h.insert(CONTENT_LENGTH, HeaderValue::from(meta.len()));
-    if method == Method::HEAD {
-        return Ok(resp);
+    h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(c) = coding {
+        h.insert(CONTENT_ENCODING, HeaderValue::from_static(c.token()));
     }
-    let file = tokio::fs::File::open(&real)
-        .await
-        .map_err(|_| not_found())?;
-    let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024)
+    let len = meta.len();
+    let ranges = if method == Method::GET && if_range_holds(req, &etag, modified) {
+        req.headers()
+            .get(RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|r| parse_ranges(r, len))
+    } else {
+        None
+    };
+    match ranges {
+        Some(Ranges::Unsatisfiable) => {
+            *resp.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+            let h = resp.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                h.insert(CONTENT_RANGE, v);
+            }
+            h.insert(CONTENT_LENGTH, HeaderValue::from(0));
+            h.remove(CONTENT_ENCODING);
+            Ok(resp)
+        }
+        Some(Ranges::Satisfiable(list)) if list.len() == 1 => {
+            let (start, end) = list[0];
+            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+            let h = resp.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+                h.insert(CONTENT_RANGE, v);
+            }
+            h.insert(CONTENT_LENGTH, HeaderValue::from(end - start + 1));
+            *resp.body_mut() = body(segment(file, start, end - start + 1));
+            Ok(resp)
+        }
+        Some(Ranges::Satisfiable(list)) => {
+            let boundary = boundary(len);
+            let ctype = resp
+                .headers()
+                .get(CONTENT_TYPE)
+                .cloned()
+                .unwrap_or_else(|| HeaderValue::from_static("application/octet-stream"));
+            let mut parts: Vec<Part> = Vec::new();
+            let mut total = 0u64;
+            for (i, (start, end)) in list.iter().enumerate() {
+                let head = format!(
+                    "{}--{boundary}\r\nContent-Type: {}\r\nContent-Range: bytes {start}-{end}/{len}\r\n\r\n",
+                    if i == 0 { "" } else { "\r\n" },
+                    ctype.to_str().unwrap_or("application/octet-stream"),
+                );
+                total += head.len() as u64 + (end - start + 1);
+                parts.push(Part::Bytes(Bytes::from(head)));
+                parts.push(Part::File(*start, end - start + 1));
+            }
+            let tail = format!("\r\n--{boundary}--\r\n");
+            total += tail.len() as u64;
+            parts.push(Part::Bytes(Bytes::from(tail)));
+            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+            let h = resp.headers_mut();
+            if let Ok(v) =
+                HeaderValue::from_str(&format!("multipart/byteranges; boundary={boundary}"))
+            {
+                h.insert(CONTENT_TYPE, v);
+            }
+            h.insert(CONTENT_LENGTH, HeaderValue::from(total));
+            let stream = futures_util::stream::iter(parts)
+                .map(move |part| -> Chunks {
+                    match part {
+                        Part::Bytes(b) => {
+                            Box::pin(futures_util::stream::once(async move { Ok(b) }))
+                        }
+                        Part::File(start, n) => segment(file.clone(), start, n),
+                    }
+                })
+                .flatten();
+            *resp.body_mut() = body(Box::pin(stream));
+            Ok(resp)
+        }
+        _ => {
+            resp.headers_mut()
+                .insert(CONTENT_LENGTH, HeaderValue::from(len));
+            if method != Method::HEAD {
+                *resp.body_mut() = body(segment(file, 0, len));
+            }
+            Ok(resp)
+        }
+    }
+}
+
+enum Found {
+    File(PathBuf, std::fs::Metadata),
+    Dir,
+}
+
+/// What `path` is, with symbolic links treated per the route.
+async fn locate(spec: &StaticSpec, path: &Path) -> Result<Found, ()> {
+    let meta = tokio::fs::metadata(path).await.map_err(|_| ())?;
+    let real = tokio::fs::canonicalize(path).await.map_err(|_| ())?;
+    let allowed = match spec.symlinks {
+        Symlinks::Always => true,
+        Symlinks::InsideRoot => real.starts_with(&spec.root),
+        // The root is canonical: a path that canonicalizes to itself went through no link.
+        Symlinks::Never => real == path,
+    };
+    if !allowed {
+        return Err(());
+    }
+    if meta.is_dir() {
+        return Ok(Found::Dir);
+    }
+    if meta.is_file() {
+        Ok(Found::File(real, meta))
+    } else {
+        Err(())
+    }
+}
+
+async fn fallback(spec: &StaticSpec) -> Result<(PathBuf, std::fs::Metadata), ProxyError> {
+    let not_found = || ProxyError::new(ErrorKind::NotFound);
+    let name = spec.fallback.as_ref().ok_or_else(not_found)?;
+    let path = spec.root.join(name.trim_start_matches('/'));
+    match locate(spec, &path).await {
+        Ok(Found::File(real, meta)) => Ok((real, meta)),
+        _ => Err(not_found()),
+    }
+}
+
+fn slash_redirect<B>(req: &Request<B>) -> Response<ResponseBody> {
+    // A directory without its slash: redirect so relative links in the index resolve.
+    let mut location = format!("{}/", req.uri().path());
+    if let Some(q) = req.uri().query() {
+        location.push('?');
+        location.push_str(q);
+    }
+    let mut resp = Response::new(ResponseBody::Empty);
+    *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(LOCATION, value);
+    }
+    resp
+}
+
+enum Part {
+    Bytes(Bytes),
+    File(u64, u64),
+}
+
+type Chunks = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// `n` bytes of `file` from `start`, read in 64 KiB chunks as the client takes them.
+fn segment(file: PathBuf, start: u64, n: u64) -> Chunks {
+    let opened = async move {
+        let mut f = tokio::fs::File::open(&file).await?;
+        if start > 0 {
+            f.seek(std::io::SeekFrom::Start(start)).await?;
+        }
+        Ok::<_, std::io::Error>(tokio_util::io::ReaderStream::with_capacity(
+            f.take(n),
+            64 * 1024,
+        ))
+    };
+    Box::pin(futures_util::stream::once(opened).try_flatten())
+}
+
+fn body(chunks: Chunks) -> ResponseBody {
+    let frames = chunks
         .map_ok(Frame::data)
-        .map_err(|e| -> weir_core::BoxError { e.into() });
-    *resp.body_mut() = ResponseBody::Stream(StreamBody::new(stream).boxed_unsync());
-    Ok(resp)
+        .map_err(|e| -> BoxError { e.into() });
+    ResponseBody::Stream(StreamBody::new(frames).boxed_unsync())
+}
+
+/// A multipart boundary: unlikely in any file, different per response.
+fn boundary(len: u64) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("weir-{nanos:x}-{len:x}")
+}
+
+/// A `Range` header, resolved against a length.
+#[derive(Debug, PartialEq, Eq)]
+enum Ranges {
+    /// Inclusive `(first, last)` byte positions, in the order asked.
+    Satisfiable(Vec<(u64, u64)>),
+    /// Every range lies past the end: 416.
+    Unsatisfiable,
+}
+
+/// Parses `bytes=…` (RFC 9110 §14.1.2). `None` means: ignore the header and send the whole
+/// file (another unit, a syntax error, too many ranges).
+fn parse_ranges(header: &str, len: u64) -> Option<Ranges> {
+    let (unit, set) = header.split_once('=')?;
+    if !unit.trim().eq_ignore_ascii_case("bytes") {
+        return None;
+    }
+    let specs: Vec<&str> = set
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if specs.is_empty() || specs.len() > MAX_RANGES {
+        return None;
+    }
+    let mut out = Vec::new();
+    for spec in specs {
+        let (first, last) = spec.split_once('-')?;
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let range = match (first.trim(), last.trim()) {
+            (f, "") if digits(f) => {
+                let f: u64 = f.parse().ok()?;
+                (f < len).then(|| (f, len - 1))
+            }
+            ("", l) if digits(l) => {
+                let n: u64 = l.parse().ok()?;
+                (n > 0 && len > 0).then(|| (len.saturating_sub(n), len - 1))
+            }
+            (f, l) if digits(f) && digits(l) => {
+                let (f, l): (u64, u64) = (f.parse().ok()?, l.parse().ok()?);
+                if l < f {
+                    return None;
+                }
+                (f < len).then(|| (f, l.min(len - 1)))
+            }
+            _ => return None,
+        };
+        out.extend(range);
+    }
+    Some(if out.is_empty() {
+        Ranges::Unsatisfiable
+    } else {
+        Ranges::Satisfiable(out)
+    })
+}
+
+/// `If-Range`: the range applies only if the validator still matches (a strong ETag, or the
+/// exact `Last-Modified` date); otherwise the whole file is sent.
+fn if_range_holds<B>(
+    req: &Request<B>,
+    etag: &str,
+    modified: Option<std::time::SystemTime>,
+) -> bool {
+    let Some(v) = req.headers().get(IF_RANGE).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let v = v.trim();
+    if v.starts_with('"') {
+        return v == etag;
+    }
+    if v.starts_with("W/") {
+        return false;
+    }
+    match (httpdate::parse_http_date(v), modified) {
+        (Ok(date), Some(m)) => secs(date) == secs(m),
+        _ => false,
+    }
+}
+
+fn secs(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn etag(meta: &std::fs::Metadata) -> String {
@@ -132,15 +412,9 @@ fn not_modified<B>(req: &Request<B>, etag: &str, modified: Option<std::time::Sys
             .and_then(|v| v.to_str().ok()),
         modified,
     ) {
-        (Some(since), Some(m)) => httpdate::parse_http_date(since).is_ok_and(|since| {
-            m.duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0)
-                <= since
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0)
-        }),
+        (Some(since), Some(m)) => {
+            httpdate::parse_http_date(since).is_ok_and(|since| secs(m) <= secs(since))
+        }
         _ => false,
     }
 }
@@ -157,4 +431,51 @@ fn content_type(path: &Path) -> HeaderValue {
     };
     HeaderValue::from_str(&value)
         .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(h: &str, len: u64) -> Option<Ranges> {
+        parse_ranges(h, len)
+    }
+
+    #[test]
+    fn byte_ranges() {
+        use Ranges::*;
+        assert_eq!(r("bytes=0-499", 1000), Some(Satisfiable(vec![(0, 499)])));
+        assert_eq!(r("bytes=500-", 1000), Some(Satisfiable(vec![(500, 999)])));
+        assert_eq!(r("bytes=-200", 1000), Some(Satisfiable(vec![(800, 999)])));
+        assert_eq!(r("bytes=-2000", 1000), Some(Satisfiable(vec![(0, 999)])));
+        assert_eq!(
+            r("bytes=900-5000", 1000),
+            Some(Satisfiable(vec![(900, 999)]))
+        );
+        assert_eq!(
+            r("bytes=0-0, -1", 1000),
+            Some(Satisfiable(vec![(0, 0), (999, 999)]))
+        );
+        assert_eq!(r("bytes=1000-", 1000), Some(Unsatisfiable));
+        assert_eq!(r("bytes=-0", 1000), Some(Unsatisfiable));
+        assert_eq!(r("bytes=0-", 0), Some(Unsatisfiable));
+        for ignored in [
+            "items=0-1",
+            "bytes=5-1",
+            "bytes=a-b",
+            "bytes=",
+            "bytes=1-2-3",
+            "bytes=--1",
+        ] {
+            assert_eq!(r(ignored, 1000), None, "{ignored}");
+        }
+        let many = format!(
+            "bytes={}",
+            (0..17)
+                .map(|i| format!("{i}-{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        assert_eq!(r(&many, 1000), None);
+    }
 }

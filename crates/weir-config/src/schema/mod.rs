@@ -585,6 +585,29 @@ pub struct StaticAction {
     /// Removed from the request path before it is looked up under `root`.
     #[serde(default)]
     pub strip_prefix: Option<String>,
+    /// Served (200) for paths that match no file: a single-page app's `index.html`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    /// Serve `FILE.br`, `FILE.zst` or `FILE.gz` beside `FILE` when the client accepts the coding.
+    #[serde(default = "defaults::yes")]
+    pub precompressed: bool,
+    /// Symbolic links: `inside_root` (the default: followed while they stay under `root`),
+    /// `never` (a path through any link is 404) or `always` (followed anywhere).
+    #[serde(default)]
+    pub symlinks: Symlinks,
+}
+
+/// How a `static` route treats symbolic links.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Symlinks {
+    /// Followed while the target stays under the root.
+    #[default]
+    InsideRoot,
+    /// Never followed.
+    Never,
+    /// Followed anywhere (the operator vouches for every link).
+    Always,
 }
 
 /// A socket address parsed with a clear error.

@@ -117,3 +117,173 @@ async fn traversal_is_refused() {
     let r = client().get(gw.url("/escape")).send().await.expect("r");
     assert_eq!(r.status(), 404);
 }
+
+/// A site with a 10,000-byte file, precompressed siblings of `app.css`, an SPA shell, and
+/// links inside and outside the root; returns the root.
+fn rich_site(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("weir-static-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("assets")).expect("mkdir");
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.join("data.bin"), &data).expect("write");
+    std::fs::write(dir.join("index.html"), "<div id=app></div>").expect("write");
+    std::fs::write(dir.join("assets/app.css"), "body { color: red }").expect("write");
+    std::fs::write(dir.join("assets/app.css.br"), "BR-BYTES").expect("write");
+    std::fs::write(dir.join("assets/app.css.gz"), "GZ-BYTES").expect("write");
+    let _ = std::os::unix::fs::symlink(dir.join("index.html"), dir.join("inner-link.html"));
+    let outside = std::env::temp_dir().join(format!("weir-outside-{tag}-{}", std::process::id()));
+    std::fs::write(&outside, "outside").expect("write");
+    let _ = std::os::unix::fs::symlink(&outside, dir.join("outer-link"));
+    dir
+}
+
+async fn rich_gateway(tag: &str, extra: &str) -> Gateway {
+    let root = rich_site(tag);
+    gateway(&format!(
+        r#"
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:0"
+
+[[routes]]
+static = {{ root = "{}"{extra} }}
+"#,
+        root.display()
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn byte_ranges_single_multiple_unsatisfiable_and_if_range() {
+    let gw = rich_gateway("ranges", "").await;
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    let c = client();
+    let get = |range: &'static str| c.get(gw.url("/data.bin")).header("range", range).send();
+    let r = get("bytes=100-199").await.expect("request");
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "bytes 100-199/10000");
+    assert_eq!(r.headers()["content-length"], "100");
+    assert_eq!(&r.bytes().await.expect("body")[..], &data[100..200]);
+    let r = get("bytes=-10").await.expect("request");
+    assert_eq!(&r.bytes().await.expect("body")[..], &data[9_990..]);
+    let r = get("bytes=9990-").await.expect("request");
+    assert_eq!(r.headers()["content-range"], "bytes 9990-9999/10000");
+    // Several ranges: multipart/byteranges with exact parts and length.
+    let r = get("bytes=0-4, 9995-").await.expect("request");
+    assert_eq!(r.status(), 206);
+    let ctype = r.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let boundary = ctype
+        .strip_prefix("multipart/byteranges; boundary=")
+        .expect("multipart")
+        .to_owned();
+    let declared: usize = r.headers()["content-length"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("number");
+    let body = r.bytes().await.expect("body");
+    assert_eq!(body.len(), declared);
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("Content-Range: bytes 0-4/10000"));
+    assert!(text.contains("Content-Range: bytes 9995-9999/10000"));
+    assert!(text.ends_with(&format!("\r\n--{boundary}--\r\n")));
+    let first = body
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("part head")
+        + 4;
+    assert_eq!(&body[first..first + 5], &data[0..5]);
+    // Past the end: 416 with the length.
+    let r = get("bytes=20000-").await.expect("request");
+    assert_eq!(r.status(), 416);
+    assert_eq!(r.headers()["content-range"], "bytes */10000");
+    // Malformed or foreign units: the whole file.
+    for ignored in ["bytes=5-1", "items=0-5", "bytes=x"] {
+        let r = get(ignored).await.expect("request");
+        assert_eq!(r.status(), 200, "{ignored}");
+        assert_eq!(r.bytes().await.expect("body").len(), 10_000);
+    }
+    // If-Range: the range only while the validator matches.
+    let full = c.get(gw.url("/data.bin")).send().await.expect("request");
+    assert_eq!(full.headers()["accept-ranges"], "bytes");
+    let etag = full.headers()["etag"].to_str().expect("ascii").to_owned();
+    let r = c
+        .get(gw.url("/data.bin"))
+        .header("range", "bytes=0-9")
+        .header("if-range", &etag)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 206);
+    let r = c
+        .get(gw.url("/data.bin"))
+        .header("range", "bytes=0-9")
+        .header("if-range", "\"stale\"")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.expect("body").len(), 10_000);
+}
+
+#[tokio::test]
+async fn precompressed_siblings_fallback_and_symlinks() {
+    let gw = rich_gateway("pre", ", fallback = \"index.html\"").await;
+    let c = client();
+    let fetch = |accept: &'static str| {
+        c.get(gw.url("/assets/app.css"))
+            .header("accept-encoding", accept)
+            .send()
+    };
+    let r = fetch("gzip, br").await.expect("request");
+    assert_eq!(r.headers()["content-encoding"], "br");
+    assert_eq!(r.headers()["content-type"], "text/css; charset=utf-8");
+    assert_eq!(r.headers()["vary"], "accept-encoding");
+    assert_eq!(r.text().await.expect("body"), "BR-BYTES");
+    let r = fetch("gzip, br;q=0.5").await.expect("request");
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    assert_eq!(r.text().await.expect("body"), "GZ-BYTES");
+    let r = fetch("zstd").await.expect("request");
+    assert!(
+        r.headers().get("content-encoding").is_none(),
+        "no .zst sibling: the file itself"
+    );
+    assert_eq!(r.text().await.expect("body"), "body { color: red }");
+    // A single-page app: unknown paths get the shell, 200.
+    let r = c.get(gw.url("/orders/42")).send().await.expect("request");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.expect("body"), "<div id=app></div>");
+    // Links: inside the root followed, outside refused (the fallback answers instead).
+    assert_eq!(
+        c.get(gw.url("/inner-link.html"))
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("body"),
+        "<div id=app></div>"
+    );
+    let r = c.get(gw.url("/outer-link")).send().await.expect("request");
+    assert_ne!(r.text().await.expect("body"), "outside");
+
+    let never = rich_gateway("never", ", symlinks = \"never\"").await;
+    assert_eq!(get_status(&never, "/inner-link.html").await, 404);
+    assert_eq!(get_status(&never, "/index.html").await, 200);
+    let always = rich_gateway("always", ", symlinks = \"always\", precompressed = false").await;
+    let r = c
+        .get(always.url("/outer-link"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.text().await.expect("body"), "outside");
+    let r = c
+        .get(always.url("/assets/app.css"))
+        .header("accept-encoding", "br")
+        .send()
+        .await
+        .expect("request");
+    assert!(r.headers().get("content-encoding").is_none());
+}
