@@ -1,0 +1,21 @@
+//! The semantics of an RFC 9111 *shared* cache, as pure functions of request and response
+//! heads and the clock: what the `Cache-Control` family of fields says ([`directives`]),
+//! whether a response may be stored ([`storable`]), how long it stays fresh and how old it is
+//! ([`freshness`]). The store, coalescing, revalidation and purge build on these; nothing here
+//! does I/O, so every rule is tested on its own, with property tests for the parsers.
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//! use weir_cache::{directives::ResponseDirectives, freshness::Freshness};
+//!
+//! let mut h = http::HeaderMap::new();
+//! h.insert("cache-control", "public, max-age=60, s-maxage=300".parse().expect("value"));
+//! let d = ResponseDirectives::parse(&h, None);
+//! let now = SystemTime::now();
+//! let f = Freshness::of(http::StatusCode::OK, &h, &d, now, now);
+//! assert_eq!(f.lifetime, Duration::from_secs(300)); // s-maxage wins in a shared cache
+//! ```
+
+pub mod directives;
+pub mod freshness;
+pub mod storable;
