@@ -18,4 +18,5 @@
 
 pub mod directives;
 pub mod freshness;
+pub mod key;
 pub mod storable;
