@@ -1,7 +1,11 @@
 //! The semantics of an RFC 9111 *shared* cache, as pure functions of request and response
 //! heads and the clock: what the `Cache-Control` family of fields says ([`directives`]),
 //! whether a response may be stored ([`storable`]), how long it stays fresh and how old it is
-//! ([`freshness`]). The store, coalescing, revalidation and purge build on these; nothing here
+//! ([`freshness`]), whether a stored response may answer a request or must be revalidated,
+//! served stale or refreshed in the background ([`reuse`]), conditional requests answered
+//! from a stored response ([`conditional`]), 304 freshening ([`update`]), invalidation by
+//! unsafe methods ([`invalidate`]), cache keys and `Vary` variants ([`key`]), and the
+//! `Cache-Status` field ([`status`]). The store, coalescing, revalidation and purge build on these; nothing here
 //! does I/O, so every rule is tested on its own, with property tests for the parsers.
 //!
 //! ```
@@ -16,7 +20,12 @@
 //! assert_eq!(f.lifetime, Duration::from_secs(300)); // s-maxage wins in a shared cache
 //! ```
 
+pub mod conditional;
 pub mod directives;
 pub mod freshness;
+pub mod invalidate;
 pub mod key;
+pub mod reuse;
+pub mod status;
 pub mod storable;
+pub mod update;
