@@ -95,42 +95,43 @@ pub fn status(o: Outcome) -> StatusCode {
 mod tests {
     use super::*;
 
-    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.append(
-                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                v.parse().expect("value"),
-            );
-        }
-        m
-    }
-
     #[test]
     fn precedence_and_comparisons() {
-        let stored = h(&[
+        let stored = crate::headers_of(&[
             ("etag", "\"v2\""),
             ("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
         ]);
         let get = Method::GET;
         assert_eq!(
-            evaluate(&get, &h(&[("if-none-match", "\"v1\", \"v2\"")]), &stored),
+            evaluate(
+                &get,
+                &crate::headers_of(&[("if-none-match", "\"v1\", \"v2\"")]),
+                &stored
+            ),
             Outcome::NotModified
         );
         assert_eq!(
-            evaluate(&get, &h(&[("if-none-match", "W/\"v2\"")]), &stored),
+            evaluate(
+                &get,
+                &crate::headers_of(&[("if-none-match", "W/\"v2\"")]),
+                &stored
+            ),
             Outcome::NotModified,
             "weak comparison"
         );
         assert_eq!(
-            evaluate(&get, &h(&[("if-none-match", "\"v1\"")]), &stored),
+            evaluate(
+                &get,
+                &crate::headers_of(&[("if-none-match", "\"v1\"")]),
+                &stored
+            ),
             Outcome::Serve
         );
         // If-None-Match wins over If-Modified-Since.
         assert_eq!(
             evaluate(
                 &get,
-                &h(&[
+                &crate::headers_of(&[
                     ("if-none-match", "\"v1\""),
                     ("if-modified-since", "Sun, 06 Nov 1994 08:49:37 GMT")
                 ]),
@@ -141,7 +142,7 @@ mod tests {
         assert_eq!(
             evaluate(
                 &get,
-                &h(&[("if-modified-since", "Mon, 07 Nov 1994 08:49:37 GMT")]),
+                &crate::headers_of(&[("if-modified-since", "Mon, 07 Nov 1994 08:49:37 GMT")]),
                 &stored
             ),
             Outcome::NotModified
@@ -149,38 +150,50 @@ mod tests {
         assert_eq!(
             evaluate(
                 &get,
-                &h(&[("if-modified-since", "Sat, 05 Nov 1994 08:49:37 GMT")]),
+                &crate::headers_of(&[("if-modified-since", "Sat, 05 Nov 1994 08:49:37 GMT")]),
                 &stored
             ),
-            Outcome::Serve
-        );
-        assert_eq!(
-            evaluate(&get, &h(&[("if-modified-since", "garbage")]), &stored),
-            Outcome::Serve
-        );
-        assert_eq!(
-            evaluate(&get, &h(&[("if-match", "\"v1\"")]), &stored),
-            Outcome::PreconditionFailed
-        );
-        assert_eq!(
-            evaluate(&get, &h(&[("if-match", "W/\"v2\"")]), &stored),
-            Outcome::PreconditionFailed,
-            "strong comparison"
-        );
-        assert_eq!(
-            evaluate(&get, &h(&[("if-match", "\"v2\"")]), &stored),
             Outcome::Serve
         );
         assert_eq!(
             evaluate(
                 &get,
-                &h(&[("if-unmodified-since", "Sat, 05 Nov 1994 08:49:37 GMT")]),
+                &crate::headers_of(&[("if-modified-since", "garbage")]),
+                &stored
+            ),
+            Outcome::Serve
+        );
+        assert_eq!(
+            evaluate(&get, &crate::headers_of(&[("if-match", "\"v1\"")]), &stored),
+            Outcome::PreconditionFailed
+        );
+        assert_eq!(
+            evaluate(
+                &get,
+                &crate::headers_of(&[("if-match", "W/\"v2\"")]),
+                &stored
+            ),
+            Outcome::PreconditionFailed,
+            "strong comparison"
+        );
+        assert_eq!(
+            evaluate(&get, &crate::headers_of(&[("if-match", "\"v2\"")]), &stored),
+            Outcome::Serve
+        );
+        assert_eq!(
+            evaluate(
+                &get,
+                &crate::headers_of(&[("if-unmodified-since", "Sat, 05 Nov 1994 08:49:37 GMT")]),
                 &stored
             ),
             Outcome::PreconditionFailed
         );
         assert_eq!(
-            evaluate(&Method::POST, &h(&[("if-none-match", "*")]), &stored),
+            evaluate(
+                &Method::POST,
+                &crate::headers_of(&[("if-none-match", "*")]),
+                &stored
+            ),
             Outcome::PreconditionFailed
         );
     }

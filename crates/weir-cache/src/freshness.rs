@@ -148,19 +148,8 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
     }
 
-    fn head(pairs: &[(&str, String)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                v.parse().expect("value"),
-            );
-        }
-        h
-    }
-
     fn fresh(status: u16, pairs: &[(&str, String)], sent: u64, got: u64) -> Freshness {
-        let h = head(pairs);
+        let h = crate::headers_of(pairs);
         let d = ResponseDirectives::parse(&h, None);
         Freshness::of(
             StatusCode::from_u16(status).expect("status"),

@@ -175,17 +175,6 @@ pub fn normalise(field: &HeaderName, value: &str) -> String {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                v.parse().expect("value"),
-            );
-        }
-        h
-    }
-
     #[test]
     fn primary_keys_follow_the_query_rules() {
         let none = HeaderMap::new();
@@ -240,14 +229,14 @@ mod tests {
             "h",
             "/",
             None,
-            &headers(&[("x-lang", "en"), ("cookie", "a=1; tier=gold")]),
+            &crate::headers_of(&[("x-lang", "en"), ("cookie", "a=1; tier=gold")]),
         );
         let fr = by_lang.primary(
             "http",
             "h",
             "/",
             None,
-            &headers(&[("x-lang", "fr"), ("cookie", "tier=gold")]),
+            &crate::headers_of(&[("x-lang", "fr"), ("cookie", "tier=gold")]),
         );
         assert_ne!(en, fr);
     }
@@ -255,29 +244,42 @@ mod tests {
     #[test]
     fn vary_and_normalised_secondary_keys() {
         assert_eq!(
-            vary_fields(&headers(&[
+            vary_fields(&crate::headers_of(&[
                 ("vary", "Accept-Encoding, accept-language"),
                 ("vary", "accept-encoding")
             ]))
             .map(|v| v.len()),
             Some(2)
         );
-        assert_eq!(vary_fields(&headers(&[("vary", "accept, *")])), None);
-        let fields = vary_fields(&headers(&[("vary", "accept-encoding")])).expect("fields");
-        let a = secondary(&fields, &headers(&[("accept-encoding", "gzip, br")]));
+        assert_eq!(
+            vary_fields(&crate::headers_of(&[("vary", "accept, *")])),
+            None
+        );
+        let fields =
+            vary_fields(&crate::headers_of(&[("vary", "accept-encoding")])).expect("fields");
+        let a = secondary(
+            &fields,
+            &crate::headers_of(&[("accept-encoding", "gzip, br")]),
+        );
         let b = secondary(
             &fields,
-            &headers(&[("accept-encoding", "BR,gzip;q=0.8, identity")]),
+            &crate::headers_of(&[("accept-encoding", "BR,gzip;q=0.8, identity")]),
         );
-        let c = secondary(&fields, &headers(&[("accept-encoding", "br, gzip;q=0")]));
+        let c = secondary(
+            &fields,
+            &crate::headers_of(&[("accept-encoding", "br, gzip;q=0")]),
+        );
         assert_eq!(a, b);
         assert_ne!(a, c);
         let langs = [HeaderName::from_static("accept-language")];
         assert_eq!(
-            secondary(&langs, &headers(&[("accept-language", "en,  fr")])),
             secondary(
                 &langs,
-                &headers(&[("accept-language", "en"), ("accept-language", "fr")])
+                &crate::headers_of(&[("accept-language", "en,  fr")])
+            ),
+            secondary(
+                &langs,
+                &crate::headers_of(&[("accept-language", "en"), ("accept-language", "fr")])
             )
         );
     }

@@ -29,3 +29,16 @@ pub mod reuse;
 pub mod status;
 pub mod storable;
 pub mod update;
+
+/// Test support: a header map from name/value pairs.
+#[cfg(test)]
+pub(crate) fn headers_of<V: AsRef<str>>(pairs: &[(&str, V)]) -> http::HeaderMap {
+    let mut m = http::HeaderMap::new();
+    for (k, v) in pairs {
+        m.append(
+            http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            v.as_ref().parse().expect("value"),
+        );
+    }
+    m
+}

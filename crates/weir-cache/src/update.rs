@@ -77,27 +77,16 @@ pub fn freshen(stored: &mut HeaderMap, not_modified: &HeaderMap) {
 mod tests {
     use super::*;
 
-    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.append(
-                HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                v.parse().expect("value"),
-            );
-        }
-        m
-    }
-
     #[test]
     fn a_304_updates_headers_but_not_the_content() {
-        let mut stored = h(&[
+        let mut stored = crate::headers_of(&[
             ("etag", "\"v1\""),
             ("cache-control", "max-age=10"),
             ("content-length", "5"),
             ("content-type", "text/plain"),
             ("x-old", "1"),
         ]);
-        let nm = h(&[
+        let nm = crate::headers_of(&[
             ("etag", "\"v1\""),
             ("cache-control", "max-age=600"),
             ("content-length", "0"),
@@ -115,12 +104,12 @@ mod tests {
         assert_eq!(stored["x-old"], "1");
         assert!(stored.get("x-hop").is_none());
         assert!(!selects(
-            &h(&[("etag", "\"v1\"")]),
-            &h(&[("etag", "\"v2\"")])
+            &crate::headers_of(&[("etag", "\"v1\"")]),
+            &crate::headers_of(&[("etag", "\"v2\"")])
         ));
         assert!(selects(
-            &h(&[("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")]),
-            &h(&[("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")])
+            &crate::headers_of(&[("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")]),
+            &crate::headers_of(&[("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")])
         ));
     }
 }
