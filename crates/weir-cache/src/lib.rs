@@ -28,6 +28,7 @@ pub mod key;
 pub mod reuse;
 pub mod status;
 pub mod storable;
+pub mod store;
 pub mod update;
 
 /// Test support: a header map from name/value pairs.

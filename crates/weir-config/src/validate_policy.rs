@@ -428,7 +428,32 @@ pub fn check_api_key(k: &str) -> Result<(), String> {
 }
 
 pub(crate) fn check_routes(config: &Config, out: &mut Vec<Diagnostic>) {
+    let caches =
+        crate::validate::unique("caches", config.caches.iter().map(|c| c.name.as_str()), out);
+    for (i, c) in config.caches.iter().enumerate() {
+        let at = KeyPath::root("caches").index(i);
+        check_headers(&c.key_headers, &at.key("key_headers"), out);
+        check_headers(&c.targeted_fields, &at.key("targeted_fields"), out);
+        if c.max_object_size.bytes() > c.max_memory.bytes() {
+            out.push(Diagnostic::at(
+                at.key("max_object_size"),
+                "must not exceed max_memory",
+            ));
+        }
+    }
     for (i, r) in config.routes.iter().enumerate() {
+        if let Some(name) = &r.cache {
+            let at = KeyPath::root("routes").index(i).key("cache");
+            if !caches.contains(&name.as_str()) {
+                out.push(
+                    Diagnostic::at(at.clone(), format!("unknown cache `{name}`"))
+                        .suggest(name, caches.iter().copied()),
+                );
+            }
+            if r.proxy.is_none() {
+                out.push(Diagnostic::at(at, "`cache` applies to `proxy` routes only"));
+            }
+        }
         if let Some(c) = &r.compress {
             let at = KeyPath::root("routes").index(i).key("compress");
             if c.algorithms.is_empty() {

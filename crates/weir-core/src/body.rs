@@ -227,3 +227,103 @@ impl Body for RequestBody {
         hint
     }
 }
+
+/// What a [`Tee`] hands its owner: the whole body, or nothing when it was not seen whole
+/// (over the limit, failed, or abandoned).
+pub type TeeDone = Box<dyn FnOnce(Option<Bytes>) + Send>;
+
+/// A response body on its way to the client, copied up to `limit` bytes for a store (the
+/// cache, idempotency records). The copy is handed over when the body has been seen whole:
+/// at its end, or once its declared length has gone by (hyper stops polling there).
+pub struct Tee {
+    inner: ResponseBody,
+    buf: bytes::BytesMut,
+    limit: usize,
+    expected: Option<usize>,
+    done: Option<TeeDone>,
+}
+
+impl std::fmt::Debug for Tee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tee")
+            .field("copied", &self.buf.len())
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tee {
+    /// Wraps `inner`; `expected` is its declared length, if any (else the body's own exact
+    /// size, when it knows one).
+    pub fn new(inner: ResponseBody, limit: usize, expected: Option<usize>, done: TeeDone) -> Self {
+        let expected = expected.or_else(|| {
+            inner
+                .size_hint()
+                .exact()
+                .and_then(|n| usize::try_from(n).ok())
+        });
+        let mut tee = Self {
+            inner,
+            buf: bytes::BytesMut::new(),
+            limit,
+            expected,
+            done: Some(done),
+        };
+        if tee.expected == Some(0) {
+            tee.finish(true);
+        }
+        tee
+    }
+
+    fn finish(&mut self, whole: bool) {
+        if let Some(done) = self.done.take() {
+            let body = std::mem::take(&mut self.buf).freeze();
+            done(whole.then_some(body));
+        }
+    }
+}
+
+impl Drop for Tee {
+    fn drop(&mut self) {
+        self.finish(false);
+    }
+}
+
+impl Body for Tee {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), true) = (frame.data_ref(), this.done.is_some()) {
+                    if this.buf.len() + data.len() > this.limit {
+                        this.finish(false);
+                    } else {
+                        this.buf.extend_from_slice(data);
+                        if this.expected == Some(this.buf.len()) {
+                            this.finish(true);
+                        }
+                    }
+                }
+            }
+            Poll::Ready(None) => this.finish(true),
+            Poll::Ready(Some(Err(_))) => this.finish(false),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

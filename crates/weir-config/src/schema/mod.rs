@@ -68,6 +68,62 @@ pub struct Config {
     /// The Redis server shared by policies with `store = "redis"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<Redis>,
+    /// HTTP caches routes use (`routes[].cache`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caches: Vec<Cache>,
+}
+
+/// An RFC 9111 shared cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cache {
+    /// Unique name, used by routes.
+    pub name: String,
+    /// Memory the stored responses may take (bodies and headers).
+    #[serde(default = "defaults::cache_memory")]
+    pub max_memory: ByteSize,
+    /// Larger responses are passed through, not stored.
+    #[serde(default = "defaults::cache_object")]
+    pub max_object_size: ByteSize,
+    /// Serve a stale response this long past expiry when the origin fails or times out, even
+    /// without `stale-if-error` (never against `must-revalidate` or `no-cache`).
+    #[serde(default)]
+    pub grace: Duration,
+    /// Fields that, when present, replace `Cache-Control` for this cache (RFC 9213), first
+    /// present wins.
+    #[serde(default = "defaults::cache_targeted")]
+    pub targeted_fields: Vec<String>,
+    /// Store responses that carry `Set-Cookie`.
+    #[serde(default)]
+    pub store_set_cookie: bool,
+    /// Query parameters in the key: `all`, `none`, or a table `{ keep = [...] }` /
+    /// `{ drop = [...] }`.
+    #[serde(default)]
+    pub key_query: KeyQuery,
+    /// Sort query parameters in the key.
+    #[serde(default)]
+    pub key_sort_query: bool,
+    /// Request headers added to the key.
+    #[serde(default)]
+    pub key_headers: Vec<String>,
+    /// Cookies added to the key.
+    #[serde(default)]
+    pub key_cookies: Vec<String>,
+}
+
+/// Which query parameters take part in a cache key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyQuery {
+    /// All, as sent.
+    #[default]
+    All,
+    /// None.
+    None,
+    /// Only these.
+    Keep(Vec<String>),
+    /// All but these.
+    Drop(Vec<String>),
 }
 
 /// The admin listener: operators' endpoints, kept off the traffic listeners.
@@ -423,6 +479,9 @@ pub struct Route {
     /// Compress responses on the fly (gzip, brotli, zstd) by the client's `Accept-Encoding`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compress: Option<Compress>,
+    /// The `[[caches]]` entry that stores this route's responses (`proxy` routes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
     /// What a request must look like; an empty match takes everything.
     #[serde(default, rename = "match")]
     pub matches: RouteMatch,
@@ -738,6 +797,18 @@ mod defaults {
     }
     pub fn index() -> String {
         "index.html".to_owned()
+    }
+    pub fn cache_memory() -> ByteSize {
+        ByteSize::mib(256)
+    }
+    pub fn cache_object() -> ByteSize {
+        ByteSize::mib(8)
+    }
+    pub fn cache_targeted() -> Vec<String> {
+        vec![
+            "weir-cache-control".to_owned(),
+            "cdn-cache-control".to_owned(),
+        ]
     }
     pub fn compress_algorithms() -> Vec<String> {
         ["zstd", "br", "gzip"].map(str::to_owned).to_vec()

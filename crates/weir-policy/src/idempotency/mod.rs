@@ -10,19 +10,16 @@
 
 mod store;
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Method, Response, StatusCode};
-use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 use weir_config::OnStoreError;
-use weir_core::{BoxError, ErrorKind, ProxyError, RequestBody, RequestCtx, ResponseBody};
+use weir_core::{ErrorKind, ProxyError, RequestBody, RequestCtx, ResponseBody};
 
 use crate::{CompileError, Early, Events, Hooks, Shared};
 use store::{Begin, Record, Store};
@@ -323,138 +320,35 @@ impl Pending {
             })
             .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
             .collect();
-        // A declared length, or one the body knows (a fixed body): hyper stops polling there.
         let expected = resp
             .headers()
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok())
-            .or_else(|| {
-                resp.body()
-                    .size_hint()
-                    .exact()
-                    .and_then(|n| usize::try_from(n).ok())
-            });
+            .and_then(|v| v.parse::<usize>().ok());
         let body = std::mem::take(resp.body_mut());
-        let mut recording = Recording {
-            inner: body,
-            buf: BytesMut::new(),
-            expected,
-            pending: Some((inner, status, headers)),
-        };
-        if expected == Some(0) {
-            recording.finish();
-        }
-        *resp.body_mut() =
-            ResponseBody::Stream(http_body_util::combinators::UnsyncBoxBody::new(recording));
-    }
-}
-
-type Head = (PendingInner, u16, Vec<(String, Vec<u8>)>);
-
-/// The response body on its way to the client, copied (up to the limit) for the store.
-struct Recording {
-    inner: ResponseBody,
-    buf: BytesMut,
-    /// The declared length: hyper stops polling once it has sent that many bytes, so the end
-    /// is seen by count.
-    expected: Option<usize>,
-    pending: Option<Head>,
-}
-
-impl Recording {
-    /// The body will not be stored (too large, failed, or never finished): free the key.
-    fn abandon(&mut self) {
-        if let Some((inner, _, _)) = self.pending.take() {
-            inner.release();
-        }
-        self.buf = BytesMut::new();
-    }
-
-    /// The whole body went by: store it.
-    fn finish(&mut self) {
-        if let Some((inner, status, headers)) = self.pending.take() {
-            let record = Record {
-                status,
-                headers,
-                body: std::mem::take(&mut self.buf).to_vec(),
-            };
-            tokio::spawn(async move {
-                if let Err(e) = inner
-                    .store
-                    .complete(&inner.key, inner.fp, record, inner.ttl)
-                    .await
-                {
-                    tracing::warn!(policy = %inner.policy, error = %e, "idempotency record not stored");
-                }
-            });
-        }
-    }
-}
-
-impl Drop for Recording {
-    fn drop(&mut self) {
-        // Not finished (the client left, or the body failed): release.
-        self.abandon();
-    }
-}
-
-impl Body for Recording {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    let over = this
-                        .pending
-                        .as_ref()
-                        .is_some_and(|(p, _, _)| this.buf.len() + data.len() > p.max_body);
-                    if over {
-                        this.abandon();
-                    } else if this.pending.is_some() {
-                        this.buf.extend_from_slice(data);
-                        if this.expected == Some(this.buf.len()) {
-                            this.finish();
-                        }
+        let limit = inner.max_body;
+        let done: weir_core::body::TeeDone = Box::new(move |whole: Option<Bytes>| match whole {
+            Some(bytes) => {
+                let record = Record {
+                    status,
+                    headers,
+                    body: bytes.to_vec(),
+                };
+                tokio::spawn(async move {
+                    if let Err(e) = inner
+                        .store
+                        .complete(&inner.key, inner.fp, record, inner.ttl)
+                        .await
+                    {
+                        tracing::warn!(policy = %inner.policy, error = %e, "idempotency record not stored");
                     }
-                }
+                });
             }
-            Poll::Ready(None) => {
-                if let Some((inner, status, headers)) = this.pending.take() {
-                    let record = Record {
-                        status,
-                        headers,
-                        body: std::mem::take(&mut this.buf).to_vec(),
-                    };
-                    tokio::spawn(async move {
-                        if let Err(e) = inner
-                            .store
-                            .complete(&inner.key, inner.fp, record, inner.ttl)
-                            .await
-                        {
-                            tracing::warn!(policy = %inner.policy, error = %e, "idempotency record not stored");
-                        }
-                    });
-                }
-            }
-            Poll::Ready(Some(Err(_))) => this.abandon(),
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.pending.is_none() && self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+            // Not seen whole (too large, failed, client gone): free the key.
+            None => inner.release(),
+        });
+        let tee = weir_core::body::Tee::new(body, limit, expected, done);
+        *resp.body_mut() =
+            ResponseBody::Stream(http_body_util::combinators::UnsyncBoxBody::new(tee));
     }
 }
