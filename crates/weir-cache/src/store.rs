@@ -169,14 +169,14 @@ mod tests {
             b"k".to_vec(),
             "h/a".into(),
             vec![ae.clone()],
-            variant(key::secondary(&[ae.clone()], &req_gz), "gz"),
+            variant(key::secondary(std::slice::from_ref(&ae), &req_gz), "gz"),
         );
         assert!(matches!(s.lookup(b"k", &req_br), Lookup::VaryMiss));
         s.insert(
             b"k".to_vec(),
             "h/a".into(),
             vec![ae.clone()],
-            variant(key::secondary(&[ae.clone()], &req_br), "br"),
+            variant(key::secondary(std::slice::from_ref(&ae), &req_br), "br"),
         );
         match (s.lookup(b"k", &req_gz), s.lookup(b"k", &req_br)) {
             (Lookup::Found(a), Lookup::Found(b)) => {

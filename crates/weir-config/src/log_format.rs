@@ -29,6 +29,7 @@ pub const ACCESS_LOG_FIELDS: &[&str] = &[
     "consumer",
     "idempotency",
     "compression",
+    "cache",
     "error",
     "completed",
 ];

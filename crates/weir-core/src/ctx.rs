@@ -72,6 +72,9 @@ pub struct RequestCtx {
     pub idempotency: Option<&'static str>,
     /// The content coding Weir compressed the response with (`gzip`, `br`, `zstd`).
     pub compressed: Option<&'static str>,
+    /// What the route's cache did: `hit`, `miss`, `stale`, `revalidated`, `refetched`,
+    /// `bypass`.
+    pub cache: Option<&'static str>,
 }
 
 impl RequestCtx {
@@ -141,6 +144,7 @@ impl RequestCtx {
             claims: None,
             idempotency: None,
             compressed: None,
+            cache: None,
         }
     }
 }

@@ -39,6 +39,7 @@ fn record() -> RequestRecord<'static> {
         consumer: None,
         idempotency: None,
         compression: None,
+        cache: None,
         error: None,
         completed: true,
     }

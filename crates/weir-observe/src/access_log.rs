@@ -317,6 +317,7 @@ mod tests {
             consumer: None,
             idempotency: None,
             compression: None,
+            cache: None,
             error: None,
             completed: true,
         }
@@ -371,6 +372,7 @@ mod tests {
         r.consumer = Some("c");
         r.idempotency = Some("stored");
         r.compression = Some("br");
+        r.cache = Some("hit");
         r.error = Some("x");
         let json: serde_json::Value =
             serde_json::from_slice(&LogFormat::Json.line(&r).expect("json")).expect("parse");

@@ -70,6 +70,9 @@ pub struct RequestRecord<'a> {
     /// The content coding Weir compressed the response with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compression: Option<&'a str>,
+    /// What the route's cache did (`hit`, `miss`, `stale`, `revalidated` …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<&'a str>,
     /// Error code, when the request failed (`upstream_timeout` …).
     pub error: Option<&'a str>,
     /// False when the response body did not finish (client gone, upstream reset).
@@ -154,6 +157,10 @@ impl RequestRecord<'_> {
             key(out, "compression", false);
             json_str(out, c);
         }
+        if let Some(c) = self.cache {
+            key(out, "cache", false);
+            json_str(out, c);
+        }
         key(out, "error", false);
         json_opt(out, self.error);
         key(out, "completed", false);
@@ -210,6 +217,7 @@ impl RequestRecord<'_> {
             "consumer" => opt(out, self.consumer),
             "idempotency" => opt(out, self.idempotency),
             "compression" => opt(out, self.compression),
+            "cache" => opt(out, self.cache),
             "error" => opt(out, self.error),
             "completed" => out.push_str(if self.completed { "true" } else { "false" }),
             // Templates are validated against the same list; an unknown name cannot get here.
@@ -368,6 +376,7 @@ mod tests {
             consumer: Some("acme"),
             idempotency: None,
             compression: None,
+            cache: None,
             error: Some("upstream_timeout"),
             completed: false,
         };

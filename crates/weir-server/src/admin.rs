@@ -532,6 +532,9 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Full<B
     resp
 }
 
+/// The `cache` label of a cache's gauges.
+type CacheLabel<'a> = [(&'a str, &'a str); 1];
+
 /// Requests by route, durations, bytes, requests in flight and upstream try durations.
 fn request_metrics(shared: &Shared) -> String {
     let mut e = Exposition::new();
@@ -566,6 +569,69 @@ fn request_metrics(shared: &Shared) -> String {
         Kind::Counter,
         "Requests each policy let through or answered itself (403, 429 …).",
         decisions.iter().map(|(l, n)| (&l[..], *n as f64)),
+    );
+    let mut cache_results: Vec<([(&str, &str); 2], u64)> = Vec::new();
+    let mut cache_usage: Vec<(CacheLabel<'_>, u64, u64)> = Vec::new();
+    for c in &runtime.caches {
+        let k = &c.counters;
+        for (result, n) in [
+            ("hit", &k.hit),
+            ("miss", &k.miss),
+            ("stale", &k.stale),
+            ("revalidated", &k.revalidated),
+            ("refetched", &k.refetched),
+        ] {
+            cache_results.push((
+                [("cache", &*c.name), ("result", result)],
+                n.load(Ordering::Relaxed),
+            ));
+        }
+        let (objects, bytes) = c.usage();
+        cache_usage.push(([("cache", &*c.name)], objects, bytes));
+    }
+    e.family(
+        "weir_cache_requests_total",
+        Kind::Counter,
+        "Cacheable requests by outcome: hit, miss, stale (served stale on an origin failure), revalidated (304), refetched (stale, new 200).",
+        cache_results.iter().map(|(l, n)| (&l[..], *n as f64)),
+    );
+    let stores: Vec<([(&str, &str); 2], u64)> = runtime
+        .caches
+        .iter()
+        .flat_map(|c| {
+            [
+                (
+                    [("cache", &*c.name), ("result", "stored")],
+                    c.counters.stored.load(Ordering::Relaxed),
+                ),
+                (
+                    [("cache", &*c.name), ("result", "not_stored")],
+                    c.counters.not_stored.load(Ordering::Relaxed),
+                ),
+                (
+                    [("cache", &*c.name), ("result", "invalidated")],
+                    c.counters.invalidated.load(Ordering::Relaxed),
+                ),
+            ]
+        })
+        .collect();
+    e.family(
+        "weir_cache_stores_total",
+        Kind::Counter,
+        "Responses stored, not stored (not storable, too large), and stored URIs invalidated by unsafe requests.",
+        stores.iter().map(|(l, n)| (&l[..], *n as f64)),
+    );
+    e.family(
+        "weir_cache_objects",
+        Kind::Gauge,
+        "URIs stored in the memory tier.",
+        cache_usage.iter().map(|(l, o, _)| (&l[..], *o as f64)),
+    );
+    e.family(
+        "weir_cache_bytes",
+        Kind::Gauge,
+        "Bytes stored in the memory tier (bodies and headers).",
+        cache_usage.iter().map(|(l, _, b)| (&l[..], *b as f64)),
     );
     let (by_coding, bytes_in, bytes_out) = shared.compression.snapshot();
     let coding_labels: Vec<([(&str, &str); 1], u64)> = by_coding

@@ -12,6 +12,7 @@
 //! ```
 
 mod admin;
+mod cache;
 mod compress;
 mod conn;
 mod control;

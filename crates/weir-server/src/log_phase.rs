@@ -127,6 +127,7 @@ impl Drop for LogPhase {
             consumer: ctx.consumer.as_deref(),
             idempotency: ctx.idempotency,
             compression: ctx.compressed,
+            cache: ctx.cache,
             error: ctx.error.map(weir_core::ErrorKind::code),
             completed: self.completed,
         };

@@ -214,12 +214,23 @@ async fn process(
                 .get(*upstream)
                 .ok_or_else(|| ProxyError::new(ErrorKind::Internal))?
                 .clone();
+            let cache_plan = match opts.and_then(|o| o.cache.as_ref()) {
+                Some(cache) => match cache.begin(ctx, &mut parts) {
+                    crate::cache::Begin::Serve(resp) => {
+                        let mut outcome = Outcome::from(resp);
+                        outcome.compress = compress;
+                        return Ok(outcome);
+                    }
+                    crate::cache::Begin::Forward(plan) => Some(plan),
+                },
+                None => None,
+            };
             if let Some(rw) = opts.and_then(|o| o.rewrite.as_ref()) {
                 if let Some(uri) = rw.uri(&parts.uri) {
                     parts.uri = uri;
                 }
             }
-            proxy::forward(
+            let result = proxy::forward(
                 parts,
                 body,
                 ctx,
@@ -229,7 +240,11 @@ async fn process(
                 host_header,
                 *retry_non_idempotent,
             )
-            .await?
+            .await;
+            match cache_plan {
+                Some(plan) => plan.finish(result, ctx)?,
+                None => result?,
+            }
         }
         Action::Respond(spec) => respond(spec).into(),
         Action::Redirect(spec) => redirect(spec, &parts, ctx).map(Outcome::from)?,

@@ -32,6 +32,8 @@ pub(crate) struct RouteOpts {
     pub(crate) rewrite: Option<weir_route::Rewrite>,
     /// On-the-fly compression.
     pub(crate) compress: Option<Arc<crate::compress::Compressor>>,
+    /// The route's cache.
+    pub(crate) cache: Option<Arc<crate::cache::CacheHandle>>,
 }
 
 /// Request limits, resolved from the config.
@@ -70,6 +72,9 @@ pub struct Runtime {
     pub(crate) policy_shared: Arc<weir_policy::Shared>,
     /// Listener IP rules, by listener name.
     pub(crate) listener_ip: Vec<(Arc<str>, weir_policy::ip::IpRules)>,
+    /// The caches, by config order (each carried over a reload that leaves it unchanged, so
+    /// what it stores survives).
+    pub(crate) caches: Vec<Arc<crate::cache::CacheHandle>>,
 }
 
 impl Runtime {
@@ -141,6 +146,16 @@ impl Runtime {
                 }
             })
             .collect::<Result<_, _>>()?;
+        let caches: Vec<Arc<crate::cache::CacheHandle>> = config
+            .caches
+            .iter()
+            .map(|c| {
+                previous
+                    .filter(|(_, old)| old.caches.iter().any(|o| o == c))
+                    .and_then(|(rt, _)| rt.caches.iter().find(|x| *x.name == *c.name).cloned())
+                    .unwrap_or_else(|| Arc::new(crate::cache::CacheHandle::compile(c)))
+            })
+            .collect();
         let route_opts = config
             .routes
             .iter()
@@ -158,6 +173,10 @@ impl Runtime {
                         .compress
                         .as_ref()
                         .map(|c| Arc::new(crate::compress::Compressor::compile(c))),
+                    cache: r
+                        .cache
+                        .as_ref()
+                        .and_then(|name| caches.iter().find(|c| *c.name == **name).cloned()),
                 })
             })
             .collect::<Result<_, CompileError>>()?;
@@ -188,6 +207,7 @@ impl Runtime {
             route_opts,
             policy_shared,
             listener_ip,
+            caches,
             tracer,
             metrics_enabled: config.metrics.enabled,
             log_format: weir_observe::LogFormat::from_config(&config.access_log.format),

@@ -7,6 +7,7 @@ mod admin;
 mod api_policies;
 mod auth;
 mod balancing;
+mod cache;
 mod compression;
 mod dashboard;
 mod errors;

@@ -1,0 +1,494 @@
+//! The cache phase of `proxy` routes with `cache = "name"` (RFC 9111 shared cache, memory
+//! tier): before forwarding, a stored variant that may be reused answers (with `Age`, client
+//! conditionals → 304/412, HEAD from a stored GET); a stale one is revalidated with
+//! `If-None-Match`/`If-Modified-Since`, freshened by a 304, or served when the origin fails
+//! and `stale-if-error` or the grace allows; after forwarding, a storable response is copied
+//! into the store as it streams to the client. Unsafe methods invalidate what they touch.
+//! Every response of a cached route carries `Cache-Status` (RFC 9211).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{AGE, CONTENT_LENGTH, IF_MODIFIED_SINCE, IF_NONE_MATCH};
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use weir_cache::conditional::{self, Outcome as Cond};
+use weir_cache::directives::{RequestDirectives, ResponseDirectives};
+use weir_cache::freshness::Freshness;
+use weir_cache::key::{self, KeyRules, QueryRule};
+use weir_cache::reuse::{self, Reuse, StalePolicy};
+use weir_cache::status::{CacheStatus, Forward};
+use weir_cache::storable::{self, StoreRules};
+use weir_cache::store::{Lookup, MemoryStore, Variant};
+use weir_core::{ProxyError, RequestCtx, ResponseBody};
+
+use crate::pipeline::Outcome;
+
+static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// Counters of one cache, for `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct CacheCounters {
+    pub(crate) hit: AtomicU64,
+    pub(crate) miss: AtomicU64,
+    pub(crate) stale: AtomicU64,
+    pub(crate) revalidated: AtomicU64,
+    pub(crate) refetched: AtomicU64,
+    pub(crate) stored: AtomicU64,
+    pub(crate) not_stored: AtomicU64,
+    pub(crate) invalidated: AtomicU64,
+}
+
+/// One `[[caches]]` entry, compiled; carried over a reload when its settings are unchanged.
+#[derive(Debug)]
+pub(crate) struct CacheHandle {
+    pub(crate) name: Arc<str>,
+    store: MemoryStore,
+    rules: KeyRules,
+    store_rules: StoreRules,
+    targeted: Vec<HeaderName>,
+    max_object: usize,
+    stale: StalePolicy,
+    pub(crate) counters: CacheCounters,
+}
+
+/// What the cache decided before the forward.
+pub(crate) enum Begin {
+    /// Answered from the store.
+    Serve(Response<ResponseBody>),
+    /// Go forward, then [`Plan::finish`].
+    Forward(Box<Plan>),
+}
+
+/// A forwarded request's cache state.
+pub(crate) struct Plan {
+    handle: Arc<CacheHandle>,
+    primary: Vec<u8>,
+    uri: String,
+    scheme: &'static str,
+    host: String,
+    path_and_query: String,
+    method: Method,
+    request_headers: HeaderMap,
+    request_time: SystemTime,
+    fwd: Forward,
+    /// A stored variant being revalidated, and whether it may be served if the origin fails.
+    stale: Option<(Arc<Variant>, bool)>,
+    /// Weir added the validators (so a 304 is for the cache, not the client).
+    added_validators: bool,
+}
+
+impl CacheHandle {
+    pub(crate) fn compile(cfg: &weir_config::Cache) -> Self {
+        let query = match &cfg.key_query {
+            weir_config::KeyQuery::All => QueryRule::All,
+            weir_config::KeyQuery::None => QueryRule::Ignore,
+            weir_config::KeyQuery::Keep(k) => QueryRule::Keep(k.clone()),
+            weir_config::KeyQuery::Drop(d) => QueryRule::Drop(d.clone()),
+        };
+        let names = |list: &[String]| {
+            list.iter()
+                .filter_map(|h| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok())
+                .collect::<Vec<_>>()
+        };
+        Self {
+            name: Arc::from(cfg.name.as_str()),
+            store: MemoryStore::new(cfg.max_memory.bytes()),
+            rules: KeyRules {
+                query,
+                sort_query: cfg.key_sort_query,
+                headers: names(&cfg.key_headers),
+                cookies: cfg.key_cookies.clone(),
+            },
+            store_rules: StoreRules {
+                store_set_cookie: cfg.store_set_cookie,
+                ..StoreRules::default()
+            },
+            targeted: names(&cfg.targeted_fields),
+            max_object: usize::try_from(cfg.max_object_size.bytes()).unwrap_or(usize::MAX),
+            stale: StalePolicy {
+                grace: cfg.grace.get(),
+            },
+            counters: CacheCounters::default(),
+        }
+    }
+
+    /// Objects and bytes stored.
+    pub(crate) fn usage(&self) -> (u64, u64) {
+        self.store.usage()
+    }
+
+    /// Looks the request up; may answer it.
+    pub(crate) fn begin(self: &Arc<Self>, ctx: &mut RequestCtx, parts: &mut Parts) -> Begin {
+        let scheme = if ctx.tls { "https" } else { "http" };
+        let host = ctx.host.as_deref().unwrap_or("").to_owned();
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned();
+        let primary = self.rules.primary(
+            scheme,
+            &host,
+            parts.uri.path(),
+            parts.uri.query(),
+            &parts.headers,
+        );
+        let mut plan = Plan {
+            handle: self.clone(),
+            uri: format!("{host}{path_and_query}"),
+            primary,
+            scheme,
+            host,
+            path_and_query,
+            method: parts.method.clone(),
+            request_headers: HeaderMap::new(),
+            request_time: SystemTime::now(),
+            fwd: Forward::Method,
+            stale: None,
+            added_validators: false,
+        };
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            ctx.cache = Some("bypass");
+            return Begin::Forward(Box::new(plan));
+        }
+        plan.request_headers = parts.headers.clone();
+        let req = RequestDirectives::parse(&parts.headers);
+        let now = SystemTime::now();
+        match self.store.lookup(&plan.primary, &parts.headers) {
+            Lookup::Found(v) => {
+                match reuse::decide(&v.freshness, &v.directives, &req, self.stale, now) {
+                    Reuse::Fresh => {
+                        self.counters.hit.fetch_add(1, Ordering::Relaxed);
+                        ctx.cache = Some("hit");
+                        let status = CacheStatus {
+                            hit: true,
+                            ttl: Some(ttl(&v.freshness, now)),
+                            ..Default::default()
+                        };
+                        return Begin::Serve(serve(
+                            &v,
+                            &parts.method,
+                            &parts.headers,
+                            now,
+                            &status,
+                            &self.name,
+                        ));
+                    }
+                    // Background refresh is not built yet: revalidate in line (always allowed); the
+                    // origin allowed this staleness, so a failure may still be answered with it.
+                    decision @ (Reuse::StaleWhileRevalidate | Reuse::Revalidate { .. }) => {
+                        let sie = match decision {
+                            Reuse::Revalidate { stale_if_error } => stale_if_error,
+                            _ => true,
+                        };
+                        plan.fwd =
+                            if req.no_cache || req.max_age.is_some() || req.min_fresh.is_some() {
+                                Forward::Request
+                            } else {
+                                Forward::Stale
+                            };
+                        if !has_validators(&parts.headers) {
+                            if let Some(tag) = v.headers.get(http::header::ETAG) {
+                                parts.headers.insert(IF_NONE_MATCH, tag.clone());
+                                plan.added_validators = true;
+                            } else if let Some(lm) = v.headers.get(http::header::LAST_MODIFIED) {
+                                parts.headers.insert(IF_MODIFIED_SINCE, lm.clone());
+                                plan.added_validators = true;
+                            }
+                        }
+                        plan.stale = Some((v, sie));
+                    }
+                }
+            }
+            Lookup::UriMiss => plan.fwd = Forward::UriMiss,
+            Lookup::VaryMiss => plan.fwd = Forward::VaryMiss,
+        }
+        if req.only_if_cached {
+            ctx.cache = Some("miss");
+            let mut resp = Response::new(ResponseBody::Empty);
+            *resp.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+            resp.headers_mut()
+                .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+            let status = CacheStatus {
+                fwd: Some(plan.fwd),
+                detail: Some("only-if-cached"),
+                ..Default::default()
+            };
+            set_status(resp.headers_mut(), &status, &self.name);
+            return Begin::Serve(resp);
+        }
+        Begin::Forward(Box::new(plan))
+    }
+}
+
+fn has_validators(h: &HeaderMap) -> bool {
+    h.contains_key(IF_NONE_MATCH) || h.contains_key(IF_MODIFIED_SINCE)
+}
+
+fn ttl(f: &Freshness, now: SystemTime) -> i64 {
+    let left = i64::try_from(f.ttl(now).as_secs()).unwrap_or(i64::MAX);
+    let stale = i64::try_from(f.staleness(now).as_secs()).unwrap_or(i64::MAX);
+    if left > 0 {
+        left
+    } else {
+        -stale
+    }
+}
+
+fn set_status(h: &mut HeaderMap, status: &CacheStatus, name: &str) {
+    if let Ok(v) = HeaderValue::from_str(&status.render(name)) {
+        h.insert(CACHE_STATUS.clone(), v);
+    }
+}
+
+/// Fields a 304 carries (RFC 9110 §15.4.5).
+const NOT_MODIFIED_FIELDS: [HeaderName; 7] = [
+    http::header::CACHE_CONTROL,
+    http::header::CONTENT_LOCATION,
+    http::header::DATE,
+    http::header::ETAG,
+    http::header::EXPIRES,
+    http::header::LAST_MODIFIED,
+    http::header::VARY,
+];
+
+/// A response from a stored variant, with the client's conditionals applied.
+fn serve(
+    v: &Variant,
+    method: &Method,
+    request: &HeaderMap,
+    now: SystemTime,
+    status: &CacheStatus,
+    name: &str,
+) -> Response<ResponseBody> {
+    let age = HeaderValue::from(v.freshness.age(now).as_secs());
+    let mut resp = match conditional::evaluate(method, request, &v.headers) {
+        Cond::NotModified => {
+            let mut r = Response::new(ResponseBody::Empty);
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            for name in &NOT_MODIFIED_FIELDS {
+                for value in v.headers.get_all(name) {
+                    r.headers_mut().append(name.clone(), value.clone());
+                }
+            }
+            r
+        }
+        Cond::PreconditionFailed => {
+            let mut r = Response::new(ResponseBody::Empty);
+            *r.status_mut() = StatusCode::PRECONDITION_FAILED;
+            r.headers_mut()
+                .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+            r
+        }
+        Cond::Serve => {
+            let body = if *method == Method::HEAD {
+                ResponseBody::Empty
+            } else {
+                ResponseBody::full(v.body.clone())
+            };
+            let mut r = Response::new(body);
+            *r.status_mut() = v.status;
+            *r.headers_mut() = v.headers.clone();
+            r.headers_mut()
+                .insert(CONTENT_LENGTH, HeaderValue::from(v.body.len()));
+            r
+        }
+    };
+    resp.headers_mut().insert(AGE, age);
+    set_status(resp.headers_mut(), status, name);
+    resp
+}
+
+impl Plan {
+    /// Finishes a forwarded request: invalidation, stale-if-error, 304 freshening, storing.
+    pub(crate) fn finish(
+        self,
+        result: Result<Outcome, ProxyError>,
+        ctx: &mut RequestCtx,
+    ) -> Result<Outcome, ProxyError> {
+        let h = &self.handle;
+        let now = SystemTime::now();
+        if self.method != Method::GET && self.method != Method::HEAD {
+            if let Ok(out) = &result {
+                let targets = weir_cache::invalidate::targets(
+                    &self.method,
+                    out.response.status(),
+                    self.scheme,
+                    &self.host,
+                    &self.path_and_query,
+                    out.response.headers(),
+                );
+                for t in targets {
+                    h.store
+                        .invalidate_uri(&format!("{}{}", t.host, t.path_and_query));
+                    h.counters.invalidated.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            return result.map(|mut out| {
+                let s = CacheStatus {
+                    fwd: Some(Forward::Method),
+                    ..Default::default()
+                };
+                set_status(out.response.headers_mut(), &s, &h.name);
+                out
+            });
+        }
+        let failed = match &result {
+            Err(_) => true,
+            Ok(out) => matches!(out.response.status().as_u16(), 500 | 502 | 503 | 504),
+        };
+        if let (true, Some((v, true))) = (failed, &self.stale) {
+            h.counters.stale.fetch_add(1, Ordering::Relaxed);
+            ctx.cache = Some("stale");
+            let s = CacheStatus {
+                hit: true,
+                fwd: Some(self.fwd),
+                fwd_status: result.as_ref().ok().map(|o| o.response.status().as_u16()),
+                ttl: Some(ttl(&v.freshness, now)),
+                detail: Some("stale-if-error"),
+                ..Default::default()
+            };
+            return Ok(Outcome::from(serve(
+                v,
+                &self.method,
+                &self.request_headers,
+                now,
+                &s,
+                &h.name,
+            )));
+        }
+        let mut out = result?;
+        let status = out.response.status();
+        if status == StatusCode::NOT_MODIFIED && self.added_validators {
+            if let Some((v, _)) = &self.stale {
+                if weir_cache::update::selects(&v.headers, out.response.headers()) {
+                    let mut headers = v.headers.clone();
+                    weir_cache::update::freshen(&mut headers, out.response.headers());
+                    headers.remove(AGE);
+                    let directives = ResponseDirectives::parse(&headers, Some(&h.targeted));
+                    let freshened = Variant {
+                        secondary: v.secondary.clone(),
+                        status: v.status,
+                        freshness: Freshness::of(
+                            v.status,
+                            &headers,
+                            &directives,
+                            self.request_time,
+                            now,
+                        ),
+                        headers,
+                        body: v.body.clone(),
+                        directives,
+                    };
+                    let vary = key::vary_fields(&freshened.headers).unwrap_or_default();
+                    h.counters.revalidated.fetch_add(1, Ordering::Relaxed);
+                    ctx.cache = Some("revalidated");
+                    let s = CacheStatus {
+                        fwd: Some(self.fwd),
+                        fwd_status: Some(304),
+                        ttl: Some(ttl(&freshened.freshness, now)),
+                        stored: true,
+                        ..Default::default()
+                    };
+                    let resp = serve(
+                        &freshened,
+                        &self.method,
+                        &self.request_headers,
+                        now,
+                        &s,
+                        &h.name,
+                    );
+                    h.store.insert(self.primary, self.uri, vary, freshened);
+                    return Ok(Outcome::from(resp));
+                }
+            }
+        }
+        let mut cs = CacheStatus {
+            fwd: Some(self.fwd),
+            fwd_status: Some(status.as_u16()),
+            ..Default::default()
+        };
+        if self.stale.is_some() {
+            h.counters.refetched.fetch_add(1, Ordering::Relaxed);
+            ctx.cache = Some("refetched");
+        } else {
+            h.counters.miss.fetch_add(1, Ordering::Relaxed);
+            ctx.cache = Some("miss");
+        }
+        let req = RequestDirectives::parse(&self.request_headers);
+        let d = ResponseDirectives::parse(out.response.headers(), Some(&h.targeted));
+        let authorized = self
+            .request_headers
+            .contains_key(http::header::AUTHORIZATION);
+        let verdict = if self.method == Method::HEAD {
+            Err(storable::NotStorable::Method)
+        } else {
+            storable::check(
+                &h.store_rules,
+                &self.method,
+                &req,
+                authorized,
+                status,
+                out.response.headers(),
+                &d,
+            )
+        };
+        let declared = out
+            .response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        match (verdict, key::vary_fields(out.response.headers())) {
+            (Ok(()), Some(vary)) if declared.is_none_or(|n| n <= h.max_object) => {
+                let mut headers = out.response.headers().clone();
+                headers.remove(CACHE_STATUS.clone());
+                headers.remove(HeaderName::from_static("x-request-id"));
+                let secondary = key::secondary(&vary, &self.request_headers);
+                let freshness = Freshness::of(status, &headers, &d, self.request_time, now);
+                cs.stored = true;
+                let handle = h.clone();
+                let (primary, uri) = (self.primary, self.uri);
+                let done: weir_core::body::TeeDone = Box::new(move |whole: Option<Bytes>| {
+                    if let Some(body) = whole {
+                        handle.counters.stored.fetch_add(1, Ordering::Relaxed);
+                        handle.store.insert(
+                            primary,
+                            uri,
+                            vary,
+                            Variant {
+                                secondary,
+                                status,
+                                headers,
+                                body,
+                                freshness,
+                                directives: d,
+                            },
+                        );
+                    }
+                });
+                let body = std::mem::take(out.response.body_mut());
+                let tee = weir_core::body::Tee::new(body, h.max_object, declared, done);
+                *out.response.body_mut() =
+                    ResponseBody::Stream(http_body_util::combinators::UnsyncBoxBody::new(tee));
+            }
+            (Err(why), _) => {
+                h.counters.not_stored.fetch_add(1, Ordering::Relaxed);
+                cs.detail = Some(why.as_str());
+            }
+            (Ok(()), None) => {
+                h.counters.not_stored.fetch_add(1, Ordering::Relaxed);
+                cs.detail = Some("vary-star");
+            }
+            (Ok(()), Some(_)) => {
+                h.counters.not_stored.fetch_add(1, Ordering::Relaxed);
+                cs.detail = Some("too-large");
+            }
+        }
+        set_status(out.response.headers_mut(), &cs, &h.name);
+        Ok(out)
+    }
+}

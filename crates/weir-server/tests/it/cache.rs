@@ -1,0 +1,355 @@
+//! The HTTP cache through real sockets (RFC 9111 shared cache, memory tier): misses stored and
+//! hits served with `Age` and `Cache-Status`, what must not be stored, `Vary` variants side by
+//! side, revalidation with a 304, stale-if-error, invalidation by unsafe methods, client
+//! conditionals and `only-if-cached`, HEAD from a stored GET.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::common::*;
+
+struct Scripted {
+    origin: Origin,
+    hits: Arc<AtomicUsize>,
+    not_modified: Arc<AtomicUsize>,
+    failing: Arc<AtomicBool>,
+}
+
+async fn scripted() -> Scripted {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let not_modified = Arc::new(AtomicUsize::new(0));
+    let failing = Arc::new(AtomicBool::new(false));
+    let (h, nm, f) = (hits.clone(), not_modified.clone(), failing.clone());
+    let origin = origin(move |req: Request<Incoming>| {
+        let (hits, not_modified, failing) = (h.clone(), nm.clone(), f.clone());
+        async move {
+            let n = hits.fetch_add(1, Ordering::SeqCst) + 1;
+            let path = req.uri().path().to_owned();
+            let inm = req
+                .headers()
+                .get("if-none-match")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let lang = req
+                .headers()
+                .get("accept-language")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("none")
+                .to_owned();
+            let b = Response::builder().header("content-type", "text/plain");
+            let resp = match path.as_str() {
+                "/fresh" => b
+                    .header("cache-control", "max-age=60")
+                    .header("etag", "\"a\"")
+                    .body(full(format!("fresh-{n}"))),
+                "/nostore" => b
+                    .header("cache-control", "no-store")
+                    .body(full(format!("n-{n}"))),
+                "/private" => b
+                    .header("cache-control", "private, max-age=60")
+                    .body(full(format!("p-{n}"))),
+                "/cookie" => b
+                    .header("cache-control", "max-age=60")
+                    .header("set-cookie", "s=1")
+                    .body(full(format!("c-{n}"))),
+                "/vary" => b
+                    .header("cache-control", "max-age=60")
+                    .header("vary", "Accept-Language")
+                    .body(full(lang)),
+                "/expires0" => b.header("expires", "0").body(full(format!("e-{n}"))),
+                "/stale" if inm.as_deref() == Some("\"v1\"") => {
+                    not_modified.fetch_add(1, Ordering::SeqCst);
+                    b.status(304)
+                        .header("etag", "\"v1\"")
+                        .header("cache-control", "max-age=0")
+                        .header("x-fresh", "yes")
+                        .body(full(""))
+                }
+                "/stale" => b
+                    .header("cache-control", "max-age=0")
+                    .header("etag", "\"v1\"")
+                    .body(full(format!("s-{n}"))),
+                "/sie" | "/sie-strict" if failing.load(Ordering::SeqCst) => {
+                    b.status(503).body(full("down"))
+                }
+                "/sie" => b
+                    .header("cache-control", "max-age=0, stale-if-error=60")
+                    .body(full(format!("sie-{n}"))),
+                "/sie-strict" => b
+                    .header(
+                        "cache-control",
+                        "max-age=0, stale-if-error=60, must-revalidate",
+                    )
+                    .body(full(format!("strict-{n}"))),
+                _ => b.status(404).body(full("")),
+            };
+            resp.expect("response")
+        }
+    })
+    .await;
+    Scripted {
+        origin,
+        hits,
+        not_modified,
+        failing,
+    }
+}
+
+fn cached_config(origin: std::net::SocketAddr) -> String {
+    format!(
+        r#"
+admin = {{ bind = "127.0.0.1:0" }}
+
+[[caches]]
+name = "edge"
+max_memory = "16MiB"
+
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:0"
+
+[[upstreams]]
+name = "up"
+endpoints = ["{origin}"]
+
+[[routes]]
+name = "cached"
+cache = "edge"
+proxy = {{ upstream = "up" }}
+"#
+    )
+}
+
+async fn get(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> (u16, http::HeaderMap, String) {
+    let mut r = client().get(gw.url(path));
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    let r = r.send().await.expect("request");
+    let status = r.status().as_u16();
+    let h = r.headers().clone();
+    (status, h, r.text().await.expect("body"))
+}
+
+/// The store is written when the body has gone by; give the copy a moment to land.
+async fn settle() {
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+}
+
+fn cache_status(h: &http::HeaderMap) -> String {
+    h.get("cache-status")
+        .map(|v| v.to_str().expect("ascii").to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_miss_is_stored_and_hits_are_served_with_age() {
+    let s = scripted().await;
+    let gw = gateway(&cached_config(s.origin.addr)).await;
+    let (status, h, body) = get(&gw, "/fresh", &[]).await;
+    assert_eq!((status, body.as_str()), (200, "fresh-1"));
+    assert_eq!(
+        cache_status(&h),
+        "edge; fwd=uri-miss; fwd-status=200; stored"
+    );
+    settle().await;
+    let (status, h, body) = get(&gw, "/fresh", &[]).await;
+    assert_eq!((status, body.as_str()), (200, "fresh-1"));
+    assert!(
+        cache_status(&h).starts_with("edge; hit; ttl="),
+        "{}",
+        cache_status(&h)
+    );
+    assert!(h.contains_key("age"));
+    assert_eq!(h["etag"], "\"a\"");
+    assert_eq!(s.hits.load(Ordering::SeqCst), 1);
+    // A client conditional answered from the store; HEAD from the stored GET.
+    let (status, h, _) = get(&gw, "/fresh", &[("if-none-match", "\"a\"")]).await;
+    assert_eq!(status, 304);
+    assert_eq!(h["etag"], "\"a\"");
+    let r = client()
+        .head(gw.url("/fresh"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-length"], "7");
+    assert_eq!(
+        s.hits.load(Ordering::SeqCst),
+        1,
+        "all answered from the store"
+    );
+    // A different query is a different URI.
+    get(&gw, "/fresh?x=1", &[]).await;
+    assert_eq!(s.hits.load(Ordering::SeqCst), 2);
+    let lines = gw.log_lines().await;
+    assert!(lines.iter().any(|l| l["cache"] == "hit"));
+    let m = metrics(&gw).await;
+    assert_eq!(
+        metric_value(
+            &m,
+            "weir_cache_requests_total{cache=\"edge\",result=\"hit\"}"
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric_value(&m, "weir_cache_objects{cache=\"edge\"}"),
+        Some(2.0)
+    );
+}
+
+#[tokio::test]
+async fn what_must_not_be_stored_is_not() {
+    let s = scripted().await;
+    let gw = gateway(&cached_config(s.origin.addr)).await;
+    for (path, headers, detail) in [
+        ("/nostore", vec![], "no-store"),
+        ("/private", vec![], "private"),
+        ("/cookie", vec![], "set-cookie"),
+        (
+            "/fresh",
+            vec![("authorization", "Bearer x")],
+            "authorization",
+        ),
+        (
+            "/fresh",
+            vec![("cache-control", "no-store")],
+            "request-no-store",
+        ),
+    ] {
+        let before = s.hits.load(Ordering::SeqCst);
+        for _ in 0..2 {
+            let (_, h, _) = get(&gw, path, &headers).await;
+            assert!(
+                cache_status(&h).ends_with(&format!("detail={detail}")),
+                "{path}: {}",
+                cache_status(&h)
+            );
+            settle().await;
+        }
+        assert_eq!(
+            s.hits.load(Ordering::SeqCst),
+            before + 2,
+            "{path}: both forwarded"
+        );
+    }
+    // Expires: 0 is stored-but-stale: every request goes to the origin.
+    get(&gw, "/expires0", &[]).await;
+    settle().await;
+    let (_, h, body) = get(&gw, "/expires0", &[]).await;
+    assert_eq!(body, "e-12");
+    assert!(
+        cache_status(&h).contains("fwd=stale"),
+        "{}",
+        cache_status(&h)
+    );
+}
+
+#[tokio::test]
+async fn vary_keeps_variants_side_by_side() {
+    let s = scripted().await;
+    let gw = gateway(&cached_config(s.origin.addr)).await;
+    for lang in ["en", "fr"] {
+        let (_, _, body) = get(&gw, "/vary", &[("accept-language", lang)]).await;
+        assert_eq!(body, lang);
+        settle().await;
+    }
+    for lang in ["en", "fr"] {
+        let (_, h, body) = get(&gw, "/vary", &[("accept-language", lang)]).await;
+        assert_eq!(body, lang);
+        assert!(cache_status(&h).contains("hit"));
+    }
+    let (_, h, body) = get(&gw, "/vary", &[("accept-language", "de")]).await;
+    assert_eq!(body, "de");
+    assert!(
+        cache_status(&h).contains("fwd=vary-miss"),
+        "{}",
+        cache_status(&h)
+    );
+    assert_eq!(s.hits.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn stale_responses_are_revalidated_and_freshened_by_304() {
+    let s = scripted().await;
+    let gw = gateway(&cached_config(s.origin.addr)).await;
+    let (_, _, body) = get(&gw, "/stale", &[]).await;
+    assert_eq!(body, "s-1");
+    settle().await;
+    let (status, h, body) = get(&gw, "/stale", &[]).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "s-1"),
+        "the stored body, confirmed by a 304"
+    );
+    assert_eq!(s.not_modified.load(Ordering::SeqCst), 1);
+    assert!(
+        cache_status(&h).contains("fwd=stale; fwd-status=304"),
+        "{}",
+        cache_status(&h)
+    );
+    assert_eq!(h["x-fresh"], "yes", "headers updated from the 304");
+    // The client's own conditional goes through and comes back as the origin's 304.
+    let (status, _, _) = get(&gw, "/stale", &[("if-none-match", "\"v1\"")]).await;
+    assert_eq!(status, 304);
+    let m = metrics(&gw).await;
+    assert_eq!(
+        metric_value(
+            &m,
+            "weir_cache_requests_total{cache=\"edge\",result=\"revalidated\"}"
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn stale_if_error_serves_stale_unless_must_revalidate() {
+    let s = scripted().await;
+    let gw = gateway(&cached_config(s.origin.addr)).await;
+    for path in ["/sie", "/sie-strict"] {
+        get(&gw, path, &[]).await;
+    }
+    settle().await;
+    s.failing.store(true, Ordering::SeqCst);
+    let (status, h, body) = get(&gw, "/sie", &[]).await;
+    assert_eq!((status, body.as_str()), (200, "sie-1"));
+    assert!(
+        cache_status(&h).contains("detail=stale-if-error"),
+        "{}",
+        cache_status(&h)
+    );
+    let (status, _, body) = get(&gw, "/sie-strict", &[]).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (503, "down"),
+        "must-revalidate: never stale"
+    );
+}
+
+#[tokio::test]
+async fn unsafe_methods_invalidate_and_only_if_cached_misses_are_504() {
+    let s = scripted().await;
+    let gw = gateway(&cached_config(s.origin.addr)).await;
+    get(&gw, "/fresh", &[]).await;
+    settle().await;
+    get(&gw, "/fresh", &[]).await;
+    assert_eq!(s.hits.load(Ordering::SeqCst), 1);
+    let r = client()
+        .post(gw.url("/fresh"))
+        .body("x")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    assert!(cache_status(r.headers()).contains("fwd=method"));
+    let (_, h, body) = get(&gw, "/fresh", &[]).await;
+    assert_eq!(body, "fresh-3", "invalidated: fetched again");
+    assert!(cache_status(&h).contains("fwd=uri-miss"));
+    let (status, h, _) = get(&gw, "/never-seen", &[("cache-control", "only-if-cached")]).await;
+    assert_eq!(status, 504);
+    assert!(cache_status(&h).contains("detail=only-if-cached"));
+    assert_eq!(s.hits.load(Ordering::SeqCst), 3);
+}
