@@ -612,13 +612,17 @@ fn request_metrics(shared: &Shared) -> String {
                     [("cache", &*c.name), ("result", "invalidated")],
                     c.counters.invalidated.load(Ordering::Relaxed),
                 ),
+                (
+                    [("cache", &*c.name), ("result", "collapsed")],
+                    c.counters.collapsed.load(Ordering::Relaxed),
+                ),
             ]
         })
         .collect();
     e.family(
         "weir_cache_stores_total",
         Kind::Counter,
-        "Responses stored, not stored (not storable, too large), and stored URIs invalidated by unsafe requests.",
+        "Responses stored, not stored (not storable, too large), stored URIs invalidated by unsafe requests, and requests that waited for another's fill (collapsed).",
         stores.iter().map(|(l, n)| (&l[..], *n as f64)),
     );
     e.family(

@@ -39,6 +39,38 @@ pub(crate) struct CacheCounters {
     pub(crate) stored: AtomicU64,
     pub(crate) not_stored: AtomicU64,
     pub(crate) invalidated: AtomicU64,
+    pub(crate) collapsed: AtomicU64,
+}
+
+/// Fills in flight: the first miss of a key leads; later ones wait for it.
+#[derive(Debug, Default)]
+struct Fills {
+    map: std::sync::Mutex<std::collections::HashMap<Vec<u8>, tokio::sync::watch::Receiver<()>>>,
+}
+
+/// Held by the request filling a key; dropping it wakes the waiters.
+pub(crate) struct FillGuard {
+    handle: Arc<CacheHandle>,
+    key: Vec<u8>,
+    _tx: tokio::sync::watch::Sender<()>,
+}
+
+impl Drop for FillGuard {
+    fn drop(&mut self) {
+        let mut map = self
+            .handle
+            .fills
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.remove(&self.key);
+        // The sender drops with the guard: every waiter's `changed()` returns.
+    }
+}
+
+enum Turn {
+    Lead(FillGuard),
+    Wait(tokio::sync::watch::Receiver<()>),
 }
 
 /// One `[[caches]]` entry, compiled; carried over a reload when its settings are unchanged.
@@ -51,6 +83,8 @@ pub(crate) struct CacheHandle {
     targeted: Vec<HeaderName>,
     max_object: usize,
     stale: StalePolicy,
+    lock_timeout: std::time::Duration,
+    fills: Fills,
     pub(crate) counters: CacheCounters,
 }
 
@@ -78,6 +112,8 @@ pub(crate) struct Plan {
     stale: Option<(Arc<Variant>, bool)>,
     /// Weir added the validators (so a 304 is for the cache, not the client).
     added_validators: bool,
+    /// This request fills the key; waiters wake when it is dropped.
+    fill: Option<FillGuard>,
 }
 
 impl CacheHandle {
@@ -111,6 +147,8 @@ impl CacheHandle {
             stale: StalePolicy {
                 grace: cfg.grace.get(),
             },
+            lock_timeout: cfg.lock_timeout.get(),
+            fills: Fills::default(),
             counters: CacheCounters::default(),
         }
     }
@@ -120,8 +158,23 @@ impl CacheHandle {
         self.store.usage()
     }
 
-    /// Looks the request up; may answer it.
-    pub(crate) fn begin(self: &Arc<Self>, ctx: &mut RequestCtx, parts: &mut Parts) -> Begin {
+    /// Leads the fill of `key`, or waits for the request that does.
+    fn turn(self: &Arc<Self>, key: &[u8]) -> Turn {
+        let mut map = self.fills.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(rx) = map.get(key) {
+            return Turn::Wait(rx.clone());
+        }
+        let (tx, rx) = tokio::sync::watch::channel(());
+        map.insert(key.to_vec(), rx);
+        Turn::Lead(FillGuard {
+            handle: self.clone(),
+            key: key.to_vec(),
+            _tx: tx,
+        })
+    }
+
+    /// Looks the request up; may answer it (waiting for a fill of the same key in flight).
+    pub(crate) async fn begin(self: &Arc<Self>, ctx: &mut RequestCtx, parts: &mut Parts) -> Begin {
         let scheme = if ctx.tls { "https" } else { "http" };
         let host = ctx.host.as_deref().unwrap_or("").to_owned();
         let path_and_query = parts
@@ -149,6 +202,7 @@ impl CacheHandle {
             fwd: Forward::Method,
             stale: None,
             added_validators: false,
+            fill: None,
         };
         if parts.method != Method::GET && parts.method != Method::HEAD {
             ctx.cache = Some("bypass");
@@ -156,16 +210,20 @@ impl CacheHandle {
         }
         plan.request_headers = parts.headers.clone();
         let req = RequestDirectives::parse(&parts.headers);
-        let now = SystemTime::now();
-        match self.store.lookup(&plan.primary, &parts.headers) {
-            Lookup::Found(v) => {
-                match reuse::decide(&v.freshness, &v.directives, &req, self.stale, now) {
-                    Reuse::Fresh => {
+        let mut collapsed = false;
+        loop {
+            let now = SystemTime::now();
+            let found = match self.store.lookup(&plan.primary, &parts.headers) {
+                Lookup::Found(v) => {
+                    let decision =
+                        reuse::decide(&v.freshness, &v.directives, &req, self.stale, now);
+                    if decision == Reuse::Fresh {
                         self.counters.hit.fetch_add(1, Ordering::Relaxed);
                         ctx.cache = Some("hit");
                         let status = CacheStatus {
                             hit: true,
                             ttl: Some(ttl(&v.freshness, now)),
+                            collapsed,
                             ..Default::default()
                         };
                         return Begin::Serve(serve(
@@ -177,34 +235,55 @@ impl CacheHandle {
                             &self.name,
                         ));
                     }
-                    // Background refresh is not built yet: revalidate in line (always allowed); the
-                    // origin allowed this staleness, so a failure may still be answered with it.
-                    decision @ (Reuse::StaleWhileRevalidate | Reuse::Revalidate { .. }) => {
-                        let sie = match decision {
-                            Reuse::Revalidate { stale_if_error } => stale_if_error,
-                            _ => true,
-                        };
-                        plan.fwd =
-                            if req.no_cache || req.max_age.is_some() || req.min_fresh.is_some() {
-                                Forward::Request
-                            } else {
-                                Forward::Stale
-                            };
-                        if !has_validators(&parts.headers) {
-                            if let Some(tag) = v.headers.get(http::header::ETAG) {
-                                parts.headers.insert(IF_NONE_MATCH, tag.clone());
-                                plan.added_validators = true;
-                            } else if let Some(lm) = v.headers.get(http::header::LAST_MODIFIED) {
-                                parts.headers.insert(IF_MODIFIED_SINCE, lm.clone());
-                                plan.added_validators = true;
-                            }
-                        }
-                        plan.stale = Some((v, sie));
+                    plan.fwd = if req.no_cache || req.max_age.is_some() || req.min_fresh.is_some() {
+                        Forward::Request
+                    } else {
+                        Forward::Stale
+                    };
+                    // Background refresh is not built yet: stale-while-revalidate revalidates in
+                    // line (always allowed); the origin allowed this staleness, so a failure
+                    // may still be answered with it.
+                    let sie = match decision {
+                        Reuse::Revalidate { stale_if_error } => stale_if_error,
+                        _ => true,
+                    };
+                    Some((v, sie))
+                }
+                Lookup::UriMiss => {
+                    plan.fwd = Forward::UriMiss;
+                    None
+                }
+                Lookup::VaryMiss => {
+                    plan.fwd = Forward::VaryMiss;
+                    None
+                }
+            };
+            // Not answerable from the store: one request per key goes forward, the others
+            // wait for it (once, for at most lock_timeout) and look again.
+            if !collapsed && !req.only_if_cached && parts.method == Method::GET {
+                match self.turn(&plan.primary) {
+                    Turn::Wait(mut rx) => {
+                        self.counters.collapsed.fetch_add(1, Ordering::Relaxed);
+                        let _ = tokio::time::timeout(self.lock_timeout, rx.changed()).await;
+                        collapsed = true;
+                        continue;
                     }
+                    Turn::Lead(guard) => plan.fill = Some(guard),
                 }
             }
-            Lookup::UriMiss => plan.fwd = Forward::UriMiss,
-            Lookup::VaryMiss => plan.fwd = Forward::VaryMiss,
+            if let Some((v, sie)) = found {
+                if !has_validators(&parts.headers) {
+                    if let Some(tag) = v.headers.get(http::header::ETAG) {
+                        parts.headers.insert(IF_NONE_MATCH, tag.clone());
+                        plan.added_validators = true;
+                    } else if let Some(lm) = v.headers.get(http::header::LAST_MODIFIED) {
+                        parts.headers.insert(IF_MODIFIED_SINCE, lm.clone());
+                        plan.added_validators = true;
+                    }
+                }
+                plan.stale = Some((v, sie));
+            }
+            break;
         }
         if req.only_if_cached {
             ctx.cache = Some("miss");
@@ -452,7 +531,10 @@ impl Plan {
                 cs.stored = true;
                 let handle = h.clone();
                 let (primary, uri) = (self.primary, self.uri);
+                // Waiters wake once the response is stored (or abandoned), not before.
+                let fill = self.fill;
                 let done: weir_core::body::TeeDone = Box::new(move |whole: Option<Bytes>| {
+                    let _fill = fill;
                     if let Some(body) = whole {
                         handle.counters.stored.fetch_add(1, Ordering::Relaxed);
                         handle.store.insert(

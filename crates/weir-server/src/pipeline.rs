@@ -215,7 +215,7 @@ async fn process(
                 .ok_or_else(|| ProxyError::new(ErrorKind::Internal))?
                 .clone();
             let cache_plan = match opts.and_then(|o| o.cache.as_ref()) {
-                Some(cache) => match cache.begin(ctx, &mut parts) {
+                Some(cache) => match cache.begin(ctx, &mut parts).await {
                     crate::cache::Begin::Serve(resp) => {
                         let mut outcome = Outcome::from(resp);
                         outcome.compress = compress;

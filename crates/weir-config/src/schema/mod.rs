@@ -96,6 +96,10 @@ pub struct Cache {
     /// Store responses that carry `Set-Cookie`.
     #[serde(default)]
     pub store_set_cookie: bool,
+    /// Concurrent misses (and revalidations) of one key wait this long for the first to fill
+    /// the cache before going to the origin themselves.
+    #[serde(default = "defaults::cache_lock_timeout")]
+    pub lock_timeout: Duration,
     /// Query parameters in the key: `all`, `none`, or a table `{ keep = [...] }` /
     /// `{ drop = [...] }`.
     #[serde(default)]
@@ -803,6 +807,9 @@ mod defaults {
     }
     pub fn cache_object() -> ByteSize {
         ByteSize::mib(8)
+    }
+    pub fn cache_lock_timeout() -> Duration {
+        Duration::from_secs(5)
     }
     pub fn cache_targeted() -> Vec<String> {
         vec![

@@ -333,3 +333,65 @@ async fn unsafe_methods_invalidate_and_only_if_cached_misses_are_504() {
     assert!(cache_status(&h).contains("detail=only-if-cached"));
     assert_eq!(s.hits.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test]
+async fn concurrent_misses_of_one_key_reach_the_origin_once() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let slow = origin(move |req: Request<Incoming>| {
+        let hits = h.clone();
+        async move {
+            let n = hits.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let cc = if req.uri().path() == "/private" {
+                "private"
+            } else {
+                "max-age=60"
+            };
+            Response::builder()
+                .header("cache-control", cc)
+                .body(full(format!("body-{n}")))
+                .expect("response")
+        }
+    })
+    .await;
+    let gw = Arc::new(gateway(&cached_config(slow.addr)).await);
+    let run = |path: &'static str, n: usize| {
+        let gw = gw.clone();
+        async move {
+            let mut tasks = Vec::new();
+            for _ in 0..n {
+                let gw = gw.clone();
+                tasks.push(tokio::spawn(async move { get(&gw, path, &[]).await }));
+            }
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.expect("task"));
+            }
+            out
+        }
+    };
+    let results = run("/cold", 100).await;
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "100 concurrent misses, one origin request"
+    );
+    assert!(results.iter().all(|(s, _, b)| *s == 200 && b == "body-1"));
+    assert!(results
+        .iter()
+        .any(|(_, h, _)| cache_status(h).contains("collapsed")));
+    // A response that turns out uncacheable releases the waiters at once: each goes forward.
+    let results = run("/private", 10).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 11);
+    assert!(results.iter().all(|(s, _, _)| *s == 200));
+    let m = metrics(&gw).await;
+    assert!(
+        metric_value(
+            &m,
+            "weir_cache_stores_total{cache=\"edge\",result=\"collapsed\"}"
+        )
+        .unwrap_or(0.0)
+            >= 99.0
+    );
+}
