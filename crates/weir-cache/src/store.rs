@@ -47,6 +47,38 @@ struct Entry {
     uri: String,
     vary: Vec<HeaderName>,
     variants: Vec<Arc<Variant>>,
+    /// Purge tags of its variants (`Surrogate-Key` / `Cache-Tag` values).
+    tags: Vec<String>,
+}
+
+/// What a purge removes (or, soft, marks stale).
+#[derive(Debug, Clone, Copy)]
+pub enum Purge<'a> {
+    /// Every variant of one URI (`host` + path and query).
+    Uri(&'a str),
+    /// Every URI starting with this (`host` + path prefix).
+    Prefix(&'a str),
+    /// Every object carrying this tag.
+    Tag(&'a str),
+    /// Everything.
+    All,
+}
+
+type TagIndex =
+    Arc<std::sync::Mutex<std::collections::HashMap<String, std::collections::HashSet<Vec<u8>>>>>;
+
+/// A copy of `v` that is stale from `at` on (its lifetime ends at its age then).
+fn stale_copy(v: &Variant, at: std::time::SystemTime) -> Variant {
+    let mut freshness = v.freshness;
+    freshness.lifetime = freshness.lifetime.min(freshness.age(at));
+    Variant {
+        secondary: v.secondary.clone(),
+        status: v.status,
+        headers: v.headers.clone(),
+        body: v.body.clone(),
+        freshness,
+        directives: v.directives.clone(),
+    }
 }
 
 /// What a lookup found.
@@ -63,6 +95,10 @@ pub enum Lookup {
 /// The memory tier.
 pub struct MemoryStore {
     cache: moka::sync::Cache<Vec<u8>, Arc<Entry>>,
+    /// tag → primary keys: how many objects a tag purge touches.
+    tags: TagIndex,
+    /// Soft tag purges: tag → when. A variant received before is stale from then on.
+    soft_tags: std::sync::RwLock<std::collections::HashMap<String, std::time::SystemTime>>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -76,6 +112,8 @@ impl std::fmt::Debug for MemoryStore {
 impl MemoryStore {
     /// A store holding at most `max_bytes`.
     pub fn new(max_bytes: u64) -> Self {
+        let tags: TagIndex = Arc::default();
+        let index = tags.clone();
         let cache = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|_k: &Vec<u8>, e: &Arc<Entry>| {
@@ -83,8 +121,27 @@ impl MemoryStore {
                 u32::try_from(w).unwrap_or(u32::MAX)
             })
             .support_invalidation_closures()
+            // An entry leaving the cache (evicted, replaced, purged) leaves the tag index.
+            .eviction_listener(move |key: Arc<Vec<u8>>, entry: Arc<Entry>, cause| {
+                if cause == moka::notification::RemovalCause::Replaced {
+                    return;
+                }
+                let mut idx = index.lock().unwrap_or_else(|p| p.into_inner());
+                for t in &entry.tags {
+                    if let Some(keys) = idx.get_mut(t) {
+                        keys.remove(key.as_ref());
+                        if keys.is_empty() {
+                            idx.remove(t);
+                        }
+                    }
+                }
+            })
             .build();
-        Self { cache }
+        Self {
+            cache,
+            tags,
+            soft_tags: std::sync::RwLock::default(),
+        }
     }
 
     /// The variant stored for a request.
@@ -94,14 +151,43 @@ impl MemoryStore {
         };
         let wanted = key::secondary(&entry.vary, request);
         match entry.variants.iter().find(|v| v.secondary == wanted) {
-            Some(v) => Lookup::Found(v.clone()),
+            Some(v) => Lookup::Found(self.soft_purged(&entry.tags, v)),
             None => Lookup::VaryMiss,
+        }
+    }
+
+    /// The variant as a soft tag purge left it: stale from the purge on.
+    fn soft_purged(&self, tags: &[String], v: &Arc<Variant>) -> Arc<Variant> {
+        if tags.is_empty() {
+            return v.clone();
+        }
+        let soft = self.soft_tags.read().unwrap_or_else(|p| p.into_inner());
+        let purged_at = tags
+            .iter()
+            .filter_map(|t| soft.get(t))
+            .filter(|at| **at >= v.freshness.response_time)
+            .min();
+        match purged_at {
+            None => v.clone(),
+            Some(at) => Arc::new(stale_copy(v, *at)),
         }
     }
 
     /// Stores a variant: it replaces one with the same secondary key; a response whose `Vary`
     /// names other fields than the stored ones replaces them all.
     pub fn insert(&self, primary: Vec<u8>, uri: String, vary: Vec<HeaderName>, variant: Variant) {
+        self.insert_tagged(primary, uri, vary, variant, Vec::new());
+    }
+
+    /// [`MemoryStore::insert`] with purge tags.
+    pub fn insert_tagged(
+        &self,
+        primary: Vec<u8>,
+        uri: String,
+        vary: Vec<HeaderName>,
+        variant: Variant,
+        new_tags: Vec<String>,
+    ) {
         let variant = Arc::new(variant);
         let mut variants = match self.cache.get(&primary) {
             Some(old) if old.vary == vary => old
@@ -113,14 +199,99 @@ impl MemoryStore {
             _ => Vec::new(),
         };
         variants.push(variant);
+        let mut tags = match self.cache.get(&primary) {
+            Some(old) => old.tags.clone(),
+            None => Vec::new(),
+        };
+        for t in new_tags {
+            if !tags.contains(&t) {
+                tags.push(t);
+            }
+        }
+        if !tags.is_empty() {
+            let mut idx = self.tags.lock().unwrap_or_else(|p| p.into_inner());
+            for t in &tags {
+                idx.entry(t.clone()).or_default().insert(primary.clone());
+            }
+        }
         self.cache.insert(
             primary,
             Arc::new(Entry {
                 uri,
                 vary,
                 variants,
+                tags,
             }),
         );
+    }
+
+    /// Removes (or, `soft`, marks stale from `now` on, so stale-while-revalidate and
+    /// stale-if-error still apply) what `what` names; returns how many URIs it touched.
+    pub fn purge(&self, what: Purge<'_>, soft: bool, now: std::time::SystemTime) -> usize {
+        let keys: Vec<Vec<u8>> = match what {
+            // By tag: constant time whatever the number of objects. Hard: moka drops every
+            // entry stored before now that carries the tag (no read returns one from here on;
+            // memory is reclaimed by its housekeeping). Soft: lookups see the purge time.
+            Purge::Tag(tag) => {
+                let count = {
+                    let idx = self.tags.lock().unwrap_or_else(|p| p.into_inner());
+                    idx.get(tag).map_or(0, std::collections::HashSet::len)
+                };
+                if soft {
+                    let mut s = self.soft_tags.write().unwrap_or_else(|p| p.into_inner());
+                    s.insert(tag.to_owned(), now);
+                } else {
+                    let tag = tag.to_owned();
+                    let _ = self
+                        .cache
+                        .invalidate_entries_if(move |_, e| e.tags.contains(&tag));
+                }
+                return count;
+            }
+            Purge::All if !soft => {
+                self.cache.run_pending_tasks();
+                let n = self.cache.entry_count();
+                self.cache.invalidate_all();
+                self.cache.run_pending_tasks();
+                return usize::try_from(n).unwrap_or(usize::MAX);
+            }
+            _ => self
+                .cache
+                .iter()
+                .filter(|(_, e)| match what {
+                    Purge::Uri(u) => e.uri == u,
+                    Purge::Prefix(p) => e.uri.starts_with(p),
+                    _ => true,
+                })
+                .map(|(k, _)| k.as_ref().clone())
+                .collect(),
+        };
+        let mut touched = 0;
+        for k in keys {
+            if soft {
+                let Some(e) = self.cache.get(&k) else {
+                    continue;
+                };
+                let variants = e
+                    .variants
+                    .iter()
+                    .map(|v| Arc::new(stale_copy(v, now)))
+                    .collect();
+                let entry = Entry {
+                    uri: e.uri.clone(),
+                    vary: e.vary.clone(),
+                    variants,
+                    tags: e.tags.clone(),
+                };
+                self.cache.insert(k, Arc::new(entry));
+            } else {
+                if self.cache.remove(&k).is_none() {
+                    continue;
+                }
+            }
+            touched += 1;
+        }
+        touched
     }
 
     /// Removes everything stored for a target URI (`host` + path and query), whatever the
@@ -187,5 +358,43 @@ mod tests {
         s.invalidate_uri("h/a");
         s.usage();
         assert!(matches!(s.lookup(b"k", &req_gz), Lookup::UriMiss));
+    }
+
+    #[test]
+    fn purges_by_uri_prefix_tag_and_all_hard_and_soft() {
+        let s = MemoryStore::new(1 << 24);
+        let none = HeaderMap::new();
+        for (k, uri, tags) in [
+            ("k1", "h/a/1", vec!["t1"]),
+            ("k2", "h/a/2", vec!["t1", "t2"]),
+            ("k3", "h/b/1", vec!["t2"]),
+            ("k4", "g/a/1", vec![]),
+        ] {
+            let tags = tags.into_iter().map(str::to_owned).collect();
+            s.insert_tagged(
+                k.as_bytes().to_vec(),
+                uri.into(),
+                vec![],
+                variant(vec![], "x"),
+                tags,
+            );
+        }
+        let now = SystemTime::now();
+        assert_eq!(s.purge(Purge::Uri("h/a/1"), false, now), 1);
+        assert!(matches!(s.lookup(b"k1", &none), Lookup::UriMiss));
+        assert_eq!(s.purge(Purge::Tag("t2"), true, now), 2, "soft: kept, stale");
+        match s.lookup(b"k3", &none) {
+            Lookup::Found(v) => assert!(!v.freshness.is_fresh(now)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.purge(Purge::Prefix("h/"), false, now), 2);
+        assert!(matches!(s.lookup(b"k4", &none), Lookup::Found(_)));
+        assert_eq!(
+            s.purge(Purge::Tag("t1"), false, now),
+            0,
+            "the index followed the removals"
+        );
+        assert_eq!(s.purge(Purge::All, false, now), 1);
+        assert_eq!(s.usage().0, 0);
     }
 }

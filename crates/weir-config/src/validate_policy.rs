@@ -434,6 +434,7 @@ pub(crate) fn check_routes(config: &Config, out: &mut Vec<Diagnostic>) {
         let at = KeyPath::root("caches").index(i);
         check_headers(&c.key_headers, &at.key("key_headers"), out);
         check_headers(&c.targeted_fields, &at.key("targeted_fields"), out);
+        check_headers(&c.tag_headers, &at.key("tag_headers"), out);
         if c.max_object_size.bytes() > c.max_memory.bytes() {
             out.push(Diagnostic::at(
                 at.key("max_object_size"),

@@ -116,6 +116,9 @@ async fn route(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
             crate::explain::routes(&shared.runtime.load()),
         ),
         (&Method::POST, p) if p.starts_with("/upstreams/") => drain(p, shared),
+        (&Method::POST, p) if p.starts_with("/caches/") => {
+            purge(p, req.uri().query().unwrap_or(""), shared)
+        }
         _ => handle(req, shared),
     }
 }
@@ -152,6 +155,74 @@ fn drain(path: &str, shared: &Shared) -> Response<Full<Bytes>> {
     json_response(
         StatusCode::OK,
         serde_json::json!({"upstream": name, "endpoint": endpoint, "drained": action == "drain"}),
+    )
+}
+
+/// `POST /caches/{name}/purge?url=URL | prefix=HOST/PATH | tag=TAG | all=1 [&soft=1]`.
+fn purge(path: &str, query: &str, shared: &Shared) -> Response<Full<Bytes>> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let ["caches", name, "purge"] = parts.as_slice() else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"status": 404, "error": "not_found"}),
+        );
+    };
+    let runtime = shared.runtime.load();
+    let Some(cache) = runtime.caches.iter().find(|c| &*c.name == *name) else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"status": 404, "error": "unknown cache"}),
+        );
+    };
+    let mut what: Option<(&'static str, String)> = None;
+    let mut soft = false;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_encoding::percent_decode_str(v)
+            .decode_utf8_lossy()
+            .into_owned();
+        match k {
+            "url" | "prefix" | "tag" | "all" => {
+                what = Some((
+                    if k == "url" {
+                        "url"
+                    } else if k == "prefix" {
+                        "prefix"
+                    } else if k == "tag" {
+                        "tag"
+                    } else {
+                        "all"
+                    },
+                    v,
+                ))
+            }
+            "soft" => soft = v == "1" || v == "true",
+            _ => {}
+        }
+    }
+    // A URL is stored as host + path and query: drop a scheme if given.
+    let strip = |u: &str| -> String {
+        let u = u.split_once("://").map_or(u, |(_, rest)| rest);
+        u.to_ascii_lowercase()
+            .split_once('/')
+            .map_or_else(|| format!("{u}/"), |(h, p)| format!("{h}/{p}"))
+    };
+    let purged = match &what {
+        Some(("url", u)) => cache.purge(weir_cache::store::Purge::Uri(&strip(u)), soft),
+        Some(("prefix", p)) => cache.purge(weir_cache::store::Purge::Prefix(&strip(p)), soft),
+        Some(("tag", t)) if !t.is_empty() => cache.purge(weir_cache::store::Purge::Tag(t), soft),
+        Some(("all", _)) => cache.purge(weir_cache::store::Purge::All, soft),
+        _ => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"status": 400, "error": "say what to purge: url=, prefix=, tag= or all=1"}),
+            )
+        }
+    };
+    tracing::info!(cache = %name, what = ?what, soft, purged, "purged by the admin API");
+    json_response(
+        StatusCode::OK,
+        serde_json::json!({"cache": name, "purged": purged, "soft": soft}),
     )
 }
 
@@ -615,6 +686,10 @@ fn request_metrics(shared: &Shared) -> String {
                 (
                     [("cache", &*c.name), ("result", "collapsed")],
                     c.counters.collapsed.load(Ordering::Relaxed),
+                ),
+                (
+                    [("cache", &*c.name), ("result", "purges")],
+                    c.counters.purged.load(Ordering::Relaxed),
                 ),
             ]
         })

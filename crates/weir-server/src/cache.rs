@@ -21,7 +21,7 @@ use weir_cache::key::{self, KeyRules, QueryRule};
 use weir_cache::reuse::{self, Reuse, StalePolicy};
 use weir_cache::status::{CacheStatus, Forward};
 use weir_cache::storable::{self, StoreRules};
-use weir_cache::store::{Lookup, MemoryStore, Variant};
+use weir_cache::store::{Lookup, MemoryStore, Purge, Variant};
 use weir_core::{ProxyError, RequestCtx, ResponseBody};
 
 use crate::pipeline::Outcome;
@@ -40,6 +40,7 @@ pub(crate) struct CacheCounters {
     pub(crate) not_stored: AtomicU64,
     pub(crate) invalidated: AtomicU64,
     pub(crate) collapsed: AtomicU64,
+    pub(crate) purged: AtomicU64,
 }
 
 /// Fills in flight: the first miss of a key leads; later ones wait for it.
@@ -85,6 +86,8 @@ pub(crate) struct CacheHandle {
     stale: StalePolicy,
     lock_timeout: std::time::Duration,
     fills: Fills,
+    tag_headers: Vec<HeaderName>,
+    purge_method: Option<weir_policy::ip::IpRules>,
     pub(crate) counters: CacheCounters,
 }
 
@@ -149,8 +152,19 @@ impl CacheHandle {
             },
             lock_timeout: cfg.lock_timeout.get(),
             fills: Fills::default(),
+            tag_headers: names(&cfg.tag_headers),
+            purge_method: cfg
+                .purge_method
+                .as_ref()
+                .map(weir_policy::ip::IpRules::compile),
             counters: CacheCounters::default(),
         }
+    }
+
+    /// Purges (hard or soft) what `what` names; returns the URIs (or tagged objects) touched.
+    pub(crate) fn purge(&self, what: Purge<'_>, soft: bool) -> usize {
+        self.counters.purged.fetch_add(1, Ordering::Relaxed);
+        self.store.purge(what, soft, SystemTime::now())
     }
 
     /// Objects and bytes stored.
@@ -204,6 +218,27 @@ impl CacheHandle {
             added_validators: false,
             fill: None,
         };
+        if parts.method.as_str() == "PURGE" {
+            if let Some(rules) = &self.purge_method {
+                ctx.cache = Some("purge");
+                let (status, body) = if rules.admits(ctx.client_ip) {
+                    let n = self.purge(Purge::Uri(&plan.uri), false);
+                    (StatusCode::OK, format!("{{\"purged\":{n}}}\n"))
+                } else {
+                    (
+                        StatusCode::FORBIDDEN,
+                        "{\"status\":403,\"error\":\"purge_denied\"}\n".to_owned(),
+                    )
+                };
+                let mut resp = Response::new(ResponseBody::full(body));
+                *resp.status_mut() = status;
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                return Begin::Serve(resp);
+            }
+        }
         if parts.method != Method::GET && parts.method != Method::HEAD {
             ctx.cache = Some("bypass");
             return Begin::Forward(Box::new(plan));
@@ -526,6 +561,17 @@ impl Plan {
                 let mut headers = out.response.headers().clone();
                 headers.remove(CACHE_STATUS.clone());
                 headers.remove(HeaderName::from_static("x-request-id"));
+                let mut tags: Vec<String> = Vec::new();
+                for name in &h.tag_headers {
+                    for v in headers.get_all(name).iter().filter_map(|v| v.to_str().ok()) {
+                        tags.extend(
+                            v.split([' ', ','])
+                                .filter(|t| !t.is_empty())
+                                .map(str::to_owned),
+                        );
+                    }
+                    headers.remove(name);
+                }
                 let secondary = key::secondary(&vary, &self.request_headers);
                 let freshness = Freshness::of(status, &headers, &d, self.request_time, now);
                 cs.stored = true;
@@ -537,7 +583,7 @@ impl Plan {
                     let _fill = fill;
                     if let Some(body) = whole {
                         handle.counters.stored.fetch_add(1, Ordering::Relaxed);
-                        handle.store.insert(
+                        handle.store.insert_tagged(
                             primary,
                             uri,
                             vary,
@@ -549,6 +595,7 @@ impl Plan {
                                 freshness,
                                 directives: d,
                             },
+                            tags,
                         );
                     }
                 });
@@ -569,6 +616,9 @@ impl Plan {
                 h.counters.not_stored.fetch_add(1, Ordering::Relaxed);
                 cs.detail = Some("too-large");
             }
+        }
+        for name in &h.tag_headers {
+            out.response.headers_mut().remove(name);
         }
         set_status(out.response.headers_mut(), &cs, &h.name);
         Ok(out)

@@ -100,6 +100,14 @@ pub struct Cache {
     /// the cache before going to the origin themselves.
     #[serde(default = "defaults::cache_lock_timeout")]
     pub lock_timeout: Duration,
+    /// Response headers whose values (separated by spaces or commas) tag the stored object
+    /// for purging; removed from the response sent to the client.
+    #[serde(default = "defaults::cache_tag_headers")]
+    pub tag_headers: Vec<String>,
+    /// Accept `PURGE /path` on the cached routes from these client addresses (none: PURGE is
+    /// forwarded like any other method).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purge_method: Option<IpRules>,
     /// Query parameters in the key: `all`, `none`, or a table `{ keep = [...] }` /
     /// `{ drop = [...] }`.
     #[serde(default)]
@@ -807,6 +815,9 @@ mod defaults {
     }
     pub fn cache_object() -> ByteSize {
         ByteSize::mib(8)
+    }
+    pub fn cache_tag_headers() -> Vec<String> {
+        vec!["surrogate-key".to_owned(), "cache-tag".to_owned()]
     }
     pub fn cache_lock_timeout() -> Duration {
         Duration::from_secs(5)
