@@ -21,8 +21,13 @@
 # (in memory; nginx has no shared store) — 64 connections, 1 KiB body, every request admitted
 # (the limit is far above the load), one key for all requests (the hot-key case).
 #
+# With --suite cache (or all), it measures cache hits: Weir's cache, Varnish (Debian's varnish,
+# default VCL, malloc storage) and nginx proxy_cache, each pinned to the same CPU, in front of
+# an origin that answers with Cache-Control: max-age=3600; 64 connections, a 1 KiB and a
+# 100 KiB object, every request a hit after the first.
+#
 # Usage: bench/compare.sh [--duration SECONDS] [--rounds N] [--conns "64 256"] [--bodies "1k 100k"]
-#                         [--suite plain|tls|observe|ratelimit|all]
+#                         [--suite plain|tls|observe|ratelimit|cache|all]
 # Bounded: every wrk / h2load run lasts --duration seconds (default 8), loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,6 +57,7 @@ command -v taskset >/dev/null || missing+=(util-linux)
 command -v h2load >/dev/null || missing+=(nghttp2-client)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v varnishd >/dev/null || [ -x /usr/sbin/varnishd ] || missing+=(varnish)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} ..."
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -79,6 +85,7 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 ORIGIN_PORT=18080; NGINX_PORT=18081; HAPROXY_PORT=18082; WEIR_PORT=18083
+CACHE_ORIGIN_PORT=18110
 NGINX_TLS=18091; HAPROXY_TLS=18092; WEIR_TLS=18093
 
 # --- one certificate for all three TLS listeners ------------------------------------------
@@ -104,6 +111,7 @@ http {
   access_log off;
   keepalive_requests 1000000;
   server { listen 127.0.0.1:$ORIGIN_PORT reuseport backlog=4096; root $WORK/www; }
+  server { listen 127.0.0.1:$CACHE_ORIGIN_PORT backlog=4096; root $WORK/www; expires 1h; }
 }
 CONF
 taskset -c "$LOAD_CPUS" "$NGINX" -c "$WORK/origin/nginx.conf" -p "$WORK/origin" &
@@ -208,7 +216,8 @@ to_ms() { # wrk latency like 1.23ms / 850.00us / 1.02s -> milliseconds
 median() { sort -g | awk '{a[NR]=$1} END { print a[int((NR+1)/2)] }'; }
 
 declare -A RPS P50 P99
-{ [ "$SUITE" = tls ] || [ "$SUITE" = observe ] || [ "$SUITE" = ratelimit ]; } && BODIES=""
+CACHE_BODIES=$BODIES
+{ [ "$SUITE" = tls ] || [ "$SUITE" = observe ] || [ "$SUITE" = ratelimit ] || [ "$SUITE" = cache ]; } && BODIES=""
 for body in $BODIES; do
   for c in $CONNS; do
     for t in $TARGETS; do : > "$WORK/$t-$body-$c"; done
@@ -404,6 +413,93 @@ CONF
   RL_STORE_ERRORS=$(curl -sf "http://127.0.0.1:$RL_ADMIN/metrics" | awk '/^weir_policy_events_total\{policy="limit",event="store_error"\}/ {print $2}')
 fi
 
+# --- cache hits: Weir's cache, Varnish, nginx proxy_cache -----------------------------------
+declare -A C_RPS C_P50 C_P99
+C_TARGETS="varnish nginx-cache weir-cache"
+if [ "$SUITE" = cache ] || [ "$SUITE" = all ]; then
+  declare -A C_PORT=([varnish]=18111 [nginx-cache]=18112 [weir-cache]=18113)
+  VARNISHD=$(command -v varnishd || echo /usr/sbin/varnishd)
+  mkdir -p "$WORK/varnish" "$WORK/nginx-cache/cache"
+  chmod 777 "$WORK/nginx-cache/cache"
+  taskset -c "$PROXY_CPU" "$VARNISHD" -F -a "127.0.0.1:${C_PORT[varnish]}" -b "127.0.0.1:$CACHE_ORIGIN_PORT" \
+    -s malloc,256m -n "$WORK/varnish" > "$WORK/varnish.log" 2>&1 &
+  PIDS+=($!)
+  cat > "$WORK/nginx-cache/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx-cache/nginx.pid;
+error_log $WORK/nginx-cache/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  proxy_cache_path $WORK/nginx-cache/cache levels=1:2 keys_zone=c:64m max_size=1g inactive=1h use_temp_path=off;
+  upstream origin { server 127.0.0.1:$CACHE_ORIGIN_PORT; keepalive 64; }
+  server {
+    listen 127.0.0.1:${C_PORT[nginx-cache]} backlog=4096;
+    location / {
+      proxy_cache c;
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+CONF
+  taskset -c "$PROXY_CPU" "$NGINX" -c "$WORK/nginx-cache/nginx.conf" -p "$WORK/nginx-cache" &
+  PIDS+=($!)
+  cat > "$WORK/weir-cache.toml" <<CONF
+workers = 1
+access_log = { enabled = false }
+metrics = { enabled = false }
+[server]
+max_connections = 8192
+[[caches]]
+name = "edge"
+max_memory = "256MiB"
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:${C_PORT[weir-cache]}"
+[[upstreams]]
+name = "origin"
+endpoints = ["127.0.0.1:$CACHE_ORIGIN_PORT"]
+[[routes]]
+cache = "edge"
+proxy = { upstream = "origin" }
+CONF
+  "$WEIR" check "$WORK/weir-cache.toml" >/dev/null
+  WEIR_LOG=warn taskset -c "$PROXY_CPU" "$WEIR" run -c "$WORK/weir-cache.toml" > /dev/null &
+  PIDS+=($!)
+  for t in $C_TARGETS; do
+    for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:${C_PORT[$t]}/1k" && break; sleep 0.1; done
+    for body in $CACHE_BODIES; do
+      curl -sf -o /dev/null "http://127.0.0.1:${C_PORT[$t]}/$body" || { echo "$t is not answering" >&2; exit 1; }
+      curl -sf -o /dev/null "http://127.0.0.1:${C_PORT[$t]}/$body"
+    done
+  done
+  echo "  weir-cache: $(curl -sI "http://127.0.0.1:${C_PORT[weir-cache]}/1k" | tr -d '\r' | awk -F': ' 'tolower($1)=="cache-status" {print $2}')"
+  for body in $CACHE_BODIES; do
+    for t in $C_TARGETS; do : > "$WORK/c-$t-$body"; done
+    for r in $(seq "$ROUNDS"); do
+      for t in $C_TARGETS; do
+        out=$(taskset -c "$LOAD_CPUS" wrk -t1 -c64 -d"${DURATION}s" --latency "http://127.0.0.1:${C_PORT[$t]}/$body")
+        rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+        p50=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
+        p99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
+        errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out")
+        [ -n "$errs" ] && echo "  warning: $t $body: $errs" >&2
+        echo "$rps $p50 $p99" >> "$WORK/c-$t-$body"
+        printf '  round %s %-12s %-5s c=64  %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms\n' "$r" "$t" "$body" "$rps" "$p50" "$p99"
+      done
+    done
+    for t in $C_TARGETS; do
+      C_RPS[$t-$body]=$(awk '{print $1}' "$WORK/c-$t-$body" | median)
+      C_P50[$t-$body]=$(awk '{print $2}' "$WORK/c-$t-$body" | median)
+      C_P99[$t-$body]=$(awk '{print $3}' "$WORK/c-$t-$body" | median)
+    done
+  done
+fi
+
 rss_mib() { # peak RSS of a process and its children (nginx master + worker), MiB
   local total=0 p
   for p in $1 $(pgrep -P "$1" || true); do
@@ -474,6 +570,23 @@ REPORT=bench/results/latest.md
     done
     echo
     echo "The Redis-backed Weir decided ${RL_DECISIONS:-0} requests through Redis (${RL_STORE_ERRORS:-0} store errors)."
+  fi
+  if [ "$SUITE" = cache ] || [ "$SUITE" = all ]; then
+    echo
+    echo "Cache hits (64 connections, every request a hit; origin sends max-age=3600): Weir's cache beside Varnish $("$VARNISHD" -V 2>&1 | head -1 | sed -n 's/.*varnish-\([0-9.]*\).*/\1/p') and nginx proxy_cache."
+    echo
+    echo "| body | target | req/s | p50 ms | p99 ms | weir req/s ratio | weir p99 ratio |"
+    echo "|---|---|---:|---:|---:|---:|---:|"
+    for body in $CACHE_BODIES; do
+      for t in $C_TARGETS; do
+        w=weir-cache-$body; k=$t-$body
+        if [ "$t" = weir-cache ]; then ratio="—"; pratio="—"; else
+          ratio=$(awk -v a="${C_RPS[$w]}" -v b="${C_RPS[$k]}" 'BEGIN { printf "%.2fx", a/b }')
+          pratio=$(awk -v a="${C_P99[$w]}" -v b="${C_P99[$k]}" 'BEGIN { printf "%.2fx", a/b }')
+        fi
+        printf '| %s | %s | %.0f | %.3f | %.3f | %s | %s |\n' "$body" "$t" "${C_RPS[$k]}" "${C_P50[$k]}" "${C_P99[$k]}" "$ratio" "$pratio"
+      done
+    done
   fi
   echo
   echo "Ratios are Weir's figure divided by the peer's: req/s above 1.00x and p99 below 1.00x favour Weir."
