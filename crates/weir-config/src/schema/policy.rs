@@ -525,8 +525,8 @@ pub enum FailureMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExtAuth {
-    /// The auth service: `http://` or `https://` URL; the original path and query are
-    /// appended to its path.
+    /// The auth service: an `http://` or `https://` URL, asked with `GET` at that URL; the
+    /// original method and path travel in `X-Forwarded-Method` and `X-Forwarded-Uri`.
     pub url: String,
     /// Request headers sent to the auth service (besides `X-Forwarded-Method`,
     /// `X-Forwarded-Uri`, `X-Forwarded-For`, `X-Forwarded-Host`, `X-Request-Id`).
