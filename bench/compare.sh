@@ -214,6 +214,19 @@ to_ms() { # wrk latency like 1.23ms / 850.00us / 1.02s -> milliseconds
   awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.3f", n }'
 }
 median() { sort -g | awk '{a[NR]=$1} END { print a[int((NR+1)/2)] }'; }
+# One wrk run: LABEL CONNS URL FILE. Appends "req/s p50 p99" (ms) to FILE and prints the
+# same; warns, naming LABEL, on non-2xx answers or socket errors.
+wrk_run() {
+  local out rps p50 p99 errs
+  out=$(taskset -c "$LOAD_CPUS" wrk -t1 -c"$2" -d"${DURATION}s" --latency "$3")
+  rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
+  p99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
+  errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out")
+  [ -n "$errs" ] && echo "  warning: $1: $errs" >&2
+  echo "$rps $p50 $p99" >> "$4"
+  echo "$rps $p50 $p99"
+}
 
 declare -A RPS P50 P99
 CACHE_BODIES=$BODIES
@@ -223,13 +236,7 @@ for body in $BODIES; do
     for t in $TARGETS; do : > "$WORK/$t-$body-$c"; done
     for r in $(seq "$ROUNDS"); do
       for t in $TARGETS; do
-        out=$(taskset -c "$LOAD_CPUS" wrk -t1 -c"$c" -d"${DURATION}s" --latency "http://127.0.0.1:${PORT[$t]}/$body")
-        rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
-        p50=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
-        p99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
-        errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out")
-        [ -n "$errs" ] && echo "  warning: $t $body c=$c: $errs" >&2
-        echo "$rps $p50 $p99" >> "$WORK/$t-$body-$c"
+        read -r rps p50 p99 < <(wrk_run "$t $body c=$c" "$c" "http://127.0.0.1:${PORT[$t]}/$body" "$WORK/$t-$body-$c")
         printf '  round %s %-8s %-5s c=%-4s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms\n' "$r" "$t" "$body" "$c" "$rps" "$p50" "$p99"
       done
     done
@@ -311,11 +318,7 @@ CONF
   done
   for r in $(seq "$ROUNDS"); do
     for cfg in bare observed; do
-      out=$(taskset -c "$LOAD_CPUS" wrk -t1 -c64 -d"${DURATION}s" --latency "http://127.0.0.1:${OBS_PORT[$cfg]}/1k")
-      rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
-      p50=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
-      p99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
-      echo "$rps $p50 $p99" >> "$WORK/obs-$cfg"
+      read -r rps p50 p99 < <(wrk_run "weir-$cfg" 64 "http://127.0.0.1:${OBS_PORT[$cfg]}/1k" "$WORK/obs-$cfg")
       printf '  round %s weir-%-9s 1k c=64  %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms\n' "$r" "$cfg" "$rps" "$p50" "$p99"
     done
   done
@@ -393,13 +396,7 @@ CONF
   done
   for r in $(seq "$ROUNDS"); do
     for t in $RL_TARGETS; do
-      out=$(taskset -c "$LOAD_CPUS" wrk -t1 -c64 -d"${DURATION}s" --latency "http://127.0.0.1:${RL_PORT[$t]}/1k")
-      rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
-      p50=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
-      p99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
-      errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out")
-      [ -n "$errs" ] && echo "  warning: $t: $errs" >&2
-      echo "$rps $p50 $p99" >> "$WORK/rl-$t"
+      read -r rps p50 p99 < <(wrk_run "$t" 64 "http://127.0.0.1:${RL_PORT[$t]}/1k" "$WORK/rl-$t")
       printf '  round %s %-16s 1k c=64  %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms\n' "$r" "$t" "$rps" "$p50" "$p99"
     done
   done
@@ -482,13 +479,7 @@ CONF
     for t in $C_TARGETS; do : > "$WORK/c-$t-$body"; done
     for r in $(seq "$ROUNDS"); do
       for t in $C_TARGETS; do
-        out=$(taskset -c "$LOAD_CPUS" wrk -t1 -c64 -d"${DURATION}s" --latency "http://127.0.0.1:${C_PORT[$t]}/$body")
-        rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
-        p50=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
-        p99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
-        errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out")
-        [ -n "$errs" ] && echo "  warning: $t $body: $errs" >&2
-        echo "$rps $p50 $p99" >> "$WORK/c-$t-$body"
+        read -r rps p50 p99 < <(wrk_run "$t $body" 64 "http://127.0.0.1:${C_PORT[$t]}/$body" "$WORK/c-$t-$body")
         printf '  round %s %-12s %-5s c=64  %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms\n' "$r" "$t" "$body" "$rps" "$p50" "$p99"
       done
     done

@@ -58,7 +58,7 @@ pub fn validate(config: &Config) -> Vec<Diagnostic> {
     let listener_names = check_listeners(config, &mut out);
     let upstream_names = check_upstreams(config, &mut out);
     let policy_names = crate::validate_policy::check_policies(config, &mut out);
-    crate::validate_policy::check_routes(config, &mut out);
+    check_route_options(config, &mut out);
     check_routes(config, &listener_names, &upstream_names, &mut out);
     check_route_policies(config, &policy_names, &mut out);
     out
@@ -820,4 +820,98 @@ fn one_line(s: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Route options beyond matching and actions: `cache` (and the `[[caches]]` it names),
+/// `compress`, `rewrite`.
+fn check_route_options(config: &Config, out: &mut Vec<Diagnostic>) {
+    let caches = unique("caches", config.caches.iter().map(|c| c.name.as_str()), out);
+    for (i, c) in config.caches.iter().enumerate() {
+        let at = KeyPath::root("caches").index(i);
+        crate::validate_policy::check_headers(&c.key_headers, &at.key("key_headers"), out);
+        crate::validate_policy::check_headers(&c.targeted_fields, &at.key("targeted_fields"), out);
+        crate::validate_policy::check_headers(&c.tag_headers, &at.key("tag_headers"), out);
+        if c.max_object_size.bytes() > c.max_memory.bytes() {
+            out.push(Diagnostic::at(
+                at.key("max_object_size"),
+                "must not exceed max_memory",
+            ));
+        }
+    }
+    for (i, r) in config.routes.iter().enumerate() {
+        if let Some(name) = &r.cache {
+            let at = KeyPath::root("routes").index(i).key("cache");
+            if !caches.contains(&name.as_str()) {
+                out.push(
+                    Diagnostic::at(at.clone(), format!("unknown cache `{name}`"))
+                        .suggest(name, caches.iter().copied()),
+                );
+            }
+            if r.proxy.is_none() {
+                out.push(Diagnostic::at(at, "`cache` applies to `proxy` routes only"));
+            }
+        }
+        if let Some(c) = &r.compress {
+            let at = KeyPath::root("routes").index(i).key("compress");
+            if c.algorithms.is_empty() {
+                out.push(Diagnostic::at(
+                    at.key("algorithms"),
+                    "must name at least one coding",
+                ));
+            }
+            for (j, a) in c.algorithms.iter().enumerate() {
+                if !["zstd", "br", "gzip"].contains(&a.as_str()) {
+                    out.push(
+                        Diagnostic::at(
+                            at.key("algorithms").index(j),
+                            format!("unknown coding `{a}`"),
+                        )
+                        .suggest(a, ["zstd", "br", "gzip"]),
+                    );
+                }
+            }
+            for (j, t) in c.content_types.iter().enumerate() {
+                let ok = t
+                    .split_once('/')
+                    .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !a.contains('*'));
+                if !ok {
+                    out.push(
+                        Diagnostic::at(
+                            at.key("content_types").index(j),
+                            format!("`{t}` is not a media type"),
+                        )
+                        .help("e.g. \"text/*\" or \"application/json\""),
+                    );
+                }
+            }
+        }
+        let Some(rw) = &r.rewrite else { continue };
+        let at = KeyPath::root("routes").index(i).key("rewrite");
+        if r.proxy.is_none() {
+            out.push(
+                Diagnostic::at(at.clone(), "`rewrite` applies to `proxy` routes only")
+                    .help("a static route has `static.strip_prefix`"),
+            );
+        }
+        for (key, v) in [
+            ("strip_prefix", &rw.strip_prefix),
+            ("add_prefix", &rw.add_prefix),
+        ] {
+            if v.as_ref().is_some_and(|p| !p.starts_with('/')) {
+                out.push(Diagnostic::at(at.key(key), "must start with `/`"));
+            }
+        }
+        match (&rw.regex, &rw.replace) {
+            (Some(re), Some(_)) => {
+                if let Err(e) = regex::Regex::new(re) {
+                    out.push(Diagnostic::at(
+                        at.key("regex"),
+                        format!("invalid regex: {e}"),
+                    ));
+                }
+            }
+            (None, None) => {}
+            _ => out.push(Diagnostic::at(at, "`regex` and `replace` go together")),
+        }
+    }
 }

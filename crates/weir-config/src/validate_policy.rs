@@ -1,5 +1,5 @@
-//! Semantic checks of `[[policies]]`, `[[consumers]]`, `[redis]`, listener IP rules and route
-//! rewrites: what the schema alone cannot express.
+//! Semantic checks of `[[policies]]` and `[[consumers]]`: what the schema alone cannot
+//! express.
 
 use std::collections::HashSet;
 
@@ -427,99 +427,6 @@ pub fn check_api_key(k: &str) -> Result<(), String> {
     }
 }
 
-pub(crate) fn check_routes(config: &Config, out: &mut Vec<Diagnostic>) {
-    let caches =
-        crate::validate::unique("caches", config.caches.iter().map(|c| c.name.as_str()), out);
-    for (i, c) in config.caches.iter().enumerate() {
-        let at = KeyPath::root("caches").index(i);
-        check_headers(&c.key_headers, &at.key("key_headers"), out);
-        check_headers(&c.targeted_fields, &at.key("targeted_fields"), out);
-        check_headers(&c.tag_headers, &at.key("tag_headers"), out);
-        if c.max_object_size.bytes() > c.max_memory.bytes() {
-            out.push(Diagnostic::at(
-                at.key("max_object_size"),
-                "must not exceed max_memory",
-            ));
-        }
-    }
-    for (i, r) in config.routes.iter().enumerate() {
-        if let Some(name) = &r.cache {
-            let at = KeyPath::root("routes").index(i).key("cache");
-            if !caches.contains(&name.as_str()) {
-                out.push(
-                    Diagnostic::at(at.clone(), format!("unknown cache `{name}`"))
-                        .suggest(name, caches.iter().copied()),
-                );
-            }
-            if r.proxy.is_none() {
-                out.push(Diagnostic::at(at, "`cache` applies to `proxy` routes only"));
-            }
-        }
-        if let Some(c) = &r.compress {
-            let at = KeyPath::root("routes").index(i).key("compress");
-            if c.algorithms.is_empty() {
-                out.push(Diagnostic::at(
-                    at.key("algorithms"),
-                    "must name at least one coding",
-                ));
-            }
-            for (j, a) in c.algorithms.iter().enumerate() {
-                if !["zstd", "br", "gzip"].contains(&a.as_str()) {
-                    out.push(
-                        Diagnostic::at(
-                            at.key("algorithms").index(j),
-                            format!("unknown coding `{a}`"),
-                        )
-                        .suggest(a, ["zstd", "br", "gzip"]),
-                    );
-                }
-            }
-            for (j, t) in c.content_types.iter().enumerate() {
-                let ok = t
-                    .split_once('/')
-                    .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !a.contains('*'));
-                if !ok {
-                    out.push(
-                        Diagnostic::at(
-                            at.key("content_types").index(j),
-                            format!("`{t}` is not a media type"),
-                        )
-                        .help("e.g. \"text/*\" or \"application/json\""),
-                    );
-                }
-            }
-        }
-        let Some(rw) = &r.rewrite else { continue };
-        let at = KeyPath::root("routes").index(i).key("rewrite");
-        if r.proxy.is_none() {
-            out.push(
-                Diagnostic::at(at.clone(), "`rewrite` applies to `proxy` routes only")
-                    .help("a static route has `static.strip_prefix`"),
-            );
-        }
-        for (key, v) in [
-            ("strip_prefix", &rw.strip_prefix),
-            ("add_prefix", &rw.add_prefix),
-        ] {
-            if v.as_ref().is_some_and(|p| !p.starts_with('/')) {
-                out.push(Diagnostic::at(at.key(key), "must start with `/`"));
-            }
-        }
-        match (&rw.regex, &rw.replace) {
-            (Some(re), Some(_)) => {
-                if let Err(e) = regex::Regex::new(re) {
-                    out.push(Diagnostic::at(
-                        at.key("regex"),
-                        format!("invalid regex: {e}"),
-                    ));
-                }
-            }
-            (None, None) => {}
-            _ => out.push(Diagnostic::at(at, "`regex` and `replace` go together")),
-        }
-    }
-}
-
 fn check_url(u: &str, at: &KeyPath, out: &mut Vec<Diagnostic>) {
     let ok = (u.starts_with("http://") || u.starts_with("https://"))
         && u.parse::<http::Uri>()
@@ -535,7 +442,7 @@ fn check_url(u: &str, at: &KeyPath, out: &mut Vec<Diagnostic>) {
     }
 }
 
-fn check_headers(names: &[String], at: &KeyPath, out: &mut Vec<Diagnostic>) {
+pub(crate) fn check_headers(names: &[String], at: &KeyPath, out: &mut Vec<Diagnostic>) {
     for (i, h) in names.iter().enumerate() {
         if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
             out.push(Diagnostic::at(

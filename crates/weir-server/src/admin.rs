@@ -174,7 +174,7 @@ fn purge(path: &str, query: &str, shared: &Shared) -> Response<Full<Bytes>> {
             serde_json::json!({"status": 404, "error": "unknown cache"}),
         );
     };
-    let mut what: Option<(&'static str, String)> = None;
+    let mut what: Option<(&str, String)> = None;
     let mut soft = false;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -182,30 +182,18 @@ fn purge(path: &str, query: &str, shared: &Shared) -> Response<Full<Bytes>> {
             .decode_utf8_lossy()
             .into_owned();
         match k {
-            "url" | "prefix" | "tag" | "all" => {
-                what = Some((
-                    if k == "url" {
-                        "url"
-                    } else if k == "prefix" {
-                        "prefix"
-                    } else if k == "tag" {
-                        "tag"
-                    } else {
-                        "all"
-                    },
-                    v,
-                ))
-            }
+            "url" | "prefix" | "tag" | "all" => what = Some((k, v)),
             "soft" => soft = v == "1" || v == "true",
             _ => {}
         }
     }
-    // A URL is stored as host + path and query: drop a scheme if given.
+    // A URL is stored as host (lowercase) + path and query: drop a scheme if given.
     let strip = |u: &str| -> String {
         let u = u.split_once("://").map_or(u, |(_, rest)| rest);
-        u.to_ascii_lowercase()
-            .split_once('/')
-            .map_or_else(|| format!("{u}/"), |(h, p)| format!("{h}/{p}"))
+        match u.split_once('/') {
+            Some((host, path)) => format!("{}/{path}", host.to_ascii_lowercase()),
+            None => format!("{}/", u.to_ascii_lowercase()),
+        }
     };
     let purged = match &what {
         Some(("url", u)) => cache.purge(weir_cache::store::Purge::Uri(&strip(u)), soft),

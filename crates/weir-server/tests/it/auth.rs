@@ -261,9 +261,18 @@ async fn jwks_origin(
     .await
 }
 
-#[tokio::test]
-async fn jwks_keys_are_fetched_cached_and_not_hammered_by_forged_kids() {
-    let o = echo_origin().await;
+/// An echo origin behind a gateway whose `jwt` policy trusts a live JWKS issuer.
+struct JwksSetup {
+    gw: Gateway,
+    kp: rcgen::KeyPair,
+    fetches: Arc<AtomicUsize>,
+    down: Arc<std::sync::atomic::AtomicBool>,
+    _idp: Origin,
+    _origin: Origin,
+}
+
+async fn jwks_setup(min_refresh: &str) -> JwksSetup {
+    let origin = echo_origin().await;
     let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("p256");
     let fetches = Arc::new(AtomicUsize::new(0));
     let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -271,10 +280,31 @@ async fn jwks_keys_are_fetched_cached_and_not_hammered_by_forged_kids() {
     let policy = format!(
         r#"[[policies]]
 name = "jwt"
-jwt = {{ algorithms = ["ES256"], jwks_url = "http://{}/.well-known/jwks.json", jwks_min_refresh = "30s" }}"#,
+jwt = {{ algorithms = ["ES256"], jwks_url = "http://{}/.well-known/jwks.json", jwks_min_refresh = "{min_refresh}" }}"#,
         idp.addr
     );
-    let gw = gateway(&guarded(o.addr, &policy, "\"jwt\"", "")).await;
+    let gw = gateway(&guarded(origin.addr, &policy, "\"jwt\"", "")).await;
+    JwksSetup {
+        gw,
+        kp,
+        fetches,
+        down,
+        _idp: idp,
+        _origin: origin,
+    }
+}
+
+#[tokio::test]
+async fn jwks_keys_are_fetched_cached_and_not_hammered_by_forged_kids() {
+    let JwksSetup {
+        gw,
+        kp,
+        fetches,
+        down,
+        // Bound, not `..`: the origins must live as long as the test.
+        _idp,
+        _origin,
+    } = jwks_setup("30s").await;
     let sign = |kid: &str| es256(&kp, kid);
     for _ in 0..10 {
         let r = get(
@@ -668,18 +698,15 @@ rate_limit = {{ algorithm = "fixed_window", limit = 3, period = "1h", key = "rou
 
 #[tokio::test]
 async fn a_failed_jwks_refresh_keeps_the_known_keys() {
-    let o = echo_origin().await;
-    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("p256");
-    let fetches = Arc::new(AtomicUsize::new(0));
-    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let idp = jwks_origin(&kp, fetches.clone(), down.clone()).await;
-    let policy = format!(
-        r#"[[policies]]
-name = "jwt"
-jwt = {{ algorithms = ["ES256"], jwks_url = "http://{}/jwks", jwks_min_refresh = "0s" }}"#,
-        idp.addr
-    );
-    let gw = gateway(&guarded(o.addr, &policy, "\"jwt\"", "")).await;
+    let JwksSetup {
+        gw,
+        kp,
+        fetches,
+        down,
+        // Bound, not `..`: the origins must live as long as the test.
+        _idp,
+        _origin,
+    } = jwks_setup("0s").await;
     let sign = |kid: &str| format!("Bearer {}", es256(&kp, kid));
     assert_eq!(
         get(&gw, "/x", &[("authorization", &sign("k1"))])
