@@ -637,6 +637,7 @@ fn request_metrics(shared: &Shared) -> String {
             ("hit", &k.hit),
             ("miss", &k.miss),
             ("stale", &k.stale),
+            ("stale_while_revalidate", &k.stale_while_revalidate),
             ("revalidated", &k.revalidated),
             ("refetched", &k.refetched),
         ] {
@@ -651,7 +652,7 @@ fn request_metrics(shared: &Shared) -> String {
     e.family(
         "weir_cache_requests_total",
         Kind::Counter,
-        "Cacheable requests by outcome: hit, miss, stale (served stale on an origin failure), revalidated (304), refetched (stale, new 200).",
+        "Cacheable requests by outcome: hit, miss, stale (served stale on an origin failure), stale_while_revalidate (served stale while a background refresh runs), revalidated (304), refetched (stale, new 200).",
         cache_results.iter().map(|(l, n)| (&l[..], *n as f64)),
     );
     let stores: Vec<([(&str, &str); 2], u64)> = runtime
@@ -676,6 +677,10 @@ fn request_metrics(shared: &Shared) -> String {
                     c.counters.collapsed.load(Ordering::Relaxed),
                 ),
                 (
+                    [("cache", &*c.name), ("result", "refreshes")],
+                    c.counters.refreshes.load(Ordering::Relaxed),
+                ),
+                (
                     [("cache", &*c.name), ("result", "purges")],
                     c.counters.purged.load(Ordering::Relaxed),
                 ),
@@ -685,7 +690,7 @@ fn request_metrics(shared: &Shared) -> String {
     e.family(
         "weir_cache_stores_total",
         Kind::Counter,
-        "Responses stored, not stored (not storable, too large), stored URIs invalidated by unsafe requests, and requests that waited for another's fill (collapsed).",
+        "Responses stored, not stored (not storable, too large), stored URIs invalidated by unsafe requests, requests that waited for another's fill (collapsed), background refreshes started (refreshes) and purges.",
         stores.iter().map(|(l, n)| (&l[..], *n as f64)),
     );
     e.family(

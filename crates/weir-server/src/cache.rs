@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::header::{AGE, CONTENT_LENGTH, IF_MODIFIED_SINCE, IF_NONE_MATCH};
+use http::header::{AGE, CONTENT_LENGTH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, RANGE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use weir_cache::conditional::{self, Outcome as Cond};
@@ -25,6 +25,7 @@ use weir_cache::store::{Lookup, MemoryStore, Purge, Variant};
 use weir_core::{ProxyError, RequestCtx, ResponseBody};
 
 use crate::pipeline::Outcome;
+use crate::ranges::{self, Part};
 
 static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
@@ -34,6 +35,8 @@ pub(crate) struct CacheCounters {
     pub(crate) hit: AtomicU64,
     pub(crate) miss: AtomicU64,
     pub(crate) stale: AtomicU64,
+    pub(crate) stale_while_revalidate: AtomicU64,
+    pub(crate) refreshes: AtomicU64,
     pub(crate) revalidated: AtomicU64,
     pub(crate) refetched: AtomicU64,
     pub(crate) stored: AtomicU64,
@@ -97,6 +100,16 @@ pub(crate) enum Begin {
     Serve(Response<ResponseBody>),
     /// Go forward, then [`Plan::finish`].
     Forward(Box<Plan>),
+    /// Answered from the store (`stale-while-revalidate`); `request` goes forward in the
+    /// background and its response refreshes the store through [`Plan::finish`].
+    Refresh {
+        /// The stale response for the client.
+        response: Response<ResponseBody>,
+        /// The refresh's cache state (it leads the key's fill).
+        plan: Box<Plan>,
+        /// The refresh request's head (GET, the client's fields minus its conditionals).
+        request: Parts,
+    },
 }
 
 /// A forwarded request's cache state.
@@ -252,6 +265,43 @@ impl CacheHandle {
                 Lookup::Found(v) => {
                     let decision =
                         reuse::decide(&v.freshness, &v.directives, &req, self.stale, now);
+                    if decision == Reuse::StaleWhileRevalidate && !collapsed {
+                        // RFC 5861 §3: serve the stored response now; one request in the
+                        // background refreshes it (none when a fill of the key is in flight).
+                        self.counters
+                            .stale_while_revalidate
+                            .fetch_add(1, Ordering::Relaxed);
+                        ctx.cache = Some("stale");
+                        let status = CacheStatus {
+                            hit: true,
+                            ttl: Some(ttl(&v.freshness, now)),
+                            detail: Some("stale-while-revalidate"),
+                            ..Default::default()
+                        };
+                        let resp =
+                            serve(&v, &parts.method, &parts.headers, now, &status, &self.name);
+                        let Turn::Lead(guard) = self.turn(&plan.primary) else {
+                            return Begin::Serve(resp);
+                        };
+                        let mut headers = parts.headers.clone();
+                        for h in REFRESH_DROPS {
+                            headers.remove(h);
+                        }
+                        plan.added_validators = add_validators(&mut headers, &v);
+                        plan.request_headers = headers.clone();
+                        plan.fwd = Forward::Stale;
+                        plan.stale = Some((v, true));
+                        plan.fill = Some(guard);
+                        let mut refresh = http::Request::new(());
+                        *refresh.uri_mut() = parts.uri.clone();
+                        *refresh.version_mut() = parts.version;
+                        *refresh.headers_mut() = headers;
+                        return Begin::Refresh {
+                            response: resp,
+                            plan: Box::new(plan),
+                            request: refresh.into_parts().0,
+                        };
+                    }
                     if decision == Reuse::Fresh {
                         self.counters.hit.fetch_add(1, Ordering::Relaxed);
                         ctx.cache = Some("hit");
@@ -306,15 +356,16 @@ impl CacheHandle {
                     Turn::Lead(guard) => plan.fill = Some(guard),
                 }
             }
+            if parts.method == Method::GET && !req.no_store {
+                // The whole object is fetched so that it can be stored; this client gets all of
+                // it (a server may ignore Range), later ones their ranges from the store.
+                if parts.headers.remove(RANGE).is_some() {
+                    parts.headers.remove(IF_RANGE);
+                }
+            }
             if let Some((v, sie)) = found {
                 if !has_validators(&parts.headers) {
-                    if let Some(tag) = v.headers.get(http::header::ETAG) {
-                        parts.headers.insert(IF_NONE_MATCH, tag.clone());
-                        plan.added_validators = true;
-                    } else if let Some(lm) = v.headers.get(http::header::LAST_MODIFIED) {
-                        parts.headers.insert(IF_MODIFIED_SINCE, lm.clone());
-                        plan.added_validators = true;
-                    }
+                    plan.added_validators = add_validators(&mut parts.headers, &v);
                 }
                 plan.stale = Some((v, sie));
             }
@@ -335,6 +386,30 @@ impl CacheHandle {
             return Begin::Serve(resp);
         }
         Begin::Forward(Box::new(plan))
+    }
+}
+
+/// Request fields a background refresh does not copy from the request that triggered it:
+/// the client's own conditionals and ranges are about its copy, not the cache's.
+const REFRESH_DROPS: [HeaderName; 5] = [
+    IF_NONE_MATCH,
+    IF_MODIFIED_SINCE,
+    http::header::IF_MATCH,
+    http::header::IF_UNMODIFIED_SINCE,
+    http::header::RANGE,
+];
+
+/// Adds the stored response's validator (its `ETag`, else its `Last-Modified`) to a request
+/// going forward; whether it added one.
+fn add_validators(h: &mut HeaderMap, v: &Variant) -> bool {
+    if let Some(tag) = v.headers.get(http::header::ETAG) {
+        h.insert(IF_NONE_MATCH, tag.clone());
+        true
+    } else if let Some(lm) = v.headers.get(http::header::LAST_MODIFIED) {
+        h.insert(IF_MODIFIED_SINCE, lm.clone());
+        true
+    } else {
+        false
     }
 }
 
@@ -408,6 +483,9 @@ fn serve(
             *r.headers_mut() = v.headers.clone();
             r.headers_mut()
                 .insert(CONTENT_LENGTH, HeaderValue::from(v.body.len()));
+            if *method == Method::GET && v.status == StatusCode::OK {
+                serve_ranges(&mut r, v, request);
+            }
             r
         }
     };
@@ -416,12 +494,82 @@ fn serve(
     resp
 }
 
+/// A stored 200 answers a `Range` request (RFC 9110 §14.2) with a 206 of the stored bytes (or
+/// `multipart/byteranges`, or a 416), when `If-Range` (if any) still matches.
+fn serve_ranges(r: &mut Response<ResponseBody>, v: &Variant, request: &HeaderMap) {
+    let Some(header) = request.get(RANGE).and_then(|h| h.to_str().ok()) else {
+        return;
+    };
+    let etag = v
+        .headers
+        .get(http::header::ETAG)
+        .and_then(|e| e.to_str().ok());
+    let modified = v
+        .headers
+        .get(http::header::LAST_MODIFIED)
+        .and_then(|m| m.to_str().ok())
+        .and_then(|m| httpdate::parse_http_date(m).ok());
+    if !ranges::if_range_holds(request, etag, modified) {
+        return;
+    }
+    let len = v.body.len() as u64;
+    let Some(set) = ranges::parse(header, len) else {
+        return;
+    };
+    let mut body = bytes::BytesMut::new();
+    let mut single = None;
+    let parts = ranges::partial(r, &set, len);
+    let only = parts.len() == 1;
+    for part in parts {
+        match part {
+            Part::Bytes(b) => body.extend_from_slice(&b),
+            Part::Slice(start, n) => {
+                let (a, b) = (
+                    usize::try_from(start).unwrap_or(usize::MAX),
+                    usize::try_from(start + n).unwrap_or(usize::MAX),
+                );
+                let slice = v.body.slice(a.min(v.body.len())..b.min(v.body.len()));
+                if only {
+                    single = Some(slice);
+                } else {
+                    body.extend_from_slice(&slice);
+                }
+            }
+        }
+    }
+    *r.body_mut() = ResponseBody::full(single.unwrap_or_else(|| body.freeze()));
+}
+
 impl Plan {
+    /// Counts a background refresh starting.
+    pub(crate) fn count_refresh(&self) {
+        self.handle
+            .counters
+            .refreshes
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Finishes a forwarded request: invalidation, stale-if-error, 304 freshening, storing.
     pub(crate) fn finish(
         self,
         result: Result<Outcome, ProxyError>,
         ctx: &mut RequestCtx,
+        compress: Option<crate::compress::Plan>,
+        compression: &Arc<crate::compress::CompressionStats>,
+    ) -> Result<Outcome, ProxyError> {
+        let mut compress = compress;
+        let mut out = self.finish_stored(result, ctx, &mut compress, compression)?;
+        out.compress = compress;
+        Ok(out)
+    }
+
+    /// [`Plan::finish`]; takes `compress` when it compressed the response itself.
+    fn finish_stored(
+        self,
+        result: Result<Outcome, ProxyError>,
+        ctx: &mut RequestCtx,
+        compress: &mut Option<crate::compress::Plan>,
+        compression: &Arc<crate::compress::CompressionStats>,
     ) -> Result<Outcome, ProxyError> {
         let h = &self.handle;
         let now = SystemTime::now();
@@ -476,6 +624,11 @@ impl Plan {
         }
         let mut out = result?;
         let status = out.response.status();
+        if status != StatusCode::NOT_MODIFIED || !self.added_validators {
+            if let Some(c) = compress.take() {
+                ctx.compressed = c.apply(&mut out.response, compression);
+            }
+        }
         if status == StatusCode::NOT_MODIFIED && self.added_validators {
             if let Some((v, _)) = &self.stale {
                 if weir_cache::update::selects(&v.headers, out.response.headers()) {

@@ -87,7 +87,7 @@ pub(crate) struct Compressor {
 }
 
 /// What the request phase decided, applied to the response.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Plan {
     pub(crate) compressor: Arc<Compressor>,
     pub(crate) coding: Option<Coding>,

@@ -26,6 +26,7 @@ mod log_phase;
 mod pipeline;
 mod proxy;
 mod proxy_protocol;
+mod ranges;
 mod runtime;
 mod static_files;
 mod tls;

@@ -70,6 +70,7 @@ pub(crate) async fn handle(
         .headers()
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let compression = shared.compression.clone();
     let mut log = Box::new(LogPhase::new(
         ctx,
         shared,
@@ -82,7 +83,7 @@ pub(crate) async fn handle(
         deadline,
         conn: guard,
         compress,
-    } = match process(req, &mut log.ctx, &runtime, &conn, &mut hooks).await {
+    } = match process(req, &mut log.ctx, &runtime, &conn, &mut hooks, &compression).await {
         Ok(outcome) => outcome,
         Err(e) => {
             if e.side != Side::Client {
@@ -121,9 +122,10 @@ pub(crate) async fn handle(
 async fn process(
     req: Request<Incoming>,
     ctx: &mut RequestCtx,
-    rt: &Runtime,
-    conn: &ConnInfo,
+    rt: &Arc<Runtime>,
+    conn: &Arc<ConnInfo>,
     hooks: &mut weir_policy::Hooks,
+    compression: &Arc<crate::compress::CompressionStats>,
 ) -> Result<Outcome, ProxyError> {
     if let Some(policy) = &conn.opts.forward {
         let result = crate::forward::handle(req, ctx, policy, rt.limits.max_body).await;
@@ -222,6 +224,27 @@ async fn process(
                         return Ok(outcome);
                     }
                     crate::cache::Begin::Forward(plan) => Some(plan),
+                    crate::cache::Begin::Refresh {
+                        response,
+                        plan,
+                        request,
+                    } => {
+                        refresh_in_background(RefreshJob {
+                            plan,
+                            parts: request,
+                            ctx,
+                            rt: rt.clone(),
+                            conn: conn.clone(),
+                            upstream,
+                            host: host_header,
+                            rewrite: opts.and_then(|o| o.rewrite.as_ref()),
+                            compress: compress.clone(),
+                            compression: compression.clone(),
+                        });
+                        let mut outcome = Outcome::from(response);
+                        outcome.compress = compress;
+                        return Ok(outcome);
+                    }
                 },
                 None => None,
             };
@@ -242,7 +265,9 @@ async fn process(
             )
             .await;
             match cache_plan {
-                Some(plan) => plan.finish(result, ctx)?,
+                // The cache compresses before storing (compressed variants are stored as
+                // variants) and hands back the plan for responses it served from the store.
+                Some(plan) => return plan.finish(result, ctx, compress, compression),
                 None => result?,
             }
         }
@@ -255,6 +280,65 @@ async fn process(
     };
     outcome.compress = compress;
     Ok(outcome)
+}
+
+/// A `stale-while-revalidate` refresh: the request to send and what it needs from the one
+/// that triggered it.
+struct RefreshJob<'a> {
+    plan: Box<crate::cache::Plan>,
+    parts: http::request::Parts,
+    ctx: &'a RequestCtx,
+    rt: Arc<Runtime>,
+    conn: Arc<ConnInfo>,
+    upstream: Arc<weir_upstream::Upstream>,
+    host: Option<HeaderValue>,
+    rewrite: Option<&'a weir_route::Rewrite>,
+    compress: Option<crate::compress::Plan>,
+    compression: Arc<crate::compress::CompressionStats>,
+}
+
+/// Sends a refresh on its own task, through the same forward path as any request (pool,
+/// retries, breakers, timeouts), and reads its body to the end so the store is filled; the
+/// plan's fill guard wakes requests waiting for the key when it is done.
+fn refresh_in_background(job: RefreshJob<'_>) {
+    let RefreshJob {
+        plan,
+        mut parts,
+        ctx,
+        rt,
+        conn,
+        upstream,
+        host,
+        rewrite,
+        compress,
+        compression,
+    } = job;
+    let mut bg = RequestCtx::new(
+        request_id::generate(),
+        ctx.peer,
+        ctx.listener.clone(),
+        Method::GET,
+        parts.uri.clone(),
+        parts.version,
+    );
+    bg.client_ip = ctx.client_ip;
+    bg.host = ctx.host.clone();
+    bg.tls = ctx.tls;
+    bg.route = ctx.route.clone();
+    if let Some(uri) = rewrite.and_then(|rw| rw.uri(&parts.uri)) {
+        parts.uri = uri;
+    }
+    tokio::spawn(async move {
+        use http_body_util::BodyExt;
+        plan.count_refresh();
+        let body = RequestBody::buffered(bytes::Bytes::new(), bg.body.clone());
+        let result = proxy::forward(parts, body, &mut bg, &rt, &conn, &upstream, host, false).await;
+        if let Ok(out) = plan.finish(result, &mut bg, compress, &compression) {
+            // Reading the body to its end is what stores it; the upstream slot goes after.
+            let _ = out.response.into_body().collect().await;
+            drop(out.conn);
+        }
+    });
 }
 
 /// Refuses framing that two parsers could read differently (request smuggling), beyond what

@@ -11,8 +11,8 @@ use std::pin::Pin;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use http::header::{
-    ACCEPT_ENCODING, ACCEPT_RANGES, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
-    ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, LOCATION, RANGE, VARY,
+    ACCEPT_ENCODING, ACCEPT_RANGES, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, LOCATION, RANGE, VARY,
 };
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Frame;
@@ -23,10 +23,7 @@ use weir_core::{BoxError, ErrorKind, ProxyError, ResponseBody};
 use weir_route::StaticSpec;
 
 use crate::compress::{ranked, Coding};
-
-/// More ranges than this in one request are answered with the whole file (RFC 9110 §14.2
-/// lets a server ignore a range set it finds abusive).
-const MAX_RANGES: usize = 16;
+use crate::ranges::{self, secs, Part};
 
 /// Precompressed siblings, by coding.
 const SIBLINGS: [(Coding, &str); 3] = [
@@ -122,88 +119,38 @@ pub(crate) async fn serve<B>(
         h.insert(CONTENT_ENCODING, HeaderValue::from_static(c.token()));
     }
     let len = meta.len();
-    let ranges = if method == Method::GET && if_range_holds(req, &etag, modified) {
-        req.headers()
-            .get(RANGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|r| parse_ranges(r, len))
-    } else {
-        None
-    };
-    match ranges {
-        Some(Ranges::Unsatisfiable) => {
-            *resp.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
-            let h = resp.headers_mut();
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                h.insert(CONTENT_RANGE, v);
-            }
-            h.insert(CONTENT_LENGTH, HeaderValue::from(0));
-            h.remove(CONTENT_ENCODING);
-            Ok(resp)
-        }
-        Some(Ranges::Satisfiable(list)) if list.len() == 1 => {
-            let (start, end) = list[0];
-            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-            let h = resp.headers_mut();
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
-                h.insert(CONTENT_RANGE, v);
-            }
-            h.insert(CONTENT_LENGTH, HeaderValue::from(end - start + 1));
-            *resp.body_mut() = body(segment(file, start, end - start + 1));
-            Ok(resp)
-        }
-        Some(Ranges::Satisfiable(list)) => {
-            let boundary = boundary(len);
-            let ctype = resp
-                .headers()
-                .get(CONTENT_TYPE)
-                .cloned()
-                .unwrap_or_else(|| HeaderValue::from_static("application/octet-stream"));
-            let mut parts: Vec<Part> = Vec::new();
-            let mut total = 0u64;
-            for (i, (start, end)) in list.iter().enumerate() {
-                let head = format!(
-                    "{}--{boundary}\r\nContent-Type: {}\r\nContent-Range: bytes {start}-{end}/{len}\r\n\r\n",
-                    if i == 0 { "" } else { "\r\n" },
-                    ctype.to_str().unwrap_or("application/octet-stream"),
-                );
-                total += head.len() as u64 + (end - start + 1);
-                parts.push(Part::Bytes(Bytes::from(head)));
-                parts.push(Part::File(*start, end - start + 1));
-            }
-            let tail = format!("\r\n--{boundary}--\r\n");
-            total += tail.len() as u64;
-            parts.push(Part::Bytes(Bytes::from(tail)));
-            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-            let h = resp.headers_mut();
-            if let Ok(v) =
-                HeaderValue::from_str(&format!("multipart/byteranges; boundary={boundary}"))
-            {
-                h.insert(CONTENT_TYPE, v);
-            }
-            h.insert(CONTENT_LENGTH, HeaderValue::from(total));
+    let ranges =
+        if method == Method::GET && ranges::if_range_holds(req.headers(), Some(&etag), modified) {
+            req.headers()
+                .get(RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|r| ranges::parse(r, len))
+        } else {
+            None
+        };
+    if let Some(ranges) = ranges {
+        let parts = ranges::partial(&mut resp, &ranges, len);
+        if !parts.is_empty() {
             let stream = futures_util::stream::iter(parts)
                 .map(move |part| -> Chunks {
                     match part {
                         Part::Bytes(b) => {
                             Box::pin(futures_util::stream::once(async move { Ok(b) }))
                         }
-                        Part::File(start, n) => segment(file.clone(), start, n),
+                        Part::Slice(start, n) => segment(file.clone(), start, n),
                     }
                 })
                 .flatten();
             *resp.body_mut() = body(Box::pin(stream));
-            Ok(resp)
         }
-        _ => {
-            resp.headers_mut()
-                .insert(CONTENT_LENGTH, HeaderValue::from(len));
-            if method != Method::HEAD {
-                *resp.body_mut() = body(segment(file, 0, len));
-            }
-            Ok(resp)
-        }
+        return Ok(resp);
     }
+    resp.headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from(len));
+    if method != Method::HEAD {
+        *resp.body_mut() = body(segment(file, 0, len));
+    }
+    Ok(resp)
 }
 
 enum Found {
@@ -259,11 +206,6 @@ fn slash_redirect<B>(req: &Request<B>) -> Response<ResponseBody> {
     resp
 }
 
-enum Part {
-    Bytes(Bytes),
-    File(u64, u64),
-}
-
 type Chunks = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
 /// `n` bytes of `file` from `start`, read in 64 KiB chunks as the client takes them.
@@ -286,99 +228,6 @@ fn body(chunks: Chunks) -> ResponseBody {
         .map_ok(Frame::data)
         .map_err(|e| -> BoxError { e.into() });
     ResponseBody::Stream(StreamBody::new(frames).boxed_unsync())
-}
-
-/// A multipart boundary: unlikely in any file, different per response.
-fn boundary(len: u64) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("weir-{nanos:x}-{len:x}")
-}
-
-/// A `Range` header, resolved against a length.
-#[derive(Debug, PartialEq, Eq)]
-enum Ranges {
-    /// Inclusive `(first, last)` byte positions, in the order asked.
-    Satisfiable(Vec<(u64, u64)>),
-    /// Every range lies past the end: 416.
-    Unsatisfiable,
-}
-
-/// Parses `bytes=…` (RFC 9110 §14.1.2). `None` means: ignore the header and send the whole
-/// file (another unit, a syntax error, too many ranges).
-fn parse_ranges(header: &str, len: u64) -> Option<Ranges> {
-    let (unit, set) = header.split_once('=')?;
-    if !unit.trim().eq_ignore_ascii_case("bytes") {
-        return None;
-    }
-    let specs: Vec<&str> = set
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    if specs.is_empty() || specs.len() > MAX_RANGES {
-        return None;
-    }
-    let mut out = Vec::new();
-    for spec in specs {
-        let (first, last) = spec.split_once('-')?;
-        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        let range = match (first.trim(), last.trim()) {
-            (f, "") if digits(f) => {
-                let f: u64 = f.parse().ok()?;
-                (f < len).then(|| (f, len - 1))
-            }
-            ("", l) if digits(l) => {
-                let n: u64 = l.parse().ok()?;
-                (n > 0 && len > 0).then(|| (len.saturating_sub(n), len - 1))
-            }
-            (f, l) if digits(f) && digits(l) => {
-                let (f, l): (u64, u64) = (f.parse().ok()?, l.parse().ok()?);
-                if l < f {
-                    return None;
-                }
-                (f < len).then(|| (f, l.min(len - 1)))
-            }
-            _ => return None,
-        };
-        out.extend(range);
-    }
-    Some(if out.is_empty() {
-        Ranges::Unsatisfiable
-    } else {
-        Ranges::Satisfiable(out)
-    })
-}
-
-/// `If-Range`: the range applies only if the validator still matches (a strong ETag, or the
-/// exact `Last-Modified` date); otherwise the whole file is sent.
-fn if_range_holds<B>(
-    req: &Request<B>,
-    etag: &str,
-    modified: Option<std::time::SystemTime>,
-) -> bool {
-    let Some(v) = req.headers().get(IF_RANGE).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    let v = v.trim();
-    if v.starts_with('"') {
-        return v == etag;
-    }
-    if v.starts_with("W/") {
-        return false;
-    }
-    match (httpdate::parse_http_date(v), modified) {
-        (Ok(date), Some(m)) => secs(date) == secs(m),
-        _ => false,
-    }
-}
-
-fn secs(t: std::time::SystemTime) -> u64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn etag(meta: &std::fs::Metadata) -> String {
@@ -431,51 +280,4 @@ fn content_type(path: &Path) -> HeaderValue {
     };
     HeaderValue::from_str(&value)
         .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn r(h: &str, len: u64) -> Option<Ranges> {
-        parse_ranges(h, len)
-    }
-
-    #[test]
-    fn byte_ranges() {
-        use Ranges::*;
-        assert_eq!(r("bytes=0-499", 1000), Some(Satisfiable(vec![(0, 499)])));
-        assert_eq!(r("bytes=500-", 1000), Some(Satisfiable(vec![(500, 999)])));
-        assert_eq!(r("bytes=-200", 1000), Some(Satisfiable(vec![(800, 999)])));
-        assert_eq!(r("bytes=-2000", 1000), Some(Satisfiable(vec![(0, 999)])));
-        assert_eq!(
-            r("bytes=900-5000", 1000),
-            Some(Satisfiable(vec![(900, 999)]))
-        );
-        assert_eq!(
-            r("bytes=0-0, -1", 1000),
-            Some(Satisfiable(vec![(0, 0), (999, 999)]))
-        );
-        assert_eq!(r("bytes=1000-", 1000), Some(Unsatisfiable));
-        assert_eq!(r("bytes=-0", 1000), Some(Unsatisfiable));
-        assert_eq!(r("bytes=0-", 0), Some(Unsatisfiable));
-        for ignored in [
-            "items=0-1",
-            "bytes=5-1",
-            "bytes=a-b",
-            "bytes=",
-            "bytes=1-2-3",
-            "bytes=--1",
-        ] {
-            assert_eq!(r(ignored, 1000), None, "{ignored}");
-        }
-        let many = format!(
-            "bytes={}",
-            (0..17)
-                .map(|i| format!("{i}-{i}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        assert_eq!(r(&many, 1000), None);
-    }
 }
