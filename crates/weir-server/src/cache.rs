@@ -108,7 +108,7 @@ pub(crate) enum Begin {
         /// The refresh's cache state (it leads the key's fill).
         plan: Box<Plan>,
         /// The refresh request's head (GET, the client's fields minus its conditionals).
-        request: Parts,
+        request: Box<Parts>,
     },
 }
 
@@ -299,7 +299,7 @@ impl CacheHandle {
                         return Begin::Refresh {
                             response: resp,
                             plan: Box::new(plan),
-                            request: refresh.into_parts().0,
+                            request: Box::new(refresh.into_parts().0),
                         };
                     }
                     if decision == Reuse::Fresh {

@@ -231,7 +231,7 @@ async fn process(
                     } => {
                         refresh_in_background(RefreshJob {
                             plan,
-                            parts: request,
+                            parts: *request,
                             ctx,
                             rt: rt.clone(),
                             conn: conn.clone(),
