@@ -25,6 +25,8 @@ fn filled(n: usize) -> MemoryStore {
                 response_time: now,
             },
             directives: ResponseDirectives::default(),
+            body_len: 16,
+            file: None,
         };
         // Every object carries "all" and one of 100 product tags.
         let tags = vec!["all".to_owned(), format!("product-{}", i % 100)];

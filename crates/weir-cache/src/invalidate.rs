@@ -36,29 +36,29 @@ pub fn targets(
         path_and_query: path_and_query.to_owned(),
     }];
     for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
-        let Some(v) = response.get(&name).and_then(|v| v.to_str().ok()) else {
-            continue;
-        };
-        let Ok(uri) = v.trim().parse::<http::Uri>() else {
-            continue;
-        };
-        let same_origin = match (uri.scheme_str(), uri.host()) {
-            (None, None) => true,
-            (Some(s), Some(h)) => s.eq_ignore_ascii_case(scheme) && h.eq_ignore_ascii_case(&host),
-            _ => false,
-        };
-        let pq = uri.path_and_query().map_or("/", |p| p.as_str());
-        if same_origin && pq.starts_with('/') {
-            let t = Target {
-                host: host.clone(),
-                path_and_query: pq.to_owned(),
-            };
+        if let Some(t) = same_origin(response.get(&name), scheme, &host) {
             if !out.contains(&t) {
                 out.push(t);
             }
         }
     }
     out
+}
+
+/// A `Location`/`Content-Location` value as a URI of the request's origin (`scheme`, `host`
+/// lowercase), or `None` when it is another origin's or does not parse.
+pub fn same_origin(value: Option<&http::HeaderValue>, scheme: &str, host: &str) -> Option<Target> {
+    let uri = value?.to_str().ok()?.trim().parse::<http::Uri>().ok()?;
+    let same = match (uri.scheme_str(), uri.host()) {
+        (None, None) => true,
+        (Some(s), Some(h)) => s.eq_ignore_ascii_case(scheme) && h.eq_ignore_ascii_case(host),
+        _ => false,
+    };
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    (same && pq.starts_with('/')).then(|| Target {
+        host: host.to_owned(),
+        path_and_query: pq.to_owned(),
+    })
 }
 
 #[cfg(test)]

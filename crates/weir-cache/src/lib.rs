@@ -22,6 +22,7 @@
 
 pub mod conditional;
 pub mod directives;
+pub mod disk;
 pub mod freshness;
 pub mod invalidate;
 pub mod key;
@@ -42,4 +43,29 @@ pub(crate) fn headers_of<V: AsRef<str>>(pairs: &[(&str, V)]) -> http::HeaderMap 
         );
     }
     m
+}
+
+/// Test support: a fresh 200 variant with `body`, fresh for `lifetime` seconds.
+#[cfg(test)]
+pub(crate) fn test_variant(
+    secondary: Vec<(http::HeaderName, String)>,
+    headers: http::HeaderMap,
+    body: &'static str,
+    lifetime: u64,
+) -> store::Variant {
+    store::Variant {
+        secondary,
+        status: http::StatusCode::OK,
+        headers,
+        body: bytes::Bytes::from_static(body.as_bytes()),
+        freshness: freshness::Freshness {
+            lifetime: std::time::Duration::from_secs(lifetime),
+            heuristic: false,
+            initial_age: std::time::Duration::ZERO,
+            response_time: std::time::SystemTime::now(),
+        },
+        directives: directives::ResponseDirectives::default(),
+        body_len: body.len() as u64,
+        file: None,
+    }
 }

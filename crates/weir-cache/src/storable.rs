@@ -132,6 +132,27 @@ pub fn check(
     Ok(())
 }
 
+/// Whether a POST response may be stored for later GET and HEAD requests of its target URI
+/// (RFC 9110 §9.3.3): it has explicit freshness and a `Content-Location` naming the target
+/// URI itself. (`check` decides the rest, with POST among the rules' methods.)
+pub fn post_reusable(
+    scheme: &str,
+    host: &str,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    d: &ResponseDirectives,
+) -> bool {
+    let explicit = d.max_age.is_some()
+        || d.s_maxage.is_some()
+        || (!d.targeted && headers.contains_key(http::header::EXPIRES));
+    let location = crate::invalidate::same_origin(
+        headers.get(http::header::CONTENT_LOCATION),
+        scheme,
+        &host.to_ascii_lowercase(),
+    );
+    explicit && location.is_some_and(|t| t.path_and_query == path_and_query)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,5 +277,34 @@ mod tests {
             ),
             Err(Status)
         );
+    }
+
+    #[test]
+    fn post_responses_need_freshness_and_their_own_content_location() {
+        let ok = |pairs: &[(&str, &str)]| {
+            let h = crate::headers_of(pairs);
+            let d = ResponseDirectives::parse(&h, None);
+            post_reusable("https", "Shop.Test", "/search?q=1", &h, &d)
+        };
+        let cl = ("content-location", "/search?q=1");
+        assert!(ok(&[("cache-control", "max-age=60"), cl]));
+        assert!(ok(&[
+            ("cache-control", "s-maxage=60"),
+            ("content-location", "https://shop.test/search?q=1")
+        ]));
+        assert!(ok(&[("expires", "Thu, 01 Jan 2099 00:00:00 GMT"), cl]));
+        assert!(!ok(&[cl]), "no explicit freshness");
+        assert!(
+            !ok(&[("cache-control", "max-age=60")]),
+            "no Content-Location"
+        );
+        assert!(!ok(&[
+            ("cache-control", "max-age=60"),
+            ("content-location", "/search?q=2")
+        ]));
+        assert!(!ok(&[
+            ("cache-control", "max-age=60"),
+            ("content-location", "https://evil.test/search?q=1")
+        ]));
     }
 }

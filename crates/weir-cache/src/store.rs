@@ -13,7 +13,7 @@ use crate::freshness::Freshness;
 use crate::key;
 
 /// One stored response.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Variant {
     /// The request's normalised values of the `Vary`d fields.
     pub secondary: Vec<(HeaderName, String)>,
@@ -27,6 +27,11 @@ pub struct Variant {
     pub freshness: Freshness,
     /// Its caching directives.
     pub directives: ResponseDirectives,
+    /// The body's length (`body.len()` in memory; on disk `body` is empty and the bytes are
+    /// in the file).
+    pub body_len: u64,
+    /// Where the body is when it is on disk only (then `body` is empty).
+    pub file: Option<crate::disk::FileBody>,
 }
 
 impl Variant {
@@ -69,16 +74,9 @@ type TagIndex =
 
 /// A copy of `v` that is stale from `at` on (its lifetime ends at its age then).
 fn stale_copy(v: &Variant, at: std::time::SystemTime) -> Variant {
-    let mut freshness = v.freshness;
-    freshness.lifetime = freshness.lifetime.min(freshness.age(at));
-    Variant {
-        secondary: v.secondary.clone(),
-        status: v.status,
-        headers: v.headers.clone(),
-        body: v.body.clone(),
-        freshness,
-        directives: v.directives.clone(),
-    }
+    let mut copy = v.clone();
+    copy.freshness.lifetime = copy.freshness.lifetime.min(copy.freshness.age(at));
+    copy
 }
 
 /// What a lookup found.
@@ -99,6 +97,8 @@ pub struct MemoryStore {
     tags: TagIndex,
     /// Soft tag purges: tag → when. A variant received before is stale from then on.
     soft_tags: std::sync::RwLock<std::collections::HashMap<String, std::time::SystemTime>>,
+    /// Entries evicted for room.
+    evictions: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -114,6 +114,8 @@ impl MemoryStore {
     pub fn new(max_bytes: u64) -> Self {
         let tags: TagIndex = Arc::default();
         let index = tags.clone();
+        let evictions: Arc<std::sync::atomic::AtomicU64> = Arc::default();
+        let evicted = evictions.clone();
         let cache = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|_k: &Vec<u8>, e: &Arc<Entry>| {
@@ -125,6 +127,9 @@ impl MemoryStore {
             .eviction_listener(move |key: Arc<Vec<u8>>, entry: Arc<Entry>, cause| {
                 if cause == moka::notification::RemovalCause::Replaced {
                     return;
+                }
+                if cause == moka::notification::RemovalCause::Size {
+                    evicted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 let mut idx = index.lock().unwrap_or_else(|p| p.into_inner());
                 for t in &entry.tags {
@@ -141,6 +146,7 @@ impl MemoryStore {
             cache,
             tags,
             soft_tags: std::sync::RwLock::default(),
+            evictions,
         }
     }
 
@@ -301,6 +307,11 @@ impl MemoryStore {
         let _ = self.cache.invalidate_entries_if(move |_, e| e.uri == uri);
     }
 
+    /// Entries evicted to stay under the byte cap so far.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Objects (primary keys) and bytes stored now.
     pub fn usage(&self) -> (u64, u64) {
         self.cache.run_pending_tasks();
@@ -311,22 +322,10 @@ impl MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, SystemTime};
+    use std::time::SystemTime;
 
     fn variant(secondary: Vec<(HeaderName, String)>, body: &'static str) -> Variant {
-        Variant {
-            secondary,
-            status: StatusCode::OK,
-            headers: HeaderMap::new(),
-            body: Bytes::from_static(body.as_bytes()),
-            freshness: Freshness {
-                lifetime: Duration::from_secs(60),
-                heuristic: false,
-                initial_age: Duration::ZERO,
-                response_time: SystemTime::now(),
-            },
-            directives: ResponseDirectives::default(),
-        }
+        crate::test_variant(secondary, HeaderMap::new(), body, 60)
     }
 
     #[test]

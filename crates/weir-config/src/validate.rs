@@ -831,11 +831,38 @@ fn check_route_options(config: &Config, out: &mut Vec<Diagnostic>) {
         crate::validate_policy::check_headers(&c.key_headers, &at.key("key_headers"), out);
         crate::validate_policy::check_headers(&c.targeted_fields, &at.key("targeted_fields"), out);
         crate::validate_policy::check_headers(&c.tag_headers, &at.key("tag_headers"), out);
-        if c.max_object_size.bytes() > c.max_memory.bytes() {
-            out.push(Diagnostic::at(
-                at.key("max_object_size"),
-                "must not exceed max_memory",
-            ));
+        match &c.disk {
+            None if c.max_object_size.bytes() > c.max_memory.bytes() => {
+                out.push(
+                    Diagnostic::at(at.key("max_object_size"), "must not exceed max_memory").help(
+                        "larger objects need a disk tier: `disk = { path = …, max_size = … }`",
+                    ),
+                );
+            }
+            Some(d) if c.max_object_size.bytes() > d.max_size.bytes() => {
+                out.push(Diagnostic::at(
+                    at.key("max_object_size"),
+                    "must not exceed disk.max_size",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(d) = &c.disk {
+            if d.path.trim().is_empty() {
+                out.push(Diagnostic::at(
+                    at.key("disk").key("path"),
+                    "must not be empty",
+                ));
+            }
+            let shared = config.caches[..i]
+                .iter()
+                .any(|o| o.disk.as_ref().is_some_and(|od| od.path == d.path));
+            if shared {
+                out.push(Diagnostic::at(
+                    at.key("disk").key("path"),
+                    format!("`{}` is already another cache's disk tier", d.path),
+                ));
+            }
         }
     }
     for (i, r) in config.routes.iter().enumerate() {

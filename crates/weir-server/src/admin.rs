@@ -591,8 +591,8 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Full<B
     resp
 }
 
-/// The `cache` label of a cache's gauges.
-type CacheLabel<'a> = [(&'a str, &'a str); 1];
+/// The `cache` and `tier` labels of a cache's gauges.
+type TierLabel<'a> = [(&'a str, &'a str); 2];
 
 /// Requests by route, durations, bytes, requests in flight and upstream try durations.
 fn request_metrics(shared: &Shared) -> String {
@@ -630,7 +630,9 @@ fn request_metrics(shared: &Shared) -> String {
         decisions.iter().map(|(l, n)| (&l[..], *n as f64)),
     );
     let mut cache_results: Vec<([(&str, &str); 2], u64)> = Vec::new();
-    let mut cache_usage: Vec<(CacheLabel<'_>, u64, u64)> = Vec::new();
+    let mut cache_usage: Vec<(TierLabel<'_>, u64, u64)> = Vec::new();
+    let mut cache_evictions: Vec<([(&str, &str); 2], u64)> = Vec::new();
+    let mut cache_disk: Vec<([(&str, &str); 2], u64)> = Vec::new();
     for c in &runtime.caches {
         let k = &c.counters;
         for (result, n) in [
@@ -646,8 +648,28 @@ fn request_metrics(shared: &Shared) -> String {
                 n.load(Ordering::Relaxed),
             ));
         }
-        let (objects, bytes) = c.usage();
-        cache_usage.push(([("cache", &*c.name)], objects, bytes));
+        let [memory, disk] = c.usage();
+        let [evicted_memory, evicted_disk] = c.evictions();
+        cache_usage.push((
+            [("cache", &*c.name), ("tier", "memory")],
+            memory.0,
+            memory.1,
+        ));
+        cache_evictions.push(([("cache", &*c.name), ("tier", "memory")], evicted_memory));
+        if c.has_disk() {
+            cache_usage.push(([("cache", &*c.name), ("tier", "disk")], disk.0, disk.1));
+            cache_evictions.push(([("cache", &*c.name), ("tier", "disk")], evicted_disk));
+            for (event, n) in [
+                ("hit", &k.disk_hits),
+                ("write", &k.disk_writes),
+                ("error", &k.disk_errors),
+            ] {
+                cache_disk.push((
+                    [("cache", &*c.name), ("event", event)],
+                    n.load(Ordering::Relaxed),
+                ));
+            }
+        }
     }
     e.family(
         "weir_cache_requests_total",
@@ -696,14 +718,26 @@ fn request_metrics(shared: &Shared) -> String {
     e.family(
         "weir_cache_objects",
         Kind::Gauge,
-        "URIs stored in the memory tier.",
+        "URIs stored, per tier (memory, disk).",
         cache_usage.iter().map(|(l, o, _)| (&l[..], *o as f64)),
     );
     e.family(
         "weir_cache_bytes",
         Kind::Gauge,
-        "Bytes stored in the memory tier (bodies and headers).",
+        "Bytes stored per tier: bodies and headers in memory, file sizes on disk.",
         cache_usage.iter().map(|(l, _, b)| (&l[..], *b as f64)),
+    );
+    e.family(
+        "weir_cache_evictions_total",
+        Kind::Counter,
+        "Objects evicted to stay under a tier's byte cap.",
+        cache_evictions.iter().map(|(l, n)| (&l[..], *n as f64)),
+    );
+    e.family(
+        "weir_cache_disk_total",
+        Kind::Counter,
+        "Disk tier events: hits (found on disk, not in memory), writes, errors (failed reads or writes).",
+        cache_disk.iter().map(|(l, n)| (&l[..], *n as f64)),
     );
     let (by_coding, bytes_in, bytes_out) = shared.compression.snapshot();
     let coding_labels: Vec<([(&str, &str); 1], u64)> = by_coding

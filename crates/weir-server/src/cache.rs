@@ -16,6 +16,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use weir_cache::conditional::{self, Outcome as Cond};
 use weir_cache::directives::{RequestDirectives, ResponseDirectives};
+use weir_cache::disk::{DiskStore, FileBody};
 use weir_cache::freshness::Freshness;
 use weir_cache::key::{self, KeyRules, QueryRule};
 use weir_cache::reuse::{self, Reuse, StalePolicy};
@@ -44,6 +45,9 @@ pub(crate) struct CacheCounters {
     pub(crate) invalidated: AtomicU64,
     pub(crate) collapsed: AtomicU64,
     pub(crate) purged: AtomicU64,
+    pub(crate) disk_hits: AtomicU64,
+    pub(crate) disk_writes: AtomicU64,
+    pub(crate) disk_errors: AtomicU64,
 }
 
 /// Fills in flight: the first miss of a key leads; later ones wait for it.
@@ -82,6 +86,12 @@ enum Turn {
 pub(crate) struct CacheHandle {
     pub(crate) name: Arc<str>,
     store: MemoryStore,
+    /// The disk tier, when configured.
+    disk: Option<Arc<DiskStore>>,
+    /// Objects at least this large live on disk only (with a disk tier).
+    large_object: usize,
+    set_cookie: weir_config::SetCookie,
+    store_post: bool,
     rules: KeyRules,
     store_rules: StoreRules,
     targeted: Vec<HeaderName>,
@@ -133,7 +143,7 @@ pub(crate) struct Plan {
 }
 
 impl CacheHandle {
-    pub(crate) fn compile(cfg: &weir_config::Cache) -> Self {
+    pub(crate) fn compile(cfg: &weir_config::Cache) -> Result<Self, std::io::Error> {
         let query = match &cfg.key_query {
             weir_config::KeyQuery::All => QueryRule::All,
             weir_config::KeyQuery::None => QueryRule::Ignore,
@@ -145,9 +155,28 @@ impl CacheHandle {
                 .filter_map(|h| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok())
                 .collect::<Vec<_>>()
         };
-        Self {
+        let targeted = names(&cfg.targeted_fields);
+        let disk = match &cfg.disk {
+            Some(d) => Some(Arc::new(DiskStore::open(
+                std::path::Path::new(&d.path),
+                d.max_size.bytes(),
+                targeted.clone(),
+            )?)),
+            None => None,
+        };
+        let mut methods = vec![Method::GET, Method::HEAD];
+        if cfg.store_post {
+            methods.push(Method::POST);
+        }
+        Ok(Self {
             name: Arc::from(cfg.name.as_str()),
             store: MemoryStore::new(cfg.max_memory.bytes()),
+            disk,
+            large_object: cfg.disk.as_ref().map_or(usize::MAX, |d| {
+                usize::try_from(d.large_object_size.bytes()).unwrap_or(usize::MAX)
+            }),
+            set_cookie: cfg.set_cookie,
+            store_post: cfg.store_post,
             rules: KeyRules {
                 query,
                 sort_query: cfg.key_sort_query,
@@ -155,10 +184,10 @@ impl CacheHandle {
                 cookies: cfg.key_cookies.clone(),
             },
             store_rules: StoreRules {
-                store_set_cookie: cfg.store_set_cookie,
-                ..StoreRules::default()
+                store_set_cookie: cfg.set_cookie != weir_config::SetCookie::NoStore,
+                methods,
             },
-            targeted: names(&cfg.targeted_fields),
+            targeted,
             max_object: usize::try_from(cfg.max_object_size.bytes()).unwrap_or(usize::MAX),
             stale: StalePolicy {
                 grace: cfg.grace.get(),
@@ -171,18 +200,131 @@ impl CacheHandle {
                 .as_ref()
                 .map(weir_policy::ip::IpRules::compile),
             counters: CacheCounters::default(),
-        }
+        })
     }
 
     /// Purges (hard or soft) what `what` names; returns the URIs (or tagged objects) touched.
     pub(crate) fn purge(&self, what: Purge<'_>, soft: bool) -> usize {
         self.counters.purged.fetch_add(1, Ordering::Relaxed);
-        self.store.purge(what, soft, SystemTime::now())
+        let now = SystemTime::now();
+        let n = self.store.purge(what, soft, now);
+        match &self.disk {
+            Some(d) => n.max(d.purge(what, soft, now)),
+            None => n,
+        }
     }
 
-    /// Objects and bytes stored.
-    pub(crate) fn usage(&self) -> (u64, u64) {
-        self.store.usage()
+    /// Objects and bytes stored, in memory and on disk.
+    pub(crate) fn usage(&self) -> [(u64, u64); 2] {
+        let disk = self.disk.as_ref().map_or((0, 0), |d| d.usage());
+        [self.store.usage(), disk]
+    }
+
+    /// Objects evicted to stay under the byte caps, from memory and from disk.
+    pub(crate) fn evictions(&self) -> [u64; 2] {
+        [
+            self.store.evictions(),
+            self.disk.as_ref().map_or(0, |d| d.evictions()),
+        ]
+    }
+
+    /// Removes everything stored for a target URI (`host` + path and query), in both tiers.
+    fn invalidate_uri(&self, uri: &str) {
+        self.store.invalidate_uri(uri);
+        if let Some(d) = &self.disk {
+            d.invalidate_uri(uri);
+        }
+    }
+
+    /// Whether the cache has a disk tier.
+    pub(crate) fn has_disk(&self) -> bool {
+        self.disk.is_some()
+    }
+
+    /// The variant for a request: from memory, else from disk (a small one is read and put in
+    /// memory; a large one is served from its file).
+    async fn lookup(&self, primary: &[u8], request: &HeaderMap) -> Lookup {
+        let mem = self.store.lookup(primary, request);
+        let Some(disk) = &self.disk else {
+            return mem;
+        };
+        if matches!(mem, Lookup::Found(_)) {
+            return mem;
+        }
+        let (found, hit) = disk.lookup(primary, request);
+        let (Lookup::Found(v), Some(hit)) = (found, hit) else {
+            return mem;
+        };
+        self.counters.disk_hits.fetch_add(1, Ordering::Relaxed);
+        let len = usize::try_from(v.body_len).unwrap_or(usize::MAX);
+        if len >= self.large_object {
+            let mut on_disk = (*v).clone();
+            on_disk.file = Some(hit.body);
+            return Lookup::Found(Arc::new(on_disk));
+        }
+        let file = hit.body.clone();
+        let read = tokio::task::spawn_blocking(move || file.read(0, file.len)).await;
+        let Ok(Ok(body)) = read else {
+            self.counters.disk_errors.fetch_add(1, Ordering::Relaxed);
+            return mem;
+        };
+        let mut promoted = (*v).clone();
+        promoted.body = body;
+        self.store.insert_tagged(
+            primary.to_vec(),
+            hit.uri,
+            hit.vary,
+            promoted.clone(),
+            hit.tags,
+        );
+        Lookup::Found(Arc::new(promoted))
+    }
+
+    /// Stores a variant: in memory unless it is large (and there is a disk tier), and on disk
+    /// (written on a blocking thread).
+    fn keep(
+        self: &Arc<Self>,
+        primary: Vec<u8>,
+        uri: String,
+        vary: Vec<HeaderName>,
+        v: Variant,
+        tags: Vec<String>,
+    ) {
+        let Some(disk) = self.disk.clone() else {
+            self.store.insert_tagged(primary, uri, vary, v, tags);
+            return;
+        };
+        let large = usize::try_from(v.body_len).unwrap_or(usize::MAX) >= self.large_object;
+        if !large {
+            self.store.insert_tagged(
+                primary.clone(),
+                uri.clone(),
+                vary.clone(),
+                v.clone(),
+                tags.clone(),
+            );
+        }
+        let this = self.clone();
+        drop(tokio::task::spawn_blocking(move || {
+            let mut v = v;
+            if let Some(file) = v.file.take() {
+                // A disk-only object freshened by a 304: its body comes from its old file.
+                match file.read(0, file.len) {
+                    Ok(b) => v.body = b,
+                    Err(_) => {
+                        this.counters.disk_errors.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
+            match disk.insert(&primary, &uri, &vary, &v, &tags) {
+                Ok(()) => this.counters.disk_writes.fetch_add(1, Ordering::Relaxed),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cache disk write failed");
+                    this.counters.disk_errors.fetch_add(1, Ordering::Relaxed)
+                }
+            };
+        }));
     }
 
     /// Leads the fill of `key`, or waits for the request that does.
@@ -254,6 +396,9 @@ impl CacheHandle {
         }
         if parts.method != Method::GET && parts.method != Method::HEAD {
             ctx.cache = Some("bypass");
+            if parts.method == Method::POST && self.store_post {
+                plan.request_headers = parts.headers.clone();
+            }
             return Begin::Forward(Box::new(plan));
         }
         plan.request_headers = parts.headers.clone();
@@ -261,7 +406,7 @@ impl CacheHandle {
         let mut collapsed = false;
         loop {
             let now = SystemTime::now();
-            let found = match self.store.lookup(&plan.primary, &parts.headers) {
+            let found = match self.lookup(&plan.primary, &parts.headers).await {
                 Lookup::Found(v) => {
                     let decision =
                         reuse::decide(&v.freshness, &v.directives, &req, self.stale, now);
@@ -473,16 +618,16 @@ fn serve(
             r
         }
         Cond::Serve => {
-            let body = if *method == Method::HEAD {
-                ResponseBody::Empty
-            } else {
-                ResponseBody::full(v.body.clone())
+            let body = match &v.file {
+                _ if *method == Method::HEAD => ResponseBody::Empty,
+                Some(f) => file_body(vec![Part::Slice(0, f.len)], f.clone()),
+                None => ResponseBody::full(v.body.clone()),
             };
             let mut r = Response::new(body);
             *r.status_mut() = v.status;
             *r.headers_mut() = v.headers.clone();
             r.headers_mut()
-                .insert(CONTENT_LENGTH, HeaderValue::from(v.body.len()));
+                .insert(CONTENT_LENGTH, HeaderValue::from(v.body_len));
             if *method == Method::GET && v.status == StatusCode::OK {
                 serve_ranges(&mut r, v, request);
             }
@@ -512,10 +657,15 @@ fn serve_ranges(r: &mut Response<ResponseBody>, v: &Variant, request: &HeaderMap
     if !ranges::if_range_holds(request, etag, modified) {
         return;
     }
-    let len = v.body.len() as u64;
+    let len = v.body_len;
     let Some(set) = ranges::parse(header, len) else {
         return;
     };
+    if let Some(f) = &v.file {
+        let parts = ranges::partial(r, &set, len);
+        *r.body_mut() = file_body(parts, f.clone());
+        return;
+    }
     let mut body = bytes::BytesMut::new();
     let mut single = None;
     let parts = ranges::partial(r, &set, len);
@@ -538,6 +688,39 @@ fn serve_ranges(r: &mut Response<ResponseBody>, v: &Variant, request: &HeaderMap
         }
     }
     *r.body_mut() = ResponseBody::full(single.unwrap_or_else(|| body.freeze()));
+}
+
+/// A body made of framing bytes and slices of a stored object's file, read 64 KiB at a time
+/// on blocking threads as the client takes them.
+fn file_body(parts: Vec<Part>, file: FileBody) -> ResponseBody {
+    use futures_util::StreamExt;
+    const CHUNK: u64 = 64 * 1024;
+    let pieces = parts.into_iter().flat_map(|p| -> Vec<Part> {
+        match p {
+            Part::Bytes(b) => vec![Part::Bytes(b)],
+            Part::Slice(start, n) => (0..n.div_ceil(CHUNK))
+                .map(|i| Part::Slice(start + i * CHUNK, CHUNK.min(n - i * CHUNK)))
+                .collect(),
+        }
+    });
+    let stream = futures_util::stream::iter(pieces).then(move |p| {
+        let file = file.clone();
+        async move {
+            match p {
+                Part::Bytes(b) => Ok(b),
+                Part::Slice(start, n) => tokio::task::spawn_blocking(move || file.read(start, n))
+                    .await
+                    .map_err(std::io::Error::other)?,
+            }
+        }
+    });
+    let frames = stream.map(|r| {
+        r.map(http_body::Frame::data)
+            .map_err(|e| -> weir_core::BoxError { e.into() })
+    });
+    ResponseBody::Stream(http_body_util::BodyExt::boxed_unsync(
+        http_body_util::StreamBody::new(frames),
+    ))
 }
 
 impl Plan {
@@ -573,6 +756,18 @@ impl Plan {
     ) -> Result<Outcome, ProxyError> {
         let h = &self.handle;
         let now = SystemTime::now();
+        let post_stored = |out: &Outcome| {
+            self.method == Method::POST
+                && h.store_post
+                && storable::post_reusable(
+                    self.scheme,
+                    &self.host,
+                    &self.path_and_query,
+                    out.response.headers(),
+                    &ResponseDirectives::parse(out.response.headers(), Some(&h.targeted)),
+                )
+        };
+        let store_post = result.as_ref().is_ok_and(post_stored);
         if self.method != Method::GET && self.method != Method::HEAD {
             if let Ok(out) = &result {
                 let targets = weir_cache::invalidate::targets(
@@ -584,11 +779,12 @@ impl Plan {
                     out.response.headers(),
                 );
                 for t in targets {
-                    h.store
-                        .invalidate_uri(&format!("{}{}", t.host, t.path_and_query));
+                    h.invalidate_uri(&format!("{}{}", t.host, t.path_and_query));
                     h.counters.invalidated.fetch_add(1, Ordering::Relaxed);
                 }
             }
+        }
+        if self.method != Method::GET && self.method != Method::HEAD && !store_post {
             return result.map(|mut out| {
                 let s = CacheStatus {
                     fwd: Some(Forward::Method),
@@ -649,6 +845,8 @@ impl Plan {
                         headers,
                         body: v.body.clone(),
                         directives,
+                        body_len: v.body_len,
+                        file: v.file.clone(),
                     };
                     let vary = key::vary_fields(&freshened.headers).unwrap_or_default();
                     h.counters.revalidated.fetch_add(1, Ordering::Relaxed);
@@ -668,7 +866,7 @@ impl Plan {
                         &s,
                         &h.name,
                     );
-                    h.store.insert(self.primary, self.uri, vary, freshened);
+                    h.keep(self.primary, self.uri, vary, freshened, Vec::new());
                     return Ok(Outcome::from(resp));
                 }
             }
@@ -713,6 +911,9 @@ impl Plan {
             (Ok(()), Some(vary)) if declared.is_none_or(|n| n <= h.max_object) => {
                 let mut headers = out.response.headers().clone();
                 headers.remove(CACHE_STATUS.clone());
+                if h.set_cookie == weir_config::SetCookie::Strip {
+                    headers.remove(http::header::SET_COOKIE);
+                }
                 headers.remove(HeaderName::from_static("x-request-id"));
                 let mut tags: Vec<String> = Vec::new();
                 for name in &h.tag_headers {
@@ -736,7 +937,8 @@ impl Plan {
                     let _fill = fill;
                     if let Some(body) = whole {
                         handle.counters.stored.fetch_add(1, Ordering::Relaxed);
-                        handle.store.insert_tagged(
+                        let body_len = body.len() as u64;
+                        handle.keep(
                             primary,
                             uri,
                             vary,
@@ -747,6 +949,8 @@ impl Plan {
                                 body,
                                 freshness,
                                 directives: d,
+                                body_len,
+                                file: None,
                             },
                             tags,
                         );

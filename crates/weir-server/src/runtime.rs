@@ -18,6 +18,9 @@ pub enum CompileError {
     /// A policy failed to compile (a key that does not parse, an unreadable key file …).
     #[error(transparent)]
     Policy(#[from] weir_policy::CompileError),
+    /// A cache's disk tier could not be opened.
+    #[error("caches `{0}`: disk tier: {1}")]
+    CacheDisk(String, std::io::Error),
     /// A route's rewrite regex failed to compile.
     #[error("routes[{0}].rewrite: {1}")]
     Rewrite(usize, regex::Error),
@@ -153,9 +156,16 @@ impl Runtime {
                 previous
                     .filter(|(_, old)| old.caches.iter().any(|o| o == c))
                     .and_then(|(rt, _)| rt.caches.iter().find(|x| *x.name == *c.name).cloned())
-                    .unwrap_or_else(|| Arc::new(crate::cache::CacheHandle::compile(c)))
+                    .map_or_else(
+                        || {
+                            crate::cache::CacheHandle::compile(c)
+                                .map(Arc::new)
+                                .map_err(|e| CompileError::CacheDisk(c.name.clone(), e))
+                        },
+                        Ok,
+                    )
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         let route_opts = config
             .routes
             .iter()

@@ -93,9 +93,19 @@ pub struct Cache {
     /// present wins.
     #[serde(default = "defaults::cache_targeted")]
     pub targeted_fields: Vec<String>,
-    /// Store responses that carry `Set-Cookie`.
+    /// Responses that carry `Set-Cookie`: `no-store` (pass them through), `strip` (store
+    /// them without the `Set-Cookie` fields; the client that caused the fill still gets its
+    /// cookie) or `store` (store and replay the cookie to everyone).
     #[serde(default)]
-    pub store_set_cookie: bool,
+    pub set_cookie: SetCookie,
+    /// Store POST responses that RFC 9110 §9.3.3 allows to be reused (explicit freshness and
+    /// a `Content-Location` equal to the target URI), for later GET and HEAD of that URI.
+    #[serde(default)]
+    pub store_post: bool,
+    /// A disk tier: objects survive a restart; objects of `large_object_size` and more are
+    /// kept on disk only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<CacheDisk>,
     /// Concurrent misses (and revalidations) of one key wait this long for the first to fill
     /// the cache before going to the origin themselves.
     #[serde(default = "defaults::cache_lock_timeout")]
@@ -121,6 +131,32 @@ pub struct Cache {
     /// Cookies added to the key.
     #[serde(default)]
     pub key_cookies: Vec<String>,
+}
+
+/// A cache's disk tier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheDisk {
+    /// Directory of the tier (created if missing; Weir owns its `*.obj` files).
+    pub path: String,
+    /// Bytes the files may take; the least recently used are evicted beyond.
+    pub max_size: ByteSize,
+    /// Objects at least this large skip the memory tier.
+    #[serde(default = "defaults::cache_large_object")]
+    pub large_object_size: ByteSize,
+}
+
+/// What a cache does with responses that set cookies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SetCookie {
+    /// Not stored.
+    #[default]
+    NoStore,
+    /// Stored without their `Set-Cookie` fields.
+    Strip,
+    /// Stored with them.
+    Store,
 }
 
 /// Which query parameters take part in a cache key.
@@ -815,6 +851,9 @@ mod defaults {
     }
     pub fn cache_object() -> ByteSize {
         ByteSize::mib(8)
+    }
+    pub fn cache_large_object() -> ByteSize {
+        ByteSize::mib(1)
     }
     pub fn cache_tag_headers() -> Vec<String> {
         vec!["surrogate-key".to_owned(), "cache-tag".to_owned()]

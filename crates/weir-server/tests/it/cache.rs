@@ -176,7 +176,7 @@ async fn a_miss_is_stored_and_hits_are_served_with_age() {
         Some(3.0)
     );
     assert_eq!(
-        metric_value(&m, "weir_cache_objects{cache=\"edge\"}"),
+        metric_value(&m, "weir_cache_objects{cache=\"edge\",tier=\"memory\"}"),
         Some(2.0)
     );
 }

@@ -1,0 +1,794 @@
+//! The disk tier: one file per stored variant under a directory, an in-memory index of what
+//! is there (primary key → variants, URI, tags, sizes), a byte cap kept by evicting the least
+//! recently used, and a re-index at start so the tier survives a restart.
+//!
+//! A file is `WEIRCACHE1`, then the freshness facts at fixed offsets (so a soft purge
+//! rewrites them in place), then the length of a head (keys, URI, `Vary`, tags, status,
+//! header fields) and the head, then the body. Files are written to a temporary name and
+//! renamed into place, so a crash or a failed fill never leaves a half-written object that a
+//! restart would read; leftovers of either kind are removed by the re-index.
+//!
+//! Everything here does blocking file I/O: callers run it on a blocking thread
+//! (`tokio::task::spawn_blocking`), except [`DiskStore::lookup`], which only consults the
+//! index and opens one file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use crate::directives::ResponseDirectives;
+use crate::freshness::Freshness;
+use crate::key;
+use crate::store::{Lookup, Purge, Variant};
+
+const MAGIC: &[u8; 10] = b"WEIRCACHE1";
+/// magic, lifetime ms, heuristic, initial age ms, response time ms, head length.
+const FIXED: usize = 10 + 8 + 1 + 8 + 8 + 4;
+/// The largest head a file may claim (a corrupt length must not allocate gigabytes).
+const MAX_HEAD: usize = 1 << 20;
+
+/// A stored body on disk: an open file (still readable if the object is evicted meanwhile)
+/// and where the body lies in it.
+#[derive(Debug, Clone)]
+pub struct FileBody {
+    /// The object's file, opened when it was looked up.
+    pub file: Arc<File>,
+    /// Where the body starts.
+    pub offset: u64,
+    /// Body length.
+    pub len: u64,
+}
+
+impl FileBody {
+    /// Reads `n` bytes from `start` within the body (blocking).
+    pub fn read(&self, start: u64, n: u64) -> std::io::Result<Bytes> {
+        let n = usize::try_from(n.min(self.len.saturating_sub(start)))
+            .map_err(std::io::Error::other)?;
+        let mut buf = vec![0u8; n];
+        self.file.read_exact_at(&mut buf, self.offset + start)?;
+        Ok(Bytes::from(buf))
+    }
+}
+
+/// A variant found on disk.
+#[derive(Debug, Clone)]
+pub struct DiskHit {
+    /// Its body.
+    pub body: FileBody,
+    /// Its primary key's target URI.
+    pub uri: String,
+    /// Its primary key's `Vary` fields.
+    pub vary: Vec<HeaderName>,
+    /// Its primary key's purge tags.
+    pub tags: Vec<String>,
+}
+
+/// One variant's file, as indexed.
+#[derive(Debug)]
+struct Indexed {
+    path: PathBuf,
+    size: u64,
+    body_offset: u64,
+    tick: u64,
+    variant: Arc<Variant>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    uri: String,
+    vary: Vec<HeaderName>,
+    tags: Vec<String>,
+    variants: Vec<Indexed>,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    entries: HashMap<Vec<u8>, Entry>,
+    /// Least recently used first: tick → (primary key, file).
+    lru: BTreeMap<u64, (Vec<u8>, PathBuf)>,
+    tick: u64,
+    bytes: u64,
+    files: u64,
+}
+
+impl Index {
+    fn next_tick(&mut self) -> u64 {
+        self.tick += 1;
+        self.tick
+    }
+
+    /// Forgets one variant's file; returns its path for deleting.
+    fn forget(&mut self, primary: &[u8], path: &Path) -> Option<PathBuf> {
+        let entry = self.entries.get_mut(primary)?;
+        let at = entry.variants.iter().position(|v| v.path == path)?;
+        let v = entry.variants.swap_remove(at);
+        self.lru.remove(&v.tick);
+        self.bytes = self.bytes.saturating_sub(v.size);
+        self.files = self.files.saturating_sub(1);
+        if entry.variants.is_empty() {
+            self.entries.remove(primary);
+        }
+        Some(v.path)
+    }
+
+    /// Forgets every variant of a primary key; returns their paths.
+    fn forget_all(&mut self, primary: &[u8]) -> Vec<PathBuf> {
+        let Some(entry) = self.entries.remove(primary) else {
+            return Vec::new();
+        };
+        entry
+            .variants
+            .into_iter()
+            .map(|v| {
+                self.lru.remove(&v.tick);
+                self.bytes = self.bytes.saturating_sub(v.size);
+                self.files = self.files.saturating_sub(1);
+                v.path
+            })
+            .collect()
+    }
+
+    fn add(
+        &mut self,
+        primary: Vec<u8>,
+        uri: String,
+        vary: Vec<HeaderName>,
+        tags: Vec<String>,
+        mut v: Indexed,
+    ) {
+        v.tick = self.next_tick();
+        self.lru.insert(v.tick, (primary.clone(), v.path.clone()));
+        self.bytes += v.size;
+        self.files += 1;
+        let entry = self.entries.entry(primary).or_insert_with(|| Entry {
+            uri: uri.clone(),
+            vary: vary.clone(),
+            tags: Vec::new(),
+            variants: Vec::new(),
+        });
+        entry.uri = uri;
+        entry.vary = vary;
+        for t in tags {
+            if !entry.tags.contains(&t) {
+                entry.tags.push(t);
+            }
+        }
+        entry.variants.push(v);
+    }
+}
+
+/// The disk tier of one cache.
+#[derive(Debug)]
+pub struct DiskStore {
+    dir: PathBuf,
+    max_bytes: u64,
+    targeted: Vec<HeaderName>,
+    index: Mutex<Index>,
+    evictions: AtomicU64,
+    seq: AtomicU64,
+}
+
+/// A file name for a variant: a hash of its keys (a collision only costs a miss: the head
+/// is checked on re-index, and the index is keyed by the real keys).
+fn file_name(primary: &[u8], secondary: &[(HeaderName, String)]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    };
+    eat(primary);
+    for (k, v) in secondary {
+        eat(k.as_str().as_bytes());
+        eat(v.as_bytes());
+    }
+    format!("{h:016x}.obj")
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn since_epoch(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(millis).unwrap_or(0)
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn bytes(&mut self, b: &[u8]) {
+        self.0.extend_from_slice(&(b.len() as u32).to_le_bytes());
+        self.0.extend_from_slice(b);
+    }
+    fn count(&mut self, n: usize) {
+        self.0.extend_from_slice(&(n as u32).to_le_bytes());
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn u32(&mut self) -> Option<u32> {
+        let (a, rest) = self.0.split_first_chunk::<4>()?;
+        self.0 = rest;
+        Some(u32::from_le_bytes(*a))
+    }
+    fn bytes(&mut self) -> Option<&[u8]> {
+        let n = usize::try_from(self.u32()?).ok()?;
+        if n > self.0.len() {
+            return None;
+        }
+        let (a, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(a)
+    }
+    fn string(&mut self) -> Option<String> {
+        String::from_utf8(self.bytes()?.to_vec()).ok()
+    }
+    fn name(&mut self) -> Option<HeaderName> {
+        HeaderName::from_bytes(self.bytes()?).ok()
+    }
+}
+
+/// What a file's head says.
+struct Head {
+    primary: Vec<u8>,
+    uri: String,
+    vary: Vec<HeaderName>,
+    tags: Vec<String>,
+    secondary: Vec<(HeaderName, String)>,
+    status: StatusCode,
+    headers: HeaderMap,
+}
+
+fn encode_head(
+    primary: &[u8],
+    uri: &str,
+    vary: &[HeaderName],
+    tags: &[String],
+    v: &Variant,
+) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(512));
+    w.bytes(primary);
+    w.bytes(uri.as_bytes());
+    w.count(vary.len());
+    for f in vary {
+        w.bytes(f.as_str().as_bytes());
+    }
+    w.count(tags.len());
+    for t in tags {
+        w.bytes(t.as_bytes());
+    }
+    w.count(v.secondary.len());
+    for (k, val) in &v.secondary {
+        w.bytes(k.as_str().as_bytes());
+        w.bytes(val.as_bytes());
+    }
+    w.count(usize::from(v.status.as_u16()));
+    w.count(v.headers.len());
+    for (k, val) in &v.headers {
+        w.bytes(k.as_str().as_bytes());
+        w.bytes(val.as_bytes());
+    }
+    w.0
+}
+
+fn decode_head(b: &[u8]) -> Option<Head> {
+    let mut r = Reader(b);
+    let primary = r.bytes()?.to_vec();
+    let uri = r.string()?;
+    let vary = (0..r.u32()?)
+        .map(|_| r.name())
+        .collect::<Option<Vec<_>>>()?;
+    let tags = (0..r.u32()?)
+        .map(|_| r.string())
+        .collect::<Option<Vec<_>>>()?;
+    let secondary = (0..r.u32()?)
+        .map(|_| Some((r.name()?, r.string()?)))
+        .collect::<Option<Vec<_>>>()?;
+    let status = StatusCode::from_u16(u16::try_from(r.u32()?).ok()?).ok()?;
+    let mut headers = HeaderMap::new();
+    for _ in 0..r.u32()? {
+        let name = r.name()?;
+        let value = HeaderValue::from_bytes(r.bytes()?).ok()?;
+        headers.append(name, value);
+    }
+    Some(Head {
+        primary,
+        uri,
+        vary,
+        tags,
+        secondary,
+        status,
+        headers,
+    })
+}
+
+fn encode_freshness(f: &Freshness) -> [u8; 25] {
+    let mut out = [0u8; 25];
+    out[..8].copy_from_slice(&millis(f.lifetime).to_le_bytes());
+    out[8] = u8::from(f.heuristic);
+    out[9..17].copy_from_slice(&millis(f.initial_age).to_le_bytes());
+    out[17..25].copy_from_slice(&since_epoch(f.response_time).to_le_bytes());
+    out
+}
+
+fn decode_freshness(b: &[u8; 25]) -> Freshness {
+    let u = |r: std::ops::Range<usize>| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[r]);
+        u64::from_le_bytes(a)
+    };
+    Freshness {
+        lifetime: Duration::from_millis(u(0..8)),
+        heuristic: b[8] != 0,
+        initial_age: Duration::from_millis(u(9..17)),
+        response_time: UNIX_EPOCH + Duration::from_millis(u(17..25)),
+    }
+}
+
+impl DiskStore {
+    /// Opens (creating) the tier in `dir`, holding at most `max_bytes` of files, and indexes
+    /// what a previous run left there; `targeted` are the cache's targeted fields (RFC 9213),
+    /// for re-reading directives.
+    pub fn open(dir: &Path, max_bytes: u64, targeted: Vec<HeaderName>) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let store = Self {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            targeted,
+            index: Mutex::default(),
+            evictions: AtomicU64::new(0),
+            seq: AtomicU64::new(0),
+        };
+        store.reindex()?;
+        Ok(store)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads every object's head; removes temporary files, unreadable objects and older
+    /// duplicates; then evicts down to the cap (oldest responses first).
+    fn reindex(&self) -> std::io::Result<()> {
+        let mut found: Vec<(Head, Indexed)> = Vec::new();
+        for dirent in std::fs::read_dir(&self.dir)? {
+            let dirent = dirent?;
+            let path = dirent.path();
+            let name = dirent.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".tmp-") {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            if !name.ends_with(".obj") {
+                continue;
+            }
+            match self.read_head(&path) {
+                Some(pair) => found.push(pair),
+                None => {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        // Oldest first, so the newest of duplicates wins and is the last evicted.
+        found.sort_by_key(|(_, i)| i.variant.freshness.response_time);
+        let mut idx = self.lock();
+        for (head, indexed) in found {
+            let old = idx.entries.get(&head.primary).and_then(|e| {
+                e.variants
+                    .iter()
+                    .find(|v| v.variant.secondary == head.secondary)
+                    .map(|v| v.path.clone())
+            });
+            if let Some(old) = old {
+                if old != indexed.path {
+                    let _ = std::fs::remove_file(&old);
+                }
+                idx.forget(&head.primary, &old);
+            }
+            idx.add(head.primary, head.uri, head.vary, head.tags, indexed);
+        }
+        let doomed = self.over_cap(&mut idx);
+        drop(idx);
+        remove_files(doomed);
+        Ok(())
+    }
+
+    fn read_head(&self, path: &Path) -> Option<(Head, Indexed)> {
+        let mut f = File::open(path).ok()?;
+        let size = f.metadata().ok()?.len();
+        let mut fixed = [0u8; FIXED];
+        f.read_exact(&mut fixed).ok()?;
+        if &fixed[..10] != MAGIC {
+            return None;
+        }
+        let mut fr = [0u8; 25];
+        fr.copy_from_slice(&fixed[10..35]);
+        let freshness = decode_freshness(&fr);
+        let mut hl = [0u8; 4];
+        hl.copy_from_slice(&fixed[35..39]);
+        let head_len = usize::try_from(u32::from_le_bytes(hl)).ok()?;
+        if head_len > MAX_HEAD {
+            return None;
+        }
+        let mut head = vec![0u8; head_len];
+        f.read_exact(&mut head).ok()?;
+        let head = decode_head(&head)?;
+        let body_offset = (FIXED + head_len) as u64;
+        let directives = ResponseDirectives::parse(&head.headers, Some(&self.targeted));
+        let variant = Variant {
+            secondary: head.secondary.clone(),
+            status: head.status,
+            headers: head.headers.clone(),
+            body: Bytes::new(),
+            freshness,
+            directives,
+            body_len: size.checked_sub(body_offset)?,
+            file: None,
+        };
+        let indexed = Indexed {
+            path: path.to_path_buf(),
+            size,
+            body_offset,
+            tick: 0,
+            variant: Arc::new(variant),
+        };
+        Some((head, indexed))
+    }
+
+    /// Evicts least recently used files until the tier fits; returns them for deleting.
+    fn over_cap(&self, idx: &mut Index) -> Vec<PathBuf> {
+        let mut doomed = Vec::new();
+        while idx.bytes > self.max_bytes {
+            let Some((_, (primary, path))) = idx.lru.pop_first() else {
+                break;
+            };
+            // `forget` removes the LRU entry too; it is already gone.
+            if let Some(p) = idx.forget(&primary, &path) {
+                self.evictions.fetch_add(1, Ordering::Relaxed);
+                doomed.push(p);
+            }
+        }
+        doomed
+    }
+
+    /// The variant stored for a request; a found one comes with its body's file, opened, and
+    /// its primary key's URI, `Vary` and tags (to promote it into memory).
+    pub fn lookup(&self, primary: &[u8], request: &HeaderMap) -> (Lookup, Option<DiskHit>) {
+        let mut idx = self.lock();
+        let tick = idx.next_tick();
+        let Some(entry) = idx.entries.get_mut(primary) else {
+            return (Lookup::UriMiss, None);
+        };
+        let wanted = key::secondary(&entry.vary, request);
+        let Some(v) = entry
+            .variants
+            .iter_mut()
+            .find(|v| v.variant.secondary == wanted)
+        else {
+            return (Lookup::VaryMiss, None);
+        };
+        let Ok(file) = File::open(&v.path) else {
+            return (Lookup::VaryMiss, None);
+        };
+        let old = std::mem::replace(&mut v.tick, tick);
+        let (path, variant, offset) = (v.path.clone(), v.variant.clone(), v.body_offset);
+        idx.lru.remove(&old);
+        idx.lru.insert(tick, (primary.to_vec(), path));
+        let body = FileBody {
+            file: Arc::new(file),
+            offset,
+            len: variant.body_len,
+        };
+        let (uri, vary, tags) = match idx.entries.get(primary) {
+            Some(e) => (e.uri.clone(), e.vary.clone(), e.tags.clone()),
+            None => Default::default(),
+        };
+        let hit = DiskHit {
+            body,
+            uri,
+            vary,
+            tags,
+        };
+        (Lookup::Found(variant), Some(hit))
+    }
+
+    /// Writes a variant (blocking) and indexes it, replacing the one with the same secondary
+    /// key (and, when `Vary` changed, all of the primary key's); evicts to stay under the cap.
+    pub fn insert(
+        &self,
+        primary: &[u8],
+        uri: &str,
+        vary: &[HeaderName],
+        variant: &Variant,
+        tags: &[String],
+    ) -> std::io::Result<()> {
+        let head = encode_head(primary, uri, vary, tags, variant);
+        let name = file_name(primary, &variant.secondary);
+        let path = self.dir.join(&name);
+        let tmp = self.dir.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            self.seq.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = (|| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(MAGIC)?;
+            f.write_all(&encode_freshness(&variant.freshness))?;
+            f.write_all(&(head.len() as u32).to_le_bytes())?;
+            f.write_all(&head)?;
+            f.write_all(&variant.body)?;
+            f.flush()
+        })();
+        if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, &path)) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        let size = (FIXED + head.len() + variant.body.len()) as u64;
+        let indexed = Indexed {
+            path: path.clone(),
+            size,
+            body_offset: (FIXED + head.len()) as u64,
+            tick: 0,
+            variant: Arc::new(Variant {
+                secondary: variant.secondary.clone(),
+                status: variant.status,
+                headers: variant.headers.clone(),
+                body: Bytes::new(),
+                freshness: variant.freshness,
+                directives: variant.directives.clone(),
+                body_len: variant.body.len() as u64,
+                file: None,
+            }),
+        };
+        let mut idx = self.lock();
+        let mut doomed = Vec::new();
+        // Tags stay with the URI when one of its variants is replaced.
+        let mut tags = tags.to_vec();
+        if let Some(e) = idx.entries.get(primary) {
+            for t in &e.tags {
+                if !tags.contains(t) {
+                    tags.push(t.clone());
+                }
+            }
+        }
+        let same_vary = idx.entries.get(primary).map(|e| e.vary == vary);
+        match same_vary {
+            Some(true) => {
+                let old = idx.entries.get(primary).and_then(|e| {
+                    e.variants
+                        .iter()
+                        .find(|v| v.variant.secondary == variant.secondary)
+                        .map(|v| v.path.clone())
+                });
+                if let Some(old) = old {
+                    // Same name as the new file when the keys hash alike: not deleted then.
+                    if let Some(p) = idx.forget(primary, &old) {
+                        if p != path {
+                            doomed.push(p);
+                        }
+                    }
+                }
+            }
+            Some(false) => {
+                doomed.extend(idx.forget_all(primary).into_iter().filter(|p| *p != path))
+            }
+            None => {}
+        }
+        idx.add(
+            primary.to_vec(),
+            uri.to_owned(),
+            vary.to_vec(),
+            tags.to_vec(),
+            indexed,
+        );
+        doomed.extend(self.over_cap(&mut idx).into_iter().filter(|p| *p != path));
+        drop(idx);
+        remove_files(doomed);
+        Ok(())
+    }
+
+    /// Removes (or, `soft`, marks stale from `now` in the files themselves) what `what` names;
+    /// returns how many URIs it touched.
+    pub fn purge(&self, what: Purge<'_>, soft: bool, now: SystemTime) -> usize {
+        let mut idx = self.lock();
+        let keys: Vec<Vec<u8>> = idx
+            .entries
+            .iter()
+            .filter(|(_, e)| match what {
+                Purge::Uri(u) => e.uri == u,
+                Purge::Prefix(p) => e.uri.starts_with(p),
+                Purge::Tag(t) => e.tags.iter().any(|x| x == t),
+                Purge::All => true,
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut doomed = Vec::new();
+        for k in &keys {
+            if soft {
+                let Some(e) = idx.entries.get_mut(k) else {
+                    continue;
+                };
+                for v in &mut e.variants {
+                    let mut freshness = v.variant.freshness;
+                    freshness.lifetime = freshness.lifetime.min(freshness.age(now));
+                    let Ok(f) = std::fs::OpenOptions::new().write(true).open(&v.path) else {
+                        continue;
+                    };
+                    if f.write_all_at(&encode_freshness(&freshness), 10).is_ok() {
+                        let mut copy = (*v.variant).clone();
+                        copy.freshness = freshness;
+                        v.variant = Arc::new(copy);
+                    }
+                }
+            } else {
+                doomed.extend(idx.forget_all(k));
+            }
+        }
+        drop(idx);
+        remove_files(doomed);
+        keys.len()
+    }
+
+    /// Removes everything stored for a target URI, whatever the extra key parts.
+    pub fn invalidate_uri(&self, uri: &str) -> usize {
+        self.purge(Purge::Uri(uri), false, SystemTime::now())
+    }
+
+    /// Primary keys and bytes (file sizes) stored now.
+    pub fn usage(&self) -> (u64, u64) {
+        let idx = self.lock();
+        (idx.entries.len() as u64, idx.bytes)
+    }
+
+    /// Variants evicted to stay under the cap so far.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
+}
+
+fn remove_files(paths: Vec<PathBuf>) {
+    for p in paths {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn variant(secondary: Vec<(HeaderName, String)>, body: &'static str, lifetime: u64) -> Variant {
+        let headers = crate::headers_of(&[("content-type", "text/plain"), ("etag", "\"x\"")]);
+        crate::test_variant(secondary, headers, body, lifetime)
+    }
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("weir-disk-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn body_of(s: &DiskStore, k: &[u8], req: &HeaderMap) -> Option<String> {
+        match s.lookup(k, req) {
+            (Lookup::Found(v), Some(hit)) => {
+                let b = hit.body.read(0, v.body_len).expect("read");
+                Some(String::from_utf8(b.to_vec()).expect("utf8"))
+            }
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn survives_a_restart_and_drops_junk() {
+        let dir = tmpdir("restart");
+        let none = HeaderMap::new();
+        {
+            let s = DiskStore::open(&dir, 1 << 20, vec![]).expect("open");
+            s.insert(
+                b"k1",
+                "h/a",
+                &[],
+                &variant(vec![], "one", 60),
+                &["t".into()],
+            )
+            .expect("insert");
+            s.insert(b"k2", "h/b", &[], &variant(vec![], "two", 60), &[])
+                .expect("insert");
+            assert_eq!(body_of(&s, b"k1", &none).as_deref(), Some("one"));
+        }
+        std::fs::write(dir.join(".tmp-1-1"), b"half").expect("tmp");
+        std::fs::write(dir.join("0000000000000000.obj"), b"WEIRCACHE1garbage").expect("junk");
+        let s = DiskStore::open(&dir, 1 << 20, vec![]).expect("reopen");
+        assert_eq!(body_of(&s, b"k1", &none).as_deref(), Some("one"));
+        assert_eq!(body_of(&s, b"k2", &none).as_deref(), Some("two"));
+        assert_eq!(s.usage().0, 2);
+        assert!(!dir.join(".tmp-1-1").exists());
+        assert!(!dir.join("0000000000000000.obj").exists());
+        match s.lookup(b"k1", &none).0 {
+            Lookup::Found(v) => {
+                assert_eq!(v.headers["etag"], "\"x\"");
+                assert_eq!(v.freshness.lifetime, Duration::from_secs(60));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.purge(Purge::Tag("t"), false, SystemTime::now()), 1);
+        assert_eq!(body_of(&s, b"k1", &none), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn evicts_least_recently_used_to_stay_under_the_cap() {
+        let dir = tmpdir("evict");
+        let none = HeaderMap::new();
+        // Each file is 125 bytes; room for three.
+        let s = DiskStore::open(&dir, 400, vec![]).expect("open");
+        for k in ["a", "b", "c"] {
+            s.insert(
+                k.as_bytes(),
+                k,
+                &[],
+                &variant(vec![], "0123456789", 60),
+                &[],
+            )
+            .expect("insert");
+        }
+        assert!(
+            body_of(&s, b"a", &none).is_some(),
+            "a used: b is now the oldest"
+        );
+        s.insert(b"d", "d", &[], &variant(vec![], "0123456789", 60), &[])
+            .expect("insert");
+        assert!(s.usage().1 <= 400);
+        assert!(body_of(&s, b"b", &none).is_none(), "b evicted");
+        assert!(body_of(&s, b"a", &none).is_some());
+        assert!(body_of(&s, b"d", &none).is_some());
+        assert!(s.evictions() >= 1);
+        let files = std::fs::read_dir(&dir).expect("dir").count() as u64;
+        assert_eq!(files, s.usage().0, "evicted files are deleted");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn variants_and_soft_purge_persist() {
+        let dir = tmpdir("soft");
+        let ae = HeaderName::from_static("accept-encoding");
+        let gz = crate::headers_of(&[("accept-encoding", "gzip")]);
+        let br = crate::headers_of(&[("accept-encoding", "br")]);
+        {
+            let s = DiskStore::open(&dir, 1 << 20, vec![]).expect("open");
+            for (req, body) in [(&gz, "gz"), (&br, "br")] {
+                let sec = key::secondary(std::slice::from_ref(&ae), req);
+                s.insert(
+                    b"k",
+                    "h/a",
+                    std::slice::from_ref(&ae),
+                    &variant(sec, body, 600),
+                    &[],
+                )
+                .expect("insert");
+            }
+            assert_eq!(s.purge(Purge::Prefix("h/"), true, SystemTime::now()), 1);
+        }
+        let s = DiskStore::open(&dir, 1 << 20, vec![]).expect("reopen");
+        assert_eq!(body_of(&s, b"k", &gz).as_deref(), Some("gz"));
+        assert_eq!(body_of(&s, b"k", &br).as_deref(), Some("br"));
+        match s.lookup(b"k", &gz).0 {
+            Lookup::Found(v) => assert!(!v.freshness.is_fresh(SystemTime::now()), "still stale"),
+            other => panic!("{other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
