@@ -34,9 +34,11 @@ pub fn selects(stored: &HeaderMap, not_modified: &HeaderMap) -> bool {
     match (tag(stored), tag(not_modified)) {
         // The same validator (strong, or weak for the one stored variant that carries it).
         (Some(a), Some(b)) => a == b,
+        // The same Last-Modified, or none in the 304: the cache asked about this one stored
+        // response only (its validator was the condition), so it is the single candidate.
         (None, None) => {
             let lm = |h: &HeaderMap| h.get(http::header::LAST_MODIFIED).cloned();
-            lm(stored).is_some() && lm(stored) == lm(not_modified)
+            lm(not_modified).is_none() || lm(stored) == lm(not_modified)
         }
         // A 304 without a validator for a response with one selects it (single candidate).
         (Some(_), None) => true,
@@ -110,6 +112,14 @@ mod tests {
         assert!(selects(
             &crate::headers_of(&[("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")]),
             &crate::headers_of(&[("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")])
+        ));
+        assert!(selects(
+            &crate::headers_of(&[("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")]),
+            &crate::headers_of(&[("cache-control", "max-age=60")])
+        ));
+        assert!(!selects(
+            &crate::headers_of(&[("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")]),
+            &crate::headers_of(&[("last-modified", "Mon, 07 Nov 1994 08:49:37 GMT")])
         ));
     }
 }

@@ -869,6 +869,19 @@ impl Plan {
                     h.keep(self.primary, self.uri, vary, freshened, Vec::new());
                     return Ok(Outcome::from(resp));
                 }
+                // A 304 that does not select what the cache asked about (another validator):
+                // the client made no conditional request, so it gets the stored response,
+                // left as it was, never the bare 304.
+                let s = CacheStatus {
+                    fwd: Some(self.fwd),
+                    fwd_status: Some(304),
+                    ttl: Some(ttl(&v.freshness, now)),
+                    detail: Some("unselected-304"),
+                    ..Default::default()
+                };
+                ctx.cache = Some("stale");
+                let resp = serve(v, &self.method, &self.request_headers, now, &s, &h.name);
+                return Ok(Outcome::from(resp));
             }
         }
         let mut cs = CacheStatus {

@@ -22,14 +22,6 @@ struct Chromium {
     _profile: TempDir,
 }
 
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 impl Chromium {
     fn launch() -> Self {
         let profile = std::env::temp_dir().join(format!(

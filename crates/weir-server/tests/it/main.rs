@@ -8,6 +8,7 @@ mod api_policies;
 mod auth;
 mod balancing;
 mod cache;
+mod cache_conformance;
 mod compression;
 mod dashboard;
 mod errors;
