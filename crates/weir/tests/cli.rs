@@ -99,12 +99,14 @@ fn check_exit_codes() {
         .expect("run");
     assert!(ok.status.success(), "{ok:?}");
     assert!(String::from_utf8_lossy(&ok.stdout).contains("ok (3 listeners, 1 upstreams, 6 routes)"));
-    let gateway = Command::new(WEIR)
-        .args(["check", "examples/api-gateway.toml"])
-        .current_dir(repo_root())
-        .output()
-        .expect("run");
-    assert!(gateway.status.success(), "{gateway:?}");
+    for example in ["examples/api-gateway.toml", "examples/cdn.toml"] {
+        let checked = Command::new(WEIR)
+            .args(["check", example])
+            .current_dir(repo_root())
+            .output()
+            .expect("run");
+        assert!(checked.status.success(), "{example}: {checked:?}");
+    }
 
     let bad = temp_file(
         "bad.toml",
