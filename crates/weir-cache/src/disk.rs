@@ -509,55 +509,78 @@ impl DiskStore {
     /// Writes a variant (blocking) and indexes it, replacing the one with the same secondary
     /// key (and, when `Vary` changed, all of the primary key's); evicts to stay under the cap.
     pub fn insert(
-        &self,
+        self: &Arc<Self>,
         primary: &[u8],
         uri: &str,
         vary: &[HeaderName],
         variant: &Variant,
         tags: &[String],
     ) -> std::io::Result<()> {
-        let head = encode_head(primary, uri, vary, tags, variant);
-        let name = file_name(primary, &variant.secondary);
-        let path = self.dir.join(&name);
+        let mut fill = self.begin(primary, uri, vary, variant, tags)?;
+        fill.write(&variant.body)?;
+        fill.commit()
+    }
+
+    /// Starts writing a variant whose body is still arriving (blocking): its head goes to a
+    /// temporary file now, the body as [`DiskFill::write`] is given it; nothing is visible
+    /// until [`DiskFill::commit`], and a fill dropped before that leaves nothing behind.
+    pub fn begin(
+        self: &Arc<Self>,
+        primary: &[u8],
+        uri: &str,
+        vary: &[HeaderName],
+        meta: &Variant,
+        tags: &[String],
+    ) -> std::io::Result<DiskFill> {
+        let head = encode_head(primary, uri, vary, tags, meta);
         let tmp = self.dir.join(format!(
             ".tmp-{}-{}",
             std::process::id(),
             self.seq.fetch_add(1, Ordering::Relaxed)
         ));
-        let written = (|| {
-            let mut f = File::create(&tmp)?;
-            f.write_all(MAGIC)?;
-            f.write_all(&encode_freshness(&variant.freshness))?;
-            f.write_all(&(head.len() as u32).to_le_bytes())?;
-            f.write_all(&head)?;
-            f.write_all(&variant.body)?;
-            f.flush()
-        })();
-        if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, &path)) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-        let size = (FIXED + head.len() + variant.body.len()) as u64;
+        let mut fill = DiskFill {
+            store: self.clone(),
+            file: None,
+            tmp,
+            body_offset: (FIXED + head.len()) as u64,
+            written: 0,
+            primary: primary.to_vec(),
+            uri: uri.to_owned(),
+            vary: vary.to_vec(),
+            tags: tags.to_vec(),
+            meta: Variant {
+                body: Bytes::new(),
+                file: None,
+                ..meta.clone()
+            },
+        };
+        let mut f = std::io::BufWriter::with_capacity(64 * 1024, File::create(&fill.tmp)?);
+        f.write_all(MAGIC)?;
+        f.write_all(&encode_freshness(&meta.freshness))?;
+        f.write_all(&(head.len() as u32).to_le_bytes())?;
+        f.write_all(&head)?;
+        fill.file = Some(f);
+        Ok(fill)
+    }
+
+    /// Indexes a committed file, replacing what it supersedes; evicts to stay under the cap.
+    fn index_committed(&self, fill: &DiskFill, path: PathBuf) {
+        let primary = &fill.primary[..];
+        let variant = &fill.meta;
         let indexed = Indexed {
             path: path.clone(),
-            size,
-            body_offset: (FIXED + head.len()) as u64,
+            size: fill.body_offset + fill.written,
+            body_offset: fill.body_offset,
             tick: 0,
             variant: Arc::new(Variant {
-                secondary: variant.secondary.clone(),
-                status: variant.status,
-                headers: variant.headers.clone(),
-                body: Bytes::new(),
-                freshness: variant.freshness,
-                directives: variant.directives.clone(),
-                body_len: variant.body.len() as u64,
-                file: None,
+                body_len: fill.written,
+                ..variant.clone()
             }),
         };
         let mut idx = self.lock();
         let mut doomed = Vec::new();
         // Tags stay with the URI when one of its variants is replaced.
-        let mut tags = tags.to_vec();
+        let mut tags = fill.tags.clone();
         if let Some(e) = idx.entries.get(primary) {
             for t in &e.tags {
                 if !tags.contains(t) {
@@ -565,7 +588,7 @@ impl DiskStore {
                 }
             }
         }
-        let same_vary = idx.entries.get(primary).map(|e| e.vary == vary);
+        let same_vary = idx.entries.get(primary).map(|e| e.vary == fill.vary);
         match same_vary {
             Some(true) => {
                 let old = idx.entries.get(primary).and_then(|e| {
@@ -590,15 +613,14 @@ impl DiskStore {
         }
         idx.add(
             primary.to_vec(),
-            uri.to_owned(),
-            vary.to_vec(),
-            tags.to_vec(),
+            fill.uri.clone(),
+            fill.vary.clone(),
+            tags,
             indexed,
         );
         doomed.extend(self.over_cap(&mut idx).into_iter().filter(|p| *p != path));
         drop(idx);
         remove_files(doomed);
-        Ok(())
     }
 
     /// Removes (or, `soft`, marks stale from `now` in the files themselves) what `what` names;
@@ -660,6 +682,64 @@ impl DiskStore {
     }
 }
 
+/// A variant being written to disk as its body arrives (see [`DiskStore::begin`]).
+#[derive(Debug)]
+pub struct DiskFill {
+    store: Arc<DiskStore>,
+    file: Option<std::io::BufWriter<File>>,
+    tmp: PathBuf,
+    body_offset: u64,
+    written: u64,
+    primary: Vec<u8>,
+    uri: String,
+    vary: Vec<HeaderName>,
+    tags: Vec<String>,
+    meta: Variant,
+}
+
+impl DiskFill {
+    /// Appends body bytes (blocking).
+    pub fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        let f = self
+            .file
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("fill already ended"))?;
+        f.write_all(chunk)?;
+        self.written += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Body bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Completes the file, moves it into place and indexes it (blocking).
+    pub fn commit(mut self) -> std::io::Result<()> {
+        let f = self
+            .file
+            .take()
+            .ok_or_else(|| std::io::Error::other("fill already ended"))?;
+        f.into_inner().map_err(|e| e.into_error())?;
+        let path = self
+            .store
+            .dir
+            .join(file_name(&self.primary, &self.meta.secondary));
+        std::fs::rename(&self.tmp, &path)?;
+        self.store.index_committed(&self, path);
+        Ok(())
+    }
+}
+
+impl Drop for DiskFill {
+    fn drop(&mut self) {
+        // Not committed (abandoned, failed, or a rename that failed): nothing may remain.
+        if self.file.take().is_some() || self.tmp.exists() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
 fn remove_files(paths: Vec<PathBuf>) {
     for p in paths {
         let _ = std::fs::remove_file(p);
@@ -696,7 +776,7 @@ mod tests {
         let dir = tmpdir("restart");
         let none = HeaderMap::new();
         {
-            let s = DiskStore::open(&dir, 1 << 20, vec![]).expect("open");
+            let s = Arc::new(DiskStore::open(&dir, 1 << 20, vec![]).expect("open"));
             s.insert(
                 b"k1",
                 "h/a",
@@ -711,7 +791,7 @@ mod tests {
         }
         std::fs::write(dir.join(".tmp-1-1"), b"half").expect("tmp");
         std::fs::write(dir.join("0000000000000000.obj"), b"WEIRCACHE1garbage").expect("junk");
-        let s = DiskStore::open(&dir, 1 << 20, vec![]).expect("reopen");
+        let s = Arc::new(DiskStore::open(&dir, 1 << 20, vec![]).expect("reopen"));
         assert_eq!(body_of(&s, b"k1", &none).as_deref(), Some("one"));
         assert_eq!(body_of(&s, b"k2", &none).as_deref(), Some("two"));
         assert_eq!(s.usage().0, 2);
@@ -734,7 +814,7 @@ mod tests {
         let dir = tmpdir("evict");
         let none = HeaderMap::new();
         // Each file is 125 bytes; room for three.
-        let s = DiskStore::open(&dir, 400, vec![]).expect("open");
+        let s = Arc::new(DiskStore::open(&dir, 400, vec![]).expect("open"));
         for k in ["a", "b", "c"] {
             s.insert(
                 k.as_bytes(),
@@ -768,7 +848,7 @@ mod tests {
         let gz = crate::headers_of(&[("accept-encoding", "gzip")]);
         let br = crate::headers_of(&[("accept-encoding", "br")]);
         {
-            let s = DiskStore::open(&dir, 1 << 20, vec![]).expect("open");
+            let s = Arc::new(DiskStore::open(&dir, 1 << 20, vec![]).expect("open"));
             for (req, body) in [(&gz, "gz"), (&br, "br")] {
                 let sec = key::secondary(std::slice::from_ref(&ae), req);
                 s.insert(
@@ -782,13 +862,37 @@ mod tests {
             }
             assert_eq!(s.purge(Purge::Prefix("h/"), true, SystemTime::now()), 1);
         }
-        let s = DiskStore::open(&dir, 1 << 20, vec![]).expect("reopen");
+        let s = Arc::new(DiskStore::open(&dir, 1 << 20, vec![]).expect("reopen"));
         assert_eq!(body_of(&s, b"k", &gz).as_deref(), Some("gz"));
         assert_eq!(body_of(&s, b"k", &br).as_deref(), Some("br"));
         match s.lookup(b"k", &gz).0 {
             Lookup::Found(v) => assert!(!v.freshness.is_fresh(SystemTime::now()), "still stale"),
             other => panic!("{other:?}"),
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_streamed_fill_is_invisible_until_committed_and_leaves_nothing_when_dropped() {
+        let dir = tmpdir("fill");
+        let none = HeaderMap::new();
+        let s = Arc::new(DiskStore::open(&dir, 1 << 20, vec![]).expect("open"));
+        let meta = variant(vec![], "", 60);
+        let mut dropped = s.begin(b"k", "h/k", &[], &meta, &[]).expect("begin");
+        dropped.write(b"half of it").expect("write");
+        drop(dropped);
+        assert_eq!(
+            std::fs::read_dir(&dir).expect("dir").count(),
+            0,
+            "no leftovers"
+        );
+        let mut fill = s.begin(b"k", "h/k", &[], &meta, &[]).expect("begin");
+        for chunk in ["one ", "two ", "three"] {
+            fill.write(chunk.as_bytes()).expect("write");
+        }
+        assert_eq!(body_of(&s, b"k", &none), None, "not visible before commit");
+        fill.commit().expect("commit");
+        assert_eq!(body_of(&s, b"k", &none).as_deref(), Some("one two three"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

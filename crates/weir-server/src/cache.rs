@@ -723,6 +723,154 @@ fn file_body(parts: Vec<Part>, file: FileBody) -> ResponseBody {
     ))
 }
 
+/// What a fill straight to disk needs on its blocking thread.
+struct DiskJob {
+    handle: Arc<CacheHandle>,
+    disk: Arc<DiskStore>,
+    primary: Vec<u8>,
+    uri: String,
+    vary: Vec<HeaderName>,
+    meta: Variant,
+    tags: Vec<String>,
+    /// The declared length: a fill that reached it is complete even if the body was not
+    /// polled to its end (hyper stops at the declared length).
+    expected: Option<usize>,
+    fill: Option<FillGuard>,
+}
+
+/// What the body hands the disk writer.
+enum FillMsg {
+    Chunk(Bytes),
+    End,
+}
+
+/// A response body on its way to the client whose bytes are also written, as they pass, into
+/// a disk fill on a blocking thread. The channel is bounded: a client is never served faster
+/// than the disk takes the copy (no unbounded buffering), and the copy is abandoned — its
+/// temporary file removed — when the body fails, exceeds `limit`, or is dropped early.
+struct DiskTee {
+    inner: ResponseBody,
+    tx: Option<tokio_util::sync::PollSender<FillMsg>>,
+    seen: usize,
+    limit: usize,
+}
+
+impl DiskTee {
+    fn start(
+        inner: ResponseBody,
+        limit: usize,
+        job: DiskJob,
+    ) -> http_body_util::combinators::UnsyncBoxBody<Bytes, weir_core::BoxError> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<FillMsg>(16);
+        drop(tokio::task::spawn_blocking(move || {
+            let DiskJob {
+                handle,
+                disk,
+                primary,
+                uri,
+                vary,
+                meta,
+                tags,
+                expected,
+                fill,
+            } = job;
+            let _fill = fill;
+            let counters = &handle.counters;
+            let Ok(mut writing) = disk.begin(&primary, &uri, &vary, &meta, &tags) else {
+                counters.disk_errors.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            let mut ended = false;
+            while let Some(msg) = rx.blocking_recv() {
+                match msg {
+                    FillMsg::Chunk(b) => {
+                        if writing.write(&b).is_err() {
+                            counters.disk_errors.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                    FillMsg::End => {
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+            let complete = ended || expected.is_some_and(|n| writing.written() == n as u64);
+            if !complete {
+                return;
+            }
+            match writing.commit() {
+                Ok(()) => {
+                    counters.stored.fetch_add(1, Ordering::Relaxed);
+                    counters.disk_writes.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cache disk write failed");
+                    counters.disk_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+        http_body_util::combinators::UnsyncBoxBody::new(Self {
+            inner,
+            tx: Some(tokio_util::sync::PollSender::new(tx)),
+            seen: 0,
+            limit,
+        })
+    }
+}
+
+impl http_body::Body for DiskTee {
+    type Data = Bytes;
+    type Error = weir_core::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        // Room for the copy first: the client waits for the disk, not the other way round.
+        if let Some(tx) = &mut this.tx {
+            match tx.poll_reserve(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => this.tx = None,
+                Poll::Ready(Ok(())) => {}
+            }
+        }
+        let polled = match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(p) => p,
+        };
+        match &polled {
+            Some(Ok(frame)) => {
+                if let (Some(data), Some(tx)) = (frame.data_ref(), &mut this.tx) {
+                    this.seen += data.len();
+                    // Over the limit, or the writer gone: the copy is abandoned.
+                    if this.seen > this.limit || tx.send_item(FillMsg::Chunk(data.clone())).is_err()
+                    {
+                        this.tx = None;
+                    }
+                }
+            }
+            None => {
+                if let Some(mut tx) = this.tx.take() {
+                    let _ = tx.send_item(FillMsg::End);
+                }
+            }
+            Some(Err(_)) => this.tx = None,
+        }
+        Poll::Ready(polled)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.tx.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 impl Plan {
     /// Counts a background refresh starting.
     pub(crate) fn count_refresh(&self) {
@@ -942,37 +1090,60 @@ impl Plan {
                 let secondary = key::secondary(&vary, &self.request_headers);
                 let freshness = Freshness::of(status, &headers, &d, self.request_time, now);
                 cs.stored = true;
-                let handle = h.clone();
+                let meta = Variant {
+                    secondary,
+                    status,
+                    headers,
+                    body: Bytes::new(),
+                    freshness,
+                    directives: d,
+                    body_len: 0,
+                    file: None,
+                };
                 let (primary, uri) = (self.primary, self.uri);
                 // Waiters wake once the response is stored (or abandoned), not before.
                 let fill = self.fill;
-                let done: weir_core::body::TeeDone = Box::new(move |whole: Option<Bytes>| {
-                    let _fill = fill;
-                    if let Some(body) = whole {
-                        handle.counters.stored.fetch_add(1, Ordering::Relaxed);
-                        let body_len = body.len() as u64;
-                        handle.keep(
-                            primary,
-                            uri,
-                            vary,
-                            Variant {
-                                secondary,
-                                status,
-                                headers,
-                                body,
-                                freshness,
-                                directives: d,
-                                body_len,
-                                file: None,
-                            },
-                            tags,
-                        );
-                    }
-                });
                 let body = std::mem::take(out.response.body_mut());
-                let tee = weir_core::body::Tee::new(body, h.max_object, declared, done);
-                *out.response.body_mut() =
-                    ResponseBody::Stream(http_body_util::combinators::UnsyncBoxBody::new(tee));
+                let large = declared.is_none_or(|n| n >= h.large_object);
+                let teed =
+                    match &h.disk {
+                        // Large (or of unknown size) with a disk tier: straight to disk as it
+                        // streams, never held whole in memory.
+                        Some(disk) if large => {
+                            let job = DiskJob {
+                                handle: h.clone(),
+                                disk: disk.clone(),
+                                primary,
+                                uri,
+                                vary,
+                                meta,
+                                tags,
+                                expected: declared,
+                                fill,
+                            };
+                            DiskTee::start(body, h.max_object, job)
+                        }
+                        _ => {
+                            let handle = h.clone();
+                            let done: weir_core::body::TeeDone =
+                                Box::new(move |whole: Option<Bytes>| {
+                                    let _fill = fill;
+                                    if let Some(body) = whole {
+                                        handle.counters.stored.fetch_add(1, Ordering::Relaxed);
+                                        let v = Variant {
+                                            body_len: body.len() as u64,
+                                            body,
+                                            ..meta
+                                        };
+                                        handle.keep(primary, uri, vary, v, tags);
+                                    }
+                                });
+                            http_body_util::combinators::UnsyncBoxBody::new(
+                                weir_core::body::Tee::new(body, h.max_object, declared, done),
+                            )
+                        }
+                    };
+                *out.response.body_mut() = ResponseBody::Stream(teed);
             }
             (Err(why), _) => {
                 h.counters.not_stored.fetch_add(1, Ordering::Relaxed);

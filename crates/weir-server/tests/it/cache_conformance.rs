@@ -1185,3 +1185,113 @@ async fn the_disk_tier_evicts_to_stay_under_its_cap() {
     assert!(r.get("/o7").await.hit(), "the newest is kept");
     assert!(!r.get("/o0").await.hit(), "the oldest went");
 }
+
+// ---- Fills that fail ----
+
+/// A body that sends a few bytes and then fails (the origin dies mid-response).
+fn broken_body() -> Body {
+    use futures_util::StreamExt;
+    let head: Result<_, Box<dyn std::error::Error + Send + Sync>> = Ok(http_body::Frame::data(
+        bytes::Bytes::from_static(b"partial"),
+    ));
+    // The failure comes after the head and first bytes are on their way (before it, Weir
+    // would rightly retry the GET elsewhere).
+    let frames =
+        futures_util::stream::once(async move { head }).chain(futures_util::stream::once(async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Err(Box::<dyn std::error::Error + Send + Sync>::from("cut"))
+        }));
+    http_body_util::BodyExt::boxed_unsync(http_body_util::StreamBody::new(frames))
+}
+
+fn breaks_first_time(_: &Seen, n: usize) -> Response<Body> {
+    let mut r = reply(200, &[("cache-control", "max-age=600")], "whole");
+    if n == 1 {
+        *r.body_mut() = broken_body();
+    }
+    r
+}
+
+async fn fetch_broken(r: &Rig, path: &str) {
+    let resp = client()
+        .get(r.gw.url(path))
+        .send()
+        .await
+        .expect("head arrives");
+    let text = resp.text().await;
+    assert!(text.is_err(), "the body is cut short: {text:?}");
+    settle().await;
+}
+
+/// Nothing was stored: the next request goes to the origin and gets the whole body.
+async fn assert_refilled(r: &Rig, path: &str) {
+    let g = r.get(path).await;
+    assert!(
+        g.cache_status().contains("fwd=uri-miss"),
+        "{}",
+        g.cache_status()
+    );
+    assert_eq!(g.body, "whole");
+}
+
+#[tokio::test]
+async fn a_fill_cut_short_is_abandoned_in_memory() {
+    let r = rig("", breaks_first_time).await;
+    fetch_broken(&r, "/cut").await;
+    assert_refilled(&r, "/cut").await;
+    assert!(r.get("/cut").await.hit());
+}
+
+#[tokio::test]
+async fn a_fill_cut_short_is_abandoned_on_disk_and_leaves_no_file() {
+    let dir = TempDir::new("disk-cut");
+    let r = rig(&disk_top(&dir.0, ""), breaks_first_time).await;
+    fetch_broken(&r, "/cut").await;
+    assert_eq!(
+        std::fs::read_dir(&dir.0).expect("dir").count(),
+        0,
+        "no file left"
+    );
+    assert_refilled(&r, "/cut").await;
+}
+
+#[tokio::test]
+async fn objects_over_max_object_size_pass_through_unstored() {
+    let big = "y".repeat(600_000);
+    let body = big.clone();
+    let r = rig("max_object_size = \"512KiB\"", move |s, _| {
+        let mut resp = reply(200, &[("cache-control", "max-age=600")], &body);
+        if s.target == "/chunked" {
+            // No declared length: found too large only while streaming.
+            let chunks: Vec<
+                Result<http_body::Frame<bytes::Bytes>, Box<dyn std::error::Error + Send + Sync>>,
+            > = (0..6)
+                .map(|_| {
+                    Ok(http_body::Frame::data(bytes::Bytes::from(vec![
+                        b'y';
+                        100_000
+                    ])))
+                })
+                .collect();
+            *resp.body_mut() = http_body_util::BodyExt::boxed_unsync(
+                http_body_util::StreamBody::new(futures_util::stream::iter(chunks)),
+            );
+        }
+        resp
+    })
+    .await;
+    for path in ["/declared", "/chunked"] {
+        let first = r.get(path).await;
+        assert_eq!(
+            first.body.len(),
+            big.len(),
+            "{path}: the client gets it all"
+        );
+        assert!(!r.get(path).await.hit(), "{path}: not stored");
+    }
+    assert!(r
+        .get("/declared")
+        .await
+        .cache_status()
+        .contains("too-large"));
+}
