@@ -97,6 +97,8 @@ struct Index {
     tick: u64,
     bytes: u64,
     files: u64,
+    /// URI → primary keys stored for it (an exact-URI purge or invalidation without a scan).
+    by_uri: HashMap<String, std::collections::HashSet<Vec<u8>>>,
 }
 
 impl Index {
@@ -114,9 +116,20 @@ impl Index {
         self.bytes = self.bytes.saturating_sub(v.size);
         self.files = self.files.saturating_sub(1);
         if entry.variants.is_empty() {
-            self.entries.remove(primary);
+            if let Some(e) = self.entries.remove(primary) {
+                self.unlink_uri(&e.uri, primary);
+            }
         }
         Some(v.path)
+    }
+
+    fn unlink_uri(&mut self, uri: &str, primary: &[u8]) {
+        if let Some(keys) = self.by_uri.get_mut(uri) {
+            keys.remove(primary);
+            if keys.is_empty() {
+                self.by_uri.remove(uri);
+            }
+        }
     }
 
     /// Forgets every variant of a primary key; returns their paths.
@@ -124,6 +137,7 @@ impl Index {
         let Some(entry) = self.entries.remove(primary) else {
             return Vec::new();
         };
+        self.unlink_uri(&entry.uri, primary);
         entry
             .variants
             .into_iter()
@@ -148,6 +162,14 @@ impl Index {
         self.lru.insert(v.tick, (primary.clone(), v.path.clone()));
         self.bytes += v.size;
         self.files += 1;
+        let old_uri = self.entries.get(&primary).map(|e| e.uri.clone());
+        if let Some(old) = old_uri.filter(|o| *o != uri) {
+            self.unlink_uri(&old, &primary);
+        }
+        self.by_uri
+            .entry(uri.clone())
+            .or_default()
+            .insert(primary.clone());
         let entry = self.entries.entry(primary).or_insert_with(|| Entry {
             uri: uri.clone(),
             vary: vary.clone(),
@@ -627,17 +649,23 @@ impl DiskStore {
     /// returns how many URIs it touched.
     pub fn purge(&self, what: Purge<'_>, soft: bool, now: SystemTime) -> usize {
         let mut idx = self.lock();
-        let keys: Vec<Vec<u8>> = idx
-            .entries
-            .iter()
-            .filter(|(_, e)| match what {
-                Purge::Uri(u) => e.uri == u,
-                Purge::Prefix(p) => e.uri.starts_with(p),
-                Purge::Tag(t) => e.tags.iter().any(|x| x == t),
-                Purge::All => true,
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
+        let keys: Vec<Vec<u8>> = match what {
+            Purge::Uri(u) => idx
+                .by_uri
+                .get(u)
+                .map(|keys| keys.iter().cloned().collect())
+                .unwrap_or_default(),
+            _ => idx
+                .entries
+                .iter()
+                .filter(|(_, e)| match what {
+                    Purge::Prefix(p) => e.uri.starts_with(p),
+                    Purge::Tag(t) => e.tags.iter().any(|x| x == t),
+                    _ => true,
+                })
+                .map(|(k, _)| k.clone())
+                .collect(),
+        };
         let mut doomed = Vec::new();
         for k in &keys {
             if soft {
@@ -806,6 +834,14 @@ mod tests {
         }
         assert_eq!(s.purge(Purge::Tag("t"), false, SystemTime::now()), 1);
         assert_eq!(body_of(&s, b"k1", &none), None);
+        assert_eq!(
+            s.invalidate_uri("h/a"),
+            0,
+            "the URI index followed the purge"
+        );
+        assert_eq!(s.invalidate_uri("h/b"), 1);
+        assert_eq!(body_of(&s, b"k2", &none), None);
+        assert_eq!(s.usage(), (0, 0));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

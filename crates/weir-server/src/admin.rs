@@ -117,7 +117,7 @@ async fn route(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
         ),
         (&Method::POST, p) if p.starts_with("/upstreams/") => drain(p, shared),
         (&Method::POST, p) if p.starts_with("/caches/") => {
-            purge(p, req.uri().query().unwrap_or(""), shared)
+            purge(p, req.uri().query().unwrap_or(""), shared).await
         }
         _ => handle(req, shared),
     }
@@ -159,7 +159,7 @@ fn drain(path: &str, shared: &Shared) -> Response<Full<Bytes>> {
 }
 
 /// `POST /caches/{name}/purge?url=URL | prefix=HOST/PATH | tag=TAG | all=1 [&soft=1]`.
-fn purge(path: &str, query: &str, shared: &Shared) -> Response<Full<Bytes>> {
+async fn purge(path: &str, query: &str, shared: &Shared) -> Response<Full<Bytes>> {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let ["caches", name, "purge"] = parts.as_slice() else {
         return json_response(
@@ -167,8 +167,8 @@ fn purge(path: &str, query: &str, shared: &Shared) -> Response<Full<Bytes>> {
             serde_json::json!({"status": 404, "error": "not_found"}),
         );
     };
-    let runtime = shared.runtime.load();
-    let Some(cache) = runtime.caches.iter().find(|c| &*c.name == *name) else {
+    let runtime = shared.runtime.load_full();
+    let Some(cache) = runtime.caches.iter().find(|c| &*c.name == *name).cloned() else {
         return json_response(
             StatusCode::NOT_FOUND,
             serde_json::json!({"status": 404, "error": "unknown cache"}),
@@ -195,11 +195,11 @@ fn purge(path: &str, query: &str, shared: &Shared) -> Response<Full<Bytes>> {
             None => format!("{}/", u.to_ascii_lowercase()),
         }
     };
-    let purged = match &what {
-        Some(("url", u)) => cache.purge(weir_cache::store::Purge::Uri(&strip(u)), soft),
-        Some(("prefix", p)) => cache.purge(weir_cache::store::Purge::Prefix(&strip(p)), soft),
-        Some(("tag", t)) if !t.is_empty() => cache.purge(weir_cache::store::Purge::Tag(t), soft),
-        Some(("all", _)) => cache.purge(weir_cache::store::Purge::All, soft),
+    let target = match &what {
+        Some(("url", u)) => ("url", strip(u)),
+        Some(("prefix", p)) => ("prefix", strip(p)),
+        Some(("tag", t)) if !t.is_empty() => ("tag", t.clone()),
+        Some(("all", _)) => ("all", String::new()),
         _ => {
             return json_response(
                 StatusCode::BAD_REQUEST,
@@ -207,6 +207,19 @@ fn purge(path: &str, query: &str, shared: &Shared) -> Response<Full<Bytes>> {
             )
         }
     };
+    // A disk tier's purge deletes or rewrites files: off the async threads.
+    let purged = tokio::task::spawn_blocking(move || {
+        use weir_cache::store::Purge;
+        let what = match target.0 {
+            "url" => Purge::Uri(&target.1),
+            "prefix" => Purge::Prefix(&target.1),
+            "tag" => Purge::Tag(&target.1),
+            _ => Purge::All,
+        };
+        cache.purge(what, soft)
+    })
+    .await
+    .unwrap_or(0);
     tracing::info!(cache = %name, what = ?what, soft, purged, "purged by the admin API");
     json_response(
         StatusCode::OK,
