@@ -1,4 +1,5 @@
-//! Purge by tag over 100,000 stored objects (issue 6 asks for under 100 ms).
+//! Purge by tag over 100,000 stored objects (issue 6 asks for under 100 ms), in memory and on
+//! disk.
 
 use std::time::{Duration, SystemTime};
 
@@ -6,36 +7,43 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::{HeaderMap, StatusCode};
 use weir_cache::directives::ResponseDirectives;
+use weir_cache::disk::DiskStore;
 use weir_cache::freshness::Freshness;
 use weir_cache::store::{Lookup, MemoryStore, Purge, Variant};
+
+fn object(now: SystemTime) -> Variant {
+    Variant {
+        secondary: Vec::new(),
+        status: StatusCode::OK,
+        headers: HeaderMap::new(),
+        body: Bytes::from_static(b"0123456789abcdef"),
+        freshness: Freshness {
+            lifetime: Duration::from_secs(3600),
+            heuristic: false,
+            initial_age: Duration::ZERO,
+            response_time: now,
+        },
+        directives: ResponseDirectives::default(),
+        body_len: 16,
+        file: None,
+    }
+}
+
+/// Every object carries "all" and one of 100 product tags.
+fn tags_of(i: usize) -> Vec<String> {
+    vec!["all".to_owned(), format!("product-{}", i % 100)]
+}
 
 fn filled(n: usize) -> MemoryStore {
     let store = MemoryStore::new(4 << 30);
     let now = SystemTime::now();
     for i in 0..n {
-        let variant = Variant {
-            secondary: Vec::new(),
-            status: StatusCode::OK,
-            headers: HeaderMap::new(),
-            body: Bytes::from_static(b"0123456789abcdef"),
-            freshness: Freshness {
-                lifetime: Duration::from_secs(3600),
-                heuristic: false,
-                initial_age: Duration::ZERO,
-                response_time: now,
-            },
-            directives: ResponseDirectives::default(),
-            body_len: 16,
-            file: None,
-        };
-        // Every object carries "all" and one of 100 product tags.
-        let tags = vec!["all".to_owned(), format!("product-{}", i % 100)];
         store.insert_tagged(
             format!("https://shop.test/item/{i}").into_bytes(),
             format!("shop.test/item/{i}"),
             Vec::new(),
-            variant,
-            tags,
+            object(now),
+            tags_of(i),
         );
     }
     store.usage();
@@ -83,7 +91,36 @@ fn purge(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    // The disk tier: 100,000 objects (one file each); a tag on 1,000 of them is purged (its
+    // files deleted); the 1,000 are written back between iterations, outside the timing.
+    let dir = std::env::temp_dir().join(format!("weir-bench-purge-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let disk = std::sync::Arc::new(DiskStore::open(&dir, 1 << 40, Vec::new()).expect("disk"));
+    let now = SystemTime::now();
+    let put = |i: usize| {
+        let key = format!("https://shop.test/item/{i}");
+        disk.insert(
+            key.as_bytes(),
+            &format!("shop.test/item/{i}"),
+            &[],
+            &object(now),
+            &tags_of(i),
+        )
+        .expect("write");
+    };
+    (0..100_000).for_each(put);
+    g.bench_function("disk_tag_1k_of_100k_objects", |b| {
+        b.iter_batched(
+            || (7..100_000).step_by(100).for_each(put),
+            |()| {
+                let n = disk.purge(Purge::Tag("product-7"), false, SystemTime::now());
+                assert_eq!(n, 1_000);
+            },
+            BatchSize::PerIteration,
+        )
+    });
     g.finish();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 criterion_group!(benches, purge);
