@@ -1295,3 +1295,38 @@ async fn objects_over_max_object_size_pass_through_unstored() {
         .cache_status()
         .contains("too-large"));
 }
+
+#[tokio::test]
+async fn coalesced_waiters_fall_through_to_their_own_request_after_the_lock_timeout() {
+    let r = rig("lock_timeout = \"100ms\"", |_, n| {
+        let mut resp = reply(200, &[("cache-control", "max-age=60")], &format!("v{n}"));
+        if n == 1 {
+            // The first fill takes its time: its body arrives two seconds later.
+            use futures_util::StreamExt;
+            let late = futures_util::stream::once(async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(http_body::Frame::data(
+                    bytes::Bytes::from_static(b"v1"),
+                ))
+            })
+            .boxed();
+            *resp.body_mut() =
+                http_body_util::BodyExt::boxed_unsync(http_body_util::StreamBody::new(late));
+        }
+        resp
+    })
+    .await;
+    let leader = tokio::spawn({
+        let url = r.gw.url("/slow");
+        async move { client().get(url).send().await.expect("leader").text().await }
+    });
+    // Wait until the leader's request is at the origin, so the second one finds it filling.
+    while r.hits("/slow") == 0 {
+        settle().await;
+    }
+    let follower = r.get("/slow").await;
+    // Had it waited for the fill, the store would have answered it with v1.
+    assert_eq!(follower.body, "v2", "went to the origin itself");
+    assert_eq!(leader.await.expect("join").expect("body"), "v1");
+    assert_eq!(r.hits("/slow"), 2);
+}
