@@ -504,6 +504,9 @@ impl DiskStore {
             return (Lookup::VaryMiss, None);
         };
         let Ok(file) = File::open(&v.path) else {
+            // Removed behind Weir's back: forget it, so the next fill stores it again.
+            let path = v.path.clone();
+            idx.forget(primary, &path);
             return (Lookup::VaryMiss, None);
         };
         let old = std::mem::replace(&mut v.tick, tick);
