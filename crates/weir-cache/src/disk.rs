@@ -191,7 +191,8 @@ impl Index {
 #[derive(Debug)]
 pub struct DiskStore {
     dir: PathBuf,
-    max_bytes: u64,
+    /// The byte cap; a reload may change it (the tier is carried over, see `set_max_bytes`).
+    max_bytes: AtomicU64,
     targeted: Vec<HeaderName>,
     index: Mutex<Index>,
     evictions: AtomicU64,
@@ -368,7 +369,7 @@ impl DiskStore {
         std::fs::create_dir_all(dir)?;
         let store = Self {
             dir: dir.to_path_buf(),
-            max_bytes,
+            max_bytes: AtomicU64::new(max_bytes),
             targeted,
             index: Mutex::default(),
             evictions: AtomicU64::new(0),
@@ -474,7 +475,8 @@ impl DiskStore {
     /// Evicts least recently used files until the tier fits; returns them for deleting.
     fn over_cap(&self, idx: &mut Index) -> Vec<PathBuf> {
         let mut doomed = Vec::new();
-        while idx.bytes > self.max_bytes {
+        let cap = self.max_bytes.load(Ordering::Relaxed);
+        while idx.bytes > cap {
             let Some((_, (primary, path))) = idx.lru.pop_first() else {
                 break;
             };
@@ -707,6 +709,19 @@ impl DiskStore {
         (idx.entries.len() as u64, idx.bytes)
     }
 
+    /// The directory this tier keeps its files in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Changes the byte cap (a reload kept this tier with a new `max_size`), evicting least
+    /// recently used files at once when the tier is now over it.
+    pub fn set_max_bytes(&self, max_bytes: u64) {
+        self.max_bytes.store(max_bytes, Ordering::Relaxed);
+        let doomed = self.over_cap(&mut self.lock());
+        remove_files(doomed);
+    }
+
     /// Variants evicted to stay under the cap so far.
     pub fn evictions(&self) -> u64 {
         self.evictions.load(Ordering::Relaxed)
@@ -848,12 +863,9 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[test]
-    fn evicts_least_recently_used_to_stay_under_the_cap() {
-        let dir = tmpdir("evict");
-        let none = HeaderMap::new();
-        // Each file is 125 bytes; room for three.
-        let s = Arc::new(DiskStore::open(&dir, 400, vec![]).expect("open"));
+    /// A tier with room for three 125-byte files, holding `a`, `b`, `c` (oldest first).
+    fn three_files(dir: &Path) -> Arc<DiskStore> {
+        let s = Arc::new(DiskStore::open(dir, 400, vec![]).expect("open"));
         for k in ["a", "b", "c"] {
             s.insert(
                 k.as_bytes(),
@@ -864,6 +876,14 @@ mod tests {
             )
             .expect("insert");
         }
+        s
+    }
+
+    #[test]
+    fn evicts_least_recently_used_to_stay_under_the_cap() {
+        let dir = tmpdir("evict");
+        let none = HeaderMap::new();
+        let s = three_files(&dir);
         assert!(
             body_of(&s, b"a", &none).is_some(),
             "a used: b is now the oldest"
@@ -877,6 +897,21 @@ mod tests {
         assert!(s.evictions() >= 1);
         let files = std::fs::read_dir(&dir).expect("dir").count() as u64;
         assert_eq!(files, s.usage().0, "evicted files are deleted");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_lower_cap_evicts_at_once() {
+        let dir = tmpdir("recap");
+        let none = HeaderMap::new();
+        let s = three_files(&dir);
+        assert_eq!(s.usage().0, 3);
+        // Room for one 125-byte file: the two least recently used go.
+        s.set_max_bytes(200);
+        assert_eq!(s.usage().0, 1);
+        assert!(body_of(&s, b"c", &none).is_some());
+        assert_eq!(s.evictions(), 2);
+        assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -85,7 +85,9 @@ enum Turn {
 #[derive(Debug)]
 pub(crate) struct CacheHandle {
     pub(crate) name: Arc<str>,
-    store: MemoryStore,
+    /// Shared with the handle this one replaced at a reload when `max_memory` is unchanged.
+    store: Arc<MemoryStore>,
+    max_memory: u64,
     /// The disk tier, when configured.
     disk: Option<Arc<DiskStore>>,
     /// Objects at least this large live on disk only (with a disk tier).
@@ -98,10 +100,10 @@ pub(crate) struct CacheHandle {
     max_object: usize,
     stale: StalePolicy,
     lock_timeout: std::time::Duration,
-    fills: Fills,
+    fills: Arc<Fills>,
     tag_headers: Vec<HeaderName>,
     purge_method: Option<weir_policy::ip::IpRules>,
-    pub(crate) counters: CacheCounters,
+    pub(crate) counters: Arc<CacheCounters>,
 }
 
 /// What the cache decided before the forward.
@@ -143,7 +145,16 @@ pub(crate) struct Plan {
 }
 
 impl CacheHandle {
-    pub(crate) fn compile(cfg: &weir_config::Cache) -> Result<Self, std::io::Error> {
+    /// Compiles `cfg`. At a reload, `previous` are the running caches: what they store
+    /// carries over rather than starting cold. The handle of the same name lends its
+    /// counters, its fills in flight (so waiters keep coalescing across the swap) and its
+    /// memory tier when `max_memory` is unchanged; a disk tier in the same directory is
+    /// always kept (one index per directory), with the new byte cap.
+    pub(crate) fn compile(
+        cfg: &weir_config::Cache,
+        previous: &[Arc<CacheHandle>],
+    ) -> Result<Self, std::io::Error> {
+        let same_name = previous.iter().find(|h| *h.name == *cfg.name);
         let query = match &cfg.key_query {
             weir_config::KeyQuery::All => QueryRule::All,
             weir_config::KeyQuery::None => QueryRule::Ignore,
@@ -157,20 +168,41 @@ impl CacheHandle {
         };
         let targeted = names(&cfg.targeted_fields);
         let disk = match &cfg.disk {
-            Some(d) => Some(Arc::new(DiskStore::open(
-                std::path::Path::new(&d.path),
-                d.max_size.bytes(),
-                targeted.clone(),
-            )?)),
+            Some(d) => {
+                let dir = std::path::Path::new(&d.path);
+                let kept = previous
+                    .iter()
+                    .filter_map(|h| h.disk.as_ref())
+                    .find(|k| k.dir() == dir)
+                    .cloned();
+                match kept {
+                    Some(k) => {
+                        k.set_max_bytes(d.max_size.bytes());
+                        Some(k)
+                    }
+                    None => Some(Arc::new(DiskStore::open(
+                        dir,
+                        d.max_size.bytes(),
+                        targeted.clone(),
+                    )?)),
+                }
+            }
             None => None,
         };
+        let max_memory = cfg.max_memory.bytes();
         let mut methods = vec![Method::GET, Method::HEAD];
         if cfg.store_post {
             methods.push(Method::POST);
         }
         Ok(Self {
             name: Arc::from(cfg.name.as_str()),
-            store: MemoryStore::new(cfg.max_memory.bytes()),
+            store: same_name
+                .filter(|h| h.max_memory == max_memory)
+                .map_or_else(
+                    || Arc::new(MemoryStore::new(max_memory)),
+                    |h| h.store.clone(),
+                ),
+            max_memory,
             disk,
             large_object: cfg.disk.as_ref().map_or(usize::MAX, |d| {
                 usize::try_from(d.large_object_size.bytes()).unwrap_or(usize::MAX)
@@ -193,13 +225,13 @@ impl CacheHandle {
                 grace: cfg.grace.get(),
             },
             lock_timeout: cfg.lock_timeout.get(),
-            fills: Fills::default(),
+            fills: same_name.map_or_else(Arc::default, |h| h.fills.clone()),
             tag_headers: names(&cfg.tag_headers),
             purge_method: cfg
                 .purge_method
                 .as_ref()
                 .map(weir_policy::ip::IpRules::compile),
-            counters: CacheCounters::default(),
+            counters: same_name.map_or_else(Arc::default, |h| h.counters.clone()),
         })
     }
 

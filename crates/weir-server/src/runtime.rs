@@ -158,7 +158,8 @@ impl Runtime {
                     .and_then(|(rt, _)| rt.caches.iter().find(|x| *x.name == *c.name).cloned())
                     .map_or_else(
                         || {
-                            crate::cache::CacheHandle::compile(c)
+                            let running = previous.map_or(&[][..], |(rt, _)| &rt.caches[..]);
+                            crate::cache::CacheHandle::compile(c, running)
                                 .map(Arc::new)
                                 .map_err(|e| CompileError::CacheDisk(c.name.clone(), e))
                         },

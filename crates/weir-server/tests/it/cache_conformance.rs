@@ -1059,22 +1059,33 @@ fn disk_top(dir: &std::path::Path, extra: &str) -> String {
     )
 }
 
-#[tokio::test]
-async fn disk_tier_survives_a_restart() {
-    let dir = TempDir::new("disk-restart");
-    let r = rig(&disk_top(&dir.0, ""), |_, n| {
-        reply(200, &[("cache-control", "max-age=600")], &format!("v{n}"))
-    })
-    .await;
-    r.get("/d").await;
+/// Waits until the cache has written `n` objects to disk; returns the metrics text.
+async fn disk_writes(gw: &Gateway, n: f64) -> String {
     let mut m = String::new();
     for _ in 0..100 {
-        m = metrics(&r.gw).await;
-        if metric_value(&m, "weir_cache_disk_total{cache=\"edge\",event=\"write\"}") == Some(1.0) {
+        m = metrics(gw).await;
+        if metric_value(&m, "weir_cache_disk_total{cache=\"edge\",event=\"write\"}") == Some(n) {
             break;
         }
         settle().await;
     }
+    m
+}
+
+/// A disk-tier cache in `dir` before an origin answering `v1`, `v2`, … per target, fresh 600 s.
+async fn versioned_disk_rig(dir: &TempDir) -> Rig {
+    rig(&disk_top(&dir.0, ""), |_, n| {
+        reply(200, &[("cache-control", "max-age=600")], &format!("v{n}"))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn disk_tier_survives_a_restart() {
+    let dir = TempDir::new("disk-restart");
+    let r = versioned_disk_rig(&dir).await;
+    r.get("/d").await;
+    let m = disk_writes(&r.gw, 1.0).await;
     assert_eq!(
         metric_value(&m, "weir_cache_objects{cache=\"edge\",tier=\"disk\"}"),
         Some(1.0)
@@ -1108,6 +1119,81 @@ async fn disk_tier_survives_a_restart() {
         metric_value(&m, "weir_cache_disk_total{cache=\"edge\",event=\"hit\"}"),
         Some(1.0)
     );
+}
+
+#[tokio::test]
+async fn a_reload_that_changes_the_cache_keeps_what_it_stores() {
+    let dir = TempDir::new("disk-reload");
+    let r = versioned_disk_rig(&dir).await;
+    r.get("/a").await;
+    r.get("/b").await;
+    disk_writes(&r.gw, 2.0).await;
+    let server = r.gw.server.as_ref().expect("server");
+    let reload = |extra: &str, memory: &str| {
+        let top = cache_top(&disk_top(&dir.0, extra)).replace("\"16MiB\"", memory);
+        let text = guarded_config(r.origin.addr, &top, "", "", "cache = \"edge\"");
+        weir_config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("{e}"))
+    };
+
+    // A changed setting (grace): the memory tier, the disk index and the counters carry over.
+    server
+        .reload(reload("grace = \"30s\"", "\"16MiB\""))
+        .await
+        .expect("reload");
+    let g = r.get("/a").await;
+    assert!(g.hit(), "{}", g.cache_status());
+    assert_eq!(g.body, "v1");
+    let m = metrics(&r.gw).await;
+    let sample = |name: &str| metric_value(&m, name);
+    assert_eq!(
+        sample("weir_cache_requests_total{cache=\"edge\",result=\"hit\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample("weir_cache_requests_total{cache=\"edge\",result=\"miss\"}"),
+        Some(2.0),
+        "counters continue across the reload"
+    );
+    assert_eq!(
+        sample("weir_cache_disk_total{cache=\"edge\",event=\"hit\"}"),
+        Some(0.0),
+        "answered from the memory tier it kept"
+    );
+    assert_eq!(
+        sample("weir_cache_objects{cache=\"edge\",tier=\"disk\"}"),
+        Some(2.0)
+    );
+
+    // A new memory size: a new memory tier, so the hit comes from the disk tier kept.
+    server.reload(reload("", "\"8MiB\"")).await.expect("reload");
+    let g = r.get("/b").await;
+    assert!(g.hit(), "{}", g.cache_status());
+    assert_eq!(g.body, "v1");
+    assert_eq!(
+        r.hits("/a") + r.hits("/b"),
+        2,
+        "the origin was not asked again"
+    );
+    let m = metrics(&r.gw).await;
+    assert_eq!(
+        metric_value(&m, "weir_cache_disk_total{cache=\"edge\",event=\"hit\"}"),
+        Some(1.0)
+    );
+
+    // One index for the directory: what is written now is counted once, and the files on
+    // disk are the objects indexed.
+    r.get("/c").await;
+    let m = disk_writes(&r.gw, 3.0).await;
+    assert_eq!(
+        metric_value(&m, "weir_cache_objects{cache=\"edge\",tier=\"disk\"}"),
+        Some(3.0)
+    );
+    let files = std::fs::read_dir(&dir.0)
+        .expect("dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_file())
+        .count();
+    assert_eq!(files, 3);
 }
 
 #[tokio::test]
