@@ -2,7 +2,7 @@
 //! deliberately slow, so it runs on the blocking pool (never on a worker thread), and a
 //! successful check is remembered for a few minutes by the SHA-256 of the credentials (the
 //! password itself is never kept), so a client sending the same header on every request pays
-//! once.
+//! once. Unknown user names cost the same hash check as wrong passwords.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -51,10 +51,15 @@ impl BasicPolicy {
         }
         let deny = || Early::Error(super::unauthorized(self.challenge.clone()));
         let (user, password) = parse(parts).ok_or_else(deny)?;
-        let hash = self.users.get(&user).ok_or_else(deny)?;
+        // An unknown user is checked against a configured hash anyway (and refused whatever
+        // the outcome), so the time to answer does not tell which user names exist.
+        let (hash, known) = match self.users.get(&user) {
+            Some(h) => (h, true),
+            None => (self.users.values().next().ok_or_else(deny)?, false),
+        };
         let fingerprint: [u8; 32] = Sha256::digest(format!("{user}:{password}:{hash}")).into();
         let now = Instant::now();
-        let remembered = {
+        let remembered = known && {
             let map = self.verified.lock().unwrap_or_else(|p| p.into_inner());
             map.get(&fingerprint)
                 .is_some_and(|t| now.duration_since(*t) < REMEMBER)
@@ -64,7 +69,7 @@ impl BasicPolicy {
             let ok = tokio::task::spawn_blocking(move || verify(&password, &hash))
                 .await
                 .map_err(|e| Early::Error(ProxyError::new(ErrorKind::Internal).with_source(e)))?;
-            if !ok {
+            if !ok || !known {
                 return Err(deny());
             }
             let mut map = self.verified.lock().unwrap_or_else(|p| p.into_inner());
