@@ -123,15 +123,15 @@ impl Fetcher {
         };
         let work = async {
             let mut info = CallInfo::default();
-            let (resp, _guard) = self
-                .upstream
-                .call(
-                    parts,
-                    RequestBody::buffered(Bytes::new(), stats),
-                    opts,
-                    &mut info,
-                )
-                .await?;
+            // Boxed, so that the futures of policies that may fetch (JWT, ext-auth) stay small
+            // in every request's future.
+            let (resp, _guard) = Box::pin(self.upstream.call(
+                parts,
+                RequestBody::buffered(Bytes::new(), stats),
+                opts,
+                &mut info,
+            ))
+            .await?;
             let (head, body) = resp.into_parts();
             let limited = http_body_util::Limited::new(body, MAX_BODY);
             let body = limited

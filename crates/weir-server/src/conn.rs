@@ -357,12 +357,18 @@ async fn serve<S>(
         guard: FramingGuard::default(),
         refused: false,
     });
-    let service = service_fn(move |req| pipeline::handle(req, info.clone(), shared.clone()));
     if h2 {
         // ALPN said h2: hyper's HTTP/2 server directly, without the auto builder's sniffing.
+        // Each request's future is boxed: hyper moves it into a task of its own per stream,
+        // and moving a pointer is cheaper than moving its kilobytes.
+        let service =
+            service_fn(move |req| Box::pin(pipeline::handle(req, info.clone(), shared.clone())));
         let conn = settings.h2.serve_connection(io, service);
         drive(conn, peer, &settings, &state, &stop).await;
     } else {
+        // HTTP/1.1 keeps the future in the connection's dispatcher, reused request after
+        // request: no allocation per request.
+        let service = service_fn(move |req| pipeline::handle(req, info.clone(), shared.clone()));
         let conn = settings.builder.serve_connection_with_upgrades(io, service);
         drive(conn, peer, &settings, &state, &stop).await;
     }

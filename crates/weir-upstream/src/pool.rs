@@ -109,8 +109,7 @@ impl EndpointPool {
     ) -> Result<(Sender, bool), ProxyError> {
         if let Some(header) = proxy_header {
             // A connection that announced one client carries only that client's request.
-            return self
-                .connect_with(endpoint, Some(header))
+            return Box::pin(self.connect_with(endpoint, Some(header)))
                 .await
                 .map(|s| (s, false));
         }
@@ -158,7 +157,10 @@ impl EndpointPool {
     /// Opens a new connection (TCP, then TLS if configured, bounded together by the connect
     /// timeout) and starts its driver task.
     pub(crate) async fn connect(&self, endpoint: &Endpoint) -> Result<Sender, ProxyError> {
-        self.connect_with(endpoint, None).await
+        // Boxed: connecting (TCP, TLS, the HTTP handshake) is a large future, and every
+        // request's future would otherwise carry room for it — moved with each request even
+        // when a pooled connection answers, as most do.
+        Box::pin(self.connect_with(endpoint, None)).await
     }
 
     async fn connect_with(
