@@ -253,8 +253,17 @@ fn check_upstream_tls(u: &Upstream, path: &KeyPath, out: &mut Vec<Diagnostic>) {
         ),
         _ => {}
     }
-    let Some(tls) = &u.tls else { return };
-    let at = path.key("tls");
+    if let Some(tls) = &u.tls {
+        check_tls_files(tls, &path.key("tls"), out);
+    }
+}
+
+/// A TLS client block's files load and its server name is valid.
+pub(crate) fn check_tls_files(
+    tls: &crate::schema::UpstreamTls,
+    at: &KeyPath,
+    out: &mut Vec<Diagnostic>,
+) {
     if let Some(ca) = &tls.ca {
         if let Err(msg) = crate::pem::check_certs(ca) {
             out.push(Diagnostic::at(at.key("ca"), msg));

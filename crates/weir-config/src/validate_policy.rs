@@ -142,6 +142,7 @@ fn check_policy(config: &Config, p: &Policy, at: &KeyPath, out: &mut Vec<Diagnos
     if let Some(e) = &p.ext_auth {
         let at = at.key("ext_auth");
         check_url(&e.url, &at.key("url"), out);
+        check_fetch_tls(&e.url, e.tls.as_ref(), &at.key("tls"), out);
         check_headers(&e.request_headers, &at.key("request_headers"), out);
         check_headers(&e.upstream_headers, &at.key("upstream_headers"), out);
         if e.timeout.get().is_zero() {
@@ -253,6 +254,14 @@ fn check_jwt(j: &Jwt, at: &KeyPath, out: &mut Vec<Diagnostic>) {
     }
     if let Some(u) = &j.jwks_url {
         check_url(u, &at.key("jwks_url"), out);
+    }
+    match (&j.jwks_url, &j.jwks_tls) {
+        (Some(u), tls) => check_fetch_tls(u, tls.as_ref(), &at.key("jwks_tls"), out),
+        (None, Some(_)) => out.push(Diagnostic::at(
+            at.key("jwks_tls"),
+            "`jwks_tls` needs a `jwks_url`",
+        )),
+        (None, None) => {}
     }
     for (i, r) in j.rules.iter().enumerate() {
         if r.equals.is_some() == r.contains.is_some() {
@@ -440,6 +449,26 @@ fn check_url(u: &str, at: &KeyPath, out: &mut Vec<Diagnostic>) {
             .help("e.g. \"http://127.0.0.1:9000/check\""),
         );
     }
+}
+
+/// TLS settings for a policy's service: only with an `https://` URL, and their files load.
+fn check_fetch_tls(
+    url: &str,
+    tls: Option<&crate::schema::UpstreamTls>,
+    at: &KeyPath,
+    out: &mut Vec<Diagnostic>,
+) {
+    let Some(tls) = tls else { return };
+    if !url.starts_with("https://") {
+        out.push(
+            Diagnostic::at(
+                at.clone(),
+                format!("`{url}` is not https://: TLS settings do not apply"),
+            )
+            .help("use an https:// URL, or remove the TLS settings"),
+        );
+    }
+    crate::validate::check_tls_files(tls, at, out);
 }
 
 pub(crate) fn check_headers(names: &[String], at: &KeyPath, out: &mut Vec<Diagnostic>) {

@@ -267,6 +267,21 @@ jwt = { algorithms = ["none", "HS256", "RS256", "HS265"], keys = [{ secret = "sh
 }
 
 #[test]
+fn policy_service_tls_needs_an_https_url_and_loadable_files() {
+    insta::assert_snapshot!(error_of(&with_base(
+        r#"
+[[policies]]
+name = "ext"
+ext_auth = { url = "http://auth.internal/check", tls = { ca = "/nonexistent/ca.pem" } }
+
+[[policies]]
+name = "jwt"
+jwt = { algorithms = ["RS256"], keys = [{ pem = "x" }], jwks_tls = { sni = "bad name" } }
+"#
+    )));
+}
+
+#[test]
 fn gateway_policies_are_checked_with_positions() {
     insta::assert_snapshot!(error_of(&with_base(
         r#"

@@ -1,7 +1,7 @@
 //! Weir's own client for the services policies talk to (a JWKS endpoint, an auth service):
 //! the URL becomes an internal [`weir_upstream::Upstream`], so these calls get the same
-//! pooled keep-alive connections, TLS (system roots), timeouts and passive health as any
-//! proxied request.
+//! pooled keep-alive connections, TLS (system roots, or the policy's CA bundle, SNI and
+//! client certificate), timeouts and passive health as any proxied request.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +35,14 @@ pub(crate) struct Fetcher {
 const MAX_BODY: usize = 1 << 20;
 
 impl Fetcher {
-    pub(crate) fn new(name: &str, url: &str, timeout: Duration) -> Result<Self, String> {
+    /// A client for `url`; `tls` (for `https://`) names a CA bundle, SNI or a client
+    /// certificate, like an upstream's `tls` (default: the system's roots).
+    pub(crate) fn new(
+        name: &str,
+        url: &str,
+        timeout: Duration,
+        tls: Option<&weir_config::UpstreamTls>,
+    ) -> Result<Self, String> {
         let uri: http::Uri = url
             .parse()
             .map_err(|e| format!("invalid URL `{url}`: {e}"))?;
@@ -56,13 +63,16 @@ impl Fetcher {
         } else {
             format!("{host}:{port}")
         };
-        let tls = if https { "tls = {}\n" } else { "" };
+        let tls_line = if https { "tls = {}\n" } else { "" };
         let timeout_ms = timeout.as_millis().max(1);
         let toml = format!(
-            "name = {name:?}\nendpoints = [{endpoint:?}]\n{tls}timeouts = {{ connect = \"{timeout_ms}ms\", response_header = \"{timeout_ms}ms\" }}\nretry = {{ attempts = 0 }}\n"
+            "name = {name:?}\nendpoints = [{endpoint:?}]\n{tls_line}timeouts = {{ connect = \"{timeout_ms}ms\", response_header = \"{timeout_ms}ms\" }}\nretry = {{ attempts = 0 }}\n"
         );
-        let cfg: weir_config::Upstream =
+        let mut cfg: weir_config::Upstream =
             toml::from_str(&toml).map_err(|e| format!("internal upstream for `{url}`: {e}"))?;
+        if let (true, Some(t)) = (https, tls) {
+            cfg.tls = Some(t.clone());
+        }
         let upstream = Upstream::new(&cfg).map_err(|e| e.to_string())?;
         let base_path = uri.path().trim_end_matches('/').to_owned();
         Ok(Self {

@@ -386,6 +386,10 @@ pub struct Jwt {
     /// client, cached per its `Cache-Control`.
     #[serde(default)]
     pub jwks_url: Option<String>,
+    /// TLS to an `https://` JWKS URL: a CA bundle, SNI, a client certificate (the same keys
+    /// as an upstream's `tls`); default the system's roots.
+    #[serde(default)]
+    pub jwks_tls: Option<crate::schema::UpstreamTls>,
     /// How long a JWKS document is kept when it says nothing of its own.
     #[serde(default = "defaults_jwt::jwks_cache")]
     pub jwks_cache: Duration,
@@ -542,6 +546,10 @@ pub struct ExtAuth {
     /// When it does not answer in time or fails: `deny` (503) or `allow`.
     #[serde(default)]
     pub on_error: FailureMode,
+    /// TLS to an `https://` auth service: a CA bundle, SNI, a client certificate (the same
+    /// keys as an upstream's `tls`); default the system's roots.
+    #[serde(default)]
+    pub tls: Option<crate::schema::UpstreamTls>,
 }
 
 fn default_ext_auth_headers() -> Vec<String> {

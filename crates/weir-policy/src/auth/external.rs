@@ -35,8 +35,13 @@ fn names(list: &[String]) -> Vec<HeaderName> {
 impl ExtAuthPolicy {
     pub(crate) fn compile(name: &str, cfg: &weir_config::ExtAuth) -> Result<Self, CompileError> {
         Ok(Self {
-            fetcher: Fetcher::new(&format!("ext_auth:{name}"), &cfg.url, cfg.timeout.get())
-                .map_err(|m| CompileError::new(name, m))?,
+            fetcher: Fetcher::new(
+                &format!("ext_auth:{name}"),
+                &cfg.url,
+                cfg.timeout.get(),
+                cfg.tls.as_ref(),
+            )
+            .map_err(|m| CompileError::new(name, m))?,
             url: cfg.url.clone(),
             request_headers: names(&cfg.request_headers),
             upstream_headers: names(&cfg.upstream_headers),

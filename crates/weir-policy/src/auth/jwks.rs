@@ -60,9 +60,10 @@ impl Jwks {
         timeout: Duration,
         default_ttl: Duration,
         min_refresh: Duration,
+        tls: Option<&weir_config::UpstreamTls>,
     ) -> Result<Self, String> {
         Ok(Self {
-            fetcher: Fetcher::new(&format!("jwks:{policy}"), url, timeout)?,
+            fetcher: Fetcher::new(&format!("jwks:{policy}"), url, timeout, tls)?,
             cache: ArcSwap::from_pointee(Cached {
                 keys: Vec::new(),
                 expires: None,

@@ -110,6 +110,7 @@ impl JwtPolicy {
                     cfg.jwks_timeout.get(),
                     cfg.jwks_cache.get(),
                     cfg.jwks_min_refresh.get(),
+                    cfg.jwks_tls.as_ref(),
                 )
             })
             .transpose()

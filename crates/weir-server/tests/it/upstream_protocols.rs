@@ -227,6 +227,35 @@ async fn upstream_mtls_presents_the_configured_client_certificate() {
     );
 }
 
+#[tokio::test]
+async fn a_policy_service_over_tls_is_verified_against_the_policy_ca() {
+    let pki = Pki::new();
+    pki.server("auth", &["127.0.0.1"]);
+    // An auth service that admits every request (it answers 200), over TLS.
+    let (auth, accepted) = versatile_origin(Some(server_config(&pki, "auth", false))).await;
+    let o = echo_origin().await;
+    let ca = pki.path("ca.pem").display().to_string();
+    let policy = |tls: &str| {
+        format!(
+            "[[policies]]\nname = \"ext\"\next_auth = {{ url = \"https://{auth}/check\"{tls} }}"
+        )
+    };
+    // The system's roots do not know the test CA: the service is never trusted (503).
+    let untrusted = gateway(&guarded_config(o.addr, "", &policy(""), "\"ext\"", "")).await;
+    assert_eq!(get_status(&untrusted, "/x").await, 503);
+    // With the policy's CA it is.
+    let trusted = gateway(&guarded_config(
+        o.addr,
+        "",
+        &policy(&format!(", tls = {{ ca = \"{ca}\" }}")),
+        "\"ext\"",
+        "",
+    ))
+    .await;
+    assert_eq!(get_status(&trusted, "/x").await, 200);
+    assert!(accepted.load(Ordering::SeqCst) >= 2);
+}
+
 /// Minimal base64 for writing PEM files in tests.
 mod base64_engine {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
