@@ -67,7 +67,7 @@ async fn route(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
             return asset_response(content_type, body);
         }
     }
-    if let Some(token) = &shared.admin_token {
+    if let Some(token) = &shared.runtime.load().admin_token {
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -584,6 +584,7 @@ async fn reload(shared: &Shared) -> Response<Full<Bytes>> {
                 "listeners_changed": summary.listeners_changed,
                 "upstreams_kept": summary.upstreams_kept,
                 "upstreams_new": summary.upstreams_new,
+                "admin_changed": summary.admin_changed,
             }),
         ),
         // The same file:line:col diagnostics `weir check` prints.

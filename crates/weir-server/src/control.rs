@@ -32,6 +32,17 @@ struct State {
     listeners: Vec<Running>,
 }
 
+/// The admin listener that is serving.
+struct AdminRunning {
+    /// The configured address (`admin.bind`), which a reload compares.
+    bind: SocketAddr,
+    /// The address bound (differs from `bind` with port 0).
+    addr: SocketAddr,
+    /// Stops its accept loop and, gracefully, its connections (an answer in progress, such
+    /// as the one to the `POST /reload` that moved it, is still sent).
+    stop: CancellationToken,
+}
+
 /// Reload outcomes, for metrics and the admin API.
 #[derive(Debug, Default)]
 pub(crate) struct ReloadStats {
@@ -51,6 +62,7 @@ pub(crate) struct Control {
     shutdown: CancellationToken,
     config_path: Option<PathBuf>,
     state: tokio::sync::Mutex<State>,
+    admin: std::sync::Mutex<Option<AdminRunning>>,
     pub(crate) stats: ReloadStats,
 }
 
@@ -67,6 +79,8 @@ pub struct ReloadSummary {
     pub upstreams_kept: usize,
     /// Upstreams built anew.
     pub upstreams_new: usize,
+    /// The admin listener moved to a new address (or was opened or closed).
+    pub admin_changed: bool,
 }
 
 impl Control {
@@ -86,11 +100,59 @@ impl Control {
                 config,
                 listeners: Vec::new(),
             }),
+            admin: std::sync::Mutex::new(None),
             stats: ReloadStats {
                 last_ok: AtomicBool::new(true),
                 ..ReloadStats::default()
             },
         }
+    }
+
+    /// Serves the admin API on `socket` (bound for `admin.bind` = `bind`), with the dashboard's
+    /// sampler, replacing (and stopping) the admin listener running before, if any.
+    pub(crate) fn start_admin(&self, shared: &Arc<Shared>, socket: TcpListener, bind: SocketAddr) {
+        let addr = socket.local_addr().unwrap_or(bind);
+        let stop = CancellationToken::new();
+        tokio::spawn(crate::admin::accept_loop(
+            socket,
+            shared.clone(),
+            stop.clone(),
+            TaskTracker::new(),
+        ));
+        tokio::spawn(crate::dashboard::sample_loop(shared.clone(), stop.clone()));
+        let old = self
+            .admin
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(AdminRunning { bind, addr, stop });
+        if let Some(old) = old {
+            old.stop.cancel();
+        }
+    }
+
+    /// Stops the admin listener (at the end of a shutdown, or when a reload removes it).
+    pub(crate) fn stop_admin(&self) {
+        if let Some(old) = self.admin.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            old.stop.cancel();
+        }
+    }
+
+    /// The admin listener's bound address, when one is serving.
+    pub(crate) fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|a| a.addr)
+    }
+
+    /// The configured address of the admin listener serving now.
+    fn admin_bind(&self) -> Option<SocketAddr> {
+        self.admin
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|a| a.bind)
     }
 
     /// Binds and starts every listener of the initial config; nothing serves if one fails.
@@ -291,6 +353,13 @@ impl Control {
                 }
             }
         }
+        // The admin listener: bound anew when its address changed, before the commit too.
+        let admin_bind = config.admin.as_ref().map(|a| a.bind.0);
+        let admin_changed = admin_bind != self.admin_bind();
+        let admin_socket = match admin_bind {
+            Some(b) if admin_changed => Some((b, bind_admin(b)?)),
+            _ => None,
+        };
         // Commit.
         runtime.start_background();
         shared.runtime.store(Arc::new(runtime));
@@ -309,6 +378,13 @@ impl Control {
             let running = self.spawn(&l, socket, settings);
             state.listeners.push(running);
         }
+        if admin_changed {
+            summary.admin_changed = true;
+            match admin_socket {
+                Some((b, socket)) => self.start_admin(&shared, socket, b),
+                None => self.stop_admin(),
+            }
+        }
         shared
             .config_hash
             .store(crate::config_hash(&config), Ordering::Relaxed);
@@ -316,6 +392,15 @@ impl Control {
         self.publish_counters(&state);
         Ok(summary)
     }
+}
+
+/// Binds the admin listener's address.
+pub(crate) fn bind_admin(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    listener::bind(addr).map_err(|source| ServerError::Bind {
+        name: "admin".to_owned(),
+        addr,
+        source,
+    })
 }
 
 /// Replaces every secret in a serialized config: the admin token and sticky-cookie keys.

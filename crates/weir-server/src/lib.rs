@@ -93,8 +93,6 @@ pub(crate) struct Shared {
     pub(crate) started: std::time::Instant,
     /// Fingerprint of the running config (changes with every applied reload).
     pub(crate) config_hash: std::sync::atomic::AtomicU64,
-    /// The admin API's bearer token.
-    pub(crate) admin_token: Option<String>,
     /// Request metrics by route, kept across reloads.
     pub(crate) metrics: weir_observe::MetricsRegistry,
     /// Requests being served now.
@@ -115,8 +113,6 @@ pub struct Server {
     shared: Arc<Shared>,
     control: Arc<control::Control>,
     addrs: Vec<(String, SocketAddr)>,
-    admin_addr: Option<SocketAddr>,
-    admin_stop: CancellationToken,
     stop_accepting: CancellationToken,
     tracker: TaskTracker,
     shutdown_timeout: Duration,
@@ -153,12 +149,11 @@ impl Server {
             draining: std::sync::atomic::AtomicBool::new(false),
             started: std::time::Instant::now(),
             config_hash: std::sync::atomic::AtomicU64::new(config_hash(&config)),
-            admin_token: config.admin.as_ref().and_then(|a| a.token.clone()),
         });
         let stop_accepting = CancellationToken::new();
         let tracker = TaskTracker::new();
         let shutdown_timeout = config.shutdown_timeout.get();
-        let admin_cfg = config.admin.clone();
+        let admin_bind = config.admin.as_ref().map(|a| a.bind.0);
         let control = Arc::new(control::Control::new(
             &shared,
             tracker.clone(),
@@ -168,38 +163,18 @@ impl Server {
         ));
         let _ = shared.control.set(control.clone());
         // Bind everything before serving anything, so a failure leaves nothing half-started.
-        let admin = match &admin_cfg {
-            Some(a) => Some(
-                listener::bind(a.bind.0).map_err(|source| ServerError::Bind {
-                    name: "admin".to_owned(),
-                    addr: a.bind.0,
-                    source,
-                })?,
-            ),
-            None => None,
-        };
+        let admin = admin_bind.map(control::bind_admin).transpose()?;
         let addrs = control.start_listeners().await?;
         tokio::spawn(control.clone().watch_file());
-        let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
         // The admin API outlives the drain (orchestrators poll `/readyz` during it), so it is
         // stopped separately, after the traffic listeners' connections are done.
-        let admin_stop = CancellationToken::new();
-        if let Some(socket) = admin {
-            let admin_tracker = TaskTracker::new();
-            tokio::spawn(admin::accept_loop(
-                socket,
-                shared.clone(),
-                admin_stop.clone(),
-                admin_tracker,
-            ));
-            tokio::spawn(dashboard::sample_loop(shared.clone(), admin_stop.clone()));
+        if let (Some(socket), Some(bind)) = (admin, admin_bind) {
+            control.start_admin(&shared, socket, bind);
         }
         Ok(Self {
             shared,
             control,
             addrs,
-            admin_addr,
-            admin_stop,
             stop_accepting,
             tracker,
             shutdown_timeout,
@@ -232,7 +207,7 @@ impl Server {
 
     /// The admin listener's bound address, when there is one.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin_addr
+        self.control.admin_addr()
     }
 
     /// Every listener's name and bound address.
@@ -288,7 +263,7 @@ impl Server {
                 "shutdown timeout reached with connections still open; closing them"
             );
         }
-        self.admin_stop.cancel();
+        self.control.stop_admin();
         self.shared.access_log.flush();
         self.flush_traces(Duration::from_secs(5)).await;
         drained

@@ -78,6 +78,9 @@ pub struct Runtime {
     /// The caches, by config order (each carried over a reload that leaves it unchanged, so
     /// what it stores survives).
     pub(crate) caches: Vec<Arc<crate::cache::CacheHandle>>,
+    /// The admin API's bearer token (a reload that changes it applies at once: a rotated
+    /// token stops working with the swap).
+    pub(crate) admin_token: Option<Arc<str>>,
 }
 
 impl Runtime {
@@ -213,6 +216,11 @@ impl Runtime {
             })
             .collect();
         Ok(Self {
+            admin_token: config
+                .admin
+                .as_ref()
+                .and_then(|a| a.token.as_deref())
+                .map(Arc::from),
             policies,
             route_policies,
             route_opts,

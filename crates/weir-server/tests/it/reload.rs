@@ -202,3 +202,79 @@ async fn watch_reloads_when_the_file_is_replaced() {
     }
     assert_eq!(body, "two");
 }
+
+/// `GET /status` on the admin address `addr` with `token`: the status code.
+async fn admin_status(addr: std::net::SocketAddr, token: &str) -> u16 {
+    client()
+        .get(format!("http://{addr}/status"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("admin answers")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_reload_moves_the_admin_listener_and_rotates_its_token() {
+    let admin = |bind: &str, token: &str| {
+        let text = format!(
+            "admin = {{ bind = \"{bind}\", token = \"{token}\" }}\n[[listeners]]\nname = \"main\"\nbind = \"127.0.0.1:0\"\n[[routes]]\nrespond = {{ status = 200 }}\n"
+        );
+        weir_config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (one, two, three) = (
+        "token-one-0123456789",
+        "token-two-0123456789",
+        "token-three-012345678",
+    );
+    let server = weir_server::Server::start(
+        admin("127.0.0.1:0", one),
+        weir_observe::AccessLog::to_writer(LogBuf::default()),
+    )
+    .await
+    .expect("start");
+    let first = server.admin_addr().expect("admin");
+    assert_eq!(admin_status(first, one).await, 200);
+
+    // A new address and a new token: the old address closes, the old token stops working.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
+    let moved_to = free.local_addr().expect("addr");
+    drop(free);
+    let summary = server
+        .reload(admin(&moved_to.to_string(), two))
+        .await
+        .expect("reload");
+    assert!(summary.admin_changed);
+    assert_eq!(server.admin_addr(), Some(moved_to));
+    assert_eq!(admin_status(moved_to, one).await, 401);
+    assert_eq!(admin_status(moved_to, two).await, 200);
+    let mut closed = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(first).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(closed, "the old admin address no longer accepts");
+
+    // Only the token changes: same listener, the new token at once.
+    let summary = server
+        .reload(admin(&moved_to.to_string(), three))
+        .await
+        .expect("reload");
+    assert!(!summary.admin_changed);
+    assert_eq!(admin_status(moved_to, two).await, 401);
+    assert_eq!(admin_status(moved_to, three).await, 200);
+
+    // No `[admin]` any more: the listener closes.
+    let none = weir_config::parse(
+        "[[listeners]]\nname = \"main\"\nbind = \"127.0.0.1:0\"\n[[routes]]\nrespond = { status = 200 }\n",
+        "test.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(server.reload(none).await.expect("reload").admin_changed);
+    assert_eq!(server.admin_addr(), None);
+    assert!(server.shutdown().await);
+}
