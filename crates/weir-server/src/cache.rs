@@ -776,8 +776,87 @@ enum FillMsg {
     End,
 }
 
+/// Writes what a [`DiskTee`] sends into a disk fill, and commits it when the body ended whole.
+/// Opening the file, each batch of writes (whatever is queued when the previous batch is done)
+/// and the commit run on the blocking pool; while the origin is still sending, no thread is
+/// held, so slow fills do not tie up the pool.
+async fn write_fill(job: DiskJob, mut rx: tokio::sync::mpsc::Receiver<FillMsg>) {
+    let DiskJob {
+        handle,
+        disk,
+        primary,
+        uri,
+        vary,
+        meta,
+        tags,
+        expected,
+        fill,
+    } = job;
+    let _fill = fill;
+    let counters = &handle.counters;
+    let begun =
+        tokio::task::spawn_blocking(move || disk.begin(&primary, &uri, &vary, &meta, &tags)).await;
+    let Ok(Ok(mut writing)) = begun else {
+        counters.disk_errors.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let mut ended = false;
+    while !ended {
+        let Some(first) = rx.recv().await else {
+            break;
+        };
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(msg) = next {
+            match msg {
+                FillMsg::Chunk(b) => batch.push(b),
+                FillMsg::End => {
+                    ended = true;
+                    break;
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        let written = tokio::task::spawn_blocking(move || {
+            for b in &batch {
+                writing.write(b)?;
+            }
+            Ok::<_, std::io::Error>(writing)
+        })
+        .await;
+        match written {
+            Ok(Ok(w)) => writing = w,
+            // The fill was dropped on the blocking thread, its temporary file removed.
+            _ => {
+                counters.disk_errors.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+    let complete = ended || expected.is_some_and(|n| writing.written() == n as u64);
+    let committed = tokio::task::spawn_blocking(move || {
+        // An incomplete fill is dropped here, which removes its temporary file.
+        complete.then(|| writing.commit())
+    })
+    .await;
+    match committed {
+        Ok(Some(Ok(()))) => {
+            counters.stored.fetch_add(1, Ordering::Relaxed);
+            counters.disk_writes.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(None) => {}
+        Ok(Some(Err(e))) => {
+            tracing::warn!(error = %e, "cache disk write failed");
+            counters.disk_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(_) => {
+            counters.disk_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// A response body on its way to the client whose bytes are also written, as they pass, into
-/// a disk fill on a blocking thread. The channel is bounded: a client is never served faster
+/// a disk fill (see [`write_fill`]). The channel is bounded: a client is never served faster
 /// than the disk takes the copy (no unbounded buffering), and the copy is abandoned — its
 /// temporary file removed — when the body fails, exceeds `limit`, or is dropped early.
 struct DiskTee {
@@ -793,55 +872,8 @@ impl DiskTee {
         limit: usize,
         job: DiskJob,
     ) -> http_body_util::combinators::UnsyncBoxBody<Bytes, weir_core::BoxError> {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<FillMsg>(16);
-        drop(tokio::task::spawn_blocking(move || {
-            let DiskJob {
-                handle,
-                disk,
-                primary,
-                uri,
-                vary,
-                meta,
-                tags,
-                expected,
-                fill,
-            } = job;
-            let _fill = fill;
-            let counters = &handle.counters;
-            let Ok(mut writing) = disk.begin(&primary, &uri, &vary, &meta, &tags) else {
-                counters.disk_errors.fetch_add(1, Ordering::Relaxed);
-                return;
-            };
-            let mut ended = false;
-            while let Some(msg) = rx.blocking_recv() {
-                match msg {
-                    FillMsg::Chunk(b) => {
-                        if writing.write(&b).is_err() {
-                            counters.disk_errors.fetch_add(1, Ordering::Relaxed);
-                            return;
-                        }
-                    }
-                    FillMsg::End => {
-                        ended = true;
-                        break;
-                    }
-                }
-            }
-            let complete = ended || expected.is_some_and(|n| writing.written() == n as u64);
-            if !complete {
-                return;
-            }
-            match writing.commit() {
-                Ok(()) => {
-                    counters.stored.fetch_add(1, Ordering::Relaxed);
-                    counters.disk_writes.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cache disk write failed");
-                    counters.disk_errors.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
+        let (tx, rx) = tokio::sync::mpsc::channel::<FillMsg>(16);
+        drop(tokio::spawn(write_fill(job, rx)));
         http_body_util::combinators::UnsyncBoxBody::new(Self {
             inner,
             tx: Some(tokio_util::sync::PollSender::new(tx)),

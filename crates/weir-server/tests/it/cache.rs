@@ -334,6 +334,24 @@ async fn unsafe_methods_invalidate_and_only_if_cached_misses_are_504() {
     assert_eq!(s.hits.load(Ordering::SeqCst), 3);
 }
 
+/// `n` GETs of `path` at once; their statuses, headers and bodies.
+async fn concurrently(
+    gw: &Arc<Gateway>,
+    path: &'static str,
+    n: usize,
+) -> Vec<(u16, http::HeaderMap, String)> {
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let gw = gw.clone();
+        tasks.push(tokio::spawn(async move { get(&gw, path, &[]).await }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("task"));
+    }
+    out
+}
+
 #[tokio::test]
 async fn concurrent_misses_of_one_key_reach_the_origin_once() {
     let hits = Arc::new(AtomicUsize::new(0));
@@ -356,22 +374,7 @@ async fn concurrent_misses_of_one_key_reach_the_origin_once() {
     })
     .await;
     let gw = Arc::new(gateway(&cached_config(slow.addr)).await);
-    let run = |path: &'static str, n: usize| {
-        let gw = gw.clone();
-        async move {
-            let mut tasks = Vec::new();
-            for _ in 0..n {
-                let gw = gw.clone();
-                tasks.push(tokio::spawn(async move { get(&gw, path, &[]).await }));
-            }
-            let mut out = Vec::new();
-            for t in tasks {
-                out.push(t.await.expect("task"));
-            }
-            out
-        }
-    };
-    let results = run("/cold", 100).await;
+    let results = concurrently(&gw, "/cold", 100).await;
     assert_eq!(
         hits.load(Ordering::SeqCst),
         1,
@@ -382,7 +385,7 @@ async fn concurrent_misses_of_one_key_reach_the_origin_once() {
         .iter()
         .any(|(_, h, _)| cache_status(h).contains("collapsed")));
     // A response that turns out uncacheable releases the waiters at once: each goes forward.
-    let results = run("/private", 10).await;
+    let results = concurrently(&gw, "/private", 10).await;
     assert_eq!(hits.load(Ordering::SeqCst), 11);
     assert!(results.iter().all(|(s, _, _)| *s == 200));
     let m = metrics(&gw).await;
@@ -394,6 +397,50 @@ async fn concurrent_misses_of_one_key_reach_the_origin_once() {
         .unwrap_or(0.0)
             >= 99.0
     );
+}
+
+#[tokio::test]
+async fn concurrent_revalidations_of_one_key_reach_the_origin_once() {
+    let fills = Arc::new(AtomicUsize::new(0));
+    let revalidations = Arc::new(AtomicUsize::new(0));
+    let (f, r) = (fills.clone(), revalidations.clone());
+    let slow = origin(move |req: Request<Incoming>| {
+        let (fills, revalidations) = (f.clone(), r.clone());
+        async move {
+            let b = Response::builder()
+                .header("etag", "\"v1\"")
+                .header("cache-control", "max-age=60");
+            if req.headers().contains_key("if-none-match") {
+                revalidations.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                return b.status(304).body(full("")).expect("response");
+            }
+            fills.fetch_add(1, Ordering::SeqCst);
+            // Stored already stale: fresh for 60 s, but 61 s old when it arrives.
+            b.header("age", "61").body(full("v1")).expect("response")
+        }
+    })
+    .await;
+    let gw = Arc::new(gateway(&cached_config(slow.addr)).await);
+    get(&gw, "/r", &[]).await;
+    settle().await;
+    let results = concurrently(&gw, "/r", 20).await;
+    assert_eq!(fills.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        revalidations.load(Ordering::SeqCst),
+        1,
+        "20 concurrent revalidations, one origin request"
+    );
+    assert!(results.iter().all(|(s, _, b)| *s == 200 && b == "v1"));
+    // The 304 freshened the stored response.
+    let (_, h, body) = get(&gw, "/r", &[]).await;
+    assert!(
+        cache_status(&h).starts_with("edge; hit"),
+        "{}",
+        cache_status(&h)
+    );
+    assert_eq!(body, "v1");
+    assert_eq!(revalidations.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
