@@ -95,12 +95,55 @@ fn check_observability(config: &Config, out: &mut Vec<Diagnostic>) {
     }
     if let Some(t) = &config.tracing {
         let at = KeyPath::root("tracing");
-        if !t.otlp_endpoint.starts_with("http://") || t.otlp_endpoint.parse::<http::Uri>().is_err()
-        {
+        let https = t.otlp_endpoint.starts_with("https://");
+        let uri_ok = t
+            .otlp_endpoint
+            .parse::<http::Uri>()
+            .is_ok_and(|u| u.authority().is_some());
+        if !(https || t.otlp_endpoint.starts_with("http://")) || !uri_ok {
             out.push(
-                Diagnostic::at(at.key("otlp_endpoint"), "must be an http:// URL")
-                    .help("the OTLP/gRPC port of a collector, e.g. \"http://127.0.0.1:4317\" (TLS to the collector is not supported yet: run a local collector or agent)"),
+                Diagnostic::at(
+                    at.key("otlp_endpoint"),
+                    "must be an http:// or https:// URL",
+                )
+                .help("the OTLP/gRPC port of a collector, e.g. \"http://127.0.0.1:4317\""),
             );
+        }
+        if let Some(tls) = &t.otlp_tls {
+            let tls_at = at.key("otlp_tls");
+            if !https {
+                out.push(
+                    Diagnostic::at(
+                        tls_at.clone(),
+                        "TLS settings need an https:// `otlp_endpoint`",
+                    )
+                    .help("use an https:// endpoint, or remove `otlp_tls`"),
+                );
+            }
+            if tls.insecure_skip_verify {
+                out.push(Diagnostic::at(
+                    tls_at.key("insecure_skip_verify"),
+                    "not supported for the OTLP exporter: give the collector's CA in `ca`",
+                ));
+            }
+            check_tls_files(tls, &tls_at, out);
+        }
+        for (name, value) in &t.otlp_headers {
+            let lower = name.to_ascii_lowercase() == *name;
+            if !lower
+                || name.ends_with("-bin")
+                || http::HeaderName::from_bytes(name.as_bytes()).is_err()
+            {
+                out.push(Diagnostic::at(
+                    at.key("otlp_headers").key(name),
+                    format!("`{name}` is not a lowercase ASCII gRPC metadata name"),
+                ));
+            } else if http::HeaderValue::from_str(value.expose()).is_err() {
+                out.push(Diagnostic::at(
+                    at.key("otlp_headers").key(name),
+                    "the value is not a valid header value",
+                ));
+            }
         }
         if !(0.0..=1.0).contains(&t.sampling_ratio) {
             out.push(Diagnostic::at(

@@ -282,6 +282,18 @@ jwt = { algorithms = ["RS256"], keys = [{ pem = "x" }], jwks_tls = { sni = "bad 
 }
 
 #[test]
+fn otlp_tls_and_metadata_are_checked() {
+    insta::assert_snapshot!(error_of(&with_base(
+        r#"
+[tracing]
+otlp_endpoint = "http://collector:4317"
+otlp_tls = { ca = "/nonexistent/ca.pem", insecure_skip_verify = true }
+otlp_headers = { "X-Api-Key" = "k" }
+"#
+    )));
+}
+
+#[test]
 fn gateway_policies_are_checked_with_positions() {
     insta::assert_snapshot!(error_of(&with_base(
         r#"

@@ -17,6 +17,7 @@ use opentelemetry_proto::tonic::trace::v1::{
     span, status, ResourceSpans, ScopeSpans, Span, Status,
 };
 use tokio::sync::{mpsc, oneshot};
+use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
 use weir_core::text::ip_string;
 use weir_core::trace_context::{new_span_id, new_trace_id, Spans};
 use weir_core::{RequestCtx, TraceContext, Traceparent};
@@ -62,6 +63,10 @@ enum Msg {
 #[derive(Debug, Clone)]
 struct ExportSettings {
     endpoint: String,
+    /// TLS for an `https://` endpoint (none: the system's roots).
+    tls: Option<weir_config::UpstreamTls>,
+    /// gRPC metadata sent with every export.
+    headers: Vec<(String, String)>,
     service_name: String,
     batch_size: usize,
     batch_delay: Duration,
@@ -96,6 +101,12 @@ impl Tracer {
             rx: Mutex::new(Some(rx)),
             settings: ExportSettings {
                 endpoint: cfg.otlp_endpoint.clone(),
+                tls: cfg.otlp_tls.clone(),
+                headers: cfg
+                    .otlp_headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+                    .collect(),
                 service_name: cfg.service_name.clone(),
                 batch_size: cfg.batch_size.max(1),
                 batch_delay: cfg.batch_delay.get(),
@@ -325,18 +336,38 @@ async fn export_loop(
     settings: ExportSettings,
     stats: Arc<TraceStats>,
 ) {
-    let channel = match tonic::transport::Endpoint::from_shared(settings.endpoint.clone()) {
-        Ok(endpoint) => endpoint
-            .connect_timeout(settings.export_timeout)
-            .timeout(settings.export_timeout)
-            .connect_lazy(),
+    let channel = match channel(&settings) {
+        Ok(c) => c,
         Err(e) => {
-            // Validation accepts only http:// URLs, so this is a bug, not a config error.
-            tracing::error!(endpoint = %settings.endpoint, error = %e, "bad OTLP endpoint; spans are dropped");
+            // Validation checks the URL and loads the TLS files first, so this means a file
+            // changed since; spans are dropped (and counted) rather than sent in the clear.
+            tracing::error!(endpoint = %settings.endpoint, error = %e, "OTLP exporter cannot start; spans are dropped");
+            while let Some(msg) = rx.recv().await {
+                match msg {
+                    Msg::Span(_) => stats.failed.fetch_add(1, Ordering::Relaxed),
+                    Msg::Flush(ack) => {
+                        let _ = ack.send(());
+                        0
+                    }
+                };
+            }
             return;
         }
     };
-    let mut client = TraceServiceClient::new(channel);
+    let metadata: Vec<(MetadataKey<Ascii>, MetadataValue<Ascii>)> = settings
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((MetadataKey::from_bytes(k.as_bytes()).ok()?, v.parse().ok()?)))
+        .collect();
+    let mut client = TraceServiceClient::with_interceptor(
+        channel,
+        move |mut req: tonic::Request<()>| -> Result<tonic::Request<()>, tonic::Status> {
+            for (k, v) in &metadata {
+                req.metadata_mut().insert(k.clone(), v.clone());
+            }
+            Ok(req)
+        },
+    );
     let resource = Resource {
         attributes: vec![
             kv("service.name", &settings.service_name),
@@ -394,6 +425,35 @@ async fn export_loop(
             let _ = ack.send(());
         }
     }
+}
+
+/// The exporter's gRPC channel: plaintext for `http://`, TLS for `https://` (the configured CA,
+/// or the system's roots; SNI; a client certificate).
+fn channel(settings: &ExportSettings) -> Result<tonic::transport::Channel, String> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let mut endpoint = tonic::transport::Endpoint::from_shared(settings.endpoint.clone())
+        .map_err(|e| e.to_string())?
+        .connect_timeout(settings.export_timeout)
+        .timeout(settings.export_timeout);
+    if settings.endpoint.starts_with("https://") {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| format!("cannot read `{}`: {e}", p.display()))
+        };
+        let tls = settings.tls.clone().unwrap_or_default();
+        let mut config = ClientTlsConfig::new();
+        config = match &tls.ca {
+            Some(ca) => config.ca_certificate(Certificate::from_pem(read(ca)?)),
+            None => config.with_native_roots(),
+        };
+        if let Some(sni) = &tls.sni {
+            config = config.domain_name(sni.clone());
+        }
+        if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
+            config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        endpoint = endpoint.tls_config(config).map_err(|e| e.to_string())?;
+    }
+    Ok(endpoint.connect_lazy())
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ use tokio::net::TcpListener;
 pub struct Collector {
     /// Spans with their resource's `service.name` (unless counting only).
     spans: Arc<Mutex<Vec<(String, Span)>>>,
+    /// The gRPC metadata of each export request.
+    metadata: Arc<Mutex<Vec<http::HeaderMap>>>,
     count: Arc<AtomicU64>,
     count_only: bool,
 }
@@ -32,6 +34,10 @@ impl TraceService for Collector {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.metadata
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(request.metadata().clone().into_headers());
         for rs in request.into_inner().resource_spans {
             let service = rs
                 .resource
@@ -72,6 +78,14 @@ impl Collector {
         self.spans.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The gRPC metadata of each export request received so far.
+    pub fn metadata(&self) -> Vec<http::HeaderMap> {
+        self.metadata
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Spans received so far.
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
@@ -79,26 +93,32 @@ impl Collector {
 
     /// Serves the trace service (h2c) on `listener` until the task is dropped.
     pub async fn serve(self, listener: TcpListener) {
-        let svc = TraceServiceServer::new(self);
         while let Ok((tcp, _)) = listener.accept().await {
-            let svc = svc.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
-                    let mut svc = svc.clone();
-                    async move {
-                        Ok::<_, Infallible>(
-                            tonic::codegen::Service::call(&mut svc, req)
-                                .await
-                                .unwrap_or_else(|e| match e {}),
-                        )
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .http2_only()
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
+            tokio::spawn(self.clone().serve_connection(tcp));
         }
+    }
+
+    /// Serves the trace service (HTTP/2) on one connection: a TCP stream, or a TLS stream the
+    /// caller accepted.
+    pub async fn serve_connection<I>(self, io: I)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let svc = TraceServiceServer::new(self);
+        let svc = hyper::service::service_fn(move |req| {
+            let mut svc = svc.clone();
+            async move {
+                Ok::<_, Infallible>(
+                    tonic::codegen::Service::call(&mut svc, req)
+                        .await
+                        .unwrap_or_else(|e| match e {}),
+                )
+            }
+        });
+        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            .http2_only()
+            .serve_connection(TokioIo::new(io), svc)
+            .await;
     }
 }
 

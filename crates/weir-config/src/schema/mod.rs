@@ -267,8 +267,16 @@ impl Default for Metrics {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tracing {
-    /// The OTLP/gRPC collector, e.g. `"http://127.0.0.1:4317"`.
+    /// The OTLP/gRPC collector, e.g. `"http://127.0.0.1:4317"`, or `https://` for TLS.
     pub otlp_endpoint: String,
+    /// TLS to an `https://` collector: `ca`, `sni`, `client_cert` and `client_key` as in an
+    /// upstream's `tls` (`insecure_skip_verify` is refused here); default the system's roots.
+    #[serde(default)]
+    pub otlp_tls: Option<UpstreamTls>,
+    /// gRPC metadata sent with every export (the API key of a hosted collector); each value
+    /// is a secret.
+    #[serde(default)]
+    pub otlp_headers: BTreeMap<String, crate::Secret>,
     /// Share of new traces recorded, 0.0–1.0.
     #[serde(default = "defaults::sampling_ratio")]
     pub sampling_ratio: f64,

@@ -261,3 +261,59 @@ async fn retries_are_attributes_and_export_failures_are_counted() {
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn spans_reach_a_tls_collector_verified_by_its_ca_with_the_configured_metadata() {
+    let pki = crate::tls::Pki::new();
+    pki.server("collector", &["127.0.0.1"]);
+    let mut tls = crate::upstream_protocols::server_config(&pki, "collector", false);
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let at = listener.local_addr().expect("addr");
+    let serving = collector.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, serving) = (acceptor.clone(), serving.clone());
+            tokio::spawn(async move {
+                if let Ok(stream) = acceptor.accept(tcp).await {
+                    serving.serve_connection(stream).await;
+                }
+            });
+        }
+    });
+    let o = echo_origin().await;
+    let section = |tls: &str| {
+        format!(
+            "admin = {{ bind = \"127.0.0.1:0\" }}\n[tracing]\notlp_endpoint = \"https://{at}\"\nsampling_ratio = 1.0\nbatch_delay = \"20ms\"\n{tls}otlp_headers = {{ \"x-api-key\" = \"k-123\" }}\n"
+        )
+    };
+    // The system's roots do not know the test CA: nothing is exported, the failure counted.
+    let untrusted = gateway(&config(&[o.addr], &section(""))).await;
+    assert_eq!(get_status(&untrusted, "/a").await, 200);
+    flush(&untrusted).await;
+    assert_eq!(collector.count(), 0);
+    let m = metrics(&untrusted).await;
+    assert!(
+        metric_value(&m, "weir_trace_spans_total{result=\"failed\"}").unwrap_or(0.0) >= 1.0,
+        "{m}"
+    );
+    // With the collector's CA: exported over TLS, with the metadata.
+    let ca = pki.path("ca.pem").display().to_string();
+    let trusted = gateway(&config(
+        &[o.addr],
+        &section(&format!("otlp_tls = {{ ca = \"{ca}\" }}\n")),
+    ))
+    .await;
+    assert_eq!(get_status(&trusted, "/b").await, 200);
+    flush(&trusted).await;
+    assert_eq!(collector.count(), 2, "the server and the client span");
+    let metadata = collector.metadata();
+    assert!(!metadata.is_empty());
+    assert!(metadata
+        .iter()
+        .all(|h| h.get("x-api-key").is_some_and(|v| v == "k-123")));
+}

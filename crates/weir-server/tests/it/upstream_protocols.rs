@@ -72,7 +72,7 @@ async fn versatile_origin(tls: Option<ServerConfig>) -> (SocketAddr, Arc<AtomicU
     (addr, accepted)
 }
 
-fn server_config(pki: &Pki, stem: &str, client_ca: bool) -> ServerConfig {
+pub(crate) fn server_config(pki: &Pki, stem: &str, client_ca: bool) -> ServerConfig {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let certs = weir_config::pem::load_certs(&pki.path(&format!("{stem}.pem"))).expect("certs");
     let key = weir_config::pem::load_key(&pki.path(&format!("{stem}.key"))).expect("key");
