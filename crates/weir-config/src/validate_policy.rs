@@ -72,6 +72,10 @@ fn check_policy(config: &Config, p: &Policy, at: &KeyPath, out: &mut Vec<Diagnos
             out.push(Diagnostic::at(at.key("limit"), "must be at least 1"));
         }
         check_keys(&c.key, c.ipv6_prefix, &at, out);
+        check_store(config, c.store, &at, out);
+        if c.lease.get() < std::time::Duration::from_secs(1) {
+            out.push(Diagnostic::at(at.key("lease"), "must be at least 1s"));
+        }
     }
     if let Some(j) = &p.jwt {
         check_jwt(j, &at.key("jwt"), out);

@@ -87,6 +87,30 @@ impl Shared {
         });
         Arc::new(Self { redis })
     }
+
+    /// The store a policy named `name` counts in: none for `memory`, the `[redis]` store for
+    /// `redis` (an error without one; validation refuses that config first).
+    pub(crate) fn store_for(
+        &self,
+        name: &str,
+        kind: weir_config::StoreKind,
+    ) -> Result<Option<Arc<RedisStore>>, CompileError> {
+        match kind {
+            weir_config::StoreKind::Memory => Ok(None),
+            weir_config::StoreKind::Redis => self
+                .redis
+                .clone()
+                .map(Some)
+                .ok_or_else(|| CompileError::new(name, "store = \"redis\" needs [redis]")),
+        }
+    }
+}
+
+/// The answer when the store failed and `on_store_error = "deny"`.
+pub(crate) fn store_unavailable() -> Early {
+    ProxyError::new(weir_core::ErrorKind::PolicyStoreUnavailable)
+        .retry_after(std::time::Duration::from_secs(1))
+        .into()
 }
 
 /// How a policy stopped a request.
@@ -228,8 +252,8 @@ impl Policy {
             (Kind::Ip(ip::IpRules::compile(ip)), &[])
         } else if let Some(c) = &cfg.concurrency {
             (
-                Kind::Concurrency(concurrency::ConcurrencyPolicy::compile(c)),
-                &[],
+                Kind::Concurrency(concurrency::ConcurrencyPolicy::compile(name, c, shared)?),
+                concurrency::EVENTS,
             )
         } else if let Some(j) = &cfg.jwt {
             (
@@ -301,7 +325,7 @@ impl Policy {
         let result = match &self.kind {
             Kind::Ip(rules) => rules.check(ctx).map_err(Early::from),
             Kind::RateLimit(rl) => rl.check(ctx, &parts.headers, hooks, &self.events).await,
-            Kind::Concurrency(c) => c.acquire(ctx, &parts.headers, hooks),
+            Kind::Concurrency(c) => c.acquire(ctx, &parts.headers, hooks, &self.events).await,
             Kind::Jwt(j) => j.check(ctx, parts, &self.events).await,
             Kind::ApiKey(k) => k.check(ctx, parts),
             Kind::Basic(b) => b.check(ctx, parts).await,

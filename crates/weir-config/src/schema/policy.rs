@@ -106,7 +106,7 @@ pub enum OnStoreError {
     Allow,
     /// Answer 503 `policy_store_unavailable`.
     Deny,
-    /// Decide with this instance's in-memory state (rate limits only).
+    /// Decide with this instance's in-memory state (rate and concurrency limits).
     Local,
 }
 
@@ -315,6 +315,21 @@ pub struct ConcurrencyLimit {
     /// As for `rate_limit.ipv6_prefix`.
     #[serde(default = "default_ipv6_prefix")]
     pub ipv6_prefix: u8,
+    /// `memory` (default: per instance) or `redis` (one count shared by every instance).
+    #[serde(default)]
+    pub store: StoreKind,
+    /// With `store = "redis"`: how long a slot stays taken without word from its instance; a
+    /// request in flight renews its slot every third of this, so only a crashed instance's
+    /// slots wait this long to come free.
+    #[serde(default = "default_lease")]
+    pub lease: Duration,
+    /// With `store = "redis"`: what to do when Redis fails (`local`: count in this instance).
+    #[serde(default)]
+    pub on_store_error: OnStoreError,
+}
+
+fn default_lease() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// Where a credential is read from: `header:NAME`, `cookie:NAME` or `query:NAME`.

@@ -25,7 +25,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use http::{HeaderMap, HeaderValue};
-use weir_config::{OnStoreError, RateAlgorithm, RateKey, StoreKind};
+use weir_config::{OnStoreError, RateAlgorithm, RateKey};
 use weir_core::{ErrorKind, ProxyError, RequestCtx};
 
 pub use algorithm::{Algorithm, Decision, Rate, State};
@@ -76,17 +76,10 @@ impl RateLimitPolicy {
         };
         let policy_field = HeaderValue::from_str(&format!("{quoted_name};q={quota};w={window}"))
             .map_err(|_| CompileError::new(name, "cannot form the RateLimit-Policy field"))?;
-        let redis = match rl.store {
-            StoreKind::Memory => None,
-            StoreKind::Redis => {
-                let store = shared
-                    .redis
-                    .clone()
-                    .ok_or_else(|| CompileError::new(name, "store = \"redis\" needs [redis]"))?;
-                let limiter = redis::RedisLimiter::new(&store, name, algorithm, rate, burst);
-                Some((store, limiter))
-            }
-        };
+        let redis = shared.store_for(name, rl.store)?.map(|store| {
+            let limiter = redis::RedisLimiter::new(&store, name, algorithm, rate, burst);
+            (store, limiter)
+        });
         Ok(Self {
             local: LocalLimiter::new(algorithm, rate, burst, rl.max_keys),
             redis,
@@ -117,11 +110,7 @@ impl RateLimitPolicy {
                     tracing::warn!(error = %e, "rate-limit store failed; on_store_error decides");
                     match self.on_store_error {
                         OnStoreError::Allow => return Ok(()),
-                        OnStoreError::Deny => {
-                            return Err(ProxyError::new(ErrorKind::PolicyStoreUnavailable)
-                                .retry_after(std::time::Duration::from_secs(1))
-                                .into())
-                        }
+                        OnStoreError::Deny => return Err(crate::store_unavailable()),
                         OnStoreError::Local => self.local.check(&key, now_ns(ctx.start), 1),
                     }
                 }

@@ -244,3 +244,84 @@ async fn idempotency_records_are_shared_and_locks_expire() {
     assert_eq!(second.0, 201, "the expired lock was taken over");
     assert_eq!(first.await.expect("task").0, 201);
 }
+
+#[tokio::test]
+async fn concurrency_slots_are_shared_across_instances_through_redis() {
+    let mut redis = RedisServer::start().await;
+    // The origin holds every request until the test opens the gate.
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let seen = arrived.clone();
+    let held = weir_testkit::origin(move |_req: Request<Incoming>| {
+        let (mut gate, seen) = (gate.clone(), seen.clone());
+        async move {
+            seen.fetch_add(1, Ordering::SeqCst);
+            let _ = gate.wait_for(|open| *open).await;
+            Response::new(weir_testkit::full("ok"))
+        }
+    })
+    .await;
+    // A 1 s lease, renewed every third of it while a request is in flight.
+    let policies = "[[policies]]\nname = \"two\"\nconcurrency = { limit = 2, key = \"header:x-tenant\", store = \"redis\", lease = \"1s\", on_store_error = \"deny\" }\n";
+    let cfg = shared_config(held.addr, &redis.url(), policies, "\"two\"");
+    let gws = Arc::new([gateway(&cfg).await, gateway(&cfg).await]);
+    let send = |i: usize| {
+        let gws = gws.clone();
+        tokio::spawn(async move {
+            client()
+                .get(gws[i % 2].url("/x"))
+                .header("x-tenant", "t")
+                .send()
+                .await
+                .expect("request")
+                .status()
+                .as_u16()
+        })
+    };
+    // One request through each instance takes the two slots...
+    let first = [send(0), send(1)];
+    for _ in 0..500 {
+        if arrived.load(Ordering::SeqCst) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(arrived.load(Ordering::SeqCst), 2);
+    // ...so four more, through either, are refused at once without reaching the origin;
+    // still so after the first lease would have run out (the slots are renewed).
+    for i in 0..4 {
+        assert_eq!(send(i).await.expect("task"), 429);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(send(0).await.expect("task"), 429);
+    assert_eq!(arrived.load(Ordering::SeqCst), 2);
+    let _ = open.send(true);
+    for t in first {
+        assert_eq!(t.await.expect("task"), 200);
+    }
+    // The slots came back: two at once are admitted again (the release is asynchronous).
+    let mut admitted = 0;
+    for _ in 0..50 {
+        let again = [send(0), send(1)];
+        admitted = 0;
+        for t in again {
+            admitted += usize::from(t.await.expect("task") == 200);
+        }
+        if admitted == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(admitted, 2);
+    // Redis gone: `on_store_error = "deny"` answers 503 and counts the failure.
+    redis.stop();
+    assert_eq!(send(0).await.expect("task"), 503);
+    let m = metrics(&gws[0]).await;
+    assert_eq!(
+        metric_value(
+            &m,
+            "weir_policy_events_total{policy=\"two\",event=\"store_error\"}"
+        ),
+        Some(1.0)
+    );
+}
