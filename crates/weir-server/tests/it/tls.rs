@@ -32,6 +32,13 @@ pub(crate) struct Pki {
 
 static DIRS: AtomicUsize = AtomicUsize::new(0);
 
+impl Drop for Pki {
+    fn drop(&mut self) {
+        // Certificates and keys written for one test go with it.
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 impl Pki {
     pub(crate) fn new() -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
