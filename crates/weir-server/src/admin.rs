@@ -643,25 +643,51 @@ fn request_metrics(shared: &Shared) -> String {
         "Requests each policy let through or answered itself (403, 429 …).",
         decisions.iter().map(|(l, n)| (&l[..], *n as f64)),
     );
-    let mut cache_results: Vec<([(&str, &str); 2], u64)> = Vec::new();
+    type Labelled<'a> = Vec<([(&'a str, &'a str); 2], u64)>;
+    /// One sample per counter, labelled with the cache and `label` = the counter's name.
+    fn counts<'a, const N: usize>(
+        out: &mut Labelled<'a>,
+        cache: &'a str,
+        label: &'static str,
+        counters: [(&'static str, &std::sync::atomic::AtomicU64); N],
+    ) {
+        for (name, n) in counters {
+            out.push(([("cache", cache), (label, name)], n.load(Ordering::Relaxed)));
+        }
+    }
+    let mut cache_results: Labelled<'_> = Vec::new();
+    let mut stores: Labelled<'_> = Vec::new();
     let mut cache_usage: Vec<(TierLabel<'_>, u64, u64)> = Vec::new();
-    let mut cache_evictions: Vec<([(&str, &str); 2], u64)> = Vec::new();
-    let mut cache_disk: Vec<([(&str, &str); 2], u64)> = Vec::new();
+    let mut cache_evictions: Labelled<'_> = Vec::new();
+    let mut cache_disk: Labelled<'_> = Vec::new();
     for c in &runtime.caches {
         let k = &c.counters;
-        for (result, n) in [
-            ("hit", &k.hit),
-            ("miss", &k.miss),
-            ("stale", &k.stale),
-            ("stale_while_revalidate", &k.stale_while_revalidate),
-            ("revalidated", &k.revalidated),
-            ("refetched", &k.refetched),
-        ] {
-            cache_results.push((
-                [("cache", &*c.name), ("result", result)],
-                n.load(Ordering::Relaxed),
-            ));
-        }
+        counts(
+            &mut cache_results,
+            &c.name,
+            "result",
+            [
+                ("hit", &k.hit),
+                ("miss", &k.miss),
+                ("stale", &k.stale),
+                ("stale_while_revalidate", &k.stale_while_revalidate),
+                ("revalidated", &k.revalidated),
+                ("refetched", &k.refetched),
+            ],
+        );
+        counts(
+            &mut stores,
+            &c.name,
+            "result",
+            [
+                ("stored", &k.stored),
+                ("not_stored", &k.not_stored),
+                ("invalidated", &k.invalidated),
+                ("collapsed", &k.collapsed),
+                ("refreshes", &k.refreshes),
+                ("purges", &k.purged),
+            ],
+        );
         let [memory, disk] = c.usage();
         let [evicted_memory, evicted_disk] = c.evictions();
         cache_usage.push((
@@ -673,16 +699,16 @@ fn request_metrics(shared: &Shared) -> String {
         if c.has_disk() {
             cache_usage.push(([("cache", &*c.name), ("tier", "disk")], disk.0, disk.1));
             cache_evictions.push(([("cache", &*c.name), ("tier", "disk")], evicted_disk));
-            for (event, n) in [
-                ("hit", &k.disk_hits),
-                ("write", &k.disk_writes),
-                ("error", &k.disk_errors),
-            ] {
-                cache_disk.push((
-                    [("cache", &*c.name), ("event", event)],
-                    n.load(Ordering::Relaxed),
-                ));
-            }
+            counts(
+                &mut cache_disk,
+                &c.name,
+                "event",
+                [
+                    ("hit", &k.disk_hits),
+                    ("write", &k.disk_writes),
+                    ("error", &k.disk_errors),
+                ],
+            );
         }
     }
     e.family(
@@ -691,38 +717,6 @@ fn request_metrics(shared: &Shared) -> String {
         "Cacheable requests by outcome: hit, miss, stale (served stale on an origin failure), stale_while_revalidate (served stale while a background refresh runs), revalidated (304), refetched (stale, new 200).",
         cache_results.iter().map(|(l, n)| (&l[..], *n as f64)),
     );
-    let stores: Vec<([(&str, &str); 2], u64)> = runtime
-        .caches
-        .iter()
-        .flat_map(|c| {
-            [
-                (
-                    [("cache", &*c.name), ("result", "stored")],
-                    c.counters.stored.load(Ordering::Relaxed),
-                ),
-                (
-                    [("cache", &*c.name), ("result", "not_stored")],
-                    c.counters.not_stored.load(Ordering::Relaxed),
-                ),
-                (
-                    [("cache", &*c.name), ("result", "invalidated")],
-                    c.counters.invalidated.load(Ordering::Relaxed),
-                ),
-                (
-                    [("cache", &*c.name), ("result", "collapsed")],
-                    c.counters.collapsed.load(Ordering::Relaxed),
-                ),
-                (
-                    [("cache", &*c.name), ("result", "refreshes")],
-                    c.counters.refreshes.load(Ordering::Relaxed),
-                ),
-                (
-                    [("cache", &*c.name), ("result", "purges")],
-                    c.counters.purged.load(Ordering::Relaxed),
-                ),
-            ]
-        })
-        .collect();
     e.family(
         "weir_cache_stores_total",
         Kind::Counter,
