@@ -137,22 +137,18 @@ impl Control {
         }
     }
 
-    /// The admin listener's bound address, when one is serving.
-    pub(crate) fn admin_addr(&self) -> Option<SocketAddr> {
+    /// The admin listener serving now: its configured address and the address bound.
+    fn admin(&self) -> Option<(SocketAddr, SocketAddr)> {
         self.admin
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .map(|a| a.addr)
+            .map(|a| (a.bind, a.addr))
     }
 
-    /// The configured address of the admin listener serving now.
-    fn admin_bind(&self) -> Option<SocketAddr> {
-        self.admin
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|a| a.bind)
+    /// The admin listener's bound address, when one is serving.
+    pub(crate) fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin().map(|(_, addr)| addr)
     }
 
     /// Binds and starts every listener of the initial config; nothing serves if one fails.
@@ -355,7 +351,7 @@ impl Control {
         }
         // The admin listener: bound anew when its address changed, before the commit too.
         let admin_bind = config.admin.as_ref().map(|a| a.bind.0);
-        let admin_changed = admin_bind != self.admin_bind();
+        let admin_changed = admin_bind != self.admin().map(|(bind, _)| bind);
         let admin_socket = match admin_bind {
             Some(b) if admin_changed => Some((b, bind_admin(b)?)),
             _ => None,
