@@ -56,6 +56,9 @@ struct RedisSlots {
     /// `<prefix>conc:<policy>:`, followed by the request's key.
     prefix: Vec<u8>,
     lease: std::time::Duration,
+    /// The script arguments that never change: the lease in milliseconds and the limit.
+    lease_ms: Arc<str>,
+    limit: String,
     acquire: redis::Script,
     renew: Arc<redis::Script>,
 }
@@ -165,6 +168,8 @@ impl ConcurrencyPolicy {
             prefix: format!("{}conc:{name}:", store.prefix()).into_bytes(),
             store,
             lease: cfg.lease.get(),
+            lease_ms: Arc::from(cfg.lease.get().as_millis().to_string()),
+            limit: cfg.limit.to_string(),
             acquire: redis::Script::new(ACQUIRE),
             renew: Arc::new(redis::Script::new(RENEW)),
         });
@@ -231,22 +236,25 @@ impl ConcurrencyPolicy {
         // A fresh random id per slot, so two slots never share a lease.
         id[..8].copy_from_slice(&fastrand::u64(..).to_le_bytes());
         id[8..].copy_from_slice(&fastrand::u64(..).to_le_bytes());
-        let lease_ms = r.lease.as_millis().to_string();
-        let limit = self.limit.to_string();
         let taken: i64 = r
             .store
             .script(
                 &r.acquire,
                 &[&full],
-                &[lease_ms.as_bytes(), limit.as_bytes(), &id],
+                &[r.lease_ms.as_bytes(), r.limit.as_bytes(), &id],
             )
             .await?;
         if taken != 1 {
             return Ok(None);
         }
         let renewing = {
-            let (store, script, key, every) =
-                (r.store.clone(), r.renew.clone(), full.clone(), r.lease / 3);
+            let (store, script, key, lease_ms, every) = (
+                r.store.clone(),
+                r.renew.clone(),
+                full.clone(),
+                r.lease_ms.clone(),
+                r.lease / 3,
+            );
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
                 loop {
