@@ -39,6 +39,13 @@ fn reply(status: u16, headers: &[(&str, &str)], body: &str) -> Response<Body> {
     b.body(full(body.to_owned())).expect("response")
 }
 
+/// An origin script answering 200 with `headers` and the body `v1`, `v2`, … per target.
+fn versions(
+    headers: &'static [(&'static str, &'static str)],
+) -> impl Fn(&Seen, usize) -> Response<Body> + Send + Sync + 'static {
+    move |_, n| reply(200, headers, &format!("v{n}"))
+}
+
 fn cache_top(extra: &str) -> String {
     format!("[[caches]]\nname = \"edge\"\nmax_memory = \"16MiB\"\n{extra}\n")
 }
@@ -102,10 +109,7 @@ struct Got {
 
 impl Got {
     fn cache_status(&self) -> &str {
-        self.headers
-            .get("cache-status")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
+        self.header("cache-status")
     }
     fn hit(&self) -> bool {
         self.cache_status().starts_with("edge; hit")
@@ -166,10 +170,7 @@ fn days_ago(d: u64) -> String {
 
 #[tokio::test]
 async fn s3_get_with_explicit_freshness_is_stored_and_reused() {
-    let r = rig("", |_, n| {
-        reply(200, &[("cache-control", "max-age=60")], &format!("v{n}"))
-    })
-    .await;
+    let r = rig("", versions(&[("cache-control", "max-age=60")])).await;
     let a = r.get("/a").await;
     let b = r.get("/a").await;
     assert_eq!((a.body.as_str(), b.body.as_str()), ("v1", "v1"));
@@ -489,10 +490,7 @@ async fn s5_2_2_2_must_revalidate_is_never_served_stale_on_error() {
 
 #[tokio::test]
 async fn s5_2_1_request_max_age_and_no_cache_go_forward() {
-    let r = rig("", |_, n| {
-        reply(200, &[("cache-control", "max-age=600")], &format!("v{n}"))
-    })
-    .await;
+    let r = rig("", versions(&[("cache-control", "max-age=600")])).await;
     r.get("/r").await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     for cc in ["max-age=0", "no-cache"] {
@@ -512,13 +510,10 @@ async fn s5_2_1_request_max_age_and_no_cache_go_forward() {
 
 #[tokio::test]
 async fn s5_2_1_2_request_max_stale_accepts_a_stale_response() {
-    let r = rig("", |_, n| {
-        reply(
-            200,
-            &[("cache-control", "max-age=1"), ("age", "5")],
-            &format!("v{n}"),
-        )
-    })
+    let r = rig(
+        "",
+        versions(&[("cache-control", "max-age=1"), ("age", "5")]),
+    )
     .await;
     r.get("/s").await;
     let g = r
@@ -703,13 +698,10 @@ async fn s4_1_variants_of_one_url_live_side_by_side() {
 
 #[tokio::test]
 async fn s4_1_accept_encoding_values_are_normalised_before_matching() {
-    let r = rig("", |_, n| {
-        reply(
-            200,
-            &[("cache-control", "max-age=60"), ("vary", "Accept-Encoding")],
-            &format!("v{n}"),
-        )
-    })
+    let r = rig(
+        "",
+        versions(&[("cache-control", "max-age=60"), ("vary", "Accept-Encoding")]),
+    )
     .await;
     r.send("GET", "/e", &[("accept-encoding", "gzip, br")])
         .await;
@@ -776,17 +768,14 @@ async fn s4_4_failed_unsafe_requests_do_not_invalidate() {
 
 #[tokio::test]
 async fn rfc5861_stale_while_revalidate_serves_stale_and_refreshes_once_in_the_background() {
-    let r = rig("", |_, n| {
-        // Arrives 100 s old with 10 s of freshness: stale, inside its SWR window.
-        reply(
-            200,
-            &[
-                ("cache-control", "max-age=10, stale-while-revalidate=600"),
-                ("age", "100"),
-            ],
-            &format!("v{n}"),
-        )
-    })
+    // Arrives 100 s old with 10 s of freshness: stale, inside its SWR window.
+    let r = rig(
+        "",
+        versions(&[
+            ("cache-control", "max-age=10, stale-while-revalidate=600"),
+            ("age", "100"),
+        ]),
+    )
     .await;
     r.get("/swr").await;
     let (a, b, c) = tokio::join!(r.get("/swr"), r.get("/swr"), r.get("/swr"));
@@ -1074,9 +1063,10 @@ async fn disk_writes(gw: &Gateway, n: f64) -> String {
 
 /// A disk-tier cache in `dir` before an origin answering `v1`, `v2`, … per target, fresh 600 s.
 async fn versioned_disk_rig(dir: &TempDir) -> Rig {
-    rig(&disk_top(&dir.0, ""), |_, n| {
-        reply(200, &[("cache-control", "max-age=600")], &format!("v{n}"))
-    })
+    rig(
+        &disk_top(&dir.0, ""),
+        versions(&[("cache-control", "max-age=600")]),
+    )
     .await
 }
 
