@@ -2,7 +2,14 @@
 //! tunnels and absolute-form HTTP requests, only to destinations its allow-list matches (deny
 //! by default). Each decision is in the access log (`forward`: `allowed` / `denied`, with the
 //! destination as `endpoint`).
+//!
+//! A destination name is resolved here, once, and every address it resolves to is vetted:
+//! internal addresses (loopback, link-local such as cloud metadata, RFC 1918, CGNAT, ULA,
+//! multicast, reserved, unspecified, and IPv4 embedded in IPv6) are refused unless
+//! `forward.allow_private` contains them, and the connection goes to the vetted address only,
+//! so no second lookup can be steered elsewhere (DNS rebinding).
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +29,7 @@ use crate::tunnel;
 #[derive(Debug)]
 pub(crate) struct ForwardPolicy {
     allow: Vec<DestinationPattern>,
+    allow_private: Vec<ipnet::IpNet>,
     connect_timeout: Duration,
     tunnel_idle: Duration,
 }
@@ -35,6 +43,7 @@ impl ForwardPolicy {
                 .iter()
                 .filter_map(|p| weir_config::parse_destination_pattern(p).ok())
                 .collect(),
+            allow_private: cfg.allow_private.iter().map(|c| c.0).collect(),
             connect_timeout: cfg.connect_timeout.get(),
             tunnel_idle: cfg.tunnel_idle.get(),
         }
@@ -43,6 +52,77 @@ impl ForwardPolicy {
     fn allows(&self, host: &str, port: u16) -> bool {
         self.allow.iter().any(|p| p.matches(host, port))
     }
+
+    /// Whether a resolved address may be connected to.
+    fn admits(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        !is_internal(ip) || self.allow_private.iter().any(|n| n.contains(&ip))
+    }
+
+    /// Resolves `host` once and keeps the addresses this policy admits, in resolver order.
+    /// `Ok(empty)` means the name resolved only to refused addresses.
+    async fn vetted(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, ProxyError> {
+        let resolved: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => {
+                tokio::time::timeout(self.connect_timeout, tokio::net::lookup_host((host, port)))
+                    .await
+                    .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))?
+                    .map_err(|e| ProxyError::new(ErrorKind::UpstreamConnect).with_source(e))?
+                    .collect()
+            }
+        };
+        Ok(resolved
+            .into_iter()
+            .filter(|a| self.admits(a.ip()))
+            .map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()))
+            .collect())
+    }
+}
+
+/// Addresses an egress proxy must not reach by default: everything that is not a global
+/// unicast address (RFC 6890 special-purpose registries), with IPv4 embedded in IPv6
+/// (mapped, compatible, NAT64, 6to4) judged by the IPv4 address it carries.
+fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_internal_v4(v4),
+        IpAddr::V6(v6) => is_internal_v6(v6),
+    }
+}
+
+fn is_internal_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    ip.is_unspecified()
+        || a == 0 // "this network" (0.0.0.0/8)
+        || ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local() // 169.254.0.0/16: cloud metadata services
+        || (a == 100 && (64..128).contains(&b)) // CGNAT 100.64.0.0/10
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+        || (a == 192 && b == 0 && c == 2) // TEST-NET-1
+        || (a == 198 && (b == 18 || b == 19)) // benchmarking
+        || (a == 198 && b == 51 && c == 100) // TEST-NET-2
+        || (a == 203 && b == 0 && c == 113) // TEST-NET-3
+        || ip.is_multicast()
+        || a >= 240 // reserved and broadcast
+}
+
+fn is_internal_v6(ip: Ipv6Addr) -> bool {
+    let seg = ip.segments();
+    let embedded = |hi: usize| Ipv4Addr::from(((seg[hi] as u32) << 16) | seg[hi + 1] as u32);
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return is_internal_v4(v4);
+    }
+    ip.is_unspecified()
+        || ip.is_loopback()
+        || (seg[0] & 0xffc0) == 0xfe80 // link-local
+        || (seg[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+        || (seg[0] & 0xfe00) == 0xfc00 // unique local
+        || ip.is_multicast()
+        || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
+        || (seg[..6] == [0; 6] && is_internal_v4(embedded(6))) // IPv4-compatible (::a.b.c.d)
+        || (seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && is_internal_v4(embedded(6))) // NAT64
+        || (seg[0] == 0x2002 && is_internal_v4(embedded(1))) // 6to4
 }
 
 /// Serves one request on a forward listener.
@@ -60,14 +140,16 @@ pub(crate) async fn handle(
         ctx.forward = Some("denied");
         return Err(ProxyError::new(ErrorKind::ForwardDenied));
     }
+    let addrs = policy.vetted(&host, port).await?;
+    if addrs.is_empty() {
+        ctx.forward = Some("denied");
+        return Err(ProxyError::new(ErrorKind::ForwardDenied));
+    }
     ctx.forward = Some("allowed");
-    let tcp = tokio::time::timeout(
-        policy.connect_timeout,
-        TcpStream::connect((host.as_str(), port)),
-    )
-    .await
-    .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))?
-    .map_err(|e| ProxyError::new(ErrorKind::UpstreamConnect).with_source(e))?;
+    let tcp = tokio::time::timeout(policy.connect_timeout, TcpStream::connect(&addrs[..]))
+        .await
+        .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))?
+        .map_err(|e| ProxyError::new(ErrorKind::UpstreamConnect).with_source(e))?;
     let _ = tcp.set_nodelay(true);
 
     if connect {
@@ -142,4 +224,72 @@ fn destination(uri: &Uri, connect: bool) -> Result<(String, u16), ProxyError> {
         return Err(bad());
     }
     Ok((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_addresses_are_recognised_in_every_spelling() {
+        let internal = [
+            "127.0.0.1",
+            "127.255.0.9",
+            "0.0.0.0",
+            "0.1.2.3",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "100.100.100.200",
+            "224.0.0.1",
+            "255.255.255.255",
+            "240.0.0.1",
+            "::",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "fc00::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:7f00:1::",
+        ];
+        for a in internal {
+            assert!(is_internal(a.parse().expect("ip")), "{a} is internal");
+        }
+        let public = [
+            "8.8.8.8",
+            "1.1.1.1",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::",
+        ];
+        for a in public {
+            assert!(!is_internal(a.parse().expect("ip")), "{a} is public");
+        }
+    }
+
+    #[test]
+    fn allow_private_admits_only_what_it_contains() {
+        let cfg = ForwardProxy {
+            allow: vec!["*:*".into()],
+            allow_private: vec!["10.0.0.0/8".parse().expect("cidr")],
+            connect_timeout: weir_config::Duration::from_secs(1),
+            tunnel_idle: weir_config::Duration::from_secs(1),
+        };
+        let p = ForwardPolicy::new(&cfg);
+        assert!(p.admits("10.9.9.9".parse().expect("ip")));
+        assert!(p.admits("::ffff:10.9.9.9".parse().expect("ip")));
+        assert!(!p.admits("127.0.0.1".parse().expect("ip")));
+        assert!(!p.admits("192.168.0.1".parse().expect("ip")));
+        assert!(p.admits("8.8.8.8".parse().expect("ip")));
+    }
 }

@@ -127,6 +127,14 @@ async fn process(
     hooks: &mut weir_policy::Hooks,
     compression: &Arc<crate::compress::CompressionStats>,
 ) -> Result<Outcome, ProxyError> {
+    // The listener's address rules come first, whatever the listener's mode: an egress proxy
+    // restricted by `ip` is no open proxy.
+    if let Some((_, rules)) = rt.listener_ip.iter().find(|(l, _)| **l == *ctx.listener) {
+        if !rules.admits(ctx.client_ip) {
+            ctx.denied_by = Some(Arc::from("listener"));
+            return Err(ProxyError::new(ErrorKind::IpDenied));
+        }
+    }
     if let Some(policy) = &conn.opts.forward {
         let result = crate::forward::handle(req, ctx, policy, rt.limits.max_body).await;
         let counter = match ctx.forward {
@@ -152,12 +160,6 @@ async fn process(
     }
     if let Some(port) = conn.opts.redirect_https {
         return redirect_to_https(&req, ctx, port).map(Outcome::from);
-    }
-    if let Some((_, rules)) = rt.listener_ip.iter().find(|(l, _)| **l == *ctx.listener) {
-        if !rules.admits(ctx.client_ip) {
-            ctx.denied_by = Some(Arc::from("listener"));
-            return Err(ProxyError::new(ErrorKind::IpDenied));
-        }
     }
     let router = rt
         .router(&ctx.listener)

@@ -361,6 +361,11 @@ pub struct ForwardProxy {
     /// denied.
     #[serde(default)]
     pub allow: Vec<String>,
+    /// Internal addresses a destination may resolve to (CIDRs). Loopback, link-local,
+    /// private (RFC 1918, CGNAT), ULA, multicast, reserved and unspecified addresses are
+    /// refused after resolution unless one of these contains them, whatever `allow` says.
+    #[serde(default)]
+    pub allow_private: Vec<Cidr>,
     /// Connecting to a destination.
     #[serde(default = "defaults::forward_connect_timeout")]
     pub connect_timeout: Duration,

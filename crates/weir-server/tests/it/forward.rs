@@ -8,8 +8,15 @@ use tokio::net::TcpStream;
 
 use crate::common::*;
 
+/// A forward listener allowing `allow`; the test origins live on loopback, which a forward
+/// proxy refuses unless `allow_private` names it.
 fn forward_config(allow: &[String]) -> String {
+    forward_config_with(allow, r#"allow_private = ["127.0.0.0/8"]"#, "")
+}
+
+fn forward_config_with(allow: &[String], forward_extra: &str, listener_extra: &str) -> String {
     let allow: Vec<String> = allow.iter().map(|a| format!("\"{a}\"")).collect();
+    let sep = if forward_extra.is_empty() { "" } else { ", " };
     format!(
         r#"
 admin = {{ bind = "127.0.0.1:0" }}
@@ -18,7 +25,8 @@ admin = {{ bind = "127.0.0.1:0" }}
 name = "main"
 bind = "127.0.0.1:0"
 mode = "forward"
-forward = {{ allow = [{}] }}
+forward = {{ allow = [{}]{sep}{forward_extra} }}
+{listener_extra}
 "#,
         allow.join(", ")
     )
@@ -141,4 +149,78 @@ async fn deny_by_default_and_patterns() {
     assert!(!p.matches("example.com", 443));
     assert!(!p.matches("evilexample.com", 443));
     assert!(!p.matches("api.example.com", 80));
+}
+
+/// An absolute-form `GET http://TARGET/x` through the forward listener at `addr`.
+async fn absolute_get(addr: std::net::SocketAddr, target: &str) -> String {
+    let head =
+        format!("GET http://{target}/x HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n");
+    raw(addr, head.as_bytes()).await
+}
+
+/// `CONNECT TARGET` (its response head) and an absolute-form GET to it (its response).
+async fn both_ways(addr: std::net::SocketAddr, target: &str) -> (String, String) {
+    let connect = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+    let (head, _) = request_head(addr, &connect).await;
+    (head, absolute_get(addr, target).await)
+}
+
+/// A forward listener restricted by `ip` refuses other clients before looking at the request:
+/// an egress proxy for some hosts is not an open proxy for everyone.
+#[tokio::test]
+async fn listener_ip_rules_apply_to_forward_listeners() {
+    let o = echo_origin().await;
+    let gw = gateway(&forward_config_with(
+        &["*:*".to_owned()],
+        r#"allow_private = ["127.0.0.0/8"]"#,
+        r#"ip = { allow = ["10.0.0.0/8"] }"#,
+    ))
+    .await;
+    let target = format!("127.0.0.1:{}", o.addr.port());
+    let (head, resp) = both_ways(gw.addr, &target).await;
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    assert_eq!(status_of(&resp), 403, "{resp}");
+    assert!(resp.contains("ip_denied"), "{resp}");
+    assert_eq!(o.accepted(), 0, "nothing reached the destination");
+}
+
+/// `*` in the allow-list does not reach internal addresses: the name is resolved first and
+/// loopback (Weir's own admin listener among them), in any spelling, is refused unless
+/// `allow_private` names it.
+#[tokio::test]
+async fn internal_destinations_are_refused_after_resolution() {
+    let o = echo_origin().await;
+    let gw = gateway(&forward_config_with(&["*:*".to_owned()], "", "")).await;
+    let port = o.addr.port();
+    let admin = gw
+        .server
+        .as_ref()
+        .and_then(|s| s.admin_addr())
+        .expect("admin listener")
+        .port();
+    for target in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::ffff:127.0.0.1]:{port}"),
+        format!("[::1]:{port}"),
+        format!("127.0.0.1:{admin}"),
+        format!("0.0.0.0:{port}"),
+    ] {
+        let (head, resp) = both_ways(gw.addr, &target).await;
+        assert!(head.starts_with("HTTP/1.1 403"), "{target}: {head}");
+        assert_eq!(status_of(&resp), 403, "{target}: {resp}");
+        assert!(resp.contains("forward_denied"), "{target}: {resp}");
+    }
+    assert_eq!(o.accepted(), 0, "nothing reached an internal address");
+
+    // Named in allow_private: allowed.
+    let gw = gateway(&forward_config_with(
+        &["*:*".to_owned()],
+        r#"allow_private = ["127.0.0.1/32"]"#,
+        "",
+    ))
+    .await;
+    let resp = absolute_get(gw.addr, &format!("localhost:{port}")).await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert_eq!(o.accepted(), 1);
 }
