@@ -237,8 +237,99 @@ fn dns_names(der: &[u8]) -> Vec<String> {
     names
 }
 
-/// The subject of a verified client certificate, as an RFC 4514 string.
+/// The subject of a verified client certificate, as an RFC 4514 string: the RDNs last to
+/// first, `+` between the attributes of one RDN, and every special character escaped, so a CN
+/// of `alice, O=Admins` reads as one CN upstream and never as another attribute.
 pub(crate) fn client_subject(der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    Some(cert.subject().to_string())
+    Some(rfc4514(cert.subject()))
+}
+
+fn rfc4514(name: &x509_parser::x509::X509Name<'_>) -> String {
+    use x509_parser::asn1_rs::ToDer;
+    let rdns: Vec<&x509_parser::x509::RelativeDistinguishedName<'_>> = name.iter().collect();
+    let mut out = String::new();
+    for (i, rdn) in rdns.iter().rev().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for (j, attr) in rdn.iter().enumerate() {
+            if j > 0 {
+                out.push('+');
+            }
+            let oid = attr.attr_type().to_id_string();
+            out.push_str(attribute_name(&oid).unwrap_or(&oid));
+            out.push('=');
+            match attr.as_str() {
+                Ok(value) => escape_rfc4514(value, &mut out),
+                // Not a string type: `#` and the hex of its BER encoding (§2.4).
+                Err(_) => {
+                    out.push('#');
+                    for b in attr.attr_value().to_der_vec().unwrap_or_default() {
+                        out.push_str(&format!("{b:02x}"));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The short names RFC 4514 §3 lists; other attributes are written as dotted OIDs.
+fn attribute_name(oid: &str) -> Option<&'static str> {
+    Some(match oid {
+        "2.5.4.3" => "CN",
+        "2.5.4.7" => "L",
+        "2.5.4.8" => "ST",
+        "2.5.4.10" => "O",
+        "2.5.4.11" => "OU",
+        "2.5.4.6" => "C",
+        "2.5.4.9" => "STREET",
+        "0.9.2342.19200300.100.1.25" => "DC",
+        "0.9.2342.19200300.100.1.1" => "UID",
+        _ => return None,
+    })
+}
+
+/// RFC 4514 §2.4: `"`, `+`, `,`, `;`, `<`, `>` and `\` escaped everywhere, a leading `#` or
+/// space and a trailing space escaped, NUL and other control characters as `\XX`.
+fn escape_rfc4514(value: &str, out: &mut String) {
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        match c {
+            '"' | '+' | ',' | ';' | '<' | '>' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' if i == 0 => out.push_str("\\#"),
+            ' ' if i == 0 || i == last => out.push_str("\\ "),
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\{b:02X}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_rfc4514;
+
+    #[test]
+    fn rfc4514_escapes_specials_and_edge_spaces() {
+        let e = |v: &str| {
+            let mut out = String::new();
+            escape_rfc4514(v, &mut out);
+            out
+        };
+        assert_eq!(e("alice"), "alice");
+        assert_eq!(e("a,b+c;d<e>f\"g\\h"), "a\\,b\\+c\\;d\\<e\\>f\\\"g\\\\h");
+        assert_eq!(e("#x#"), "\\#x#");
+        assert_eq!(e(" a b "), "\\ a b\\ ");
+        assert_eq!(e("nul\0"), "nul\\00");
+        assert_eq!(e("Zoë"), "Zoë");
+    }
 }

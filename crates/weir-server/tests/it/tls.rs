@@ -79,8 +79,20 @@ impl Pki {
         &self,
         cn: &str,
     ) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        self.client_named(&[(DnType::CommonName, cn)])
+    }
+
+    /// A client certificate whose subject has these attributes, in this (DER) order.
+    pub(crate) fn client_named(
+        &self,
+        subject: &[(DnType, &str)],
+    ) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.distinguished_name.push(DnType::CommonName, cn);
+        // rcgen starts with a CN of its own; the subject is exactly what was asked for.
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        for (ty, value) in subject {
+            params.distinguished_name.push(ty.clone(), *value);
+        }
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let key = KeyPair::generate().expect("key");
         let cert = params.signed_by(&key, &self.ca).expect("sign");
@@ -383,6 +395,21 @@ async fn mtls_requires_a_client_certificate_and_forwards_its_subject() {
     assert_eq!(resp.status(), 200);
     let echo: serde_json::Value = serde_json::from_slice(resp.body()).expect("json");
     assert_eq!(echo["headers"]["x-client-subject"], "CN=alice");
+
+    // RFC 4514: the last RDN first, specials escaped, so a CN that spells another attribute
+    // stays one CN.
+    client.identity = Some(pki.client_named(&[
+        (DnType::CountryName, "DE"),
+        (DnType::OrganizationName, "Example"),
+        (DnType::CommonName, "alice, O=Admins+OU=root"),
+    ]));
+    let tls = client.connect(gw.addr, "a.test").await.expect("connect");
+    let resp = get(tls, "/whoami", &[]).await;
+    let echo: serde_json::Value = serde_json::from_slice(resp.body()).expect("json");
+    assert_eq!(
+        echo["headers"]["x-client-subject"],
+        "CN=alice\\, O=Admins\\+OU=root,O=Example,C=DE"
+    );
 }
 
 #[tokio::test]
