@@ -15,14 +15,17 @@ pub(crate) const MAX_RANGES: usize = 16;
 /// A `Range` header, resolved against a length.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Ranges {
-    /// Inclusive `(first, last)` byte positions, in the order asked.
+    /// Inclusive `(first, last)` byte positions: in the order asked when they are apart,
+    /// sorted and merged when any overlap or touch.
     Satisfiable(Vec<(u64, u64)>),
     /// Every range lies past the end: 416.
     Unsatisfiable,
 }
 
 /// Parses `bytes=…` (RFC 9110 §14.1.2). `None` means: ignore the header and send the whole
-/// representation (another unit, a syntax error, too many ranges).
+/// representation (another unit, a syntax error, too many ranges, or ranges that add up to
+/// more than the representation: a range set can never make Weir send more than the object,
+/// the amplification Apache's CVE-2011-3192 was about).
 pub(crate) fn parse(header: &str, len: u64) -> Option<Ranges> {
     let (unit, set) = header.split_once('=')?;
     if !unit.trim().eq_ignore_ascii_case("bytes") {
@@ -60,11 +63,35 @@ pub(crate) fn parse(header: &str, len: u64) -> Option<Ranges> {
         };
         out.extend(range);
     }
-    Some(if out.is_empty() {
-        Ranges::Unsatisfiable
-    } else {
-        Ranges::Satisfiable(out)
-    })
+    if out.is_empty() {
+        return Some(Ranges::Unsatisfiable);
+    }
+    let asked: u64 = out.iter().map(|(f, l)| l - f + 1).sum();
+    if asked > len {
+        return None;
+    }
+    Some(Ranges::Satisfiable(coalesce(out)))
+}
+
+/// Merges overlapping and adjacent ranges (RFC 9110 §14.2 allows it); when none overlap or
+/// touch, the ranges keep the order they were asked in.
+fn coalesce(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    let mut sorted = ranges.clone();
+    sorted.sort_unstable();
+    let near = sorted
+        .windows(2)
+        .any(|w| w[1].0 <= w[0].1.saturating_add(1));
+    if !near {
+        return ranges;
+    }
+    ranges.clear();
+    for (first, last) in sorted {
+        match ranges.last_mut() {
+            Some((_, end)) if first <= end.saturating_add(1) => *end = (*end).max(last),
+            _ => ranges.push((first, last)),
+        }
+    }
+    ranges
 }
 
 /// `If-Range` (RFC 9110 §13.1.5): the range applies only if the validator still matches — a
@@ -211,6 +238,36 @@ mod tests {
         }
         let many = format!("bytes={}", vec!["0-0"; MAX_RANGES + 1].join(","));
         assert_eq!(r(&many, 1000), None);
+    }
+
+    #[test]
+    fn overlapping_ranges_are_merged_and_amplification_refused() {
+        use Ranges::*;
+        let r = parse;
+        // Overlapping and adjacent: one range.
+        assert_eq!(
+            r("bytes=0-99,50-149,150-199", 1000),
+            Some(Satisfiable(vec![(0, 199)]))
+        );
+        // Out of order and overlapping: sorted, merged.
+        assert_eq!(
+            r("bytes=500-599,0-9,550-649", 1000),
+            Some(Satisfiable(vec![(0, 9), (500, 649)]))
+        );
+        // A gap keeps them apart.
+        assert_eq!(
+            r("bytes=0-9,11-19", 1000),
+            Some(Satisfiable(vec![(0, 9), (11, 19)]))
+        );
+        // Apart: kept as asked, in the order asked.
+        assert_eq!(
+            r("bytes=900-909,0-9", 1000),
+            Some(Satisfiable(vec![(900, 909), (0, 9)]))
+        );
+        // 16 copies of the whole object: more than the object, so the whole object once.
+        let whole = format!("bytes={}", vec!["0-"; MAX_RANGES].join(","));
+        assert_eq!(r(&whole, 1000), None);
+        assert_eq!(r("bytes=0-599,400-999", 1000), None);
     }
 
     #[test]

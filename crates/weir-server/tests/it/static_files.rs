@@ -228,6 +228,32 @@ async fn byte_ranges_single_multiple_unsatisfiable_and_if_range() {
     assert_eq!(r.bytes().await.expect("body").len(), 10_000);
 }
 
+/// A range set can never make Weir send more than the object: overlapping ranges are merged,
+/// and ranges that add up to more than the object get the object once.
+#[tokio::test]
+async fn overlapping_ranges_never_amplify_the_response() {
+    let gw = rich_gateway("amplify", "").await;
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    let c = client();
+    let get = |range: String| c.get(gw.url("/data.bin")).header("range", range).send();
+    // 16 times the whole file: the file once, as a 200.
+    let r = get(format!("bytes={}", vec!["0-"; 16].join(",")))
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.expect("body").len(), 10_000);
+    // 16 overlapping small ranges: one part covering them.
+    let many: Vec<String> = (0..16)
+        .map(|i| format!("{}-{}", i * 10, i * 10 + 99))
+        .collect();
+    let r = get(format!("bytes={}", many.join(",")))
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "bytes 0-249/10000");
+    assert_eq!(&r.bytes().await.expect("body")[..], &data[0..250]);
+}
+
 #[tokio::test]
 async fn precompressed_siblings_fallback_and_symlinks() {
     let gw = rich_gateway("pre", ", fallback = \"index.html\"").await;
