@@ -899,6 +899,16 @@ fn check_route_options(config: &Config, out: &mut Vec<Diagnostic>) {
             }
             _ => {}
         }
+        // An empty allow-list means "everyone" for IP rules elsewhere; for PURGE that would
+        // hand cache deletion to the internet, so it must name who may purge.
+        if let Some(p) = &c.purge_method {
+            if p.allow.is_empty() {
+                out.push(
+                    Diagnostic::at(at.key("purge_method"), "names no address allowed to PURGE")
+                        .help("purge_method = { allow = [\"10.0.0.0/8\"] }  (an empty allow-list would let anyone purge)"),
+                );
+            }
+        }
         if let Some(d) = &c.disk {
             if d.path.trim().is_empty() {
                 out.push(Diagnostic::at(

@@ -342,3 +342,22 @@ url = "redis://:${WEIR_TEST_SURELY_UNSET}@127.0.0.1:6379"
 "#
     )));
 }
+
+#[test]
+fn a_purge_method_must_name_who_may_purge() {
+    insta::assert_snapshot!(error_of(&with_base(
+        r#"
+[[caches]]
+name = "open"
+purge_method = {}
+
+[[caches]]
+name = "deny-only"
+purge_method = { deny = ["10.0.0.0/8"] }
+
+[[routes]]
+cache = "open"
+proxy = { upstream = "api" }
+"#
+    )));
+}
