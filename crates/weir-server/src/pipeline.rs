@@ -453,6 +453,15 @@ fn redirect(
         .replace("{host}", ctx.host.as_deref().unwrap_or(""))
         .replace("{path}", uri.path())
         .replace("{request_uri}", request_uri);
+    // A template that begins with a request part makes a path on this site: a request for
+    // `//evil.example` (or `/\evil.example`, which browsers read the same way) must not
+    // become a protocol-relative redirect off-site.
+    let location =
+        if spec.location.starts_with("{path}") || spec.location.starts_with("{request_uri}") {
+            format!("/{}", location.trim_start_matches(['/', '\\']))
+        } else {
+            location
+        };
     let value =
         HeaderValue::from_str(&location).map_err(|_| ProxyError::new(ErrorKind::BadRequest))?;
     let mut resp = Response::new(ResponseBody::Empty);

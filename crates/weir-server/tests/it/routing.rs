@@ -134,6 +134,59 @@ async fn redirect_fills_its_template() {
     );
 }
 
+/// A redirect whose template begins with a request part stays on this site: `//evil.example`
+/// (and `/\\evil.example`, which browsers read the same way) must not become a
+/// protocol-relative `Location` that sends the user elsewhere.
+#[tokio::test]
+async fn a_redirect_template_starting_with_the_path_stays_on_site() {
+    let gw = gateway(
+        r#"
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:0"
+
+[[routes]]
+name = "slash"
+redirect = { status = 301, location = "{path}/" }
+
+[[routes]]
+name = "uri"
+match = { path_prefix = "/q/" }
+redirect = { status = 302, location = "{request_uri}" }
+"#,
+    )
+    .await;
+    for (target, want) in [
+        ("//evil.example", "/evil.example/"),
+        ("///evil.example", "/evil.example/"),
+        ("/\\evil.example", "/evil.example/"),
+        ("/docs", "/docs/"),
+    ] {
+        let resp = raw(
+            gw.addr,
+            format!("GET {target} HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+        assert_eq!(status_of(&resp), 301, "{target}: {resp}");
+        let location = resp
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("location: ")
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        assert_eq!(location, want, "{target}");
+    }
+    let resp = raw(
+        gw.addr,
+        b"GET /q/x?next=1 HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(resp.contains("location: /q/x?next=1"), "{resp}");
+}
+
 #[tokio::test]
 async fn routes_are_bound_to_their_listeners() {
     let toml = r#"
