@@ -81,6 +81,7 @@ pub struct Tracer {
     ratio_bound: u64,
     ratio_all: bool,
     parent_based: bool,
+    trust_any: bool,
     tx: mpsc::Sender<Msg>,
     rx: Mutex<Option<mpsc::Receiver<Msg>>>,
     settings: ExportSettings,
@@ -97,6 +98,7 @@ impl Tracer {
             ratio_bound: (ratio * 9_223_372_036_854_775_808.0) as u64,
             ratio_all: ratio >= 1.0,
             parent_based: cfg.parent_based,
+            trust_any: cfg.trust_incoming == weir_config::TrustIncoming::Any,
             tx,
             rx: Mutex::new(Some(rx)),
             settings: ExportSettings {
@@ -125,10 +127,15 @@ impl Tracer {
     }
 
     /// The trace of a request that just arrived: the caller's trace continued, or a new one.
-    pub fn begin(&self, incoming: Option<Traceparent>) -> TraceContext {
+    /// `trusted_peer`: the connection comes from `trusted_proxies`; only then (or with
+    /// `trust_incoming = "any"`) is the caller's sampled flag followed. An untrusted caller
+    /// also chooses its trace id, so its sampling is a fresh draw, never the id's bits.
+    pub fn begin(&self, incoming: Option<Traceparent>, trusted_peer: bool) -> TraceContext {
         let trace_id = incoming.map_or_else(new_trace_id, |p| p.trace_id);
+        let trusted = trusted_peer || self.trust_any;
         let sampled = match incoming {
-            Some(p) if self.parent_based => p.sampled,
+            Some(p) if self.parent_based && trusted => p.sampled,
+            Some(_) if !trusted => self.ratio_all || fastrand::u64(..) >> 1 < self.ratio_bound,
             _ => self.ratio_all || trace_id_low(&trace_id) >> 1 < self.ratio_bound,
         };
         TraceContext {
@@ -473,12 +480,14 @@ mod tests {
     #[test]
     fn ratio_samples_about_that_share_of_new_traces() {
         let tracer = Tracer::new(&settings(0.1, true), Arc::default());
-        let sampled = (0..20_000).filter(|_| tracer.begin(None).sampled).count();
+        let sampled = (0..20_000)
+            .filter(|_| tracer.begin(None, false).sampled)
+            .count();
         assert!((1_700..2_300).contains(&sampled), "{sampled} of 20000");
         let none = Tracer::new(&settings(0.0, true), Arc::default());
-        assert!((0..1000).all(|_| !none.begin(None).sampled));
+        assert!((0..1000).all(|_| !none.begin(None, false).sampled));
         let all = Tracer::new(&settings(1.0, true), Arc::default());
-        assert!((0..1000).all(|_| all.begin(None).sampled));
+        assert!((0..1000).all(|_| all.begin(None, false).sampled));
     }
 
     #[test]
@@ -489,12 +498,16 @@ mod tests {
             sampled: true,
         };
         let follows = Tracer::new(&settings(0.0, true), Arc::default());
-        let t = follows.begin(Some(parent));
+        let t = follows.begin(Some(parent), true);
         assert!(t.sampled);
         assert_eq!(t.trace_id, [7; 16]);
         assert_eq!(t.parent_id, Some([9; 8]));
         let own = Tracer::new(&settings(0.0, false), Arc::default());
-        assert!(!own.begin(Some(parent)).sampled);
+        assert!(!own.begin(Some(parent), true).sampled);
+        // From an untrusted peer the flag is not followed, but the trace is continued.
+        let t = follows.begin(Some(parent), false);
+        assert!(!t.sampled);
+        assert_eq!(t.trace_id, [7; 16]);
     }
 
     #[test]

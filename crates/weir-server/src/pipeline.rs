@@ -63,7 +63,10 @@ pub(crate) async fn handle(
         .get(&headers::TRACEPARENT)
         .and_then(|v| weir_core::Traceparent::parse(v.as_bytes()));
     ctx.trace = match &runtime.tracer {
-        Some(tracer) => Some(tracer.begin(incoming)),
+        Some(tracer) => Some(tracer.begin(
+            incoming,
+            headers::is_trusted(conn.peer.ip(), &runtime.trusted_proxies),
+        )),
         None => incoming.map(weir_core::TraceContext::observed),
     };
     ctx.grpc = req

@@ -284,6 +284,12 @@ pub struct Tracing {
     /// one; the ratio then applies only to traces Weir starts.
     #[serde(default = "defaults::yes")]
     pub parent_based: bool,
+    /// Whose sampling decision `parent_based` follows: `"trusted_proxies"` (the default: only
+    /// peers in `trusted_proxies`; anyone else could force every request of theirs to be
+    /// traced and crowd the span queue) or `"any"`. An untrusted caller's trace id is still
+    /// continued, but whether it is sampled is Weir's own draw at `sampling_ratio`.
+    #[serde(default)]
+    pub trust_incoming: TrustIncoming,
     /// `service.name` of the exported resource.
     #[serde(default = "defaults::service_name")]
     pub service_name: String,
@@ -299,6 +305,17 @@ pub struct Tracing {
     /// Time one export request may take.
     #[serde(default = "defaults::trace_export_timeout")]
     pub export_timeout: Duration,
+}
+
+/// Whose incoming `traceparent` sampling decision Weir follows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrustIncoming {
+    /// Peers in `trusted_proxies` only.
+    #[default]
+    TrustedProxies,
+    /// Every peer.
+    Any,
 }
 
 /// A socket Weir listens on.

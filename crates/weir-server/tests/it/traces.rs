@@ -185,7 +185,7 @@ async fn callers_trace_is_continued_new_traces_started_and_spans_exported() {
 
 #[tokio::test]
 async fn sampling_follows_the_caller_and_the_ratio() {
-    let (collector, _origin, gw) = traced("0.0").await;
+    let (collector, origin, gw) = traced("0.0").await;
     let c = client();
     // Unsampled caller: propagated with the flag off, nothing exported.
     let seen = echo_headers(
@@ -206,14 +206,33 @@ async fn sampling_follows_the_caller_and_the_ratio() {
             .as_str()
             .is_some_and(|t| t.ends_with("-00")));
     }
-    // A sampled caller is followed (parent-based) even at ratio 0.
+    // A sampled caller that is not a trusted proxy is not followed: a client cannot force
+    // its requests to be traced. Its trace is still continued, unsampled.
     let other = "0af7651916cd43dd8448eb211c80319c";
-    echo_headers(
-        &c,
-        &gw,
-        &[("traceparent", &format!("00-{other}-b7ad6b7169203331-01"))],
-    )
-    .await;
+    let sampled = format!("00-{other}-b7ad6b7169203331-01");
+    for _ in 0..20 {
+        let seen = echo_headers(&c, &gw, &[("traceparent", &sampled)]).await;
+        let tp = seen["traceparent"].as_str().expect("traceparent");
+        assert!(
+            tp.starts_with(&format!("00-{other}-")) && tp.ends_with("-00"),
+            "{tp}"
+        );
+    }
+    flush(&gw).await;
+    assert_eq!(
+        collector.spans().len(),
+        0,
+        "an untrusted caller forced tracing"
+    );
+
+    // From a trusted proxy, a sampled caller is followed (parent-based) even at ratio 0.
+    let (collector, at) = weir_testkit::otlp::collector().await;
+    let trusted = format!(
+        "trusted_proxies = [\"127.0.0.1/32\"]\n{}",
+        tracing_section(at, "0.0")
+    );
+    let gw = gateway(&config(&[origin.addr], &trusted)).await;
+    echo_headers(&c, &gw, &[("traceparent", &sampled)]).await;
     flush(&gw).await;
     let spans = collector.spans();
     assert_eq!(spans.len(), 2, "only the sampled caller's request");
