@@ -47,11 +47,17 @@ pub fn validate(config: &Config) -> Vec<Diagnostic> {
                 )
                 .help("add token = \"…\" (at least 16 characters), or bind to 127.0.0.1"),
             ),
-            Some(t) if t.len() < 16 => out.push(Diagnostic::at(
+            Some(t) if t.expose().len() < 16 => out.push(Diagnostic::at(
                 at.key("token"),
                 "must be at least 16 characters",
             )),
             _ => {}
+        }
+        if admin.max_connections == 0 {
+            out.push(Diagnostic::at(
+                at.key("max_connections"),
+                "must be at least 1",
+            ));
         }
     }
     check_observability(config, &mut out);

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -24,13 +24,28 @@ use weir_upstream::{BreakerState, UpstreamStats};
 use crate::listener::ListenerCounters;
 use crate::Shared;
 
+/// What bounds the admin listener: it has a connection cap and a request-head timeout of its
+/// own, like traffic listeners, so a slow or flooding client cannot take the operator's
+/// way in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AdminLimits {
+    pub(crate) max_connections: usize,
+    pub(crate) header_read_timeout: std::time::Duration,
+}
+
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let limits = shared.runtime.load().admin_limits;
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            () = stop.cancelled() => break,
+        };
         let accepted = tokio::select! {
             r = listener.accept() => r,
             () = stop.cancelled() => break,
@@ -42,11 +57,29 @@ pub(crate) async fn accept_loop(
         let shared = shared.clone();
         let stop = stop.clone();
         tracker.spawn(async move {
+            let _permit = permit;
+            // hyper's head timer starts with the first byte (the auto builder waits for it to
+            // tell HTTP/1.1 from HTTP/2): a connection that sends nothing is closed here.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(limits.header_read_timeout, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
             let svc = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
                 async move { Ok::<_, Infallible>(route(&req, &shared).await) }
             });
-            let builder = auto::Builder::new(TokioExecutor::new());
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(limits.header_read_timeout)
+                .keep_alive_timeout(limits.header_read_timeout)
+                .max_concurrent_streams(16);
             let conn = builder.serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
             tokio::select! {
@@ -74,7 +107,7 @@ async fn route(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        if !constant_time_eq(&token_digest(given.as_bytes()), token) {
             let mut resp = json_response(
                 StatusCode::UNAUTHORIZED,
                 serde_json::json!({"status": 401, "error": "unauthorized"}),
@@ -326,8 +359,15 @@ pub(crate) fn status(shared: &Shared) -> serde_json::Value {
     })
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The digest the admin token is kept and compared as.
+pub(crate) fn token_digest(token: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token).into()
+}
+
+/// Equal digests, in time independent of where they differ.
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Every upstream's stats, from the running config.

@@ -78,9 +78,12 @@ pub struct Runtime {
     /// The caches, by config order (each carried over a reload that leaves it unchanged, so
     /// what it stores survives).
     pub(crate) caches: Vec<Arc<crate::cache::CacheHandle>>,
-    /// The admin API's bearer token (a reload that changes it applies at once: a rotated
-    /// token stops working with the swap).
-    pub(crate) admin_token: Option<Arc<str>>,
+    /// The SHA-256 of the admin API's bearer token (a reload that changes it applies at once:
+    /// a rotated token stops working with the swap). Digests are compared, so the comparison
+    /// takes the same time whatever the length of the token or of the guess.
+    pub(crate) admin_token: Option<[u8; 32]>,
+    /// The admin listener's connection cap and request-head timeout, read when it starts.
+    pub(crate) admin_limits: crate::admin::AdminLimits,
 }
 
 impl Runtime {
@@ -219,8 +222,12 @@ impl Runtime {
             admin_token: config
                 .admin
                 .as_ref()
-                .and_then(|a| a.token.as_deref())
-                .map(Arc::from),
+                .and_then(|a| a.token.as_ref())
+                .map(|t| crate::admin::token_digest(t.expose().as_bytes())),
+            admin_limits: crate::admin::AdminLimits {
+                max_connections: config.admin.as_ref().map_or(64, |a| a.max_connections),
+                header_read_timeout: config.server.header_read_timeout.get(),
+            },
             policies,
             route_policies,
             route_opts,

@@ -181,9 +181,13 @@ pub struct Admin {
     /// Address and port, e.g. `"127.0.0.1:9901"`.
     pub bind: Addr,
     /// Bearer token every admin request must carry (`Authorization: Bearer …`); required when
-    /// `bind` is not a loopback address.
+    /// `bind` is not a loopback address. A secret: `"${ENV}"` or `{ file = "…" }`.
     #[serde(default)]
-    pub token: Option<String>,
+    pub token: Option<crate::Secret>,
+    /// Concurrent admin connections; more wait in the kernel backlog. The admin API is
+    /// reachable when traffic saturates, so it has its own small budget.
+    #[serde(default = "defaults::admin_max_connections")]
+    pub max_connections: usize,
 }
 
 /// Limits that protect Weir from slow, huge or too many clients.
@@ -860,6 +864,9 @@ mod defaults {
     }
     pub fn redirect_status() -> u16 {
         302
+    }
+    pub fn admin_max_connections() -> usize {
+        64
     }
     pub fn forward_connect_timeout() -> Duration {
         Duration::from_secs(10)

@@ -191,3 +191,120 @@ async fn explain_names_the_route_and_why_earlier_ones_missed() {
     assert_eq!(listed[0]["match"], "path prefix \"/admin\", method POST");
     assert_eq!(listed[1]["match"], "everything");
 }
+
+fn admin_addr(gw: &Gateway) -> std::net::SocketAddr {
+    gw.server
+        .as_ref()
+        .and_then(|s| s.admin_addr())
+        .expect("admin")
+}
+
+/// The admin token can come from a file like every other secret, and is checked as before.
+#[tokio::test]
+async fn the_admin_token_is_a_secret_read_from_a_file() {
+    let dir = TempDir::new("admin-token");
+    let path = dir.0.join("token");
+    std::fs::write(&path, format!("{TOKEN}\n")).expect("write token");
+    let o = echo_origin().await;
+    let gw = gateway(&config(
+        &[o.addr],
+        &format!(
+            "admin = {{ bind = \"127.0.0.1:0\", token = {{ file = \"{}\" }} }}",
+            path.display()
+        ),
+    ))
+    .await;
+    assert_eq!(admin_get(&gw, "/status", None).await.status(), 401);
+    assert_eq!(admin_get(&gw, "/status", Some("x")).await.status(), 401);
+    assert_eq!(
+        admin_get(&gw, "/status", Some(&format!("{TOKEN}x")))
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(admin_get(&gw, "/status", Some(TOKEN)).await.status(), 200);
+}
+
+/// Reads until the peer closes (or `limit` passes, which fails the test).
+async fn read_to_close(s: &mut tokio::net::TcpStream, limit: Duration) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    tokio::time::timeout(limit, s.read_to_end(&mut got))
+        .await
+        .expect("the admin listener closed the connection")
+        .expect("read");
+    got
+}
+
+/// A client that opens the admin API and never finishes its request head is cut off after
+/// `server.header_read_timeout`, as on traffic listeners (slowloris on the operator's door).
+#[tokio::test]
+async fn the_admin_listener_times_out_slow_request_heads() {
+    use tokio::io::AsyncWriteExt;
+    let o = echo_origin().await;
+    let gw = gateway(&config(
+        &[o.addr],
+        "admin = { bind = \"127.0.0.1:0\" }\n[server]\nheader_read_timeout = \"300ms\"",
+    ))
+    .await;
+    let mut slow = tokio::net::TcpStream::connect(admin_addr(&gw))
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n")
+        .await
+        .expect("write");
+    // A generous deadline: the timeout is 300 ms; without one the connection stays open.
+    read_to_close(&mut slow, Duration::from_secs(20)).await;
+    // An idle connection that sent nothing is closed too.
+    let mut idle = tokio::net::TcpStream::connect(admin_addr(&gw))
+        .await
+        .expect("connect");
+    read_to_close(&mut idle, Duration::from_secs(20)).await;
+    assert_eq!(admin_get(&gw, "/healthz", None).await.status(), 200);
+}
+
+/// `admin.max_connections` caps concurrent admin connections: past it, a client waits in the
+/// backlog until one closes, then is served.
+#[tokio::test]
+async fn the_admin_listener_caps_its_connections() {
+    use tokio::io::AsyncWriteExt;
+    let o = echo_origin().await;
+    let gw = gateway(&config(
+        &[o.addr],
+        "admin = { bind = \"127.0.0.1:0\", max_connections = 2 }",
+    ))
+    .await;
+    let addr = admin_addr(&gw);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .expect("write");
+        // Answered, and the connection stays open (keep-alive): it holds a slot.
+        let mut buf = [0u8; 512];
+        let n = tokio::io::AsyncReadExt::read(&mut s, &mut buf)
+            .await
+            .expect("read");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(s);
+    }
+    let mut third = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 512];
+    // Not served while both slots are held (a window that can only make this test pass
+    // wrongly, never fail wrongly).
+    let early = tokio::time::timeout(
+        Duration::from_millis(300),
+        tokio::io::AsyncReadExt::read(&mut third, &mut buf),
+    )
+    .await;
+    assert!(early.is_err(), "a third admin connection was served");
+    drop(held.pop());
+    let got = read_to_close(&mut third, Duration::from_secs(20)).await;
+    let text = String::from_utf8_lossy(&buf[..0]).into_owned() + &String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}
