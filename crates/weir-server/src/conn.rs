@@ -17,7 +17,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::framing::FramingGuard;
+use crate::framing::{Feed, FramingGuard};
 use crate::listener::{ListenerCounters, ListenerOpts, ListenerSettings};
 use crate::pipeline;
 use crate::Shared;
@@ -63,7 +63,15 @@ pub(crate) struct ConnState {
     /// listener's open connections by protocol until the connection ends.
     protocol: std::sync::atomic::AtomicU8,
     counters: Arc<ListenerCounters>,
+    /// The answer to the CONNECT or `Upgrade` request the framing guard paused after
+    /// (`TUNNEL_*`), and the reader waiting for it.
+    tunnel: std::sync::atomic::AtomicU8,
+    tunnel_waker: futures_util::task::AtomicWaker,
 }
+
+const TUNNEL_UNDECIDED: u8 = 0;
+const TUNNEL_OPENED: u8 = 1;
+const TUNNEL_REFUSED: u8 = 2;
 
 impl Drop for ConnState {
     fn drop(&mut self) {
@@ -89,7 +97,35 @@ impl ConnState {
             abandoned: AtomicU32::new(0),
             answered: AtomicU32::new(0),
             abusive: tokio::sync::Notify::new(),
+            tunnel: std::sync::atomic::AtomicU8::new(TUNNEL_UNDECIDED),
+            tunnel_waker: futures_util::task::AtomicWaker::new(),
         }
+    }
+
+    /// The pipeline answered a CONNECT or `Upgrade` request: `opened` when the connection
+    /// now carries a tunnel (101, or 2xx to CONNECT). Releases the bytes the framing guard
+    /// held back after it.
+    pub(crate) fn tunnel_decided(&self, opened: bool) {
+        let v = if opened {
+            TUNNEL_OPENED
+        } else {
+            TUNNEL_REFUSED
+        };
+        self.tunnel.store(v, Ordering::Release);
+        self.tunnel_waker.wake();
+    }
+
+    /// The answer, once given (taken: the next paused request waits for its own).
+    fn take_tunnel_decision(&self, cx: &Context<'_>) -> Option<bool> {
+        let take = || match self.tunnel.swap(TUNNEL_UNDECIDED, Ordering::Acquire) {
+            TUNNEL_OPENED => Some(true),
+            TUNNEL_REFUSED => Some(false),
+            _ => None,
+        };
+        take().or_else(|| {
+            self.tunnel_waker.register(cx.waker());
+            take()
+        })
     }
 
     fn now_mark(&self) -> u64 {
@@ -186,6 +222,8 @@ pin_project_lite::pin_project! {
         inner: S,
         state: Arc<ConnState>,
         guard: FramingGuard,
+        // Bytes read after a paused request, not yet given to hyper.
+        held: Vec<u8>,
         refused: bool,
     }
 }
@@ -201,22 +239,47 @@ impl<S: AsyncRead + AsyncWrite> AsyncRead for WatchedIo<S> {
             // The end of what hyper will read from this connection.
             return Poll::Ready(Ok(()));
         }
+        if this.guard.is_paused() {
+            // Nothing after a CONNECT or `Upgrade` request reaches hyper until the pipeline
+            // has said whether it opened a tunnel.
+            match this.state.take_tunnel_decision(cx) {
+                Some(tunnel) => this.guard.resume(tunnel),
+                None => return Poll::Pending,
+            }
+        }
         let before = buf.filled().len();
-        let res = this.inner.as_mut().poll_read(cx, buf);
+        let res = if this.held.is_empty() {
+            this.inner.as_mut().poll_read(cx, buf)
+        } else {
+            // Bytes read past a pause, handed over before anything new.
+            let n = this.held.len().min(buf.remaining());
+            buf.put_slice(&this.held[..n]);
+            this.held.drain(..n);
+            Poll::Ready(Ok(()))
+        };
         if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             this.state.bytes_read();
-            if let Err(at) = this.guard.feed(&buf.filled()[before..]) {
-                // hyper gets the bytes before the ambiguity, then the end of the stream. With
-                // no request being served, the 400 is written here (hyper says nothing about a
-                // head cut short); a request in flight fails reading its body instead and the
-                // pipeline answers it 400.
-                buf.set_filled(before + at);
-                *this.refused = true;
-                if this.state.in_flight.load(Ordering::Relaxed) == 0 {
-                    let _ = this.inner.as_mut().poll_write(cx, REFUSED);
-                    let _ = this.inner.as_mut().poll_shutdown(cx);
+            match this.guard.feed(&buf.filled()[before..]) {
+                Feed::Clean => {}
+                Feed::Paused(at) => {
+                    // Keep what follows the paused request until it is answered.
+                    let rest = buf.filled()[before + at..].to_vec();
+                    this.held.splice(0..0, rest);
+                    buf.set_filled(before + at);
                 }
-                tracing::debug!("ambiguous request framing refused");
+                Feed::Ambiguous(at) => {
+                    // hyper gets the bytes before the ambiguity, then the end of the stream.
+                    // With no request being served, the 400 is written here (hyper says
+                    // nothing about a head cut short); a request in flight fails reading its
+                    // body instead and the pipeline answers it 400.
+                    buf.set_filled(before + at);
+                    *this.refused = true;
+                    if this.state.in_flight.load(Ordering::Relaxed) == 0 {
+                        let _ = this.inner.as_mut().poll_write(cx, REFUSED);
+                        let _ = this.inner.as_mut().poll_shutdown(cx);
+                    }
+                    tracing::debug!("ambiguous request framing refused");
+                }
             }
         }
         res
@@ -355,6 +418,7 @@ async fn serve<S>(
         inner: stream,
         state: state.clone(),
         guard: FramingGuard::default(),
+        held: Vec::new(),
         refused: false,
     });
     if h2 {

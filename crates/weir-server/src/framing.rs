@@ -8,11 +8,21 @@
 //! connection and stops at the first byte that is ambiguous; the connection then answers 400
 //! and closes (see `conn.rs`). It only watches: the bytes hyper parses are the bytes it saw.
 //!
-//! It steps aside (stops checking) where the stream stops being HTTP/1.1 requests: after an
-//! HTTP/2 preface, a CONNECT or an `Upgrade` request, or anything hyper itself will refuse.
+//! After a CONNECT or an `Upgrade` request (and its body) it pauses: nothing more is passed
+//! to hyper until the pipeline has answered that request (see `ConnState::tunnel_decided`).
+//! If the answer opened a tunnel (101, or 2xx to CONNECT) the guard steps aside for good;
+//! otherwise it re-arms and the bytes that follow are checked as the next request, so an
+//! `Upgrade` header no upstream accepted cannot switch the guard off for the rest of the
+//! connection. It also steps aside after an HTTP/2 preface or anything hyper itself refuses.
 
 /// Longest line followed; a longer one is hyper's to refuse (431).
 const MAX_LINE: usize = 64 * 1024;
+
+/// Why following stopped.
+enum Stop {
+    Ambiguous(usize),
+    Paused(usize),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -28,8 +38,22 @@ enum State {
     ChunkEnd(u8),
     /// Trailer lines after the last chunk.
     Trailers,
+    /// After a CONNECT or `Upgrade` request: waiting to learn whether it opened a tunnel.
+    Paused,
     /// Not following any more.
     Off,
+}
+
+/// What following some bytes found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Feed {
+    /// All of them are fine.
+    Clean,
+    /// Byte `i` is where the framing became ambiguous.
+    Ambiguous(usize),
+    /// The bytes from `i` on follow a CONNECT or `Upgrade` request: hold them back until
+    /// [`FramingGuard::resume`].
+    Paused(usize),
 }
 
 /// Follows the framing of the requests on one connection.
@@ -65,12 +89,34 @@ impl Default for FramingGuard {
 }
 
 impl FramingGuard {
-    /// Follows `bytes`; `Err(i)` when byte `i` is where the framing became ambiguous.
-    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Result<(), usize> {
+    /// Follows `bytes`.
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Feed {
+        match self.follow(bytes) {
+            Ok(()) => Feed::Clean,
+            Err(Stop::Ambiguous(i)) => Feed::Ambiguous(i),
+            Err(Stop::Paused(i)) => Feed::Paused(i),
+        }
+    }
+
+    /// Waiting for the answer to a CONNECT or `Upgrade` request.
+    pub(crate) fn is_paused(&self) -> bool {
+        self.state == State::Paused
+    }
+
+    /// The paused request was answered: `tunnel` when the connection now carries something
+    /// else than HTTP/1.1 requests (the guard steps aside), else the next request is followed.
+    pub(crate) fn resume(&mut self, tunnel: bool) {
+        if self.state == State::Paused {
+            self.state = if tunnel { State::Off } else { State::Head };
+        }
+    }
+
+    fn follow(&mut self, bytes: &[u8]) -> Result<(), Stop> {
         let mut i = 0;
         while i < bytes.len() {
             match self.state {
                 State::Off => return Ok(()),
+                State::Paused => return Err(Stop::Paused(i)),
                 State::Body(left) | State::ChunkData(left) => {
                     let take = usize::try_from(left)
                         .unwrap_or(usize::MAX)
@@ -78,10 +124,7 @@ impl FramingGuard {
                     i += take;
                     let left = left - take as u64;
                     self.state = match (self.state, left) {
-                        (State::Body(_), 0) => {
-                            self.reset_head();
-                            State::Head
-                        }
+                        (State::Body(_), 0) => self.next_request(),
                         (State::Body(_), n) => State::Body(n),
                         (_, 0) => State::ChunkEnd(0),
                         (_, n) => State::ChunkData(n),
@@ -90,7 +133,7 @@ impl FramingGuard {
                 State::ChunkEnd(seen) => {
                     let want = if seen == 0 { b'\r' } else { b'\n' };
                     if bytes[i] != want {
-                        return Err(i);
+                        return Err(Stop::Ambiguous(i));
                     }
                     i += 1;
                     self.state = if seen == 0 {
@@ -103,13 +146,13 @@ impl FramingGuard {
                     let b = bytes[i];
                     if b == b'\n' {
                         if !self.prev_cr {
-                            return Err(i);
+                            return Err(Stop::Ambiguous(i));
                         }
                         self.prev_cr = false;
-                        self.end_of_line().map_err(|()| i)?;
+                        self.end_of_line().map_err(|()| Stop::Ambiguous(i))?;
                     } else if self.prev_cr {
                         // A CR not followed by LF.
-                        return Err(i);
+                        return Err(Stop::Ambiguous(i));
                     } else if b == b'\r' {
                         self.prev_cr = true;
                     } else if self.line.len() >= MAX_LINE {
@@ -122,6 +165,17 @@ impl FramingGuard {
             }
         }
         Ok(())
+    }
+
+    /// A request ended: the next one's head follows, unless it may have opened a tunnel.
+    fn next_request(&mut self) -> State {
+        let paused = self.upgrade || self.connect;
+        self.reset_head();
+        if paused {
+            State::Paused
+        } else {
+            State::Head
+        }
     }
 
     fn reset_head(&mut self) {
@@ -142,8 +196,7 @@ impl FramingGuard {
             State::ChunkSize => self.chunk_size_line(&line),
             State::Trailers => {
                 if line.is_empty() {
-                    self.reset_head();
-                    self.state = State::Head;
+                    self.state = self.next_request();
                 }
                 Ok(())
             }
@@ -205,11 +258,8 @@ impl FramingGuard {
         if self.lengths > 1 || (self.lengths > 0 && self.transfer_encoding) {
             return Err(());
         }
-        if self.upgrade || self.connect {
-            // What follows may be a tunnel; hyper and the pipeline decide.
-            self.state = State::Off;
-            return Ok(());
-        }
+        // An upgrade or CONNECT request's own body is framed like any other; what follows it
+        // waits for the answer (`next_request`).
         self.state = if self.transfer_encoding {
             if self.chunked {
                 State::ChunkSize
@@ -220,10 +270,7 @@ impl FramingGuard {
         } else {
             match self.length {
                 Some(n) if n > 0 => State::Body(n),
-                _ => {
-                    self.reset_head();
-                    State::Head
-                }
+                _ => self.next_request(),
             }
         };
         Ok(())
@@ -279,7 +326,10 @@ mod tests {
     use super::*;
 
     fn check(input: &[u8]) -> Result<(), usize> {
-        FramingGuard::default().feed(input)
+        match FramingGuard::default().feed(input) {
+            Feed::Ambiguous(i) => Err(i),
+            _ => Ok(()),
+        }
     }
 
     #[test]
@@ -288,7 +338,7 @@ mod tests {
         assert_eq!(check(input), Ok(()));
         let mut g = FramingGuard::default();
         for b in input {
-            assert_eq!(g.feed(std::slice::from_ref(b)), Ok(()));
+            assert_eq!(g.feed(std::slice::from_ref(b)), Feed::Clean);
         }
         assert_eq!(g.state, State::Head);
     }
@@ -310,10 +360,24 @@ mod tests {
         assert!(
             check(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX").is_err()
         );
-        // Bytes after an Upgrade request's head are not followed.
-        assert_eq!(
-            check(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n\x00\n\n"),
-            Ok(())
-        );
+        // Bytes after an Upgrade request's head wait for its answer.
+        let upgrade = b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n";
+        let mut input = upgrade.to_vec();
+        input.extend_from_slice(b"\x00\n\n");
+        let mut g = FramingGuard::default();
+        assert_eq!(g.feed(&input), Feed::Paused(upgrade.len()));
+        assert!(g.is_paused());
+        // A tunnel: what follows is not HTTP/1.1.
+        g.resume(true);
+        assert_eq!(g.feed(b"\x00\n\n"), Feed::Clean);
+        // No tunnel: the guard re-arms and checks the next request.
+        let mut g = FramingGuard::default();
+        assert_eq!(g.feed(&input), Feed::Paused(upgrade.len()));
+        g.resume(false);
+        assert_eq!(g.feed(b"GET / HTTP/1.1\nHost: a\n\n"), Feed::Ambiguous(14));
+        // The upgrade request's own body is followed before pausing.
+        let mut g = FramingGuard::default();
+        let with_body = b"POST / HTTP/1.1\r\nUpgrade: x\r\nContent-Length: 3\r\n\r\nabcNEXT";
+        assert_eq!(g.feed(with_body), Feed::Paused(with_body.len() - 4));
     }
 }

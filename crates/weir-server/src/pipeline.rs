@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::header::{CONTENT_LENGTH, HOST, LOCATION, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONTENT_LENGTH, HOST, LOCATION, UPGRADE};
 use http::{HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
 use weir_core::{request_id, ErrorKind, ProxyError, RequestBody, RequestCtx, ResponseBody, Side};
@@ -47,6 +47,10 @@ pub(crate) async fn handle(
     // Pin this request to the snapshot current now; a reload never changes it mid-flight.
     let runtime = shared.runtime.load_full();
     conn.state.request_started(req.version() == Version::HTTP_2);
+    // The framing guard holds back what follows a CONNECT or `Upgrade` request until this
+    // request's answer says whether a tunnel opened.
+    let tunnel_asked = req.version() < Version::HTTP_2
+        && (req.method() == Method::CONNECT || req.headers().contains_key(UPGRADE));
     let request_id = request_id::from_incoming(req.headers().get(&X_REQUEST_ID));
     let mut ctx = RequestCtx::new(
         request_id,
@@ -113,6 +117,14 @@ pub(crate) async fn handle(
             .or_insert_with(|| hsts.clone());
     }
     log.ctx.status = resp.status().as_u16();
+    if tunnel_asked {
+        let opened = if log.ctx.method == Method::CONNECT {
+            resp.status().is_success()
+        } else {
+            resp.status() == http::StatusCode::SWITCHING_PROTOCOLS
+        };
+        conn.state.tunnel_decided(opened);
+    }
     let expected = resp
         .headers()
         .get(CONTENT_LENGTH)
@@ -346,15 +358,14 @@ fn refresh_in_background(job: RefreshJob<'_>) {
     });
 }
 
-/// Refuses framing that two parsers could read differently (request smuggling), beyond what
-/// hyper's parser already refuses: `Content-Length` together with `Transfer-Encoding`
-/// (RFC 9112 §6.3 allows rejecting it; a proxy must), more than one `Content-Length` line even
-/// when equal, and `Upgrade: h2c` (a proxy that forwards it hands the client a raw HTTP/2
-/// connection to the upstream, past every route and policy).
+/// Refuses what the HTTP/1.1 framing guard (`framing.rs`, on the raw bytes) cannot see: more
+/// than one `Content-Length` on an HTTP/2 request, and `Upgrade: h2c` (a proxy that forwards
+/// it hands the client a raw HTTP/2 connection to the upstream, past every route and
+/// policy). `Content-Length` with `Transfer-Encoding` never gets here: the guard refuses it on
+/// HTTP/1.1, and HTTP/2 forbids `Transfer-Encoding`.
 fn check_framing(req: &Request<Incoming>) -> Result<(), ProxyError> {
     let h = req.headers();
-    let lengths = h.get_all(CONTENT_LENGTH).iter().count();
-    if lengths > 1 || (lengths == 1 && h.contains_key(TRANSFER_ENCODING)) {
+    if h.get_all(CONTENT_LENGTH).iter().nth(1).is_some() {
         return Err(ProxyError::new(ErrorKind::BadRequest));
     }
     let h2c = h

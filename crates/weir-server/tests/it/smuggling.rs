@@ -108,3 +108,41 @@ async fn bytes_after_an_unanswered_upgrade_are_not_tunnelled() {
     assert_eq!(resp.matches("\"via\":\"1.1 weir\"").count(), 2, "{resp}");
     assert_eq!(origin.received(), 2);
 }
+
+/// An `Upgrade` header that no upstream accepted does not switch the framing guard off: each
+/// vector the guard refuses, sent on the same connection after an unanswered upgrade, is still
+/// refused and never forwarded.
+#[tokio::test]
+async fn an_unanswered_upgrade_leaves_the_framing_guard_armed() {
+    let origin = echo_origin().await;
+    let gw = gateway(&config(&[origin.addr], "")).await;
+    let upgrade =
+        "GET /first HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    let cases = futures_util::future::join_all(CASES.iter().map(|(name, input)| async move {
+        let (resp, closed) = exchange(gw.addr, &format!("{upgrade}{input}")).await;
+        (name, resp, closed)
+    }))
+    .await;
+    let mut failures = Vec::new();
+    for (name, resp, closed) in cases {
+        let statuses: Vec<&str> = resp
+            .match_indices("HTTP/1.1 ")
+            .filter_map(|(i, _)| resp.get(i + 9..i + 12))
+            .collect();
+        // The upgrade request answered 200 (no upgrade), then the vector 400, then closed.
+        if statuses != ["200", "400"] || !closed {
+            failures.push(format!("{name}: got {statuses:?}, closed: {closed}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} cases not refused after an unanswered upgrade:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(
+        origin.received(),
+        CASES.len(),
+        "only the upgrade requests were forwarded"
+    );
+}
