@@ -344,10 +344,16 @@ pub(crate) async fn accept(
     permit: OwnedSemaphorePermit,
 ) {
     let _open = OpenConn::new(settings.counters.clone());
+    let mut rest = Vec::new();
     if settings.proxy_protocol {
         match crate::proxy_protocol::read_header(&mut stream, settings.header_read_timeout).await {
-            Ok(Some(client)) => peer = client,
-            Ok(None) => {}
+            Ok(header) => {
+                tracing::trace!(%peer, reads = header.reads, "PROXY protocol header read");
+                if let Some(client) = header.client {
+                    peer = client;
+                }
+                rest = header.rest;
+            }
             Err(e) => {
                 settings
                     .counters
@@ -358,6 +364,8 @@ pub(crate) async fn accept(
             }
         }
     }
+    // What came after the PROXY header is the start of the TLS handshake or the first request.
+    let stream = crate::proxy_protocol::Prefixed::new(stream, rest);
     let Some(tls) = settings.tls.clone() else {
         serve(stream, peer, None, false, settings, shared, stop, permit).await;
         return;

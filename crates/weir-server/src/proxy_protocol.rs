@@ -1,16 +1,26 @@
 //! The PROXY protocol (HAProxy's, versions 1 and 2): read on listeners that enable it, so the
 //! client's real address reaches the access log, `X-Forwarded-For` and every policy; and the
 //! header format upstreams that want one are sent (see `weir-upstream`).
+//!
+//! The header is parsed by the `ppp` crate. It is read, not peeked: each read waits for new
+//! bytes (a partial header costs no CPU while the rest is on its way), the buffer grows to the
+//! length the v2 header declares (up to 16 + 65,535 bytes, so a load balancer's long TLVs fit),
+//! and whatever arrived after the header is handed on to TLS or HTTP ([`Prefixed`]).
 
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::net::TcpStream;
+use ppp::{v1, v2, HeaderResult, PartialResult};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
-/// The v2 signature.
-const V2_SIG: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 /// Longest v1 line, CRLF included (spec §2.1).
 const V1_MAX: usize = 107;
+/// Longest v2 header: 16 fixed bytes and a 16-bit length.
+const V2_MAX: usize = 16 + 65_535;
+/// First read: room for a v1 line or a v2 header with a few TLVs and the request after it.
+const FIRST_READ: usize = 536;
 
 /// Why a PROXY header was refused.
 #[derive(Debug, thiserror::Error)]
@@ -29,39 +39,63 @@ pub(crate) enum ProxyHeaderError {
     Io(#[from] std::io::Error),
 }
 
-/// Reads the PROXY header at the start of `stream` (and nothing after it). Returns the client
-/// address it names, or `None` for a LOCAL / unknown-family header (use the peer's).
-pub(crate) async fn read_header(
-    stream: &mut TcpStream,
+/// A read PROXY header: the client address it names (`None` for LOCAL, UNKNOWN or another
+/// family: use the peer's), and the bytes that came after it.
+#[derive(Debug)]
+pub(crate) struct Received {
+    pub(crate) client: Option<SocketAddr>,
+    pub(crate) rest: Vec<u8>,
+    /// Reads it took (each waited for new bytes).
+    pub(crate) reads: usize,
+}
+
+/// Reads the PROXY header at the start of `stream`, within `timeout`.
+pub(crate) async fn read_header<S: AsyncRead + Unpin>(
+    stream: &mut S,
     timeout: Duration,
-) -> Result<Option<SocketAddr>, ProxyHeaderError> {
+) -> Result<Received, ProxyHeaderError> {
     tokio::time::timeout(timeout, read(stream))
         .await
         .map_err(|_| ProxyHeaderError::Timeout)?
 }
 
-async fn read(stream: &mut TcpStream) -> Result<Option<SocketAddr>, ProxyHeaderError> {
-    use tokio::io::AsyncReadExt;
-    let mut buf = [0u8; 232];
-    // Peek until the header is complete, then consume exactly its length.
+async fn read<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Received, ProxyHeaderError> {
+    let mut buf: Vec<u8> = Vec::with_capacity(FIRST_READ);
+    let mut reads = 0;
     loop {
-        let n = stream.peek(&mut buf).await?;
+        // Room for what the header still needs (a v2 header says its length), at least a
+        // little more each time.
+        let want = needed(&buf).max(buf.len() + 1).min(V2_MAX);
+        if want <= buf.len() {
+            return Err(ProxyHeaderError::Malformed);
+        }
+        buf.reserve(want.saturating_sub(buf.len()).max(FIRST_READ));
+        let n = stream.read_buf(&mut buf).await?;
+        reads += 1;
         if n == 0 {
-            return Err(ProxyHeaderError::Missing);
+            return Err(if buf.is_empty() {
+                ProxyHeaderError::Missing
+            } else {
+                ProxyHeaderError::Malformed
+            });
         }
-        let seen = &buf[..n];
-        match parse(seen)? {
-            Some((len, addr)) => {
-                let mut sink = vec![0u8; len];
-                stream.read_exact(&mut sink).await?;
-                return Ok(addr);
-            }
-            None => {
-                // Incomplete: wait for more bytes (bounded by the caller's timeout).
-                stream.readable().await?;
-                tokio::task::yield_now().await;
-            }
+        if let Some((len, client)) = parse(&buf)? {
+            let rest = buf.split_off(len);
+            return Ok(Received {
+                client,
+                rest,
+                reads,
+            });
         }
+    }
+}
+
+/// How many bytes the header in `buf` needs in all, as far as can be told yet.
+fn needed(buf: &[u8]) -> usize {
+    if buf.len() >= 16 && buf.starts_with(b"\r\n\r\n\0\r\nQUIT\n") {
+        16 + usize::from(u16::from_be_bytes([buf[14], buf[15]]))
+    } else {
+        0
     }
 }
 
@@ -69,81 +103,131 @@ async fn read(stream: &mut TcpStream) -> Result<Option<SocketAddr>, ProxyHeaderE
 /// needed.
 #[allow(clippy::type_complexity)]
 pub(crate) fn parse(b: &[u8]) -> Result<Option<(usize, Option<SocketAddr>)>, ProxyHeaderError> {
-    let sig_len = b.len().min(12);
-    if b[..sig_len] == V2_SIG[..sig_len] {
-        if b.len() < 16 {
-            return Ok(None);
-        }
-        return parse_v2(b);
-    }
     let prefix = b.len().min(6);
-    if b[..prefix] != b"PROXY "[..prefix] {
+    let v1_start = b[..prefix] == b"PROXY "[..prefix];
+    let v2_start = {
+        let sig = b"\r\n\r\n\0\r\nQUIT\n";
+        let n = b.len().min(sig.len());
+        b[..n] == sig[..n]
+    };
+    if !v1_start && !v2_start {
         return Err(ProxyHeaderError::Missing);
     }
-    let Some(end) = b.windows(2).position(|w| w == b"\r\n") else {
-        return if b.len() >= V1_MAX {
-            Err(ProxyHeaderError::Malformed)
-        } else {
-            Ok(None)
-        };
-    };
-    if end + 2 > V1_MAX {
+    if v1_start && !b.contains(&b'\n') && b.len() >= V1_MAX {
         return Err(ProxyHeaderError::Malformed);
     }
-    let line = std::str::from_utf8(&b[6..end]).map_err(|_| ProxyHeaderError::Malformed)?;
-    let parts: Vec<&str> = line.split(' ').collect();
-    let addr = match parts.as_slice() {
-        ["UNKNOWN", ..] => None,
-        [proto @ ("TCP4" | "TCP6"), src, _dst, sport, _dport] => {
-            let ip: IpAddr = src.parse().map_err(|_| ProxyHeaderError::Malformed)?;
-            if (*proto == "TCP4") != ip.is_ipv4() {
-                return Err(ProxyHeaderError::Malformed);
-            }
-            let port: u16 = sport.parse().map_err(|_| ProxyHeaderError::Malformed)?;
-            Some(SocketAddr::new(ip, port))
-        }
-        _ => return Err(ProxyHeaderError::Malformed),
-    };
-    Ok(Some((end + 2, addr)))
-}
-
-#[allow(clippy::type_complexity)]
-fn parse_v2(b: &[u8]) -> Result<Option<(usize, Option<SocketAddr>)>, ProxyHeaderError> {
-    let ver_cmd = b[12];
-    if ver_cmd >> 4 != 2 {
-        return Err(ProxyHeaderError::Malformed);
-    }
-    let family = b[13];
-    let len = usize::from(u16::from_be_bytes([b[14], b[15]]));
-    if b.len() < 16 + len {
+    let result = HeaderResult::parse(b);
+    if result.is_incomplete() {
         return Ok(None);
     }
-    let body = &b[16..16 + len];
-    let addr = match (ver_cmd & 0x0f, family) {
-        // LOCAL: a health check from the balancer itself.
-        (0, _) => None,
-        (1, 0x11) if body.len() >= 12 => {
-            let ip = IpAddr::from([body[0], body[1], body[2], body[3]]);
-            Some(SocketAddr::new(ip, u16::from_be_bytes([body[8], body[9]])))
+    match result {
+        HeaderResult::V1(Ok(h)) => {
+            let client = match h.addresses {
+                v1::Addresses::Tcp4(a) => {
+                    Some(SocketAddr::new(IpAddr::V4(a.source_address), a.source_port))
+                }
+                v1::Addresses::Tcp6(a) => {
+                    Some(SocketAddr::new(IpAddr::V6(a.source_address), a.source_port))
+                }
+                v1::Addresses::Unknown => None,
+            };
+            Ok(Some((h.header.len(), client)))
         }
-        (1, 0x21) if body.len() >= 36 => {
-            let mut octets = [0u8; 16];
-            octets.copy_from_slice(&body[..16]);
-            Some(SocketAddr::new(
-                IpAddr::from(octets),
-                u16::from_be_bytes([body[32], body[33]]),
-            ))
+        HeaderResult::V2(Ok(h)) => {
+            let client = match (h.command, h.addresses) {
+                // LOCAL: a health check from the balancer itself.
+                (v2::Command::Local, _) => None,
+                (_, v2::Addresses::IPv4(a)) => {
+                    Some(SocketAddr::new(IpAddr::V4(a.source_address), a.source_port))
+                }
+                (_, v2::Addresses::IPv6(a)) => {
+                    Some(SocketAddr::new(IpAddr::V6(a.source_address), a.source_port))
+                }
+                _ => None,
+            };
+            Ok(Some((h.len(), client)))
         }
-        (1, 0x11 | 0x21) => return Err(ProxyHeaderError::Malformed),
-        (1, _) => None,
-        _ => return Err(ProxyHeaderError::Malformed),
-    };
-    Ok(Some((16 + len, addr)))
+        HeaderResult::V1(Err(_)) | HeaderResult::V2(Err(_)) => Err(ProxyHeaderError::Malformed),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A stream with bytes already read from it put back in front: what arrived after the
+    /// PROXY header is the start of the TLS handshake or the first request.
+    pub(crate) struct Prefixed<S> {
+        prefix: Vec<u8>,
+        at: usize,
+        #[pin]
+        inner: S,
+    }
+}
+
+impl<S> Prefixed<S> {
+    pub(crate) fn new(inner: S, prefix: Vec<u8>) -> Self {
+        Self {
+            prefix,
+            at: 0,
+            inner,
+        }
+    }
+}
+
+impl<S: AsyncRead> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        if *this.at < this.prefix.len() {
+            let n = (this.prefix.len() - *this.at).min(buf.remaining());
+            buf.put_slice(&this.prefix[*this.at..*this.at + n]);
+            *this.at += n;
+            if *this.at == this.prefix.len() {
+                *this.prefix = Vec::new();
+                *this.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        this.inner.poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().inner.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().inner.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const V2_SIG: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 
     #[test]
     fn v1_and_v2() {
@@ -155,6 +239,8 @@ mod tests {
         assert!(parse(b"PROXY TCP4 nonsense 1 2 3\r\n").is_err());
         assert!(parse(b"GET / HTTP/1.1\r\n").is_err());
         assert_eq!(parse(b"PROXY UNKNOWN\r\n").expect("ok"), Some((15, None)));
+        let long = format!("PROXY TCP4 {}\r\n", "1".repeat(120));
+        assert!(parse(&long.as_bytes()[..110]).is_err());
 
         let mut v2 = V2_SIG.to_vec();
         v2.extend_from_slice(&[
@@ -164,5 +250,54 @@ mod tests {
         assert_eq!(len, 28);
         assert_eq!(addr, Some("198.51.100.9:8080".parse().expect("addr")));
         assert!(parse(&v2[..20]).expect("ok").is_none());
+        assert!(parse(&v2[..5]).expect("ok").is_none());
+    }
+
+    #[test]
+    fn long_tlvs_parse() {
+        let h = weir_testkit::proxy_v2_header([203, 0, 113, 9], 4000, 1024);
+        let (len, addr) = parse(&h).expect("ok").expect("complete");
+        assert_eq!(len, h.len());
+        assert_eq!(addr, Some("203.0.113.9:4000".parse().expect("addr")));
+    }
+
+    /// A header split across many small writes on a real socket is read in about as many
+    /// reads as there were writes (each read waits for bytes: no spinning on a partial
+    /// header), and what followed it is handed on.
+    #[tokio::test]
+    async fn a_split_header_is_read_without_spinning() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut header = weir_testkit::proxy_v2_header([198, 51, 100, 1], 5555, 1024);
+        header.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        let chunks: Vec<Vec<u8>> = header.chunks(26).map(<[u8]>::to_vec).collect();
+        let writes = chunks.len();
+        let writer = tokio::spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            s.set_nodelay(true).expect("nodelay");
+            for c in chunks {
+                s.write_all(&c).await.expect("write");
+                // Spread the writes so the reader sees partial headers (pacing, not
+                // synchronisation: any timing gives the same result).
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            s
+        });
+        let (mut server, _) = listener.accept().await.expect("accept");
+        let got = read_header(&mut server, Duration::from_secs(20))
+            .await
+            .expect("header");
+        assert_eq!(got.client, Some("198.51.100.1:5555".parse().expect("addr")));
+        assert!(
+            got.reads <= writes + 1,
+            "{} reads for {writes} writes",
+            got.reads
+        );
+        // What followed the header is kept for HTTP (possibly only its start so far).
+        assert!(b"GET / HTTP/1.1\r\n".starts_with(&got.rest) || got.rest.starts_with(b"GET"));
+        drop(writer.await);
     }
 }

@@ -144,3 +144,27 @@ pub fn closed_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr")
 }
+
+/// A PROXY protocol v2 header (PROXY, TCP over IPv4) for `client:port` to 10.0.0.1:443,
+/// carrying `tlv` bytes of custom TLVs (type 0xE0), as cloud load balancers send long ones.
+/// `tlv` is 0 or at least 3.
+pub fn proxy_v2_header(client: [u8; 4], port: u16, tlv: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&client);
+    body.extend_from_slice(&[10, 0, 0, 1]);
+    body.extend_from_slice(&port.to_be_bytes());
+    body.extend_from_slice(&443u16.to_be_bytes());
+    let mut left = tlv;
+    while left > 0 {
+        let n = left.saturating_sub(3).min(1000);
+        body.push(0xE0);
+        body.extend_from_slice(&u16::try_from(n).unwrap_or(0).to_be_bytes());
+        body.extend(std::iter::repeat_n(b'x', n));
+        left = left.saturating_sub(n + 3);
+    }
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend_from_slice(&[0x21, 0x11]);
+    h.extend_from_slice(&u16::try_from(body.len()).unwrap_or(u16::MAX).to_be_bytes());
+    h.extend_from_slice(&body);
+    h
+}

@@ -48,6 +48,35 @@ async fn v1_and_v2_headers_set_the_client_address() {
     );
 }
 
+/// A v2 header longer than any fixed buffer (1 KiB of TLVs), sent whole with the request
+/// after it in one write, and sent in many small writes: both served, with the client address
+/// from the header.
+#[tokio::test]
+async fn long_v2_headers_in_one_write_or_many_are_served() {
+    let o = echo_origin().await;
+    let gw = gateway(&listener_with_proxy_protocol(o.addr)).await;
+    let mut whole = weir_testkit::proxy_v2_header([198, 51, 100, 20], 4000, 1024);
+    whole.extend_from_slice(b"GET /tlv HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    let resp = raw(gw.addr, &whole).await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert!(
+        resp.contains("\"x-forwarded-for\":\"198.51.100.20\""),
+        "{resp}"
+    );
+
+    let mut s = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    for chunk in whole.chunks(7) {
+        s.write_all(chunk).await.expect("write");
+    }
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    assert_eq!(status_of(&out), 200, "{out}");
+    assert_eq!(o.received(), 2);
+}
+
 #[tokio::test]
 async fn a_connection_without_the_header_is_closed_unanswered() {
     let o = echo_origin().await;
