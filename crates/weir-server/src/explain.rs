@@ -59,9 +59,18 @@ pub fn explain(
 ) -> Result<Explanation, ExplainError> {
     let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
         .map_err(|_| ExplainError::BadRequest(format!("`{method}` is not an HTTP method")))?;
-    let uri: Uri = url
+    // Credentials in the query are redacted before anything is explained: they would show in
+    // the cache key, the match steps and this error.
+    let shown = match url.split_once('?') {
+        Some((path, q)) => rt
+            .redact
+            .query(q)
+            .map_or_else(|| url.to_owned(), |q| format!("{path}?{q}")),
+        None => url.to_owned(),
+    };
+    let uri: Uri = shown
         .parse()
-        .map_err(|_| ExplainError::BadRequest(format!("`{url}` is not a URL or path")))?;
+        .map_err(|_| ExplainError::BadRequest(format!("`{shown}` is not a URL or path")))?;
     let (name, router) = match listener {
         Some(l) => rt
             .routers

@@ -61,6 +61,11 @@ pub(crate) async fn handle(
         req.version(),
     );
     ctx.client_ip = headers::client_ip(req.headers(), conn.peer.ip(), &runtime.trusted_proxies);
+    // The context's copy of the target is what gets recorded (log, span, errors): credentials
+    // in the query never reach them. The request itself keeps its target.
+    if let Some(redacted) = runtime.redact.apply(&ctx.uri) {
+        ctx.uri = redacted;
+    }
     ctx.tls = conn.opts.tls;
     let incoming = req
         .headers()

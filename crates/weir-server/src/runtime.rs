@@ -73,6 +73,8 @@ pub struct Runtime {
     pub(crate) route_opts: Vec<RouteOpts>,
     /// State policies share (the Redis connection), carried over when `[redis]` is unchanged.
     pub(crate) policy_shared: Arc<weir_policy::Shared>,
+    /// Query parameters that carry credentials, redacted wherever the target is recorded.
+    pub(crate) redact: weir_core::redact::QueryRedaction,
     /// Listener IP rules, by listener name.
     pub(crate) listener_ip: Vec<(Arc<str>, weir_policy::ip::IpRules)>,
     /// The caches, by config order (each carried over a reload that leaves it unchanged, so
@@ -233,6 +235,9 @@ impl Runtime {
             route_opts,
             policy_shared,
             listener_ip,
+            redact: weir_core::redact::QueryRedaction::new(
+                config.policies.iter().flat_map(|p| p.query_credentials()),
+            ),
             caches,
             tracer,
             metrics_enabled: config.metrics.enabled,

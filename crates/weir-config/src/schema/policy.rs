@@ -50,6 +50,16 @@ pub struct Policy {
 
 impl Policy {
     /// The names of the kinds this policy sets (validation wants exactly one).
+    /// The query parameters this policy reads a credential from (`query:NAME` sources).
+    pub fn query_credentials(&self) -> impl Iterator<Item = &str> {
+        let jwt = self.jwt.iter().flat_map(|j| j.token_from.iter());
+        let keys = self.api_key.iter().flat_map(|k| k.key_from.iter());
+        jwt.chain(keys).filter_map(|s| match s {
+            TokenSource::Query(name) => Some(name.as_str()),
+            _ => None,
+        })
+    }
+
     pub fn kinds(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
         let set = [
