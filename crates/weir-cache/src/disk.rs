@@ -194,29 +194,60 @@ pub struct DiskStore {
     /// The byte cap; a reload may change it (the tier is carried over, see `set_max_bytes`).
     max_bytes: AtomicU64,
     targeted: Vec<HeaderName>,
+    name: Namer,
     index: Mutex<Index>,
     evictions: AtomicU64,
     seq: AtomicU64,
 }
 
-/// A file name for a variant: a hash of its keys (a collision only costs a miss: the head
-/// is checked on re-index, and the index is keyed by the real keys).
+/// Names a variant's file from its keys.
+pub(crate) type Namer = fn(&[u8], &[(HeaderName, String)]) -> String;
+
+/// A file name for a variant: the SHA-256 of its keys, so no one can make two keys share a
+/// file. The file holds the full keys too and every lookup checks them ([`holds_keys`]): a
+/// file that is not the key's own is a miss, never another object served under its key.
 fn file_name(primary: &[u8], secondary: &[(HeaderName, String)]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    // Length-prefixed parts: ("ab", "c") and ("a", "bc") differ.
     let mut eat = |bytes: &[u8]| {
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0100_0000_01b3);
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
     };
     eat(primary);
     for (k, v) in secondary {
         eat(k.as_str().as_bytes());
         eat(v.as_bytes());
     }
-    format!("{h:016x}.obj")
+    let digest = h.finalize();
+    let mut name = String::with_capacity(68);
+    for b in digest {
+        name.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+        name.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+    }
+    name.push_str(".obj");
+    name
+}
+
+/// Whether `file` is the object stored for exactly these keys (its head names them).
+fn holds_keys(file: &File, primary: &[u8], secondary: &[(HeaderName, String)]) -> bool {
+    let mut fixed = [0u8; FIXED];
+    if file.read_exact_at(&mut fixed, 0).is_err() || &fixed[..10] != MAGIC {
+        return false;
+    }
+    let mut hl = [0u8; 4];
+    hl.copy_from_slice(&fixed[35..39]);
+    let Some(len) = usize::try_from(u32::from_le_bytes(hl))
+        .ok()
+        .filter(|n| *n <= MAX_HEAD)
+    else {
+        return false;
+    };
+    let mut head = vec![0u8; len];
+    if file.read_exact_at(&mut head, FIXED as u64).is_err() {
+        return false;
+    }
+    decode_head(&head).is_some_and(|h| h.primary == primary && h.secondary == secondary)
 }
 
 fn millis(d: Duration) -> u64 {
@@ -366,8 +397,19 @@ impl DiskStore {
     /// what a previous run left there; `targeted` are the cache's targeted fields (RFC 9213),
     /// for re-reading directives.
     pub fn open(dir: &Path, max_bytes: u64, targeted: Vec<HeaderName>) -> std::io::Result<Self> {
+        Self::open_named(dir, max_bytes, targeted, file_name)
+    }
+
+    /// [`DiskStore::open`] with another way of naming files (tests force collisions).
+    pub(crate) fn open_named(
+        dir: &Path,
+        max_bytes: u64,
+        targeted: Vec<HeaderName>,
+        name: Namer,
+    ) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let store = Self {
+            name,
             dir: dir.to_path_buf(),
             max_bytes: AtomicU64::new(max_bytes),
             targeted,
@@ -505,8 +547,12 @@ impl DiskStore {
         else {
             return (Lookup::VaryMiss, None);
         };
-        let Ok(file) = File::open(&v.path) else {
-            // Removed behind Weir's back: forget it, so the next fill stores it again.
+        let file = File::open(&v.path)
+            .ok()
+            .filter(|f| holds_keys(f, primary, &v.variant.secondary));
+        let Some(file) = file else {
+            // Removed behind Weir's back, or replaced by another key's object: forget it, so
+            // the next fill stores it again.
             let path = v.path.clone();
             idx.forget(primary, &path);
             return (Lookup::VaryMiss, None);
@@ -770,7 +816,7 @@ impl DiskFill {
         let path = self
             .store
             .dir
-            .join(file_name(&self.primary, &self.meta.secondary));
+            .join((self.store.name)(&self.primary, &self.meta.secondary));
         std::fs::rename(&self.tmp, &path)?;
         self.store.index_committed(&self, path);
         Ok(())
@@ -815,6 +861,48 @@ mod tests {
             }
             _ => None,
         }
+    }
+
+    /// Two keys whose file names collide (forced here; with SHA-256 names nobody can find
+    /// such a pair): the second overwrites the first's file, and a lookup of the first is a
+    /// miss, never the second's object under the first's key.
+    #[test]
+    fn a_file_name_collision_is_a_miss_not_another_object() {
+        fn same_name(_: &[u8], _: &[(HeaderName, String)]) -> String {
+            "collide.obj".to_owned()
+        }
+        let dir = tmpdir("collide");
+        let none = HeaderMap::new();
+        let s = Arc::new(DiskStore::open_named(&dir, 1 << 20, vec![], same_name).expect("open"));
+        s.insert(b"victim", "h/v", &[], &variant(vec![], "victim's", 60), &[])
+            .expect("insert");
+        assert_eq!(body_of(&s, b"victim", &none).as_deref(), Some("victim's"));
+        s.insert(
+            b"attacker",
+            "h/a",
+            &[],
+            &variant(vec![], "attacker's", 60),
+            &[],
+        )
+        .expect("insert");
+        assert_eq!(
+            body_of(&s, b"victim", &none),
+            None,
+            "served another key's object"
+        );
+        assert!(matches!(s.lookup(b"victim", &none).0, Lookup::UriMiss));
+        assert_eq!(
+            body_of(&s, b"attacker", &none).as_deref(),
+            Some("attacker's")
+        );
+        // Real names differ for different keys, and carry no structure to aim at.
+        let a = file_name(b"ab", &[]);
+        assert_ne!(
+            a,
+            file_name(b"a", &[(HeaderName::from_static("b"), String::new())])
+        );
+        assert_eq!(a.len(), 64 + 4);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
