@@ -10,8 +10,20 @@ fn site() -> std::path::PathBuf {
     std::fs::write(dir.join("sub/index.html"), "sub home").expect("write");
     let outside = std::env::temp_dir().join(format!("weir-secret-{}", std::process::id()));
     std::fs::write(&outside, "secret").expect("write");
-    let _ = std::os::unix::fs::symlink(&outside, dir.join("escape"));
+    link(&outside, &dir.join("escape"));
     dir
+}
+
+/// Makes `at` a symlink to `target`; a test about links must not pass because the link is
+/// missing.
+fn link(target: &std::path::Path, at: &std::path::Path) {
+    // Tests sharing a site may make the same link concurrently: an existing one must be it.
+    match std::os::unix::fs::symlink(target, at) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => panic!("symlink {}: {e}", at.display()),
+    }
+    assert_eq!(std::fs::read_link(at).expect("a symlink"), target);
 }
 
 async fn static_gateway() -> Gateway {
@@ -113,9 +125,18 @@ async fn traversal_is_refused() {
         assert!(status == 400 || status == 404, "{path} -> {resp}");
         assert!(!resp.contains("root:"), "{path} leaked a file");
     }
-    // A symlink pointing outside the root is not followed out.
+    // A symlink pointing outside the root is not followed out (the link exists: `site`
+    // checks it, and a route that allows links serves it).
     let r = client().get(gw.url("/escape")).send().await.expect("r");
     assert_eq!(r.status(), 404);
+    let root = site();
+    let always = gateway(&format!(
+        "[[listeners]]\nname = \"main\"\nbind = \"127.0.0.1:0\"\n\n[[routes]]\nstatic = {{ root = \"{}\", symlinks = \"always\" }}\n",
+        root.display()
+    ))
+    .await;
+    let r = client().get(always.url("/escape")).send().await.expect("r");
+    assert_eq!(r.text().await.expect("body"), "secret");
 }
 
 /// A site with a 10,000-byte file, precompressed siblings of `app.css`, an SPA shell, and
@@ -129,10 +150,13 @@ fn rich_site(tag: &str) -> std::path::PathBuf {
     std::fs::write(dir.join("assets/app.css"), "body { color: red }").expect("write");
     std::fs::write(dir.join("assets/app.css.br"), "BR-BYTES").expect("write");
     std::fs::write(dir.join("assets/app.css.gz"), "GZ-BYTES").expect("write");
-    let _ = std::os::unix::fs::symlink(dir.join("index.html"), dir.join("inner-link.html"));
+    // The inner link's target differs from the SPA shell, so following it is told apart
+    // from the fallback answering.
+    std::fs::write(dir.join("inner-target.html"), "inner target").expect("write");
+    link(&dir.join("inner-target.html"), &dir.join("inner-link.html"));
     let outside = std::env::temp_dir().join(format!("weir-outside-{tag}-{}", std::process::id()));
     std::fs::write(&outside, "outside").expect("write");
-    let _ = std::os::unix::fs::symlink(&outside, dir.join("outer-link"));
+    link(&outside, &dir.join("outer-link"));
     dir
 }
 
@@ -290,14 +314,15 @@ async fn precompressed_siblings_fallback_and_symlinks() {
             .text()
             .await
             .expect("body"),
-        "<div id=app></div>"
+        "inner target"
     );
+    // The outer link is refused: the SPA shell answers in its place.
     let r = c.get(gw.url("/outer-link")).send().await.expect("request");
-    assert_ne!(r.text().await.expect("body"), "outside");
+    assert_eq!(r.text().await.expect("body"), "<div id=app></div>");
 
     let never = rich_gateway("never", ", symlinks = \"never\"").await;
     assert_eq!(get_status(&never, "/inner-link.html").await, 404);
-    assert_eq!(get_status(&never, "/index.html").await, 200);
+    assert_eq!(get_status(&never, "/inner-target.html").await, 200);
     let always = rich_gateway("always", ", symlinks = \"always\", precompressed = false").await;
     let r = c
         .get(always.url("/outer-link"))
