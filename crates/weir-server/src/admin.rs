@@ -338,6 +338,12 @@ fn asset_response(content_type: &'static str, body: &'static str) -> Response<Fu
 
 /// `GET /status`: version, uptime, the config's fingerprint and the last reload.
 pub(crate) fn status(shared: &Shared) -> serde_json::Value {
+    let pending: Vec<&'static str> = shared.control.get().map_or_else(Vec::new, |c| {
+        c.pending_restart
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
+    });
     let (ok, at, error) = match shared.control.get() {
         Some(c) => (
             c.stats.last_ok.load(Ordering::Relaxed),
@@ -356,6 +362,8 @@ pub(crate) fn status(shared: &Shared) -> serde_json::Value {
         "config_hash": format!("{:016x}", shared.config_hash.load(Ordering::Relaxed)),
         "ready": !shared.draining.load(Ordering::Relaxed),
         "last_reload": {"ok": ok, "unix_time": at, "error": error},
+        // Keys of the config file that apply only after a restart, while they differ.
+        "needs_restart": pending,
     })
 }
 
@@ -625,6 +633,7 @@ async fn reload(shared: &Shared) -> Response<Full<Bytes>> {
                 "upstreams_kept": summary.upstreams_kept,
                 "upstreams_new": summary.upstreams_new,
                 "admin_changed": summary.admin_changed,
+                "needs_restart": summary.needs_restart,
             }),
         ),
         // The same file:line:col diagnostics `weir check` prints.

@@ -64,6 +64,54 @@ pub(crate) struct Control {
     state: tokio::sync::Mutex<State>,
     admin: std::sync::Mutex<Option<AdminRunning>>,
     pub(crate) stats: ReloadStats,
+    /// What the process started with of the settings only a restart applies.
+    started: std::sync::Mutex<StartOnly>,
+    /// The running config's `shutdown_timeout` (a reload applies it).
+    shutdown_timeout_ms: AtomicU64,
+    /// Restart-only keys whose running value differs from the config file's.
+    pub(crate) pending_restart: std::sync::Mutex<Vec<&'static str>>,
+}
+
+/// The settings read once when the process starts: the worker threads, the access-log
+/// writer, the admin listener's connection cap.
+#[derive(Debug, Clone, PartialEq)]
+struct StartOnly {
+    workers: Option<usize>,
+    access_log_enabled: bool,
+    access_log_path: Option<PathBuf>,
+    admin_max_connections: Option<usize>,
+}
+
+impl StartOnly {
+    fn of(config: &weir_config::Config) -> Self {
+        Self {
+            workers: config.workers,
+            access_log_enabled: config.access_log.enabled,
+            access_log_path: config.access_log.path.clone(),
+            admin_max_connections: config.admin.as_ref().map(|a| a.max_connections),
+        }
+    }
+
+    /// The keys of `other` that differ from these, by name.
+    fn differences(&self, other: &Self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.workers != other.workers {
+            out.push("workers");
+        }
+        if self.access_log_enabled != other.access_log_enabled {
+            out.push("access_log.enabled");
+        }
+        if self.access_log_path != other.access_log_path {
+            out.push("access_log.path");
+        }
+        // The admin listener reads its cap when it starts; a new address restarts it.
+        if self.admin_max_connections != other.admin_max_connections
+            && other.admin_max_connections.is_some()
+        {
+            out.push("admin.max_connections");
+        }
+        out
+    }
 }
 
 /// What a successful reload changed.
@@ -81,6 +129,10 @@ pub struct ReloadSummary {
     pub upstreams_new: usize,
     /// The admin listener moved to a new address (or was opened or closed).
     pub admin_changed: bool,
+    /// Keys the new config changes that apply only when Weir restarts (`workers`,
+    /// `access_log.enabled`, `access_log.path`, `admin.max_connections`): kept at their
+    /// running values meanwhile.
+    pub needs_restart: Vec<&'static str>,
 }
 
 impl Control {
@@ -96,6 +148,9 @@ impl Control {
             tracker,
             shutdown,
             config_path,
+            started: std::sync::Mutex::new(StartOnly::of(&config)),
+            shutdown_timeout_ms: AtomicU64::new(millis(config.shutdown_timeout.get())),
+            pending_restart: std::sync::Mutex::new(Vec::new()),
             state: tokio::sync::Mutex::new(State {
                 config,
                 listeners: Vec::new(),
@@ -381,12 +436,43 @@ impl Control {
                 None => self.stop_admin(),
             }
         }
+        // Applied with the swap: the drain of a later shutdown uses the new timeout.
+        self.shutdown_timeout_ms
+            .store(millis(config.shutdown_timeout.get()), Ordering::Relaxed);
+        let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+        if admin_changed {
+            // A new admin listener read the new cap.
+            started.admin_max_connections = config.admin.as_ref().map(|a| a.max_connections);
+        }
+        summary.needs_restart = started.differences(&StartOnly::of(&config));
+        drop(started);
+        for key in &summary.needs_restart {
+            tracing::warn!(
+                key,
+                "config key changed but needs a restart to apply; the running value is kept"
+            );
+        }
+        *self
+            .pending_restart
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = summary.needs_restart.clone();
         shared
             .config_hash
             .store(crate::config_hash(&config), Ordering::Relaxed);
         state.config = config;
         self.publish_counters(&state);
         Ok(summary)
+    }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Control {
+    /// The running config's `shutdown_timeout`.
+    pub(crate) fn shutdown_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.shutdown_timeout_ms.load(Ordering::Relaxed))
     }
 }
 

@@ -115,7 +115,6 @@ pub struct Server {
     addrs: Vec<(String, SocketAddr)>,
     stop_accepting: CancellationToken,
     tracker: TaskTracker,
-    shutdown_timeout: Duration,
 }
 
 impl Server {
@@ -152,7 +151,6 @@ impl Server {
         });
         let stop_accepting = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let shutdown_timeout = config.shutdown_timeout.get();
         let admin_bind = config.admin.as_ref().map(|a| a.bind.0);
         let control = Arc::new(control::Control::new(
             &shared,
@@ -177,7 +175,6 @@ impl Server {
             addrs,
             stop_accepting,
             tracker,
-            shutdown_timeout,
         })
     }
 
@@ -254,12 +251,14 @@ impl Server {
             .store(true, std::sync::atomic::Ordering::Relaxed);
         self.stop_accepting.cancel();
         self.tracker.close();
-        let drained = tokio::time::timeout(self.shutdown_timeout, self.tracker.wait())
+        // The running config's timeout (a reload may have changed it since start).
+        let timeout = self.control.shutdown_timeout();
+        let drained = tokio::time::timeout(timeout, self.tracker.wait())
             .await
             .is_ok();
         if !drained {
             tracing::warn!(
-                timeout = ?self.shutdown_timeout,
+                ?timeout,
                 "shutdown timeout reached with connections still open; closing them"
             );
         }

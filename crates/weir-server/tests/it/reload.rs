@@ -278,3 +278,79 @@ async fn a_reload_moves_the_admin_listener_and_rotates_its_token() {
     assert_eq!(server.admin_addr(), None);
     assert!(server.shutdown().await);
 }
+
+/// A reload that changes settings only a restart applies says so by key (in its answer and
+/// `/status`, while they differ) and keeps the running values; `shutdown_timeout` it applies:
+/// the next drain waits the new time, not the one Weir started with.
+#[tokio::test]
+async fn restart_only_settings_are_reported_and_shutdown_timeout_applied() {
+    // An origin that accepts and never answers: a request to it stays in flight.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let silent_addr = silent.local_addr().expect("addr");
+    let (reached, mut reached_rx) = tokio::sync::mpsc::unbounded_channel();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            conns.push(s);
+            let _ = reached.send(());
+        }
+    });
+    let text = |extra: &str| {
+        let src = format!(
+            "{extra}\nadmin = {{ bind = \"127.0.0.1:0\" }}\n[[listeners]]\nname = \"main\"\nbind = \"127.0.0.1:0\"\n[[upstreams]]\nname = \"up\"\nendpoints = [\"{silent_addr}\"]\ntimeouts = {{ response_header = \"1h\" }}\n[[routes]]\nproxy = {{ upstream = \"up\" }}\n"
+        );
+        weir_config::parse(&src, "test.toml").unwrap_or_else(|e| panic!("{e}"))
+    };
+    let server = weir_server::Server::start(
+        text("shutdown_timeout = \"1h\""),
+        weir_observe::AccessLog::to_writer(LogBuf::default()),
+    )
+    .await
+    .expect("start");
+    let admin = server.admin_addr().expect("admin");
+    let status = || async {
+        client()
+            .get(format!("http://{admin}/status"))
+            .send()
+            .await
+            .expect("status")
+            .json::<serde_json::Value>()
+            .await
+            .expect("json")
+    };
+    let summary = server
+        .reload(text(
+            "shutdown_timeout = \"100ms\"\nworkers = 3\naccess_log = { path = \"/tmp/weir-never-opened.log\" }",
+        ))
+        .await
+        .expect("reload");
+    assert_eq!(summary.needs_restart, ["workers", "access_log.path"]);
+    assert_eq!(
+        status().await["needs_restart"],
+        serde_json::json!(["workers", "access_log.path"])
+    );
+    // Back to what is running: nothing pending.
+    let summary = server
+        .reload(text("shutdown_timeout = \"100ms\""))
+        .await
+        .expect("reload");
+    assert!(summary.needs_restart.is_empty());
+    assert_eq!(status().await["needs_restart"], serde_json::json!([]));
+
+    // A request in flight for an hour; the drain gives up after the reloaded 100 ms, not the
+    // hour Weir started with (the deadline here is only a generous bound).
+    let url = format!("http://{}/hang", server.local_addr("main").expect("main"));
+    let pending = tokio::spawn(async move { client().get(url).send().await });
+    // In flight once the origin has its connection.
+    tokio::time::timeout(Duration::from_secs(20), reached_rx.recv())
+        .await
+        .expect("the request reached the origin");
+    let drained = tokio::time::timeout(Duration::from_secs(30), server.shutdown())
+        .await
+        .expect("the drain used the reloaded shutdown_timeout");
+    assert!(!drained, "the hanging request was cut off");
+    pending.abort();
+    held.abort();
+}
