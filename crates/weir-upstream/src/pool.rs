@@ -163,7 +163,10 @@ impl EndpointPool {
         Box::pin(self.connect_with(endpoint, None)).await
     }
 
-    async fn connect_with(
+    /// A new connection that announces `proxy_header` first (`None`: no PROXY header), by the
+    /// same path requests use: TCP, TLS with the upstream's CA, SNI and client certificate,
+    /// ALPN, then HTTP/1.1 or HTTP/2.
+    pub(crate) async fn connect_with(
         &self,
         endpoint: &Endpoint,
         proxy_header: Option<&[u8]>,

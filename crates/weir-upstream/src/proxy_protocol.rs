@@ -50,6 +50,19 @@ pub(crate) fn header(
     }
 }
 
+/// The header of a connection Weir makes for itself (a health check): v1 `UNKNOWN`, v2
+/// `LOCAL` — the spec's form for a proxy's own connections, which carry no client.
+pub(crate) fn local_header(version: ProxyProtocolVersion) -> Vec<u8> {
+    match version {
+        ProxyProtocolVersion::V1 => b"PROXY UNKNOWN\r\n".to_vec(),
+        ProxyProtocolVersion::V2 => {
+            let mut out = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+            out.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]);
+            out
+        }
+    }
+}
+
 fn to_v6(ip: IpAddr) -> std::net::Ipv6Addr {
     match ip {
         IpAddr::V4(v4) => v4.to_ipv6_mapped(),

@@ -320,3 +320,34 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Polls `check` until it gives a value, under a generous deadline (30 s) that only a broken
+/// build reaches: a test waits on the condition it needs, never for a guessed time.
+pub async fn wait_until<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until the gateway's `/metrics` has `sample` at `at_least` or more; returns the text.
+pub async fn wait_for_metric(gw: &Gateway, sample: &str, at_least: f64) -> String {
+    wait_until(sample, || async {
+        let m = metrics(gw).await;
+        metric_value(&m, sample)
+            .is_some_and(|v| v >= at_least)
+            .then_some(m)
+    })
+    .await
+}

@@ -283,3 +283,116 @@ mod base64_engine {
         out
     }
 }
+
+/// An origin speaking only HTTP/2 with prior knowledge (h2c): an HTTP/1.1 probe fails there.
+async fn h2c_only_origin() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    let body = format!("{:?} {}", req.version(), req.uri().path());
+                    Ok::<_, Infallible>(Response::new(full(body)))
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// An HTTP/1.1 origin that serves only connections starting with a PROXY v2 header.
+async fn proxy_v2_origin() -> SocketAddr {
+    use tokio::io::AsyncReadExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = [0u8; 16];
+                if tcp.read_exact(&mut head).await.is_err()
+                    || &head[..12] != b"\r\n\r\n\0\r\nQUIT\n"
+                {
+                    return;
+                }
+                let mut rest = vec![0u8; usize::from(u16::from_be_bytes([head[14], head[15]]))];
+                if tcp.read_exact(&mut rest).await.is_err() {
+                    return;
+                }
+                let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    Ok::<_, Infallible>(Response::new(full(format!("pp {}", req.uri().path()))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Active HTTP checks use the upstream's own connect path: TLS with its CA (HTTP/1.1 and h2
+/// by ALPN), h2c, and the PROXY header. Before, every probe of such an upstream failed and all
+/// its endpoints were taken out of service.
+#[tokio::test]
+async fn active_health_checks_speak_the_upstreams_protocol() {
+    let pki = Pki::new();
+    pki.server("origin", &["127.0.0.1"]);
+    let ca = pki.path("ca.pem");
+    let (tls_origin, _) = versatile_origin(Some(server_config(&pki, "origin", false))).await;
+    let cases = [
+        (
+            "http/1.1 over TLS",
+            tls_origin,
+            format!("tls = {{ ca = \"{}\" }}", ca.display()),
+            "HTTP/1.1 /after -",
+        ),
+        (
+            "h2 over TLS",
+            tls_origin,
+            format!("protocol = \"h2\"\ntls = {{ ca = \"{}\" }}", ca.display()),
+            "HTTP/2.0 /after -",
+        ),
+        (
+            "h2c",
+            h2c_only_origin().await,
+            "protocol = \"h2c\"".to_owned(),
+            "HTTP/2.0 /after",
+        ),
+        (
+            "PROXY v2",
+            proxy_v2_origin().await,
+            "proxy_protocol = \"v2\"".to_owned(),
+            "pp /after",
+        ),
+    ];
+    for (name, origin, upstream, want) in cases {
+        let health = "health.active = { path = \"/health\", interval = \"20ms\", jitter = \"5ms\", timeout = \"2s\", unhealthy_threshold = 1, healthy_threshold = 1 }\npanic_threshold = 0";
+        let gw = gateway(&format!(
+            "admin = {{ bind = \"127.0.0.1:0\" }}\n{}",
+            upstream_toml(origin, &format!("{upstream}\n{health}"))
+        ))
+        .await;
+        let probes =
+            format!("weir_upstream_endpoint_probes_total{{upstream=\"up\",endpoint=\"{origin}\"}}");
+        let m = wait_for_metric(&gw, &probes, 3.0).await;
+        let failed = format!(
+            "weir_upstream_endpoint_probe_failures_total{{upstream=\"up\",endpoint=\"{origin}\"}}"
+        );
+        assert_eq!(
+            metric_value(&m, &failed),
+            Some(0.0),
+            "{name}: probes failed\n{m}"
+        );
+        let r = client()
+            .get(gw.url("/after"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 200, "{name}");
+        assert_eq!(r.text().await.expect("body"), want, "{name}");
+    }
+}

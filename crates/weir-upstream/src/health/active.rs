@@ -7,12 +7,14 @@ use std::sync::Weak;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+use http_body_util::BodyExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use weir_config::{ActiveHealth, CheckKind};
 
+use weir_core::RequestBody;
+
+use crate::pool::Sender;
 use crate::{Endpoint, Upstream};
 
 /// Most body read when looking for `body_contains`.
@@ -49,9 +51,11 @@ pub(crate) async fn run(
         else {
             return;
         };
-        let passed = tokio::time::timeout(cfg.timeout.get(), probe(&endpoint, &cfg))
+        let Some(up) = upstream.upgrade() else { return };
+        let passed = tokio::time::timeout(cfg.timeout.get(), probe(&up, index, &endpoint, &cfg))
             .await
             .unwrap_or(false);
+        drop(up);
         let Some(up) = upstream.upgrade() else { return };
         let (Some(state), Some(stats)) = (up.states.get(index), up.probe_stats.get(index)) else {
             return;
@@ -79,64 +83,64 @@ pub(crate) async fn run(
     }
 }
 
-/// One probe: true when it passes.
-async fn probe(endpoint: &Endpoint, cfg: &ActiveHealth) -> bool {
-    let stream = match endpoint.socket_addr {
-        Some(addr) => TcpStream::connect(addr).await,
-        None => TcpStream::connect(&*endpoint.address).await,
-    };
-    let Ok(stream) = stream else { return false };
+/// One probe: true when it passes. HTTP probes go through the connect path of the
+/// endpoint's pool (TLS with the upstream's CA, SNI and client certificate; h2 by ALPN or h2c;
+/// a PROXY header, `LOCAL`, when the upstream wants one), so a check sees the endpoint as
+/// requests do.
+async fn probe(up: &Upstream, index: usize, endpoint: &Endpoint, cfg: &ActiveHealth) -> bool {
     if cfg.kind == CheckKind::Tcp {
-        return true;
+        let stream = match endpoint.socket_addr {
+            Some(addr) => TcpStream::connect(addr).await,
+            None => TcpStream::connect(&*endpoint.address).await,
+        };
+        return stream.is_ok();
     }
-    let Ok((mut sender, conn)) =
-        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await
-    else {
+    let Some(pool) = up.pools.get(index) else {
         return false;
     };
-    let driver = tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    let header = up.proxy_protocol.map(crate::proxy_protocol::local_header);
+    let Ok(mut sender) = pool.connect_with(endpoint, header.as_deref()).await else {
+        return false;
+    };
     let host = cfg.host.as_deref().unwrap_or(endpoint.authority.as_str());
-    let Ok(req) = http::Request::builder()
+    let mut req = http::Request::builder()
         .method(cfg.method.as_str())
-        .uri(cfg.path.as_str())
-        .header(http::header::HOST, host)
-        .header(http::header::USER_AGENT, "weir-health-check")
-        .header(http::header::CONNECTION, "close")
-        .body(Empty::<Bytes>::new())
-    else {
-        driver.abort();
+        .header(http::header::USER_AGENT, "weir-health-check");
+    req = match sender {
+        // HTTP/2 carries the target as :scheme, :authority and :path.
+        Sender::H2(_) => req.uri(format!("{}://{host}{}", pool.scheme(), cfg.path)),
+        Sender::H1(_) => req
+            .uri(cfg.path.as_str())
+            .header(http::header::HOST, host)
+            .header(http::header::CONNECTION, "close"),
+    };
+    let Ok(req) = req.body(RequestBody::buffered(Bytes::new(), Default::default())) else {
         return false;
     };
-    let passed = async {
-        let Ok(resp) = sender.send_request(req).await else {
-            return false;
-        };
-        let status = resp.status().as_u16();
-        if !cfg.expect_status.iter().any(|r| r.contains(status)) {
-            return false;
-        }
-        let Some(needle) = &cfg.body_contains else {
-            return true;
-        };
-        let mut body = resp.into_body();
-        let mut seen = Vec::new();
-        while seen.len() < MAX_PROBE_BODY {
-            match body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Some(data) = frame.data_ref() {
-                        seen.extend_from_slice(data);
-                    }
-                }
-                Some(Err(_)) => return false,
-                None => break,
-            }
-        }
-        seen.truncate(MAX_PROBE_BODY);
-        String::from_utf8_lossy(&seen).contains(needle.as_str())
+    let Ok(resp) = sender.send(req).await else {
+        return false;
+    };
+    let status = resp.status().as_u16();
+    if !cfg.expect_status.iter().any(|r| r.contains(status)) {
+        return false;
     }
-    .await;
-    driver.abort();
-    passed
+    let Some(needle) = &cfg.body_contains else {
+        return true;
+    };
+    let mut body = resp.into_body();
+    let mut seen = Vec::new();
+    while seen.len() < MAX_PROBE_BODY {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    seen.extend_from_slice(data);
+                }
+            }
+            Some(Err(_)) => return false,
+            None => break,
+        }
+    }
+    seen.truncate(MAX_PROBE_BODY);
+    // Dropping the sender closes the probe's connection.
+    String::from_utf8_lossy(&seen).contains(needle.as_str())
 }
