@@ -175,11 +175,12 @@ pub struct Held {
     _permits: Vec<concurrency::Permit>,
 }
 
-/// Named counters of one policy's events (the kind's own, beside allowed/denied).
-#[derive(Debug)]
+/// Named counters of one policy's events (the kind's own, beside allowed/denied). A clone
+/// counts into the same counters (a background task of the policy holds one).
+#[derive(Debug, Clone)]
 pub struct Events {
     names: &'static [&'static str],
-    counts: Box<[AtomicU64]>,
+    counts: Arc<[AtomicU64]>,
 }
 
 impl Events {

@@ -1,8 +1,14 @@
 //! A JWKS key set fetched from a URL through Weir's own client: cached for its
 //! `Cache-Control: max-age` (or the configured default), refreshed when it expires or when
-//! a token names a `kid` it lacks, but at most once per `jwks_min_refresh` for unknown
-//! `kid`s (a flood of bogus `kid`s costs the issuer one request per interval), one refresh
-//! at a time, and kept as it was when a refresh fails.
+//! a token names a `kid` it lacks, and kept as it was when a refresh fails.
+//!
+//! Refreshes run on a task of their own, one at a time, at most once per `jwks_min_refresh`
+//! whatever the reason (an expired set, an unknown `kid`, a set never fetched): a flood of
+//! bogus `kid`s or an issuer that is down costs the issuer one request per interval. No
+//! request waits on the network while a usable key is known: an expired set keeps serving
+//! while its refresh runs. A request waits only for a refresh already running (at most one
+//! fetch timeout) when it needs a key that is not known, and is answered at once when no
+//! refresh may run.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,18 +34,29 @@ struct Cached {
 }
 
 /// A JWKS document kept fresh.
-pub(crate) struct Jwks {
+pub(crate) struct Jwks(Arc<Inner>);
+
+struct Inner {
     fetcher: Fetcher,
     cache: ArcSwap<Cached>,
-    refreshing: tokio::sync::Mutex<Option<Instant>>,
+    refresh: std::sync::Mutex<Refresh>,
+    /// Bumped when a refresh ends (with or without new keys).
+    done: tokio::sync::watch::Sender<u64>,
+    timeout: Duration,
     default_ttl: Duration,
     min_refresh: Duration,
+}
+
+#[derive(Default)]
+struct Refresh {
+    running: bool,
+    last_start: Option<Instant>,
 }
 
 impl std::fmt::Debug for Jwks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Jwks")
-            .field("keys", &self.cache.load().keys.len())
+            .field("keys", &self.0.cache.load().keys.len())
             .finish_non_exhaustive()
     }
 }
@@ -62,31 +79,39 @@ impl Jwks {
         min_refresh: Duration,
         tls: Option<&weir_config::UpstreamTls>,
     ) -> Result<Self, String> {
-        Ok(Self {
+        Ok(Self(Arc::new(Inner {
             fetcher: Fetcher::new(&format!("jwks:{policy}"), url, timeout, tls)?,
             cache: ArcSwap::from_pointee(Cached {
                 keys: Vec::new(),
                 expires: None,
             }),
-            refreshing: tokio::sync::Mutex::new(None),
+            refresh: std::sync::Mutex::new(Refresh::default()),
+            done: tokio::sync::watch::channel(0).0,
+            timeout,
             default_ttl,
             min_refresh,
-        })
+        })))
     }
 
     /// The key for `kid` (or the only key without one) usable with `alg`.
     pub(crate) async fn find(&self, kid: Option<&str>, alg: Algorithm, events: &Events) -> Lookup {
-        let now = Instant::now();
-        let cached = self.cache.load_full();
-        let fresh = cached.expires.is_some_and(|e| now < e);
-        if fresh {
-            if let Some(k) = pick(&cached.keys, kid, alg) {
-                return Lookup::Found(k);
+        let cached = self.0.cache.load_full();
+        let fresh = cached.expires.is_some_and(|e| Instant::now() < e);
+        if let Some(k) = pick(&cached.keys, kid, alg) {
+            if !fresh {
+                // Expired: keep serving the known key while one refresh runs behind.
+                self.start_refresh(events);
             }
+            return Lookup::Found(k);
         }
-        // Expired, never fetched, or an unknown kid: refresh (throttled).
-        self.refresh(!fresh, events).await;
-        let cached = self.cache.load();
+        // A key not known (never fetched, or an unknown kid): wait for a refresh, if one is
+        // running or may start; never for more than one.
+        let mut done = self.0.done.subscribe();
+        if self.start_refresh(events) {
+            let _ =
+                tokio::time::timeout(self.0.timeout + Duration::from_secs(1), done.changed()).await;
+        }
+        let cached = self.0.cache.load();
         match pick(&cached.keys, kid, alg) {
             Some(k) => Lookup::Found(k),
             None if cached.expires.is_none() => Lookup::Unavailable,
@@ -94,37 +119,57 @@ impl Jwks {
         }
     }
 
-    /// Fetches the set once; `expired` refreshes regardless of the unknown-kid throttle.
-    pub(crate) async fn refresh(&self, expired: bool, events: &Events) {
-        let before = self.cache.load().expires;
-        let mut last = self.refreshing.lock().await;
-        // Someone else refreshed while this request waited: use theirs.
-        if self.cache.load().expires != before {
-            return;
-        }
-        let now = Instant::now();
-        if let Some(at) = *last {
-            if now.duration_since(at) < self.min_refresh && (!expired || before.is_some()) {
-                events.add("jwks_refresh_throttled");
-                return;
-            }
-        }
-        *last = Some(now);
-        match self.fetch().await {
-            Ok((keys, ttl)) => {
-                events.add("jwks_refresh_ok");
-                self.cache.store(Arc::new(Cached {
-                    keys,
-                    expires: Some(now + ttl),
-                }));
-            }
-            Err(e) => {
-                events.add("jwks_refresh_failed");
-                tracing::warn!(error = %e, "JWKS refresh failed; keeping the keys already known");
-            }
-        }
+    /// Fetches the set now (at start), unless a refresh is running or ran too recently.
+    pub(crate) fn prefetch(&self, events: &Events) {
+        self.start_refresh(events);
     }
 
+    /// Starts a refresh on its own task unless one runs; throttled to one per `min_refresh`.
+    /// True when a refresh is running now (started here or before).
+    fn start_refresh(&self, events: &Events) -> bool {
+        let now = Instant::now();
+        {
+            let mut r = self.0.refresh.lock().unwrap_or_else(|p| p.into_inner());
+            if r.running {
+                return true;
+            }
+            if r.last_start
+                .is_some_and(|at| now.duration_since(at) < self.0.min_refresh)
+            {
+                events.add("jwks_refresh_throttled");
+                return false;
+            }
+            r.running = true;
+            r.last_start = Some(now);
+        }
+        let inner = self.0.clone();
+        let events = events.clone();
+        tokio::spawn(async move {
+            match inner.fetch().await {
+                Ok((keys, ttl)) => {
+                    events.add("jwks_refresh_ok");
+                    inner.cache.store(Arc::new(Cached {
+                        keys,
+                        expires: Some(Instant::now() + ttl),
+                    }));
+                }
+                Err(e) => {
+                    events.add("jwks_refresh_failed");
+                    tracing::warn!(error = %e, "JWKS refresh failed; keeping the keys already known");
+                }
+            }
+            inner
+                .refresh
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .running = false;
+            inner.done.send_modify(|n| *n += 1);
+        });
+        true
+    }
+}
+
+impl Inner {
     async fn fetch(&self) -> Result<(Vec<Arc<Key>>, Duration), String> {
         let mut headers = http::HeaderMap::new();
         headers.insert(

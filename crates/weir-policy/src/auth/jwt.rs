@@ -161,14 +161,8 @@ impl JwtPolicy {
 
     /// Fetches the JWKS set in the background at start, so the first request finds it.
     pub(crate) fn start(&self, policy: Arc<Policy>) {
-        if self.jwks.is_some() {
-            tokio::spawn(async move {
-                if let crate::Kind::Jwt(j) = &policy.kind {
-                    if let Some(jwks) = &j.jwks {
-                        jwks.refresh(true, &policy.events).await;
-                    }
-                }
-            });
+        if let Some(jwks) = &self.jwks {
+            jwks.prefetch(&policy.events);
         }
     }
 

@@ -229,12 +229,15 @@ jwt = {{ algorithms = ["EdDSA"], keys = [{{ kid = "ed1", pem = {{ file = "{}" }}
     );
 }
 
-/// A JWKS origin serving one EC key (P-256) as `kid` "k1", counting fetches; `down` makes it
-/// answer 500.
+/// A JWKS origin serving one EC key (P-256) as `kid` "k1" for `max_age` seconds, counting
+/// fetches; `down` makes it answer 500; each fetch first takes a permit of `gate` (and keeps
+/// it), so a gate with one permit answers the first fetch and holds every later one.
 async fn jwks_origin(
     kp: &rcgen::KeyPair,
     fetches: Arc<AtomicUsize>,
     down: Arc<std::sync::atomic::AtomicBool>,
+    max_age: u32,
+    gate: Arc<tokio::sync::Semaphore>,
 ) -> Origin {
     let raw = kp.public_key_raw().to_vec();
     let (x, y) = (b64(&raw[1..33]), b64(&raw[33..65]));
@@ -243,8 +246,12 @@ async fn jwks_origin(
         let doc = doc.clone();
         let fetches = fetches.clone();
         let down = down.clone();
+        let gate = gate.clone();
         async move {
             fetches.fetch_add(1, Ordering::SeqCst);
+            if let Ok(permit) = gate.acquire().await {
+                permit.forget();
+            }
             if down.load(Ordering::SeqCst) {
                 return Response::builder()
                     .status(500)
@@ -253,7 +260,7 @@ async fn jwks_origin(
             }
             Response::builder()
                 .header("content-type", "application/json")
-                .header("cache-control", "max-age=300")
+                .header("cache-control", format!("max-age={max_age}"))
                 .body(full(doc))
                 .expect("response")
         }
@@ -272,15 +279,33 @@ struct JwksSetup {
 }
 
 async fn jwks_setup(min_refresh: &str) -> JwksSetup {
+    jwks_setup_with(
+        min_refresh,
+        false,
+        300,
+        tokio::sync::Semaphore::MAX_PERMITS,
+        "5s",
+    )
+    .await
+}
+
+async fn jwks_setup_with(
+    min_refresh: &str,
+    down_from_start: bool,
+    max_age: u32,
+    permits: usize,
+    timeout: &str,
+) -> JwksSetup {
     let origin = echo_origin().await;
     let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("p256");
     let fetches = Arc::new(AtomicUsize::new(0));
-    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let idp = jwks_origin(&kp, fetches.clone(), down.clone()).await;
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(down_from_start));
+    let gate = Arc::new(tokio::sync::Semaphore::new(permits));
+    let idp = jwks_origin(&kp, fetches.clone(), down.clone(), max_age, gate).await;
     let policy = format!(
         r#"[[policies]]
 name = "jwt"
-jwt = {{ algorithms = ["ES256"], jwks_url = "http://{}/.well-known/jwks.json", jwks_min_refresh = "{min_refresh}" }}"#,
+jwt = {{ algorithms = ["ES256"], jwks_url = "http://{}/.well-known/jwks.json", jwks_min_refresh = "{min_refresh}", jwks_timeout = "{timeout}" }}"#,
         idp.addr
     );
     let gw = gateway(&guarded(origin.addr, &policy, "\"jwt\"", "")).await;
@@ -835,4 +860,66 @@ jwt = { algorithms = ["HS256"], keys = [{ secret = "0123456789abcdef0123456789ab
         assert!(exported.contains("api_key=REDACTED"), "{exported}");
         assert!(log.contains("access_token=REDACTED"), "{log}");
     }
+}
+
+/// When the key set expires, known keys keep verifying while one refresh runs in the
+/// background: here the issuer never answers the refresh (and the fetch timeout is an hour),
+/// and 20 concurrent requests are still served at once. Before, every request queued behind
+/// the fetch.
+#[tokio::test]
+async fn an_expired_key_set_keeps_serving_while_one_refresh_runs() {
+    let JwksSetup {
+        gw,
+        kp,
+        fetches,
+        _idp,
+        _origin,
+        ..
+    } = jwks_setup_with("0s", false, 1, 1, "1h").await;
+    let bearer = format!("Bearer {}", es256(&kp, "k1"));
+    // Requests until the set has expired and its refresh began (a second fetch, held).
+    wait_until("a background refresh of the expired set", || async {
+        let r = get(&gw, "/x", &[("authorization", &bearer)]).await;
+        assert_eq!(r.status(), 200);
+        (fetches.load(Ordering::SeqCst) >= 2).then_some(())
+    })
+    .await;
+    let header = [("authorization", bearer.as_str())];
+    let all = futures_util::future::join_all((0..20).map(|_| get(&gw, "/x", &header)));
+    let served = tokio::time::timeout(std::time::Duration::from_secs(20), all)
+        .await
+        .expect("requests did not wait for the refresh");
+    assert!(served.iter().all(|r| r.status() == 200));
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        2,
+        "one refresh, still running"
+    );
+}
+
+/// An issuer that is down from the start: the first request waits for the one fetch running
+/// and gets 503 `auth_unavailable`; later ones get it at once, and the issuer is not asked
+/// again within `jwks_min_refresh` (before, each request fetched, each waiting its timeout).
+#[tokio::test]
+async fn a_never_fetched_key_set_is_throttled_too() {
+    let JwksSetup {
+        gw,
+        kp,
+        fetches,
+        _idp,
+        _origin,
+        ..
+    } = jwks_setup_with("1h", true, 300, tokio::sync::Semaphore::MAX_PERMITS, "5s").await;
+    let bearer = format!("Bearer {}", es256(&kp, "k1"));
+    for _ in 0..10 {
+        let r = get(&gw, "/x", &[("authorization", &bearer)]).await;
+        assert_eq!(r.status(), 503);
+        let body: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(body["error"], "auth_unavailable");
+    }
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "the issuer was asked once"
+    );
 }
