@@ -744,9 +744,24 @@ impl DiskStore {
         keys.len()
     }
 
-    /// Removes everything stored for a target URI, whatever the extra key parts.
+    /// Removes everything stored for a target URI, whatever the extra key parts (blocking:
+    /// deletes the files).
     pub fn invalidate_uri(&self, uri: &str) -> usize {
         self.purge(Purge::Uri(uri), false, SystemTime::now())
+    }
+
+    /// Forgets everything stored for a target URI, from the index only (no file I/O: safe on
+    /// a runtime thread; lookups miss from now on). Returns the primary keys forgotten and the
+    /// files to delete, for [`remove_files`] on a blocking thread.
+    pub fn forget_uri(&self, uri: &str) -> (usize, Vec<PathBuf>) {
+        let mut idx = self.lock();
+        let keys: Vec<Vec<u8>> = idx
+            .by_uri
+            .get(uri)
+            .map(|keys| keys.iter().cloned().collect())
+            .unwrap_or_default();
+        let doomed = keys.iter().flat_map(|k| idx.forget_all(k)).collect();
+        (keys.len(), doomed)
     }
 
     /// Primary keys and bytes (file sizes) stored now.
@@ -832,7 +847,8 @@ impl Drop for DiskFill {
     }
 }
 
-fn remove_files(paths: Vec<PathBuf>) {
+/// Deletes files the index no longer knows (blocking).
+pub fn remove_files(paths: Vec<PathBuf>) {
     for p in paths {
         let _ = std::fs::remove_file(p);
     }

@@ -69,8 +69,59 @@ pub enum Purge<'a> {
     All,
 }
 
-type TagIndex =
-    Arc<std::sync::Mutex<std::collections::HashMap<String, std::collections::HashSet<Vec<u8>>>>>;
+/// A name (tag, URI) → the primary keys stored under it.
+#[derive(Debug, Default)]
+struct KeyIndex(
+    std::sync::Mutex<std::collections::HashMap<String, std::collections::HashSet<Vec<u8>>>>,
+);
+
+impl KeyIndex {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<String, std::collections::HashSet<Vec<u8>>>,
+    > {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn add(&self, name: &str, key: &[u8]) {
+        let mut idx = self.lock();
+        match idx.get_mut(name) {
+            Some(keys) => {
+                if !keys.contains(key) {
+                    keys.insert(key.to_vec());
+                }
+            }
+            None => {
+                idx.insert(name.to_owned(), std::iter::once(key.to_vec()).collect());
+            }
+        }
+    }
+
+    fn remove(&self, name: &str, key: &[u8]) {
+        let mut idx = self.lock();
+        if let Some(keys) = idx.get_mut(name) {
+            keys.remove(key);
+            if keys.is_empty() {
+                idx.remove(name);
+            }
+        }
+    }
+
+    fn keys(&self, name: &str) -> Vec<Vec<u8>> {
+        self.lock()
+            .get(name)
+            .map(|k| k.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn count(&self, name: &str) -> usize {
+        self.lock()
+            .get(name)
+            .map_or(0, std::collections::HashSet::len)
+    }
+}
 
 /// A copy of `v` that is stale from `at` on (its lifetime ends at its age then).
 fn stale_copy(v: &Variant, at: std::time::SystemTime) -> Variant {
@@ -94,7 +145,10 @@ pub enum Lookup {
 pub struct MemoryStore {
     cache: moka::sync::Cache<Vec<u8>, Arc<Entry>>,
     /// tag → primary keys: how many objects a tag purge touches.
-    tags: TagIndex,
+    tags: Arc<KeyIndex>,
+    /// URI → primary keys: exact-URI purges and unsafe-method invalidation without a scan or
+    /// a predicate every later read would evaluate.
+    uris: Arc<KeyIndex>,
     /// Soft tag purges: tag → when. A variant received before is stale from then on.
     soft_tags: std::sync::RwLock<std::collections::HashMap<String, std::time::SystemTime>>,
     /// Entries evicted for room.
@@ -112,8 +166,9 @@ impl std::fmt::Debug for MemoryStore {
 impl MemoryStore {
     /// A store holding at most `max_bytes`.
     pub fn new(max_bytes: u64) -> Self {
-        let tags: TagIndex = Arc::default();
-        let index = tags.clone();
+        let tags: Arc<KeyIndex> = Arc::default();
+        let uris: Arc<KeyIndex> = Arc::default();
+        let (tag_index, uri_index) = (tags.clone(), uris.clone());
         let evictions: Arc<std::sync::atomic::AtomicU64> = Arc::default();
         let evicted = evictions.clone();
         let cache = moka::sync::Cache::builder()
@@ -123,7 +178,7 @@ impl MemoryStore {
                 u32::try_from(w).unwrap_or(u32::MAX)
             })
             .support_invalidation_closures()
-            // An entry leaving the cache (evicted, replaced, purged) leaves the tag index.
+            // An entry leaving the cache (evicted, purged) leaves the indexes.
             .eviction_listener(move |key: Arc<Vec<u8>>, entry: Arc<Entry>, cause| {
                 if cause == moka::notification::RemovalCause::Replaced {
                     return;
@@ -131,20 +186,16 @@ impl MemoryStore {
                 if cause == moka::notification::RemovalCause::Size {
                     evicted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                let mut idx = index.lock().unwrap_or_else(|p| p.into_inner());
                 for t in &entry.tags {
-                    if let Some(keys) = idx.get_mut(t) {
-                        keys.remove(key.as_ref());
-                        if keys.is_empty() {
-                            idx.remove(t);
-                        }
-                    }
+                    tag_index.remove(t, &key);
                 }
+                uri_index.remove(&entry.uri, &key);
             })
             .build();
         Self {
             cache,
             tags,
+            uris,
             soft_tags: std::sync::RwLock::default(),
             evictions,
         }
@@ -214,12 +265,10 @@ impl MemoryStore {
                 tags.push(t);
             }
         }
-        if !tags.is_empty() {
-            let mut idx = self.tags.lock().unwrap_or_else(|p| p.into_inner());
-            for t in &tags {
-                idx.entry(t.clone()).or_default().insert(primary.clone());
-            }
+        for t in &tags {
+            self.tags.add(t, &primary);
         }
+        self.uris.add(&uri, &primary);
         self.cache.insert(
             primary,
             Arc::new(Entry {
@@ -239,10 +288,7 @@ impl MemoryStore {
             // entry stored before now that carries the tag (no read returns one from here on;
             // memory is reclaimed by its housekeeping). Soft: lookups see the purge time.
             Purge::Tag(tag) => {
-                let count = {
-                    let idx = self.tags.lock().unwrap_or_else(|p| p.into_inner());
-                    idx.get(tag).map_or(0, std::collections::HashSet::len)
-                };
+                let count = self.tags.count(tag);
                 if soft {
                     let mut s = self.soft_tags.write().unwrap_or_else(|p| p.into_inner());
                     s.insert(tag.to_owned(), now);
@@ -261,11 +307,11 @@ impl MemoryStore {
                 self.cache.run_pending_tasks();
                 return usize::try_from(n).unwrap_or(usize::MAX);
             }
+            Purge::Uri(u) => self.uris.keys(u),
             _ => self
                 .cache
                 .iter()
                 .filter(|(_, e)| match what {
-                    Purge::Uri(u) => e.uri == u,
                     Purge::Prefix(p) => e.uri.starts_with(p),
                     _ => true,
                 })
@@ -302,9 +348,14 @@ impl MemoryStore {
 
     /// Removes everything stored for a target URI (`host` + path and query), whatever the
     /// extra key parts.
-    pub fn invalidate_uri(&self, uri: &str) {
-        let uri = uri.to_owned();
-        let _ = self.cache.invalidate_entries_if(move |_, e| e.uri == uri);
+    /// Returns how many primary keys it removed. Found by the URI index: no scan, and
+    /// nothing left for later reads to evaluate.
+    pub fn invalidate_uri(&self, uri: &str) -> usize {
+        self.uris
+            .keys(uri)
+            .into_iter()
+            .filter(|k| self.cache.remove(k).is_some())
+            .count()
     }
 
     /// Entries evicted to stay under the byte cap so far.

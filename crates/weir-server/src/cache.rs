@@ -260,12 +260,19 @@ impl CacheHandle {
         ]
     }
 
-    /// Removes everything stored for a target URI (`host` + path and query), in both tiers.
-    fn invalidate_uri(&self, uri: &str) {
-        self.store.invalidate_uri(uri);
-        if let Some(d) = &self.disk {
-            d.invalidate_uri(uri);
+    /// Removes everything stored for a target URI (`host` + path and query), in both tiers;
+    /// returns how many primary keys it touched. Both indexes forget at once (the next lookup
+    /// misses); the disk tier's files are deleted on the blocking pool, never on this thread.
+    fn invalidate_uri(&self, uri: &str) -> usize {
+        let n = self.store.invalidate_uri(uri);
+        let Some(d) = &self.disk else { return n };
+        let (on_disk, doomed) = d.forget_uri(uri);
+        if !doomed.is_empty() {
+            drop(tokio::task::spawn_blocking(move || {
+                weir_cache::disk::remove_files(doomed);
+            }));
         }
+        n.max(on_disk)
     }
 
     /// Whether the cache has a disk tier.
@@ -409,7 +416,8 @@ impl CacheHandle {
             if let Some(rules) = &self.purge_method {
                 ctx.cache = Some("purge");
                 let (status, body) = if rules.admits(ctx.client_ip) {
-                    let n = self.purge(Purge::Uri(&plan.uri), false);
+                    self.counters.purged.fetch_add(1, Ordering::Relaxed);
+                    let n = self.invalidate_uri(&plan.uri);
                     (StatusCode::OK, format!("{{\"purged\":{n}}}\n"))
                 } else {
                     (
