@@ -4,7 +4,13 @@
 //! quoted string (commas inside quotes do not split); names are case-insensitive; unknown
 //! directives are ignored.
 //!
-//! Malformed values follow the RFC's advice to fail safe: a `max-age` (or `s-maxage`) that is
+//! Targeted fields are RFC 9651 structured dictionaries (RFC 9213 §2.1) and are parsed as
+//! such (the `sfv` crate): a member whose value has the wrong type (a string or token where an
+//! integer is required, a negative number, an inner list) is ignored, and a field that does
+//! not parse as a dictionary is ignored whole — the next targeted field or `Cache-Control`
+//! applies, never half of it.
+//!
+//! Malformed `Cache-Control` values follow the RFC's advice to fail safe: a `max-age` (or `s-maxage`) that is
 //! not a non-negative integer, or that appears twice with different values, makes the response
 //! stale (RFC 9111 §4.2.1, §1.2.2); values too large to represent are 2^31 seconds.
 
@@ -199,11 +205,11 @@ impl ResponseDirectives {
     pub fn parse(headers: &HeaderMap, targeted: Option<&[HeaderName]>) -> Self {
         for name in targeted.unwrap_or(&[]) {
             if headers.contains_key(name) {
-                let mut d = Self::from_list(&parse_list(
-                    headers.get_all(name).iter().map(|v| v.as_bytes()),
-                ));
-                d.targeted = true;
-                return d;
+                if let Some(d) =
+                    Self::from_targeted(headers.get_all(name).iter().map(|v| v.as_bytes()))
+                {
+                    return d;
+                }
             }
         }
         Self::from_list(&parse_list(
@@ -212,6 +218,60 @@ impl ResponseDirectives {
                 .iter()
                 .map(|v| v.as_bytes()),
         ))
+    }
+
+    /// A targeted field's lines as one structured dictionary; `None` when it does not parse.
+    pub fn from_targeted<'a>(lines: impl Iterator<Item = &'a [u8]>) -> Option<Self> {
+        // Field lines combine into one value, comma-separated (RFC 9110 §5.3).
+        let mut joined = Vec::new();
+        for (i, line) in lines.enumerate() {
+            if i > 0 {
+                joined.extend_from_slice(b", ");
+            }
+            joined.extend_from_slice(line);
+        }
+        let dict: sfv::Dictionary = sfv::Parser::new(&joined).parse_dictionary().ok()?;
+        let mut d = Self {
+            targeted: true,
+            ..Self::default()
+        };
+        for (key, entry) in &dict {
+            let sfv::ListEntry::Item(item) = entry else {
+                continue;
+            };
+            let bare = &item.bare_item;
+            let delta = || {
+                let n = i64::from(bare.as_integer()?);
+                let n = u64::try_from(n).ok()?;
+                Some(Delta::Secs(n.min(DELTA_MAX)))
+            };
+            let flag = bare.as_boolean() == Some(true);
+            // `no-cache` / `private`: true, or a string of field names.
+            let qualifier = || match bare {
+                sfv::BareItem::Boolean(true) => Some(Qualified::All),
+                sfv::BareItem::String(names) => Some(qualified(Some(names.as_str()))),
+                _ => None,
+            };
+            match key.as_str() {
+                "max-age" => d.max_age = delta().or(d.max_age),
+                "s-maxage" => d.s_maxage = delta().or(d.s_maxage),
+                "stale-while-revalidate" => {
+                    d.stale_while_revalidate = delta().or(d.stale_while_revalidate);
+                }
+                "stale-if-error" => d.stale_if_error = delta().or(d.stale_if_error),
+                "no-cache" => d.no_cache = qualifier().or(d.no_cache.take()),
+                "private" => d.private = qualifier().or(d.private.take()),
+                "no-store" => d.no_store |= flag,
+                "public" => d.public |= flag,
+                "must-revalidate" => d.must_revalidate |= flag,
+                "proxy-revalidate" => d.proxy_revalidate |= flag,
+                "must-understand" => d.must_understand |= flag,
+                "no-transform" => d.no_transform |= flag,
+                "immutable" => d.immutable |= flag,
+                _ => {}
+            }
+        }
+        Some(d)
     }
 
     /// Builds from parsed directives.
@@ -378,6 +438,57 @@ mod tests {
             ResponseDirectives::parse(&h, None).max_age,
             Some(Delta::Secs(10))
         );
+    }
+
+    #[test]
+    fn targeted_fields_are_structured_dictionaries() {
+        let t = [HeaderName::from_static("cdn-cache-control")];
+        let parse = |cdn: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                http::header::CACHE_CONTROL,
+                "max-age=10".parse().expect("value"),
+            );
+            h.insert("cdn-cache-control", cdn.parse().expect("value"));
+            ResponseDirectives::parse(&h, Some(&t))
+        };
+        // Members of the wrong type are ignored, the rest applies.
+        let d = parse("max-age=\"600\", s-maxage=30, no-store=?0, must-revalidate");
+        assert!(d.targeted);
+        assert_eq!(d.max_age, None);
+        assert_eq!(d.s_maxage, Some(Delta::Secs(30)));
+        assert!(!d.no_store);
+        assert!(d.must_revalidate);
+        assert_eq!(parse("max-age=abc").max_age, None);
+        assert_eq!(parse("max-age=-5").max_age, None);
+        assert_eq!(parse("max-age=1.5").max_age, None);
+        assert_eq!(parse("max-age=(1 2)").max_age, None);
+        assert_eq!(parse("max-age=600").max_age, Some(Delta::Secs(600)));
+        assert_eq!(
+            parse("private=\"set-cookie\"").private,
+            Some(Qualified::Fields(vec!["set-cookie".to_owned()]))
+        );
+        // Not a dictionary: ignored whole; Cache-Control applies.
+        for broken in [
+            "max-age=600, ,",
+            "max-age=600;;",
+            "MAX-AGE=600",
+            "max-age=600, \"x\"",
+        ] {
+            let d = parse(broken);
+            assert!(!d.targeted, "{broken}");
+            assert_eq!(d.max_age, Some(Delta::Secs(10)), "{broken}");
+        }
+        // Several lines form one dictionary.
+        let mut h = HeaderMap::new();
+        h.append("cdn-cache-control", "max-age=60".parse().expect("value"));
+        h.append(
+            "cdn-cache-control",
+            "stale-if-error=5".parse().expect("value"),
+        );
+        let d = ResponseDirectives::parse(&h, Some(&t));
+        assert_eq!(d.max_age, Some(Delta::Secs(60)));
+        assert_eq!(d.stale_if_error, Some(Delta::Secs(5)));
     }
 
     #[test]

@@ -910,6 +910,59 @@ async fn rfc9213_targeted_fields_take_precedence_over_cache_control() {
     assert!(!r.get("/plain").await.hit());
 }
 
+/// RFC 9213 §2.1: a targeted field is a structured dictionary. A member of the wrong type is
+/// ignored (`no-store="yes"` is no `no-store`), and a field that does not parse is ignored
+/// whole: `Cache-Control` applies instead of half the targeted field.
+#[tokio::test]
+async fn rfc9213_targeted_fields_are_structured_dictionaries() {
+    let r = rig(
+        "targeted_fields = [\"cdn-cache-control\"]",
+        |s, _| match s.target.as_str() {
+            "/wrong-type" => reply(
+                200,
+                &[
+                    ("cache-control", "no-store"),
+                    ("cdn-cache-control", "max-age=60, no-store=\"yes\""),
+                ],
+                "x",
+            ),
+            "/string-age" => reply(
+                200,
+                &[
+                    ("cache-control", "max-age=60"),
+                    ("cdn-cache-control", "max-age=\"60\", no-store"),
+                ],
+                "x",
+            ),
+            "/unparsable" => reply(
+                200,
+                &[
+                    ("cache-control", "no-store"),
+                    ("cdn-cache-control", "max-age=60;;"),
+                ],
+                "x",
+            ),
+            _ => reply(200, &[], "x"),
+        },
+    )
+    .await;
+    r.get("/wrong-type").await;
+    assert!(
+        r.get("/wrong-type").await.hit(),
+        "a no-store of the wrong type is ignored"
+    );
+    r.get("/string-age").await;
+    assert!(
+        !r.get("/string-age").await.hit(),
+        "the targeted field (no-store) applies, its string max-age ignored"
+    );
+    r.get("/unparsable").await;
+    assert!(
+        !r.get("/unparsable").await.hit(),
+        "an unparsable targeted field falls back to Cache-Control (no-store)"
+    );
+}
+
 // ---- Cache key ----
 
 #[tokio::test]
