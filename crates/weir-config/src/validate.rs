@@ -28,6 +28,12 @@ pub fn validate(config: &Config) -> Vec<Diagnostic> {
             .help("request heads of browsers and API clients routinely exceed 4KiB; 32KiB is the default"),
         );
     }
+    if limits.max_request_headers == 0 {
+        out.push(Diagnostic::at(
+            KeyPath::root("server").key("max_request_headers"),
+            "must be at least 1",
+        ));
+    }
     if limits.max_connections == 0 {
         out.push(Diagnostic::at(
             KeyPath::root("server").key("max_connections"),

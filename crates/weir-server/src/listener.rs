@@ -129,6 +129,8 @@ impl ListenerSettings {
             .header_read_timeout(None)
             // The read buffer bounds the request head: overflowing it is answered 431.
             .max_buf_size(max_header.max(8192))
+            // So does the number of fields (hyper answers 431 past it).
+            .max_headers(limits.max_request_headers)
             .keep_alive(true);
         h2_limits!(builder.http2(), max_header);
         let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());

@@ -147,6 +147,10 @@ async fn process(
     hooks: &mut weir_policy::Hooks,
     compression: &Arc<crate::compress::CompressionStats>,
 ) -> Result<Outcome, ProxyError> {
+    // hyper caps HTTP/1.1 fields itself; HTTP/2 fields (cookie crumbs each counted) here.
+    if req.headers().len() > rt.limits.max_headers {
+        return Err(ProxyError::new(ErrorKind::HeaderTooLarge));
+    }
     // The listener's address rules come first, whatever the listener's mode: an egress proxy
     // restricted by `ip` is no open proxy.
     if let Some((_, rules)) = rt.listener_ip.iter().find(|(l, _)| **l == *ctx.listener) {

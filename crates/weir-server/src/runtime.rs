@@ -44,6 +44,8 @@ pub(crate) struct RouteOpts {
 pub(crate) struct Limits {
     /// `server.max_request_body_size` in bytes; 0 = unlimited.
     pub(crate) max_body: u64,
+    /// `server.max_request_headers`: header fields per request.
+    pub(crate) max_headers: usize,
 }
 
 /// The compiled config.
@@ -249,6 +251,7 @@ impl Runtime {
             trusted_proxies: config.trusted_proxies.iter().map(|c| c.0).collect(),
             limits: Limits {
                 max_body: config.server.max_request_body_size.bytes(),
+                max_headers: config.server.max_request_headers,
             },
         })
     }

@@ -197,6 +197,12 @@ pub struct ServerLimits {
     /// Largest request head (request line and headers); larger is answered 431.
     #[serde(default = "defaults::max_request_header_size")]
     pub max_request_header_size: ByteSize,
+    /// Most header fields in one request (HTTP/1.1 and HTTP/2, every cookie crumb counted);
+    /// more is answered 431. With HTTP/2 each field also counts 32 octets against
+    /// `max_request_header_size` (RFC 9113 §6.5.2), so one-byte HPACK references cannot
+    /// pack thousands of fields into a small header block.
+    #[serde(default = "defaults::max_request_headers")]
+    pub max_request_headers: usize,
     /// Largest request body; larger is answered 413. `0` means no limit.
     #[serde(default = "defaults::max_request_body_size")]
     pub max_request_body_size: ByteSize,
@@ -215,6 +221,7 @@ impl Default for ServerLimits {
     fn default() -> Self {
         Self {
             max_request_header_size: defaults::max_request_header_size(),
+            max_request_headers: defaults::max_request_headers(),
             max_request_body_size: defaults::max_request_body_size(),
             header_read_timeout: defaults::header_read_timeout(),
             keepalive_timeout: defaults::keepalive_timeout(),
@@ -846,6 +853,9 @@ mod defaults {
     }
     pub fn max_request_header_size() -> ByteSize {
         ByteSize::kib(32)
+    }
+    pub fn max_request_headers() -> usize {
+        100
     }
     pub fn max_request_body_size() -> ByteSize {
         ByteSize::mib(10)

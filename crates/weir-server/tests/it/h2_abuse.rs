@@ -142,3 +142,54 @@ async fn a_client_that_cancels_most_requests_after_they_start_is_disconnected() 
     );
     assert!(cancelled >= 100, "cut off too early: {cancelled}");
 }
+
+/// `server.max_request_headers` caps the fields of one request on HTTP/2 (each cookie crumb
+/// counted) and HTTP/1.1 alike: many tiny fields — one-byte HPACK references to one
+/// dynamic-table entry cost the attacker almost nothing — are refused with 431 and never
+/// forwarded, while a request under the cap is served.
+#[tokio::test]
+async fn too_many_header_fields_are_refused_on_h2_and_http1() {
+    let o = echo_origin().await;
+    let gw = gateway(&config(&[o.addr], "[server]\nmax_request_headers = 50")).await;
+    let mut c = h2(gw.addr).await.ready().await.expect("ready");
+    let status = |mut c: h2::client::SendRequest<Bytes>, req: http::Request<()>| async move {
+        match c.send_request(req, true) {
+            Err(_) => 0,
+            Ok((resp, _)) => resp.await.map_or(0, |r| r.status().as_u16()),
+        }
+    };
+    let mut crumbs = get("/crumbs");
+    for i in 0..60 {
+        crumbs.headers_mut().append(
+            http::header::COOKIE,
+            http::HeaderValue::from_str(&format!("c{i}=1")).expect("value"),
+        );
+    }
+    assert_eq!(status(c.clone(), crumbs).await, 431, "60 cookie crumbs");
+    let mut same = get("/same");
+    for _ in 0..200 {
+        same.headers_mut()
+            .append("x-a", http::HeaderValue::from_static("b"));
+    }
+    let got = status(c.clone(), same).await;
+    assert!(got == 431 || got == 0, "200 identical one-byte fields: {got}");
+    let mut fine = get("/fine");
+    for i in 0..20 {
+        fine.headers_mut().append(
+            http::header::COOKIE,
+            http::HeaderValue::from_str(&format!("c{i}=1")).expect("value"),
+        );
+    }
+    c = c.ready().await.expect("ready");
+    assert_eq!(status(c, fine).await, 200);
+    assert_eq!(o.received(), 1, "only the request under the cap was forwarded");
+
+    let mut head = String::from("GET /h1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n");
+    for i in 0..60 {
+        head.push_str(&format!("x-f{i}: 1\r\n"));
+    }
+    head.push_str("\r\n");
+    let resp = raw(gw.addr, head.as_bytes()).await;
+    assert_eq!(status_of(&resp), 431, "{resp}");
+    assert_eq!(o.received(), 1);
+}
