@@ -920,7 +920,7 @@ fn listener_metrics(listeners: &[(Arc<str>, Arc<ListenerCounters>)]) -> String {
         "Open connections that have sent a request, by listener and protocol.",
         by_protocol.iter().map(|(l, v)| (&l[..], *v)),
     );
-    let families: [Family<ListenerCounters>; 7] = [
+    let families: [Family<ListenerCounters>; 8] = [
         (
             "weir_listener_connections_accepted_total",
             Kind::Counter,
@@ -950,6 +950,12 @@ fn listener_metrics(listeners: &[(Arc<str>, Arc<ListenerCounters>)]) -> String {
             Kind::Counter,
             "Connections closed for a missing or malformed PROXY protocol header.",
             |c| c.proxy_protocol_errors.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "weir_send_stalls_total",
+            Kind::Counter,
+            "Connections closed because the client took no response data for send_stall_timeout.",
+            |c| c.send_stalls.load(Ordering::Relaxed) as f64,
         ),
         (
             "weir_forward_denied_total",

@@ -67,6 +67,11 @@ pub(crate) struct ConnState {
     /// (`TUNNEL_*`), and the reader waiting for it.
     tunnel: std::sync::atomic::AtomicU8,
     tunnel_waker: futures_util::task::AtomicWaker,
+    /// Response bodies with data (or their first frame) waiting for the client to take it,
+    /// and when the client last took any: a connection whose waiting bodies make no
+    /// progress for `send_stall_timeout` is closed.
+    awaiting_client: AtomicUsize,
+    last_sent: AtomicU64,
 }
 
 const TUNNEL_UNDECIDED: u8 = 0;
@@ -98,7 +103,25 @@ impl ConnState {
             answered: AtomicU32::new(0),
             abusive: tokio::sync::Notify::new(),
             tunnel: std::sync::atomic::AtomicU8::new(TUNNEL_UNDECIDED),
+            awaiting_client: AtomicUsize::new(0),
+            last_sent: AtomicU64::new(1),
             tunnel_waker: futures_util::task::AtomicWaker::new(),
+        }
+    }
+
+    /// A response body now waits for the client to take its next frame.
+    pub(crate) fn body_waiting(&self) {
+        if self.awaiting_client.fetch_add(1, Ordering::Relaxed) == 0 {
+            // The stall clock starts when something first waits.
+            self.last_sent.store(self.now_mark(), Ordering::Relaxed);
+        }
+    }
+
+    /// The client took a frame (hyper asked the body for the next one), or the body ended.
+    pub(crate) fn body_taken(&self, progress: bool) {
+        self.awaiting_client.fetch_sub(1, Ordering::Relaxed);
+        if progress {
+            self.last_sent.store(self.now_mark(), Ordering::Relaxed);
         }
     }
 
@@ -190,12 +213,25 @@ enum Verdict {
     Idle,
     /// A request head took too long: drop the connection.
     HeadTimeout,
+    /// Response data waited too long for the client to take it: drop the connection.
+    SendStall,
 }
 
-async fn watchdog(state: &ConnState, head_timeout: Duration, idle_timeout: Duration) -> Verdict {
+async fn watchdog(state: &ConnState, settings: &ListenerSettings) -> Verdict {
+    let (head_timeout, idle_timeout, stall_timeout) = (
+        settings.header_read_timeout,
+        settings.keepalive_timeout,
+        settings.send_stall_timeout,
+    );
     loop {
         let deadline = if state.in_flight.load(Ordering::Relaxed) > 0 {
-            None
+            // Busy: only a response the client takes nothing of can end it.
+            (state.awaiting_client.load(Ordering::Relaxed) > 0).then(|| {
+                (
+                    state.at(state.last_sent.load(Ordering::Relaxed)) + stall_timeout,
+                    Verdict::SendStall,
+                )
+            })
         } else {
             match state.head_started.load(Ordering::Relaxed) {
                 0 => Some((
@@ -207,9 +243,13 @@ async fn watchdog(state: &ConnState, head_timeout: Duration, idle_timeout: Durat
         };
         match deadline {
             Some((when, verdict)) if when <= Instant::now() => return verdict,
-            Some((when, _)) => tokio::time::sleep_until(when).await,
+            // Looked at again within a stall timeout at most: a connection that was idle when
+            // this deadline was set may be busy with stalled responses by then.
+            Some((when, _)) => {
+                tokio::time::sleep_until(when.min(Instant::now() + stall_timeout)).await
+            }
             // Busy: look again later; a busy connection is never idle.
-            None => tokio::time::sleep(head_timeout.min(idle_timeout)).await,
+            None => tokio::time::sleep(head_timeout.min(idle_timeout).min(stall_timeout)).await,
         }
     }
 }
@@ -511,7 +551,7 @@ async fn drive<C, E>(
                 tracing::warn!(%peer, "client abandons most of its requests (rapid reset?); closing the connection");
                 return;
             }
-            verdict = watchdog(state, settings.header_read_timeout, settings.keepalive_timeout), if !closing => {
+            verdict = watchdog(state, settings), if !closing => {
                 match verdict {
                     Verdict::Idle => {
                         conn.as_mut().shutdown();
@@ -519,6 +559,11 @@ async fn drive<C, E>(
                     }
                     Verdict::HeadTimeout => {
                         tracing::debug!(%peer, "request head not received in time; closing");
+                        return;
+                    }
+                    Verdict::SendStall => {
+                        settings.counters.send_stalls.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(%peer, "client took no response data for send_stall_timeout; closing");
                         return;
                     }
                 }

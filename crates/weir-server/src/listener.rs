@@ -72,6 +72,8 @@ pub(crate) struct ListenerCounters {
     pub(crate) tls_handshake_errors: AtomicU64,
     pub(crate) tls_reload_errors: AtomicU64,
     pub(crate) proxy_protocol_errors: AtomicU64,
+    /// Connections closed because the client took no response data for `send_stall_timeout`.
+    pub(crate) send_stalls: AtomicU64,
     pub(crate) forward_allowed: AtomicU64,
     pub(crate) forward_denied: AtomicU64,
 }
@@ -108,6 +110,7 @@ pub(crate) struct ListenerSettings {
     pub(crate) h2: hyper::server::conn::http2::Builder<TokioExecutor>,
     pub(crate) header_read_timeout: Duration,
     pub(crate) keepalive_timeout: Duration,
+    pub(crate) send_stall_timeout: Duration,
 }
 
 impl ListenerSettings {
@@ -170,6 +173,7 @@ impl ListenerSettings {
             h2,
             header_read_timeout: limits.header_read_timeout.get(),
             keepalive_timeout: limits.keepalive_timeout.get(),
+            send_stall_timeout: limits.send_stall_timeout.get(),
         })
     }
 }

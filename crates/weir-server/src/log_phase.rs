@@ -154,6 +154,10 @@ pub(crate) struct LoggedBody {
     /// A gRPC response: a deadline passing mid-stream ends it with `grpc-status: 4` trailers
     /// rather than a reset the client could only report as `INTERNAL`.
     grpc: bool,
+    /// The connection, told while this body waits for the client to take a frame (the
+    /// send-stall watchdog); `waiting` says whether it is counted there now.
+    conn: Arc<ConnState>,
+    waiting: bool,
 }
 
 impl LoggedBody {
@@ -165,7 +169,14 @@ impl LoggedBody {
         conn: Option<weir_upstream::UpstreamGuard>,
         grpc: bool,
     ) -> Self {
+        let state = log.conn.clone();
+        let waiting = !inner.is_end_stream();
+        if waiting {
+            state.body_waiting();
+        }
         Self {
+            conn: state,
+            waiting,
             grpc,
             expected,
             _conn: conn,
@@ -190,6 +201,11 @@ impl Body for LoggedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        if this.waiting {
+            // hyper asks for the next frame: the client took the last one.
+            this.waiting = false;
+            this.conn.body_taken(true);
+        }
         if let Some(deadline) = this.deadline.as_mut() {
             if deadline.as_mut().poll(cx).is_ready() {
                 if let Some(log) = this.log.as_mut() {
@@ -211,6 +227,11 @@ impl Body for LoggedBody {
             }
         }
         let res = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        if matches!(res, Some(Ok(_))) && !this.inner.is_end_stream() {
+            // A frame handed over; the next one waits until the client takes this one.
+            this.waiting = true;
+            this.conn.body_waiting();
+        }
         match &res {
             Some(Ok(frame)) => {
                 if let (Some(data), Some(log)) = (frame.data_ref(), this.log.as_mut()) {
@@ -249,6 +270,9 @@ impl Body for LoggedBody {
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
+        if self.waiting {
+            self.conn.body_taken(false);
+        }
         if let Some(log) = self.log.as_mut() {
             if self.inner.is_end_stream() || self.expected == Some(log.bytes_out) {
                 log.completed = true;

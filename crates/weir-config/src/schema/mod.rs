@@ -212,6 +212,11 @@ pub struct ServerLimits {
     /// An idle keep-alive connection is closed after this long.
     #[serde(default = "defaults::keepalive_timeout")]
     pub keepalive_timeout: Duration,
+    /// A connection with response data waiting that the client takes none of for this long
+    /// (it stopped reading, or keeps an HTTP/2 flow-control window at zero) is closed, and
+    /// what its responses held is freed (nginx's `send_timeout`).
+    #[serde(default = "defaults::send_stall_timeout")]
+    pub send_stall_timeout: Duration,
     /// Concurrent connections per listener; further clients wait in the kernel backlog.
     #[serde(default = "defaults::max_connections")]
     pub max_connections: usize,
@@ -225,6 +230,7 @@ impl Default for ServerLimits {
             max_request_body_size: defaults::max_request_body_size(),
             header_read_timeout: defaults::header_read_timeout(),
             keepalive_timeout: defaults::keepalive_timeout(),
+            send_stall_timeout: defaults::send_stall_timeout(),
             max_connections: defaults::max_connections(),
         }
     }
@@ -862,6 +868,9 @@ mod defaults {
     }
     pub fn header_read_timeout() -> Duration {
         Duration::from_secs(10)
+    }
+    pub fn send_stall_timeout() -> Duration {
+        Duration::from_secs(60)
     }
     pub fn keepalive_timeout() -> Duration {
         Duration::from_secs(60)

@@ -172,7 +172,10 @@ async fn too_many_header_fields_are_refused_on_h2_and_http1() {
             .append("x-a", http::HeaderValue::from_static("b"));
     }
     let got = status(c.clone(), same).await;
-    assert!(got == 431 || got == 0, "200 identical one-byte fields: {got}");
+    assert!(
+        got == 431 || got == 0,
+        "200 identical one-byte fields: {got}"
+    );
     let mut fine = get("/fine");
     for i in 0..20 {
         fine.headers_mut().append(
@@ -182,7 +185,11 @@ async fn too_many_header_fields_are_refused_on_h2_and_http1() {
     }
     c = c.ready().await.expect("ready");
     assert_eq!(status(c, fine).await, 200);
-    assert_eq!(o.received(), 1, "only the request under the cap was forwarded");
+    assert_eq!(
+        o.received(),
+        1,
+        "only the request under the cap was forwarded"
+    );
 
     let mut head = String::from("GET /h1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n");
     for i in 0..60 {
@@ -192,4 +199,91 @@ async fn too_many_header_fields_are_refused_on_h2_and_http1() {
     let resp = raw(gw.addr, head.as_bytes()).await;
     assert_eq!(status_of(&resp), 431, "{resp}");
     assert_eq!(o.received(), 1);
+}
+
+/// An origin answering every request with `size` bytes.
+async fn big_origin(size: usize) -> Origin {
+    let body = Bytes::from(vec![b'x'; size]);
+    origin(move |_req: Request<hyper::body::Incoming>| {
+        let body = body.clone();
+        async move { http::Response::new(full(body)) }
+    })
+    .await
+}
+
+/// Streams whose peer keeps the HTTP/2 flow-control window at zero make no progress: after
+/// `send_stall_timeout` the connection is closed (what its streams held is freed), it is
+/// counted, and other clients are served throughout.
+#[tokio::test]
+async fn streams_stalled_by_a_zero_window_are_reaped() {
+    let o = big_origin(64 * 1024).await;
+    let gw = gateway(&config(
+        &[o.addr],
+        "admin = { bind = \"127.0.0.1:0\" }\n[server]\nsend_stall_timeout = \"300ms\"",
+    ))
+    .await;
+    let tcp = TcpStream::connect(gw.addr).await.expect("connect");
+    let (client, conn) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .expect("h2 handshake");
+    let driver = tokio::spawn(conn);
+    let mut pending = Vec::new();
+    for i in 0..50 {
+        let mut c = client.clone().ready().await.expect("ready");
+        let (resp, _) = c
+            .send_request(get(&format!("/stall/{i}")), true)
+            .expect("send");
+        pending.push(resp);
+    }
+    // The heads arrive (no window needed); the bodies never can.
+    for resp in pending.drain(..10) {
+        assert_eq!(resp.await.expect("head").status(), 200);
+    }
+    wait_for_metric(&gw, "weir_send_stalls_total{listener=\"main\"}", 1.0).await;
+    // The connection is gone: the driver ends.
+    tokio::time::timeout(Duration::from_secs(20), driver)
+        .await
+        .expect("the stalled connection was closed")
+        .ok();
+    let r = client_get(&gw, "/fine").await;
+    assert_eq!(r, 200);
+}
+
+/// The same for an HTTP/1.1 client that stops reading a large response: bounded buffers, then
+/// the connection is closed after `send_stall_timeout`.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let o = big_origin(16 << 20).await;
+    let gw = gateway(&config(
+        &[o.addr],
+        "admin = { bind = \"127.0.0.1:0\" }\n[server]\nsend_stall_timeout = \"300ms\"",
+    ))
+    .await;
+    let mut s = TcpStream::connect(gw.addr).await.expect("connect");
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("write");
+    // Read nothing until Weir gives up on us.
+    wait_for_metric(&gw, "weir_send_stalls_total{listener=\"main\"}", 1.0).await;
+    // Then what it had sent, and the end: far from the 16 MiB.
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut got))
+        .await
+        .expect("closed")
+        .ok();
+    assert!(got.len() < 16 << 20, "{} bytes", got.len());
+    assert_eq!(client_get(&gw, "/fine").await, 200);
+}
+
+async fn client_get(gw: &Gateway, path: &str) -> u16 {
+    client()
+        .get(gw.url(path))
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
 }
