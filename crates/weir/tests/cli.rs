@@ -212,7 +212,14 @@ async fn sigterm_drains_in_flight_request_and_exits_zero() {
             .text()
             .await
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // SIGTERM once the request is in flight (it reached the origin).
+    for _ in 0..3000 {
+        if slow.received() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(slow.received(), 1, "the request reached the origin");
     let pid = weir.0.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])

@@ -25,7 +25,15 @@ use crate::{CompileError, Early, Events, Hooks, Shared};
 use store::{Begin, Record, Store};
 
 /// Events an idempotency policy counts.
-pub(crate) const EVENTS: &[&str] = &["replayed", "conflict", "mismatch", "missing", "store_error"];
+pub(crate) const EVENTS: &[&str] = &[
+    "replayed",
+    "conflict",
+    "mismatch",
+    "missing",
+    "store_error",
+    "recorded",
+    "released",
+];
 
 static REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
@@ -179,6 +187,7 @@ impl IdempotencyPolicy {
                         max_body: self.max_body,
                         statuses: self.statuses.clone(),
                         policy: self.name.clone(),
+                        events: events.clone(),
                     }),
                 });
                 Ok(())
@@ -260,13 +269,19 @@ struct PendingInner {
     max_body: usize,
     statuses: Vec<(u16, u16)>,
     policy: String,
+    /// The policy's counters: `recorded` once a response is stored, `released` once a key is
+    /// freed (operators see both; tests wait on them).
+    events: Events,
 }
 
 impl PendingInner {
     fn release(self) {
         tokio::spawn(async move {
-            if let Err(e) = self.store.release(&self.key, self.fp).await {
-                tracing::warn!(policy = %self.policy, error = %e, "idempotency key release failed (it expires by itself)");
+            match self.store.release(&self.key, self.fp).await {
+                Ok(_) => self.events.add("released"),
+                Err(e) => {
+                    tracing::warn!(policy = %self.policy, error = %e, "idempotency key release failed (it expires by itself)");
+                }
             }
         });
     }
@@ -335,12 +350,15 @@ impl Pending {
                     body: bytes.to_vec(),
                 };
                 tokio::spawn(async move {
-                    if let Err(e) = inner
+                    match inner
                         .store
                         .complete(&inner.key, inner.fp, record, inner.ttl)
                         .await
                     {
-                        tracing::warn!(policy = %inner.policy, error = %e, "idempotency record not stored");
+                        Ok(_) => inner.events.add("recorded"),
+                        Err(e) => {
+                            tracing::warn!(policy = %inner.policy, error = %e, "idempotency record not stored");
+                        }
                     }
                 });
             }

@@ -138,17 +138,27 @@ async fn readyz_says_no_while_draining() {
         .expect("admin");
     let url = gw.url("/slow");
     let in_flight = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until("the request reached the origin", || async {
+        (slow.received() >= 1).then_some(())
+    })
+    .await;
     let server = gw.server.take().expect("server");
     let shutdown = tokio::spawn(server.shutdown());
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let ready = client()
-        .get(format!("http://{admin}/readyz"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("readyz during drain");
-    assert_eq!(ready.status(), 503);
+    // Not ready from the moment the drain begins, while the request is still in flight.
+    wait_until("/readyz to say no", || async {
+        let ready = client()
+            .get(format!("http://{admin}/readyz"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("readyz during drain");
+        (ready.status() == 503).then_some(())
+    })
+    .await;
+    assert!(
+        !in_flight.is_finished(),
+        "the drain is still waiting for it"
+    );
     assert_eq!(
         in_flight.await.expect("task").expect("response").as_u16(),
         200

@@ -67,7 +67,12 @@ async fn idempotency_keys_replay_refuse_reuse_and_release_failures() {
     assert!(first.headers().get("idempotent-replayed").is_none());
     assert_eq!(first.text().await.expect("body"), "order-1");
     // The record is written when the body ends; a repeat is replayed, not forwarded.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_for_metric(
+        &gw,
+        "weir_policy_events_total{policy=\"idem\",event=\"recorded\"}",
+        1.0,
+    )
+    .await;
     let again = post(&gw, Some("\"k-1\""), "{\"qty\":1}").await;
     assert_eq!(again.status(), 201);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
@@ -87,7 +92,12 @@ async fn idempotency_keys_replay_refuse_reuse_and_release_failures() {
 
     // A failed attempt (500 is not stored) releases the key: the retry reaches the upstream.
     assert_eq!(post(&gw, Some("k-2"), "fail").await.status(), 500);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_for_metric(
+        &gw,
+        "weir_policy_events_total{policy=\"idem\",event=\"released\"}",
+        1.0,
+    )
+    .await;
     let before = o.received();
     assert_eq!(post(&gw, Some("k-2"), "fail").await.status(), 500);
     assert_eq!(o.received(), before + 1, "the key was released");
@@ -137,7 +147,12 @@ async fn concurrent_duplicates_reach_the_upstream_once() {
         statuses.iter().all(|s| *s == 201 || *s == 409),
         "{statuses:?}"
     );
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_for_metric(
+        &gw,
+        "weir_policy_events_total{policy=\"idem\",event=\"recorded\"}",
+        1.0,
+    )
+    .await;
     let r = post(&gw, Some("dup"), "same").await;
     assert_eq!(r.headers()["idempotent-replayed"], "true");
 }
@@ -332,6 +347,8 @@ proxy = {{ upstream = "up" }}
 #[tokio::test]
 async fn idempotency_records_fixed_responses_too() {
     let toml = r#"
+admin = { bind = "127.0.0.1:0" }
+
 [[listeners]]
 name = "main"
 bind = "127.0.0.1:0"
@@ -346,7 +363,12 @@ respond = { status = 201, body = "made" }
 "#;
     let gw = gateway(toml).await;
     assert_eq!(post(&gw, Some("r-1"), "a").await.status(), 201);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_for_metric(
+        &gw,
+        "weir_policy_events_total{policy=\"idem\",event=\"recorded\"}",
+        1.0,
+    )
+    .await;
     let again = post(&gw, Some("r-1"), "a").await;
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.text().await.expect("body"), "made");

@@ -1,8 +1,6 @@
 //! On-the-fly compression through real sockets: the coding negotiated by q-values, bodies that
 //! decode to the original (fixed and streamed), and every case that must be left alone.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::BodyExt;
@@ -133,8 +131,13 @@ async fn responses_are_compressed_by_accept_encoding_and_decode_to_the_original(
         assert_eq!(h["etag"], "\"v1\"");
         assert_eq!(body, page().as_bytes());
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let m = metrics(&gw).await;
+    // Counted as each response ends.
+    let m = wait_for_metric(
+        &gw,
+        "weir_compression_responses_total{encoding=\"gzip\"}",
+        3.0,
+    )
+    .await;
     assert_eq!(
         metric_value(&m, "weir_compression_responses_total{encoding=\"gzip\"}"),
         Some(3.0)

@@ -226,8 +226,15 @@ async fn idempotency_records_are_shared_and_locks_expire() {
         results.iter().all(|r| r.0 == 201 || r.0 == 409),
         "{results:?}"
     );
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // Replayed by the other instance.
+    // Once the record is written (by whichever instance made the call)...
+    let recorded = "weir_policy_events_total{policy=\"idem\",event=\"recorded\"}";
+    wait_until("the idempotency record", || async {
+        let n = metric_value(&metrics(&a).await, recorded).unwrap_or(0.0)
+            + metric_value(&metrics(&b).await, recorded).unwrap_or(0.0);
+        (n >= 1.0).then_some(())
+    })
+    .await;
+    // ...it is replayed by the other instance.
     let (status, replayed, body) = post(b.clone(), "/orders", "same").await;
     assert_eq!((status, replayed, body.as_str()), (201, true, "made-1"));
     let (_, replayed, _) = post(a.clone(), "/orders", "same").await;
@@ -236,11 +243,20 @@ async fn idempotency_records_are_shared_and_locks_expire() {
 
     // A lock held by a request that takes longer than lock_ttl (as if its instance died)
     // expires: the same key is then taken by another instance.
+    let before = o.received();
     let first = tokio::spawn(post(a.clone(), "/slow", "long"));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until("the first request to hold the lock", || async {
+        (o.received() > before).then_some(())
+    })
+    .await;
     assert_eq!(post(b.clone(), "/slow", "long").await.0, 409);
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let second = post(b.clone(), "/slow", "long").await;
+    // Refused while the lock lives; taken over once it expired (lock_ttl = 500 ms).
+    let second = wait_until("the lock to expire", || async {
+        let r = post(b.clone(), "/slow", "long").await;
+        assert!(r.0 == 409 || r.0 == 201, "{r:?}");
+        (r.0 == 201).then_some(r)
+    })
+    .await;
     assert_eq!(second.0, 201, "the expired lock was taken over");
     assert_eq!(first.await.expect("task").0, 201);
 }

@@ -25,7 +25,10 @@ async fn in_flight_request_finishes_during_shutdown() {
             .text()
             .await
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until("the request reached the origin", || async {
+        (slow.received() >= 1).then_some(())
+    })
+    .await;
     let server = gw.server.take().expect("server");
     let drained = server.shutdown().await;
     assert!(drained, "shutdown waited for the in-flight request");
@@ -51,7 +54,10 @@ async fn h2_connection_gets_goaway_and_stream_finishes() {
     let url = gw.url("/slow");
     let in_flight =
         tokio::spawn(async move { c.get(url).send().await.expect("request").text().await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until("the request reached the origin", || async {
+        (slow.received() >= 1).then_some(())
+    })
+    .await;
     assert!(gw.server.take().expect("server").shutdown().await);
     assert_eq!(in_flight.await.expect("join").expect("body"), "h2 done");
 }

@@ -340,12 +340,17 @@ async fn certificates_reload_without_dropping_connections_and_bad_files_are_refu
         "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
     )
     .expect("write");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Refused once the reload looked at it (counted), the old certificate still serving.
+    let m = wait_for_metric(
+        &gw,
+        "weir_tls_certificate_reload_errors_total{listener=\"main\"}",
+        1.0,
+    )
+    .await;
     assert_eq!(
         peer_cert(&client.connect(gw.addr, "a.test").await.expect("connect")),
         second
     );
-    let m = metrics(&gw).await;
     let refused = metric_value(
         &m,
         "weir_tls_certificate_reload_errors_total{listener=\"main\"}",
