@@ -4,32 +4,14 @@
 //! in between — the worst case for a store that registers an invalidation predicate per
 //! request, which every read evaluates until housekeeping runs.
 
-use std::time::{Duration, SystemTime};
+mod common;
+use common::object;
 
-use bytes::Bytes;
+use std::time::SystemTime;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use http::{HeaderMap, StatusCode};
-use weir_cache::directives::ResponseDirectives;
-use weir_cache::freshness::Freshness;
-use weir_cache::store::{Lookup, MemoryStore, Variant};
-
-fn object(now: SystemTime) -> Variant {
-    Variant {
-        secondary: Vec::new(),
-        status: StatusCode::OK,
-        headers: HeaderMap::new(),
-        body: Bytes::from_static(b"0123456789abcdef"),
-        freshness: Freshness {
-            lifetime: Duration::from_secs(3600),
-            heuristic: false,
-            initial_age: Duration::ZERO,
-            response_time: now,
-        },
-        directives: ResponseDirectives::default(),
-        body_len: 16,
-        file: None,
-    }
-}
+use http::HeaderMap;
+use weir_cache::store::{Lookup, MemoryStore};
 
 fn filled(n: usize) -> MemoryStore {
     let store = MemoryStore::new(1 << 30);

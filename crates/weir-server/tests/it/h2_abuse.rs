@@ -247,7 +247,7 @@ async fn streams_stalled_by_a_zero_window_are_reaped() {
         .await
         .expect("the stalled connection was closed")
         .ok();
-    let r = client_get(&gw, "/fine").await;
+    let r = get_status(&gw, "/fine").await;
     assert_eq!(r, 200);
 }
 
@@ -275,15 +275,5 @@ async fn a_client_that_stops_reading_is_cut_off() {
         .expect("closed")
         .ok();
     assert!(got.len() < 16 << 20, "{} bytes", got.len());
-    assert_eq!(client_get(&gw, "/fine").await, 200);
-}
-
-async fn client_get(gw: &Gateway, path: &str) -> u16 {
-    client()
-        .get(gw.url(path))
-        .send()
-        .await
-        .expect("request")
-        .status()
-        .as_u16()
+    assert_eq!(get_status(&gw, "/fine").await, 200);
 }
