@@ -709,8 +709,10 @@ fn request_metrics(shared: &Shared) -> String {
     let mut cache_usage: Vec<(TierLabel<'_>, u64, u64)> = Vec::new();
     let mut cache_evictions: Labelled<'_> = Vec::new();
     let mut cache_disk: Labelled<'_> = Vec::new();
+    let mut cache_fills: Vec<([(&str, &str); 1], f64)> = Vec::new();
     for c in &runtime.caches {
         let k = &c.counters;
+        cache_fills.push(([("cache", &*c.name)], c.fills_in_flight() as f64));
         counts(
             &mut cache_results,
             &c.name,
@@ -771,6 +773,12 @@ fn request_metrics(shared: &Shared) -> String {
         Kind::Counter,
         "Responses stored, not stored (not storable, too large), stored URIs invalidated by unsafe requests, requests that waited for another's fill (collapsed), background refreshes started (refreshes) and purges.",
         stores.iter().map(|(l, n)| (&l[..], *n as f64)),
+    );
+    e.family(
+        "weir_cache_fills_in_flight",
+        Kind::Gauge,
+        "Responses being stored now: read from the origin, not yet in the store (waiters on the same key are collapsed onto them).",
+        cache_fills.iter().map(|(l, n)| (&l[..], *n)),
     );
     e.family(
         "weir_cache_objects",

@@ -275,6 +275,16 @@ impl CacheHandle {
         n.max(on_disk)
     }
 
+    /// Fills in flight: keys being filled now (each ends when its response is stored or
+    /// abandoned).
+    pub(crate) fn fills_in_flight(&self) -> usize {
+        self.fills
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
     /// Whether the cache has a disk tier.
     pub(crate) fn has_disk(&self) -> bool {
         self.disk.is_some()

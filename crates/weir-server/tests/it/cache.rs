@@ -114,9 +114,9 @@ async fn get(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> (u16, http::
     (status, h, r.text().await.expect("body"))
 }
 
-/// The store is written when the body has gone by; give the copy a moment to land.
-async fn settle() {
-    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+/// The store is written when the body has gone by: wait until it has.
+async fn settle(gw: &Gateway) {
+    caches_settled(gw).await;
 }
 
 fn cache_status(h: &http::HeaderMap) -> String {
@@ -135,7 +135,7 @@ async fn a_miss_is_stored_and_hits_are_served_with_age() {
         cache_status(&h),
         "edge; fwd=uri-miss; fwd-status=200; stored"
     );
-    settle().await;
+    settle(&gw).await;
     let (status, h, body) = get(&gw, "/fresh", &[]).await;
     assert_eq!((status, body.as_str()), (200, "fresh-1"));
     assert!(
@@ -208,7 +208,7 @@ async fn what_must_not_be_stored_is_not() {
                 "{path}: {}",
                 cache_status(&h)
             );
-            settle().await;
+            settle(&gw).await;
         }
         assert_eq!(
             s.hits.load(Ordering::SeqCst),
@@ -218,7 +218,7 @@ async fn what_must_not_be_stored_is_not() {
     }
     // Expires: 0 is stored-but-stale: every request goes to the origin.
     get(&gw, "/expires0", &[]).await;
-    settle().await;
+    settle(&gw).await;
     let (_, h, body) = get(&gw, "/expires0", &[]).await;
     assert_eq!(body, "e-12");
     assert!(
@@ -235,7 +235,7 @@ async fn vary_keeps_variants_side_by_side() {
     for lang in ["en", "fr"] {
         let (_, _, body) = get(&gw, "/vary", &[("accept-language", lang)]).await;
         assert_eq!(body, lang);
-        settle().await;
+        settle(&gw).await;
     }
     for lang in ["en", "fr"] {
         let (_, h, body) = get(&gw, "/vary", &[("accept-language", lang)]).await;
@@ -258,7 +258,7 @@ async fn stale_responses_are_revalidated_and_freshened_by_304() {
     let gw = gateway(&cached_config(s.origin.addr)).await;
     let (_, _, body) = get(&gw, "/stale", &[]).await;
     assert_eq!(body, "s-1");
-    settle().await;
+    settle(&gw).await;
     let (status, h, body) = get(&gw, "/stale", &[]).await;
     assert_eq!(
         (status, body.as_str()),
@@ -292,7 +292,7 @@ async fn stale_if_error_serves_stale_unless_must_revalidate() {
     for path in ["/sie", "/sie-strict"] {
         get(&gw, path, &[]).await;
     }
-    settle().await;
+    settle(&gw).await;
     s.failing.store(true, Ordering::SeqCst);
     let (status, h, body) = get(&gw, "/sie", &[]).await;
     assert_eq!((status, body.as_str()), (200, "sie-1"));
@@ -314,7 +314,7 @@ async fn unsafe_methods_invalidate_and_only_if_cached_misses_are_504() {
     let s = scripted().await;
     let gw = gateway(&cached_config(s.origin.addr)).await;
     get(&gw, "/fresh", &[]).await;
-    settle().await;
+    settle(&gw).await;
     get(&gw, "/fresh", &[]).await;
     assert_eq!(s.hits.load(Ordering::SeqCst), 1);
     let r = client()
@@ -423,7 +423,7 @@ async fn concurrent_revalidations_of_one_key_reach_the_origin_once() {
     .await;
     let gw = Arc::new(gateway(&cached_config(slow.addr)).await);
     get(&gw, "/r", &[]).await;
-    settle().await;
+    settle(&gw).await;
     let results = concurrently(&gw, "/r", 20).await;
     assert_eq!(fills.load(Ordering::SeqCst), 1);
     assert_eq!(
@@ -491,7 +491,7 @@ async fn purges_by_url_prefix_tag_and_all_through_the_admin_api_and_purge_method
                 "tags stay inside the cache"
             );
         }
-        settle().await;
+        settle(&gw).await;
     };
     let origin_hits_for = |before: usize| hits.load(Ordering::SeqCst) - before;
     fill().await;
@@ -567,7 +567,7 @@ async fn the_purge_method_is_refused_to_other_addresses() {
     ))
     .await;
     get(&gw, "/fresh", &[]).await;
-    settle().await;
+    settle(&gw).await;
     let r = client()
         .request(
             reqwest::Method::from_bytes(b"PURGE").expect("method"),

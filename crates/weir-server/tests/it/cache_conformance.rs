@@ -133,8 +133,8 @@ impl Rig {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let body = r.text().await.expect("body");
-        // The store is written once the body has gone by.
-        settle().await;
+        // The store is written once the body has gone by: wait until every fill is done.
+        caches_settled(&self.gw).await;
         Got {
             status,
             headers,

@@ -351,3 +351,16 @@ pub async fn wait_for_metric(gw: &Gateway, sample: &str, at_least: f64) -> Strin
     })
     .await
 }
+
+/// Waits until no cache of the gateway is filling (every response read so far is stored or
+/// abandoned): the store is written once a body has gone by, just after the client read it.
+pub async fn caches_settled(gw: &Gateway) {
+    wait_until("cache fills to finish", || async {
+        let m = metrics(gw).await;
+        m.lines()
+            .filter(|l| l.starts_with("weir_cache_fills_in_flight{"))
+            .all(|l| l.ends_with(" 0"))
+            .then_some(())
+    })
+    .await;
+}
