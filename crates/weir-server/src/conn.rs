@@ -119,8 +119,10 @@ impl ConnState {
 
     /// The client took a frame (hyper asked the body for the next one), or the body ended.
     pub(crate) fn body_taken(&self, progress: bool) {
-        self.awaiting_client.fetch_sub(1, Ordering::Relaxed);
-        if progress {
+        let others = self.awaiting_client.fetch_sub(1, Ordering::Relaxed) > 1;
+        // Progress matters only to bodies still waiting (one starting to wait sets the mark
+        // itself): a lone response, every HTTP/1.1 one, reads no clock here.
+        if progress && others {
             self.last_sent.store(self.now_mark(), Ordering::Relaxed);
         }
     }
