@@ -235,17 +235,6 @@ async fn the_admin_token_is_a_secret_read_from_a_file() {
     assert_eq!(admin_get(&gw, "/status", Some(TOKEN)).await.status(), 200);
 }
 
-/// Reads until the peer closes (or `limit` passes, which fails the test).
-async fn read_to_close(s: &mut tokio::net::TcpStream, limit: Duration) -> Vec<u8> {
-    use tokio::io::AsyncReadExt;
-    let mut got = Vec::new();
-    tokio::time::timeout(limit, s.read_to_end(&mut got))
-        .await
-        .expect("the admin listener closed the connection")
-        .expect("read");
-    got
-}
-
 /// A client that opens the admin API and never finishes its request head is cut off after
 /// `server.header_read_timeout`, as on traffic listeners (slowloris on the operator's door).
 #[tokio::test]
@@ -264,12 +253,18 @@ async fn the_admin_listener_times_out_slow_request_heads() {
         .await
         .expect("write");
     // A generous deadline: the timeout is 300 ms; without one the connection stays open.
-    read_to_close(&mut slow, Duration::from_secs(20)).await;
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(20)).await,
+        "slow head not cut off"
+    );
     // An idle connection that sent nothing is closed too.
     let mut idle = tokio::net::TcpStream::connect(admin_addr(&gw))
         .await
         .expect("connect");
-    read_to_close(&mut idle, Duration::from_secs(20)).await;
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(20)).await,
+        "idle connection kept"
+    );
     assert_eq!(admin_get(&gw, "/healthz", None).await.status(), 200);
 }
 
@@ -314,7 +309,14 @@ async fn the_admin_listener_caps_its_connections() {
     .await;
     assert!(early.is_err(), "a third admin connection was served");
     drop(held.pop());
-    let got = read_to_close(&mut third, Duration::from_secs(20)).await;
+    let mut got = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::AsyncReadExt::read_to_end(&mut third, &mut got),
+    )
+    .await
+    .expect("served once a slot freed")
+    .expect("read");
     let text = String::from_utf8_lossy(&buf[..0]).into_owned() + &String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
 }

@@ -364,3 +364,16 @@ pub async fn caches_settled(gw: &Gateway) {
     })
     .await;
 }
+
+/// Waits (at most `limit`) for the peer to close; true if it did.
+pub async fn closed_within(s: &mut tokio::net::TcpStream, limit: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, tokio::io::AsyncReadExt::read(s, &mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}

@@ -7,19 +7,6 @@ use tokio::net::TcpStream;
 
 use crate::common::*;
 
-/// Waits (at most `limit`) for the peer to close; true if it did.
-async fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
-    let mut buf = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) => continue,
-            Err(_) => return false,
-        }
-    }
-}
-
 #[tokio::test]
 async fn slow_request_head_is_cut_off() {
     let o = echo_origin().await;
