@@ -81,6 +81,8 @@ pub enum ErrorKind {
     IdempotencyConflict,
     /// This `Idempotency-Key` was used for a different request.
     IdempotencyMismatch,
+    /// Weir is over its request memory budget (`server.request_memory_budget`).
+    Overloaded,
     /// A bug or resource failure in Weir.
     Internal,
 }
@@ -109,6 +111,7 @@ impl ErrorKind {
             ErrorKind::NoEndpoint | ErrorKind::CircuitOpen | ErrorKind::UpstreamBusy => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -140,6 +143,7 @@ impl ErrorKind {
             ErrorKind::NoEndpoint => "no_healthy_endpoint",
             ErrorKind::CircuitOpen => "circuit_open",
             ErrorKind::UpstreamBusy => "upstream_busy",
+            ErrorKind::Overloaded => "overloaded",
             ErrorKind::Internal => "internal_error",
         }
     }
@@ -171,6 +175,7 @@ impl ErrorKind {
             ErrorKind::NoEndpoint => "no upstream endpoint available",
             ErrorKind::CircuitOpen => "upstream temporarily unavailable",
             ErrorKind::UpstreamBusy => "upstream busy",
+            ErrorKind::Overloaded => "server overloaded, try again",
             ErrorKind::Internal => "internal error",
         }
     }
@@ -194,7 +199,8 @@ impl ErrorKind {
             | ErrorKind::UpstreamProtocol
             | ErrorKind::NoEndpoint
             | ErrorKind::CircuitOpen
-            | ErrorKind::UpstreamBusy => 14,
+            | ErrorKind::UpstreamBusy
+            | ErrorKind::Overloaded => 14,
         }
     }
 
@@ -224,6 +230,7 @@ impl ErrorKind {
             | ErrorKind::CircuitOpen
             | ErrorKind::UpstreamBusy => Side::Upstream,
             ErrorKind::Internal
+            | ErrorKind::Overloaded
             | ErrorKind::AuthUnavailable
             | ErrorKind::PolicyStoreUnavailable => Side::Internal,
         }
@@ -424,6 +431,7 @@ mod tests {
             (ErrorKind::UpstreamConnect, 502),
             (ErrorKind::UpstreamTimeout, 504),
             (ErrorKind::NoEndpoint, 503),
+            (ErrorKind::Overloaded, 503),
             (ErrorKind::Internal, 500),
         ];
         for (kind, status) in cases {

@@ -668,6 +668,7 @@ fn request_metrics(shared: &Shared) -> String {
         "Requests being served now.",
         [(none, shared.in_flight.load(Ordering::Relaxed) as f64)],
     );
+    shared.budget.render(&mut e);
     e.family(
         "weir_access_log_dropped_total",
         Kind::Counter,

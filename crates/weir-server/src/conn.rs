@@ -414,9 +414,46 @@ pub(crate) async fn accept(
     serve(stream, peer, subject, h2, settings, shared, stop, permit).await;
 }
 
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads the first bytes of a connection and tells HTTP/2 by prior knowledge (h2c) from
+/// HTTP/1.x, as hyper-util's auto builder does, so that each protocol gets its own service
+/// shape. One read in the usual case (the client's first flight), bounded by the head timeout;
+/// `None` when the client sent nothing in time or the read failed.
+async fn sniff_h2<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    timeout: Duration,
+) -> Option<(bool, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::with_capacity(4096);
+    let read = async {
+        loop {
+            if stream.read_buf(&mut buf).await? == 0 {
+                // Closed: let the HTTP/1 server see the end (and answer nothing).
+                return Ok::<_, std::io::Error>(false);
+            }
+            let n = buf.len().min(H2_PREFACE.len());
+            if buf[..n] != H2_PREFACE[..n] {
+                return Ok(false);
+            }
+            if n == H2_PREFACE.len() {
+                return Ok(true);
+            }
+            if buf.capacity() == buf.len() {
+                buf.reserve(4096);
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(h2)) => Some((h2, buf)),
+        _ => None,
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn serve<S>(
-    stream: S,
+    mut stream: S,
     peer: SocketAddr,
     client_subject: Option<http::HeaderValue>,
     h2: bool,
@@ -427,6 +464,18 @@ async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let (h2, first) = if h2 {
+        (true, Vec::new())
+    } else {
+        match sniff_h2(&mut stream, settings.header_read_timeout).await {
+            Some(sniffed) => sniffed,
+            None => {
+                tracing::debug!(%peer, "no request bytes in time; closing");
+                return;
+            }
+        }
+    };
+    let stream = crate::proxy_protocol::Prefixed::new(stream, first);
     let state = Arc::new(ConnState::new(settings.counters.clone()));
     let info = Arc::new(ConnInfo {
         peer,
@@ -445,16 +494,18 @@ async fn serve<S>(
         refused: false,
     });
     if h2 {
-        // ALPN said h2: hyper's HTTP/2 server directly, without the auto builder's sniffing.
-        // Each request's future is boxed: hyper moves it into a task of its own per stream,
-        // and moving a pointer is cheaper than moving its kilobytes.
+        // HTTP/2 (ALPN h2, or the h2c preface): hyper's HTTP/2 server directly. Each request's
+        // future is boxed: hyper moves it into a task of its own per stream, whose size is
+        // that of its largest state; boxed, a stream whose response waits on the client's
+        // flow-control window holds a pointer, not the request future's kilobytes.
         let service =
             service_fn(move |req| Box::pin(pipeline::handle(req, info.clone(), shared.clone())));
         let conn = settings.h2.serve_connection(io, service);
         drive(conn, peer, &settings, &state, &stop).await;
     } else {
         // HTTP/1.1 keeps the future in the connection's dispatcher, reused request after
-        // request: no allocation per request.
+        // request: no allocation per request. (The auto builder reads the sniffed bytes again
+        // and finds HTTP/1.)
         let service = service_fn(move |req| pipeline::handle(req, info.clone(), shared.clone()));
         let conn = settings.builder.serve_connection_with_upgrades(io, service);
         drive(conn, peer, &settings, &state, &stop).await;

@@ -414,6 +414,9 @@ impl Control {
         // Commit.
         runtime.start_background();
         shared.runtime.store(Arc::new(runtime));
+        shared
+            .budget
+            .set_limit(config.server.request_memory_budget.0);
         let old = std::mem::take(&mut state.listeners);
         for (i, r) in old.into_iter().enumerate() {
             if keep.contains(&i) {

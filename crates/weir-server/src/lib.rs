@@ -55,6 +55,7 @@ macro_rules! write_through {
 pub(crate) use write_through;
 
 mod admin;
+mod budget;
 mod cache;
 mod compress;
 mod conn;
@@ -144,6 +145,8 @@ pub(crate) struct Shared {
     pub(crate) timeline: std::sync::Mutex<weir_observe::Timeline>,
     /// Responses compressed on the fly, and bytes in and out.
     pub(crate) compression: Arc<compress::CompressionStats>,
+    /// What requests in flight may hold, all listeners together.
+    pub(crate) budget: Arc<budget::Budget>,
 }
 
 /// A fingerprint of a config (FNV-1a over its debug form; secrets are hashed, never shown).
@@ -184,6 +187,7 @@ impl Server {
             in_flight: std::sync::atomic::AtomicU64::new(0),
             timeline: std::sync::Mutex::default(),
             compression: Arc::default(),
+            budget: Arc::default(),
             runtime: ArcSwap::from_pointee(runtime),
             access_log,
             listeners: ArcSwap::from_pointee(Vec::new()),
@@ -192,6 +196,9 @@ impl Server {
             started: std::time::Instant::now(),
             config_hash: std::sync::atomic::AtomicU64::new(config_hash(&config)),
         });
+        shared
+            .budget
+            .set_limit(config.server.request_memory_budget.0);
         let stop_accepting = CancellationToken::new();
         let tracker = TaskTracker::new();
         let admin_bind = config.admin.as_ref().map(|a| a.bind.0);

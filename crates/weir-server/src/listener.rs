@@ -44,8 +44,9 @@ macro_rules! h2_limits {
     };
 }
 
-/// Concurrent HTTP/2 streams per connection.
-pub(crate) const H2_MAX_STREAMS: u32 = 256;
+/// Concurrent HTTP/2 streams per connection (nginx: 128; Envoy and HAProxy: 100). Each open
+/// stream can pin its request state while the client holds its window shut.
+pub(crate) const H2_MAX_STREAMS: u32 = 128;
 
 /// Binds with `SO_REUSEADDR` and a deep backlog.
 pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -195,6 +196,11 @@ pub(crate) async fn accept_loop(
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             () = stop.cancelled() => break,
         };
+        // Past the request memory budget, new clients wait in the kernel backlog.
+        tokio::select! {
+            () = shared.budget.wait_for_room() => {}
+            () = stop.cancelled() => break,
+        }
         let accepted = tokio::select! {
             r = listener.accept() => r,
             () = stop.cancelled() => break,

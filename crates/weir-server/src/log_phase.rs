@@ -26,6 +26,8 @@ pub(crate) struct LogPhase {
     completed: bool,
     /// Policy state held until the response is done (concurrency slots).
     pub(crate) held: weir_policy::Held,
+    /// The request's share of the request memory budget.
+    pub(crate) charge: Option<crate::budget::Charge>,
 }
 
 impl LogPhase {
@@ -46,6 +48,7 @@ impl LogPhase {
             bytes_out: 0,
             completed: false,
             held: weir_policy::Held::default(),
+            charge: None,
         }
     }
 }

@@ -2,7 +2,6 @@
 //! every failure turned into a response in one place (`ProxyError::to_response`) and the log
 //! phase riding on the response body.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::header::{CONTENT_LENGTH, HOST, LOCATION, UPGRADE};
@@ -43,7 +42,14 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
     conn: Arc<ConnInfo>,
     shared: Arc<Shared>,
-) -> Result<Response<LoggedBody>, Infallible> {
+) -> Result<Response<LoggedBody>, h2::Error> {
+    // Charged before anything else is held for it; past the budget an HTTP/2 stream is refused
+    // (REFUSED_STREAM: never processed, safe for the client to retry) and an HTTP/1.1 request
+    // is answered 503 and its connection closed.
+    let charge = shared.budget.charge(req.headers());
+    if charge.is_none() && req.version() == Version::HTTP_2 {
+        return Err(h2::Error::from(h2::Reason::REFUSED_STREAM));
+    }
     // Pin this request to the snapshot current now; a reload never changes it mid-flight.
     let runtime = shared.runtime.load_full();
     conn.state.request_started(req.version() == Version::HTTP_2);
@@ -89,13 +95,20 @@ pub(crate) async fn handle(
         runtime.clone(),
         conn.state.clone(),
     ));
+    let overloaded = charge.is_none();
+    log.charge = charge;
     let mut hooks = weir_policy::Hooks::default();
+    let processed = if overloaded {
+        Err(ProxyError::new(ErrorKind::Overloaded))
+    } else {
+        process(req, &mut log.ctx, &runtime, &conn, &mut hooks, &compression).await
+    };
     let Outcome {
         response: mut resp,
         deadline,
         conn: guard,
         compress,
-    } = match process(req, &mut log.ctx, &runtime, &conn, &mut hooks, &compression).await {
+    } = match processed {
         Ok(outcome) => outcome,
         Err(e) => {
             if e.side != Side::Client {
@@ -120,6 +133,12 @@ pub(crate) async fn handle(
         resp.headers_mut()
             .entry(http::header::STRICT_TRANSPORT_SECURITY)
             .or_insert_with(|| hsts.clone());
+    }
+    if overloaded {
+        resp.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
     }
     log.ctx.status = resp.status().as_u16();
     if tunnel_asked {

@@ -2,6 +2,7 @@
 //! the response back.
 
 use http::{HeaderValue, Response};
+use http_body_util::BodyExt;
 use std::sync::Arc;
 use weir_core::{ErrorKind, ProxyError, RequestBody, RequestCtx, ResponseBody};
 
@@ -134,12 +135,50 @@ pub(crate) async fn forward(
     if let Some(cookie) = info.set_cookie {
         parts.headers.append(SET_COOKIE, cookie);
     }
+    if !switching && declared_length(&parts.headers).is_some_and(|n| n <= READ_AHEAD_MAX) {
+        // A small body is read whole now and the upstream connection goes back to its pool at
+        // once: a client that does not read (an HTTP/2 window held at zero) pins the few bytes
+        // of its own answer, never an upstream connection.
+        let collect = body.collect();
+        let collected = match deadline {
+            Some(d) => tokio::time::timeout_at(d, collect)
+                .await
+                .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))?,
+            None => collect.await,
+        }
+        .map_err(|e| ProxyError::new(ErrorKind::UpstreamProtocol).with_source(e))?;
+        drop(guard);
+        let body = if collected.trailers().is_some() {
+            ResponseBody::Stream(collected.map_err(weir_core::BoxError::from).boxed_unsync())
+        } else {
+            ResponseBody::full(collected.to_bytes())
+        };
+        return Ok(Outcome {
+            response: Response::from_parts(parts, body),
+            deadline,
+            conn: None,
+            compress: None,
+        });
+    }
     Ok(Outcome {
         response: Response::from_parts(parts, ResponseBody::Upstream(body)),
         deadline,
         conn: Some(guard),
         compress: None,
     })
+}
+
+/// Response bodies of at most this many bytes, declared by `Content-Length`, are read ahead
+/// whole (nginx's `proxy_buffering` does the same for every body, into its buffers).
+const READ_AHEAD_MAX: u64 = 16 * 1024;
+
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    let mut values = headers.get_all(http::header::CONTENT_LENGTH).iter();
+    let one = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    one.to_str().ok()?.parse().ok()
 }
 
 /// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n), per the gRPC HTTP/2 spec.

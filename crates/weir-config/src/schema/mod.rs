@@ -220,6 +220,12 @@ pub struct ServerLimits {
     /// Concurrent connections per listener; further clients wait in the kernel backlog.
     #[serde(default = "defaults::max_connections")]
     pub max_connections: usize,
+    /// Memory all requests in flight may hold together (each charged a fixed 8 KiB plus twice
+    /// its header bytes, from its head until its response is sent or abandoned). Past it new
+    /// HTTP/2 streams are refused with REFUSED_STREAM, HTTP/1.1 requests get a 503, and no
+    /// connection is accepted until memory is given back. `0` means no budget.
+    #[serde(default = "defaults::request_memory_budget")]
+    pub request_memory_budget: ByteSize,
 }
 
 impl Default for ServerLimits {
@@ -232,6 +238,7 @@ impl Default for ServerLimits {
             keepalive_timeout: defaults::keepalive_timeout(),
             send_stall_timeout: defaults::send_stall_timeout(),
             max_connections: defaults::max_connections(),
+            request_memory_budget: defaults::request_memory_budget(),
         }
     }
 }
@@ -868,6 +875,9 @@ mod defaults {
     }
     pub fn header_read_timeout() -> Duration {
         Duration::from_secs(10)
+    }
+    pub fn request_memory_budget() -> ByteSize {
+        ByteSize::mib(256)
     }
     pub fn send_stall_timeout() -> Duration {
         Duration::from_secs(60)

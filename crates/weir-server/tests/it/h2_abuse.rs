@@ -107,7 +107,7 @@ async fn concurrent_streams_are_capped_by_settings() {
     };
     assert_eq!(status, 200);
     let max = conn.max_concurrent_send_streams();
-    assert_eq!(max, 256);
+    assert_eq!(max, 128);
 }
 
 #[tokio::test]
@@ -276,4 +276,151 @@ async fn a_client_that_stops_reading_is_cut_off() {
         .ok();
     assert!(got.len() < 16 << 20, "{} bytes", got.len());
     assert_eq!(get_status(&gw, "/fine").await, 200);
+}
+
+/// The request memory budget: past it HTTP/2 streams are refused with REFUSED_STREAM (never
+/// processed), HTTP/1.1 requests get a 503 and a close, new connections wait in the backlog;
+/// all of it comes back when the requests holding the memory finish.
+#[tokio::test]
+async fn the_request_memory_budget_refuses_streams_and_gives_room_back() {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let o = origin({
+        let gate = gate.clone();
+        move |req: http::Request<hyper::body::Incoming>| {
+            let gate = gate.clone();
+            async move {
+                if req.uri().path() == "/hold" {
+                    let _ = gate.acquire().await.map(|p| p.forget());
+                }
+                http::Response::new(full("ok"))
+            }
+        }
+    })
+    .await;
+    // Four requests of 8 KiB (these carry no header fields beyond the pseudo-headers) fit in
+    // 36 KiB; a fifth does not.
+    let gw = gateway(&format!(
+        r#"
+[server]
+request_memory_budget = "36KiB"
+[admin]
+bind = "127.0.0.1:0"
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:0"
+[[upstreams]]
+name = "up"
+endpoints = ["{}"]
+timeouts = {{ response_header = "60s" }}
+[[routes]]
+proxy = {{ upstream = "up" }}
+"#,
+        o.addr
+    ))
+    .await;
+    // An HTTP/1.1 keep-alive connection opened while there is room.
+    let mut h1 = TcpStream::connect(gw.addr).await.expect("connect");
+    let first = h1_exchange(&mut h1, "/fine").await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+
+    let mut c = h2(gw.addr).await.ready().await.expect("ready");
+    let mut pending = Vec::new();
+    for _ in 0..8 {
+        c = c.ready().await.expect("ready");
+        let (resp, _) = c.send_request(get("/hold"), true).expect("send");
+        pending.push(tokio::spawn(resp));
+    }
+    let held = wait_until("four streams held at the origin", || async {
+        (o.received() == 5).then_some(())
+    });
+    held.await;
+    let mut refused = 0;
+    let mut waiting = Vec::new();
+    for p in pending {
+        if p.is_finished() {
+            let err = p.await.expect("task").expect_err("refused, not answered");
+            assert_eq!(err.reason(), Some(h2::Reason::REFUSED_STREAM), "{err}");
+            refused += 1;
+        } else {
+            waiting.push(p);
+        }
+    }
+    // Refusals are sent as the streams arrive; any still in flight are counted below.
+    let m = wait_for_metric(&gw, "weir_request_memory_budget_refused_total", 4.0).await;
+    assert_eq!(
+        metric_value(&m, "weir_request_memory_budget_refused_total"),
+        Some(4.0),
+        "four streams refused, none of the held ones"
+    );
+    // The HTTP/1.1 connection's next request: 503 and a close.
+    let busy = h1_exchange(&mut h1, "/fine").await;
+    assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+    assert!(busy.contains("\"error\":\"overloaded\""), "{busy}");
+    assert!(
+        busy.to_ascii_lowercase().contains("connection: close"),
+        "{busy}"
+    );
+    // The connection the accept loop was already waiting for is taken and answered 503; after
+    // it the listener stops accepting, and a newer connection waits in the backlog ...
+    let late = reqwest::get(gw.url("/late")).await.expect("answered");
+    assert_eq!(late.status(), 503);
+    wait_for_metric(&gw, "weir_request_memory_budget_accept_pauses_total", 1.0).await;
+    let late = tokio::spawn(reqwest::get(gw.url("/later")));
+    let _ = metrics(&gw).await;
+    assert!(!late.is_finished(), "accepted while the budget was spent");
+    // ... until the held requests finish and give their memory back.
+    gate.add_permits(4);
+    let mut answered = 0;
+    for p in waiting {
+        let resp = p.await.expect("task");
+        if let Ok(resp) = resp {
+            assert_eq!(resp.status(), 200);
+            answered += 1;
+        } else {
+            refused += 1;
+        }
+    }
+    assert_eq!((answered, refused), (4, 4));
+    let late = late
+        .await
+        .expect("task")
+        .expect("served once there is room");
+    assert_eq!(late.status(), 200);
+    let m = metrics(&gw).await;
+    assert!(
+        m.contains("weir_request_memory_budget_bytes{state=\"limit\"} 36864"),
+        "{m}"
+    );
+}
+
+/// Sends one HTTP/1.1 GET on `s` and reads its whole answer (the bodies here are small and
+/// carry a Content-Length).
+async fn h1_exchange(s: &mut TcpStream, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: a.test\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = s.read(&mut chunk).await.expect("read");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                return text.into_owned();
+            }
+        }
+        if n == 0 {
+            return text.into_owned();
+        }
+    }
 }
