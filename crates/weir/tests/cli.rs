@@ -46,12 +46,17 @@ impl Drop for Weir {
 }
 
 fn spawn(config: &Path) -> Weir {
+    spawn_logging(config, Stdio::null())
+}
+
+/// Like [`spawn`], with Weir's own log (stderr) going to `log`.
+fn spawn_logging(config: &Path, log: impl Into<Stdio>) -> Weir {
     let child = Command::new(WEIR)
         .args(["run", "-c"])
         .arg(config)
         .current_dir(repo_root())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("spawn weir");
     Weir(child)
@@ -325,7 +330,9 @@ async fn sighup_reloads_the_config_file_and_a_bad_file_keeps_the_old_one() {
         )
     };
     let config = temp_file("hup.toml", &text("first"));
-    let weir = spawn(&config);
+    let log_path = temp_file("hup.log", "");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let weir = spawn_logging(&config, log);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     wait_listening(addr).await;
     let get = || async move {
@@ -358,7 +365,17 @@ async fn sighup_reloads_the_config_file_and_a_bad_file_keeps_the_old_one() {
     // An invalid file is refused; the running config keeps serving.
     std::fs::write(&config, "[[listeners]]\nname = \"main\"\nbind = \"nope\"\n").expect("write");
     hup(weir.0.id());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait for Weir to say it refused the file, then check it still serves the old config.
+    let mut refused = false;
+    for _ in 0..500 {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.contains("config reload refused") {
+            refused = log.contains("nope");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "the refusal, naming the bad value, is logged");
     assert_eq!(get().await, "second");
 }
 

@@ -340,11 +340,16 @@ async fn the_dashboard_loads_clean_draws_charts_and_moves_with_traffic() {
         "the failing route shows its 5xx rate"
     );
     traffic.await.expect("traffic");
-    // Let one more point with traffic in it be drawn.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-
     // The charts are drawn: request rate in blue on `api`, error rate in red on `legacy`,
-    // latency lines on `api`.
+    // latency lines on `api` (waited for: a point is added each second).
+    for (route, kind, rgb) in [
+        ("api", "rps", (0x58, 0xa6, 0xff)),
+        ("legacy", "err", (0xe5, 0x53, 0x4b)),
+        ("api", "lat", (0xd8, 0xa3, 0x3a)),
+    ] {
+        let drawn = format!("{} > 20", colored_pixels(route, kind, rgb));
+        assert!(page.wait_for(&drawn, 15).await, "{kind} line on {route}");
+    }
     let rps_pixels = page
         .eval(&colored_pixels("api", "rps", (0x58, 0xa6, 0xff)))
         .await;
