@@ -8,7 +8,7 @@
 # another connection is made while the attack holds. Prints resident growth per byte the attacker
 # sent, and writes the table to bench/results/h2bomb.md.
 #
-# Usage: bench/h2bomb.sh [--shapes "8x250x400 16x250x100 32x250x400"]
+# Usage: bench/h2bomb.sh [--shapes "8x250x400 16x250x100 32x250x400"]   (WEIR_BIN=path: another build)
 # Bounded: loopback only; each shape waits at most 60 s for the server's answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,9 +26,14 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx curl >/dev/null
 }
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-echo "building weir (release) ..."
-cargo build --release -p weir --locked -q
-WEIR=$PWD/target/release/weir
+# WEIR_BIN=path runs another build (to compare allocators or versions).
+if [ -n "${WEIR_BIN:-}" ]; then
+  WEIR=$WEIR_BIN
+else
+  echo "building weir (release) ..."
+  cargo build --release -p weir --locked -q
+  WEIR=$PWD/target/release/weir
+fi
 
 WORK=$(mktemp -d /tmp/weir-h2bomb.XXXXXX)
 PIDS=()
