@@ -5,8 +5,10 @@
 //! served stale or refreshed in the background ([`reuse`]), conditional requests answered
 //! from a stored response ([`conditional`]), 304 freshening ([`update`]), invalidation by
 //! unsafe methods ([`invalidate`]), cache keys and `Vary` variants ([`key`]), and the
-//! `Cache-Status` field ([`status`]). The store, coalescing, revalidation and purge build on these; nothing here
-//! does I/O, so every rule is tested on its own, with property tests for the parsers.
+//! `Cache-Status` field ([`status`]). Those rule modules do no I/O, so every rule is tested on
+//! its own, with property tests for the parsers. The crate also holds the stores that build on
+//! them: the memory tier ([`store`]) and the disk tier ([`disk`], which reads and writes files;
+//! its callers run it on blocking threads).
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};

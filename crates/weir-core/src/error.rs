@@ -26,8 +26,6 @@ pub enum Retry {
     Yes,
     /// The upstream may have acted on the request.
     No,
-    /// Safe only if the failure happened on a reused (pooled) connection.
-    OnlyIfReused,
 }
 
 /// What went wrong.

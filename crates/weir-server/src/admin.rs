@@ -389,6 +389,61 @@ fn upstream_stats(shared: &Shared) -> Vec<UpstreamStats> {
         .collect()
 }
 
+/// Every admin endpoint: method and path (`{…}` marks a part the caller fills in). The 404 lists
+/// them and a known path asked with another method gets a 405 with `Allow`, so this table is the
+/// one place a new endpoint is added besides its handler.
+const ENDPOINTS: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/metrics"),
+    ("GET", "/upstreams"),
+    ("GET", "/status"),
+    ("GET", "/config"),
+    ("GET", "/routes"),
+    ("GET", "/explain"),
+    ("GET", "/dashboard.json"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("POST", "/reload"),
+    ("POST", "/upstreams/{name}/endpoints/{address}/drain"),
+    ("POST", "/upstreams/{name}/endpoints/{address}/enable"),
+    ("POST", "/caches/{name}/purge"),
+];
+
+/// Whether `path` matches an endpoint pattern segment by segment (`{…}` matches any segment).
+fn path_matches(pattern: &str, path: &str) -> bool {
+    let (mut a, mut b) = (pattern.split('/'), path.split('/'));
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(p), Some(s)) if p.starts_with('{') || p == s => {}
+            _ => return false,
+        }
+    }
+}
+
+fn not_found_or_not_allowed(method: &Method, path: &str) -> Response<Full<Bytes>> {
+    let allowed: Vec<&str> = ENDPOINTS
+        .iter()
+        .filter(|(_, p)| path_matches(p, path))
+        .map(|(m, _)| *m)
+        .collect();
+    if !allowed.is_empty() && !allowed.contains(&method.as_str()) {
+        let mut resp = json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            serde_json::json!({"status": 405, "error": "method_not_allowed", "allow": allowed}),
+        );
+        if let Ok(v) = http::HeaderValue::from_str(&allowed.join(", ")) {
+            resp.headers_mut().insert(header::ALLOW, v);
+        }
+        return resp;
+    }
+    let endpoints: Vec<String> = ENDPOINTS.iter().map(|(m, p)| format!("{m} {p}")).collect();
+    json_response(
+        StatusCode::NOT_FOUND,
+        serde_json::json!({"status": 404, "error": "not_found", "endpoints": endpoints}),
+    )
+}
+
 fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
     let stats = upstream_stats(shared);
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
@@ -404,11 +459,7 @@ fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
         (&Method::GET, "/upstreams") => {
             (StatusCode::OK, "application/json", upstreams_json(&stats))
         }
-        _ => (
-            StatusCode::NOT_FOUND,
-            "application/json",
-            "{\"status\":404,\"error\":\"not_found\",\"message\":\"admin endpoints: / (dashboard), /metrics, /upstreams, /status, /config, /routes, /explain, /dashboard.json, /healthz, /readyz, POST /reload, POST /upstreams/NAME/endpoints/ADDR/drain|enable\"}\n".to_owned(),
-        ),
+        (method, path) => return not_found_or_not_allowed(method, path),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;

@@ -67,10 +67,10 @@ pub(crate) async fn exchange(
                     let mut fresh = pool.connect(endpoint).await?;
                     match fresh.send(req).await {
                         Ok(resp) => Ok((resp, fresh)),
-                        Err((e, _)) => Err(classify(e, body_stats, false)),
+                        Err((e, _)) => Err(classify(e, body_stats)),
                     }
                 }
-                _ => Err(classify(e, body_stats, reused)),
+                _ => Err(classify(e, body_stats)),
             },
         }
     };
@@ -81,19 +81,18 @@ pub(crate) async fn exchange(
     }
 }
 
-/// Decides what a failed exchange means: whose fault, and whether a retry is safe.
-fn classify(e: hyper::Error, body: &BodyStats, reused: bool) -> ProxyError {
+/// Decides what a failed exchange means: whose fault, and whether a retry is safe. The request
+/// was written (a request the pool never wrote is re-sent above), so the upstream may have acted
+/// on it: a retry is the retry policy's call (`on = ["reset"]`, idempotent methods), never
+/// implied here.
+fn classify(e: hyper::Error, body: &BodyStats) -> ProxyError {
     if body.too_large() {
         return ProxyError::new(ErrorKind::BodyTooLarge).with_source(e);
     }
     if body.client_error() {
         return ProxyError::new(ErrorKind::ClientBody).with_source(e);
     }
-    let retry = if reused {
-        Retry::OnlyIfReused
-    } else {
-        Retry::No
-    };
+    let retry = Retry::No;
     let kind = if has_io_kind(&e, std::io::ErrorKind::TimedOut) {
         ErrorKind::UpstreamTimeout
     } else {

@@ -82,6 +82,31 @@ async fn the_token_is_required_and_health_and_status_answer() {
 }
 
 #[tokio::test]
+async fn a_wrong_method_gets_405_with_allow_and_an_unknown_path_lists_the_endpoints() {
+    let o = echo_origin().await;
+    let gw = gateway(&with_admin(config(&[o.addr], ""))).await;
+    let r = admin_get(&gw, "/reload", Some(TOKEN)).await;
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+    let r = admin_get(&gw, "/caches/edge/purge", Some(TOKEN)).await;
+    assert_eq!(r.status(), 405, "patterned paths are known too");
+    let r = admin_post(&gw, "/metrics").await;
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET");
+    let r = admin_get(&gw, "/nope", Some(TOKEN)).await;
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.expect("json");
+    let listed: Vec<&str> = body["endpoints"]
+        .as_array()
+        .expect("endpoints")
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
+    assert!(listed.contains(&"POST /caches/{name}/purge"), "{listed:?}");
+    assert!(listed.contains(&"GET /metrics"), "{listed:?}");
+}
+
+#[tokio::test]
 async fn a_drained_endpoint_gets_no_new_requests_until_enabled() {
     let origins = numbered_origins(2).await;
     let gw = gateway(&with_admin(upstream_config(
