@@ -28,6 +28,7 @@
 //! ```
 
 mod action;
+mod host;
 mod matcher;
 mod path;
 mod rewrite;
@@ -35,6 +36,7 @@ mod rewrite;
 use std::sync::Arc;
 
 pub use action::{Action, RedirectSpec, RespondSpec, StaticSpec};
+pub use host::normalize_host;
 pub use matcher::{Failure, Matcher, RequestView};
 pub use path::normalize_path;
 pub use rewrite::Rewrite;

@@ -86,13 +86,7 @@ pub fn explain(
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| uri.authority().map(|a| a.as_str()))
-        .map(|h| {
-            let h = h.to_ascii_lowercase();
-            match h.rsplit_once(':') {
-                Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host.to_owned(),
-                _ => h,
-            }
-        });
+        .and_then(weir_route::normalize_host);
     let path = weir_route::normalize_path(uri.path());
     let view = RequestView {
         method: &method,

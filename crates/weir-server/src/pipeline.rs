@@ -197,7 +197,11 @@ async fn process(
     }
     check_framing(&req)?;
     let host_header = request_host(&req)?;
-    ctx.host = host_header.as_ref().and_then(normalize_host).map(Arc::from);
+    ctx.host = host_header
+        .as_ref()
+        .and_then(|h| h.to_str().ok())
+        .and_then(weir_route::normalize_host)
+        .map(Arc::from);
     if host_header.is_some() && ctx.host.is_none() {
         return Err(ProxyError::new(ErrorKind::BadRequest));
     }
@@ -428,28 +432,6 @@ fn request_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, ProxyErr
     Ok(None)
 }
 
-/// Lowercase host without port; `None` when it is not a plausible host.
-fn normalize_host(value: &HeaderValue) -> Option<String> {
-    let s = value.to_str().ok()?;
-    let host = if let Some(rest) = s.strip_prefix('[') {
-        let end = rest.find(']')?;
-        &s[..end + 2]
-    } else {
-        s.rsplit_once(':').map_or(s, |(h, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                h
-            } else {
-                s
-            }
-        })
-    };
-    let ok = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b));
-    ok.then(|| host.to_ascii_lowercase())
-}
-
 /// 308 to the same URL over https (308 keeps the method and body, unlike 301).
 fn redirect_to_https(
     req: &Request<Incoming>,
@@ -519,16 +501,6 @@ fn redirect(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
-
-    #[test]
-    fn hosts_are_lowercased_without_port() {
-        let n = |s: &'static str| normalize_host(&HeaderValue::from_static(s));
-        assert_eq!(n("Example.COM:8080").as_deref(), Some("example.com"));
-        assert_eq!(n("[::1]:80").as_deref(), Some("[::1]"));
-        assert_eq!(n("a b"), None);
-        assert_eq!(n("evil/host"), None);
-    }
 
     /// Every request's future is allocated and moved whole, so its size is a cost on every
     /// request: the rare, large parts (connecting, policy fetches) are boxed where they are
