@@ -726,6 +726,12 @@ fn request_metrics(shared: &Shared) -> String {
         "Access-log lines dropped because the writer fell behind.",
         [(none, shared.access_log.dropped() as f64)],
     );
+    e.family(
+        "weir_build_info",
+        Kind::Gauge,
+        "Always 1; the running build in its labels.",
+        [(&[("version", env!("CARGO_PKG_VERSION"))][..], 1.0)],
+    );
     let runtime = shared.runtime.load();
     let decisions: Vec<([(&str, &str); 2], u64)> = runtime
         .policies
