@@ -18,7 +18,9 @@ use tokio::sync::Notify;
 use weir_observe::prometheus::{Exposition, Kind};
 
 /// What Weir holds for one request beyond its headers: its task and future, context, log
-/// record and response state (measured with `bench/h2bomb.sh`).
+/// record and response state. An estimate, of the order of the request future (9,064 bytes
+/// measured); it does not include an upstream connection a forwarded request opens
+/// (~36 KiB in hyper's client, see `docs/benchmarks.md`).
 pub(crate) const REQUEST_COST: usize = 8 * 1024;
 
 /// The budget, shared by every listener; its limit follows reloads.
