@@ -6,6 +6,7 @@ pub mod body;
 pub mod ctx;
 pub mod error;
 pub mod histogram;
+pub mod prometheus;
 pub mod redact;
 pub mod request_id;
 pub mod text;

@@ -181,6 +181,16 @@ impl AccessLog {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Writes `weir_access_log_dropped_total`.
+    pub fn render(&self, e: &mut crate::prometheus::Exposition) {
+        e.family(
+            "weir_access_log_dropped_total",
+            crate::prometheus::Kind::Counter,
+            "Access-log lines dropped because the writer fell behind.",
+            [(&[][..], self.dropped() as f64)],
+        );
+    }
+
     /// Queues one record, as JSON.
     pub fn log(&self, record: &RequestRecord<'_>) {
         self.log_as(record, &LogFormat::Json);

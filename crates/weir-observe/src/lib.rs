@@ -4,7 +4,7 @@
 
 mod access_log;
 pub mod metrics;
-pub mod prometheus;
+pub use weir_core::prometheus;
 mod record;
 pub mod timeline;
 pub mod tracer;

@@ -394,6 +394,42 @@ pub(crate) fn sf_string(s: &str) -> String {
     out
 }
 
+/// Every policy's decisions (`weir_policy_decisions_total`) and events beside them
+/// (`weir_policy_events_total`), in `/metrics`.
+pub fn render_metrics(policies: &[Arc<Policy>], e: &mut weir_core::prometheus::Exposition) {
+    use weir_core::prometheus::Kind;
+    let decisions: Vec<([(&str, &str); 2], u64)> = policies
+        .iter()
+        .flat_map(|p| {
+            let (allowed, denied) = p.counts();
+            [
+                ([("policy", &*p.name), ("result", "allowed")], allowed),
+                ([("policy", &*p.name), ("result", "denied")], denied),
+            ]
+        })
+        .collect();
+    e.family(
+        "weir_policy_decisions_total",
+        Kind::Counter,
+        "Requests each policy let through or answered itself (403, 429 …).",
+        decisions.iter().map(|(l, n)| (&l[..], *n as f64)),
+    );
+    let events: Vec<([(&str, &str); 2], u64)> = policies
+        .iter()
+        .flat_map(|p| {
+            p.events
+                .snapshot()
+                .map(move |(event, n)| ([("policy", &*p.name), ("event", event)], n))
+        })
+        .collect();
+    e.family(
+        "weir_policy_events_total",
+        Kind::Counter,
+        "Policy events beside decisions: store errors, JWKS refreshes, idempotent replays and conflicts, CORS preflights, auth-service errors.",
+        events.iter().map(|(l, n)| (&l[..], *n as f64)),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

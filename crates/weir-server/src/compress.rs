@@ -59,6 +59,31 @@ pub(crate) struct CompressionStats {
 }
 
 impl CompressionStats {
+    /// `weir_compression_responses_total{encoding}` and `weir_compression_bytes_total`.
+    pub(crate) fn render(&self, e: &mut weir_core::prometheus::Exposition) {
+        use weir_core::prometheus::Kind;
+        let (by_coding, bytes_in, bytes_out) = self.snapshot();
+        let coding_labels: Vec<([(&str, &str); 1], u64)> = by_coding
+            .iter()
+            .map(|(c, n)| ([("encoding", *c)], *n))
+            .collect();
+        e.family(
+            "weir_compression_responses_total",
+            Kind::Counter,
+            "Responses compressed on the fly, by content coding.",
+            coding_labels.iter().map(|(l, n)| (&l[..], *n as f64)),
+        );
+        e.family(
+            "weir_compression_bytes_total",
+            Kind::Counter,
+            "Bytes into and out of on-the-fly compression.",
+            [
+                (&[("direction", "in")][..], bytes_in as f64),
+                (&[("direction", "out")][..], bytes_out as f64),
+            ],
+        );
+    }
+
     /// `(encoding, responses)` for each coding, then bytes in and out.
     pub(crate) fn snapshot(&self) -> ([(&'static str, u64); 3], u64, u64) {
         let n = |c: Coding| (c.token(), self.responses[c.index()].load(Ordering::Relaxed));

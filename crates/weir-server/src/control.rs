@@ -13,10 +13,24 @@ use std::sync::{Arc, Weak};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use weir_core::prometheus::{Exposition, Kind};
 
-use crate::listener::{self, ListenerCounters, ListenerSettings};
+use crate::edge::counters::ListenerCounters;
+use crate::edge::listener;
+use crate::edge::settings::ListenerSettings;
+use crate::error::ServerError;
 use crate::runtime::Runtime;
-use crate::{ServerError, Shared};
+use crate::shared::Shared;
+
+/// Serves the admin API on a bound socket until the token is cancelled. Given to
+/// [`Control::new`] by the server, so the control plane starts and moves the admin listener
+/// without depending on the admin code (which depends on it).
+pub(crate) type AdminServer = fn(
+    TcpListener,
+    Arc<Shared>,
+    Arc<Control>,
+    CancellationToken,
+) -> futures_util::future::BoxFuture<'static, ()>;
 
 /// A listener that is serving.
 struct Running {
@@ -54,9 +68,60 @@ pub(crate) struct ReloadStats {
     pub(crate) last_error: std::sync::Mutex<Option<String>>,
 }
 
+impl ReloadStats {
+    /// Reload counts and the last reload's result.
+    pub(crate) fn render(&self, e: &mut Exposition) {
+        let stats = self;
+        let none: &[(&str, &str)] = &[];
+        e.family(
+            "weir_config_reloads_total",
+            Kind::Counter,
+            "Config reloads applied.",
+            [
+                (
+                    &[("result", "ok")][..],
+                    stats.ok.load(Ordering::Relaxed) as f64,
+                ),
+                (
+                    &[("result", "error")][..],
+                    stats.failed.load(Ordering::Relaxed) as f64,
+                ),
+            ],
+        );
+        e.family(
+        "weir_config_last_reload_success",
+        Kind::Gauge,
+        "1 when the last reload was applied, 0 when it was refused (the previous config serves).",
+        [(
+            none,
+            if stats.last_ok.load(Ordering::Relaxed) {
+                1.0
+            } else {
+                0.0
+            },
+        )],
+    );
+        e.family(
+            "weir_config_last_reload_timestamp_seconds",
+            Kind::Gauge,
+            "Unix time of the last reload attempt (0: none yet).",
+            [(none, stats.last_at.load(Ordering::Relaxed) as f64)],
+        );
+    }
+}
+
 /// Owns the listeners and applies new configs.
 pub(crate) struct Control {
+    /// This control itself, handed to the admin API it starts.
+    this: Weak<Control>,
     shared: Weak<Shared>,
+    admin_server: AdminServer,
+    /// When the server started (`/status` uptime).
+    pub(crate) started_at: std::time::Instant,
+    /// Fingerprint of the running config (changes with every applied reload).
+    pub(crate) config_hash: AtomicU64,
+    /// The dashboard's per-route timeline (sampled while the admin listener runs).
+    pub(crate) timeline: std::sync::Mutex<weir_observe::Timeline>,
     tracker: TaskTracker,
     /// Server shutdown: stops every accept loop and drains every connection.
     shutdown: CancellationToken,
@@ -68,6 +133,8 @@ pub(crate) struct Control {
     started: std::sync::Mutex<StartOnly>,
     /// The running config's `shutdown_timeout` (a reload applies it).
     shutdown_timeout_ms: AtomicU64,
+    /// Every listener's name and bound address, as they are now (published with the counters).
+    addrs: arc_swap::ArcSwap<Vec<(String, SocketAddr)>>,
     /// Restart-only keys whose running value differs from the config file's.
     pub(crate) pending_restart: std::sync::Mutex<Vec<&'static str>>,
 }
@@ -138,13 +205,20 @@ pub struct ReloadSummary {
 impl Control {
     pub(crate) fn new(
         shared: &Arc<Shared>,
+        admin_server: AdminServer,
         tracker: TaskTracker,
         shutdown: CancellationToken,
         config_path: Option<PathBuf>,
         config: weir_config::Config,
-    ) -> Self {
-        Self {
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|this| Self {
+            this: this.clone(),
             shared: Arc::downgrade(shared),
+            admin_server,
+            started_at: std::time::Instant::now(),
+            config_hash: AtomicU64::new(config_hash(&config)),
+            timeline: std::sync::Mutex::default(),
+            addrs: arc_swap::ArcSwap::from_pointee(Vec::new()),
             tracker,
             shutdown,
             config_path,
@@ -160,21 +234,23 @@ impl Control {
                 last_ok: AtomicBool::new(true),
                 ..ReloadStats::default()
             },
-        }
+        })
     }
 
-    /// Serves the admin API on `socket` (bound for `admin.bind` = `bind`), with the dashboard's
-    /// sampler, replacing (and stopping) the admin listener running before, if any.
+    /// Serves the admin API on `socket` (bound for `admin.bind` = `bind`), replacing (and
+    /// stopping) the admin listener running before, if any.
     pub(crate) fn start_admin(&self, shared: &Arc<Shared>, socket: TcpListener, bind: SocketAddr) {
+        let Some(this) = self.this.upgrade() else {
+            return;
+        };
         let addr = socket.local_addr().unwrap_or(bind);
         let stop = CancellationToken::new();
-        tokio::spawn(crate::admin::accept_loop(
+        tokio::spawn((self.admin_server)(
             socket,
             shared.clone(),
+            this,
             stop.clone(),
-            TaskTracker::new(),
         ));
-        tokio::spawn(crate::dashboard::sample_loop(shared.clone(), stop.clone()));
         let old = self
             .admin
             .lock()
@@ -207,20 +283,18 @@ impl Control {
     }
 
     /// Binds and starts every listener of the initial config; nothing serves if one fails.
-    pub(crate) async fn start_listeners(&self) -> Result<Vec<(String, SocketAddr)>, ServerError> {
+    pub(crate) async fn start_listeners(&self) -> Result<(), ServerError> {
         let mut state = self.state.lock().await;
         let config = state.config.clone();
         let mut bound = Vec::new();
         for l in &config.listeners {
             bound.push(bind(&config, l)?);
         }
-        let mut addrs = Vec::new();
         for (l, (socket, settings)) in config.listeners.iter().zip(bound) {
-            addrs.push((l.name.clone(), settings.local));
             state.listeners.push(self.spawn(l, socket, settings));
         }
         self.publish_counters(&state);
-        Ok(addrs)
+        Ok(())
     }
 
     /// The running config with defaults filled in and secrets replaced by `"<redacted>"`.
@@ -232,13 +306,8 @@ impl Control {
     }
 
     /// Every listener's name and bound address, now.
-    pub(crate) async fn addrs(&self) -> Vec<(String, SocketAddr)> {
-        let state = self.state.lock().await;
-        state
-            .listeners
-            .iter()
-            .map(|r| (r.cfg.name.clone(), r.addr))
-            .collect()
+    pub(crate) fn addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.addrs.load().as_ref().clone()
     }
 
     fn spawn(
@@ -274,7 +343,15 @@ impl Control {
         }
     }
 
+    /// Publishes the listeners' counters (for `/metrics`) and addresses (for the server API).
     fn publish_counters(&self, state: &State) {
+        self.addrs.store(Arc::new(
+            state
+                .listeners
+                .iter()
+                .map(|r| (r.cfg.name.clone(), r.addr))
+                .collect(),
+        ));
         if let Some(shared) = self.shared.upgrade() {
             shared.listeners.store(Arc::new(
                 state
@@ -459,9 +536,8 @@ impl Control {
             .pending_restart
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = summary.needs_restart.clone();
-        shared
-            .config_hash
-            .store(crate::config_hash(&config), Ordering::Relaxed);
+        self.config_hash
+            .store(config_hash(&config), Ordering::Relaxed);
         state.config = config;
         self.publish_counters(&state);
         Ok(summary)
@@ -522,6 +598,11 @@ fn bind(
         source,
     })?;
     Ok((socket, settings))
+}
+
+/// A fingerprint of a config (FNV-1a over its debug form; secrets are hashed, never shown).
+fn config_hash(config: &weir_config::Config) -> u64 {
+    weir_upstream::hash::hash_bytes(format!("{config:?}").as_bytes())
 }
 
 /// Seconds since the Unix epoch.

@@ -11,70 +11,19 @@
 //! # Ok(()) }
 //! ```
 
-/// `AsyncWrite` for a pin-projected wrapper whose `inner` stream takes every write as is (the
-/// read-side wrappers: `WatchedIo`, `Prefixed`).
-macro_rules! write_through {
-    ($ty:ident) => {
-        impl<S: tokio::io::AsyncWrite> tokio::io::AsyncWrite for $ty<S> {
-            fn poll_write(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                buf: &[u8],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                self.project().inner.poll_write(cx, buf)
-            }
-
-            fn poll_flush(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                self.project().inner.poll_flush(cx)
-            }
-
-            fn poll_shutdown(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                self.project().inner.poll_shutdown(cx)
-            }
-
-            fn poll_write_vectored(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                bufs: &[std::io::IoSlice<'_>],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                self.project().inner.poll_write_vectored(cx, bufs)
-            }
-
-            fn is_write_vectored(&self) -> bool {
-                self.inner.is_write_vectored()
-            }
-        }
-    };
-}
-pub(crate) use write_through;
-
+mod action;
 mod admin;
 mod budget;
 mod cache;
 mod compress;
-mod conn;
 mod control;
-mod dashboard;
+mod edge;
+mod error;
 pub mod explain;
-mod forward;
-mod framing;
 mod headers;
-mod listener;
-mod log_phase;
 mod pipeline;
-mod proxy;
-mod proxy_protocol;
-mod ranges;
 mod runtime;
-mod static_files;
-mod tls;
-mod tunnel;
+mod shared;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -86,79 +35,14 @@ use tokio_util::task::TaskTracker;
 use weir_observe::AccessLog;
 
 pub use control::ReloadSummary;
+pub use error::ServerError;
 pub use runtime::{CompileError, Runtime};
-
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// The config is invalid.
-    #[error(transparent)]
-    Config(#[from] weir_config::ConfigError),
-    /// The config could not be compiled into a runtime.
-    #[error(transparent)]
-    Compile(#[from] CompileError),
-    /// A listener's TLS could not be set up.
-    #[error("listener `{name}`: {source}")]
-    Tls {
-        /// Listener name.
-        name: String,
-        /// What went wrong.
-        source: tls::TlsError,
-    },
-    /// A reload was asked for but the config did not come from a file.
-    #[error("no config file to reload (Weir was started without -c)")]
-    NoConfigFile,
-    /// The server is shutting down.
-    #[error("shutting down")]
-    ShuttingDown,
-    /// A listener could not bind.
-    #[error("listener `{name}`: cannot bind {addr}: {source}")]
-    Bind {
-        /// Listener name.
-        name: String,
-        /// Address.
-        addr: SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
-    },
-}
-
-/// State shared by every connection: the current runtime snapshot and the sinks that outlive
-/// reloads.
-pub(crate) struct Shared {
-    pub(crate) runtime: ArcSwap<Runtime>,
-    pub(crate) access_log: AccessLog,
-    /// Each listener's counters, by name.
-    pub(crate) listeners: ArcSwap<Vec<(Arc<str>, Arc<listener::ListenerCounters>)>>,
-    /// Listeners and reloads (set once at start).
-    pub(crate) control: std::sync::OnceLock<Arc<control::Control>>,
-    /// Shutdown has begun: `/readyz` says no.
-    pub(crate) draining: std::sync::atomic::AtomicBool,
-    pub(crate) started: std::time::Instant,
-    /// Fingerprint of the running config (changes with every applied reload).
-    pub(crate) config_hash: std::sync::atomic::AtomicU64,
-    /// Request metrics by route, kept across reloads.
-    pub(crate) metrics: weir_observe::MetricsRegistry,
-    /// Requests being served now.
-    pub(crate) in_flight: std::sync::atomic::AtomicU64,
-    /// The dashboard's per-route timeline (sampled while the admin listener runs).
-    pub(crate) timeline: std::sync::Mutex<weir_observe::Timeline>,
-    /// Responses compressed on the fly, and bytes in and out.
-    pub(crate) compression: Arc<compress::CompressionStats>,
-    /// What requests in flight may hold, all listeners together.
-    pub(crate) budget: Arc<budget::Budget>,
-}
-
-/// A fingerprint of a config (FNV-1a over its debug form; secrets are hashed, never shown).
-pub(crate) fn config_hash(config: &weir_config::Config) -> u64 {
-    weir_upstream::hash::hash_bytes(format!("{config:?}").as_bytes())
-}
+use shared::Shared;
 
 /// A running server.
 pub struct Server {
     shared: Arc<Shared>,
     control: Arc<control::Control>,
-    addrs: Vec<(String, SocketAddr)>,
     stop_accepting: CancellationToken,
     tracker: TaskTracker,
 }
@@ -185,16 +69,12 @@ impl Server {
         let shared = Arc::new(Shared {
             metrics,
             in_flight: std::sync::atomic::AtomicU64::new(0),
-            timeline: std::sync::Mutex::default(),
             compression: Arc::default(),
             budget: Arc::default(),
             runtime: ArcSwap::from_pointee(runtime),
             access_log,
             listeners: ArcSwap::from_pointee(Vec::new()),
-            control: std::sync::OnceLock::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
-            started: std::time::Instant::now(),
-            config_hash: std::sync::atomic::AtomicU64::new(config_hash(&config)),
         });
         shared
             .budget
@@ -202,17 +82,17 @@ impl Server {
         let stop_accepting = CancellationToken::new();
         let tracker = TaskTracker::new();
         let admin_bind = config.admin.as_ref().map(|a| a.bind.0);
-        let control = Arc::new(control::Control::new(
+        let control = control::Control::new(
             &shared,
+            admin::serve,
             tracker.clone(),
             stop_accepting.clone(),
             config_path,
             config,
-        ));
-        let _ = shared.control.set(control.clone());
+        );
         // Bind everything before serving anything, so a failure leaves nothing half-started.
         let admin = admin_bind.map(control::bind_admin).transpose()?;
-        let addrs = control.start_listeners().await?;
+        control.start_listeners().await?;
         tokio::spawn(control.clone().watch_file());
         // The admin API outlives the drain (orchestrators poll `/readyz` during it), so it is
         // stopped separately, after the traffic listeners' connections are done.
@@ -222,7 +102,6 @@ impl Server {
         Ok(Self {
             shared,
             control,
-            addrs,
             stop_accepting,
             tracker,
         })
@@ -239,17 +118,13 @@ impl Server {
         self.control.reload_from_file().await
     }
 
-    /// Every listener's name and bound address, as they are now (after reloads).
-    pub async fn listener_addrs(&self) -> Vec<(String, SocketAddr)> {
-        self.control.addrs().await
-    }
-
-    /// The address a listener is bound to (useful with port 0).
+    /// The address a listener is bound to now (useful with port 0; a reload may move it).
     pub fn local_addr(&self, listener: &str) -> Option<SocketAddr> {
-        self.addrs
-            .iter()
+        self.control
+            .addrs()
+            .into_iter()
             .find(|(n, _)| n == listener)
-            .map(|(_, a)| *a)
+            .map(|(_, a)| a)
     }
 
     /// The admin listener's bound address, when there is one.
@@ -257,20 +132,14 @@ impl Server {
         self.control.admin_addr()
     }
 
-    /// Every listener's name and bound address.
-    pub fn local_addrs(&self) -> &[(String, SocketAddr)] {
-        &self.addrs
+    /// Every listener's name and bound address, as they are now (after reloads).
+    pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.control.addrs()
     }
 
     /// Health and counters of every upstream of the current runtime.
     pub fn upstream_stats(&self) -> Vec<weir_upstream::UpstreamStats> {
-        self.shared
-            .runtime
-            .load()
-            .upstreams()
-            .iter()
-            .map(|u| u.stats())
-            .collect()
+        self.shared.upstream_stats()
     }
 
     /// Reopens the access log file by name (log rotation).

@@ -87,7 +87,7 @@ pub struct Runtime {
     /// takes the same time whatever the length of the token or of the guess.
     pub(crate) admin_token: Option<[u8; 32]>,
     /// The admin listener's connection cap and request-head timeout, read when it starts.
-    pub(crate) admin_limits: crate::admin::AdminLimits,
+    pub(crate) admin_limits: crate::admin::auth::AdminLimits,
 }
 
 impl Runtime {
@@ -227,8 +227,8 @@ impl Runtime {
                 .admin
                 .as_ref()
                 .and_then(|a| a.token.as_ref())
-                .map(|t| crate::admin::token_digest(t.expose().as_bytes())),
-            admin_limits: crate::admin::AdminLimits {
+                .map(|t| crate::admin::auth::token_digest(t.expose().as_bytes())),
+            admin_limits: crate::admin::auth::AdminLimits {
                 max_connections: config.admin.as_ref().map_or(64, |a| a.max_connections),
                 header_read_timeout: config.server.header_read_timeout.get(),
             },

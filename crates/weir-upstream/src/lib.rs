@@ -32,6 +32,7 @@ mod endpoint;
 pub mod hash;
 mod health;
 mod key;
+pub mod metrics;
 mod pool;
 mod proxy_protocol;
 mod retry;

@@ -1,22 +1,16 @@
-//! Listening sockets and the accept loop: a per-listener connection cap (further clients wait
-//! in the kernel backlog, as with HAProxy's maxconn) and a stop signal for graceful shutdown.
+//! What a listener serves connections with, built from its config: hyper's builders with every
+//! HTTP/2 limit set, the timeouts, the TLS acceptor and the options the pipeline reads.
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::conn;
-use crate::forward::ForwardPolicy;
-use crate::tls::{TlsError, TlsListener};
-use crate::Shared;
+use super::counters::ListenerCounters;
+use super::tls::{TlsError, TlsListener};
+use crate::action::forward::ForwardPolicy;
 
 /// HTTP/2 limits, every one set on purpose (hyper's defaults change between versions), applied
 /// alike to the auto-detecting builder and the HTTP/2-only one (TLS with ALPN `h2`).
@@ -48,38 +42,6 @@ macro_rules! h2_limits {
 /// stream can pin its request state while the client holds its window shut.
 pub(crate) const H2_MAX_STREAMS: u32 = 128;
 
-/// Binds with `SO_REUSEADDR` and a deep backlog.
-pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    // A listener changed by a reload is bound again on its address before the old socket
-    // closes, so the port never refuses connections.
-    socket.set_reuseport(true)?;
-    socket.bind(addr)?;
-    socket.listen(4096)
-}
-
-/// Counters of one listener, shown in `/metrics`.
-#[derive(Debug, Default)]
-pub(crate) struct ListenerCounters {
-    pub(crate) accepted: AtomicU64,
-    pub(crate) open: AtomicU64,
-    pub(crate) open_http1: AtomicU64,
-    pub(crate) open_h2: AtomicU64,
-    pub(crate) tls_handshake_errors: AtomicU64,
-    pub(crate) tls_reload_errors: AtomicU64,
-    pub(crate) proxy_protocol_errors: AtomicU64,
-    /// Connections closed because the client took no response data for `send_stall_timeout`.
-    pub(crate) send_stalls: AtomicU64,
-    pub(crate) forward_allowed: AtomicU64,
-    pub(crate) forward_denied: AtomicU64,
-}
-
-/// Per-listener behaviour the pipeline needs.
 #[derive(Debug)]
 pub(crate) struct ListenerOpts {
     /// Connections are TLS.
@@ -177,52 +139,4 @@ impl ListenerSettings {
             send_stall_timeout: limits.send_stall_timeout.get(),
         })
     }
-}
-
-/// Accepts until `stop` (this listener closes, by shutdown or reload); connections drain on
-/// `shutdown` only, so a reload that closes the listener leaves them to finish.
-pub(crate) async fn accept_loop(
-    listener: TcpListener,
-    settings: ListenerSettings,
-    shared: Arc<Shared>,
-    stop: CancellationToken,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-) {
-    let settings = Arc::new(settings);
-    let slots = Arc::new(Semaphore::new(settings.max_connections));
-    loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            () = stop.cancelled() => break,
-        };
-        // Past the request memory budget, new clients wait in the kernel backlog.
-        tokio::select! {
-            () = shared.budget.wait_for_room() => {}
-            () = stop.cancelled() => break,
-        }
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            () = stop.cancelled() => break,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                tracker.spawn(conn::accept(
-                    stream,
-                    peer,
-                    settings.clone(),
-                    shared.clone(),
-                    shutdown.clone(),
-                    permit,
-                ));
-            }
-            Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(listener = %settings.name, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
-    tracing::debug!(listener = %settings.name, "stopped accepting");
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::context::Admin;
 use crate::control::unix_now;
-use crate::Shared;
 
 /// The page's files: path → (content type, body).
 const ASSETS: [(&str, &str, &str); 3] = [
@@ -30,11 +30,6 @@ const ASSETS: [(&str, &str, &str); 3] = [
     ),
 ];
 
-/// The page allows nothing but its own origin: no external scripts, styles, fonts or fetches.
-pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
-     style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
-     form-action 'self'; frame-ancestors 'none'";
-
 /// One of the page's files. They hold no data, so they are served without the admin token;
 /// the data (`/dashboard.json`) needs it, and the page asks for it.
 pub(crate) fn asset(path: &str) -> Option<(&'static str, &'static str)> {
@@ -45,7 +40,7 @@ pub(crate) fn asset(path: &str) -> Option<(&'static str, &'static str)> {
 }
 
 /// Samples every route's totals once a second into the shared timeline until `stop`.
-pub(crate) async fn sample_loop(shared: Arc<Shared>, stop: CancellationToken) {
+pub(super) async fn sample_loop(admin: Arc<Admin>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = Instant::now();
@@ -57,15 +52,23 @@ pub(crate) async fn sample_loop(shared: Arc<Shared>, stop: CancellationToken) {
         let now = Instant::now();
         let elapsed = now.duration_since(last).as_secs_f64();
         last = now;
-        let mut timeline = shared.timeline.lock().unwrap_or_else(|p| p.into_inner());
-        timeline.sample(unix_now(), elapsed, &shared.metrics);
+        let mut timeline = admin
+            .control
+            .timeline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        timeline.sample(unix_now(), elapsed, &admin.shared.metrics);
     }
 }
 
 /// `GET /dashboard.json`.
-pub(crate) fn data(shared: &Shared, upstreams: serde_json::Value) -> serde_json::Value {
+pub(super) fn data(admin: &Admin, upstreams: serde_json::Value) -> serde_json::Value {
     let mut routes: Vec<(bool, serde_json::Value)> = {
-        let timeline = shared.timeline.lock().unwrap_or_else(|p| p.into_inner());
+        let timeline = admin
+            .control
+            .timeline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         timeline
             .series()
             .map(|(name, points)| {
@@ -82,8 +85,8 @@ pub(crate) fn data(shared: &Shared, upstreams: serde_json::Value) -> serde_json:
     let routes: Vec<serde_json::Value> = routes.into_iter().map(|(_, r)| r).collect();
     serde_json::json!({
         "now": unix_now(),
-        "status": crate::admin::status(shared),
-        "in_flight": shared.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+        "status": super::status::status(admin),
+        "in_flight": admin.shared.in_flight.load(std::sync::atomic::Ordering::Relaxed),
         "routes": routes,
         "upstreams": upstreams,
     })

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -17,197 +17,16 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::framing::{Feed, FramingGuard};
-use crate::listener::{ListenerCounters, ListenerOpts, ListenerSettings};
+use super::counters::ListenerCounters;
+use super::framing::{Feed, FramingGuard};
+use super::settings::ListenerSettings;
+use super::state::{ConnInfo, ConnState};
 use crate::pipeline;
-use crate::Shared;
+use crate::shared::Shared;
 
 /// The answer to a request whose framing is ambiguous: the same shape as every error Weir
 /// sends (the request id is unknown: no request was parsed).
 const REFUSED: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: 83\r\n\r\n{\"status\":400,\"error\":\"bad_request\",\"message\":\"malformed request\",\"request_id\":\"\"}\n";
-
-/// Abandoned requests on one connection (with more abandoned than twice the answered) before it
-/// is closed: far above what a browser cancelling navigations does, far below a rapid-reset
-/// flood.
-const ABANDONED_LIMIT: u32 = 100;
-
-/// What the pipeline knows about the connection a request came on.
-pub(crate) struct ConnInfo {
-    /// The client: the TCP peer, or the address a PROXY protocol header named.
-    pub(crate) peer: SocketAddr,
-    /// The address the client connected to.
-    pub(crate) local: SocketAddr,
-    pub(crate) listener: Arc<str>,
-    pub(crate) state: Arc<ConnState>,
-    pub(crate) opts: Arc<ListenerOpts>,
-    pub(crate) counters: Arc<ListenerCounters>,
-    /// The verified client certificate's subject (mTLS).
-    pub(crate) client_subject: Option<http::HeaderValue>,
-}
-
-/// Activity of one connection, shared by the IO wrapper, the pipeline and the watchdog.
-/// Times are milliseconds since `base`, plus one, so 0 means "unset".
-pub(crate) struct ConnState {
-    base: Instant,
-    in_flight: AtomicUsize,
-    idle_since: AtomicU64,
-    head_started: AtomicU64,
-    multiplexed: AtomicBool,
-    /// Requests the client abandoned before any response, and requests answered: a
-    /// connection that mostly abandons its requests (HTTP/2 rapid reset and its variants)
-    /// is told to go away.
-    abandoned: AtomicU32,
-    answered: AtomicU32,
-    abusive: tokio::sync::Notify,
-    /// Protocol seen on the first request (0 none yet, 1 HTTP/1.x, 2 HTTP/2), counted in the
-    /// listener's open connections by protocol until the connection ends.
-    protocol: std::sync::atomic::AtomicU8,
-    counters: Arc<ListenerCounters>,
-    /// The answer to the CONNECT or `Upgrade` request the framing guard paused after
-    /// (`TUNNEL_*`), and the reader waiting for it.
-    tunnel: std::sync::atomic::AtomicU8,
-    tunnel_waker: futures_util::task::AtomicWaker,
-    /// Response bodies with data (or their first frame) waiting for the client to take it,
-    /// and when the client last took any: a connection whose waiting bodies make no
-    /// progress for `send_stall_timeout` is closed.
-    awaiting_client: AtomicUsize,
-    last_sent: AtomicU64,
-}
-
-const TUNNEL_UNDECIDED: u8 = 0;
-const TUNNEL_OPENED: u8 = 1;
-const TUNNEL_REFUSED: u8 = 2;
-
-impl Drop for ConnState {
-    fn drop(&mut self) {
-        match self.protocol.load(Ordering::Relaxed) {
-            1 => self.counters.open_http1.fetch_sub(1, Ordering::Relaxed),
-            2 => self.counters.open_h2.fetch_sub(1, Ordering::Relaxed),
-            _ => 0,
-        };
-    }
-}
-
-impl ConnState {
-    fn new(counters: Arc<ListenerCounters>) -> Self {
-        Self {
-            protocol: std::sync::atomic::AtomicU8::new(0),
-            counters,
-            base: Instant::now(),
-            in_flight: AtomicUsize::new(0),
-            idle_since: AtomicU64::new(1),
-            // The first request head is due from the moment of accept.
-            head_started: AtomicU64::new(1),
-            multiplexed: AtomicBool::new(false),
-            abandoned: AtomicU32::new(0),
-            answered: AtomicU32::new(0),
-            abusive: tokio::sync::Notify::new(),
-            tunnel: std::sync::atomic::AtomicU8::new(TUNNEL_UNDECIDED),
-            awaiting_client: AtomicUsize::new(0),
-            last_sent: AtomicU64::new(1),
-            tunnel_waker: futures_util::task::AtomicWaker::new(),
-        }
-    }
-
-    /// A response body now waits for the client to take its next frame.
-    pub(crate) fn body_waiting(&self) {
-        if self.awaiting_client.fetch_add(1, Ordering::Relaxed) == 0 {
-            // The stall clock starts when something first waits.
-            self.last_sent.store(self.now_mark(), Ordering::Relaxed);
-        }
-    }
-
-    /// The client took a frame (hyper asked the body for the next one), or the body ended.
-    pub(crate) fn body_taken(&self, progress: bool) {
-        let others = self.awaiting_client.fetch_sub(1, Ordering::Relaxed) > 1;
-        // Progress matters only to bodies still waiting (one starting to wait sets the mark
-        // itself): a lone response, every HTTP/1.1 one, reads no clock here.
-        if progress && others {
-            self.last_sent.store(self.now_mark(), Ordering::Relaxed);
-        }
-    }
-
-    /// The pipeline answered a CONNECT or `Upgrade` request: `opened` when the connection
-    /// now carries a tunnel (101, or 2xx to CONNECT). Releases the bytes the framing guard
-    /// held back after it.
-    pub(crate) fn tunnel_decided(&self, opened: bool) {
-        let v = if opened {
-            TUNNEL_OPENED
-        } else {
-            TUNNEL_REFUSED
-        };
-        self.tunnel.store(v, Ordering::Release);
-        self.tunnel_waker.wake();
-    }
-
-    /// The answer, once given (taken: the next paused request waits for its own).
-    fn take_tunnel_decision(&self, cx: &Context<'_>) -> Option<bool> {
-        let take = || match self.tunnel.swap(TUNNEL_UNDECIDED, Ordering::Acquire) {
-            TUNNEL_OPENED => Some(true),
-            TUNNEL_REFUSED => Some(false),
-            _ => None,
-        };
-        take().or_else(|| {
-            self.tunnel_waker.register(cx.waker());
-            take()
-        })
-    }
-
-    fn now_mark(&self) -> u64 {
-        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
-    }
-
-    fn at(&self, mark: u64) -> Instant {
-        self.base + Duration::from_millis(mark.saturating_sub(1))
-    }
-
-    /// A request head was parsed: the connection is busy until its response ends.
-    pub(crate) fn request_started(&self, http2: bool) {
-        let proto = if http2 { 2 } else { 1 };
-        if self
-            .protocol
-            .compare_exchange(0, proto, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-        {
-            let open = if http2 {
-                &self.counters.open_h2
-            } else {
-                &self.counters.open_http1
-            };
-            open.fetch_add(1, Ordering::Relaxed);
-        }
-        if http2 {
-            self.multiplexed.store(true, Ordering::Relaxed);
-        }
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.head_started.store(0, Ordering::Relaxed);
-    }
-
-    /// A response finished (`answered`), or the client abandoned the request before one.
-    pub(crate) fn request_finished(&self, answered: bool) {
-        if answered {
-            self.answered.fetch_add(1, Ordering::Relaxed);
-        } else {
-            let abandoned = self.abandoned.fetch_add(1, Ordering::Relaxed) + 1;
-            if abandoned >= ABANDONED_LIMIT && abandoned > 2 * self.answered.load(Ordering::Relaxed)
-            {
-                self.abusive.notify_one();
-            }
-        }
-        if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.idle_since.store(self.now_mark(), Ordering::Relaxed);
-        }
-    }
-
-    fn bytes_read(&self) {
-        if self.in_flight.load(Ordering::Relaxed) == 0
-            && self.head_started.load(Ordering::Relaxed) == 0
-            && !self.multiplexed.load(Ordering::Relaxed)
-        {
-            self.head_started.store(self.now_mark(), Ordering::Relaxed);
-        }
-    }
-}
 
 /// What the watchdog decided.
 enum Verdict {
@@ -329,7 +148,7 @@ impl<S: AsyncRead + AsyncWrite> AsyncRead for WatchedIo<S> {
 }
 
 // Writes go straight through.
-crate::write_through!(WatchedIo);
+super::io::write_through!(WatchedIo);
 
 /// Counts a connection as open while alive.
 struct OpenConn(Arc<ListenerCounters>);
@@ -361,7 +180,7 @@ pub(crate) async fn accept(
     let _open = OpenConn::new(settings.counters.clone());
     let mut rest = Vec::new();
     if settings.proxy_protocol {
-        match crate::proxy_protocol::read_header(&mut stream, settings.header_read_timeout).await {
+        match super::proxy_protocol::read_header(&mut stream, settings.header_read_timeout).await {
             Ok(header) => {
                 tracing::trace!(%peer, reads = header.reads, "PROXY protocol header read");
                 if let Some(client) = header.client {
@@ -380,7 +199,7 @@ pub(crate) async fn accept(
         }
     }
     // What came after the PROXY header is the start of the TLS handshake or the first request.
-    let stream = crate::proxy_protocol::Prefixed::new(stream, rest);
+    let stream = super::proxy_protocol::Prefixed::new(stream, rest);
     let Some(tls) = settings.tls.clone() else {
         serve(stream, peer, None, false, settings, shared, stop, permit).await;
         return;
@@ -409,7 +228,7 @@ pub(crate) async fn accept(
         .1
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .and_then(|leaf| crate::tls::client_subject(leaf))
+        .and_then(|leaf| super::tls::client_subject(leaf))
         .and_then(|s| http::HeaderValue::from_str(&s).ok());
     serve(stream, peer, subject, h2, settings, shared, stop, permit).await;
 }
@@ -475,7 +294,7 @@ async fn serve<S>(
             }
         }
     };
-    let stream = crate::proxy_protocol::Prefixed::new(stream, first);
+    let stream = super::proxy_protocol::Prefixed::new(stream, first);
     let state = Arc::new(ConnState::new(settings.counters.clone()));
     let info = Arc::new(ConnInfo {
         peer,

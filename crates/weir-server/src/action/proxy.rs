@@ -11,11 +11,11 @@ use http::StatusCode;
 use hyper::upgrade::OnUpgrade;
 use weir_upstream::{CallInfo, CallOpts, Upstream};
 
-use crate::conn::ConnInfo;
+use super::tunnel;
+use crate::edge::state::ConnInfo;
 use crate::headers::{self, X_REQUEST_ID};
-use crate::pipeline::Outcome;
+use crate::pipeline::outcome::Outcome;
 use crate::runtime::Runtime;
-use crate::tunnel;
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn forward(

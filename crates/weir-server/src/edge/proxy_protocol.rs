@@ -194,7 +194,7 @@ impl<S: AsyncRead> AsyncRead for Prefixed<S> {
 }
 
 // Writes go straight through.
-crate::write_through!(Prefixed);
+super::io::write_through!(Prefixed);
 
 #[cfg(test)]
 mod tests {

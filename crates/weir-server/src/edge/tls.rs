@@ -18,7 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use weir_config::{ClientAuth, ListenerTls, TlsVersion};
 
-use crate::listener::ListenerCounters;
+use crate::edge::counters::ListenerCounters;
 
 /// Why a listener's TLS could not be set up.
 #[derive(Debug, thiserror::Error)]

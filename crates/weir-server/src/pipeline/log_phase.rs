@@ -12,8 +12,8 @@ use http_body::{Body, Frame, SizeHint};
 use weir_core::{BoxError, RequestCtx, ResponseBody};
 use weir_observe::RequestRecord;
 
-use crate::conn::ConnState;
-use crate::Shared;
+use crate::edge::state::ConnState;
+use crate::shared::Shared;
 
 /// Owns the request's context until the record is written.
 pub(crate) struct LogPhase {

@@ -4,39 +4,26 @@
 
 use std::sync::Arc;
 
-use http::header::{CONTENT_LENGTH, HOST, LOCATION, UPGRADE};
-use http::{HeaderValue, Method, Request, Response, Version};
+mod log_phase;
+pub(crate) mod outcome;
+mod request;
+
+use http::header::{CONTENT_LENGTH, UPGRADE};
+use http::{Method, Request, Response, Version};
 use hyper::body::Incoming;
-use weir_core::{request_id, ErrorKind, ProxyError, RequestBody, RequestCtx, ResponseBody, Side};
-use weir_route::{Action, RedirectSpec, RequestView, RespondSpec};
+use weir_core::{request_id, ErrorKind, ProxyError, RequestBody, RequestCtx, Side};
+use weir_route::{Action, RequestView};
 
-use crate::conn::ConnInfo;
+use crate::action::{forward, proxy, respond, static_files};
+use crate::cache::{self, refresh};
+use crate::edge::state::ConnInfo;
 use crate::headers::{self, X_REQUEST_ID};
-use crate::log_phase::{LogPhase, LoggedBody};
 use crate::runtime::Runtime;
-use crate::{proxy, static_files, Shared};
-
-/// What an action produced.
-pub(crate) struct Outcome {
-    pub(crate) response: Response<ResponseBody>,
-    /// For proxied responses with a total timeout: when streaming must end.
-    pub(crate) deadline: Option<tokio::time::Instant>,
-    /// For proxied responses: the upstream connection and slot, released after the body.
-    pub(crate) conn: Option<weir_upstream::UpstreamGuard>,
-    /// The route's compression, decided from the request's `Accept-Encoding`.
-    pub(crate) compress: Option<crate::compress::Plan>,
-}
-
-impl From<Response<ResponseBody>> for Outcome {
-    fn from(response: Response<ResponseBody>) -> Self {
-        Self {
-            response,
-            deadline: None,
-            conn: None,
-            compress: None,
-        }
-    }
-}
+use crate::shared::Shared;
+use log_phase::LogPhase;
+pub(crate) use log_phase::LoggedBody;
+use outcome::Outcome;
+use request::{check_framing, redirect_to_https, request_host};
 
 pub(crate) async fn handle(
     req: Request<Incoming>,
@@ -179,7 +166,7 @@ async fn process(
         }
     }
     if let Some(policy) = &conn.opts.forward {
-        let result = crate::forward::handle(req, ctx, policy, rt.limits.max_body).await;
+        let result = forward::handle(req, ctx, policy, rt.limits.max_body).await;
         let counter = match ctx.forward {
             Some("allowed") => Some(&conn.counters.forward_allowed),
             Some(_) => Some(&conn.counters.forward_denied),
@@ -267,18 +254,18 @@ async fn process(
                 .clone();
             let cache_plan = match opts.and_then(|o| o.cache.as_ref()) {
                 Some(cache) => match cache.begin(ctx, &mut parts).await {
-                    crate::cache::Begin::Serve(resp) => {
+                    cache::Begin::Serve(resp) => {
                         let mut outcome = Outcome::from(resp);
                         outcome.compress = compress;
                         return Ok(outcome);
                     }
-                    crate::cache::Begin::Forward(plan) => Some(plan),
-                    crate::cache::Begin::Refresh {
+                    cache::Begin::Forward(plan) => Some(plan),
+                    cache::Begin::Refresh {
                         response,
                         plan,
                         request,
                     } => {
-                        refresh_in_background(RefreshJob {
+                        refresh::refresh_in_background(refresh::RefreshJob {
                             plan,
                             parts: *request,
                             ctx,
@@ -320,8 +307,8 @@ async fn process(
                 None => result?,
             }
         }
-        Action::Respond(spec) => respond(spec).into(),
-        Action::Redirect(spec) => redirect(spec, &parts, ctx).map(Outcome::from)?,
+        Action::Respond(spec) => respond::respond(spec).into(),
+        Action::Redirect(spec) => respond::redirect(spec, &parts, ctx).map(Outcome::from)?,
         Action::Static(spec) => {
             let req = Request::from_parts(parts, ());
             static_files::serve(spec, &req).await.map(Outcome::from)?
@@ -329,173 +316,6 @@ async fn process(
     };
     outcome.compress = compress;
     Ok(outcome)
-}
-
-/// A `stale-while-revalidate` refresh: the request to send and what it needs from the one
-/// that triggered it.
-struct RefreshJob<'a> {
-    plan: Box<crate::cache::Plan>,
-    parts: http::request::Parts,
-    ctx: &'a RequestCtx,
-    rt: Arc<Runtime>,
-    conn: Arc<ConnInfo>,
-    upstream: Arc<weir_upstream::Upstream>,
-    host: Option<HeaderValue>,
-    rewrite: Option<&'a weir_route::Rewrite>,
-    compress: Option<crate::compress::Plan>,
-    compression: Arc<crate::compress::CompressionStats>,
-}
-
-/// Sends a refresh on its own task, through the same forward path as any request (pool,
-/// retries, breakers, timeouts), and reads its body to the end so the store is filled; the
-/// plan's fill guard wakes requests waiting for the key when it is done.
-fn refresh_in_background(job: RefreshJob<'_>) {
-    let RefreshJob {
-        plan,
-        mut parts,
-        ctx,
-        rt,
-        conn,
-        upstream,
-        host,
-        rewrite,
-        compress,
-        compression,
-    } = job;
-    let mut bg = RequestCtx::new(
-        request_id::generate(),
-        ctx.peer,
-        ctx.listener.clone(),
-        Method::GET,
-        parts.uri.clone(),
-        parts.version,
-    );
-    bg.client_ip = ctx.client_ip;
-    bg.host = ctx.host.clone();
-    bg.tls = ctx.tls;
-    bg.route = ctx.route.clone();
-    if let Some(uri) = rewrite.and_then(|rw| rw.uri(&parts.uri)) {
-        parts.uri = uri;
-    }
-    tokio::spawn(async move {
-        use http_body_util::BodyExt;
-        plan.count_refresh();
-        let body = RequestBody::buffered(bytes::Bytes::new(), bg.body.clone());
-        let result = proxy::forward(parts, body, &mut bg, &rt, &conn, &upstream, host, false).await;
-        if let Ok(out) = plan.finish(result, &mut bg, compress, &compression) {
-            // Reading the body to its end is what stores it; the upstream slot goes after.
-            let _ = out.response.into_body().collect().await;
-            drop(out.conn);
-        }
-    });
-}
-
-/// Refuses what the HTTP/1.1 framing guard (`framing.rs`, on the raw bytes) cannot see: more
-/// than one `Content-Length` on an HTTP/2 request, and `Upgrade: h2c` (a proxy that forwards
-/// it hands the client a raw HTTP/2 connection to the upstream, past every route and
-/// policy). `Content-Length` with `Transfer-Encoding` never gets here: the guard refuses it on
-/// HTTP/1.1, and HTTP/2 forbids `Transfer-Encoding`.
-fn check_framing(req: &Request<Incoming>) -> Result<(), ProxyError> {
-    let h = req.headers();
-    if h.get_all(CONTENT_LENGTH).iter().nth(1).is_some() {
-        return Err(ProxyError::new(ErrorKind::BadRequest));
-    }
-    let h2c = h
-        .get_all(UPGRADE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|p| p.trim().eq_ignore_ascii_case("h2c"));
-    if h2c {
-        return Err(ProxyError::new(ErrorKind::BadRequest));
-    }
-    Ok(())
-}
-
-/// The request's Host: the `Host` header, or the `:authority` of an h2 / absolute-form request.
-/// HTTP/1.1 requires exactly one Host header (RFC 9112 §3.2).
-fn request_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, ProxyError> {
-    let mut hosts = req.headers().get_all(HOST).iter();
-    let first = hosts.next();
-    if hosts.next().is_some() {
-        return Err(ProxyError::new(ErrorKind::BadRequest));
-    }
-    if let Some(h) = first {
-        return Ok(Some(h.clone()));
-    }
-    if let Some(a) = req.uri().authority() {
-        return Ok(HeaderValue::from_str(a.as_str()).ok());
-    }
-    if req.version() == Version::HTTP_11 {
-        return Err(ProxyError::new(ErrorKind::BadRequest));
-    }
-    Ok(None)
-}
-
-/// 308 to the same URL over https (308 keeps the method and body, unlike 301).
-fn redirect_to_https(
-    req: &Request<Incoming>,
-    ctx: &RequestCtx,
-    port: u16,
-) -> Result<Response<ResponseBody>, ProxyError> {
-    let host = ctx
-        .host
-        .as_deref()
-        .ok_or_else(|| ProxyError::new(ErrorKind::BadRequest))?;
-    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let location = if port == 443 {
-        format!("https://{host}{target}")
-    } else {
-        format!("https://{host}:{port}{target}")
-    };
-    let value =
-        HeaderValue::from_str(&location).map_err(|_| ProxyError::new(ErrorKind::BadRequest))?;
-    let mut resp = Response::new(ResponseBody::Empty);
-    *resp.status_mut() = http::StatusCode::PERMANENT_REDIRECT;
-    resp.headers_mut().insert(LOCATION, value);
-    resp.headers_mut()
-        .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
-    Ok(resp)
-}
-
-fn respond(spec: &RespondSpec) -> Response<ResponseBody> {
-    let mut resp = Response::new(ResponseBody::full(spec.body.clone()));
-    *resp.status_mut() = spec.status;
-    *resp.headers_mut() = spec.headers.clone();
-    resp
-}
-
-fn redirect(
-    spec: &RedirectSpec,
-    req: &http::request::Parts,
-    ctx: &RequestCtx,
-) -> Result<Response<ResponseBody>, ProxyError> {
-    let uri = &req.uri;
-    let request_uri = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let location = spec
-        .location
-        .replace("{host}", ctx.host.as_deref().unwrap_or(""))
-        .replace("{path}", uri.path())
-        .replace("{request_uri}", request_uri);
-    // A template that begins with a request part makes a path on this site: a request for
-    // `//evil.example` (or `/\evil.example`, which browsers read the same way) must not
-    // become a protocol-relative redirect off-site.
-    let location =
-        if spec.location.starts_with("{path}") || spec.location.starts_with("{request_uri}") {
-            format!("/{}", location.trim_start_matches(['/', '\\']))
-        } else {
-            location
-        };
-    let value =
-        HeaderValue::from_str(&location).map_err(|_| ProxyError::new(ErrorKind::BadRequest))?;
-    let mut resp = Response::new(ResponseBody::Empty);
-    *resp.status_mut() = spec.status;
-    resp.headers_mut().insert(LOCATION, value);
-    if req.method != Method::HEAD {
-        resp.headers_mut()
-            .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
-    }
-    Ok(resp)
 }
 
 #[cfg(test)]

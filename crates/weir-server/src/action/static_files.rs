@@ -22,8 +22,8 @@ use weir_config::Symlinks;
 use weir_core::{BoxError, ErrorKind, ProxyError, ResponseBody};
 use weir_route::StaticSpec;
 
+use crate::action::ranges::{self, secs, Part};
 use crate::compress::{ranked, Coding};
-use crate::ranges::{self, secs, Part};
 
 /// Precompressed siblings, by coding.
 const SIBLINGS: [(Coding, &str); 3] = [

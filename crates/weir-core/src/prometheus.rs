@@ -15,6 +15,18 @@ pub enum Kind {
     Counter,
 }
 
+/// A metric family read from `T`: name, kind, help and how to read one sample.
+pub type Family<T> = (&'static str, Kind, &'static str, fn(&T) -> f64);
+
+/// A gauge's value for a flag: 1 when set.
+pub fn flag(b: bool) -> f64 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}
+
 /// Builds one exposition.
 #[derive(Debug, Default)]
 pub struct Exposition {
@@ -62,7 +74,7 @@ impl Exposition {
         &mut self,
         name: &str,
         help: &str,
-        samples: impl IntoIterator<Item = (&'a [(&'a str, &'a str)], &'a weir_core::Histogram)>,
+        samples: impl IntoIterator<Item = (&'a [(&'a str, &'a str)], &'a crate::Histogram)>,
     ) {
         let _ = writeln!(self.out, "# HELP {name} {help}");
         let _ = writeln!(self.out, "# TYPE {name} histogram");
@@ -72,7 +84,7 @@ impl Exposition {
                 .iter()
                 .map(|(k, v)| format!("{k}=\"{}\",", escape(v)))
                 .collect();
-            for (bound, n) in weir_core::histogram::BUCKETS.iter().zip(buckets) {
+            for (bound, n) in crate::histogram::BUCKETS.iter().zip(buckets) {
                 let _ = writeln!(self.out, "{name}_bucket{{{base}le=\"{bound}\"}} {n}");
             }
             let _ = writeln!(self.out, "{name}_bucket{{{base}le=\"+Inf\"}} {count}");

@@ -21,9 +21,9 @@ use tokio::net::TcpStream;
 use weir_config::{DestinationPattern, ForwardProxy};
 use weir_core::{ErrorKind, ProxyError, RequestBody, RequestCtx, ResponseBody};
 
+use super::tunnel;
 use crate::headers;
-use crate::pipeline::Outcome;
-use crate::tunnel;
+use crate::pipeline::outcome::Outcome;
 
 /// A forward listener's compiled policy.
 #[derive(Debug)]

@@ -1,0 +1,19 @@
+//! The edge: everything between a client's socket and the pipeline. Listening sockets and the
+//! accept loop (`listener.rs`), serving one connection with its watchdog (`conn.rs`), TLS with
+//! SNI and certificate reload (`tls.rs`), the HTTP/1.1 framing guard on the raw bytes
+//! (`framing.rs`) and the PROXY protocol (`proxy_protocol.rs`).
+//!
+//! The types the rest of the server reads — a listener's settings and counters, a
+//! connection's [`ConnInfo`](state::ConnInfo) and [`ConnState`](state::ConnState) — are in
+//! leaf files (`settings.rs`, `counters.rs`, `state.rs`), so the pipeline can use them without
+//! importing the code that serves connections.
+
+pub(crate) mod conn;
+pub(crate) mod counters;
+mod framing;
+mod io;
+pub(crate) mod listener;
+mod proxy_protocol;
+pub(crate) mod settings;
+pub(crate) mod state;
+pub(crate) mod tls;

@@ -1,0 +1,197 @@
+//! What one connection shares with the requests on it: who the client is ([`ConnInfo`]) and
+//! the connection's activity ([`ConnState`]), read by the pipeline, the IO wrapper and the
+//! watchdog. A leaf: it imports nothing of the server but the listener's settings.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::Context;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::counters::ListenerCounters;
+use super::settings::ListenerOpts;
+
+/// Abandoned requests on one connection (with more abandoned than twice the answered) before it
+/// is closed: far above what a browser cancelling navigations does, far below a rapid-reset
+/// flood.
+const ABANDONED_LIMIT: u32 = 100;
+
+/// What the pipeline knows about the connection a request came on.
+pub(crate) struct ConnInfo {
+    /// The client: the TCP peer, or the address a PROXY protocol header named.
+    pub(crate) peer: SocketAddr,
+    /// The address the client connected to.
+    pub(crate) local: SocketAddr,
+    pub(crate) listener: Arc<str>,
+    pub(crate) state: Arc<ConnState>,
+    pub(crate) opts: Arc<ListenerOpts>,
+    pub(crate) counters: Arc<ListenerCounters>,
+    /// The verified client certificate's subject (mTLS).
+    pub(crate) client_subject: Option<http::HeaderValue>,
+}
+
+/// Activity of one connection, shared by the IO wrapper, the pipeline and the watchdog.
+/// Times are milliseconds since `base`, plus one, so 0 means "unset".
+pub(crate) struct ConnState {
+    base: Instant,
+    pub(super) in_flight: AtomicUsize,
+    pub(super) idle_since: AtomicU64,
+    pub(super) head_started: AtomicU64,
+    multiplexed: AtomicBool,
+    /// Requests the client abandoned before any response, and requests answered: a
+    /// connection that mostly abandons its requests (HTTP/2 rapid reset and its variants)
+    /// is told to go away.
+    abandoned: AtomicU32,
+    answered: AtomicU32,
+    pub(super) abusive: tokio::sync::Notify,
+    /// Protocol seen on the first request (0 none yet, 1 HTTP/1.x, 2 HTTP/2), counted in the
+    /// listener's open connections by protocol until the connection ends.
+    protocol: std::sync::atomic::AtomicU8,
+    counters: Arc<ListenerCounters>,
+    /// The answer to the CONNECT or `Upgrade` request the framing guard paused after
+    /// (`TUNNEL_*`), and the reader waiting for it.
+    tunnel: std::sync::atomic::AtomicU8,
+    tunnel_waker: futures_util::task::AtomicWaker,
+    /// Response bodies with data (or their first frame) waiting for the client to take it,
+    /// and when the client last took any: a connection whose waiting bodies make no
+    /// progress for `send_stall_timeout` is closed.
+    pub(super) awaiting_client: AtomicUsize,
+    pub(super) last_sent: AtomicU64,
+}
+
+const TUNNEL_UNDECIDED: u8 = 0;
+const TUNNEL_OPENED: u8 = 1;
+const TUNNEL_REFUSED: u8 = 2;
+
+impl Drop for ConnState {
+    fn drop(&mut self) {
+        match self.protocol.load(Ordering::Relaxed) {
+            1 => self.counters.open_http1.fetch_sub(1, Ordering::Relaxed),
+            2 => self.counters.open_h2.fetch_sub(1, Ordering::Relaxed),
+            _ => 0,
+        };
+    }
+}
+
+impl ConnState {
+    pub(super) fn new(counters: Arc<ListenerCounters>) -> Self {
+        Self {
+            protocol: std::sync::atomic::AtomicU8::new(0),
+            counters,
+            base: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(1),
+            // The first request head is due from the moment of accept.
+            head_started: AtomicU64::new(1),
+            multiplexed: AtomicBool::new(false),
+            abandoned: AtomicU32::new(0),
+            answered: AtomicU32::new(0),
+            abusive: tokio::sync::Notify::new(),
+            tunnel: std::sync::atomic::AtomicU8::new(TUNNEL_UNDECIDED),
+            awaiting_client: AtomicUsize::new(0),
+            last_sent: AtomicU64::new(1),
+            tunnel_waker: futures_util::task::AtomicWaker::new(),
+        }
+    }
+
+    /// A response body now waits for the client to take its next frame.
+    pub(crate) fn body_waiting(&self) {
+        if self.awaiting_client.fetch_add(1, Ordering::Relaxed) == 0 {
+            // The stall clock starts when something first waits.
+            self.last_sent.store(self.now_mark(), Ordering::Relaxed);
+        }
+    }
+
+    /// The client took a frame (hyper asked the body for the next one), or the body ended.
+    pub(crate) fn body_taken(&self, progress: bool) {
+        let others = self.awaiting_client.fetch_sub(1, Ordering::Relaxed) > 1;
+        // Progress matters only to bodies still waiting (one starting to wait sets the mark
+        // itself): a lone response, every HTTP/1.1 one, reads no clock here.
+        if progress && others {
+            self.last_sent.store(self.now_mark(), Ordering::Relaxed);
+        }
+    }
+
+    /// The pipeline answered a CONNECT or `Upgrade` request: `opened` when the connection
+    /// now carries a tunnel (101, or 2xx to CONNECT). Releases the bytes the framing guard
+    /// held back after it.
+    pub(crate) fn tunnel_decided(&self, opened: bool) {
+        let v = if opened {
+            TUNNEL_OPENED
+        } else {
+            TUNNEL_REFUSED
+        };
+        self.tunnel.store(v, Ordering::Release);
+        self.tunnel_waker.wake();
+    }
+
+    /// The answer, once given (taken: the next paused request waits for its own).
+    pub(super) fn take_tunnel_decision(&self, cx: &Context<'_>) -> Option<bool> {
+        let take = || match self.tunnel.swap(TUNNEL_UNDECIDED, Ordering::Acquire) {
+            TUNNEL_OPENED => Some(true),
+            TUNNEL_REFUSED => Some(false),
+            _ => None,
+        };
+        take().or_else(|| {
+            self.tunnel_waker.register(cx.waker());
+            take()
+        })
+    }
+
+    fn now_mark(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    pub(super) fn at(&self, mark: u64) -> Instant {
+        self.base + Duration::from_millis(mark.saturating_sub(1))
+    }
+
+    /// A request head was parsed: the connection is busy until its response ends.
+    pub(crate) fn request_started(&self, http2: bool) {
+        let proto = if http2 { 2 } else { 1 };
+        if self
+            .protocol
+            .compare_exchange(0, proto, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            let open = if http2 {
+                &self.counters.open_h2
+            } else {
+                &self.counters.open_http1
+            };
+            open.fetch_add(1, Ordering::Relaxed);
+        }
+        if http2 {
+            self.multiplexed.store(true, Ordering::Relaxed);
+        }
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.head_started.store(0, Ordering::Relaxed);
+    }
+
+    /// A response finished (`answered`), or the client abandoned the request before one.
+    pub(crate) fn request_finished(&self, answered: bool) {
+        if answered {
+            self.answered.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let abandoned = self.abandoned.fetch_add(1, Ordering::Relaxed) + 1;
+            if abandoned >= ABANDONED_LIMIT && abandoned > 2 * self.answered.load(Ordering::Relaxed)
+            {
+                self.abusive.notify_one();
+            }
+        }
+        if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.idle_since.store(self.now_mark(), Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn bytes_read(&self) {
+        if self.in_flight.load(Ordering::Relaxed) == 0
+            && self.head_started.load(Ordering::Relaxed) == 0
+            && !self.multiplexed.load(Ordering::Relaxed)
+        {
+            self.head_started.store(self.now_mark(), Ordering::Relaxed);
+        }
+    }
+}

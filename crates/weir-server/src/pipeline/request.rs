@@ -1,0 +1,75 @@
+//! Checks on the request head before routing: framing HTTP/2 and the upgrade guard leave to
+//! the pipeline, the one Host a request has, and the listener's redirect to https.
+
+use http::header::{CONTENT_LENGTH, HOST, LOCATION, UPGRADE};
+use http::{HeaderValue, Request, Response, Version};
+use hyper::body::Incoming;
+use weir_core::{ErrorKind, ProxyError, RequestCtx, ResponseBody};
+
+/// Refuses what the HTTP/1.1 framing guard (`framing.rs`, on the raw bytes) cannot see: more
+/// than one `Content-Length` on an HTTP/2 request, and `Upgrade: h2c` (a proxy that forwards
+/// it hands the client a raw HTTP/2 connection to the upstream, past every route and
+/// policy). `Content-Length` with `Transfer-Encoding` never gets here: the guard refuses it on
+/// HTTP/1.1, and HTTP/2 forbids `Transfer-Encoding`.
+pub(super) fn check_framing(req: &Request<Incoming>) -> Result<(), ProxyError> {
+    let h = req.headers();
+    if h.get_all(CONTENT_LENGTH).iter().nth(1).is_some() {
+        return Err(ProxyError::new(ErrorKind::BadRequest));
+    }
+    let h2c = h
+        .get_all(UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("h2c"));
+    if h2c {
+        return Err(ProxyError::new(ErrorKind::BadRequest));
+    }
+    Ok(())
+}
+
+/// The request's Host: the `Host` header, or the `:authority` of an h2 / absolute-form request.
+/// HTTP/1.1 requires exactly one Host header (RFC 9112 §3.2).
+pub(super) fn request_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, ProxyError> {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ProxyError::new(ErrorKind::BadRequest));
+    }
+    if let Some(h) = first {
+        return Ok(Some(h.clone()));
+    }
+    if let Some(a) = req.uri().authority() {
+        return Ok(HeaderValue::from_str(a.as_str()).ok());
+    }
+    if req.version() == Version::HTTP_11 {
+        return Err(ProxyError::new(ErrorKind::BadRequest));
+    }
+    Ok(None)
+}
+
+/// 308 to the same URL over https (308 keeps the method and body, unlike 301).
+pub(super) fn redirect_to_https(
+    req: &Request<Incoming>,
+    ctx: &RequestCtx,
+    port: u16,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let host = ctx
+        .host
+        .as_deref()
+        .ok_or_else(|| ProxyError::new(ErrorKind::BadRequest))?;
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let location = if port == 443 {
+        format!("https://{host}{target}")
+    } else {
+        format!("https://{host}:{port}{target}")
+    };
+    let value =
+        HeaderValue::from_str(&location).map_err(|_| ProxyError::new(ErrorKind::BadRequest))?;
+    let mut resp = Response::new(ResponseBody::Empty);
+    *resp.status_mut() = http::StatusCode::PERMANENT_REDIRECT;
+    resp.headers_mut().insert(LOCATION, value);
+    resp.headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    Ok(resp)
+}
