@@ -23,7 +23,7 @@ pub mod secret;
 pub mod template;
 pub mod units;
 mod validate;
-pub mod validate_policy;
+pub use validate::policies as validate_policy;
 
 use std::path::Path;
 

@@ -6,7 +6,8 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use crate::units::{ByteSize, Duration};
+use super::{CircuitBreaker, Health, Retry, RetryOn, StatusRange};
+use crate::units::Duration;
 
 /// A named pool of endpoints that `proxy` routes send requests to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -296,169 +297,6 @@ pub struct Sticky {
     pub max_age: Duration,
 }
 
-/// Active and passive health checking.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Health {
-    /// Periodic probes; absent means endpoints are not probed.
-    #[serde(default)]
-    pub active: Option<ActiveHealth>,
-    /// Outlier detection from live traffic.
-    #[serde(default)]
-    pub passive: PassiveHealth,
-}
-
-/// Periodic health probes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ActiveHealth {
-    /// `"http"` (the default) or `"tcp"` (connect only).
-    #[serde(default, rename = "type")]
-    pub kind: CheckKind,
-    /// HTTP method of the probe.
-    #[serde(default = "defaults::check_method")]
-    pub method: String,
-    /// Path (and query) probed.
-    #[serde(default = "defaults::check_path")]
-    pub path: String,
-    /// `Host` header of the probe; default the endpoint's address.
-    #[serde(default)]
-    pub host: Option<String>,
-    /// Statuses that count as healthy: numbers or ranges like `"200-399"`.
-    #[serde(default = "defaults::expect_status")]
-    pub expect_status: Vec<StatusRange>,
-    /// When set, the response body (its first 64 KiB) must contain this text.
-    #[serde(default)]
-    pub body_contains: Option<String>,
-    /// Time between probes of one endpoint.
-    #[serde(default = "defaults::check_interval")]
-    pub interval: Duration,
-    /// Each wait is lengthened by a random amount up to this, so probes do not align.
-    #[serde(default = "defaults::check_jitter")]
-    pub jitter: Duration,
-    /// A probe that takes longer fails.
-    #[serde(default = "defaults::check_timeout")]
-    pub timeout: Duration,
-    /// Consecutive passing probes that bring an unhealthy endpoint back.
-    #[serde(default = "defaults::healthy_threshold")]
-    pub healthy_threshold: u32,
-    /// Consecutive failing probes that take an endpoint out.
-    #[serde(default = "defaults::unhealthy_threshold")]
-    pub unhealthy_threshold: u32,
-}
-
-/// Kind of active probe.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckKind {
-    /// An HTTP/1.1 request.
-    #[default]
-    Http,
-    /// A TCP connect.
-    Tcp,
-}
-
-/// An inclusive range of status codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StatusRange {
-    /// Lowest status.
-    pub from: u16,
-    /// Highest status.
-    pub to: u16,
-}
-
-impl StatusRange {
-    /// Whether `status` is in the range.
-    pub fn contains(&self, status: u16) -> bool {
-        (self.from..=self.to).contains(&status)
-    }
-}
-
-impl std::str::FromStr for StatusRange {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("invalid status range `{s}`: expected 200 or \"200-399\"");
-        let status = |t: &str| {
-            t.trim()
-                .parse::<u16>()
-                .ok()
-                .filter(|n| (100..=599).contains(n))
-                .ok_or_else(bad)
-        };
-        let (from, to) = match s.split_once('-') {
-            Some((a, b)) => (status(a)?, status(b)?),
-            None => (status(s)?, status(s)?),
-        };
-        if from > to {
-            return Err(bad());
-        }
-        Ok(Self { from, to })
-    }
-}
-
-impl<'de> Deserialize<'de> for StatusRange {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(crate::units::FromStrVisitor::<StatusRange>::new(
-            "a status like 200 or a range like \"200-399\"",
-        ))
-    }
-}
-
-/// Outlier detection: endpoints failing live traffic are ejected for a while.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PassiveHealth {
-    /// Consecutive 5xx responses that eject an endpoint; `0` disables.
-    #[serde(default)]
-    pub consecutive_5xx: u32,
-    /// Consecutive connect failures, timeouts or resets that eject an endpoint; `0` disables.
-    #[serde(default = "defaults::consecutive_failures")]
-    pub consecutive_failures: u32,
-    /// First ejection's length; each further ejection of the same endpoint is one base longer.
-    #[serde(default = "defaults::base_ejection_time")]
-    pub base_ejection_time: Duration,
-    /// Longest ejection.
-    #[serde(default = "defaults::max_ejection_time")]
-    pub max_ejection_time: Duration,
-    /// At most this percentage of endpoints are ejected at once (at least one may always be).
-    #[serde(default = "defaults::max_ejection_percent")]
-    pub max_ejection_percent: u8,
-}
-
-impl Default for PassiveHealth {
-    fn default() -> Self {
-        Self {
-            consecutive_5xx: 0,
-            consecutive_failures: defaults::consecutive_failures(),
-            base_ejection_time: defaults::base_ejection_time(),
-            max_ejection_time: defaults::max_ejection_time(),
-            max_ejection_percent: defaults::max_ejection_percent(),
-        }
-    }
-}
-
-/// Circuit breaker over an upstream's failure rate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CircuitBreaker {
-    /// Percentage of failed requests in `window` that opens the breaker.
-    #[serde(default = "defaults::failure_rate")]
-    pub failure_rate: u8,
-    /// The rolling window the rate is measured over.
-    #[serde(default = "defaults::breaker_window")]
-    pub window: Duration,
-    /// Fewer requests than this in the window never open the breaker.
-    #[serde(default = "defaults::min_requests")]
-    pub min_requests: u32,
-    /// How long the breaker stays open before letting probes through.
-    #[serde(default = "defaults::open_for")]
-    pub open_for: Duration,
-    /// Probe requests let through when half-open; all must succeed to close.
-    #[serde(default = "defaults::half_open_requests")]
-    pub half_open_requests: u32,
-}
-
 /// The wait queue in front of `max_in_flight`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -476,136 +314,6 @@ impl Default for Queue {
         Self {
             size: 0,
             timeout: defaults::queue_timeout(),
-        }
-    }
-}
-
-/// When and how failed requests are tried again.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Retry {
-    /// Retries after the first try; `0` disables.
-    #[serde(default = "defaults::retry_attempts")]
-    pub attempts: u32,
-    /// What is retried: `"connect"` (connect failure or timeout), `"reset"` (connection lost
-    /// before a response), `"timeout"` (per-try timeout) and response statuses (`503`).
-    #[serde(default = "defaults::retry_on")]
-    pub on: Vec<RetryOn>,
-    /// Time limit of each try, up to the response head; `"0"` (the default) uses
-    /// `timeouts.response_header`.
-    #[serde(default)]
-    pub per_try_timeout: Duration,
-    /// Backoff between tries: full jitter over an exponentially growing window.
-    #[serde(default)]
-    pub backoff: Backoff,
-    /// Retries are bounded by a budget so they cannot multiply an outage.
-    #[serde(default)]
-    pub budget: RetryBudget,
-    /// Request bodies up to this size are buffered so they can be replayed; larger bodies
-    /// stream and are retried only on connect failures (never sent).
-    #[serde(default = "defaults::retry_max_body")]
-    pub max_body: ByteSize,
-    /// A 503's `Retry-After` up to this long is waited before the retry; longer ones end the
-    /// retries and the 503 is passed on.
-    #[serde(default = "defaults::max_retry_after")]
-    pub max_retry_after: Duration,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        Self {
-            attempts: defaults::retry_attempts(),
-            on: defaults::retry_on(),
-            per_try_timeout: Duration::default(),
-            backoff: Backoff::default(),
-            budget: RetryBudget::default(),
-            max_body: defaults::retry_max_body(),
-            max_retry_after: defaults::max_retry_after(),
-        }
-    }
-}
-
-/// A retry condition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetryOn {
-    /// Connect failed or timed out (nothing was sent: always safe).
-    Connect,
-    /// The connection closed or reset before the response head.
-    Reset,
-    /// The per-try timeout passed before the response head.
-    Timeout,
-    /// The upstream answered with this status.
-    Status(u16),
-}
-
-impl std::str::FromStr for RetryOn {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "connect" => Ok(Self::Connect),
-            "reset" => Ok(Self::Reset),
-            "timeout" => Ok(Self::Timeout),
-            _ => match s.parse::<u16>() {
-                Ok(n) if (400..=599).contains(&n) => Ok(Self::Status(n)),
-                _ => Err(format!(
-                    "invalid retry condition `{s}`: expected \"connect\", \"reset\", \"timeout\" or a status 400-599"
-                )),
-            },
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for RetryOn {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(crate::units::FromStrVisitor::<RetryOn>::new(
-            "\"connect\", \"reset\", \"timeout\" or a status like 503",
-        ))
-    }
-}
-
-/// Exponential backoff with full jitter.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Backoff {
-    /// Window of the first retry's wait; it doubles with each retry.
-    #[serde(default = "defaults::backoff_base")]
-    pub base: Duration,
-    /// Largest window.
-    #[serde(default = "defaults::backoff_max")]
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            base: defaults::backoff_base(),
-            max: defaults::backoff_max(),
-        }
-    }
-}
-
-/// Retries allowed: `percent` of the requests in `window`, plus `min_per_second`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetryBudget {
-    /// Retries as a percentage of requests.
-    #[serde(default = "defaults::budget_percent")]
-    pub percent: u32,
-    /// Retries always allowed per second, so a quiet upstream can still retry.
-    #[serde(default = "defaults::budget_min_per_second")]
-    pub min_per_second: u32,
-    /// The rolling window requests and retries are counted over.
-    #[serde(default = "defaults::budget_window")]
-    pub window: Duration,
-}
-
-impl Default for RetryBudget {
-    fn default() -> Self {
-        Self {
-            percent: defaults::budget_percent(),
-            min_per_second: defaults::budget_min_per_second(),
-            window: defaults::budget_window(),
         }
     }
 }
@@ -643,113 +351,113 @@ impl Default for UpstreamTimeouts {
     }
 }
 
-mod defaults {
-    use super::{RetryOn, StatusRange};
+pub(super) mod defaults {
+    use crate::schema::{RetryOn, StatusRange};
     use crate::units::{ByteSize, Duration};
 
-    pub fn weight() -> u32 {
+    pub(in crate::schema) fn weight() -> u32 {
         1
     }
-    pub fn panic_threshold() -> u8 {
+    pub(in crate::schema) fn panic_threshold() -> u8 {
         50
     }
-    pub fn sticky_cookie() -> String {
+    pub(in crate::schema) fn sticky_cookie() -> String {
         "weir_sticky".to_owned()
     }
-    pub fn check_method() -> String {
+    pub(in crate::schema) fn check_method() -> String {
         "GET".to_owned()
     }
-    pub fn check_path() -> String {
+    pub(in crate::schema) fn check_path() -> String {
         "/".to_owned()
     }
-    pub fn expect_status() -> Vec<StatusRange> {
+    pub(in crate::schema) fn expect_status() -> Vec<StatusRange> {
         vec![StatusRange { from: 200, to: 399 }]
     }
-    pub fn check_interval() -> Duration {
+    pub(in crate::schema) fn check_interval() -> Duration {
         Duration::from_secs(5)
     }
-    pub fn check_jitter() -> Duration {
+    pub(in crate::schema) fn check_jitter() -> Duration {
         Duration::from_millis(500)
     }
-    pub fn check_timeout() -> Duration {
+    pub(in crate::schema) fn check_timeout() -> Duration {
         Duration::from_secs(2)
     }
-    pub fn healthy_threshold() -> u32 {
+    pub(in crate::schema) fn healthy_threshold() -> u32 {
         2
     }
-    pub fn unhealthy_threshold() -> u32 {
+    pub(in crate::schema) fn unhealthy_threshold() -> u32 {
         3
     }
-    pub fn consecutive_failures() -> u32 {
+    pub(in crate::schema) fn consecutive_failures() -> u32 {
         5
     }
-    pub fn base_ejection_time() -> Duration {
+    pub(in crate::schema) fn base_ejection_time() -> Duration {
         Duration::from_secs(10)
     }
-    pub fn max_ejection_time() -> Duration {
+    pub(in crate::schema) fn max_ejection_time() -> Duration {
         Duration::from_secs(300)
     }
-    pub fn max_ejection_percent() -> u8 {
+    pub(in crate::schema) fn max_ejection_percent() -> u8 {
         50
     }
-    pub fn failure_rate() -> u8 {
+    pub(in crate::schema) fn failure_rate() -> u8 {
         50
     }
-    pub fn breaker_window() -> Duration {
+    pub(in crate::schema) fn breaker_window() -> Duration {
         Duration::from_secs(10)
     }
-    pub fn min_requests() -> u32 {
+    pub(in crate::schema) fn min_requests() -> u32 {
         20
     }
-    pub fn open_for() -> Duration {
+    pub(in crate::schema) fn open_for() -> Duration {
         Duration::from_secs(30)
     }
-    pub fn half_open_requests() -> u32 {
+    pub(in crate::schema) fn half_open_requests() -> u32 {
         5
     }
-    pub fn queue_timeout() -> Duration {
+    pub(in crate::schema) fn queue_timeout() -> Duration {
         Duration::from_secs(1)
     }
-    pub fn retry_attempts() -> u32 {
+    pub(in crate::schema) fn retry_attempts() -> u32 {
         2
     }
-    pub fn retry_on() -> Vec<RetryOn> {
+    pub(in crate::schema) fn retry_on() -> Vec<RetryOn> {
         vec![RetryOn::Connect, RetryOn::Reset]
     }
-    pub fn retry_max_body() -> ByteSize {
+    pub(in crate::schema) fn retry_max_body() -> ByteSize {
         ByteSize::kib(64)
     }
-    pub fn max_retry_after() -> Duration {
+    pub(in crate::schema) fn max_retry_after() -> Duration {
         Duration::from_secs(1)
     }
-    pub fn backoff_base() -> Duration {
+    pub(in crate::schema) fn backoff_base() -> Duration {
         Duration::from_millis(25)
     }
-    pub fn backoff_max() -> Duration {
+    pub(in crate::schema) fn backoff_max() -> Duration {
         Duration::from_millis(250)
     }
-    pub fn budget_percent() -> u32 {
+    pub(in crate::schema) fn budget_percent() -> u32 {
         20
     }
-    pub fn budget_min_per_second() -> u32 {
+    pub(in crate::schema) fn budget_min_per_second() -> u32 {
         10
     }
-    pub fn budget_window() -> Duration {
+    pub(in crate::schema) fn budget_window() -> Duration {
         Duration::from_secs(10)
     }
-    pub fn max_idle_per_endpoint() -> usize {
+    pub(in crate::schema) fn max_idle_per_endpoint() -> usize {
         256
     }
-    pub fn connect_timeout() -> Duration {
+    pub(in crate::schema) fn connect_timeout() -> Duration {
         Duration::from_secs(5)
     }
-    pub fn response_header_timeout() -> Duration {
+    pub(in crate::schema) fn response_header_timeout() -> Duration {
         Duration::from_secs(60)
     }
-    pub fn upstream_idle_timeout() -> Duration {
+    pub(in crate::schema) fn upstream_idle_timeout() -> Duration {
         Duration::from_secs(90)
     }
-    pub fn tunnel_idle_timeout() -> Duration {
+    pub(in crate::schema) fn tunnel_idle_timeout() -> Duration {
         Duration::from_secs(3600)
     }
 }

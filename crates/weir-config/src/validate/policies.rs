@@ -17,7 +17,7 @@ pub const JWT_ALGORITHMS: [&str; 13] = [
 const KINDS_HELP: &str = "one of: ip, rate_limit, concurrency, jwt, api_key, basic_auth, ext_auth, idempotency, cors, headers";
 
 pub(crate) fn check_policies<'a>(config: &'a Config, out: &mut Vec<Diagnostic>) -> Vec<&'a str> {
-    let names = crate::validate::unique(
+    let names = super::checks::unique(
         "policies",
         config.policies.iter().map(|p| p.name.as_str()),
         out,
@@ -413,7 +413,7 @@ fn check_edit(e: &HeaderEdit, at: &KeyPath, out: &mut Vec<Diagnostic>) {
 }
 
 fn check_consumers(config: &Config, out: &mut Vec<Diagnostic>) {
-    crate::validate::unique(
+    super::checks::unique(
         "consumers",
         config.consumers.iter().map(|c| c.name.as_str()),
         out,
@@ -472,7 +472,7 @@ fn check_fetch_tls(
             .help("use an https:// URL, or remove the TLS settings"),
         );
     }
-    crate::validate::check_tls_files(tls, at, out);
+    super::listeners::check_tls_files(tls, at, out);
 }
 
 pub(crate) fn check_headers(names: &[String], at: &KeyPath, out: &mut Vec<Diagnostic>) {

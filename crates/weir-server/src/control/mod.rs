@@ -13,7 +13,12 @@ use std::sync::{Arc, Weak};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use weir_core::prometheus::{Exposition, Kind};
+
+mod report;
+
+pub(crate) use report::ReloadStats;
+pub use report::ReloadSummary;
+use report::StartOnly;
 
 use crate::edge::counters::ListenerCounters;
 use crate::edge::listener;
@@ -57,59 +62,6 @@ struct AdminRunning {
     stop: CancellationToken,
 }
 
-/// Reload outcomes, for metrics and the admin API.
-#[derive(Debug, Default)]
-pub(crate) struct ReloadStats {
-    pub(crate) ok: AtomicU64,
-    pub(crate) failed: AtomicU64,
-    pub(crate) last_ok: AtomicBool,
-    /// Unix seconds of the last attempt; 0 = none yet.
-    pub(crate) last_at: AtomicU64,
-    pub(crate) last_error: std::sync::Mutex<Option<String>>,
-}
-
-impl ReloadStats {
-    /// Reload counts and the last reload's result.
-    pub(crate) fn render(&self, e: &mut Exposition) {
-        let stats = self;
-        let none: &[(&str, &str)] = &[];
-        e.family(
-            "weir_config_reloads_total",
-            Kind::Counter,
-            "Config reloads applied.",
-            [
-                (
-                    &[("result", "ok")][..],
-                    stats.ok.load(Ordering::Relaxed) as f64,
-                ),
-                (
-                    &[("result", "error")][..],
-                    stats.failed.load(Ordering::Relaxed) as f64,
-                ),
-            ],
-        );
-        e.family(
-        "weir_config_last_reload_success",
-        Kind::Gauge,
-        "1 when the last reload was applied, 0 when it was refused (the previous config serves).",
-        [(
-            none,
-            if stats.last_ok.load(Ordering::Relaxed) {
-                1.0
-            } else {
-                0.0
-            },
-        )],
-    );
-        e.family(
-            "weir_config_last_reload_timestamp_seconds",
-            Kind::Gauge,
-            "Unix time of the last reload attempt (0: none yet).",
-            [(none, stats.last_at.load(Ordering::Relaxed) as f64)],
-        );
-    }
-}
-
 /// Owns the listeners and applies new configs.
 pub(crate) struct Control {
     /// This control itself, handed to the admin API it starts.
@@ -137,69 +89,6 @@ pub(crate) struct Control {
     addrs: arc_swap::ArcSwap<Vec<(String, SocketAddr)>>,
     /// Restart-only keys whose running value differs from the config file's.
     pub(crate) pending_restart: std::sync::Mutex<Vec<&'static str>>,
-}
-
-/// The settings read once when the process starts: the worker threads, the access-log
-/// writer, the admin listener's connection cap.
-#[derive(Debug, Clone, PartialEq)]
-struct StartOnly {
-    workers: Option<usize>,
-    access_log_enabled: bool,
-    access_log_path: Option<PathBuf>,
-    admin_max_connections: Option<usize>,
-}
-
-impl StartOnly {
-    fn of(config: &weir_config::Config) -> Self {
-        Self {
-            workers: config.workers,
-            access_log_enabled: config.access_log.enabled,
-            access_log_path: config.access_log.path.clone(),
-            admin_max_connections: config.admin.as_ref().map(|a| a.max_connections),
-        }
-    }
-
-    /// The keys of `other` that differ from these, by name.
-    fn differences(&self, other: &Self) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        if self.workers != other.workers {
-            out.push("workers");
-        }
-        if self.access_log_enabled != other.access_log_enabled {
-            out.push("access_log.enabled");
-        }
-        if self.access_log_path != other.access_log_path {
-            out.push("access_log.path");
-        }
-        // The admin listener reads its cap when it starts; a new address restarts it.
-        if self.admin_max_connections != other.admin_max_connections
-            && other.admin_max_connections.is_some()
-        {
-            out.push("admin.max_connections");
-        }
-        out
-    }
-}
-
-/// What a successful reload changed.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ReloadSummary {
-    /// Listeners opened.
-    pub listeners_added: Vec<String>,
-    /// Listeners closed (their open connections finish on their own).
-    pub listeners_removed: Vec<String>,
-    /// Listeners re-opened with new settings.
-    pub listeners_changed: Vec<String>,
-    /// Upstreams carried over with their state.
-    pub upstreams_kept: usize,
-    /// Upstreams built anew.
-    pub upstreams_new: usize,
-    /// The admin listener moved to a new address (or was opened or closed).
-    pub admin_changed: bool,
-    /// Keys the new config changes that apply only when Weir restarts (`workers`,
-    /// `access_log.enabled`, `access_log.path`, `admin.max_connections`): kept at their
-    /// running values meanwhile.
-    pub needs_restart: Vec<&'static str>,
 }
 
 impl Control {
