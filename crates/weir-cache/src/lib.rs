@@ -7,8 +7,9 @@
 //! unsafe methods ([`invalidate`]), cache keys and `Vary` variants ([`key`]), and the
 //! `Cache-Status` field ([`status`]). Those rule modules do no I/O, so every rule is tested on
 //! its own, with property tests for the parsers. The crate also holds the stores that build on
-//! them: the memory tier ([`store`]) and the disk tier ([`disk`], which reads and writes files;
-//! its callers run it on blocking threads).
+//! them: what they hold ([`variant`]), the memory tier ([`store`]), the disk tier ([`disk`],
+//! which reads and writes files; its callers run it on blocking threads) and both as one
+//! store with promotion and reload carry-over ([`tiers`]).
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};
@@ -32,7 +33,9 @@ pub mod reuse;
 pub mod status;
 pub mod storable;
 pub mod store;
+pub mod tiers;
 pub mod update;
+pub mod variant;
 
 /// Test support: a header map from name/value pairs.
 #[cfg(test)]

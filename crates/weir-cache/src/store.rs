@@ -5,45 +5,11 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderName, StatusCode};
+use http::{HeaderMap, HeaderName};
 
-use crate::directives::ResponseDirectives;
-use crate::freshness::Freshness;
 use crate::key;
-
-/// One stored response.
-#[derive(Debug, Clone)]
-pub struct Variant {
-    /// The request's normalised values of the `Vary`d fields.
-    pub secondary: Vec<(HeaderName, String)>,
-    /// Status.
-    pub status: StatusCode,
-    /// Header fields as received (hop-by-hop removed).
-    pub headers: HeaderMap,
-    /// The whole body.
-    pub body: Bytes,
-    /// Freshness facts.
-    pub freshness: Freshness,
-    /// Its caching directives.
-    pub directives: ResponseDirectives,
-    /// The body's length (`body.len()` in memory; on disk `body` is empty and the bytes are
-    /// in the file).
-    pub body_len: u64,
-    /// Where the body is when it is on disk only (then `body` is empty).
-    pub file: Option<crate::disk::FileBody>,
-}
-
-impl Variant {
-    fn weight(&self) -> usize {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 32)
-            .sum();
-        self.body.len() + headers + 256
-    }
-}
+use crate::variant::stale_copy;
+pub use crate::variant::{Lookup, Purge, Variant};
 
 /// The variants stored for one primary key.
 #[derive(Debug)]
@@ -54,19 +20,6 @@ struct Entry {
     variants: Vec<Arc<Variant>>,
     /// Purge tags of its variants (`Surrogate-Key` / `Cache-Tag` values).
     tags: Vec<String>,
-}
-
-/// What a purge removes (or, soft, marks stale).
-#[derive(Debug, Clone, Copy)]
-pub enum Purge<'a> {
-    /// Every variant of one URI (`host` + path and query).
-    Uri(&'a str),
-    /// Every URI starting with this (`host` + path prefix).
-    Prefix(&'a str),
-    /// Every object carrying this tag.
-    Tag(&'a str),
-    /// Everything.
-    All,
 }
 
 /// A name (tag, URI) → the primary keys stored under it.
@@ -121,24 +74,6 @@ impl KeyIndex {
             .get(name)
             .map_or(0, std::collections::HashSet::len)
     }
-}
-
-/// A copy of `v` that is stale from `at` on (its lifetime ends at its age then).
-fn stale_copy(v: &Variant, at: std::time::SystemTime) -> Variant {
-    let mut copy = v.clone();
-    copy.freshness.lifetime = copy.freshness.lifetime.min(copy.freshness.age(at));
-    copy
-}
-
-/// What a lookup found.
-#[derive(Debug)]
-pub enum Lookup {
-    /// Nothing stored for the URI.
-    UriMiss,
-    /// Stored, but no variant for this request's `Vary`d fields.
-    VaryMiss,
-    /// A variant.
-    Found(Arc<Variant>),
 }
 
 /// The memory tier.

@@ -11,13 +11,13 @@ use std::time::SystemTime;
 
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response};
-use weir_cache::disk::DiskStore;
 use weir_cache::freshness::Freshness;
 use weir_cache::key::{KeyRules, QueryRule};
 use weir_cache::reuse::StalePolicy;
 use weir_cache::status::{CacheStatus, Forward};
 use weir_cache::storable::StoreRules;
-use weir_cache::store::{MemoryStore, Variant};
+use weir_cache::store::Variant;
+use weir_cache::tiers::{DiskTier, Tiers};
 use weir_core::ResponseBody;
 
 mod coalesce;
@@ -39,13 +39,8 @@ static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 #[derive(Debug)]
 pub(crate) struct CacheHandle {
     pub(crate) name: Arc<str>,
-    /// Shared with the handle this one replaced at a reload when `max_memory` is unchanged.
-    store: Arc<MemoryStore>,
-    max_memory: u64,
-    /// The disk tier, when configured.
-    disk: Option<Arc<DiskStore>>,
-    /// Objects at least this large live on disk only (with a disk tier).
-    large_object: usize,
+    /// Memory and disk, carried over a reload (see [`Tiers::open`]).
+    tiers: Tiers,
     set_cookie: weir_config::SetCookie,
     store_post: bool,
     rules: KeyRules,
@@ -101,9 +96,8 @@ pub(crate) struct Plan {
 impl CacheHandle {
     /// Compiles `cfg`. At a reload, `previous` are the running caches: what they store
     /// carries over rather than starting cold. The handle of the same name lends its
-    /// counters, its fills in flight (so waiters keep coalescing across the swap) and its
-    /// memory tier when `max_memory` is unchanged; a disk tier in the same directory is
-    /// always kept (one index per directory), with the new byte cap.
+    /// counters and its fills in flight (so waiters keep coalescing across the swap); the
+    /// tiers carry over as [`Tiers::open`] says.
     pub(crate) fn compile(
         cfg: &weir_config::Cache,
         previous: &[Arc<CacheHandle>],
@@ -121,46 +115,24 @@ impl CacheHandle {
                 .collect::<Vec<_>>()
         };
         let targeted = names(&cfg.targeted_fields);
-        let disk = match &cfg.disk {
-            Some(d) => {
-                let dir = std::path::Path::new(&d.path);
-                let kept = previous
-                    .iter()
-                    .filter_map(|h| h.disk.as_ref())
-                    .find(|k| k.dir() == dir)
-                    .cloned();
-                match kept {
-                    Some(k) => {
-                        k.set_max_bytes(d.max_size.bytes());
-                        Some(k)
-                    }
-                    None => Some(Arc::new(DiskStore::open(
-                        dir,
-                        d.max_size.bytes(),
-                        targeted.clone(),
-                    )?)),
-                }
-            }
-            None => None,
-        };
-        let max_memory = cfg.max_memory.bytes();
+        let tiers = Tiers::open(
+            cfg.max_memory.bytes(),
+            cfg.disk.as_ref().map(|d| DiskTier {
+                dir: std::path::Path::new(&d.path),
+                max_bytes: d.max_size.bytes(),
+                large_object: d.large_object_size.bytes(),
+            }),
+            targeted.clone(),
+            same_name.map(|h| &h.tiers),
+            previous.iter().map(|h| &h.tiers),
+        )?;
         let mut methods = vec![Method::GET, Method::HEAD];
         if cfg.store_post {
             methods.push(Method::POST);
         }
         Ok(Self {
             name: Arc::from(cfg.name.as_str()),
-            store: same_name
-                .filter(|h| h.max_memory == max_memory)
-                .map_or_else(
-                    || Arc::new(MemoryStore::new(max_memory)),
-                    |h| h.store.clone(),
-                ),
-            max_memory,
-            disk,
-            large_object: cfg.disk.as_ref().map_or(usize::MAX, |d| {
-                usize::try_from(d.large_object_size.bytes()).unwrap_or(usize::MAX)
-            }),
+            tiers,
             set_cookie: cfg.set_cookie,
             store_post: cfg.store_post,
             rules: KeyRules {
@@ -197,7 +169,7 @@ impl CacheHandle {
 
     /// Whether the cache has a disk tier.
     pub(crate) fn has_disk(&self) -> bool {
-        self.disk.is_some()
+        self.tiers.has_disk()
     }
 }
 

@@ -255,12 +255,11 @@ impl Plan {
                 // Waiters wake once the response is stored (or abandoned), not before.
                 let fill = self.fill;
                 let body = std::mem::take(out.response.body_mut());
-                let large = declared.is_none_or(|n| n >= h.large_object);
                 let teed =
-                    match &h.disk {
+                    match h.tiers.disk_for(declared) {
                         // Large (or of unknown size) with a disk tier: straight to disk as it
                         // streams, never held whole in memory.
-                        Some(disk) if large => {
+                        Some(disk) => {
                             let job = DiskJob {
                                 handle: h.clone(),
                                 disk: disk.clone(),
@@ -274,7 +273,7 @@ impl Plan {
                             };
                             DiskTee::start(body, h.max_object, job)
                         }
-                        _ => {
+                        None => {
                             let handle = h.clone();
                             let done: weir_core::body::TeeDone =
                                 Box::new(move |whole: Option<Bytes>| {

@@ -12,51 +12,29 @@
 //! (`tokio::task::spawn_blocking`), except [`DiskStore::lookup`], which only consults the
 //! index and opens one file.
 
-use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName};
 
 use crate::directives::ResponseDirectives;
-use crate::freshness::Freshness;
 use crate::key;
-use crate::store::{Lookup, Purge, Variant};
+mod fill;
+mod format;
+mod index;
 
-const MAGIC: &[u8; 10] = b"WEIRCACHE1";
-/// magic, lifetime ms, heuristic, initial age ms, response time ms, head length.
-const FIXED: usize = 10 + 8 + 1 + 8 + 8 + 4;
-/// The largest head a file may claim (a corrupt length must not allocate gigabytes).
-const MAX_HEAD: usize = 1 << 20;
+pub use crate::variant::FileBody;
+pub use fill::{remove_files, DiskFill};
+use format::*;
+use index::{Index, Indexed};
 
-/// A stored body on disk: an open file (still readable if the object is evicted meanwhile)
-/// and where the body lies in it.
-#[derive(Debug, Clone)]
-pub struct FileBody {
-    /// The object's file, opened when it was looked up.
-    pub file: Arc<File>,
-    /// Where the body starts.
-    pub offset: u64,
-    /// Body length.
-    pub len: u64,
-}
-
-impl FileBody {
-    /// Reads `n` bytes from `start` within the body (blocking).
-    pub fn read(&self, start: u64, n: u64) -> std::io::Result<Bytes> {
-        let n = usize::try_from(n.min(self.len.saturating_sub(start)))
-            .map_err(std::io::Error::other)?;
-        let mut buf = vec![0u8; n];
-        self.file.read_exact_at(&mut buf, self.offset + start)?;
-        Ok(Bytes::from(buf))
-    }
-}
+use crate::variant::{Lookup, Purge, Variant};
 
 /// A variant found on disk.
 #[derive(Debug, Clone)]
@@ -69,122 +47,6 @@ pub struct DiskHit {
     pub vary: Vec<HeaderName>,
     /// Its primary key's purge tags.
     pub tags: Vec<String>,
-}
-
-/// One variant's file, as indexed.
-#[derive(Debug)]
-struct Indexed {
-    path: PathBuf,
-    size: u64,
-    body_offset: u64,
-    tick: u64,
-    variant: Arc<Variant>,
-}
-
-#[derive(Debug)]
-struct Entry {
-    uri: String,
-    vary: Vec<HeaderName>,
-    tags: Vec<String>,
-    variants: Vec<Indexed>,
-}
-
-#[derive(Debug, Default)]
-struct Index {
-    entries: HashMap<Vec<u8>, Entry>,
-    /// Least recently used first: tick → (primary key, file).
-    lru: BTreeMap<u64, (Vec<u8>, PathBuf)>,
-    tick: u64,
-    bytes: u64,
-    files: u64,
-    /// URI → primary keys stored for it (an exact-URI purge or invalidation without a scan).
-    by_uri: HashMap<String, std::collections::HashSet<Vec<u8>>>,
-}
-
-impl Index {
-    fn next_tick(&mut self) -> u64 {
-        self.tick += 1;
-        self.tick
-    }
-
-    /// Forgets one variant's file; returns its path for deleting.
-    fn forget(&mut self, primary: &[u8], path: &Path) -> Option<PathBuf> {
-        let entry = self.entries.get_mut(primary)?;
-        let at = entry.variants.iter().position(|v| v.path == path)?;
-        let v = entry.variants.swap_remove(at);
-        self.lru.remove(&v.tick);
-        self.bytes = self.bytes.saturating_sub(v.size);
-        self.files = self.files.saturating_sub(1);
-        if entry.variants.is_empty() {
-            if let Some(e) = self.entries.remove(primary) {
-                self.unlink_uri(&e.uri, primary);
-            }
-        }
-        Some(v.path)
-    }
-
-    fn unlink_uri(&mut self, uri: &str, primary: &[u8]) {
-        if let Some(keys) = self.by_uri.get_mut(uri) {
-            keys.remove(primary);
-            if keys.is_empty() {
-                self.by_uri.remove(uri);
-            }
-        }
-    }
-
-    /// Forgets every variant of a primary key; returns their paths.
-    fn forget_all(&mut self, primary: &[u8]) -> Vec<PathBuf> {
-        let Some(entry) = self.entries.remove(primary) else {
-            return Vec::new();
-        };
-        self.unlink_uri(&entry.uri, primary);
-        entry
-            .variants
-            .into_iter()
-            .map(|v| {
-                self.lru.remove(&v.tick);
-                self.bytes = self.bytes.saturating_sub(v.size);
-                self.files = self.files.saturating_sub(1);
-                v.path
-            })
-            .collect()
-    }
-
-    fn add(
-        &mut self,
-        primary: Vec<u8>,
-        uri: String,
-        vary: Vec<HeaderName>,
-        tags: Vec<String>,
-        mut v: Indexed,
-    ) {
-        v.tick = self.next_tick();
-        self.lru.insert(v.tick, (primary.clone(), v.path.clone()));
-        self.bytes += v.size;
-        self.files += 1;
-        let old_uri = self.entries.get(&primary).map(|e| e.uri.clone());
-        if let Some(old) = old_uri.filter(|o| *o != uri) {
-            self.unlink_uri(&old, &primary);
-        }
-        self.by_uri
-            .entry(uri.clone())
-            .or_default()
-            .insert(primary.clone());
-        let entry = self.entries.entry(primary).or_insert_with(|| Entry {
-            uri: uri.clone(),
-            vary: vary.clone(),
-            tags: Vec::new(),
-            variants: Vec::new(),
-        });
-        entry.uri = uri;
-        entry.vary = vary;
-        for t in tags {
-            if !entry.tags.contains(&t) {
-                entry.tags.push(t);
-            }
-        }
-        entry.variants.push(v);
-    }
 }
 
 /// The disk tier of one cache.
@@ -227,169 +89,6 @@ fn file_name(primary: &[u8], secondary: &[(HeaderName, String)]) -> String {
     }
     name.push_str(".obj");
     name
-}
-
-/// Whether `file` is the object stored for exactly these keys (its head names them).
-fn holds_keys(file: &File, primary: &[u8], secondary: &[(HeaderName, String)]) -> bool {
-    let mut fixed = [0u8; FIXED];
-    if file.read_exact_at(&mut fixed, 0).is_err() || &fixed[..10] != MAGIC {
-        return false;
-    }
-    let mut hl = [0u8; 4];
-    hl.copy_from_slice(&fixed[35..39]);
-    let Some(len) = usize::try_from(u32::from_le_bytes(hl))
-        .ok()
-        .filter(|n| *n <= MAX_HEAD)
-    else {
-        return false;
-    };
-    let mut head = vec![0u8; len];
-    if file.read_exact_at(&mut head, FIXED as u64).is_err() {
-        return false;
-    }
-    decode_head(&head).is_some_and(|h| h.primary == primary && h.secondary == secondary)
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn since_epoch(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(millis).unwrap_or(0)
-}
-
-struct Writer(Vec<u8>);
-
-impl Writer {
-    fn bytes(&mut self, b: &[u8]) {
-        self.0.extend_from_slice(&(b.len() as u32).to_le_bytes());
-        self.0.extend_from_slice(b);
-    }
-    fn count(&mut self, n: usize) {
-        self.0.extend_from_slice(&(n as u32).to_le_bytes());
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn u32(&mut self) -> Option<u32> {
-        let (a, rest) = self.0.split_first_chunk::<4>()?;
-        self.0 = rest;
-        Some(u32::from_le_bytes(*a))
-    }
-    fn bytes(&mut self) -> Option<&[u8]> {
-        let n = usize::try_from(self.u32()?).ok()?;
-        if n > self.0.len() {
-            return None;
-        }
-        let (a, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(a)
-    }
-    fn string(&mut self) -> Option<String> {
-        String::from_utf8(self.bytes()?.to_vec()).ok()
-    }
-    fn name(&mut self) -> Option<HeaderName> {
-        HeaderName::from_bytes(self.bytes()?).ok()
-    }
-}
-
-/// What a file's head says.
-struct Head {
-    primary: Vec<u8>,
-    uri: String,
-    vary: Vec<HeaderName>,
-    tags: Vec<String>,
-    secondary: Vec<(HeaderName, String)>,
-    status: StatusCode,
-    headers: HeaderMap,
-}
-
-fn encode_head(
-    primary: &[u8],
-    uri: &str,
-    vary: &[HeaderName],
-    tags: &[String],
-    v: &Variant,
-) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(512));
-    w.bytes(primary);
-    w.bytes(uri.as_bytes());
-    w.count(vary.len());
-    for f in vary {
-        w.bytes(f.as_str().as_bytes());
-    }
-    w.count(tags.len());
-    for t in tags {
-        w.bytes(t.as_bytes());
-    }
-    w.count(v.secondary.len());
-    for (k, val) in &v.secondary {
-        w.bytes(k.as_str().as_bytes());
-        w.bytes(val.as_bytes());
-    }
-    w.count(usize::from(v.status.as_u16()));
-    w.count(v.headers.len());
-    for (k, val) in &v.headers {
-        w.bytes(k.as_str().as_bytes());
-        w.bytes(val.as_bytes());
-    }
-    w.0
-}
-
-fn decode_head(b: &[u8]) -> Option<Head> {
-    let mut r = Reader(b);
-    let primary = r.bytes()?.to_vec();
-    let uri = r.string()?;
-    let vary = (0..r.u32()?)
-        .map(|_| r.name())
-        .collect::<Option<Vec<_>>>()?;
-    let tags = (0..r.u32()?)
-        .map(|_| r.string())
-        .collect::<Option<Vec<_>>>()?;
-    let secondary = (0..r.u32()?)
-        .map(|_| Some((r.name()?, r.string()?)))
-        .collect::<Option<Vec<_>>>()?;
-    let status = StatusCode::from_u16(u16::try_from(r.u32()?).ok()?).ok()?;
-    let mut headers = HeaderMap::new();
-    for _ in 0..r.u32()? {
-        let name = r.name()?;
-        let value = HeaderValue::from_bytes(r.bytes()?).ok()?;
-        headers.append(name, value);
-    }
-    Some(Head {
-        primary,
-        uri,
-        vary,
-        tags,
-        secondary,
-        status,
-        headers,
-    })
-}
-
-fn encode_freshness(f: &Freshness) -> [u8; 25] {
-    let mut out = [0u8; 25];
-    out[..8].copy_from_slice(&millis(f.lifetime).to_le_bytes());
-    out[8] = u8::from(f.heuristic);
-    out[9..17].copy_from_slice(&millis(f.initial_age).to_le_bytes());
-    out[17..25].copy_from_slice(&since_epoch(f.response_time).to_le_bytes());
-    out
-}
-
-fn decode_freshness(b: &[u8; 25]) -> Freshness {
-    let u = |r: std::ops::Range<usize>| {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&b[r]);
-        u64::from_le_bytes(a)
-    };
-    Freshness {
-        lifetime: Duration::from_millis(u(0..8)),
-        heuristic: b[8] != 0,
-        initial_age: Duration::from_millis(u(9..17)),
-        response_time: UNIX_EPOCH + Duration::from_millis(u(17..25)),
-    }
 }
 
 impl DiskStore {
@@ -789,74 +488,10 @@ impl DiskStore {
     }
 }
 
-/// A variant being written to disk as its body arrives (see [`DiskStore::begin`]).
-#[derive(Debug)]
-pub struct DiskFill {
-    store: Arc<DiskStore>,
-    file: Option<std::io::BufWriter<File>>,
-    tmp: PathBuf,
-    body_offset: u64,
-    written: u64,
-    primary: Vec<u8>,
-    uri: String,
-    vary: Vec<HeaderName>,
-    tags: Vec<String>,
-    meta: Variant,
-}
-
-impl DiskFill {
-    /// Appends body bytes (blocking).
-    pub fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
-        let f = self
-            .file
-            .as_mut()
-            .ok_or_else(|| std::io::Error::other("fill already ended"))?;
-        f.write_all(chunk)?;
-        self.written += chunk.len() as u64;
-        Ok(())
-    }
-
-    /// Body bytes written so far.
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
-    /// Completes the file, moves it into place and indexes it (blocking).
-    pub fn commit(mut self) -> std::io::Result<()> {
-        let f = self
-            .file
-            .take()
-            .ok_or_else(|| std::io::Error::other("fill already ended"))?;
-        f.into_inner().map_err(|e| e.into_error())?;
-        let path = self
-            .store
-            .dir
-            .join((self.store.name)(&self.primary, &self.meta.secondary));
-        std::fs::rename(&self.tmp, &path)?;
-        self.store.index_committed(&self, path);
-        Ok(())
-    }
-}
-
-impl Drop for DiskFill {
-    fn drop(&mut self) {
-        // Not committed (abandoned, failed, or a rename that failed): nothing may remain.
-        if self.file.take().is_some() || self.tmp.exists() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-    }
-}
-
-/// Deletes files the index no longer knows (blocking).
-pub fn remove_files(paths: Vec<PathBuf>) {
-    for p in paths {
-        let _ = std::fs::remove_file(p);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn variant(secondary: Vec<(HeaderName, String)>, body: &'static str, lifetime: u64) -> Variant {
         let headers = crate::headers_of(&[("content-type", "text/plain"), ("etag", "\"x\"")]);
