@@ -301,3 +301,30 @@ impl ConcurrencyPolicy {
         )
     }
 }
+
+impl crate::kind::Compiles for weir_config::ConcurrencyLimit {
+    type Kind = ConcurrencyPolicy;
+}
+
+impl crate::kind::PolicyKind for ConcurrencyPolicy {
+    type Config = weir_config::ConcurrencyLimit;
+    const EVENTS: &'static [&'static str] = EVENTS;
+
+    fn build(
+        name: &str,
+        cfg: &weir_config::ConcurrencyLimit,
+        _: &weir_config::Config,
+        shared: &std::sync::Arc<crate::Shared>,
+    ) -> Result<Self, crate::CompileError> {
+        Self::compile(name, cfg, shared)
+    }
+
+    async fn on_request(&self, r: crate::kind::Request<'_>) -> Result<(), crate::Early> {
+        self.acquire(r.ctx, &r.parts.headers, r.hooks, r.events)
+            .await
+    }
+
+    fn summary(&self) -> String {
+        self.describe()
+    }
+}

@@ -244,6 +244,32 @@ impl CorsPolicy {
     }
 }
 
+impl crate::kind::Compiles for weir_config::Cors {
+    type Kind = CorsPolicy;
+}
+
+impl crate::kind::PolicyKind for CorsPolicy {
+    type Config = weir_config::Cors;
+    const EVENTS: &'static [&'static str] = EVENTS;
+
+    fn build(
+        _: &str,
+        cfg: &weir_config::Cors,
+        _: &weir_config::Config,
+        _: &std::sync::Arc<crate::Shared>,
+    ) -> Result<Self, crate::CompileError> {
+        Ok(Self::compile(cfg))
+    }
+
+    async fn on_request(&self, r: crate::kind::Request<'_>) -> Result<(), crate::Early> {
+        self.check(&r.ctx.method, r.parts, r.hooks, r.events)
+    }
+
+    fn summary(&self) -> String {
+        self.describe()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

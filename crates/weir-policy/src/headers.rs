@@ -121,3 +121,31 @@ pub fn vary(headers: &mut HeaderMap, token: &str) {
         }
     }
 }
+
+impl crate::kind::Compiles for weir_config::HeaderOps {
+    type Kind = HeaderPolicy;
+}
+
+impl crate::kind::PolicyKind for HeaderPolicy {
+    type Config = weir_config::HeaderOps;
+    fn build(
+        _: &str,
+        cfg: &weir_config::HeaderOps,
+        _: &weir_config::Config,
+        _: &std::sync::Arc<crate::Shared>,
+    ) -> Result<Self, crate::CompileError> {
+        Ok(Self::compile(cfg))
+    }
+
+    async fn on_request(&self, r: crate::kind::Request<'_>) -> Result<(), crate::Early> {
+        self.apply_request(r.ctx, &mut r.parts.headers);
+        if let Some(edit) = self.response_edit() {
+            r.hooks.edits.push(edit);
+        }
+        Ok(())
+    }
+
+    fn summary(&self) -> String {
+        "headers: request and response edits".to_owned()
+    }
+}

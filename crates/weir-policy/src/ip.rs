@@ -51,6 +51,30 @@ fn list(nets: &[ipnet::IpNet]) -> String {
         .join(" ")
 }
 
+impl crate::kind::Compiles for weir_config::IpRules {
+    type Kind = IpRules;
+}
+
+impl crate::kind::PolicyKind for IpRules {
+    type Config = weir_config::IpRules;
+    fn build(
+        _: &str,
+        cfg: &weir_config::IpRules,
+        _: &weir_config::Config,
+        _: &std::sync::Arc<crate::Shared>,
+    ) -> Result<Self, crate::CompileError> {
+        Ok(Self::compile(cfg))
+    }
+
+    async fn on_request(&self, r: crate::kind::Request<'_>) -> Result<(), crate::Early> {
+        self.check(r.ctx).map_err(crate::Early::from)
+    }
+
+    fn summary(&self) -> String {
+        self.describe()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

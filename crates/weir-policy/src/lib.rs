@@ -33,6 +33,7 @@ pub mod headers;
 pub mod idempotency;
 pub mod ip;
 mod key;
+mod kind;
 pub mod ratelimit;
 pub mod store;
 
@@ -42,6 +43,8 @@ use std::sync::Arc;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Response};
 use weir_core::{ProxyError, RequestBody, RequestCtx, ResponseBody};
+
+use kind::Kind;
 
 pub use store::RedisStore;
 
@@ -220,20 +223,6 @@ pub struct Policy {
     started: std::sync::atomic::AtomicBool,
 }
 
-#[derive(Debug)]
-enum Kind {
-    Ip(ip::IpRules),
-    RateLimit(Box<ratelimit::RateLimitPolicy>),
-    Concurrency(concurrency::ConcurrencyPolicy),
-    Jwt(Box<auth::jwt::JwtPolicy>),
-    ApiKey(auth::api_key::ApiKeyPolicy),
-    Basic(auth::basic::BasicPolicy),
-    ExtAuth(Box<auth::external::ExtAuthPolicy>),
-    Idempotency(Box<idempotency::IdempotencyPolicy>),
-    Cors(Box<cors::CorsPolicy>),
-    Headers(Box<headers::HeaderPolicy>),
-}
-
 impl Policy {
     /// Compiles a validated policy.
     pub fn compile(
@@ -242,57 +231,7 @@ impl Policy {
         shared: &Arc<Shared>,
     ) -> Result<Self, CompileError> {
         let name = cfg.name.as_str();
-        let (kind, events): (Kind, &'static [&'static str]) = if let Some(rl) = &cfg.rate_limit {
-            (
-                Kind::RateLimit(Box::new(ratelimit::RateLimitPolicy::compile(
-                    name, rl, shared,
-                )?)),
-                ratelimit::EVENTS,
-            )
-        } else if let Some(ip) = &cfg.ip {
-            (Kind::Ip(ip::IpRules::compile(ip)), &[])
-        } else if let Some(c) = &cfg.concurrency {
-            (
-                Kind::Concurrency(concurrency::ConcurrencyPolicy::compile(name, c, shared)?),
-                concurrency::EVENTS,
-            )
-        } else if let Some(j) = &cfg.jwt {
-            (
-                Kind::Jwt(Box::new(auth::jwt::JwtPolicy::compile(name, j)?)),
-                auth::jwt::EVENTS,
-            )
-        } else if let Some(k) = &cfg.api_key {
-            (
-                Kind::ApiKey(auth::api_key::ApiKeyPolicy::compile(name, k, config)?),
-                &[],
-            )
-        } else if let Some(b) = &cfg.basic_auth {
-            (Kind::Basic(auth::basic::BasicPolicy::compile(b)), &[])
-        } else if let Some(e) = &cfg.ext_auth {
-            (
-                Kind::ExtAuth(Box::new(auth::external::ExtAuthPolicy::compile(name, e)?)),
-                auth::external::EVENTS,
-            )
-        } else if let Some(i) = &cfg.idempotency {
-            (
-                Kind::Idempotency(Box::new(idempotency::IdempotencyPolicy::compile(
-                    name, i, shared,
-                )?)),
-                idempotency::EVENTS,
-            )
-        } else if let Some(c) = &cfg.cors {
-            (
-                Kind::Cors(Box::new(cors::CorsPolicy::compile(c))),
-                cors::EVENTS,
-            )
-        } else if let Some(h) = &cfg.headers {
-            (
-                Kind::Headers(Box::new(headers::HeaderPolicy::compile(h))),
-                &[],
-            )
-        } else {
-            return Err(CompileError::new(name, "sets no kind"));
-        };
+        let (kind, events) = Kind::compile(cfg, config, shared)?;
         Ok(Self {
             name: Arc::from(name),
             kind,
@@ -309,9 +248,7 @@ impl Policy {
         if self.started.swap(true, Ordering::AcqRel) {
             return;
         }
-        if let Kind::Jwt(j) = &self.kind {
-            j.start(self.clone());
-        }
+        self.kind.start(self.clone());
     }
 
     /// Runs the request phase of this policy: `Ok` lets the request go on (with what the
@@ -323,24 +260,14 @@ impl Policy {
         body: &mut RequestBody,
         hooks: &mut Hooks,
     ) -> Result<(), Early> {
-        let result = match &self.kind {
-            Kind::Ip(rules) => rules.check(ctx).map_err(Early::from),
-            Kind::RateLimit(rl) => rl.check(ctx, &parts.headers, hooks, &self.events).await,
-            Kind::Concurrency(c) => c.acquire(ctx, &parts.headers, hooks, &self.events).await,
-            Kind::Jwt(j) => j.check(ctx, parts, &self.events).await,
-            Kind::ApiKey(k) => k.check(ctx, parts),
-            Kind::Basic(b) => b.check(ctx, parts).await,
-            Kind::ExtAuth(e) => e.check(ctx, parts, &self.events).await,
-            Kind::Idempotency(i) => i.check(ctx, parts, body, hooks, &self.events).await,
-            Kind::Cors(c) => c.check(&ctx.method, parts, hooks, &self.events),
-            Kind::Headers(h) => {
-                h.apply_request(ctx, &mut parts.headers);
-                if let Some(edit) = h.response_edit() {
-                    hooks.edits.push(edit);
-                }
-                Ok(())
-            }
+        let r = kind::Request {
+            ctx,
+            parts,
+            body,
+            hooks,
+            events: &self.events,
         };
+        let result = self.kind.on_request(r).await;
         let counter = if result.is_ok() {
             &self.allowed
         } else {
@@ -360,18 +287,7 @@ impl Policy {
 
     /// What the policy does, for `weir explain` and the admin API.
     pub fn describe(&self) -> String {
-        match &self.kind {
-            Kind::Ip(r) => r.describe(),
-            Kind::RateLimit(l) => l.describe(),
-            Kind::Concurrency(c) => c.describe(),
-            Kind::Jwt(j) => j.describe(),
-            Kind::ApiKey(k) => k.describe(),
-            Kind::Basic(b) => b.describe(),
-            Kind::ExtAuth(e) => e.describe(),
-            Kind::Idempotency(i) => i.describe(),
-            Kind::Cors(c) => c.describe(),
-            Kind::Headers(_) => "headers: request and response edits".to_owned(),
-        }
+        self.kind.summary()
     }
 }
 

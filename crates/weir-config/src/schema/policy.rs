@@ -10,46 +10,66 @@ use super::*;
 use crate::secret::Secret;
 use crate::units::{ByteSize, Duration};
 
-/// One named policy; exactly one of its kinds is set.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Policy {
-    /// Unique name, used by routes, logs and metrics.
-    pub name: String,
-    /// Allow and deny lists of client addresses.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip: Option<IpRules>,
-    /// A rate limit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_limit: Option<RateLimit>,
-    /// A limit on requests in flight at once per key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub concurrency: Option<ConcurrencyLimit>,
-    /// JSON Web Tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwt: Option<Jwt>,
-    /// API keys of `[[consumers]]`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_key: Option<ApiKey>,
-    /// HTTP basic authentication.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub basic_auth: Option<BasicAuth>,
-    /// Ask an external service (forward auth).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ext_auth: Option<ExtAuth>,
-    /// `Idempotency-Key` enforcement and replay.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub idempotency: Option<Idempotency>,
-    /// Cross-origin resource sharing.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cors: Option<Cors>,
-    /// Request and response header operations.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub headers: Option<HeaderOps>,
+/// The table of policy kinds, one line each: the `[[policies]]` key, its schema type, and
+/// its doc. It is the only list of kinds: it generates [`Policy`]'s fields,
+/// [`Policy::kinds`] and [`POLICY_KINDS`] here, the validator's dispatch to each kind's
+/// checks, and `weir-policy`'s compiled-kind enum (which invokes this macro with its own
+/// callback). Adding a kind is a line here, its schema type, its checks and its
+/// `weir-policy` module.
+#[macro_export]
+macro_rules! policy_kinds {
+    ($then:ident) => {
+        $then! {
+            ip: IpRules => "Allow and deny lists of client addresses.",
+            rate_limit: RateLimit => "A rate limit.",
+            concurrency: ConcurrencyLimit => "A limit on requests in flight at once per key.",
+            jwt: Jwt => "JSON Web Tokens.",
+            api_key: ApiKey => "API keys of `[[consumers]]`.",
+            basic_auth: BasicAuth => "HTTP basic authentication.",
+            ext_auth: ExtAuth => "Ask an external service (forward auth).",
+            idempotency: Idempotency => "`Idempotency-Key` enforcement and replay.",
+            cors: Cors => "Cross-origin resource sharing.",
+            headers: HeaderOps => "Request and response header operations.",
+        }
+    };
 }
 
+macro_rules! policy_struct {
+    ($($key:ident: $ty:ident => $doc:literal,)*) => {
+        /// One named policy; exactly one of its kinds is set.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Policy {
+            /// Unique name, used by routes, logs and metrics.
+            pub name: String,
+            $(
+                #[doc = $doc]
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $key: Option<$ty>,
+            )*
+        }
+
+        /// Every policy kind's key, in table order.
+        pub const POLICY_KINDS: &[&str] = &[$(stringify!($key)),*];
+
+        impl Policy {
+            /// The names of the kinds this policy sets (validation wants exactly one).
+            pub fn kinds(&self) -> Vec<&'static str> {
+                let mut out = Vec::new();
+                $(
+                    if self.$key.is_some() {
+                        out.push(stringify!($key));
+                    }
+                )*
+                out
+            }
+        }
+    };
+}
+
+policy_kinds!(policy_struct);
+
 impl Policy {
-    /// The names of the kinds this policy sets (validation wants exactly one).
     /// The query parameters this policy reads a credential from (`query:NAME` sources).
     pub fn query_credentials(&self) -> impl Iterator<Item = &str> {
         let jwt = self.jwt.iter().flat_map(|j| j.token_from.iter());
@@ -58,28 +78,6 @@ impl Policy {
             TokenSource::Query(name) => Some(name.as_str()),
             _ => None,
         })
-    }
-
-    pub fn kinds(&self) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        let set = [
-            ("ip", self.ip.is_some()),
-            ("rate_limit", self.rate_limit.is_some()),
-            ("concurrency", self.concurrency.is_some()),
-            ("jwt", self.jwt.is_some()),
-            ("api_key", self.api_key.is_some()),
-            ("basic_auth", self.basic_auth.is_some()),
-            ("ext_auth", self.ext_auth.is_some()),
-            ("idempotency", self.idempotency.is_some()),
-            ("cors", self.cors.is_some()),
-            ("headers", self.headers.is_some()),
-        ];
-        for (name, on) in set {
-            if on {
-                out.push(name);
-            }
-        }
-        out
     }
 }
 

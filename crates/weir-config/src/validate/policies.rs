@@ -5,7 +5,8 @@ use std::collections::HashSet;
 
 use crate::diagnostic::{Diagnostic, KeyPath};
 use crate::schema::{
-    Config, Cors, HeaderEdit, Idempotency, Jwt, OnStoreError, Policy, RateKeys, StoreKind,
+    ApiKey, BasicAuth, ConcurrencyLimit, Config, Cors, ExtAuth, HeaderEdit, HeaderOps, Idempotency,
+    IpRules, Jwt, OnStoreError, Policy, RateKeys, RateLimit, StoreKind, POLICY_KINDS,
 };
 
 /// JWT algorithms Weir verifies.
@@ -13,8 +14,6 @@ pub const JWT_ALGORITHMS: [&str; 13] = [
     "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
     "ES384", "EdDSA", "ES512",
 ];
-
-const KINDS_HELP: &str = "one of: ip, rate_limit, concurrency, jwt, api_key, basic_auth, ext_auth, idempotency, cors, headers";
 
 pub(crate) fn check_policies<'a>(config: &'a Config, out: &mut Vec<Diagnostic>) -> Vec<&'a str> {
     let names = super::checks::unique(
@@ -39,7 +38,7 @@ pub(crate) fn check_policies<'a>(config: &'a Config, out: &mut Vec<Diagnostic>) 
                         }
                     ),
                 )
-                .help(KINDS_HELP),
+                .help(format!("one of: {}", POLICY_KINDS.join(", "))),
             );
         }
         check_policy(config, p, &at, out);
@@ -48,9 +47,34 @@ pub(crate) fn check_policies<'a>(config: &'a Config, out: &mut Vec<Diagnostic>) 
     names
 }
 
-fn check_policy(config: &Config, p: &Policy, at: &KeyPath, out: &mut Vec<Diagnostic>) {
-    if let Some(rl) = &p.rate_limit {
-        let at = at.key("rate_limit");
+/// A policy kind's semantic checks; `at` is the kind's own key path
+/// (`policies[i].rate_limit`). Every kind of [`crate::policy_kinds`] implements it.
+pub(crate) trait CheckKind {
+    fn check(&self, config: &Config, at: &KeyPath, out: &mut Vec<Diagnostic>);
+}
+
+macro_rules! check_each_kind {
+    ($($key:ident: $ty:ident => $doc:literal,)*) => {
+        /// Runs the checks of every kind `p` sets.
+        fn check_policy(config: &Config, p: &Policy, at: &KeyPath, out: &mut Vec<Diagnostic>) {
+            $(
+                if let Some(kind) = &p.$key {
+                    CheckKind::check(kind, config, &at.key(stringify!($key)), out);
+                }
+            )*
+        }
+    };
+}
+
+crate::policy_kinds!(check_each_kind);
+
+impl CheckKind for IpRules {
+    fn check(&self, _: &Config, _: &KeyPath, _: &mut Vec<Diagnostic>) {}
+}
+
+impl CheckKind for RateLimit {
+    fn check(&self, config: &Config, at: &KeyPath, out: &mut Vec<Diagnostic>) {
+        let rl = self;
         if rl.limit == 0 {
             out.push(Diagnostic::at(at.key("limit"), "must be at least 1"));
         }
@@ -63,25 +87,35 @@ fn check_policy(config: &Config, p: &Policy, at: &KeyPath, out: &mut Vec<Diagnos
         if rl.max_keys == 0 {
             out.push(Diagnostic::at(at.key("max_keys"), "must be at least 1"));
         }
-        check_keys(&rl.key, rl.ipv6_prefix, &at, out);
-        check_store(config, rl.store, &at, out);
+        check_keys(&rl.key, rl.ipv6_prefix, at, out);
+        check_store(config, rl.store, at, out);
     }
-    if let Some(c) = &p.concurrency {
-        let at = at.key("concurrency");
+}
+
+impl CheckKind for ConcurrencyLimit {
+    fn check(&self, config: &Config, at: &KeyPath, out: &mut Vec<Diagnostic>) {
+        let c = self;
         if c.limit == 0 {
             out.push(Diagnostic::at(at.key("limit"), "must be at least 1"));
         }
-        check_keys(&c.key, c.ipv6_prefix, &at, out);
-        check_store(config, c.store, &at, out);
+        check_keys(&c.key, c.ipv6_prefix, at, out);
+        check_store(config, c.store, at, out);
         if c.lease.get() < std::time::Duration::from_secs(1) {
             out.push(Diagnostic::at(at.key("lease"), "must be at least 1s"));
         }
     }
-    if let Some(j) = &p.jwt {
-        check_jwt(j, &at.key("jwt"), out);
+}
+
+impl CheckKind for Jwt {
+    fn check(&self, _: &Config, at: &KeyPath, out: &mut Vec<Diagnostic>) {
+        let j = self;
+        check_jwt(j, at, out);
     }
-    if let Some(k) = &p.api_key {
-        let at = at.key("api_key");
+}
+
+impl CheckKind for ApiKey {
+    fn check(&self, config: &Config, at: &KeyPath, out: &mut Vec<Diagnostic>) {
+        let k = self;
         if k.key_from.is_empty() {
             out.push(Diagnostic::at(
                 at.key("key_from"),
@@ -99,13 +133,16 @@ fn check_policy(config: &Config, p: &Policy, at: &KeyPath, out: &mut Vec<Diagnos
             .any(|c| !c.api_keys.is_empty() || c.api_keys_file.is_some());
         if !any {
             out.push(
-                Diagnostic::at(at, "no consumer has an API key")
+                Diagnostic::at(at.clone(), "no consumer has an API key")
                     .help("add [[consumers]] with api_keys = [\"sha256:…\"]"),
             );
         }
     }
-    if let Some(b) = &p.basic_auth {
-        let at = at.key("basic_auth");
+}
+
+impl CheckKind for BasicAuth {
+    fn check(&self, _: &Config, at: &KeyPath, out: &mut Vec<Diagnostic>) {
+        let b = self;
         if b.users.is_empty() {
             out.push(Diagnostic::at(
                 at.key("users"),
@@ -120,9 +157,9 @@ fn check_policy(config: &Config, p: &Policy, at: &KeyPath, out: &mut Vec<Diagnos
                     .any(|p| h.starts_with(p));
             if !known {
                 out.push(
-                    Diagnostic::at(at.key("users").key(user), "is not an argon2 or bcrypt hash")
-                        .help("store a hash, never the password: e.g. `htpasswd -nbB user pass` (bcrypt) or `argon2` ($argon2id$…)"),
-                );
+                Diagnostic::at(at.key("users").key(user), "is not an argon2 or bcrypt hash")
+                    .help("store a hash, never the password: e.g. `htpasswd -nbB user pass` (bcrypt) or `argon2` ($argon2id$…)"),
+            );
             }
             if user.contains(':') || user.is_empty() {
                 out.push(Diagnostic::at(
@@ -143,8 +180,11 @@ fn check_policy(config: &Config, p: &Policy, at: &KeyPath, out: &mut Vec<Diagnos
             ));
         }
     }
-    if let Some(e) = &p.ext_auth {
-        let at = at.key("ext_auth");
+}
+
+impl CheckKind for ExtAuth {
+    fn check(&self, _: &Config, at: &KeyPath, out: &mut Vec<Diagnostic>) {
+        let e = self;
         check_url(&e.url, &at.key("url"), out);
         check_fetch_tls(&e.url, e.tls.as_ref(), &at.key("tls"), out);
         check_headers(&e.request_headers, &at.key("request_headers"), out);
@@ -153,14 +193,25 @@ fn check_policy(config: &Config, p: &Policy, at: &KeyPath, out: &mut Vec<Diagnos
             out.push(Diagnostic::at(at.key("timeout"), "must be longer than 0"));
         }
     }
-    if let Some(i) = &p.idempotency {
-        check_idempotency(config, i, &at.key("idempotency"), out);
+}
+
+impl CheckKind for Idempotency {
+    fn check(&self, config: &Config, at: &KeyPath, out: &mut Vec<Diagnostic>) {
+        let i = self;
+        check_idempotency(config, i, at, out);
     }
-    if let Some(c) = &p.cors {
-        check_cors(c, &at.key("cors"), out);
+}
+
+impl CheckKind for Cors {
+    fn check(&self, _: &Config, at: &KeyPath, out: &mut Vec<Diagnostic>) {
+        let c = self;
+        check_cors(c, at, out);
     }
-    if let Some(h) = &p.headers {
-        let at = at.key("headers");
+}
+
+impl CheckKind for HeaderOps {
+    fn check(&self, _: &Config, at: &KeyPath, out: &mut Vec<Diagnostic>) {
+        let h = self;
         check_edit(&h.request, &at.key("request"), out);
         check_edit(&h.response, &at.key("response"), out);
     }

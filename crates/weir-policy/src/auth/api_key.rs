@@ -120,6 +120,30 @@ impl ApiKeyPolicy {
     }
 }
 
+impl crate::kind::Compiles for weir_config::ApiKey {
+    type Kind = ApiKeyPolicy;
+}
+
+impl crate::kind::PolicyKind for ApiKeyPolicy {
+    type Config = weir_config::ApiKey;
+    fn build(
+        name: &str,
+        cfg: &weir_config::ApiKey,
+        config: &weir_config::Config,
+        _: &std::sync::Arc<crate::Shared>,
+    ) -> Result<Self, crate::CompileError> {
+        Self::compile(name, cfg, config)
+    }
+
+    async fn on_request(&self, r: crate::kind::Request<'_>) -> Result<(), crate::Early> {
+        self.check(r.ctx, r.parts)
+    }
+
+    fn summary(&self) -> String {
+        self.describe()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

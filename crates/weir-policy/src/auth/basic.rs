@@ -125,6 +125,30 @@ pub fn verify(password: &str, hash: &str) -> bool {
     }
 }
 
+impl crate::kind::Compiles for weir_config::BasicAuth {
+    type Kind = BasicPolicy;
+}
+
+impl crate::kind::PolicyKind for BasicPolicy {
+    type Config = weir_config::BasicAuth;
+    fn build(
+        _: &str,
+        cfg: &weir_config::BasicAuth,
+        _: &weir_config::Config,
+        _: &std::sync::Arc<crate::Shared>,
+    ) -> Result<Self, crate::CompileError> {
+        Ok(Self::compile(cfg))
+    }
+
+    async fn on_request(&self, r: crate::kind::Request<'_>) -> Result<(), crate::Early> {
+        self.check(r.ctx, r.parts).await
+    }
+
+    fn summary(&self) -> String {
+        self.describe()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

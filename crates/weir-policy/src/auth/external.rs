@@ -140,3 +140,29 @@ impl ExtAuthPolicy {
         format!("ext_auth: ask {}", self.url)
     }
 }
+
+impl crate::kind::Compiles for weir_config::ExtAuth {
+    type Kind = ExtAuthPolicy;
+}
+
+impl crate::kind::PolicyKind for ExtAuthPolicy {
+    type Config = weir_config::ExtAuth;
+    const EVENTS: &'static [&'static str] = EVENTS;
+
+    fn build(
+        name: &str,
+        cfg: &weir_config::ExtAuth,
+        _: &weir_config::Config,
+        _: &std::sync::Arc<crate::Shared>,
+    ) -> Result<Self, crate::CompileError> {
+        Self::compile(name, cfg)
+    }
+
+    async fn on_request(&self, r: crate::kind::Request<'_>) -> Result<(), crate::Early> {
+        self.check(r.ctx, r.parts, r.events).await
+    }
+
+    fn summary(&self) -> String {
+        self.describe()
+    }
+}

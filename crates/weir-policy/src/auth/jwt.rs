@@ -351,3 +351,33 @@ fn rule_holds(rule: &ClaimRule, claims: &Map<String, Value>) -> bool {
     }
     false
 }
+
+impl crate::kind::Compiles for weir_config::Jwt {
+    type Kind = JwtPolicy;
+}
+
+impl crate::kind::PolicyKind for JwtPolicy {
+    type Config = weir_config::Jwt;
+    const EVENTS: &'static [&'static str] = EVENTS;
+
+    fn build(
+        name: &str,
+        cfg: &weir_config::Jwt,
+        _: &weir_config::Config,
+        _: &std::sync::Arc<crate::Shared>,
+    ) -> Result<Self, crate::CompileError> {
+        Self::compile(name, cfg)
+    }
+
+    fn start(&self, policy: std::sync::Arc<crate::Policy>) {
+        JwtPolicy::start(self, policy);
+    }
+
+    async fn on_request(&self, r: crate::kind::Request<'_>) -> Result<(), crate::Early> {
+        self.check(r.ctx, r.parts, r.events).await
+    }
+
+    fn summary(&self) -> String {
+        self.describe()
+    }
+}

@@ -370,3 +370,29 @@ impl Pending {
             ResponseBody::Stream(http_body_util::combinators::UnsyncBoxBody::new(tee));
     }
 }
+
+impl crate::kind::Compiles for weir_config::Idempotency {
+    type Kind = IdempotencyPolicy;
+}
+
+impl crate::kind::PolicyKind for IdempotencyPolicy {
+    type Config = weir_config::Idempotency;
+    const EVENTS: &'static [&'static str] = EVENTS;
+
+    fn build(
+        name: &str,
+        cfg: &weir_config::Idempotency,
+        _: &weir_config::Config,
+        shared: &std::sync::Arc<crate::Shared>,
+    ) -> Result<Self, crate::CompileError> {
+        Self::compile(name, cfg, shared)
+    }
+
+    async fn on_request(&self, r: crate::kind::Request<'_>) -> Result<(), crate::Early> {
+        self.check(r.ctx, r.parts, r.body, r.hooks, r.events).await
+    }
+
+    fn summary(&self) -> String {
+        self.describe()
+    }
+}

@@ -166,3 +166,29 @@ fn now_ns(at: Instant) -> u64 {
     let base = *BASE.get_or_init(Instant::now);
     u64::try_from(at.saturating_duration_since(base).as_nanos()).unwrap_or(u64::MAX)
 }
+
+impl crate::kind::Compiles for weir_config::RateLimit {
+    type Kind = RateLimitPolicy;
+}
+
+impl crate::kind::PolicyKind for RateLimitPolicy {
+    type Config = weir_config::RateLimit;
+    const EVENTS: &'static [&'static str] = EVENTS;
+
+    fn build(
+        name: &str,
+        cfg: &weir_config::RateLimit,
+        _: &weir_config::Config,
+        shared: &std::sync::Arc<crate::Shared>,
+    ) -> Result<Self, crate::CompileError> {
+        Self::compile(name, cfg, shared)
+    }
+
+    async fn on_request(&self, r: crate::kind::Request<'_>) -> Result<(), crate::Early> {
+        self.check(r.ctx, &r.parts.headers, r.hooks, r.events).await
+    }
+
+    fn summary(&self) -> String {
+        self.describe()
+    }
+}
