@@ -1,38 +1,63 @@
 //! The access log's template syntax: text with `$name` / `${name}` fields and `$$` for a literal
 //! `$`. Parsed here, once, so `weir check` and the running log agree on what is valid.
 
-/// Every field an access-log template may name (the JSON log's keys).
-pub const ACCESS_LOG_FIELDS: &[&str] = &[
-    "ts",
-    "request_id",
-    "trace_id",
-    "span_id",
-    "listener",
-    "client_ip",
-    "proto",
-    "method",
-    "host",
-    "path",
-    "query",
-    "status",
-    "bytes_in",
-    "bytes_out",
-    "duration_ms",
-    "route",
-    "upstream",
-    "endpoint",
-    "upstream_connect_ms",
-    "upstream_first_byte_ms",
-    "tries",
-    "forward",
-    "denied_by",
-    "consumer",
-    "idempotency",
-    "compression",
-    "cache",
-    "error",
-    "completed",
-];
+/// The access log's fields, one line each: the name (the JSON key and the template
+/// variable), how its value is written, the trace span attribute it also becomes (`_`: none
+/// beyond the tracer's OpenTelemetry ones), and what it is. This table is the only list of
+/// request facts the log carries: it generates [`ACCESS_LOG_FIELDS`] (what `weir check`
+/// accepts in a template) here, and `weir-observe`'s `RequestRecord` (its fields, the JSON
+/// writer, the template writer and the span attributes) there.
+///
+/// How a value is written (JSON; in a template, absent values are `-`):
+/// `text`/`owned` a string; `maybe` a string or `null`; `omitted`/`omitted_owned` a string,
+/// the key left out when absent; `int` a number; `count` a number, left out when 0; `ms`
+/// milliseconds with microsecond precision; `omitted_ms` the same, left out when absent;
+/// `flag` `true`/`false`.
+#[macro_export]
+macro_rules! access_log_fields {
+    ($then:ident) => {
+        $then! {
+            ts: owned, _, "Time the request arrived, RFC 3339 UTC with milliseconds.";
+            request_id: text, "weir.request_id", "`X-Request-Id`, incoming or generated.";
+            trace_id: omitted_owned, _, "W3C trace id (32 hex digits): the caller's, or the one Weir started.";
+            span_id: omitted_owned, _, "Weir's server span id, when Weir traces.";
+            listener: text, "weir.listener", "Listener name.";
+            client_ip: owned, _, "Client address (after trusted-proxy resolution).";
+            proto: text, _, "`HTTP/1.0`, `HTTP/1.1`, `HTTP/2.0`.";
+            method: text, _, "Method.";
+            host: maybe, _, "Host (lowercase, no port), if any.";
+            path: text, _, "Path as received, without the query.";
+            query: maybe, _, "Query string, if any.";
+            status: int, _, "Status sent; 499 when the client went away before a response.";
+            bytes_in: int, _, "Request body bytes received.";
+            bytes_out: int, _, "Response body bytes sent.";
+            duration_ms: ms, _, "Milliseconds from request head to the end of the response body.";
+            route: maybe, _, "Matched route.";
+            upstream: maybe, "weir.upstream", "Upstream name.";
+            endpoint: maybe, "weir.upstream.address", "Upstream endpoint address (of the last try).";
+            upstream_connect_ms: omitted_ms, _, "Milliseconds the last upstream try spent getting a connection.";
+            upstream_first_byte_ms: omitted_ms, _, "Milliseconds from sending upstream to the response head (last try).";
+            tries: count, "weir.upstream.tries", "Upstream tries (1 + retries); left out when not proxied.";
+            forward: omitted, "weir.forward", "A forward proxy's decision (`allowed`, `denied`).";
+            denied_by: omitted, "weir.denied_by", "The policy that answered the request itself (403, 429 …).";
+            consumer: omitted, "weir.consumer", "Who the request is from (an identity policy's consumer).";
+            idempotency: omitted, "weir.idempotency", "What an idempotency policy did (`stored`, `replayed`, `conflict` …).";
+            compression: omitted, "weir.compression", "The content coding Weir compressed the response with.";
+            cache: omitted, "weir.cache", "What the route's cache did (`hit`, `miss`, `stale`, `revalidated` …).";
+            error: maybe, _, "Error code, when the request failed (`upstream_timeout` …).";
+            completed: flag, _, "False when the response body did not finish (client gone, upstream reset).";
+        }
+    };
+}
+
+macro_rules! field_names {
+    ($($name:ident: $how:ident, $span:tt, $doc:literal;)*) => {
+        /// Every field an access-log template may name (the JSON log's keys), in table order.
+        pub const ACCESS_LOG_FIELDS: &[&str] = &[$(stringify!($name)),*];
+    };
+}
+
+access_log_fields!(field_names);
 
 /// One piece of a template.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -50,8 +50,8 @@ pub struct RequestCtx {
     pub error: Option<ErrorKind>,
     /// Status sent (0 until a response exists).
     pub status: u16,
-    /// A forward proxy's decision: `allowed` or `denied`.
-    pub forward: Option<&'static str>,
+    /// A forward proxy's decision.
+    pub forward: Option<crate::ForwardDecision>,
     /// The request arrived over TLS.
     pub tls: bool,
     /// The policy that answered the request itself (403, 429 …), if one did.
@@ -67,14 +67,12 @@ pub struct RequestCtx {
     pub consumer: Option<Arc<str>>,
     /// The claims of the JWT a `jwt` policy verified (a JSON object).
     pub claims: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
-    /// What an idempotency policy did: `stored`, `replayed`, `conflict`, `mismatch`,
-    /// `missing`, `bypass`.
-    pub idempotency: Option<&'static str>,
+    /// What an idempotency policy did.
+    pub idempotency: Option<crate::IdempotencyOutcome>,
     /// The content coding Weir compressed the response with (`gzip`, `br`, `zstd`).
     pub compressed: Option<&'static str>,
-    /// What the route's cache did: `hit`, `miss`, `stale`, `revalidated`, `refetched`,
-    /// `bypass`.
-    pub cache: Option<&'static str>,
+    /// What the route's cache did.
+    pub cache: Option<crate::CacheOutcome>,
 }
 
 impl RequestCtx {

@@ -11,6 +11,6 @@ pub mod tracer;
 
 pub use access_log::{AccessLog, LogFormat};
 pub use metrics::{MetricsRegistry, RouteMetrics, RouteTotals};
-pub use record::{rfc3339_millis, RequestRecord};
+pub use record::{rfc3339_millis, RequestRecord, SpanValue};
 pub use timeline::Timeline;
 pub use tracer::{TraceStats, Tracer};

@@ -1,235 +1,253 @@
-//! The one record every request ends in.
+//! The one record every request ends in. Its fields come from the access-log field table
+//! ([`weir_config::access_log_fields`]): the struct, the JSON writer, the template writer and
+//! the span attributes below are all generated from it, so a new field is a line there, a
+//! line in [`RequestRecord::of`] (the compiler asks for it), and the phase that sets it.
 
 use std::time::SystemTime;
 
-use serde::Serialize;
+use weir_core::RequestCtx;
 
-/// What happened to one request. Field names are the access log's JSON keys.
-#[derive(Debug, Serialize)]
-pub struct RequestRecord<'a> {
-    /// Time the request arrived, RFC 3339 UTC with milliseconds.
-    pub ts: String,
-    /// `X-Request-Id`.
-    pub request_id: &'a str,
-    /// W3C trace id (32 hex digits): the caller's, or the one Weir started; absent when no
-    /// `traceparent` came in and tracing is off.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub trace_id: Option<String>,
-    /// Weir's server span id, when Weir traces.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub span_id: Option<String>,
-    /// Listener name.
-    pub listener: &'a str,
-    /// Client address (after trusted-proxy resolution).
-    pub client_ip: String,
-    /// `HTTP/1.1`, `HTTP/2.0` …
-    pub proto: &'a str,
-    /// Method.
-    pub method: &'a str,
-    /// Host (lowercase, no port), if any.
-    pub host: Option<&'a str>,
-    /// Path as received, without the query.
-    pub path: &'a str,
-    /// Query string, if any.
-    pub query: Option<&'a str>,
-    /// Status sent; 499 when the client went away before a response.
-    pub status: u16,
-    /// Request body bytes received.
-    pub bytes_in: u64,
-    /// Response body bytes sent.
-    pub bytes_out: u64,
-    /// Milliseconds from request head to the end of the response body.
-    pub duration_ms: f64,
-    /// Matched route.
-    pub route: Option<&'a str>,
-    /// Upstream name.
-    pub upstream: Option<&'a str>,
-    /// Upstream endpoint address (of the last try).
-    pub endpoint: Option<&'a str>,
-    /// Milliseconds the last upstream try spent getting a connection (≈0 when pooled).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub upstream_connect_ms: Option<f64>,
-    /// Milliseconds from sending upstream to the response head (last try).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub upstream_first_byte_ms: Option<f64>,
-    /// Upstream tries (1 + retries); omitted when the request was not proxied.
-    #[serde(skip_serializing_if = "is_zero")]
-    pub tries: u32,
-    /// A forward proxy's decision (`allowed` / `denied`); absent on reverse listeners.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub forward: Option<&'a str>,
-    /// The policy that answered the request itself (403, 429 …), if one did.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub denied_by: Option<&'a str>,
-    /// Who the request is from (an identity policy's consumer).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub consumer: Option<&'a str>,
-    /// What an idempotency policy did (`stored`, `replayed`, `conflict` …).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub idempotency: Option<&'a str>,
-    /// The content coding Weir compressed the response with.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub compression: Option<&'a str>,
-    /// What the route's cache did (`hit`, `miss`, `stale`, `revalidated` …).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cache: Option<&'a str>,
-    /// Error code, when the request failed (`upstream_timeout` …).
-    pub error: Option<&'a str>,
-    /// False when the response body did not finish (client gone, upstream reset).
-    pub completed: bool,
+/// A span attribute's value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SpanValue<'a> {
+    /// A string.
+    Str(&'a str),
+    /// An integer.
+    Int(i64),
 }
 
-impl RequestRecord<'_> {
-    /// Appends the record as one JSON object — the same keys, order and values as its
-    /// `Serialize` form, written directly: a line per request is on the hot path, and this is
-    /// about twice as fast as going through serde.
-    pub fn write_json(&self, out: &mut Vec<u8>) {
-        out.push(b'{');
-        key(out, "ts", true);
-        json_str(out, &self.ts);
-        key(out, "request_id", false);
-        json_str(out, self.request_id);
-        if let Some(t) = &self.trace_id {
-            key(out, "trace_id", false);
-            json_str(out, t);
-        }
-        if let Some(s) = &self.span_id {
-            key(out, "span_id", false);
-            json_str(out, s);
-        }
-        key(out, "listener", false);
-        json_str(out, self.listener);
-        key(out, "client_ip", false);
-        json_str(out, &self.client_ip);
-        key(out, "proto", false);
-        json_str(out, self.proto);
-        key(out, "method", false);
-        json_str(out, self.method);
-        key(out, "host", false);
-        json_opt(out, self.host);
-        key(out, "path", false);
-        json_str(out, self.path);
-        key(out, "query", false);
-        json_opt(out, self.query);
-        key(out, "status", false);
-        json_u64(out, u64::from(self.status));
-        key(out, "bytes_in", false);
-        json_u64(out, self.bytes_in);
-        key(out, "bytes_out", false);
-        json_u64(out, self.bytes_out);
-        key(out, "duration_ms", false);
-        json_ms(out, self.duration_ms);
-        key(out, "route", false);
-        json_opt(out, self.route);
-        key(out, "upstream", false);
-        json_opt(out, self.upstream);
-        key(out, "endpoint", false);
-        json_opt(out, self.endpoint);
-        if let Some(ms) = self.upstream_connect_ms {
-            key(out, "upstream_connect_ms", false);
-            json_ms(out, ms);
-        }
-        if let Some(ms) = self.upstream_first_byte_ms {
-            key(out, "upstream_first_byte_ms", false);
-            json_ms(out, ms);
-        }
-        if self.tries != 0 {
-            key(out, "tries", false);
-            json_u64(out, u64::from(self.tries));
-        }
-        if let Some(f) = self.forward {
-            key(out, "forward", false);
-            json_str(out, f);
-        }
-        if let Some(p) = self.denied_by {
-            key(out, "denied_by", false);
-            json_str(out, p);
-        }
-        if let Some(c) = self.consumer {
-            key(out, "consumer", false);
-            json_str(out, c);
-        }
-        if let Some(i) = self.idempotency {
-            key(out, "idempotency", false);
-            json_str(out, i);
-        }
-        if let Some(c) = self.compression {
-            key(out, "compression", false);
-            json_str(out, c);
-        }
-        if let Some(c) = self.cache {
-            key(out, "cache", false);
-            json_str(out, c);
-        }
-        key(out, "error", false);
-        json_opt(out, self.error);
-        key(out, "completed", false);
-        out.extend_from_slice(if self.completed { b"true" } else { b"false" });
-        out.push(b'}');
-    }
+macro_rules! field_type {
+    (text) => { &'a str };
+    (owned) => { String };
+    (maybe) => { Option<&'a str> };
+    (omitted) => { Option<&'a str> };
+    (omitted_owned) => { Option<String> };
+    (int) => { u64 };
+    (count) => { u64 };
+    (ms) => { f64 };
+    (omitted_ms) => { Option<f64> };
+    (flag) => { bool };
+}
 
-    /// Writes one field, by its access-log name, as text (`-` when absent).
-    pub fn write_field(&self, name: &str, out: &mut String) {
-        use std::fmt::Write;
-        fn opt(out: &mut String, v: Option<&str>) {
-            out.push_str(v.unwrap_or("-"));
+/// Writes `"key":value` (with the separating comma) the way the kind says, or nothing.
+macro_rules! json_field {
+    ($out:ident, $key:expr, text, $v:expr) => {{
+        key($out, $key);
+        json_str($out, $v);
+    }};
+    ($out:ident, $key:expr, owned, $v:expr) => {{
+        key($out, $key);
+        json_str($out, &$v);
+    }};
+    ($out:ident, $key:expr, maybe, $v:expr) => {{
+        key($out, $key);
+        json_opt($out, $v);
+    }};
+    ($out:ident, $key:expr, omitted, $v:expr) => {
+        if let Some(v) = $v {
+            key($out, $key);
+            json_str($out, v);
         }
-        fn opt_ms(out: &mut String, v: Option<f64>) {
-            match v {
-                Some(ms) => {
-                    let _ = write!(out, "{ms}");
+    };
+    ($out:ident, $key:expr, omitted_owned, $v:expr) => {
+        if let Some(v) = &$v {
+            key($out, $key);
+            json_str($out, v);
+        }
+    };
+    ($out:ident, $key:expr, int, $v:expr) => {{
+        key($out, $key);
+        json_u64($out, $v);
+    }};
+    ($out:ident, $key:expr, count, $v:expr) => {
+        if $v != 0 {
+            key($out, $key);
+            json_u64($out, $v);
+        }
+    };
+    ($out:ident, $key:expr, ms, $v:expr) => {{
+        key($out, $key);
+        json_ms($out, $v);
+    }};
+    ($out:ident, $key:expr, omitted_ms, $v:expr) => {
+        if let Some(ms) = $v {
+            key($out, $key);
+            json_ms($out, ms);
+        }
+    };
+    ($out:ident, $key:expr, flag, $v:expr) => {{
+        key($out, $key);
+        $out.extend_from_slice(if $v { b"true" } else { b"false" });
+    }};
+}
+
+/// Writes a value as template text (`-` when absent).
+macro_rules! text_field {
+    ($out:ident, text, $v:expr) => {
+        $out.push_str($v)
+    };
+    ($out:ident, owned, $v:expr) => {
+        $out.push_str(&$v)
+    };
+    ($out:ident, maybe, $v:expr) => {
+        $out.push_str($v.unwrap_or("-"))
+    };
+    ($out:ident, omitted, $v:expr) => {
+        $out.push_str($v.unwrap_or("-"))
+    };
+    ($out:ident, omitted_owned, $v:expr) => {
+        $out.push_str($v.as_deref().unwrap_or("-"))
+    };
+    ($out:ident, int, $v:expr) => {
+        weir_core::text::push_u64($out, $v)
+    };
+    ($out:ident, count, $v:expr) => {
+        weir_core::text::push_u64($out, $v)
+    };
+    ($out:ident, ms, $v:expr) => {
+        push_ms($out, Some($v))
+    };
+    ($out:ident, omitted_ms, $v:expr) => {
+        push_ms($out, $v)
+    };
+    ($out:ident, flag, $v:expr) => {
+        $out.push_str(if $v { "true" } else { "false" })
+    };
+}
+
+/// Hands a field to `f` as a span attribute when the table names one and it has a value.
+macro_rules! span_field {
+    ($f:ident, _, $how:ident, $v:expr) => {};
+    ($f:ident, $attr:literal, text, $v:expr) => {
+        $f($attr, SpanValue::Str($v))
+    };
+    ($f:ident, $attr:literal, maybe, $v:expr) => {
+        if let Some(v) = $v {
+            $f($attr, SpanValue::Str(v))
+        }
+    };
+    ($f:ident, $attr:literal, omitted, $v:expr) => {
+        if let Some(v) = $v {
+            $f($attr, SpanValue::Str(v))
+        }
+    };
+    ($f:ident, $attr:literal, count, $v:expr) => {
+        if $v != 0 {
+            $f($attr, SpanValue::Int(i64::try_from($v).unwrap_or(i64::MAX)))
+        }
+    };
+    ($f:ident, $attr:literal, int, $v:expr) => {
+        $f($attr, SpanValue::Int(i64::try_from($v).unwrap_or(i64::MAX)))
+    };
+}
+
+macro_rules! request_record {
+    ($($name:ident: $how:ident, $span:tt, $doc:literal;)*) => {
+        /// What happened to one request. Field names are the access log's JSON keys and
+        /// template variables.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct RequestRecord<'a> {
+            $(#[doc = $doc] pub $name: field_type!($how),)*
+        }
+
+        impl RequestRecord<'_> {
+            /// Appends the record as one JSON object, keys in table order, written directly
+            /// (a line per request is on the hot path; this is about twice as fast as serde).
+            pub fn write_json(&self, out: &mut Vec<u8>) {
+                let start = out.len();
+                $(json_field!(out, stringify!($name), $how, self.$name);)*
+                // Every key came with a leading comma: the first one's becomes the brace.
+                match out.get_mut(start) {
+                    Some(b) => *b = b'{',
+                    None => out.push(b'{'),
                 }
-                None => out.push('-'),
+                out.push(b'}');
+            }
+
+            /// Writes one field, by its access-log name, as text (`-` when absent).
+            pub fn write_field(&self, name: &str, out: &mut String) {
+                match name {
+                    $(stringify!($name) => text_field!(out, $how, self.$name),)*
+                    // Templates are validated against the same table; an unknown name
+                    // cannot get here.
+                    _ => out.push('?'),
+                }
+            }
+
+            /// The span attributes the table derives from the record (`weir.*`), beside the
+            /// tracer's OpenTelemetry ones.
+            pub fn span_attributes(&self, mut f: impl FnMut(&'static str, SpanValue<'_>)) {
+                $(span_field!(f, $span, $how, self.$name);)*
             }
         }
-        match name {
-            "ts" => out.push_str(&self.ts),
-            "request_id" => out.push_str(self.request_id),
-            "trace_id" => opt(out, self.trace_id.as_deref()),
-            "span_id" => opt(out, self.span_id.as_deref()),
-            "listener" => out.push_str(self.listener),
-            "client_ip" => out.push_str(&self.client_ip),
-            "proto" => out.push_str(self.proto),
-            "method" => out.push_str(self.method),
-            "host" => opt(out, self.host),
-            "path" => out.push_str(self.path),
-            "query" => opt(out, self.query),
-            "status" => {
-                let _ = write!(out, "{}", self.status);
-            }
-            "bytes_in" => {
-                let _ = write!(out, "{}", self.bytes_in);
-            }
-            "bytes_out" => {
-                let _ = write!(out, "{}", self.bytes_out);
-            }
-            "duration_ms" => opt_ms(out, Some(self.duration_ms)),
-            "route" => opt(out, self.route),
-            "upstream" => opt(out, self.upstream),
-            "endpoint" => opt(out, self.endpoint),
-            "upstream_connect_ms" => opt_ms(out, self.upstream_connect_ms),
-            "upstream_first_byte_ms" => opt_ms(out, self.upstream_first_byte_ms),
-            "tries" => {
-                let _ = write!(out, "{}", self.tries);
-            }
-            "forward" => opt(out, self.forward),
-            "denied_by" => opt(out, self.denied_by),
-            "consumer" => opt(out, self.consumer),
-            "idempotency" => opt(out, self.idempotency),
-            "compression" => opt(out, self.compression),
-            "cache" => opt(out, self.cache),
-            "error" => opt(out, self.error),
-            "completed" => out.push_str(if self.completed { "true" } else { "false" }),
-            // Templates are validated against the same list; an unknown name cannot get here.
-            _ => out.push('?'),
+    };
+}
+
+weir_config::access_log_fields!(request_record);
+
+impl<'a> RequestRecord<'a> {
+    /// The record of a finished request: what its context says, the status sent (499 when
+    /// none was), the response body bytes sent and whether the body finished.
+    pub fn of(ctx: &'a RequestCtx, status: u16, bytes_out: u64, completed: bool) -> Self {
+        Self {
+            ts: rfc3339_millis(ctx.start_wall()),
+            request_id: ctx.request_id.to_str().unwrap_or(""),
+            trace_id: ctx.trace.map(|t| t.trace_id_hex()),
+            span_id: ctx
+                .trace
+                .and_then(|t| t.spans)
+                .map(|s| weir_core::trace_context::hex(&s.server)),
+            listener: &ctx.listener,
+            client_ip: weir_core::text::ip_string(ctx.client_ip),
+            proto: match ctx.version {
+                http::Version::HTTP_10 => "HTTP/1.0",
+                http::Version::HTTP_2 => "HTTP/2.0",
+                _ => "HTTP/1.1",
+            },
+            method: ctx.method.as_str(),
+            host: ctx.host.as_deref(),
+            path: ctx.uri.path(),
+            query: ctx.uri.query(),
+            status: u64::from(status),
+            bytes_in: ctx.body.bytes(),
+            bytes_out,
+            duration_ms: millis(ctx.start.elapsed()),
+            route: ctx.route.as_deref(),
+            upstream: ctx.upstream.as_deref(),
+            endpoint: ctx.endpoint.as_deref(),
+            upstream_connect_ms: ctx.upstream_connect.map(millis),
+            upstream_first_byte_ms: ctx.upstream_first_byte.map(millis),
+            tries: u64::from(ctx.tries),
+            forward: ctx.forward.map(weir_core::ForwardDecision::as_str),
+            denied_by: ctx.denied_by.as_deref(),
+            consumer: ctx.consumer.as_deref(),
+            idempotency: ctx.idempotency.map(weir_core::IdempotencyOutcome::as_str),
+            compression: ctx.compressed,
+            cache: ctx.cache.map(weir_core::CacheOutcome::as_str),
+            error: ctx.error.map(weir_core::ErrorKind::code),
+            completed,
         }
     }
 }
 
-fn key(out: &mut Vec<u8>, name: &str, first: bool) {
-    if !first {
-        out.push(b',');
+/// Milliseconds with microsecond precision.
+fn millis(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+fn push_ms(out: &mut String, v: Option<f64>) {
+    use std::fmt::Write;
+    match v {
+        Some(ms) => {
+            let _ = write!(out, "{ms}");
+        }
+        None => out.push('-'),
     }
+}
+
+/// `,"name":` (the table's first field, always written, goes without the comma).
+fn key(out: &mut Vec<u8>, name: &str) {
+    out.push(b',');
     out.push(b'"');
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\":");
@@ -293,10 +311,6 @@ fn json_ms(out: &mut Vec<u8>, ms: f64) {
     out.push(b'0' + (frac % 10) as u8);
 }
 
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
 /// Formats a time as `2026-11-22T10:04:05.123Z`. The date-and-second part is computed once
 /// per second per thread (a log line needs it per request).
 pub fn rfc3339_millis(t: SystemTime) -> String {
@@ -347,9 +361,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    #[test]
-    fn direct_json_equals_the_serde_form() {
-        let mut r = RequestRecord {
+    fn sample() -> RequestRecord<'static> {
+        RequestRecord {
             ts: "2026-11-22T10:00:00.000Z".into(),
             request_id: "id",
             trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
@@ -379,23 +392,77 @@ mod tests {
             cache: None,
             error: Some("upstream_timeout"),
             completed: false,
-        };
-        for _ in 0..2 {
-            let mut direct = Vec::new();
-            r.write_json(&mut direct);
-            let direct: serde_json::Value = serde_json::from_slice(&direct).expect("valid JSON");
-            let serde = serde_json::to_value(&r).expect("serde");
-            assert_eq!(direct, serde);
-            // And the other way round for every optional field.
-            r.span_id = Some("00f067aa0ba902b7".into());
-            r.trace_id = None;
-            r.upstream_connect_ms = None;
-            r.upstream_first_byte_ms = Some(2.5);
-            r.tries = 0;
-            r.forward = Some("allowed");
-            r.completed = true;
-            r.duration_ms = 1000.0;
         }
+    }
+
+    #[test]
+    fn json_keys_follow_the_table_and_absent_values_are_null_or_left_out() {
+        let mut r = sample();
+        let mut out = Vec::new();
+        r.write_json(&mut out);
+        let expected = concat!(
+            r#"{"ts":"2026-11-22T10:00:00.000Z","request_id":"id","#,
+            r#""trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","listener":"main","#,
+            r#""client_ip":"::1","proto":"HTTP/2.0","method":"POST","host":null,"#,
+            r#""path":"/a\"b\\c\u0001\té","query":"q=1","status":503,"bytes_in":12,"#,
+            r#""bytes_out":0,"duration_ms":1.234,"route":"r","upstream":null,"#,
+            r#""endpoint":"10.0.0.1:80","upstream_connect_ms":0.012,"tries":2,"#,
+            r#""denied_by":"per-ip","consumer":"acme","error":"upstream_timeout","#,
+            r#""completed":false}"#
+        );
+        assert_eq!(String::from_utf8(out).expect("utf8"), expected);
+        // The other way round for every optional field.
+        r.span_id = Some("00f067aa0ba902b7".into());
+        r.trace_id = None;
+        r.upstream_connect_ms = None;
+        r.upstream_first_byte_ms = Some(2.5);
+        r.tries = 0;
+        r.forward = Some("allowed");
+        r.cache = Some("hit");
+        r.completed = true;
+        r.duration_ms = 1000.0;
+        let mut out = Vec::new();
+        r.write_json(&mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
+        let keys: Vec<&str> = v
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert!(
+            !keys.contains(&"trace_id") && !keys.contains(&"tries"),
+            "{keys:?}"
+        );
+        assert_eq!(v["span_id"], "00f067aa0ba902b7");
+        assert_eq!(v["upstream_first_byte_ms"], 2.5);
+        assert_eq!(v["forward"], "allowed");
+        assert_eq!(v["cache"], "hit");
+        assert_eq!(v["duration_ms"], 1000.0);
+        assert_eq!(v["completed"], true);
+    }
+
+    #[test]
+    fn every_table_field_has_a_template_value_and_the_span_gets_the_weir_attributes() {
+        let r = sample();
+        for name in weir_config::log_format::ACCESS_LOG_FIELDS {
+            let mut out = String::new();
+            r.write_field(name, &mut out);
+            assert_ne!(out, "?", "{name}");
+        }
+        let mut attrs = Vec::new();
+        r.span_attributes(|k, v| attrs.push((k, format!("{v:?}"))));
+        assert_eq!(
+            attrs,
+            [
+                ("weir.request_id", "Str(\"id\")".to_owned()),
+                ("weir.listener", "Str(\"main\")".to_owned()),
+                ("weir.upstream.address", "Str(\"10.0.0.1:80\")".to_owned()),
+                ("weir.upstream.tries", "Int(2)".to_owned()),
+                ("weir.denied_by", "Str(\"per-ip\")".to_owned()),
+                ("weir.consumer", "Str(\"acme\")".to_owned()),
+            ]
+        );
     }
 
     #[test]

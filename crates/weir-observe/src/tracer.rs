@@ -23,6 +23,7 @@ use weir_core::trace_context::{new_span_id, new_trace_id, Spans};
 use weir_core::{RequestCtx, TraceContext, Traceparent};
 
 use crate::prometheus::{Exposition, Kind};
+use crate::record::{RequestRecord, SpanValue};
 
 /// Span counters, kept in the metrics registry so they outlive reloads.
 #[derive(Debug, Default)]
@@ -149,11 +150,19 @@ impl Tracer {
         }
     }
 
-    /// Queues the spans of a finished request (if it was sampled).
-    pub fn finish(&self, ctx: &RequestCtx, status: u16, bytes_out: u64) {
+    /// Whether a request's spans are exported (it carries a sampled trace with Weir's
+    /// spans): only then does [`Tracer::finish`] need its record.
+    pub fn samples(&self, ctx: &RequestCtx) -> bool {
+        ctx.trace.is_some_and(|t| t.sampled && t.spans.is_some())
+    }
+
+    /// Queues the spans of a finished request (if it was sampled), with the `weir.*`
+    /// attributes its record derives from the access-log field table.
+    pub fn finish(&self, ctx: &RequestCtx, record: &RequestRecord<'_>) {
         let Some(trace) = ctx.trace.filter(|t| t.sampled) else {
             return;
         };
+        let (status, bytes_out) = (u16::try_from(record.status).unwrap_or(0), record.bytes_out);
         let Some(spans) = trace.spans else { return };
         let now = Instant::now();
         let now_wall = SystemTime::now();
@@ -213,17 +222,12 @@ impl Tracer {
             "http.response.body.size",
             i64::try_from(bytes_out).unwrap_or(i64::MAX),
         ));
-        a.push(kv("weir.request_id", ctx.request_id.to_str().unwrap_or("")));
-        a.push(kv("weir.listener", &ctx.listener));
-        if let Some(up) = &ctx.upstream {
-            a.push(kv("weir.upstream", up));
-        }
-        if let Some(ep) = &ctx.endpoint {
-            a.push(kv("weir.upstream.address", ep));
-        }
-        if ctx.tries > 0 {
-            a.push(kv_int("weir.upstream.tries", i64::from(ctx.tries)));
-        }
+        record.span_attributes(|name, value| {
+            a.push(match value {
+                SpanValue::Str(s) => kv(name, s),
+                SpanValue::Int(n) => kv_int(name, n),
+            })
+        });
         if let Some(t) = &error_type {
             a.push(kv("error.type", t));
         }

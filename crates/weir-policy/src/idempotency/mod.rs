@@ -116,7 +116,7 @@ impl IdempotencyPolicy {
         let Some(raw) = parts.headers.get(&self.header) else {
             if self.required {
                 events.add("missing");
-                ctx.idempotency = Some("missing");
+                ctx.idempotency = Some(weir_core::IdempotencyOutcome::Missing);
                 return Err(ProxyError::new(ErrorKind::IdempotencyKeyMissing).into());
             }
             return Ok(());
@@ -129,7 +129,7 @@ impl IdempotencyPolicy {
             .unwrap_or(key);
         if key.is_empty() || key.len() > 255 {
             events.add("missing");
-            ctx.idempotency = Some("missing");
+            ctx.idempotency = Some(weir_core::IdempotencyOutcome::Missing);
             return Err(ProxyError::new(ErrorKind::IdempotencyKeyMissing).into());
         }
         // Read the body (bounded) for the fingerprint, then send it on from memory.
@@ -177,7 +177,7 @@ impl IdempotencyPolicy {
         store_key.extend_from_slice(key);
         match self.store.begin(&store_key, fp, self.lock_ttl).await {
             Ok(Begin::Acquired) => {
-                ctx.idempotency = Some("stored");
+                ctx.idempotency = Some(weir_core::IdempotencyOutcome::Stored);
                 hooks.idempotency = Some(Pending {
                     inner: Some(PendingInner {
                         store: self.store.clone(),
@@ -194,19 +194,19 @@ impl IdempotencyPolicy {
             }
             Ok(Begin::InFlight(f)) if f == fp => {
                 events.add("conflict");
-                ctx.idempotency = Some("conflict");
+                ctx.idempotency = Some(weir_core::IdempotencyOutcome::Conflict);
                 Err(ProxyError::new(ErrorKind::IdempotencyConflict)
                     .retry_after(Duration::from_secs(1))
                     .into())
             }
             Ok(Begin::Done(f, record)) if f == fp => {
                 events.add("replayed");
-                ctx.idempotency = Some("replayed");
+                ctx.idempotency = Some(weir_core::IdempotencyOutcome::Replayed);
                 Err(Early::Response(Box::new(replay(&record))))
             }
             Ok(_) => {
                 events.add("mismatch");
-                ctx.idempotency = Some("mismatch");
+                ctx.idempotency = Some(weir_core::IdempotencyOutcome::Mismatch);
                 Err(ProxyError::new(ErrorKind::IdempotencyMismatch).into())
             }
             Err(e) => {
@@ -217,7 +217,7 @@ impl IdempotencyPolicy {
                         .with_source(e)
                         .into()),
                     _ => {
-                        ctx.idempotency = Some("bypass");
+                        ctx.idempotency = Some(weir_core::IdempotencyOutcome::Bypass);
                         Ok(())
                     }
                 }

@@ -137,15 +137,15 @@ pub(crate) async fn handle(
     ctx.upstream = Some(Arc::from("forward"));
     ctx.endpoint = Some(Arc::from(format!("{host}:{port}")));
     if !policy.allows(&host, port) {
-        ctx.forward = Some("denied");
+        ctx.forward = Some(weir_core::ForwardDecision::Denied);
         return Err(ProxyError::new(ErrorKind::ForwardDenied));
     }
     let addrs = policy.vetted(&host, port).await?;
     if addrs.is_empty() {
-        ctx.forward = Some("denied");
+        ctx.forward = Some(weir_core::ForwardDecision::Denied);
         return Err(ProxyError::new(ErrorKind::ForwardDenied));
     }
-    ctx.forward = Some("allowed");
+    ctx.forward = Some(weir_core::ForwardDecision::Allowed);
     let tcp = tokio::time::timeout(policy.connect_timeout, TcpStream::connect(&addrs[..]))
         .await
         .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))?

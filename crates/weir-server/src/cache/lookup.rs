@@ -52,7 +52,7 @@ impl CacheHandle {
         };
         if parts.method.as_str() == "PURGE" {
             if let Some(rules) = &self.purge_method {
-                ctx.cache = Some("purge");
+                ctx.cache = Some(weir_core::CacheOutcome::Purge);
                 let (status, body) = if rules.admits(ctx.client_ip) {
                     self.counters.purged.fetch_add(1, Ordering::Relaxed);
                     let n = self.invalidate_uri(&plan.uri);
@@ -73,7 +73,7 @@ impl CacheHandle {
             }
         }
         if parts.method != Method::GET && parts.method != Method::HEAD {
-            ctx.cache = Some("bypass");
+            ctx.cache = Some(weir_core::CacheOutcome::Bypass);
             if parts.method == Method::POST && self.store_post {
                 plan.request_headers = parts.headers.clone();
             }
@@ -94,7 +94,7 @@ impl CacheHandle {
                         self.counters
                             .stale_while_revalidate
                             .fetch_add(1, Ordering::Relaxed);
-                        ctx.cache = Some("stale");
+                        ctx.cache = Some(weir_core::CacheOutcome::Stale);
                         let status = CacheStatus {
                             hit: true,
                             ttl: Some(ttl(&v.freshness, now)),
@@ -127,7 +127,7 @@ impl CacheHandle {
                     }
                     if decision == Reuse::Fresh {
                         self.counters.hit.fetch_add(1, Ordering::Relaxed);
-                        ctx.cache = Some("hit");
+                        ctx.cache = Some(weir_core::CacheOutcome::Hit);
                         let status = CacheStatus {
                             hit: true,
                             ttl: Some(ttl(&v.freshness, now)),
@@ -195,7 +195,7 @@ impl CacheHandle {
             break;
         }
         if req.only_if_cached {
-            ctx.cache = Some("miss");
+            ctx.cache = Some(weir_core::CacheOutcome::Miss);
             let mut resp = Response::new(ResponseBody::Empty);
             *resp.status_mut() = StatusCode::GATEWAY_TIMEOUT;
             resp.headers_mut()

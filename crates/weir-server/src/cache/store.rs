@@ -99,7 +99,7 @@ impl Plan {
         };
         if let (true, Some((v, true))) = (failed, &self.stale) {
             h.counters.stale.fetch_add(1, Ordering::Relaxed);
-            ctx.cache = Some("stale");
+            ctx.cache = Some(weir_core::CacheOutcome::Stale);
             let s = CacheStatus {
                 hit: true,
                 fwd: Some(self.fwd),
@@ -149,7 +149,7 @@ impl Plan {
                     };
                     let vary = key::vary_fields(&freshened.headers).unwrap_or_default();
                     h.counters.revalidated.fetch_add(1, Ordering::Relaxed);
-                    ctx.cache = Some("revalidated");
+                    ctx.cache = Some(weir_core::CacheOutcome::Revalidated);
                     let s = CacheStatus {
                         fwd: Some(self.fwd),
                         fwd_status: Some(304),
@@ -178,7 +178,7 @@ impl Plan {
                     detail: Some("unselected-304"),
                     ..Default::default()
                 };
-                ctx.cache = Some("stale");
+                ctx.cache = Some(weir_core::CacheOutcome::Stale);
                 let resp = serve(v, &self.method, &self.request_headers, now, &s, &h.name);
                 return Ok(Outcome::from(resp));
             }
@@ -190,10 +190,10 @@ impl Plan {
         };
         if self.stale.is_some() {
             h.counters.refetched.fetch_add(1, Ordering::Relaxed);
-            ctx.cache = Some("refetched");
+            ctx.cache = Some(weir_core::CacheOutcome::Refetched);
         } else {
             h.counters.miss.fetch_add(1, Ordering::Relaxed);
-            ctx.cache = Some("miss");
+            ctx.cache = Some(weir_core::CacheOutcome::Miss);
         }
         let req = RequestDirectives::parse(&self.request_headers);
         let d = ResponseDirectives::parse(out.response.headers(), Some(&h.targeted));

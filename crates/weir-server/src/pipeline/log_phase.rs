@@ -86,61 +86,23 @@ impl Drop for LogPhase {
                 self.bytes_out,
             );
         }
-        if let Some(tracer) = &self.runtime.tracer {
-            tracer.finish(&self.ctx, status, self.bytes_out);
-        }
         let log = &self.shared.access_log;
-        if !log.enabled() {
+        let tracer = self
+            .runtime
+            .tracer
+            .as_ref()
+            .filter(|t| t.samples(&self.ctx));
+        if !log.enabled() && tracer.is_none() {
             return;
         }
-        let ctx = &self.ctx;
-        let status = if ctx.status == 0 { 499 } else { ctx.status };
-        let proto = match ctx.version {
-            http::Version::HTTP_10 => "HTTP/1.0",
-            http::Version::HTTP_2 => "HTTP/2.0",
-            _ => "HTTP/1.1",
-        };
-        let record = RequestRecord {
-            ts: weir_observe::rfc3339_millis(ctx.start_wall()),
-            request_id: ctx.request_id.to_str().unwrap_or(""),
-            trace_id: ctx.trace.map(|t| t.trace_id_hex()),
-            span_id: ctx
-                .trace
-                .and_then(|t| t.spans)
-                .map(|s| weir_core::trace_context::hex(&s.server)),
-            listener: &ctx.listener,
-            client_ip: weir_core::text::ip_string(ctx.client_ip),
-            proto,
-            method: ctx.method.as_str(),
-            host: ctx.host.as_deref(),
-            path: ctx.uri.path(),
-            query: ctx.uri.query(),
-            status,
-            bytes_in: ctx.body.bytes(),
-            bytes_out: self.bytes_out,
-            duration_ms: millis(ctx.start.elapsed()),
-            route: ctx.route.as_deref(),
-            upstream: ctx.upstream.as_deref(),
-            endpoint: ctx.endpoint.as_deref(),
-            tries: ctx.tries,
-            upstream_connect_ms: ctx.upstream_connect.map(millis),
-            upstream_first_byte_ms: ctx.upstream_first_byte.map(millis),
-            forward: ctx.forward,
-            denied_by: ctx.denied_by.as_deref(),
-            consumer: ctx.consumer.as_deref(),
-            idempotency: ctx.idempotency,
-            compression: ctx.compressed,
-            cache: ctx.cache,
-            error: ctx.error.map(weir_core::ErrorKind::code),
-            completed: self.completed,
-        };
-        log.log_as(&record, &self.runtime.log_format);
+        let record = RequestRecord::of(&self.ctx, status, self.bytes_out, self.completed);
+        if let Some(tracer) = tracer {
+            tracer.finish(&self.ctx, &record);
+        }
+        if log.enabled() {
+            log.log_as(&record, &self.runtime.log_format);
+        }
     }
-}
-
-/// Milliseconds with microsecond precision.
-fn millis(d: std::time::Duration) -> f64 {
-    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
 /// The response body as sent: counts bytes, enforces the upstream's total deadline, and

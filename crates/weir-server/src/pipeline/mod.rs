@@ -168,8 +168,8 @@ async fn process(
     if let Some(policy) = &conn.opts.forward {
         let result = forward::handle(req, ctx, policy, rt.limits.max_body).await;
         let counter = match ctx.forward {
-            Some("allowed") => Some(&conn.counters.forward_allowed),
-            Some(_) => Some(&conn.counters.forward_denied),
+            Some(weir_core::ForwardDecision::Allowed) => Some(&conn.counters.forward_allowed),
+            Some(weir_core::ForwardDecision::Denied) => Some(&conn.counters.forward_denied),
             None => None,
         };
         if let Some(c) = counter {
