@@ -34,14 +34,8 @@ fn record() -> RequestRecord<'static> {
         upstream_connect_ms: Some(0.012),
         upstream_first_byte_ms: Some(0.987),
         tries: 1,
-        forward: None,
-        denied_by: None,
-        consumer: None,
-        idempotency: None,
-        compression: None,
-        cache: None,
-        error: None,
         completed: true,
+        ..RequestRecord::default()
     }
 }
 

@@ -303,33 +303,15 @@ mod tests {
         RequestRecord {
             ts: "2026-11-22T10:00:00.000Z".into(),
             request_id: "r",
-            trace_id: None,
-            span_id: None,
             listener: "main",
             client_ip: "127.0.0.1".into(),
             proto: "HTTP/1.1",
             method: "GET",
-            host: None,
             path: "/",
-            query: None,
             status: 200,
-            bytes_in: 0,
-            bytes_out: 0,
             duration_ms: 1.0,
-            route: None,
-            upstream: None,
-            endpoint: None,
-            upstream_connect_ms: None,
-            upstream_first_byte_ms: None,
-            tries: 0,
-            forward: None,
-            denied_by: None,
-            consumer: None,
-            idempotency: None,
-            compression: None,
-            cache: None,
-            error: None,
             completed: true,
+            ..RequestRecord::default()
         }
     }
 
@@ -360,37 +342,14 @@ mod tests {
     }
 
     #[test]
-    fn templates_render_every_field_and_json_keys_match_the_names() {
+    fn templates_render_fields_and_escape_dollars() {
         let mut r = record();
         r.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
         r.path = "/a\nb";
         let format = LogFormat::from_config("$method ${path}! $status $trace_id $route $$");
         let line = String::from_utf8(format.line(&r).expect("line")).expect("utf8");
         assert_eq!(line, "GET /a b! 200 4bf92f3577b34da6a3ce929d0e0e4736 - $\n");
-        // Every template field has a renderer, and is a JSON key (when present).
-        r.route = Some("api");
-        r.upstream = Some("u");
-        r.endpoint = Some("e");
-        r.host = Some("h");
-        r.query = Some("q");
-        r.span_id = Some("s".into());
-        r.upstream_connect_ms = Some(1.0);
-        r.upstream_first_byte_ms = Some(1.0);
-        r.tries = 1;
-        r.forward = Some("allowed");
-        r.denied_by = Some("p");
-        r.consumer = Some("c");
-        r.idempotency = Some("stored");
-        r.compression = Some("br");
-        r.cache = Some("hit");
-        r.error = Some("x");
-        let json: serde_json::Value =
-            serde_json::from_slice(&LogFormat::Json.line(&r).expect("json")).expect("parse");
-        for field in weir_config::log_format::ACCESS_LOG_FIELDS {
-            let mut out = String::new();
-            r.write_field(field, &mut out);
-            assert_ne!(out, "?", "no renderer for {field}");
-            assert!(json.get(field).is_some(), "no JSON key {field}");
-        }
+        // That every field has a renderer and a JSON key is generated from the one table
+        // (see `record.rs`), not listed here.
     }
 }

@@ -145,7 +145,7 @@ macro_rules! request_record {
     ($($name:ident: $how:ident, $span:tt, $doc:literal;)*) => {
         /// What happened to one request. Field names are the access log's JSON keys and
         /// template variables.
-        #[derive(Debug, Clone, PartialEq)]
+        #[derive(Debug, Clone, Default, PartialEq)]
         pub struct RequestRecord<'a> {
             $(#[doc = $doc] pub $name: field_type!($how),)*
         }
