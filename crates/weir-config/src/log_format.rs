@@ -44,6 +44,7 @@ macro_rules! access_log_fields {
             idempotency: omitted, "weir.idempotency", "What an idempotency policy did (`stored`, `replayed`, `conflict` …).";
             compression: omitted, "weir.compression", "The content coding Weir compressed the response with.";
             cache: omitted, "weir.cache", "What the route's cache did (`hit`, `miss`, `stale`, `revalidated` …).";
+            user_agent: omitted, "user_agent.original", "The request's `User-Agent`, when it is visible ASCII.";
             error: maybe, _, "Error code, when the request failed (`upstream_timeout` …).";
             completed: flag, _, "False when the response body did not finish (client gone, upstream reset).";
         }

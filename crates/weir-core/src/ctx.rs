@@ -73,6 +73,8 @@ pub struct RequestCtx {
     pub compressed: Option<&'static str>,
     /// What the route's cache did.
     pub cache: Option<crate::CacheOutcome>,
+    /// The request's `User-Agent`.
+    pub user_agent: Option<HeaderValue>,
 }
 
 impl RequestCtx {
@@ -143,6 +145,7 @@ impl RequestCtx {
             idempotency: None,
             compressed: None,
             cache: None,
+            user_agent: None,
         }
     }
 }

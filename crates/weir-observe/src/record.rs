@@ -224,6 +224,7 @@ impl<'a> RequestRecord<'a> {
             idempotency: ctx.idempotency.map(weir_core::IdempotencyOutcome::as_str),
             compression: ctx.compressed,
             cache: ctx.cache.map(weir_core::CacheOutcome::as_str),
+            user_agent: ctx.user_agent.as_ref().and_then(|v| v.to_str().ok()),
             error: ctx.error.map(weir_core::ErrorKind::code),
             completed,
         }
@@ -390,6 +391,7 @@ mod tests {
             idempotency: None,
             compression: None,
             cache: None,
+            user_agent: Some("curl/8.5.0"),
             error: Some("upstream_timeout"),
             completed: false,
         }
@@ -407,7 +409,8 @@ mod tests {
             r#""path":"/a\"b\\c\u0001\té","query":"q=1","status":503,"bytes_in":12,"#,
             r#""bytes_out":0,"duration_ms":1.234,"route":"r","upstream":null,"#,
             r#""endpoint":"10.0.0.1:80","upstream_connect_ms":0.012,"tries":2,"#,
-            r#""denied_by":"per-ip","consumer":"acme","error":"upstream_timeout","#,
+            r#""denied_by":"per-ip","consumer":"acme","user_agent":"curl/8.5.0","#,
+            r#""error":"upstream_timeout","#,
             r#""completed":false}"#
         );
         assert_eq!(String::from_utf8(out).expect("utf8"), expected);
@@ -461,6 +464,7 @@ mod tests {
                 ("weir.upstream.tries", "Int(2)".to_owned()),
                 ("weir.denied_by", "Str(\"per-ip\")".to_owned()),
                 ("weir.consumer", "Str(\"acme\")".to_owned()),
+                ("user_agent.original", "Str(\"curl/8.5.0\")".to_owned()),
             ]
         );
     }

@@ -75,6 +75,7 @@ pub(crate) async fn handle(
         .headers()
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    ctx.user_agent = req.headers().get(http::header::USER_AGENT).cloned();
     let compression = shared.compression.clone();
     let mut log = Box::new(LogPhase::new(
         ctx,

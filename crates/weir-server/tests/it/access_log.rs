@@ -10,6 +10,7 @@ async fn one_line_per_request_with_fields() {
         .post(gw.url("/logged?x=1"))
         .header("host", "api.test")
         .header("authorization", "Bearer secret-token")
+        .header("user-agent", "weir-test/1.0 (probe)")
         .body("12345")
         .send()
         .await
@@ -30,6 +31,7 @@ async fn one_line_per_request_with_fields() {
     assert_eq!(l["upstream"], "up");
     assert_eq!(l["endpoint"], o.addr.to_string());
     assert_eq!(l["tries"], 1);
+    assert_eq!(l["user_agent"], "weir-test/1.0 (probe)");
     // Timing breakdown of the upstream part.
     let connect = l["upstream_connect_ms"]
         .as_f64()
