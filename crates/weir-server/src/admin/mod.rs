@@ -157,6 +157,10 @@ async fn route(req: &Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>> 
         (&Method::GET, "/config") => {
             json_response(StatusCode::OK, admin.control.effective_config().await)
         }
+        (&Method::GET, "/caches") => json_response(
+            StatusCode::OK,
+            crate::cache::metrics::summary(&shared.runtime.load().caches),
+        ),
         (&Method::GET, "/routes") => json_response(
             StatusCode::OK,
             crate::explain::routes(&shared.runtime.load()),
@@ -179,6 +183,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/status"),
     ("GET", "/config"),
     ("GET", "/routes"),
+    ("GET", "/caches"),
     ("GET", "/explain"),
     ("GET", "/dashboard.json"),
     ("GET", "/healthz"),

@@ -1,4 +1,4 @@
-//! What each cache counts, and its samples in `/metrics`.
+//! What each cache counts: its samples in `/metrics`, and its summary in `GET /caches`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -124,4 +124,40 @@ pub(crate) fn render(caches: &[Arc<CacheHandle>], e: &mut Exposition) {
         "Disk tier events: hits (found on disk, not in memory), writes, errors (failed reads or writes).",
         cache_disk.iter().map(|(l, n)| (&l[..], *n as f64)),
     );
+}
+
+/// Every cache's summary for `GET /caches`: what each tier holds, lookups by result, the hit
+/// ratio (answered from the store, fresh or stale or revalidated, over all lookups; `null`
+/// before the first), evictions and fills in flight.
+pub(crate) fn summary(caches: &[Arc<CacheHandle>]) -> serde_json::Value {
+    let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let list: Vec<serde_json::Value> = caches
+        .iter()
+        .map(|c| {
+            let k = &c.counters;
+            let [memory, disk] = c.usage();
+            let [evicted_memory, evicted_disk] = c.evictions();
+            let (hit, stale, revalidated) = (n(&k.hit), n(&k.stale), n(&k.revalidated));
+            let lookups = hit + stale + revalidated + n(&k.miss) + n(&k.refetched);
+            let served = hit + stale + revalidated;
+            let tier = |(objects, bytes): (u64, u64)| serde_json::json!({"objects": objects, "bytes": bytes});
+            serde_json::json!({
+                "name": &*c.name,
+                "memory": tier(memory),
+                "disk": c.has_disk().then(|| tier(disk)),
+                "hit_ratio": (lookups > 0).then(|| served as f64 / lookups as f64),
+                "lookups": {
+                    "hit": hit,
+                    "stale": stale,
+                    "revalidated": revalidated,
+                    "miss": n(&k.miss),
+                    "refetched": n(&k.refetched),
+                },
+                "stored": n(&k.stored),
+                "evictions": {"memory": evicted_memory, "disk": evicted_disk},
+                "fills_in_flight": c.fills_in_flight(),
+            })
+        })
+        .collect();
+    serde_json::json!({ "caches": list })
 }

@@ -580,3 +580,50 @@ async fn the_purge_method_is_refused_to_other_addresses() {
     let (_, h, _) = get(&gw, "/fresh", &[]).await;
     assert!(cache_status(&h).contains("hit"));
 }
+
+#[tokio::test]
+async fn the_admin_api_lists_each_cache_with_its_size_and_hit_ratio() {
+    let s = scripted().await;
+    let gw = gateway(&guarded_config(
+        s.origin.addr,
+        "[[caches]]\nname = \"edge\"\n",
+        "",
+        "",
+        "cache = \"edge\"",
+    ))
+    .await;
+    let admin = gw
+        .server
+        .as_ref()
+        .and_then(|s| s.admin_addr())
+        .expect("admin");
+    let caches = || async move {
+        client()
+            .get(format!("http://{admin}/caches"))
+            .send()
+            .await
+            .expect("caches")
+            .json::<serde_json::Value>()
+            .await
+            .expect("json")["caches"][0]
+            .clone()
+    };
+    let before = caches().await;
+    assert_eq!(before["name"], "edge");
+    assert!(before["hit_ratio"].is_null(), "no lookup yet: {before}");
+    assert!(before["disk"].is_null(), "no disk tier: {before}");
+    for _ in 0..4 {
+        let r = client().get(gw.url("/fresh")).send().await.expect("get");
+        assert_eq!(r.status(), 200);
+        r.bytes().await.expect("body");
+    }
+    let after = caches().await;
+    assert_eq!(after["lookups"]["miss"], 1, "{after}");
+    assert_eq!(after["lookups"]["hit"], 3, "{after}");
+    assert_eq!(after["hit_ratio"], 0.75, "{after}");
+    assert_eq!(after["memory"]["objects"], 1, "{after}");
+    assert!(
+        after["memory"]["bytes"].as_u64().is_some_and(|b| b > 0),
+        "{after}"
+    );
+}
