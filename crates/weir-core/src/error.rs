@@ -61,6 +61,8 @@ pub enum ErrorKind {
     ForwardDenied,
     /// An IP rule refuses the client's address.
     IpDenied,
+    /// A `PURGE` from an address the cache's `purge_method` rules do not allow.
+    PurgeDenied,
     /// A rate limit refuses the request.
     RateLimited,
     /// A concurrency limit refuses the request.
@@ -91,7 +93,9 @@ impl ErrorKind {
         match self {
             ErrorKind::BadRequest | ErrorKind::ClientBody => StatusCode::BAD_REQUEST,
             ErrorKind::NoRoute | ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::ForwardDenied | ErrorKind::IpDenied => StatusCode::FORBIDDEN,
+            ErrorKind::ForwardDenied | ErrorKind::IpDenied | ErrorKind::PurgeDenied => {
+                StatusCode::FORBIDDEN
+            }
             ErrorKind::RateLimited | ErrorKind::TooManyInFlight => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
@@ -122,6 +126,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "not_found",
             ErrorKind::ForwardDenied => "forward_denied",
             ErrorKind::IpDenied => "ip_denied",
+            ErrorKind::PurgeDenied => "purge_denied",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::TooManyInFlight => "too_many_in_flight",
             ErrorKind::Unauthorized => "unauthorized",
@@ -154,6 +159,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "not found",
             ErrorKind::ForwardDenied => "destination not allowed",
             ErrorKind::IpDenied => "client address not allowed",
+            ErrorKind::PurgeDenied => "purge not allowed from this address",
             ErrorKind::RateLimited => "too many requests",
             ErrorKind::TooManyInFlight => "too many requests in flight",
             ErrorKind::Unauthorized => "authentication required",
@@ -185,7 +191,7 @@ impl ErrorKind {
             ErrorKind::UpstreamTimeout => 4,
             ErrorKind::BodyTooLarge | ErrorKind::HeaderTooLarge => 8,
             ErrorKind::NoRoute | ErrorKind::NotFound | ErrorKind::MethodNotAllowed => 12,
-            ErrorKind::ForwardDenied | ErrorKind::IpDenied => 7,
+            ErrorKind::ForwardDenied | ErrorKind::IpDenied | ErrorKind::PurgeDenied => 7,
             ErrorKind::RateLimited | ErrorKind::TooManyInFlight => 8,
             ErrorKind::Unauthorized => 16,
             ErrorKind::Forbidden => 7,
@@ -210,6 +216,7 @@ impl ErrorKind {
             | ErrorKind::NotFound
             | ErrorKind::ForwardDenied
             | ErrorKind::IpDenied
+            | ErrorKind::PurgeDenied
             | ErrorKind::RateLimited
             | ErrorKind::TooManyInFlight
             | ErrorKind::Unauthorized
@@ -325,10 +332,6 @@ impl ProxyError {
             for (name, value) in extra.iter() {
                 h.append(name.clone(), value.clone());
             }
-        }
-        if self.kind == ErrorKind::MethodNotAllowed {
-            // Only static files refuse methods today; they serve GET and HEAD.
-            h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         }
         if matches!(
             self.kind,

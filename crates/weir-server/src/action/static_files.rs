@@ -38,7 +38,10 @@ pub(crate) async fn serve<B>(
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let method = req.method();
     if method != Method::GET && method != Method::HEAD {
-        return Err(ProxyError::new(ErrorKind::MethodNotAllowed));
+        return Err(ProxyError::new(ErrorKind::MethodNotAllowed).with_header(
+            http::header::ALLOW,
+            http::HeaderValue::from_static("GET, HEAD"),
+        ));
     }
     let raw = req.uri().path();
     let rel = match &spec.strip_prefix {

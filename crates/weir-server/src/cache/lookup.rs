@@ -12,7 +12,7 @@ use weir_cache::directives::RequestDirectives;
 use weir_cache::reuse::{self, Reuse};
 use weir_cache::status::{CacheStatus, Forward};
 use weir_cache::store::{Lookup, Variant};
-use weir_core::{RequestCtx, ResponseBody};
+use weir_core::{ErrorKind, ProxyError, RequestCtx, ResponseBody};
 
 use super::coalesce::Turn;
 use super::serve::serve;
@@ -53,18 +53,15 @@ impl CacheHandle {
         if parts.method.as_str() == "PURGE" {
             if let Some(rules) = &self.purge_method {
                 ctx.cache = Some(weir_core::CacheOutcome::Purge);
-                let (status, body) = if rules.admits(ctx.client_ip) {
-                    self.counters.purged.fetch_add(1, Ordering::Relaxed);
-                    let n = self.invalidate_uri(&plan.uri);
-                    (StatusCode::OK, format!("{{\"purged\":{n}}}\n"))
-                } else {
-                    (
-                        StatusCode::FORBIDDEN,
-                        "{\"status\":403,\"error\":\"purge_denied\"}\n".to_owned(),
-                    )
-                };
-                let mut resp = Response::new(ResponseBody::full(body));
-                *resp.status_mut() = status;
+                if !rules.admits(ctx.client_ip) {
+                    // Through the one error mapping, like every refusal Weir makes itself.
+                    let e = ProxyError::new(ErrorKind::PurgeDenied);
+                    ctx.error = Some(e.kind);
+                    return Begin::Serve(e.to_response(&ctx.request_id));
+                }
+                self.counters.purged.fetch_add(1, Ordering::Relaxed);
+                let n = self.invalidate_uri(&plan.uri);
+                let mut resp = Response::new(ResponseBody::full(format!("{{\"purged\":{n}}}\n")));
                 resp.headers_mut().insert(
                     http::header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),

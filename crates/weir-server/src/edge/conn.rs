@@ -24,9 +24,36 @@ use super::state::{ConnInfo, ConnState};
 use crate::pipeline;
 use crate::shared::Shared;
 
-/// The answer to a request whose framing is ambiguous: the same shape as every error Weir
-/// sends (the request id is unknown: no request was parsed).
-const REFUSED: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: 83\r\n\r\n{\"status\":400,\"error\":\"bad_request\",\"message\":\"malformed request\",\"request_id\":\"\"}\n";
+/// The answer to a request whose framing is ambiguous, as bytes on the wire: the one error
+/// mapping's 400 (status, fields, body; the request id is empty: no request was parsed),
+/// serialized once, because it is written below hyper, which never saw a request.
+fn refused() -> &'static [u8] {
+    static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BYTES.get_or_init(|| {
+        let resp = weir_core::ProxyError::new(weir_core::ErrorKind::BadRequest)
+            .to_response(&http::HeaderValue::from_static(""));
+        let body = match resp.body() {
+            weir_core::ResponseBody::Full(Some(b)) => b.clone(),
+            _ => bytes::Bytes::new(),
+        };
+        let status = resp.status();
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        )
+        .into_bytes();
+        for (name, value) in resp.headers() {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+        out.extend_from_slice(&body);
+        out
+    })
+}
 
 /// What the watchdog decided.
 enum Verdict {
@@ -136,7 +163,7 @@ impl<S: AsyncRead + AsyncWrite> AsyncRead for WatchedIo<S> {
                     buf.set_filled(before + at);
                     *this.refused = true;
                     if this.state.in_flight.load(Ordering::Relaxed) == 0 {
-                        let _ = this.inner.as_mut().poll_write(cx, REFUSED);
+                        let _ = this.inner.as_mut().poll_write(cx, refused());
                         let _ = this.inner.as_mut().poll_shutdown(cx);
                     }
                     tracing::debug!("ambiguous request framing refused");
@@ -414,5 +441,14 @@ async fn drive<C, E>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_refusal_written_below_hyper_is_the_error_mappings_400() {
+        let expected = "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: 83\r\n\r\n{\"status\":400,\"error\":\"bad_request\",\"message\":\"malformed request\",\"request_id\":\"\"}\n";
+        assert_eq!(String::from_utf8_lossy(super::refused()), expected);
     }
 }
