@@ -75,6 +75,22 @@ impl Body for ResponseBody {
     }
 }
 
+/// The body length a message's `Content-Length` declares: one field of digits only (RFC 9110
+/// §8.6); anything else (absent, repeated, signed, not a number) declares nothing. The one
+/// parse of the field for every phase that sizes a body.
+pub fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    let mut values = headers.get_all(http::header::CONTENT_LENGTH).iter();
+    let one = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let digits = one.as_bytes();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
 /// What happened to a request body as it streamed: bytes seen, and why it stopped early.
 #[derive(Debug, Default)]
 pub struct BodyStats {
@@ -325,5 +341,30 @@ impl Body for Tee {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod declared_length_tests {
+    use super::declared_length;
+
+    fn of(values: &[&str]) -> Option<u64> {
+        let mut h = http::HeaderMap::new();
+        for v in values {
+            h.append(http::header::CONTENT_LENGTH, v.parse().expect("value"));
+        }
+        declared_length(&h)
+    }
+
+    #[test]
+    fn only_one_field_of_digits_declares_a_length() {
+        assert_eq!(of(&["42"]), Some(42));
+        assert_eq!(of(&["0"]), Some(0));
+        assert_eq!(of(&[]), None);
+        assert_eq!(of(&["+5"]), None, "u64::from_str would take it");
+        assert_eq!(of(&["-1"]), None);
+        assert_eq!(of(&[" 5"]), None);
+        assert_eq!(of(&["5", "5"]), None, "repeated");
+        assert_eq!(of(&["99999999999999999999999"]), None, "overflows");
     }
 }

@@ -200,12 +200,9 @@ impl ConcurrencyPolicy {
             Some(r) => match self.take_shared(r, &key).await {
                 Ok(slot) => slot,
                 Err(e) => {
-                    events.add("store_error");
-                    tracing::warn!(error = %e, "concurrency store failed; on_store_error decides");
-                    match self.on_store_error {
-                        OnStoreError::Allow => Some(Slot::None),
-                        OnStoreError::Deny => return Err(crate::store_unavailable()),
-                        OnStoreError::Local => self.take_local(&key),
+                    match crate::store_failed("concurrency", self.on_store_error, &e, events)? {
+                        crate::StoreFallback::Allow => Some(Slot::None),
+                        crate::StoreFallback::Local => self.take_local(&key),
                     }
                 }
             },

@@ -116,6 +116,31 @@ pub(crate) fn store_unavailable() -> Early {
         .into()
 }
 
+/// What a counting policy does when its shared store failed, by its `on_store_error`.
+pub(crate) enum StoreFallback {
+    /// Let the request through uncounted.
+    Allow,
+    /// Count it in this instance's memory instead.
+    Local,
+}
+
+/// A counting policy's store failed: counted (`store_error`) and logged here, then its
+/// `on_store_error` decides — `deny` answers 503 with `Retry-After`.
+pub(crate) fn store_failed(
+    what: &'static str,
+    on: weir_config::OnStoreError,
+    error: &dyn std::fmt::Display,
+    events: &Events,
+) -> Result<StoreFallback, Early> {
+    events.add("store_error");
+    tracing::warn!(error = %error, policy = what, "shared store failed; on_store_error decides");
+    match on {
+        weir_config::OnStoreError::Allow => Ok(StoreFallback::Allow),
+        weir_config::OnStoreError::Deny => Err(store_unavailable()),
+        weir_config::OnStoreError::Local => Ok(StoreFallback::Local),
+    }
+}
+
 /// How a policy stopped a request.
 #[derive(Debug)]
 pub enum Early {

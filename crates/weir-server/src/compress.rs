@@ -277,11 +277,7 @@ impl Plan {
         }
         // The answer depends on Accept-Encoding from here on, compressed or not.
         weir_policy::headers::vary(resp.headers_mut(), "accept-encoding");
-        let declared = resp
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
+        let declared = weir_core::body::declared_length(resp.headers())
             .or_else(|| http_body::Body::size_hint(resp.body()).exact());
         if declared.is_some_and(|n| n < c.min_size) {
             return None;

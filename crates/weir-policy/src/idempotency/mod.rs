@@ -335,11 +335,8 @@ impl Pending {
             })
             .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
             .collect();
-        let expected = resp
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
+        let expected =
+            weir_core::body::declared_length(resp.headers()).and_then(|n| usize::try_from(n).ok());
         let body = std::mem::take(resp.body_mut());
         let limit = inner.max_body;
         let done: weir_core::body::TeeDone = Box::new(move |whole: Option<Bytes>| match whole {

@@ -105,15 +105,11 @@ impl RateLimitPolicy {
             None => self.local.check(&key, now_ns(ctx.start), 1),
             Some((store, limiter)) => match limiter.check(store, &key, 1).await {
                 Ok(d) => d,
-                Err(e) => {
-                    events.add("store_error");
-                    tracing::warn!(error = %e, "rate-limit store failed; on_store_error decides");
-                    match self.on_store_error {
-                        OnStoreError::Allow => return Ok(()),
-                        OnStoreError::Deny => return Err(crate::store_unavailable()),
-                        OnStoreError::Local => self.local.check(&key, now_ns(ctx.start), 1),
-                    }
-                }
+                Err(e) => match crate::store_failed("rate_limit", self.on_store_error, &e, events)?
+                {
+                    crate::StoreFallback::Allow => return Ok(()),
+                    crate::StoreFallback::Local => self.local.check(&key, now_ns(ctx.start), 1),
+                },
             },
         };
         let fields = (self.headers || !decision.allowed).then(|| {

@@ -135,7 +135,9 @@ pub(crate) async fn forward(
     if let Some(cookie) = info.set_cookie {
         parts.headers.append(SET_COOKIE, cookie);
     }
-    if !switching && declared_length(&parts.headers).is_some_and(|n| n <= READ_AHEAD_MAX) {
+    if !switching
+        && weir_core::body::declared_length(&parts.headers).is_some_and(|n| n <= READ_AHEAD_MAX)
+    {
         // A small body is read whole now and the upstream connection goes back to its pool at
         // once: a client that does not read (an HTTP/2 window held at zero) pins the few bytes
         // of its own answer, never an upstream connection.
@@ -171,15 +173,6 @@ pub(crate) async fn forward(
 /// Response bodies of at most this many bytes, declared by `Content-Length`, are read ahead
 /// whole (nginx's `proxy_buffering` does the same for every body, into its buffers).
 const READ_AHEAD_MAX: u64 = 16 * 1024;
-
-fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
-    let mut values = headers.get_all(http::header::CONTENT_LENGTH).iter();
-    let one = values.next()?;
-    if values.next().is_some() {
-        return None;
-    }
-    one.to_str().ok()?.parse().ok()
-}
 
 /// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n), per the gRPC HTTP/2 spec.
 fn parse_grpc_timeout(v: &[u8]) -> Option<std::time::Duration> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::header::{AGE, CONTENT_LENGTH};
+use http::header::AGE;
 use http::{HeaderName, Method, StatusCode};
 use weir_cache::directives::{RequestDirectives, ResponseDirectives};
 use weir_cache::freshness::Freshness;
@@ -213,12 +213,8 @@ impl Plan {
                 &d,
             )
         };
-        let declared = out
-            .response
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
+        let declared = weir_core::body::declared_length(out.response.headers())
+            .and_then(|n| usize::try_from(n).ok());
         match (verdict, key::vary_fields(out.response.headers())) {
             (Ok(()), Some(vary)) if declared.is_none_or(|n| n <= h.max_object) => {
                 let mut headers = out.response.headers().clone();

@@ -8,7 +8,7 @@ mod log_phase;
 pub(crate) mod outcome;
 mod request;
 
-use http::header::{CONTENT_LENGTH, UPGRADE};
+use http::header::UPGRADE;
 use http::{Method, Request, Response, Version};
 use hyper::body::Incoming;
 use weir_core::{request_id, ErrorKind, ProxyError, RequestBody, RequestCtx, Side};
@@ -137,11 +137,7 @@ pub(crate) async fn handle(
         };
         conn.state.tunnel_decided(opened);
     }
-    let expected = resp
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+    let expected = weir_core::body::declared_length(resp.headers());
     let grpc = log.ctx.grpc;
     Ok(resp.map(|body| LoggedBody::new(body, log, deadline, expected, guard, grpc)))
 }
@@ -212,11 +208,7 @@ async fn process(
     // The route's own body limit, else the server's (0 = unlimited).
     let max_body = opts.and_then(|o| o.max_body).unwrap_or(rt.limits.max_body);
     if max_body > 0 {
-        let declared = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let declared = weir_core::body::declared_length(req.headers());
         if declared.is_some_and(|n| n > max_body) {
             return Err(ProxyError::new(ErrorKind::BodyTooLarge));
         }
