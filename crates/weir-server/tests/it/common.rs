@@ -83,29 +83,85 @@ pub async fn gateway(toml: &str) -> Gateway {
     }
 }
 
+/// A test config assembled from parts: top-level TOML, the `main` listener on a free port
+/// (with extra keys), upstreams, and what follows them (policies, routes). The config
+/// helpers below are built on it, and so is any test that needs a little more.
+#[derive(Debug, Default, Clone)]
+pub struct TestConfig {
+    top: Vec<String>,
+    listener: Vec<String>,
+    upstreams: Vec<String>,
+    rest: Vec<String>,
+}
+
+impl TestConfig {
+    /// Listener `main` on `127.0.0.1:0`, nothing else.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Top-level TOML (keys, or tables such as `[[caches]]`), before the listener.
+    pub fn top(mut self, toml: &str) -> Self {
+        self.top.push(toml.to_owned());
+        self
+    }
+
+    /// The admin API on a free port.
+    pub fn admin(self) -> Self {
+        self.top("admin = { bind = \"127.0.0.1:0\" }")
+    }
+
+    /// Keys of the `main` listener.
+    pub fn listener(mut self, keys: &str) -> Self {
+        self.listener.push(keys.to_owned());
+        self
+    }
+
+    /// An upstream named `name` with `endpoints` and extra `keys`.
+    pub fn upstream(mut self, name: &str, endpoints: &[SocketAddr], keys: &str) -> Self {
+        let list: Vec<String> = endpoints.iter().map(|a| format!("\"{a}\"")).collect();
+        self.upstreams.push(format!(
+            "[[upstreams]]\nname = \"{name}\"\nendpoints = [{}]\n{keys}\n",
+            list.join(", ")
+        ));
+        self
+    }
+
+    /// A route named `name` with `keys` (its `match`, action …).
+    pub fn route(self, name: &str, keys: &str) -> Self {
+        self.then(&format!("[[routes]]\nname = \"{name}\"\n{keys}\n"))
+    }
+
+    /// TOML after the upstreams (policies, routes), in order.
+    pub fn then(mut self, toml: &str) -> Self {
+        self.rest.push(toml.to_owned());
+        self
+    }
+
+    /// The config text.
+    pub fn build(&self) -> String {
+        format!(
+            "{}\n\n[[listeners]]\nname = \"main\"\nbind = \"127.0.0.1:0\"\n{}\n\n{}\n{}\n",
+            self.top.join("\n"),
+            self.listener.join("\n"),
+            self.upstreams.join("\n"),
+            self.rest.join("\n"),
+        )
+    }
+}
+
 /// A config with listener `main` and upstream `up` pointing at `origins`, plus `extra` TOML.
 pub fn config(origins: &[SocketAddr], extra: &str) -> String {
-    let endpoints: Vec<String> = origins.iter().map(|a| format!("\"{a}\"")).collect();
-    format!(
-        r#"
-shutdown_timeout = "5s"
-{extra}
-
-[[listeners]]
-name = "main"
-bind = "127.0.0.1:0"
-
-[[upstreams]]
-name = "up"
-endpoints = [{}]
-timeouts = {{ connect = "1s", response_header = "2s" }}
-
-[[routes]]
-name = "to-up"
-proxy = {{ upstream = "up" }}
-"#,
-        endpoints.join(", ")
-    )
+    TestConfig::new()
+        .top("shutdown_timeout = \"5s\"")
+        .top(extra)
+        .upstream(
+            "up",
+            origins,
+            "timeouts = { connect = \"1s\", response_header = \"2s\" }",
+        )
+        .route("to-up", "proxy = { upstream = \"up\" }")
+        .build()
 }
 
 /// An origin that answers every request with its method, path, headers and body as JSON.
@@ -265,9 +321,8 @@ pub fn metric_value(text: &str, sample: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
 }
 
-/// A config with an admin listener, listener `main`, upstream `up` at `origin`, the `policies`
-/// TOML, and one route `guarded` applying `chain` (quoted names) with `route_extra` keys;
-/// `top` goes first (top-level keys, `[redis]`, `[[consumers]]`).
+/// A config with the admin API, `top`, upstream `up` at `origin`, `policies`, and route
+/// `guarded` applying `chain` and proxying to `up` (with `route_extra` keys).
 pub fn guarded_config(
     origin: SocketAddr,
     top: &str,
@@ -275,29 +330,16 @@ pub fn guarded_config(
     chain: &str,
     route_extra: &str,
 ) -> String {
-    format!(
-        r#"
-admin = {{ bind = "127.0.0.1:0" }}
-{top}
-
-[[listeners]]
-name = "main"
-bind = "127.0.0.1:0"
-
-[[upstreams]]
-name = "up"
-endpoints = ["{origin}"]
-timeouts = {{ response_header = "5s" }}
-
-{policies}
-
-[[routes]]
-name = "guarded"
-policies = [{chain}]
-proxy = {{ upstream = "up" }}
-{route_extra}
-"#
-    )
+    TestConfig::new()
+        .admin()
+        .top(top)
+        .upstream("up", &[origin], "timeouts = { response_header = \"5s\" }")
+        .then(policies)
+        .route(
+            "guarded",
+            &format!("policies = [{chain}]\nproxy = {{ upstream = \"up\" }}\n{route_extra}"),
+        )
+        .build()
 }
 
 /// A directory removed when dropped.

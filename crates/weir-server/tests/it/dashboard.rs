@@ -221,34 +221,19 @@ fn colored_pixels(route: &str, kind: &str, rgb: (u8, u8, u8)) -> String {
 }
 
 fn dashboard_config(origin: SocketAddr, dead: SocketAddr) -> String {
-    format!(
-        r#"
-admin = {{ bind = "127.0.0.1:0" }}
-
-[[listeners]]
-name = "main"
-bind = "127.0.0.1:0"
-
-[[upstreams]]
-name = "api"
-endpoints = ["{origin}"]
-
-[[upstreams]]
-name = "broken"
-endpoints = ["{dead}"]
-retry = {{ attempts = 0 }}
-
-[[routes]]
-name = "api"
-match = {{ path_prefix = "/api/" }}
-proxy = {{ upstream = "api" }}
-
-[[routes]]
-name = "legacy"
-match = {{ path_prefix = "/legacy/" }}
-proxy = {{ upstream = "broken" }}
-"#
-    )
+    TestConfig::new()
+        .admin()
+        .upstream("api", &[origin], "")
+        .upstream("broken", &[dead], "retry = { attempts = 0 }")
+        .route(
+            "api",
+            "match = { path_prefix = \"/api/\" }\nproxy = { upstream = \"api\" }",
+        )
+        .route(
+            "legacy",
+            "match = { path_prefix = \"/legacy/\" }\nproxy = { upstream = \"broken\" }",
+        )
+        .build()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

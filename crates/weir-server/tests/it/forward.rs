@@ -17,19 +17,13 @@ fn forward_config(allow: &[String]) -> String {
 fn forward_config_with(allow: &[String], forward_extra: &str, listener_extra: &str) -> String {
     let allow: Vec<String> = allow.iter().map(|a| format!("\"{a}\"")).collect();
     let sep = if forward_extra.is_empty() { "" } else { ", " };
-    format!(
-        r#"
-admin = {{ bind = "127.0.0.1:0" }}
-
-[[listeners]]
-name = "main"
-bind = "127.0.0.1:0"
-mode = "forward"
-forward = {{ allow = [{}]{sep}{forward_extra} }}
-{listener_extra}
-"#,
-        allow.join(", ")
-    )
+    TestConfig::new()
+        .admin()
+        .listener(&format!(
+            "mode = \"forward\"\nforward = {{ allow = [{}]{sep}{forward_extra} }}\n{listener_extra}",
+            allow.join(", ")
+        ))
+        .build()
 }
 
 /// Sends `head`, reads the response head; returns it and the stream.

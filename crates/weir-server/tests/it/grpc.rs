@@ -155,21 +155,10 @@ async fn grpc_origin() -> SocketAddr {
 }
 
 fn grpc_config(origin: SocketAddr) -> String {
-    format!(
-        r#"
-[[listeners]]
-name = "main"
-bind = "127.0.0.1:0"
-
-[[upstreams]]
-name = "grpc"
-endpoints = ["{origin}"]
-protocol = "h2c"
-
-[[routes]]
-proxy = {{ upstream = "grpc" }}
-"#
-    )
+    TestConfig::new()
+        .upstream("grpc", &[origin], "protocol = \"h2c\"")
+        .then("[[routes]]\nproxy = { upstream = \"grpc\" }")
+        .build()
 }
 
 async fn client(addr: SocketAddr) -> tonic::client::Grpc<tonic::transport::Channel> {

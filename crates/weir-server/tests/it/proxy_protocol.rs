@@ -9,10 +9,12 @@ use tokio::net::TcpListener;
 use crate::common::*;
 
 fn listener_with_proxy_protocol(origin: SocketAddr) -> String {
-    config(&[origin], "admin = { bind = \"127.0.0.1:0\" }").replace(
-        "bind = \"127.0.0.1:0\"\n\n[[upstreams]]",
-        "bind = \"127.0.0.1:0\"\nproxy_protocol = true\n\n[[upstreams]]",
-    )
+    TestConfig::new()
+        .admin()
+        .listener("proxy_protocol = true")
+        .upstream("up", &[origin], "")
+        .route("to-up", "proxy = { upstream = \"up\" }")
+        .build()
 }
 
 #[tokio::test]

@@ -91,21 +91,10 @@ pub(crate) fn server_config(pki: &Pki, stem: &str, client_ca: bool) -> ServerCon
 }
 
 fn upstream_toml(origin: SocketAddr, upstream: &str) -> String {
-    format!(
-        r#"
-[[listeners]]
-name = "main"
-bind = "127.0.0.1:0"
-
-[[upstreams]]
-name = "up"
-endpoints = ["{origin}"]
-{upstream}
-
-[[routes]]
-proxy = {{ upstream = "up" }}
-"#
-    )
+    TestConfig::new()
+        .upstream("up", &[origin], upstream)
+        .then("[[routes]]\nproxy = { upstream = \"up\" }")
+        .build()
 }
 
 #[tokio::test]
