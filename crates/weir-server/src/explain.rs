@@ -113,10 +113,11 @@ pub fn explain(
                 });
                 action = describe_action(rt, &route.action);
                 policies = rt
-                    .route_policies
+                    .routes
                     .get(route.index)
-                    .map(|chain| {
-                        chain
+                    .map(|entry| {
+                        entry
+                            .policies
                             .iter()
                             .map(|p| format!("{} ({})", p.name, p.describe()))
                             .collect()

@@ -26,9 +26,12 @@ pub enum CompileError {
     Rewrite(usize, regex::Error),
 }
 
-/// What a route adds to its action beyond the router's view of it.
+/// One compiled route beyond the router's view of it (which matches and names the action),
+/// indexed like the router's routes: everything the pipeline applies to a matched request.
 #[derive(Debug, Default)]
-pub(crate) struct RouteOpts {
+pub(crate) struct RouteEntry {
+    /// Its policy chain, in order.
+    pub(crate) policies: Vec<Arc<weir_policy::Policy>>,
     /// The route's own `max_request_body_size` (0 = unlimited).
     pub(crate) max_body: Option<u64>,
     /// The path rewrite of a `proxy` route.
@@ -70,9 +73,11 @@ pub struct Runtime {
     /// rate-limit state survives).
     pub(crate) policies: Vec<Arc<weir_policy::Policy>>,
     /// Each route's policy chain, by the route's position in the config.
-    pub(crate) route_policies: Vec<Vec<Arc<weir_policy::Policy>>>,
+
     /// Each route's body limit and rewrite, by the route's position in the config.
-    pub(crate) route_opts: Vec<RouteOpts>,
+
+    /// Each route, by the router's route index.
+    pub(crate) routes: Vec<RouteEntry>,
     /// State policies share (the Redis connection), carried over when `[redis]` is unchanged.
     pub(crate) policy_shared: Arc<weir_policy::Shared>,
     /// Query parameters that carry credentials, redacted wherever the target is recorded.
@@ -177,12 +182,17 @@ impl Runtime {
                     )
             })
             .collect::<Result<_, _>>()?;
-        let route_opts = config
+        let routes = config
             .routes
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                Ok(RouteOpts {
+                Ok(RouteEntry {
+                    policies: r
+                        .policies
+                        .iter()
+                        .filter_map(|name| policies.iter().find(|p| *p.name == **name).cloned())
+                        .collect(),
                     max_body: r.max_request_body_size.map(|b| b.bytes()),
                     rewrite: r
                         .rewrite
@@ -212,16 +222,6 @@ impl Runtime {
                 ))
             })
             .collect();
-        let route_policies = config
-            .routes
-            .iter()
-            .map(|r| {
-                r.policies
-                    .iter()
-                    .filter_map(|name| policies.iter().find(|p| *p.name == **name).cloned())
-                    .collect()
-            })
-            .collect();
         Ok(Self {
             admin_token: config
                 .admin
@@ -233,8 +233,7 @@ impl Runtime {
                 header_read_timeout: config.server.header_read_timeout.get(),
             },
             policies,
-            route_policies,
-            route_opts,
+            routes,
             policy_shared,
             listener_ip,
             redact: weir_core::redact::QueryRedaction::new(

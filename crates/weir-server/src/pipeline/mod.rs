@@ -204,9 +204,9 @@ async fn process(
         headers: req.headers(),
     };
     let route = router.find(&view);
-    let opts = route.and_then(|r| rt.route_opts.get(r.index));
+    let entry = route.and_then(|r| rt.routes.get(r.index));
     // The route's own body limit, else the server's (0 = unlimited).
-    let max_body = opts.and_then(|o| o.max_body).unwrap_or(rt.limits.max_body);
+    let max_body = entry.and_then(|o| o.max_body).unwrap_or(rt.limits.max_body);
     if max_body > 0 {
         let declared = weir_core::body::declared_length(req.headers());
         if declared.is_some_and(|n| n > max_body) {
@@ -215,7 +215,7 @@ async fn process(
     }
     let route = route.ok_or_else(|| ProxyError::new(ErrorKind::NoRoute))?;
     ctx.route = Some(route.name.clone());
-    let compress = opts
+    let compress = entry
         .and_then(|o| o.compress.as_ref())
         .map(|c| crate::compress::Plan {
             coding: c.negotiate(req.headers().get_all(http::header::ACCEPT_ENCODING).iter()),
@@ -224,8 +224,8 @@ async fn process(
         });
     let (mut parts, body) = req.into_parts();
     let mut body = RequestBody::new(body, max_body, ctx.body.clone());
-    if let Some(chain) = rt.route_policies.get(route.index) {
-        for policy in chain {
+    if let Some(entry) = entry {
+        for policy in &entry.policies {
             if let Err(early) = policy.request(ctx, &mut parts, &mut body, hooks).await {
                 ctx.denied_by = Some(policy.name.clone());
                 return match early {
@@ -245,7 +245,7 @@ async fn process(
                 .get(*upstream)
                 .ok_or_else(|| ProxyError::new(ErrorKind::Internal))?
                 .clone();
-            let cache_plan = match opts.and_then(|o| o.cache.as_ref()) {
+            let cache_plan = match entry.and_then(|o| o.cache.as_ref()) {
                 Some(cache) => match cache.begin(ctx, &mut parts).await {
                     cache::Begin::Serve(resp) => {
                         let mut outcome = Outcome::from(resp);
@@ -266,7 +266,7 @@ async fn process(
                             conn: conn.clone(),
                             upstream,
                             host: host_header,
-                            rewrite: opts.and_then(|o| o.rewrite.as_ref()),
+                            rewrite: entry.and_then(|o| o.rewrite.as_ref()),
                             compress: compress.clone(),
                             compression: compression.clone(),
                         });
@@ -277,7 +277,7 @@ async fn process(
                 },
                 None => None,
             };
-            if let Some(rw) = opts.and_then(|o| o.rewrite.as_ref()) {
+            if let Some(rw) = entry.and_then(|o| o.rewrite.as_ref()) {
                 if let Some(uri) = rw.uri(&parts.uri) {
                     parts.uri = uri;
                 }
