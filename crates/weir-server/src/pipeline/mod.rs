@@ -6,16 +6,17 @@ use std::sync::Arc;
 
 mod log_phase;
 pub(crate) mod outcome;
+mod proxy_phase;
 mod request;
+mod route;
 
 use http::header::UPGRADE;
 use http::{Method, Request, Response, Version};
 use hyper::body::Incoming;
 use weir_core::{request_id, ErrorKind, ProxyError, RequestBody, RequestCtx, Side};
-use weir_route::{Action, RequestView};
+use weir_route::Action;
 
-use crate::action::{forward, proxy, respond, static_files};
-use crate::cache::{self, refresh};
+use crate::action::{forward, respond, static_files};
 use crate::edge::state::ConnInfo;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::runtime::Runtime;
@@ -23,7 +24,7 @@ use crate::shared::Shared;
 use log_phase::LogPhase;
 pub(crate) use log_phase::LoggedBody;
 use outcome::Outcome;
-use request::{check_framing, redirect_to_https, request_host};
+use request::redirect_to_https;
 
 pub(crate) async fn handle(
     req: Request<Incoming>,
@@ -142,6 +143,10 @@ pub(crate) async fn handle(
     Ok(resp.map(|body| LoggedBody::new(body, log, deadline, expected, guard, grpc)))
 }
 
+/// The phases of one request, in order: admission (field count, the listener's address
+/// rules), the forward-proxy listener's own path, the head checks (framing, Host, the https
+/// redirect), routing with the body limit, the route's policies, then its action. Each
+/// phase answers early with an error or a response; `handle` turns either into the reply.
 async fn process(
     req: Request<Incoming>,
     ctx: &mut RequestCtx,
@@ -150,92 +155,22 @@ async fn process(
     hooks: &mut weir_policy::Hooks,
     compression: &Arc<crate::compress::CompressionStats>,
 ) -> Result<Outcome, ProxyError> {
-    // hyper caps HTTP/1.1 fields itself; HTTP/2 fields (cookie crumbs each counted) here.
-    if req.headers().len() > rt.limits.max_headers {
-        return Err(ProxyError::new(ErrorKind::HeaderTooLarge));
-    }
-    // The listener's address rules come first, whatever the listener's mode: an egress proxy
-    // restricted by `ip` is no open proxy.
-    if let Some((_, rules)) = rt.listener_ip.iter().find(|(l, _)| **l == *ctx.listener) {
-        if !rules.admits(ctx.client_ip) {
-            ctx.denied_by = Some(Arc::from("listener"));
-            return Err(ProxyError::new(ErrorKind::IpDenied));
-        }
-    }
+    request::admit(&req, ctx, rt)?;
     if let Some(policy) = &conn.opts.forward {
-        let result = forward::handle(req, ctx, policy, rt.limits.max_body).await;
-        let counter = match ctx.forward {
-            Some(weir_core::ForwardDecision::Allowed) => Some(&conn.counters.forward_allowed),
-            Some(weir_core::ForwardDecision::Denied) => Some(&conn.counters.forward_denied),
-            None => None,
-        };
-        if let Some(c) = counter {
-            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        return result;
+        return forward_listener(req, ctx, rt, conn, policy).await;
     }
-    // Tunnels belong to forward-proxy listeners: refuse rather than forward a CONNECT as if
-    // it were an ordinary request.
-    if req.method() == Method::CONNECT {
-        return Err(ProxyError::new(ErrorKind::BadRequest));
-    }
-    check_framing(&req)?;
-    let host_header = request_host(&req)?;
-    ctx.host = host_header
-        .as_ref()
-        .and_then(|h| h.to_str().ok())
-        .and_then(weir_route::normalize_host)
-        .map(Arc::from);
-    if host_header.is_some() && ctx.host.is_none() {
-        return Err(ProxyError::new(ErrorKind::BadRequest));
-    }
+    let host_header = request::vet(&req, ctx)?;
     if let Some(port) = conn.opts.redirect_https {
         return redirect_to_https(&req, ctx, port).map(Outcome::from);
     }
-    let router = rt
-        .router(&ctx.listener)
-        .ok_or_else(|| ProxyError::new(ErrorKind::Internal))?;
-    let path = weir_route::normalize_path(req.uri().path());
-    let view = RequestView {
-        method: req.method(),
-        host: ctx.host.as_deref(),
-        path: &path,
-        query: req.uri().query(),
-        headers: req.headers(),
-    };
-    let route = router.find(&view);
-    let entry = route.and_then(|r| rt.routes.get(r.index));
-    // The route's own body limit, else the server's (0 = unlimited).
-    let max_body = entry.and_then(|o| o.max_body).unwrap_or(rt.limits.max_body);
-    if max_body > 0 {
-        let declared = weir_core::body::declared_length(req.headers());
-        if declared.is_some_and(|n| n > max_body) {
-            return Err(ProxyError::new(ErrorKind::BodyTooLarge));
-        }
-    }
-    let route = route.ok_or_else(|| ProxyError::new(ErrorKind::NoRoute))?;
-    ctx.route = Some(route.name.clone());
-    let compress = entry
-        .and_then(|o| o.compress.as_ref())
-        .map(|c| crate::compress::Plan {
-            coding: c.negotiate(req.headers().get_all(http::header::ACCEPT_ENCODING).iter()),
-            compressor: c.clone(),
-            head: req.method() == Method::HEAD,
-        });
+    let matched = route::find(&req, ctx, rt)?;
+    let compress = matched.compress_plan(&req);
     let (mut parts, body) = req.into_parts();
-    let mut body = RequestBody::new(body, max_body, ctx.body.clone());
-    if let Some(entry) = entry {
-        for policy in &entry.policies {
-            if let Err(early) = policy.request(ctx, &mut parts, &mut body, hooks).await {
-                ctx.denied_by = Some(policy.name.clone());
-                return match early {
-                    weir_policy::Early::Error(e) => Err(e),
-                    weir_policy::Early::Response(resp) => Ok(Outcome::from(*resp)),
-                };
-            }
-        }
+    let mut body = RequestBody::new(body, matched.max_body, ctx.body.clone());
+    if let Some(early) = request_policies(matched.entry, ctx, &mut parts, &mut body, hooks).await {
+        return early;
     }
-    let mut outcome = match &route.action {
+    let outcome = match &matched.route.action {
         Action::Proxy {
             upstream,
             retry_non_idempotent,
@@ -245,60 +180,17 @@ async fn process(
                 .get(*upstream)
                 .ok_or_else(|| ProxyError::new(ErrorKind::Internal))?
                 .clone();
-            let cache_plan = match entry.and_then(|o| o.cache.as_ref()) {
-                Some(cache) => match cache.begin(ctx, &mut parts).await {
-                    cache::Begin::Serve(resp) => {
-                        let mut outcome = Outcome::from(resp);
-                        outcome.compress = compress;
-                        return Ok(outcome);
-                    }
-                    cache::Begin::Forward(plan) => Some(plan),
-                    cache::Begin::Refresh {
-                        response,
-                        plan,
-                        request,
-                    } => {
-                        refresh::refresh_in_background(refresh::RefreshJob {
-                            plan,
-                            parts: *request,
-                            ctx,
-                            rt: rt.clone(),
-                            conn: conn.clone(),
-                            upstream,
-                            host: host_header,
-                            rewrite: entry.and_then(|o| o.rewrite.as_ref()),
-                            compress: compress.clone(),
-                            compression: compression.clone(),
-                        });
-                        let mut outcome = Outcome::from(response);
-                        outcome.compress = compress;
-                        return Ok(outcome);
-                    }
-                },
-                None => None,
-            };
-            if let Some(rw) = entry.and_then(|o| o.rewrite.as_ref()) {
-                if let Some(uri) = rw.uri(&parts.uri) {
-                    parts.uri = uri;
-                }
-            }
-            let result = proxy::forward(
-                parts,
-                body,
-                ctx,
+            let call = proxy_phase::Call {
                 rt,
                 conn,
-                &upstream,
-                host_header,
-                *retry_non_idempotent,
-            )
-            .await;
-            match cache_plan {
-                // The cache compresses before storing (compressed variants are stored as
-                // variants) and hands back the plan for responses it served from the store.
-                Some(plan) => return plan.finish(result, ctx, compress, compression),
-                None => result?,
-            }
+                upstream,
+                host: host_header,
+                retry_non_idempotent: *retry_non_idempotent,
+                entry: matched.entry,
+                compression,
+            };
+            // The cache phase owns compression of what it serves and stores.
+            return proxy_phase::run(call, parts, body, ctx, compress).await;
         }
         Action::Respond(spec) => respond::respond(spec).into(),
         Action::Redirect(spec) => respond::redirect(spec, &parts, ctx).map(Outcome::from)?,
@@ -307,8 +199,46 @@ async fn process(
             static_files::serve(spec, &req).await.map(Outcome::from)?
         }
     };
-    outcome.compress = compress;
-    Ok(outcome)
+    Ok(outcome.compressed(compress))
+}
+
+/// A forward-proxy listener's request: its own action, counted per decision.
+async fn forward_listener(
+    req: Request<Incoming>,
+    ctx: &mut RequestCtx,
+    rt: &Runtime,
+    conn: &ConnInfo,
+    policy: &Arc<forward::ForwardPolicy>,
+) -> Result<Outcome, ProxyError> {
+    let result = forward::handle(req, ctx, policy, rt.limits.max_body).await;
+    let counter = match ctx.forward {
+        Some(weir_core::ForwardDecision::Allowed) => &conn.counters.forward_allowed,
+        Some(weir_core::ForwardDecision::Denied) => &conn.counters.forward_denied,
+        None => return result,
+    };
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    result
+}
+
+/// The route's policies in order; the first that answers ends the request (named in
+/// `ctx.denied_by`).
+async fn request_policies(
+    entry: Option<&crate::runtime::RouteEntry>,
+    ctx: &mut RequestCtx,
+    parts: &mut http::request::Parts,
+    body: &mut RequestBody,
+    hooks: &mut weir_policy::Hooks,
+) -> Option<Result<Outcome, ProxyError>> {
+    for policy in entry.map(|e| e.policies.as_slice()).unwrap_or_default() {
+        if let Err(early) = policy.request(ctx, parts, body, hooks).await {
+            ctx.denied_by = Some(policy.name.clone());
+            return Some(match early {
+                weir_policy::Early::Error(e) => Err(e),
+                weir_policy::Early::Response(resp) => Ok(Outcome::from(*resp)),
+            });
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -26,3 +26,11 @@ impl From<Response<ResponseBody>> for Outcome {
         }
     }
 }
+
+impl Outcome {
+    /// The outcome with the route's compression plan, applied in the response phase.
+    pub(crate) fn compressed(mut self, plan: Option<crate::compress::Plan>) -> Self {
+        self.compress = plan;
+        self
+    }
+}

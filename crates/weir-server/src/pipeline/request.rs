@@ -1,17 +1,61 @@
-//! Checks on the request head before routing: framing HTTP/2 and the upgrade guard leave to
-//! the pipeline, the one Host a request has, and the listener's redirect to https.
+//! Checks on the request head before routing: admission (field count, the listener's address
+//! rules), framing HTTP/2 and the upgrade guard leave to the pipeline, the one Host a request
+//! has, and the listener's redirect to https.
 
 use http::header::{CONTENT_LENGTH, HOST, LOCATION, UPGRADE};
 use http::{HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
 use weir_core::{ErrorKind, ProxyError, RequestCtx, ResponseBody};
 
+/// Admission: HTTP/2 field count (hyper caps HTTP/1.1's itself; cookie crumbs each count),
+/// then the listener's address rules, whatever the listener's mode (an egress proxy
+/// restricted by `ip` is no open proxy).
+pub(super) fn admit(
+    req: &Request<Incoming>,
+    ctx: &mut RequestCtx,
+    rt: &crate::runtime::Runtime,
+) -> Result<(), ProxyError> {
+    if req.headers().len() > rt.limits.max_headers {
+        return Err(ProxyError::new(ErrorKind::HeaderTooLarge));
+    }
+    if let Some((_, rules)) = rt.listener_ip.iter().find(|(l, _)| **l == *ctx.listener) {
+        if !rules.admits(ctx.client_ip) {
+            ctx.denied_by = Some(std::sync::Arc::from("listener"));
+            return Err(ProxyError::new(ErrorKind::IpDenied));
+        }
+    }
+    Ok(())
+}
+
+/// The head checks of a reverse listener's request: no CONNECT (tunnels belong to
+/// forward-proxy listeners), unambiguous framing, one valid Host (normalised into
+/// `ctx.host`). Returns the Host field as sent, for the upstream request.
+pub(super) fn vet(
+    req: &Request<Incoming>,
+    ctx: &mut RequestCtx,
+) -> Result<Option<HeaderValue>, ProxyError> {
+    if req.method() == http::Method::CONNECT {
+        return Err(ProxyError::new(ErrorKind::BadRequest));
+    }
+    check_framing(req)?;
+    let host_header = request_host(req)?;
+    ctx.host = host_header
+        .as_ref()
+        .and_then(|h| h.to_str().ok())
+        .and_then(weir_route::normalize_host)
+        .map(std::sync::Arc::from);
+    if host_header.is_some() && ctx.host.is_none() {
+        return Err(ProxyError::new(ErrorKind::BadRequest));
+    }
+    Ok(host_header)
+}
+
 /// Refuses what the HTTP/1.1 framing guard (`framing.rs`, on the raw bytes) cannot see: more
 /// than one `Content-Length` on an HTTP/2 request, and `Upgrade: h2c` (a proxy that forwards
 /// it hands the client a raw HTTP/2 connection to the upstream, past every route and
 /// policy). `Content-Length` with `Transfer-Encoding` never gets here: the guard refuses it on
 /// HTTP/1.1, and HTTP/2 forbids `Transfer-Encoding`.
-pub(super) fn check_framing(req: &Request<Incoming>) -> Result<(), ProxyError> {
+fn check_framing(req: &Request<Incoming>) -> Result<(), ProxyError> {
     let h = req.headers();
     if h.get_all(CONTENT_LENGTH).iter().nth(1).is_some() {
         return Err(ProxyError::new(ErrorKind::BadRequest));
@@ -30,7 +74,7 @@ pub(super) fn check_framing(req: &Request<Incoming>) -> Result<(), ProxyError> {
 
 /// The request's Host: the `Host` header, or the `:authority` of an h2 / absolute-form request.
 /// HTTP/1.1 requires exactly one Host header (RFC 9112 §3.2).
-pub(super) fn request_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, ProxyError> {
+fn request_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, ProxyError> {
     let mut hosts = req.headers().get_all(HOST).iter();
     let first = hosts.next();
     if hosts.next().is_some() {

@@ -1,0 +1,85 @@
+//! A proxy route's action with its cache phase around it: the cache answers from the store,
+//! or answers stale and refreshes in the background, or lets the request go forward and
+//! stores what comes back; without a cache the request just goes forward. The route's path
+//! rewrite applies to what goes forward.
+
+use std::sync::Arc;
+
+use http::request::Parts;
+use http::HeaderValue;
+use weir_core::{ProxyError, RequestBody, RequestCtx};
+use weir_upstream::Upstream;
+
+use super::outcome::Outcome;
+use crate::action::proxy;
+use crate::cache::{self, refresh};
+use crate::edge::state::ConnInfo;
+use crate::runtime::{RouteEntry, Runtime};
+
+/// What the proxy phase needs besides the request.
+pub(super) struct Call<'a> {
+    pub(super) rt: &'a Arc<Runtime>,
+    pub(super) conn: &'a Arc<ConnInfo>,
+    pub(super) upstream: Arc<Upstream>,
+    pub(super) host: Option<HeaderValue>,
+    pub(super) retry_non_idempotent: bool,
+    pub(super) entry: Option<&'a RouteEntry>,
+    pub(super) compression: &'a Arc<crate::compress::CompressionStats>,
+}
+
+/// Runs the proxy action (through the route's cache, when it has one).
+pub(super) async fn run(
+    call: Call<'_>,
+    mut parts: Parts,
+    body: RequestBody,
+    ctx: &mut RequestCtx,
+    compress: Option<crate::compress::Plan>,
+) -> Result<Outcome, ProxyError> {
+    let rewrite = call.entry.and_then(|e| e.rewrite.as_ref());
+    let plan = match call.entry.and_then(|e| e.cache.as_ref()) {
+        None => None,
+        Some(cache) => match cache.begin(ctx, &mut parts).await {
+            cache::Begin::Serve(resp) => return Ok(Outcome::from(resp).compressed(compress)),
+            cache::Begin::Forward(plan) => Some(plan),
+            cache::Begin::Refresh {
+                response,
+                plan,
+                request,
+            } => {
+                refresh::refresh_in_background(refresh::RefreshJob {
+                    plan,
+                    parts: *request,
+                    ctx,
+                    rt: call.rt.clone(),
+                    conn: call.conn.clone(),
+                    upstream: call.upstream,
+                    host: call.host,
+                    rewrite,
+                    compress: compress.clone(),
+                    compression: call.compression.clone(),
+                });
+                return Ok(Outcome::from(response).compressed(compress));
+            }
+        },
+    };
+    if let Some(uri) = rewrite.and_then(|rw| rw.uri(&parts.uri)) {
+        parts.uri = uri;
+    }
+    let result = proxy::forward(
+        parts,
+        body,
+        ctx,
+        call.rt,
+        call.conn,
+        &call.upstream,
+        call.host,
+        call.retry_non_idempotent,
+    )
+    .await;
+    match plan {
+        // The cache compresses before storing (compressed variants are stored as variants)
+        // and hands back the plan for responses it served from the store.
+        Some(plan) => plan.finish(result, ctx, compress, call.compression),
+        None => Ok(result?.compressed(compress)),
+    }
+}
