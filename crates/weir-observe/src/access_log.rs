@@ -92,6 +92,25 @@ enum Item {
 struct Shared {
     items: ArrayQueue<Item>,
     closed: AtomicBool,
+    /// Counted by the writer thread alone (uncontended).
+    written: Written,
+}
+
+/// What the writer thread wrote, and what failed to reach the file or stream.
+#[derive(Debug, Default)]
+struct Written {
+    lines: AtomicU64,
+    bytes: AtomicU64,
+    /// Failed writes and flushes: a full disk, a closed pipe. Lines in a failed write are lost.
+    errors: AtomicU64,
+}
+
+impl Written {
+    fn result<T>(&self, r: std::io::Result<T>) {
+        if r.is_err() {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Where access-log lines go.
@@ -160,6 +179,7 @@ impl AccessLog {
         let shared = Arc::new(Shared {
             items: ArrayQueue::new(QUEUE_LINES),
             closed: AtomicBool::new(false),
+            written: Written::default(),
         });
         let for_writer = shared.clone();
         let spawned = std::thread::Builder::new()
@@ -183,11 +203,35 @@ impl AccessLog {
 
     /// Writes `weir_access_log_dropped_total`.
     pub fn render(&self, e: &mut crate::prometheus::Exposition) {
+        use crate::prometheus::Kind::Counter;
         e.family(
             "weir_access_log_dropped_total",
-            crate::prometheus::Kind::Counter,
+            Counter,
             "Access-log lines dropped because the writer fell behind.",
             [(&[][..], self.dropped() as f64)],
+        );
+        let Some((shared, _)) = &self.inner else {
+            return;
+        };
+        let w = &shared.written;
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+        e.family(
+            "weir_access_log_lines_total",
+            Counter,
+            "Access-log lines handed to the file or stream.",
+            [(&[][..], n(&w.lines))],
+        );
+        e.family(
+            "weir_access_log_bytes_total",
+            Counter,
+            "Access-log bytes handed to the file or stream.",
+            [(&[][..], n(&w.bytes))],
+        );
+        e.family(
+            "weir_access_log_write_errors_total",
+            Counter,
+            "Access-log writes and flushes that failed (a full disk, a closed pipe): their lines are lost.",
+            [(&[][..], n(&w.errors))],
         );
     }
 
@@ -267,14 +311,17 @@ where
         while let Some(item) = shared.items.pop() {
             match item {
                 Item::Line(line) => {
-                    let _ = out.write_all(&line);
+                    shared.written.result(out.write_all(&line));
+                    shared.written.lines.fetch_add(1, Ordering::Relaxed);
+                    let len = line.len() as u64;
+                    shared.written.bytes.fetch_add(len, Ordering::Relaxed);
                 }
                 Item::Control(Control::Flush(ack)) => {
-                    let _ = out.flush();
+                    shared.written.result(out.flush());
                     let _ = ack.send(());
                 }
                 Item::Control(Control::Reopen) if reopenable => {
-                    let _ = out.flush();
+                    shared.written.result(out.flush());
                     match open() {
                         Ok(fresh) => out = std::io::BufWriter::with_capacity(WRITE_BUFFER, fresh),
                         // Keep writing to the old file rather than lose lines.
@@ -285,7 +332,7 @@ where
             }
         }
         if closed || written.elapsed() >= WRITE_EVERY {
-            let _ = out.flush();
+            shared.written.result(out.flush());
             written = std::time::Instant::now();
         }
         if closed {
@@ -313,6 +360,34 @@ mod tests {
             completed: true,
             ..RequestRecord::default()
         }
+    }
+
+    #[test]
+    fn failed_writes_are_counted_beside_the_lines_and_bytes_written() {
+        let rendered = |log: &AccessLog| {
+            let mut e = crate::prometheus::Exposition::default();
+            log.render(&mut e);
+            e.finish()
+        };
+        // /dev/full takes the open and refuses every write (ENOSPC).
+        let log = AccessLog::to_file(std::path::Path::new("/dev/full")).expect("open /dev/full");
+        log.log(&record());
+        log.flush();
+        let text = rendered(&log);
+        assert!(text.contains("weir_access_log_lines_total 1\n"), "{text}");
+        assert!(
+            !text.contains("weir_access_log_write_errors_total 0\n"),
+            "{text}"
+        );
+        let ok = AccessLog::to_writer(std::io::sink());
+        ok.log(&record());
+        ok.flush();
+        let text = rendered(&ok);
+        assert!(
+            text.contains("weir_access_log_write_errors_total 0\n"),
+            "{text}"
+        );
+        assert!(!text.contains("weir_access_log_bytes_total 0\n"), "{text}");
     }
 
     #[test]

@@ -44,6 +44,7 @@ async fn request_metrics_are_counted_and_the_exposition_is_valid() {
         "weir_request_duration_seconds_count{route=\"to-up\"} 3",
         "weir_requests_in_flight 0",
         "weir_access_log_dropped_total 0",
+        "weir_access_log_write_errors_total 0",
         concat!(
             "weir_build_info{version=\"",
             env!("CARGO_PKG_VERSION"),
