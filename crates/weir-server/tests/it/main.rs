@@ -9,6 +9,7 @@ mod auth;
 mod balancing;
 mod cache;
 mod cache_conformance;
+mod cache_purge;
 mod compression;
 mod dashboard;
 mod errors;
