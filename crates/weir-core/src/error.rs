@@ -347,6 +347,19 @@ impl ProxyError {
 }
 
 impl ProxyError {
+    /// `grpc-status` and `grpc-message` for this error: the fields of a trailers-only gRPC
+    /// answer, and the trailers that end a stream the error cut short.
+    pub fn grpc_status_fields(&self) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert("grpc-status", HeaderValue::from(self.kind.grpc_status()));
+        // grpc-message is percent-encoded; the public messages are plain ASCII words.
+        let message = self.kind.public_message().replace(' ', "%20");
+        if let Ok(v) = HeaderValue::from_str(&message) {
+            h.insert("grpc-message", v);
+        }
+        h
+    }
+
     /// The same error for a gRPC client: HTTP 200 with `grpc-status` and `grpc-message` as a
     /// trailers-only response, which is what gRPC clients read (an HTTP error status would
     /// reach them as an opaque `UNKNOWN`/`INTERNAL`).
@@ -357,12 +370,7 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/grpc"),
         );
-        h.insert("grpc-status", HeaderValue::from(self.kind.grpc_status()));
-        // grpc-message is percent-encoded; the public messages are plain ASCII words.
-        let message = self.kind.public_message().replace(' ', "%20");
-        if let Ok(v) = HeaderValue::from_str(&message) {
-            h.insert("grpc-message", v);
-        }
+        h.extend(self.grpc_status_fields());
         h.insert("x-weir-error", HeaderValue::from_static(self.kind.code()));
         if let Some(after) = self.retry_after {
             h.insert(

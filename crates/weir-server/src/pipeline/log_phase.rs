@@ -180,12 +180,10 @@ impl Body for LoggedBody {
                 this.deadline = None;
                 if this.grpc {
                     this.inner = ResponseBody::Empty;
-                    let mut trailers = http::HeaderMap::new();
-                    trailers.insert("grpc-status", http::HeaderValue::from_static("4"));
-                    trailers.insert(
-                        "grpc-message",
-                        http::HeaderValue::from_static("deadline%20exceeded"),
-                    );
+                    // Through the one error mapping: grpc-status 4 (deadline exceeded).
+                    let trailers =
+                        weir_core::ProxyError::new(weir_core::ErrorKind::UpstreamTimeout)
+                            .grpc_status_fields();
                     return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
                 }
                 return Poll::Ready(Some(Err(TotalTimeout.into())));
