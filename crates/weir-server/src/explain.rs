@@ -181,6 +181,16 @@ fn describe_action(rt: &Runtime, action: &Action) -> Vec<String> {
                     ""
                 }
             )];
+            if let Some(d) = &stats.discovery {
+                let when = d
+                    .last_success
+                    .map_or_else(|| "never yet".to_owned(), httpdate::fmt_http_date);
+                let failures: u64 = d.failures.values().sum();
+                lines.push(format!(
+                    "  discovery: {} `{}`, {} endpoints, last answer {when}, {failures} failures",
+                    d.provider, d.target, d.endpoints
+                ));
+            }
             for ep in &stats.endpoints {
                 let state = if ep.drained {
                     "drained"
@@ -188,12 +198,16 @@ fn describe_action(rt: &Runtime, action: &Action) -> Vec<String> {
                     "in service"
                 } else if ep.ejected {
                     "ejected"
+                } else if ep.awaiting_check {
+                    "waiting for its first passing check"
                 } else {
                     "failing health checks"
                 };
                 lines.push(format!(
-                    "  endpoint {} weight {}: {state}",
-                    ep.address, ep.weight
+                    "  endpoint {} weight {} ({}): {state}",
+                    ep.address,
+                    ep.weight,
+                    ep.source.as_str()
                 ));
             }
             if let Some(b) = stats.breaker {

@@ -118,7 +118,11 @@ impl Runtime {
                     rt.upstreams.iter().find(|x| *x.name == *u.name).cloned()
                 });
                 match same {
-                    Some(kept) => Ok(kept),
+                    Some(kept) => {
+                        // The admin API's endpoint changes last until the next reload.
+                        kept.reset_runtime_changes();
+                        Ok(kept)
+                    }
                     None => Upstream::new(u).map(Arc::new),
                 }
             })

@@ -1,6 +1,8 @@
 //! Test support shared by Weir's test suites: in-process HTTP/1.1 origins on 127.0.0.1:0 that
 //! count their connections, and raw-TCP helpers for sending what no well-behaved client would.
 
+pub mod dns;
+pub mod etcd;
 pub mod otlp;
 pub mod redis;
 
@@ -105,8 +107,10 @@ where
                     let handler = handler.clone();
                     async move { Ok::<_, Infallible>(handler(req).await) }
                 });
+                // With upgrades: a handler may answer 101 and take the connection over.
                 let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .with_upgrades();
                 tokio::select! {
                     () = token.cancelled() => {}
                     _ = conn => {}

@@ -24,7 +24,7 @@ use crate::hash::mix;
 use crate::health::outlier::TryOutcome;
 use crate::pool::PooledConn;
 use crate::retry::{idempotent, retry_after};
-use crate::{client, key, PickCx, Upstream};
+use crate::{client, key, Member, PickCx, Upstream};
 
 /// What the caller knows about the request beyond its head.
 #[derive(Debug, Clone)]
@@ -68,30 +68,23 @@ impl std::fmt::Debug for UpstreamGuard {
     }
 }
 
-/// Counts one try in its endpoint's in-flight gauge while alive.
+/// Counts one try in its endpoint's in-flight gauge while alive, and keeps the endpoint (its
+/// state and pool) alive while it drains after leaving the set.
 struct InFlight {
-    upstream: Arc<Upstream>,
-    index: usize,
+    member: Arc<Member>,
 }
 
 impl InFlight {
-    fn new(upstream: &Arc<Upstream>, index: usize) -> Self {
-        if let Some(s) = upstream.states.get(index) {
-            s.in_flight.fetch_add(1, Ordering::Relaxed);
-            s.requests.fetch_add(1, Ordering::Relaxed);
-        }
-        Self {
-            upstream: upstream.clone(),
-            index,
-        }
+    fn new(member: Arc<Member>) -> Self {
+        member.state.in_flight.fetch_add(1, Ordering::Relaxed);
+        member.state.requests.fetch_add(1, Ordering::Relaxed);
+        Self { member }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if let Some(s) = self.upstream.states.get(self.index) {
-            s.in_flight.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.member.state.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -189,10 +182,10 @@ impl Upstream {
             .hash_key
             .as_ref()
             .and_then(|k| key::hash_of(k, &parts, opts.client_ip));
-        let sticky = self.sticky.as_ref().and_then(|s| {
-            let id = s.endpoint_id(&parts.headers)?;
-            self.endpoints.iter().position(|e| e.id == id)
-        });
+        let sticky = self
+            .sticky
+            .as_ref()
+            .and_then(|s| s.endpoint_id(&parts.headers));
 
         let proxy_header = match (self.proxy_protocol, opts.addrs) {
             (Some(version), Some((client, local))) => {
@@ -201,20 +194,23 @@ impl Upstream {
             _ => None,
         };
         let mut parts = Some(parts);
-        let mut tried: Vec<usize> = Vec::new();
+        let mut tried: Vec<u64> = Vec::new();
         let mut retries = 0u32;
         loop {
             let now = self.clock.now_ms();
-            let preferred = sticky.filter(|&i| tried.is_empty() && self.in_service(i));
-            let Some(index) = preferred.or_else(|| self.pick(hash, &tried, now)) else {
+            let preferred = sticky
+                .filter(|_| tried.is_empty())
+                .and_then(|id| self.in_service(id));
+            let Some(member) = preferred.or_else(|| self.pick(hash, &tried, now)) else {
                 return Err(ProxyError::new(ErrorKind::NoEndpoint));
             };
-            tried.push(index);
+            tried.push(member.endpoint.id);
             info.tries += 1;
-            let endpoint = &self.endpoints[index];
+            let in_flight = InFlight::new(member);
+            let member = &*in_flight.member;
+            let endpoint = &member.endpoint;
             info.endpoint = Some(endpoint.address.clone());
-            let in_flight = InFlight::new(self, index);
-            let pool = &self.pools[index];
+            let pool = &member.pool;
 
             let checkout_started = tokio::time::Instant::now();
             let checked_out = pool.checkout(endpoint, proxy_header.as_deref()).await;
@@ -261,8 +257,8 @@ impl Upstream {
                     let at = now
                         + crate::clock::ms(info.connect.unwrap_or_default())
                         + crate::clock::ms(took);
-                    self.states[index].observe_latency(took.as_nanos() as f64, at);
-                    self.states[index].attempts.observe(took);
+                    member.state.observe_latency(took.as_nanos() as f64, at);
+                    member.state.attempts.observe(took);
                     r.map_err(|e| (e, Phase::Send))
                 }
             };
@@ -272,7 +268,7 @@ impl Upstream {
                 Ok((resp, conn)) => {
                     let status = resp.status();
                     self.observe(
-                        index,
+                        member,
                         if status.is_server_error() {
                             TryOutcome::ServerError
                         } else {
@@ -293,7 +289,7 @@ impl Upstream {
                         }
                     }
                     if let Some(cookies) = &self.sticky {
-                        if sticky != Some(index) {
+                        if sticky != Some(endpoint.id) {
                             info.set_cookie = cookies.set_cookie(endpoint.id);
                         }
                     }
@@ -310,7 +306,7 @@ impl Upstream {
                     if e.side == Side::Client {
                         return Err(e);
                     }
-                    self.observe(index, TryOutcome::TransportError);
+                    self.observe(member, TryOutcome::TransportError);
                     let retryable = match phase {
                         Phase::Connect => policy.on_connect,
                         // A fresh connection for a request the pool could not send: nothing
@@ -328,55 +324,72 @@ impl Upstream {
                         return Err(e);
                     }
                     retries += 1;
-                    drop(in_flight);
                     tracing::debug!(upstream = %self.name, endpoint = %endpoint.address, error = %e, "retrying");
+                    drop(in_flight);
                     tokio::time::sleep(policy.backoff(retries)).await;
                 }
             }
         }
     }
 
-    /// Whether endpoint `index` is in the current view.
-    fn in_service(&self, index: usize) -> bool {
-        self.current
-            .load()
+    /// The member with endpoint id `id`, if it is in the current view.
+    fn in_service(&self, id: u64) -> Option<Arc<Member>> {
+        let current = self.current.load();
+        let i = current.set.position(id)?;
+        current
             .view
             .in_service
-            .get(index)
+            .get(i)
             .copied()
             .unwrap_or(false)
+            .then(|| current.set.members[i].clone())
     }
 
-    /// Picks an endpoint; on retries, one not tried yet when one exists.
-    pub fn pick(&self, hash: Option<u64>, tried: &[usize], now_ms: u64) -> Option<usize> {
+    /// Picks an endpoint; on retries, one not tried yet (by endpoint id) when one exists.
+    pub fn pick(&self, hash: Option<u64>, tried: &[u64], now_ms: u64) -> Option<Arc<Member>> {
         let current = self.current.load();
+        let members = &current.set.members;
         let mut cx = PickCx {
             view: &current.view,
-            states: &self.states,
+            states: members,
             hash,
             now_ms,
         };
-        if tried.is_empty() {
-            return current.pick.pick(&cx);
-        }
-        // Ask the balancer again (hashing balancers with a stirred key), then walk the members.
-        for k in 0..3u64 {
-            cx.hash = hash.map(|h| mix(h ^ (k + tried.len() as u64)));
-            match current.pick.pick(&cx) {
-                Some(e) if !tried.contains(&e) => return Some(e),
-                None => return None,
-                _ => {}
+        let fresh = |i: &usize| {
+            members
+                .get(*i)
+                .is_some_and(|m| !tried.contains(&m.endpoint.id))
+        };
+        let index = if tried.is_empty() {
+            current.pick.pick(&cx)
+        } else {
+            // Ask the balancer again (hashing balancers with a stirred key), then walk the
+            // members.
+            let mut found = None;
+            for k in 0..3u64 {
+                cx.hash = hash.map(|h| mix(h ^ (k + tried.len() as u64)));
+                match current.pick.pick(&cx) {
+                    Some(e) if fresh(&e) => {
+                        found = Some(e);
+                        break;
+                    }
+                    None => return None,
+                    _ => {}
+                }
             }
-        }
-        let members = &current.view.members;
-        if members.is_empty() {
-            return None;
-        }
-        let start = fastrand::usize(..members.len());
-        (0..members.len())
-            .map(|k| members[(start + k) % members.len()])
-            .find(|e| !tried.contains(e))
-            .or_else(|| current.pick.pick(&cx))
+            let view = &current.view.members;
+            found.or_else(|| {
+                if view.is_empty() {
+                    return None;
+                }
+                let start = fastrand::usize(..view.len());
+                (0..view.len())
+                    .map(|k| view[(start + k) % view.len()])
+                    .find(fresh)
+                    .or_else(|| current.pick.pick(&cx))
+            })
+        };
+        index.and_then(|i| members.get(i).cloned())
     }
 }
 

@@ -69,6 +69,8 @@ pub struct EndpointState {
     pub up_since: AtomicU64,
     /// Drained by an operator: no new requests (in-flight ones finish).
     pub drained: AtomicBool,
+    /// Joined the set at runtime and waits for its first passing active check.
+    pub awaiting_check: AtomicBool,
     /// Whether the endpoint was in service at the last membership refresh.
     pub in_service: AtomicBool,
     /// Requests sent (tries), for metrics.
@@ -97,6 +99,7 @@ impl Default for EndpointState {
             consecutive_failures: AtomicU32::new(0),
             up_since: AtomicU64::new(0),
             drained: AtomicBool::new(false),
+            awaiting_check: AtomicBool::new(false),
             in_service: AtomicBool::new(true),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -135,6 +138,11 @@ impl EndpointState {
             prev * w + sample_ns * (1.0 - w)
         };
         self.ewma_ns.store(next.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Whether it joined at runtime and has not passed an active check yet.
+    pub fn awaiting_first_check(&self) -> bool {
+        self.awaiting_check.load(Ordering::Acquire)
     }
 
     /// Whether outlier detection currently ejects the endpoint.

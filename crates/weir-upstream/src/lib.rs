@@ -28,10 +28,12 @@ mod breaker;
 mod call;
 mod client;
 mod clock;
+pub mod discovery;
 mod endpoint;
 pub mod hash;
 mod health;
 mod key;
+mod member;
 pub mod metrics;
 mod pool;
 mod proxy_protocol;
@@ -42,7 +44,7 @@ mod tls;
 mod window;
 
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
@@ -55,6 +57,7 @@ pub use call::{CallInfo, CallOpts, UpstreamGuard};
 pub use clock::Clock;
 pub use endpoint::{Endpoint, EndpointState};
 pub use health::outlier::TryOutcome;
+pub use member::{Diff, Member, Source, Wanted};
 pub use pool::PooledConn;
 pub use retry::{RetryBudget, RetryPolicy};
 pub use stats::{EndpointStats, UpstreamStats};
@@ -83,8 +86,10 @@ pub enum UpstreamError {
     StickyKey(String, getrandom::Error),
 }
 
-/// The balancer prepared over the current view.
+/// The balancer prepared over the current view of one endpoint set.
 pub(crate) struct Prepared {
+    /// The set the view's indices point into.
+    pub(crate) set: Arc<member::Set>,
     pub(crate) view: View,
     pub(crate) pick: Box<dyn Pick>,
 }
@@ -101,11 +106,21 @@ pub(crate) struct UpstreamCounters {
 pub struct Upstream {
     /// The upstream's name.
     pub name: Arc<str>,
-    pub(crate) endpoints: Vec<Endpoint>,
-    pub(crate) states: Vec<EndpointState>,
-    pub(crate) probe_stats: Vec<health::active::ProbeStats>,
-    /// One connection pool per endpoint, same order as `endpoints`.
-    pools: Vec<Arc<pool::EndpointPool>>,
+    /// The endpoint set now (the balancer's view may lag it by one refresh).
+    pub(crate) set: ArcSwap<member::Set>,
+    /// Serialises set changes.
+    pub(crate) apply_lock: Mutex<()>,
+    /// Members that left the set, until their last request is done.
+    pub(crate) draining: Mutex<Vec<Weak<Member>>>,
+    /// How each member's connection pool is made.
+    pub(crate) pool_template: pool::Template,
+    /// What the set is made of: static endpoints, the provider's last good answer, and the
+    /// admin API's changes.
+    pub(crate) sources: Mutex<discovery::Sources>,
+    /// The provider, if the upstream has one.
+    pub(crate) provider: Option<weir_config::Discovery>,
+    /// The provider's health, for metrics and the admin API.
+    pub(crate) discovery: discovery::Status,
     pub(crate) balancer: Box<dyn Balancer>,
     /// The configured algorithm (for `explain` and the admin API).
     pub balance: weir_config::Balance,
@@ -116,7 +131,7 @@ pub struct Upstream {
     pub(crate) panic_threshold: u8,
     pub(crate) slow_start_ms: u64,
     pub(crate) passive: weir_config::PassiveHealth,
-    active: Option<weir_config::ActiveHealth>,
+    pub(crate) active: Option<weir_config::ActiveHealth>,
     pub(crate) breaker: Option<CircuitBreaker>,
     pub(crate) limit: Option<ConcurrencyLimit>,
     pub(crate) retry: RetryPolicy,
@@ -132,7 +147,7 @@ pub struct Upstream {
     pub(crate) proxy_protocol: Option<weir_config::ProxyProtocolVersion>,
     /// Idle timeout of upgraded connections (WebSocket tunnels).
     pub tunnel_idle: std::time::Duration,
-    background: CancellationToken,
+    pub(crate) background: CancellationToken,
     started: std::sync::atomic::AtomicBool,
 }
 
@@ -140,7 +155,7 @@ impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstream")
             .field("name", &self.name)
-            .field("endpoints", &self.endpoints)
+            .field("endpoints", &self.set.load().endpoints)
             .finish_non_exhaustive()
     }
 }
@@ -155,13 +170,22 @@ impl Upstream {
     /// Builds an upstream from its config. Call [`Upstream::start`] (inside a tokio runtime)
     /// to run its health checks and membership updates.
     pub fn new(cfg: &weir_config::Upstream) -> Result<Self, UpstreamError> {
-        let endpoints = cfg
+        let statics: Vec<Wanted> = cfg
             .endpoints
             .iter()
-            .map(|e| {
-                Endpoint::with_weight(&e.address, e.weight).ok_or_else(|| UpstreamError::Endpoint {
+            .map(|e| Wanted {
+                address: e.address.clone(),
+                weight: e.weight,
+                priority: 0,
+                source: Source::Static,
+            })
+            .collect();
+        let endpoints = statics
+            .iter()
+            .map(|w| {
+                Endpoint::with_weight(&w.address, w.weight).ok_or_else(|| UpstreamError::Endpoint {
                     upstream: cfg.name.clone(),
-                    endpoint: e.address.clone(),
+                    endpoint: w.address.clone(),
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -178,8 +202,6 @@ impl Upstream {
             .transpose()
             .map_err(|e| UpstreamError::StickyKey(cfg.name.clone(), e))?;
         let balancer = balance::from_config(cfg);
-        let view = View::all(&endpoints);
-        let pick = balancer.prepare(&view, &endpoints);
         let total = cfg.timeouts.total.get();
         let tls = cfg
             .tls
@@ -187,18 +209,28 @@ impl Upstream {
             .map(|t| tls::connector(&cfg.name, t, cfg.protocol).map(Arc::new))
             .transpose()
             .map_err(|e| UpstreamError::Tls(cfg.name.clone(), e))?;
-        let pools = endpoints
-            .iter()
-            .map(|_| {
-                Arc::new(pool::EndpointPool::new(
-                    cfg.protocol,
-                    tls.clone(),
-                    cfg.max_idle_per_endpoint,
-                    cfg.timeouts.connect.get(),
-                    cfg.timeouts.idle.get(),
+        let pool_template = pool::Template {
+            protocol: cfg.protocol,
+            tls,
+            max_idle: cfg.max_idle_per_endpoint,
+            connect_timeout: cfg.timeouts.connect.get(),
+            idle_timeout: cfg.timeouts.idle.get(),
+        };
+        let background = CancellationToken::new();
+        let members = endpoints
+            .into_iter()
+            .map(|e| {
+                Arc::new(Member::new(
+                    e,
+                    Source::Static,
+                    pool_template.pool(),
+                    &background,
                 ))
             })
             .collect();
+        let set = Arc::new(member::Set::new(members));
+        let view = View::all(&set.endpoints);
+        let pick = balancer.prepare(&view, &set.endpoints);
         let hash_key = match cfg.balance {
             weir_config::Balance::IpHash => Some(weir_config::HashKey::ClientIp),
             weir_config::Balance::ConsistentHash => Some(cfg.hash_key.clone()),
@@ -206,13 +238,20 @@ impl Upstream {
         };
         Ok(Self {
             name: cfg.name.as_str().into(),
-            states: endpoints.iter().map(|_| EndpointState::default()).collect(),
-            probe_stats: endpoints.iter().map(|_| Default::default()).collect(),
-            endpoints,
-            pools,
+            current: ArcSwap::from_pointee(Prepared {
+                set: set.clone(),
+                view,
+                pick,
+            }),
+            set: ArcSwap::new(set),
+            apply_lock: Mutex::new(()),
+            draining: Mutex::new(Vec::new()),
+            pool_template,
+            sources: Mutex::new(discovery::Sources::new(statics)),
+            provider: cfg.discovery.clone(),
+            discovery: discovery::Status::new(cfg.discovery.as_ref()),
             balancer,
             balance: cfg.balance,
-            current: ArcSwap::from_pointee(Prepared { view, pick }),
             refresh_lock: Mutex::new(()),
             changed: Arc::new(Notify::new()),
             clock: Clock::new(),
@@ -231,7 +270,7 @@ impl Upstream {
             total_timeout: (!total.is_zero()).then_some(total),
             tunnel_idle: cfg.timeouts.tunnel_idle.get(),
             proxy_protocol: cfg.proxy_protocol,
-            background: CancellationToken::new(),
+            background,
             started: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -246,26 +285,31 @@ impl Upstream {
         }
         let token = self.background.clone();
         tokio::spawn(health::maintain(Arc::downgrade(self), token.clone()));
-        if let Some(cfg) = &self.active {
-            for index in 0..self.endpoints.len() {
-                tokio::spawn(health::active::run(
-                    Arc::downgrade(self),
-                    index,
-                    cfg.clone(),
-                    token.clone(),
-                ));
-            }
+        for m in self.set.load().members.iter() {
+            self.start_probe(m);
+        }
+        if let Some(provider) = &self.provider {
+            discovery::spawn(self, provider.clone(), token);
         }
     }
 
-    /// The endpoints, in config order.
-    pub fn endpoints(&self) -> &[Endpoint] {
-        &self.endpoints
+    /// Starts the active health prober of `member` (once started, when checks are on).
+    pub(crate) fn start_probe(self: &Arc<Self>, member: &Arc<Member>) {
+        if !self.started.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        if let Some(cfg) = &self.active {
+            tokio::spawn(health::active::run(
+                Arc::downgrade(self),
+                member.clone(),
+                cfg.clone(),
+            ));
+        }
     }
 
-    /// The live state of each endpoint, in config order.
-    pub fn states(&self) -> &[EndpointState] {
-        &self.states
+    /// The endpoints now, in set order (each at its current weight).
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.set.load().endpoints.clone()
     }
 
     /// The circuit breaker, if configured.

@@ -1,5 +1,6 @@
 //! The upstreams' samples in `/metrics`: per upstream (requests, retries, breaker, queue,
-//! ejections), per endpoint (health, drain, in flight, tries, probes) and try durations.
+//! ejections), per endpoint (health, drain, in flight, tries, probes), endpoints by state and
+//! discovery providers, and try durations.
 
 use std::sync::Arc;
 
@@ -186,17 +187,104 @@ pub fn render(stats: &[UpstreamStats], e: &mut Exposition) {
     }
 }
 
-/// `weir_upstream_attempt_duration_seconds`: each endpoint's try durations.
-pub fn render_attempts(upstreams: &[Arc<Upstream>], e: &mut Exposition) {
-    let labels: Vec<([(&str, &str); 2], &weir_core::Histogram)> = upstreams
+/// Endpoints by state, and each provider's refreshes, failures and last success.
+pub fn render_discovery(stats: &[UpstreamStats], e: &mut Exposition) {
+    let states = ["in_service", "out_of_service", "awaiting_check", "draining"];
+    let counts: Vec<([(&str, &str); 2], f64)> = stats
         .iter()
-        .flat_map(|u| {
-            u.endpoints().iter().zip(u.states()).map(move |(ep, st)| {
+        .flat_map(|s| {
+            let count = |state: &str| match state {
+                "in_service" => s.endpoints.iter().filter(|ep| ep.in_service).count(),
+                "out_of_service" => s
+                    .endpoints
+                    .iter()
+                    .filter(|ep| !ep.in_service && !ep.awaiting_check)
+                    .count(),
+                "awaiting_check" => s.endpoints.iter().filter(|ep| ep.awaiting_check).count(),
+                _ => s.draining.len(),
+            };
+            states.iter().map(move |state| {
                 (
-                    [("upstream", &*u.name), ("endpoint", &*ep.address)],
-                    &st.attempts,
+                    [("upstream", &*s.name), ("state", *state)],
+                    count(state) as f64,
                 )
             })
+        })
+        .collect();
+    e.family(
+        "weir_upstream_endpoints",
+        Kind::Gauge,
+        "Endpoints of the upstream by state (draining: removed, requests still in flight).",
+        counts.iter().map(|(l, v)| (&l[..], *v)),
+    );
+    let providers: Vec<([(&str, &str); 2], &crate::discovery::DiscoveryStats)> = stats
+        .iter()
+        .filter_map(|s| {
+            let d = s.discovery.as_ref()?;
+            Some(([("upstream", &*s.name), ("provider", d.provider)], d))
+        })
+        .collect();
+    let simple: [Family<crate::discovery::DiscoveryStats>; 3] = [
+        (
+            "weir_upstream_discovery_refreshes_total",
+            Kind::Counter,
+            "Answers taken from the upstream's provider.",
+            |d| d.refreshes as f64,
+        ),
+        (
+            "weir_upstream_discovery_endpoints",
+            Kind::Gauge,
+            "Endpoints in the provider's last good answer.",
+            |d| d.endpoints as f64,
+        ),
+        (
+            "weir_upstream_discovery_last_success_timestamp_seconds",
+            Kind::Gauge,
+            "When the provider last answered (Unix time; 0: never).",
+            |d| {
+                d.last_success
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0.0, |d| d.as_secs_f64())
+            },
+        ),
+    ];
+    for (name, kind, help, f) in simple {
+        e.family(
+            name,
+            kind,
+            help,
+            providers.iter().map(|(l, d)| (&l[..], f(d))),
+        );
+    }
+    let failures: Vec<([(&str, &str); 3], f64)> = providers
+        .iter()
+        .flat_map(|([u, p], d)| {
+            d.failures
+                .iter()
+                .map(move |(reason, n)| ([*u, *p, ("reason", *reason)], *n as f64))
+        })
+        .collect();
+    e.family(
+        "weir_upstream_discovery_failures_total",
+        Kind::Counter,
+        "Provider lookups that failed, by reason; the last good endpoints stayed.",
+        failures.iter().map(|(l, v)| (&l[..], *v)),
+    );
+}
+
+/// `weir_upstream_attempt_duration_seconds`: each endpoint's try durations.
+pub fn render_attempts(upstreams: &[Arc<Upstream>], e: &mut Exposition) {
+    let members: Vec<(Arc<str>, Arc<crate::Member>)> = upstreams
+        .iter()
+        .flat_map(|u| u.members().into_iter().map(move |m| (u.name.clone(), m)))
+        .collect();
+    let labels: Vec<([(&str, &str); 2], &weir_core::Histogram)> = members
+        .iter()
+        .map(|(name, m)| {
+            (
+                [("upstream", &**name), ("endpoint", &*m.endpoint.address)],
+                &m.state.attempts,
+            )
         })
         .collect();
     e.histogram(

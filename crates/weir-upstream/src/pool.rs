@@ -8,6 +8,7 @@
 //! opened only when no idle one is ready. An HTTP/2 checkout clones the shared connection's
 //! handle under a short lock.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,6 +61,27 @@ struct Idle {
     since: Instant,
 }
 
+/// How an upstream's endpoint pools are made (every endpoint's alike).
+pub(crate) struct Template {
+    pub(crate) protocol: UpstreamProtocol,
+    pub(crate) tls: Option<Arc<TlsTo>>,
+    pub(crate) max_idle: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+}
+
+impl Template {
+    pub(crate) fn pool(&self) -> EndpointPool {
+        EndpointPool::new(
+            self.protocol,
+            self.tls.clone(),
+            self.max_idle,
+            self.connect_timeout,
+            self.idle_timeout,
+        )
+    }
+}
+
 /// Connections to one endpoint, and how to open new ones.
 pub(crate) struct EndpointPool {
     protocol: UpstreamProtocol,
@@ -69,6 +91,8 @@ pub(crate) struct EndpointPool {
     connecting: tokio::sync::Mutex<()>,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    /// Set when the endpoint left the upstream's set: connections coming back are closed.
+    closed: AtomicBool,
 }
 
 impl EndpointPool {
@@ -88,6 +112,17 @@ impl EndpointPool {
             connecting: tokio::sync::Mutex::new(()),
             connect_timeout,
             idle_timeout,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// The endpoint left the set: close the idle connections now, and each busy one when its
+    /// request is done. (An HTTP/2 connection closes when its last stream ends.)
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        *self.shared_h2.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        if let Some(idle) = &self.idle {
+            while idle.pop().is_some() {}
         }
     }
 
@@ -245,7 +280,7 @@ impl EndpointPool {
     }
 
     fn checkin(&self, sender: Sender) {
-        if sender.is_closed() {
+        if sender.is_closed() || self.closed.load(Ordering::Acquire) {
             return;
         }
         let Sender::H1(sender) = sender else {

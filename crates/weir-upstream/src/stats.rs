@@ -3,15 +3,22 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::{BreakerState, Upstream};
+use crate::discovery::DiscoveryStats;
+use crate::{BreakerState, Member, Source, Upstream};
 
 /// One endpoint's health and counters.
 #[derive(Debug, Clone)]
 pub struct EndpointStats {
     /// Address.
     pub address: Arc<str>,
-    /// Configured weight.
+    /// Weight now.
     pub weight: u32,
+    /// Where the endpoint came from.
+    pub source: Source,
+    /// Left the set and finishing its last requests (listed in `draining`).
+    pub draining: bool,
+    /// Joined at runtime and waits for its first passing active check.
+    pub awaiting_check: bool,
     /// In the balancer's view now.
     pub in_service: bool,
     /// Passing active checks (true when there are none).
@@ -63,8 +70,12 @@ pub struct UpstreamStats {
     pub ejections: u64,
     /// Ejections refused by `max_ejection_percent`.
     pub ejections_skipped: u64,
-    /// Per endpoint, in config order.
+    /// Per endpoint, in set order (static ones first, in config order).
     pub endpoints: Vec<EndpointStats>,
+    /// Endpoints that left the set and still have requests in flight.
+    pub draining: Vec<EndpointStats>,
+    /// The provider, if the upstream has one.
+    pub discovery: Option<DiscoveryStats>,
 }
 
 impl Upstream {
@@ -86,28 +97,45 @@ impl Upstream {
             retry_budget_exhausted: r(&self.retry.budget().exhausted),
             ejections: r(&self.metrics.ejections),
             ejections_skipped: r(&self.metrics.ejections_skipped),
-            endpoints: self
-                .endpoints
+            endpoints: current
+                .set
+                .members
                 .iter()
-                .zip(&self.states)
-                .zip(&self.probe_stats)
                 .enumerate()
-                .map(|(i, ((e, s), p))| EndpointStats {
-                    address: e.address.clone(),
-                    weight: e.weight,
-                    in_service: current.view.in_service.get(i).copied().unwrap_or(false),
-                    active_healthy: s.active_up.load(Ordering::Relaxed),
-                    ejected: s.ejected(now),
-                    drained: s.drained.load(Ordering::Relaxed),
-                    latency_ewma_ms: s.ewma_ns(now) / 1e6,
-                    ejections: s.ejections.load(Ordering::Relaxed),
-                    in_flight: s.in_flight(),
-                    requests: r(&s.requests),
-                    failures: r(&s.failures),
-                    probes: r(&p.probes),
-                    probes_failed: r(&p.failed),
+                .map(|(i, m)| {
+                    let in_service = current.view.in_service.get(i).copied().unwrap_or(false);
+                    endpoint_stats(m, in_service, now)
                 })
                 .collect(),
+            draining: self
+                .draining()
+                .iter()
+                .map(|m| endpoint_stats(m, false, now))
+                .collect(),
+            discovery: self.discovery.snapshot(),
         }
+    }
+}
+
+fn endpoint_stats(m: &Member, in_service: bool, now: u64) -> EndpointStats {
+    let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let s = &m.state;
+    EndpointStats {
+        address: m.endpoint.address.clone(),
+        weight: m.weight(),
+        source: m.source,
+        draining: m.removed(),
+        awaiting_check: s.awaiting_first_check(),
+        in_service,
+        active_healthy: s.active_up.load(Ordering::Relaxed),
+        ejected: s.ejected(now),
+        drained: s.drained.load(Ordering::Relaxed),
+        latency_ewma_ms: s.ewma_ns(now) / 1e6,
+        ejections: s.ejections.load(Ordering::Relaxed),
+        in_flight: s.in_flight(),
+        requests: r(&s.requests),
+        failures: r(&s.failures),
+        probes: r(&m.probe.probes),
+        probes_failed: r(&m.probe.failed),
     }
 }

@@ -55,6 +55,14 @@ pub struct ActiveHealth {
     /// Consecutive failing probes that take an endpoint out.
     #[serde(default = "defaults::unhealthy_threshold")]
     pub unhealthy_threshold: u32,
+    /// An endpoint that joins while Weir runs (discovery, the admin API) takes traffic only
+    /// after its first passing probe; `false`: at once.
+    #[serde(default = "yes")]
+    pub admit_new_after_check: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Kind of active probe.

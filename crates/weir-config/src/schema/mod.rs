@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 mod auth;
 mod cache;
+mod discovery;
 mod health;
 mod limits;
 mod listener;
@@ -20,6 +21,7 @@ mod upstream;
 
 pub use auth::*;
 pub use cache::*;
+pub use discovery::*;
 pub use health::*;
 pub use limits::*;
 pub use listener::*;

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use super::{CircuitBreaker, Health, Retry, RetryOn, StatusRange};
+use super::{CircuitBreaker, Discovery, Health, Retry, RetryOn, StatusRange};
 use crate::units::Duration;
 
 /// A named pool of endpoints that `proxy` routes send requests to.
@@ -18,7 +18,12 @@ pub struct Upstream {
     /// Endpoints: `"host:port"` or `{ address = "host:port", weight = 3 }`. Host names are
     /// resolved when connecting. May be empty: requests are then answered 503 (as by an Envoy
     /// cluster with no endpoints).
+    #[serde(default)]
     pub endpoints: Vec<EndpointSpec>,
+    /// Where more endpoints come from, kept current while Weir runs: `dns`, `etcd` or
+    /// `file` (one per upstream). Absent: only `endpoints`.
+    #[serde(default)]
+    pub discovery: Option<Discovery>,
     /// How an endpoint is chosen for each request.
     #[serde(default)]
     pub balance: Balance,

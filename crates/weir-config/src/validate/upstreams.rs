@@ -27,6 +27,9 @@ pub(super) fn check_upstreams<'a>(config: &'a Config, out: &mut Vec<Diagnostic>)
                 ));
             }
         }
+        if let Some(d) = &u.discovery {
+            super::discovery::check_discovery(d, &path.key("discovery"), out);
+        }
         check_upstream_policies(u, &path, out);
         check_upstream_tls(u, &path, out);
         if let Some(h) = &u.host_header {

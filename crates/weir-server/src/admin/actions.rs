@@ -1,4 +1,5 @@
-//! The admin API's actions: reload, drain or enable an endpoint, purge a cache.
+//! The admin API's actions: reload, add, reweight, remove, drain or enable an endpoint, purge
+//! a cache.
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
@@ -29,6 +30,123 @@ pub(super) async fn reload(admin: &Admin) -> Response<Full<Bytes>> {
             serde_json::json!({"ok": false, "error": e.to_string()}),
         ),
     }
+}
+
+/// Largest body of `POST /upstreams/{name}/endpoints`.
+const MAX_ENDPOINT_BODY: usize = 64 * 1024;
+
+fn not_found(what: &str) -> Response<Full<Bytes>> {
+    json_response(
+        StatusCode::NOT_FOUND,
+        serde_json::json!({"status": 404, "error": what}),
+    )
+}
+
+fn bad_request(error: String) -> Response<Full<Bytes>> {
+    json_response(
+        StatusCode::BAD_REQUEST,
+        serde_json::json!({"status": 400, "error": error}),
+    )
+}
+
+fn upstream_named(admin: &Admin, name: &str) -> Option<std::sync::Arc<weir_upstream::Upstream>> {
+    let runtime = admin.shared.runtime.load();
+    runtime
+        .upstreams()
+        .iter()
+        .find(|u| &*u.name == name)
+        .cloned()
+}
+
+/// `POST /upstreams/{name}/endpoints` with `{"address": "HOST:PORT", "weight": N}`: adds the
+/// endpoint (201), or sets the weight of the one already there (200). Lasts until the next
+/// reload.
+pub(super) async fn add_endpoint(
+    path: &str,
+    body: hyper::body::Incoming,
+    admin: &Admin,
+) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let ["upstreams", name, "endpoints"] = parts.as_slice() else {
+        return not_found("not_found");
+    };
+    let Some(upstream) = upstream_named(admin, name) else {
+        return not_found("unknown upstream");
+    };
+    let bytes = match http_body_util::Limited::new(body, MAX_ENDPOINT_BODY)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return bad_request(format!("cannot read the body: {e}")),
+    };
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Add {
+        address: String,
+        #[serde(default = "one")]
+        weight: u32,
+    }
+    fn one() -> u32 {
+        1
+    }
+    let add: Add = match serde_json::from_slice(&bytes) {
+        Ok(a) => a,
+        Err(e) => {
+            return bad_request(format!(
+                "expected {{\"address\": \"HOST:PORT\", \"weight\": N}}: {e}"
+            ))
+        }
+    };
+    match upstream.add_endpoint(&add.address, add.weight) {
+        Err(e) => bad_request(e.to_string()),
+        Ok(diff) => {
+            tracing::info!(upstream = %name, endpoint = %add.address, weight = add.weight, added = diff.added, "endpoint set by the admin API");
+            let status = if diff.added > 0 {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            json_response(
+                status,
+                serde_json::json!({
+                    "upstream": name,
+                    "address": add.address,
+                    "weight": add.weight,
+                    "added": diff.added > 0,
+                    "reweighted": diff.reweighted > 0,
+                }),
+            )
+        }
+    }
+}
+
+/// `DELETE /upstreams/{name}/endpoints/{address}`: removes the endpoint; it drains (requests
+/// in flight finish). Lasts until the next reload.
+pub(super) fn remove_endpoint(path: &str, admin: &Admin) -> Response<Full<Bytes>> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let ["upstreams", name, "endpoints", address] = parts.as_slice() else {
+        return not_found("not_found");
+    };
+    let address = percent_encoding::percent_decode_str(address).decode_utf8_lossy();
+    let Some(upstream) = upstream_named(admin, name) else {
+        return not_found("unknown upstream");
+    };
+    if !upstream.remove_endpoint(&address) {
+        return not_found("unknown endpoint");
+    }
+    let in_flight: u32 = upstream
+        .draining()
+        .iter()
+        .filter(|m| *m.endpoint.address == *address)
+        .map(|m| m.state.in_flight())
+        .sum();
+    tracing::info!(upstream = %name, endpoint = %address, in_flight, "endpoint removed by the admin API");
+    json_response(
+        StatusCode::OK,
+        serde_json::json!({"upstream": name, "address": address, "removed": true, "draining_in_flight": in_flight}),
+    )
 }
 
 /// `POST /upstreams/{name}/endpoints/{endpoint}/drain` and `…/enable`.

@@ -80,7 +80,7 @@ async fn accept_loop(
             }
             let svc = hyper::service::service_fn(move |req| {
                 let admin = admin.clone();
-                async move { Ok::<_, Infallible>(route(&req, &admin).await) }
+                async move { Ok::<_, Infallible>(route(req, &admin).await) }
             });
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
@@ -107,7 +107,9 @@ async fn accept_loop(
 }
 
 /// Authenticates, then dispatches one admin request.
-async fn route(req: &Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>> {
+async fn route(req: Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>> {
+    let (req, body) = req.into_parts();
+    let req = &Request::from_parts(req, ());
     if req.method() == Method::GET {
         if let Some((content_type, body)) = dashboard::asset(req.uri().path()) {
             return asset_response(content_type, body);
@@ -165,6 +167,10 @@ async fn route(req: &Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>> 
             StatusCode::OK,
             crate::explain::routes(&shared.runtime.load()),
         ),
+        (&Method::POST, p) if p.starts_with("/upstreams/") && p.ends_with("/endpoints") => {
+            actions::add_endpoint(p, body, admin).await
+        }
+        (&Method::DELETE, p) if p.starts_with("/upstreams/") => actions::remove_endpoint(p, admin),
         (&Method::POST, p) if p.starts_with("/upstreams/") => actions::drain(p, admin),
         (&Method::POST, p) if p.starts_with("/caches/") => {
             actions::purge(p, req.uri().query().unwrap_or(""), admin).await
@@ -189,6 +195,8 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("POST", "/reload"),
+    ("POST", "/upstreams/{name}/endpoints"),
+    ("DELETE", "/upstreams/{name}/endpoints/{address}"),
     ("POST", "/upstreams/{name}/endpoints/{address}/drain"),
     ("POST", "/upstreams/{name}/endpoints/{address}/enable"),
     ("POST", "/caches/{name}/purge"),
@@ -229,7 +237,7 @@ fn not_found_or_not_allowed(method: &Method, path: &str) -> Response<Full<Bytes>
     )
 }
 
-fn handle(req: &Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>> {
+fn handle(req: &Request<()>, admin: &Admin) -> Response<Full<Bytes>> {
     let stats = admin.shared.upstream_stats();
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => (StatusCode::OK, CONTENT_TYPE, metrics(admin, &stats)),
@@ -258,6 +266,7 @@ fn metrics(admin: &Admin, upstreams: &[UpstreamStats]) -> String {
     let shared = &admin.shared;
     let mut e = Exposition::new();
     weir_upstream::metrics::render(upstreams, &mut e);
+    weir_upstream::metrics::render_discovery(upstreams, &mut e);
     shared.metrics.render(&mut e);
     let none: &[(&str, &str)] = &[];
     e.family(

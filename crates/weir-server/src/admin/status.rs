@@ -101,6 +101,42 @@ pub(super) fn upstreams_json(stats: &[UpstreamStats]) -> String {
     out
 }
 
+fn endpoint_value(ep: &weir_upstream::EndpointStats) -> serde_json::Value {
+    serde_json::json!({
+        "address": &*ep.address,
+        "weight": ep.weight,
+        "source": ep.source.as_str(),
+        "in_service": ep.in_service,
+        "awaiting_first_check": ep.awaiting_check,
+        "active_check_healthy": ep.active_healthy,
+        "ejected": ep.ejected,
+        "drained": ep.drained,
+        "latency_ewma_ms": ep.latency_ewma_ms,
+        "ejections": ep.ejections,
+        "in_flight": ep.in_flight,
+        "requests": ep.requests,
+        "failures": ep.failures,
+    })
+}
+
+fn discovery_value(d: &weir_upstream::discovery::DiscoveryStats) -> serde_json::Value {
+    let unix = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+    };
+    serde_json::json!({
+        "provider": d.provider,
+        "target": d.target,
+        "endpoints": d.endpoints,
+        "refreshes": d.refreshes,
+        "failures": d.failures,
+        "last_success_unix": d.last_success.map(unix),
+        "last_success": d.last_success.map(httpdate::fmt_http_date),
+        "last_error": d.last_error,
+        "empty_since_unix": d.empty_since.map(unix),
+    })
+}
+
 /// Every upstream and endpoint, as `/upstreams` and the dashboard show them.
 pub(super) fn upstreams_value(stats: &[UpstreamStats]) -> serde_json::Value {
     let list: Vec<serde_json::Value> = stats
@@ -116,19 +152,9 @@ pub(super) fn upstreams_value(stats: &[UpstreamStats]) -> serde_json::Value {
                 }),
                 "requests": s.requests,
                 "retries": s.retries,
-                "endpoints": s.endpoints.iter().map(|ep| serde_json::json!({
-                    "address": &*ep.address,
-                    "weight": ep.weight,
-                    "in_service": ep.in_service,
-                    "active_check_healthy": ep.active_healthy,
-                    "ejected": ep.ejected,
-                    "drained": ep.drained,
-                    "latency_ewma_ms": ep.latency_ewma_ms,
-                    "ejections": ep.ejections,
-                    "in_flight": ep.in_flight,
-                    "requests": ep.requests,
-                    "failures": ep.failures,
-                })).collect::<Vec<_>>(),
+                "discovery": s.discovery.as_ref().map(discovery_value),
+                "endpoints": s.endpoints.iter().map(endpoint_value).collect::<Vec<_>>(),
+                "draining": s.draining.iter().map(endpoint_value).collect::<Vec<_>>(),
             })
         })
         .collect();

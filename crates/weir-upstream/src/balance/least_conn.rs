@@ -26,7 +26,7 @@ impl Pick for LeastConn {
         for k in 0..n {
             let pos = (start + k) % n;
             let e = members[pos];
-            let load = u64::from(cx.states.get(e).map_or(0, |s| s.in_flight()));
+            let load = u64::from(cx.states.get(e).map_or(0, |m| m.state.in_flight()));
             let weight = u64::from(cx.view.weights.get(pos).copied().unwrap_or(1).max(1));
             // load/weight < best_load/best_weight, without division.
             let better = match best {
@@ -51,7 +51,7 @@ mod tests {
     fn avoids_the_busy_endpoint() {
         let eps = endpoints(3, &[]);
         let states = states(3);
-        states[1].in_flight.store(5, Ordering::Relaxed);
+        states[1].state.in_flight.store(5, Ordering::Relaxed);
         let view = View::all(&eps);
         let p = LeastConn.prepare(&view, &eps);
         for _ in 0..100 {

@@ -20,7 +20,10 @@ pub use p2c::{Ewma, P2c};
 pub use random::Random;
 pub use round_robin::RoundRobin;
 
-use crate::endpoint::{Endpoint, EndpointState};
+use std::sync::Arc;
+
+use crate::endpoint::Endpoint;
+use crate::Member;
 
 /// Weight of an endpoint at full strength in a [`View`]; slow start scales it down, so ramps
 /// are finer than the configured integer weights.
@@ -61,8 +64,8 @@ impl View {
 pub struct PickCx<'a> {
     /// Membership.
     pub view: &'a View,
-    /// Live state of every endpoint (same order as the upstream's endpoints).
-    pub states: &'a [EndpointState],
+    /// Every endpoint of the set with its live state (the view's indices point here).
+    pub states: &'a [Arc<Member>],
     /// The request's hash key, for `ip_hash` and `consistent_hash`; `None` when it has none.
     pub hash: Option<u64>,
     /// Now, in ms on the upstream's clock (for latency decay).
@@ -133,9 +136,12 @@ pub(crate) mod testing {
             .collect()
     }
 
-    /// Default state for each endpoint.
-    pub fn states(n: usize) -> Vec<EndpointState> {
-        (0..n).map(|_| EndpointState::default()).collect()
+    /// `n` members with default state.
+    pub fn states(n: usize) -> Vec<Arc<Member>> {
+        endpoints(n, &[])
+            .into_iter()
+            .map(|e| Arc::new(Member::detached(e)))
+            .collect()
     }
 
     /// Counts picks per endpoint over `picks` rounds.

@@ -47,7 +47,7 @@ fn weight(cx: &PickCx<'_>, pos: usize) -> f64 {
 impl Pick for P2c {
     fn pick(&self, cx: &PickCx<'_>) -> Option<usize> {
         two_choices(cx, |pos, e| {
-            let load = cx.states.get(e).map_or(0, |s| s.in_flight());
+            let load = cx.states.get(e).map_or(0, |m| m.state.in_flight());
             f64::from(load) / weight(cx, pos)
         })
     }
@@ -56,7 +56,7 @@ impl Pick for P2c {
 impl Pick for Ewma {
     fn pick(&self, cx: &PickCx<'_>) -> Option<usize> {
         two_choices(cx, |pos, e| {
-            let Some(s) = cx.states.get(e) else {
+            let Some(s) = cx.states.get(e).map(|m| &m.state) else {
                 return f64::MAX;
             };
             s.ewma_ns(cx.now_ms) * f64::from(s.in_flight() + 1) / weight(cx, pos)
@@ -70,7 +70,11 @@ mod tests {
     use super::*;
     use std::sync::atomic::Ordering;
 
-    fn counts(pick: &dyn Pick, view: &View, states: &[crate::EndpointState]) -> Vec<usize> {
+    fn counts(
+        pick: &dyn Pick,
+        view: &View,
+        states: &[std::sync::Arc<crate::Member>],
+    ) -> Vec<usize> {
         let mut counts = vec![0; view.in_service.len()];
         for _ in 0..3000 {
             let cx = PickCx {
@@ -90,7 +94,7 @@ mod tests {
     fn p2c_steers_away_from_load() {
         let eps = endpoints(3, &[]);
         let states = states(3);
-        states[0].in_flight.store(10, Ordering::Relaxed);
+        states[0].state.in_flight.store(10, Ordering::Relaxed);
         let view = View::all(&eps);
         let c = counts(&*P2c.prepare(&view, &eps), &view, &states);
         // Endpoint 0 wins only when drawn against itself, which two distinct draws never do.
@@ -101,7 +105,7 @@ mod tests {
     fn ewma_steers_away_from_slow() {
         let eps = endpoints(3, &[]);
         let states = states(3);
-        states[2].observe_latency(500_000_000.0, 1);
+        states[2].state.observe_latency(500_000_000.0, 1);
         let view = View::all(&eps);
         let c = counts(&*Ewma.prepare(&view, &eps), &view, &states);
         assert_eq!(c[2], 0, "{c:?}");

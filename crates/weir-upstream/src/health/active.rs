@@ -3,19 +3,18 @@
 //! take it out of service, `healthy_threshold` consecutive passes bring it back.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 use weir_config::{ActiveHealth, CheckKind};
 
 use weir_core::RequestBody;
 
 use crate::pool::Sender;
-use crate::{Endpoint, Upstream};
+use crate::{Member, Upstream};
 
 /// Most body read when looking for `body_contains`.
 const MAX_PROBE_BODY: usize = 64 * 1024;
@@ -29,48 +28,45 @@ pub struct ProbeStats {
     pub failed: AtomicU64,
 }
 
-/// Probes endpoint `index` until `token` is cancelled or the upstream is gone.
-pub(crate) async fn run(
-    upstream: Weak<Upstream>,
-    index: usize,
-    cfg: ActiveHealth,
-    token: CancellationToken,
-) {
+/// Probes `member` until it leaves the set or the upstream is gone.
+pub(crate) async fn run(upstream: Weak<Upstream>, member: Arc<Member>, cfg: ActiveHealth) {
     let jitter = || Duration::from_millis(fastrand::u64(..=crate::clock::ms(cfg.jitter.get())));
-    // Spread the first probes so endpoints are not all probed at the same instant.
-    let mut wait = jitter();
+    // Spread the first probes so endpoints are not all probed at the same instant; an
+    // endpoint waiting to be admitted is probed at once.
+    let mut wait = if member.state.awaiting_first_check() {
+        Duration::ZERO
+    } else {
+        jitter()
+    };
     let (mut passes, mut fails) = (0u32, 0u32);
+    let gone = member.gone.clone();
     loop {
         tokio::select! {
-            () = token.cancelled() => return,
+            () = gone.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
         }
-        let Some(endpoint) = upstream
-            .upgrade()
-            .and_then(|u| u.endpoints.get(index).cloned())
-        else {
-            return;
-        };
         let Some(up) = upstream.upgrade() else { return };
-        let passed = tokio::time::timeout(cfg.timeout.get(), probe(&up, index, &endpoint, &cfg))
+        let passed = tokio::time::timeout(cfg.timeout.get(), probe(&up, &member, &cfg))
             .await
             .unwrap_or(false);
-        drop(up);
-        let Some(up) = upstream.upgrade() else { return };
-        let (Some(state), Some(stats)) = (up.states.get(index), up.probe_stats.get(index)) else {
-            return;
-        };
-        stats.probes.fetch_add(1, Ordering::Relaxed);
+        let state = &member.state;
+        let endpoint = &member.endpoint;
+        member.probe.probes.fetch_add(1, Ordering::Relaxed);
         if passed {
             passes += 1;
             fails = 0;
-            if !state.active_up.load(Ordering::Acquire) && passes >= cfg.healthy_threshold {
+            // A new endpoint is admitted on its first pass; one that failed needs
+            // `healthy_threshold` passes in a row.
+            let admit = state.awaiting_check.swap(false, Ordering::AcqRel);
+            if !state.active_up.load(Ordering::Acquire)
+                && (admit || passes >= cfg.healthy_threshold)
+            {
                 state.active_up.store(true, Ordering::Release);
-                tracing::info!(upstream = %up.name, endpoint = %endpoint.address, "endpoint healthy again");
+                tracing::info!(upstream = %up.name, endpoint = %endpoint.address, "endpoint healthy");
                 up.changed();
             }
         } else {
-            stats.failed.fetch_add(1, Ordering::Relaxed);
+            member.probe.failed.fetch_add(1, Ordering::Relaxed);
             fails += 1;
             passes = 0;
             if state.active_up.load(Ordering::Acquire) && fails >= cfg.unhealthy_threshold {
@@ -79,6 +75,7 @@ pub(crate) async fn run(
                 up.changed();
             }
         }
+        drop(up);
         wait = cfg.interval.get() + jitter();
     }
 }
@@ -87,7 +84,8 @@ pub(crate) async fn run(
 /// endpoint's pool (TLS with the upstream's CA, SNI and client certificate; h2 by ALPN or h2c;
 /// a PROXY header, `LOCAL`, when the upstream wants one), so a check sees the endpoint as
 /// requests do.
-async fn probe(up: &Upstream, index: usize, endpoint: &Endpoint, cfg: &ActiveHealth) -> bool {
+async fn probe(up: &Upstream, member: &Member, cfg: &ActiveHealth) -> bool {
+    let endpoint = &member.endpoint;
     if cfg.kind == CheckKind::Tcp {
         let stream = match endpoint.socket_addr {
             Some(addr) => TcpStream::connect(addr).await,
@@ -95,9 +93,7 @@ async fn probe(up: &Upstream, index: usize, endpoint: &Endpoint, cfg: &ActiveHea
         };
         return stream.is_ok();
     }
-    let Some(pool) = up.pools.get(index) else {
-        return false;
-    };
+    let pool = &member.pool;
     let header = up.proxy_protocol.map(crate::proxy_protocol::local_header);
     let Ok(mut sender) = pool.connect_with(endpoint, header.as_deref()).await else {
         return false;

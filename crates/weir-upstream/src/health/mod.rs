@@ -23,25 +23,45 @@ impl Upstream {
     pub(crate) fn refresh(&self) -> Option<u64> {
         let _one_at_a_time = self.refresh_lock.lock().unwrap_or_else(|p| p.into_inner());
         let now = self.clock.now_ms();
-        let n = self.endpoints.len();
-        let drained: Vec<bool> = self
-            .states
+        let set = self.set.load_full();
+        let n = set.members.len();
+        let drained: Vec<bool> = set
+            .members
             .iter()
-            .map(|s| s.drained.load(Ordering::Acquire))
+            .map(|m| m.state.drained.load(Ordering::Acquire))
             .collect();
-        let healthy: Vec<bool> = self
-            .states
+        let waiting: Vec<bool> = set
+            .members
+            .iter()
+            .map(|m| m.state.awaiting_first_check())
+            .collect();
+        let mut healthy: Vec<bool> = set
+            .members
             .iter()
             .zip(&drained)
-            .map(|(s, d)| !d && s.active_up.load(Ordering::Acquire) && !s.ejected(now))
+            .map(|(m, d)| !d && m.state.active_up.load(Ordering::Acquire) && !m.state.ejected(now))
             .collect();
+        // SRV priority groups (RFC 2782): only the lowest group with a healthy endpoint takes
+        // traffic; with none healthy anywhere, the lowest group that has endpoints at all.
+        let priority = |i: usize| set.members[i].priority();
+        let lowest = |ok: &dyn Fn(usize) -> bool| (0..n).filter(|&i| ok(i)).map(priority).min();
+        let group = lowest(&|i| healthy[i]).or_else(|| lowest(&|i| !drained[i] && !waiting[i]));
+        let in_group = |i: usize| group.is_none_or(|g| priority(i) == g);
+        for (i, h) in healthy.iter_mut().enumerate() {
+            *h = *h && in_group(i);
+        }
         // Drained endpoints are out by an operator's choice: they do not count toward the
-        // panic threshold and stay out in panic mode.
-        let available = n - drained.iter().filter(|d| **d).count();
+        // panic threshold and stay out in panic mode. Endpoints that joined but have not
+        // passed their first check yet are not counted either: they were never in service.
+        let available = (0..n)
+            .filter(|&i| !drained[i] && !waiting[i] && in_group(i))
+            .count();
         let count = healthy.iter().filter(|h| **h).count();
         let panic = available > 0 && count * 100 < usize::from(self.panic_threshold) * available;
         let in_service: Vec<bool> = if panic {
-            drained.iter().map(|d| !d).collect()
+            (0..n)
+                .map(|i| !drained[i] && !waiting[i] && in_group(i))
+                .collect()
         } else {
             healthy
         };
@@ -54,7 +74,8 @@ impl Upstream {
             in_service: in_service.clone(),
             panic,
         };
-        for (i, (state, endpoint)) in self.states.iter().zip(&self.endpoints).enumerate() {
+        for (i, (member, endpoint)) in set.members.iter().zip(&set.endpoints).enumerate() {
+            let state = &member.state;
             let until = state.ejected_until.load(Ordering::Acquire);
             if until > now {
                 due(until);
@@ -64,7 +85,7 @@ impl Upstream {
                 continue;
             }
             if !was {
-                state.up_since.store(now, Ordering::Release);
+                state.up_since.store(now.max(1), Ordering::Release);
             }
             let mut weight = endpoint.weight * WEIGHT_SCALE;
             let since = state.up_since.load(Ordering::Acquire);
@@ -76,18 +97,20 @@ impl Upstream {
             view.members.push(i);
             view.weights.push(weight);
         }
-        let pick = self.balancer.prepare(&view, &self.endpoints);
-        self.current.store(Arc::new(Prepared { view, pick }));
+        let pick = self.balancer.prepare(&view, &set.endpoints);
+        self.current.store(Arc::new(Prepared { set, view, pick }));
         next
     }
 
     /// Drains (no new requests; in-flight ones finish) or re-enables the endpoint at
     /// `address`; false when there is none. Takes effect before this returns.
     pub fn set_drained(&self, address: &str, drained: bool) -> bool {
-        let Some(i) = self.endpoints.iter().position(|e| &*e.address == address) else {
+        let set = self.set.load();
+        let Some(m) = set.members.iter().find(|m| &*m.endpoint.address == address) else {
             return false;
         };
-        self.states[i].drained.store(drained, Ordering::Release);
+        m.state.drained.store(drained, Ordering::Release);
+        drop(set);
         self.refresh();
         self.changed();
         true
@@ -150,8 +173,8 @@ mod tests {
         let u = upstream(
             "slow_start = \"10s\"\nhealth.passive = { consecutive_failures = 2, base_ejection_time = \"5s\" }",
         );
-        u.observe(3, TryOutcome::TransportError);
-        u.observe(3, TryOutcome::TransportError);
+        u.observe(&u.set.load().members[3], TryOutcome::TransportError);
+        u.observe(&u.set.load().members[3], TryOutcome::TransportError);
         let next = u.refresh();
         assert_eq!(weights(&u).len(), 3, "endpoint 3 ejected");
         // The next refresh is due when the ejection ends.
@@ -167,8 +190,8 @@ mod tests {
         assert_eq!(u.refresh(), None, "nothing left to do");
         assert_eq!(weights(&u)[3], (3, 100), "full weight");
         // A second ejection lasts two bases.
-        u.observe(3, TryOutcome::TransportError);
-        u.observe(3, TryOutcome::TransportError);
+        u.observe(&u.set.load().members[3], TryOutcome::TransportError);
+        u.observe(&u.set.load().members[3], TryOutcome::TransportError);
         assert_eq!(u.refresh(), Some(u.clock.now_ms() + 10_000));
     }
 
@@ -176,7 +199,7 @@ mod tests {
     async fn max_ejection_percent_keeps_a_floor() {
         let u = upstream("health.passive = { consecutive_5xx = 1, max_ejection_percent = 50 }");
         for i in 0..4 {
-            u.observe(i, TryOutcome::ServerError);
+            u.observe(&u.set.load().members[i], TryOutcome::ServerError);
         }
         u.refresh();
         assert_eq!(weights(&u).len(), 2, "at most half ejected");
@@ -186,12 +209,21 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn below_the_panic_threshold_traffic_spreads_over_all() {
         let u = upstream("panic_threshold = 50");
-        u.states[0].active_up.store(false, Ordering::Release);
+        u.set.load().members[0]
+            .state
+            .active_up
+            .store(false, Ordering::Release);
         u.refresh();
         assert_eq!(weights(&u).len(), 3);
         assert!(!u.stats().panic);
-        u.states[1].active_up.store(false, Ordering::Release);
-        u.states[2].active_up.store(false, Ordering::Release);
+        u.set.load().members[1]
+            .state
+            .active_up
+            .store(false, Ordering::Release);
+        u.set.load().members[2]
+            .state
+            .active_up
+            .store(false, Ordering::Release);
         u.refresh();
         // One of four healthy (25% < 50%): all four take traffic.
         assert_eq!(weights(&u).len(), 4);
@@ -199,7 +231,10 @@ mod tests {
         // With the threshold off, only the healthy one would.
         let u = upstream("panic_threshold = 0");
         for i in 0..3 {
-            u.states[i].active_up.store(false, Ordering::Release);
+            u.set.load().members[i]
+                .state
+                .active_up
+                .store(false, Ordering::Release);
         }
         u.refresh();
         assert_eq!(weights(&u), [(3, 100)]);

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::clock::ms;
-use crate::Upstream;
+use crate::{Member, Upstream};
 
 /// What one try at an endpoint came to, as health sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,10 +20,8 @@ pub enum TryOutcome {
 
 impl Upstream {
     /// Folds one try's outcome into the endpoint's counters; may eject it.
-    pub(crate) fn observe(&self, index: usize, outcome: TryOutcome) {
-        let Some(state) = self.states.get(index) else {
-            return;
-        };
+    pub(crate) fn observe(&self, member: &Member, outcome: TryOutcome) {
+        let state = &member.state;
         let cfg = &self.passive;
         match outcome {
             TryOutcome::Success => {
@@ -36,27 +34,27 @@ impl Upstream {
                 let n = state.consecutive_5xx.fetch_add(1, Ordering::AcqRel) + 1;
                 // Exactly one of several racing failures crosses the threshold.
                 if cfg.consecutive_5xx > 0 && n == cfg.consecutive_5xx {
-                    self.eject(index);
+                    self.eject(member);
                 }
             }
             TryOutcome::TransportError => {
                 state.failures.fetch_add(1, Ordering::Relaxed);
                 let n = state.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
                 if cfg.consecutive_failures > 0 && n == cfg.consecutive_failures {
-                    self.eject(index);
+                    self.eject(member);
                 }
             }
         }
     }
 
-    fn eject(&self, index: usize) {
+    fn eject(&self, member: &Member) {
         let now = self.clock.now_ms();
-        let n = self.states.len();
-        let ejected = self.states.iter().filter(|s| s.ejected(now)).count();
+        let set = self.set.load();
+        let n = set.members.len();
+        let ejected = set.members.iter().filter(|m| m.state.ejected(now)).count();
+        drop(set);
         let cap = (n * usize::from(self.passive.max_ejection_percent) / 100).max(1);
-        let Some(state) = self.states.get(index) else {
-            return;
-        };
+        let state = &member.state;
         state.consecutive_5xx.store(0, Ordering::Relaxed);
         state.consecutive_failures.store(0, Ordering::Relaxed);
         if ejected >= cap || state.ejected(now) {
@@ -78,7 +76,7 @@ impl Upstream {
         self.metrics.ejections.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             upstream = %self.name,
-            endpoint = %self.endpoints[index].address,
+            endpoint = %member.endpoint.address,
             ejection_ms = length,
             "endpoint ejected by outlier detection"
         );

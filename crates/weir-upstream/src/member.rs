@@ -1,0 +1,281 @@
+//! The live endpoint set. Each endpoint in it is a [`Member`]: the endpoint with everything
+//! that lives as long as it is in the upstream — its state (health, outlier counters, EWMA,
+//! in-flight count), probe counters and connection pool. A change of the set (discovery, the
+//! admin API) is applied as a diff by address: members that stay are the same `Arc`, so they
+//! keep all of that; added ones enter through slow start (and their first passing check when
+//! active checks run); removed ones drain — no new requests, while the requests and tunnels
+//! that hold them finish, and their idle pooled connections close at once.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Weak};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::endpoint::{Endpoint, EndpointState};
+use crate::health::active::ProbeStats;
+use crate::pool::EndpointPool;
+use crate::Upstream;
+
+/// Where an endpoint came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Source {
+    /// `endpoints = [...]` in the config file.
+    Static,
+    /// The upstream's DNS provider.
+    Dns,
+    /// The upstream's etcd provider.
+    Etcd,
+    /// The upstream's file provider.
+    File,
+    /// `POST /upstreams/NAME/endpoints` (until the next reload).
+    Admin,
+}
+
+impl Source {
+    /// The name used in the admin API, metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Static => "static",
+            Source::Dns => "dns",
+            Source::Etcd => "etcd",
+            Source::File => "file",
+            Source::Admin => "admin",
+        }
+    }
+}
+
+/// One endpoint of the current set.
+pub struct Member {
+    /// Where to connect; `endpoint.weight` is the weight it joined with.
+    pub endpoint: Endpoint,
+    /// Live state shared by balancers, health checks and the proxy.
+    pub state: EndpointState,
+    /// Where it came from.
+    pub source: Source,
+    /// The weight now (reweighting keeps the member).
+    weight: AtomicU32,
+    /// Its priority group now (SRV).
+    priority: AtomicU32,
+    pub(crate) probe: ProbeStats,
+    pub(crate) pool: Arc<EndpointPool>,
+    /// Cancelled when the member leaves the set (stops its health prober).
+    pub(crate) gone: CancellationToken,
+}
+
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Member")
+            .field("endpoint", &self.endpoint.address)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Member {
+    pub(crate) fn new(
+        endpoint: Endpoint,
+        source: Source,
+        pool: EndpointPool,
+        parent: &CancellationToken,
+    ) -> Self {
+        Self {
+            weight: AtomicU32::new(endpoint.weight),
+            priority: AtomicU32::new(0),
+            endpoint,
+            state: EndpointState::default(),
+            source,
+            probe: ProbeStats::default(),
+            pool: Arc::new(pool),
+            gone: parent.child_token(),
+        }
+    }
+
+    /// A member outside any upstream (balancer tests).
+    #[cfg(test)]
+    pub(crate) fn detached(endpoint: Endpoint) -> Self {
+        let template = crate::pool::Template {
+            protocol: weir_config::UpstreamProtocol::Http1,
+            tls: None,
+            max_idle: 1,
+            connect_timeout: std::time::Duration::from_secs(1),
+            idle_timeout: std::time::Duration::from_secs(1),
+        };
+        Self::new(
+            endpoint,
+            Source::Static,
+            template.pool(),
+            &CancellationToken::new(),
+        )
+    }
+
+    /// The weight now.
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    /// Its priority group (lower is preferred).
+    pub fn priority(&self) -> u32 {
+        self.priority.load(Ordering::Relaxed)
+    }
+
+    /// Whether it has left the set.
+    pub fn removed(&self) -> bool {
+        self.gone.is_cancelled()
+    }
+}
+
+/// The endpoint set the balancer's view indexes: members in order (static first, in config
+/// order; then discovered; then added through the admin API), and a copy of each endpoint
+/// at its current weight for the balancers.
+#[derive(Debug, Default)]
+pub(crate) struct Set {
+    pub(crate) members: Vec<Arc<Member>>,
+    pub(crate) endpoints: Vec<Endpoint>,
+}
+
+impl Set {
+    pub(crate) fn new(members: Vec<Arc<Member>>) -> Self {
+        let endpoints = members
+            .iter()
+            .map(|m| Endpoint {
+                weight: m.weight(),
+                ..m.endpoint.clone()
+            })
+            .collect();
+        Self { members, endpoints }
+    }
+
+    /// Position of the member with this endpoint id.
+    pub(crate) fn position(&self, id: u64) -> Option<usize> {
+        self.members.iter().position(|m| m.endpoint.id == id)
+    }
+}
+
+/// One wanted endpoint: address, weight and source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    /// `HOST:PORT`.
+    pub address: String,
+    /// Relative share, at least 1.
+    pub weight: u32,
+    /// Priority group (SRV): only the lowest group with an endpoint in service takes
+    /// traffic. 0 for everything but SRV records.
+    pub priority: u16,
+    /// Where it comes from.
+    pub source: Source,
+}
+
+/// What changed when a set was applied.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Diff {
+    /// Endpoints that joined.
+    pub added: usize,
+    /// Endpoints that left (now draining).
+    pub removed: usize,
+    /// Endpoints whose weight changed.
+    pub reweighted: usize,
+}
+
+impl Upstream {
+    /// Makes the set exactly `wanted` (first entry wins for an address listed twice), keeping
+    /// every member that stays. Entries whose address does not parse are skipped with a
+    /// warning. Takes effect before this returns.
+    pub(crate) fn apply(self: &Arc<Self>, wanted: &[Wanted]) -> Diff {
+        let _one_at_a_time = self.apply_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.set.load_full();
+        let mut diff = Diff::default();
+        let mut members: Vec<Arc<Member>> = Vec::with_capacity(wanted.len());
+        let mut fresh: Vec<Arc<Member>> = Vec::new();
+        for w in wanted {
+            if members.iter().any(|m| *m.endpoint.address == *w.address) {
+                continue;
+            }
+            if let Some(kept) = old
+                .members
+                .iter()
+                .find(|m| *m.endpoint.address == *w.address)
+            {
+                let weight = w.weight.max(1);
+                let priority = u32::from(w.priority);
+                let reweighted = kept.weight.swap(weight, Ordering::Relaxed) != weight;
+                let regrouped = kept.priority.swap(priority, Ordering::Relaxed) != priority;
+                if reweighted || regrouped {
+                    diff.reweighted += 1;
+                }
+                members.push(kept.clone());
+                continue;
+            }
+            let Some(endpoint) = Endpoint::with_weight(&w.address, w.weight) else {
+                tracing::warn!(upstream = %self.name, endpoint = %w.address, source = w.source.as_str(), "skipping an endpoint that is not HOST:PORT");
+                continue;
+            };
+            let member = Arc::new(self.member(endpoint, w.source));
+            member
+                .priority
+                .store(u32::from(w.priority), Ordering::Relaxed);
+            // Enters like an endpoint coming back: slow start from the moment it is in
+            // service, and with active checks (unless configured otherwise) only after its
+            // first passing probe.
+            member.state.in_service.store(false, Ordering::Relaxed);
+            if self
+                .active
+                .as_ref()
+                .is_some_and(|a| a.admit_new_after_check)
+            {
+                member.state.active_up.store(false, Ordering::Relaxed);
+                member.state.awaiting_check.store(true, Ordering::Release);
+            }
+            diff.added += 1;
+            fresh.push(member.clone());
+            members.push(member);
+        }
+        let mut draining = self.draining.lock().unwrap_or_else(|p| p.into_inner());
+        draining.retain(|w| w.upgrade().is_some_and(|m| m.state.in_flight() > 0));
+        for m in &old.members {
+            if !members.iter().any(|k| Arc::ptr_eq(k, m)) {
+                m.gone.cancel();
+                m.pool.close();
+                draining.push(Arc::downgrade(m));
+                diff.removed += 1;
+                tracing::info!(upstream = %self.name, endpoint = %m.endpoint.address, in_flight = m.state.in_flight(), "endpoint removed; draining");
+            }
+        }
+        drop(draining);
+        if diff == Diff::default() && members.len() == old.members.len() {
+            return diff;
+        }
+        self.set.store(Arc::new(Set::new(members)));
+        self.refresh();
+        for m in fresh {
+            tracing::info!(upstream = %self.name, endpoint = %m.endpoint.address, source = m.source.as_str(), "endpoint added");
+            self.start_probe(&m);
+        }
+        self.changed();
+        diff
+    }
+
+    /// A new member with a pool configured like the upstream's others.
+    pub(crate) fn member(&self, endpoint: Endpoint, source: Source) -> Member {
+        Member::new(
+            endpoint,
+            source,
+            self.pool_template.pool(),
+            &self.background,
+        )
+    }
+
+    /// Removed endpoints still finishing requests.
+    pub fn draining(&self) -> Vec<Arc<Member>> {
+        let draining = self.draining.lock().unwrap_or_else(|p| p.into_inner());
+        draining
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|m| m.state.in_flight() > 0)
+            .collect()
+    }
+
+    /// The current members, in set order.
+    pub fn members(&self) -> Vec<Arc<Member>> {
+        self.set.load().members.clone()
+    }
+}
