@@ -361,3 +361,37 @@ proxy = { upstream = "api" }
 "#
     )));
 }
+
+#[test]
+fn discovery_settings_are_checked_where_they_are_written() {
+    insta::assert_snapshot!(error_of(
+        r#"
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:8080"
+
+[[upstreams]]
+name = "dns"
+discovery = { dns = { name = "api.internal", resolver = "dns.local", min_ttl = "10s", max_ttl = "5s" } }
+
+[[upstreams]]
+name = "both"
+discovery = { dns = { srv = "_http._tcp.api" }, file = { path = "/etc/weir/api.json" } }
+
+[[upstreams]]
+name = "etcd"
+discovery = { etcd = { endpoints = ["127.0.0.1:2379"], prefix = "" } }
+"#
+    ));
+}
+
+#[test]
+fn a_misspelt_provider_is_named() {
+    insta::assert_snapshot!(error_of(&with_base(
+        r#"
+[[upstreams]]
+name = "typo"
+discovery = { fille = { path = "x.json" } }
+"#
+    )));
+}

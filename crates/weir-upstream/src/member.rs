@@ -279,3 +279,100 @@ impl Upstream {
         self.set.load().members.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(table: &str, n: usize) -> Arc<Upstream> {
+        let endpoints: Vec<String> = (0..n).map(|i| format!("\"10.1.0.{}:80\"", i + 1)).collect();
+        let toml = format!(
+            "[[listeners]]\nname = \"m\"\nbind = \"127.0.0.1:0\"\n[[upstreams]]\nname = \"u\"\nendpoints = [{}]\nbalance = \"consistent_hash\"\nhash = \"{table}\"\nhash_key = \"path\"\n",
+            endpoints.join(", ")
+        );
+        let config = weir_config::parse(&toml, "t.toml").expect("config");
+        Arc::new(Upstream::new(&config.upstreams[0]).expect("upstream"))
+    }
+
+    fn owners(u: &Upstream) -> Vec<Arc<str>> {
+        (0..10_000u64)
+            .filter_map(|k| u.pick(Some(crate::hash::mix(k)), &[], 0))
+            .map(|m| m.endpoint.address.clone())
+            .collect()
+    }
+
+    fn wanted(addresses: &[String]) -> Vec<Wanted> {
+        addresses
+            .iter()
+            .map(|a| Wanted {
+                address: a.clone(),
+                weight: 1,
+                priority: 0,
+                source: Source::Dns,
+            })
+            .collect()
+    }
+
+    /// The hash tables' disruption bound holds on real set changes, not only on prepared
+    /// views: removing or adding one of N endpoints moves about 1/N of the keys.
+    #[test]
+    fn a_set_change_moves_about_one_nth_of_the_keys() {
+        for table in ["ring", "maglev"] {
+            for n in [5usize, 10, 20] {
+                let u = upstream(table, n);
+                let before = owners(&u);
+                let mut addrs: Vec<String> =
+                    (0..n).map(|i| format!("10.1.0.{}:80", i + 1)).collect();
+                let gone = addrs.remove(n / 2);
+                let diff = u.apply(&wanted(&addrs));
+                assert_eq!((diff.added, diff.removed), (0, 1));
+                let after = owners(&u);
+                let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+                let bound = 10_000.0 * (1.0 / n as f64 + 0.05);
+                assert!(
+                    (moved as f64) <= bound,
+                    "{table} n={n}: removing {gone} moved {moved}"
+                );
+                addrs.push("10.1.9.9:80".into());
+                u.apply(&wanted(&addrs));
+                let added = owners(&u);
+                let moved = after.iter().zip(&added).filter(|(a, b)| a != b).count();
+                let bound = 10_000.0 * (1.0 / (n as f64) + 0.05);
+                assert!(
+                    (moved as f64) <= bound,
+                    "{table} n={n}: adding one moved {moved}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn survivors_keep_their_state_and_removed_ones_drain() {
+        let u = upstream("ring", 3);
+        let kept = u.members()[0].clone();
+        kept.state.consecutive_5xx.store(2, Ordering::Relaxed);
+        let removed = u.members()[2].clone();
+        removed.state.in_flight.store(1, Ordering::Relaxed);
+        let diff = u.apply(&wanted(&[
+            "10.1.0.1:80".into(),
+            "10.1.0.2:80".into(),
+            "10.1.0.7:80".into(),
+        ]));
+        assert_eq!((diff.added, diff.removed), (1, 1));
+        assert!(
+            Arc::ptr_eq(&u.members()[0], &kept),
+            "the same member, state and all"
+        );
+        assert_eq!(kept.state.consecutive_5xx.load(Ordering::Relaxed), 2);
+        assert!(removed.removed());
+        assert_eq!(
+            u.draining().len(),
+            1,
+            "draining while a request is in flight"
+        );
+        removed.state.in_flight.store(0, Ordering::Relaxed);
+        assert!(u.draining().is_empty());
+        // No active checks and no slow start: the new one is in service at once.
+        assert!(u.stats().endpoints[2].in_service);
+    }
+}
