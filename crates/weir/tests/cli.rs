@@ -112,6 +112,25 @@ fn check_exit_codes() {
             .expect("run");
         assert!(checked.status.success(), "{example}: {checked:?}");
     }
+    // The Kubernetes example's embedded weir.toml (the admin token comes from a Secret file
+    // there; here from a literal of the same length rule).
+    let manifest = std::fs::read_to_string(repo_root().join("examples/kubernetes/weir.yaml"))
+        .expect("kubernetes example");
+    let embedded: String = manifest
+        .split("weir.toml: |\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n---").next())
+        .expect("weir.toml in the ConfigMap")
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    let embedded = embedded.replace(
+        "{ file = \"/run/secrets/weir/admin-token\" }",
+        "\"a-token-of-sixteen-chars\"",
+    );
+    let k8s = temp_file("k8s.toml", &embedded);
+    let checked = Command::new(WEIR).arg("check").arg(&k8s).output().expect("run");
+    assert!(checked.status.success(), "kubernetes example: {checked:?}");
 
     let bad = temp_file(
         "bad.toml",
