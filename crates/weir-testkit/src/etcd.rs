@@ -17,6 +17,8 @@ pub struct EtcdServer {
     pub addr: SocketAddr,
     peer_port: u16,
     dir: PathBuf,
+    /// Sent on every call once authentication is on.
+    token: Option<String>,
 }
 
 impl EtcdServer {
@@ -29,6 +31,7 @@ impl EtcdServer {
             addr: ([127, 0, 0, 1], free_port()).into(),
             peer_port: free_port(),
             dir,
+            token: None,
         };
         server.resume().await;
         server
@@ -109,6 +112,35 @@ impl EtcdServer {
             .expect("etcd delete");
     }
 
+    /// Turns authentication on with user `root` / `password` (the root role); later calls
+    /// from this helper authenticate as it.
+    pub async fn enable_auth(&mut self, password: &str) {
+        for (path, body) in [
+            ("/v3/auth/role/add", serde_json::json!({"name": "root"})),
+            (
+                "/v3/auth/user/add",
+                serde_json::json!({"name": "root", "password": password}),
+            ),
+            (
+                "/v3/auth/user/grant",
+                serde_json::json!({"user": "root", "role": "root"}),
+            ),
+            ("/v3/auth/enable", serde_json::json!({})),
+        ] {
+            self.call(path, &body.to_string())
+                .await
+                .unwrap_or_else(|| panic!("etcd {path}"));
+        }
+        let reply = self
+            .call(
+                "/v3/auth/authenticate",
+                &serde_json::json!({"name": "root", "password": password}).to_string(),
+            )
+            .await
+            .expect("etcd authenticate");
+        self.token = reply["token"].as_str().map(str::to_owned);
+    }
+
     /// Grants a lease of `ttl` seconds; returns its id.
     pub async fn grant(&self, ttl: u64) -> i64 {
         let body = serde_json::json!({"TTL": ttl.to_string()});
@@ -127,8 +159,13 @@ impl EtcdServer {
     pub async fn call(&self, path: &str, body: &str) -> Option<serde_json::Value> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(self.addr).await.ok()?;
+        let auth = self
+            .token
+            .as_ref()
+            .map(|t| format!("Authorization: {t}\r\n"))
+            .unwrap_or_default();
         let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             self.addr,
             body.len()
         );

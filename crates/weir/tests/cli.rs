@@ -129,7 +129,11 @@ fn check_exit_codes() {
         "\"a-token-of-sixteen-chars\"",
     );
     let k8s = temp_file("k8s.toml", &embedded);
-    let checked = Command::new(WEIR).arg("check").arg(&k8s).output().expect("run");
+    let checked = Command::new(WEIR)
+        .arg("check")
+        .arg(&k8s)
+        .output()
+        .expect("run");
     assert!(checked.status.success(), "kubernetes example: {checked:?}");
 
     let bad = temp_file(

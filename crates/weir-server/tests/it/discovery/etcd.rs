@@ -83,6 +83,47 @@ async fn registration_lease_expiry_and_a_resumed_watch() {
 }
 
 #[tokio::test]
+async fn etcd_with_authentication_on_needs_the_credentials() {
+    let origins = numbered_origins(1).await;
+    let mut etcd = EtcdServer::start().await;
+    etcd.put(&format!("{PREFIX}a"), &value(origins[0].addr, 1), None)
+        .await;
+    etcd.enable_auth("etcd-root-password").await;
+    let with = |creds: &str| {
+        provider_config(
+            &format!(
+                "etcd = {{ endpoints = [\"{}\"], prefix = \"{PREFIX}\", timeout = \"1s\"{creds} }}",
+                etcd.url()
+            ),
+            "",
+        )
+    };
+    // Without: refused, counted, nothing applied.
+    let anon = gateway(&with("")).await;
+    wait_until("the refusal to be counted", || async {
+        let s = anon.server.as_ref().expect("server").upstream_stats();
+        let d = s[0].discovery.clone().expect("discovery");
+        (d.failures.values().sum::<u64>() > 0).then_some(())
+    })
+    .await;
+    assert!(set_now(&anon).is_empty());
+    // With them (the password as a secret from the environment).
+    std::env::set_var("WEIR_TEST_ETCD_PASSWORD", "etcd-root-password");
+    let gw = gateway(&with(
+        ", username = \"root\", password = \"${WEIR_TEST_ETCD_PASSWORD}\"",
+    ))
+    .await;
+    settled(&gw, &BTreeSet::from([origins[0].addr.to_string()])).await;
+    etcd.put(&format!("{PREFIX}a"), &value(origins[0].addr, 4), None)
+        .await;
+    wait_until("the watch to see the reweight", || async {
+        let s = gw.server.as_ref().expect("server").upstream_stats();
+        (s[0].endpoints.first().map(|e| e.weight) == Some(4)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn churn_drill_through_etcd() {
     let origins = drill_origins().await;
     let etcd = EtcdServer::start().await;
