@@ -182,13 +182,15 @@ function renderUpstreams(data) {
   for (const u of data.upstreams) {
     const breaker = u.circuit_breaker || "off";
     const bcls = breaker === "closed" || breaker === "off" ? "ok" : "bad";
-    u.endpoints.forEach((ep, i) => {
+    // Endpoints in the set, then removed ones still finishing requests.
+    const eps = u.endpoints.concat((u.draining || []).map((ep) => Object.assign({}, ep, { draining: true })));
+    eps.forEach((ep, i) => {
       const row = document.createElement("tr");
-      cell(row, i === 0 ? u.name + (u.panic ? " (panic)" : "") : "", u.panic ? "bad" : "");
+      cell(row, i === 0 ? u.name + (u.panic ? " (panic)" : "") + (u.discovery ? " · " + u.discovery.provider : "") : "", u.panic ? "bad" : "");
       cell(row, i === 0 ? breaker : "", i === 0 ? bcls : "");
-      cell(row, ep.address);
-      const state = ep.drained ? "drained" : ep.ejected ? "ejected" : !ep.active_check_healthy ? "unhealthy" : ep.in_service ? "healthy" : "out";
-      cell(row, state, state === "healthy" ? "ok" : state === "drained" ? "warn" : "bad");
+      cell(row, ep.address + (ep.source && ep.source !== "static" ? " (" + ep.source + ")" : ""));
+      const state = ep.draining ? "draining" : ep.drained ? "drained" : ep.ejected ? "ejected" : ep.awaiting_first_check ? "awaiting check" : !ep.active_check_healthy ? "unhealthy" : ep.in_service ? "healthy" : "out";
+      cell(row, state, state === "healthy" ? "ok" : ["drained", "draining", "awaiting check"].includes(state) ? "warn" : "bad");
       cell(row, String(ep.weight));
       cell(row, String(ep.in_flight));
       cell(row, ep.latency_ewma_ms === null ? "–" : fmt(ep.latency_ewma_ms, 2) + " ms");
