@@ -241,7 +241,7 @@ impl Upstream {
             }
         }
         drop(draining);
-        if diff == Diff::default() && members.len() == old.members.len() {
+        if diff == Diff::default() {
             return diff;
         }
         self.set.store(Arc::new(Set::new(members)));

@@ -189,26 +189,23 @@ pub fn render(stats: &[UpstreamStats], e: &mut Exposition) {
 
 /// Endpoints by state, and each provider's refreshes, failures and last success.
 pub fn render_discovery(stats: &[UpstreamStats], e: &mut Exposition) {
-    let states = ["in_service", "out_of_service", "awaiting_check", "draining"];
     let counts: Vec<([(&str, &str); 2], f64)> = stats
         .iter()
         .flat_map(|s| {
-            let count = |state: &str| match state {
-                "in_service" => s.endpoints.iter().filter(|ep| ep.in_service).count(),
-                "out_of_service" => s
-                    .endpoints
-                    .iter()
-                    .filter(|ep| !ep.in_service && !ep.awaiting_check)
-                    .count(),
-                "awaiting_check" => s.endpoints.iter().filter(|ep| ep.awaiting_check).count(),
-                _ => s.draining.len(),
-            };
-            states.iter().map(move |state| {
-                (
-                    [("upstream", &*s.name), ("state", *state)],
-                    count(state) as f64,
-                )
-            })
+            let waiting = s.endpoints.iter().filter(|ep| ep.awaiting_check).count();
+            let serving = s.endpoints.iter().filter(|ep| ep.in_service).count();
+            let out = s
+                .endpoints
+                .iter()
+                .filter(|ep| !ep.in_service && !ep.awaiting_check)
+                .count();
+            [
+                ("in_service", serving),
+                ("out_of_service", out),
+                ("awaiting_check", waiting),
+                ("draining", s.draining.len()),
+            ]
+            .map(|(state, n)| ([("upstream", &*s.name), ("state", state)], n as f64))
         })
         .collect();
     e.family(

@@ -44,9 +44,8 @@ fn check_dns(d: &DnsDiscovery, path: &KeyPath, out: &mut Vec<Diagnostic>) {
                 .help("SRV records carry their own targets and ports; keep one"),
         ),
         (Some(name), None) => {
-            let ok = name
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+            // The same HOST:PORT rule as static `endpoints`.
+            let ok = super::upstreams::check_endpoint(name).is_ok();
             if !ok {
                 out.push(
                     Diagnostic::at(path.key("name"), format!("`{name}` is not HOST:PORT"))

@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use weir_config::{EtcdDiscovery, UpstreamProtocol};
 
-use super::{entry, wait, Feed};
+use super::{entry, sleep_until, wait, Feed};
 use crate::member::{Source, Wanted};
 use crate::pool::TlsTo;
 
@@ -59,6 +59,7 @@ pub(super) async fn run(
         member: 0,
         keys: BTreeMap::new(),
         revision: None,
+        recheck: None,
     };
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -91,6 +92,8 @@ struct Watcher<'a> {
     keys: BTreeMap<String, Wanted>,
     /// The revision `keys` reflects; `None`: read the prefix again.
     revision: Option<i64>,
+    /// When an empty prefix's grace ends: publish again then, events or not.
+    recheck: Option<std::time::Instant>,
 }
 
 impl Watcher<'_> {
@@ -131,7 +134,15 @@ impl Watcher<'_> {
             .await?;
         let mut buf = BytesMut::new();
         loop {
-            let frame = match stream.frame().await {
+            let next = tokio::select! {
+                f = stream.frame() => Some(f),
+                () = sleep_until(self.recheck) => None,
+            };
+            let Some(next) = next else {
+                self.publish(feed);
+                continue;
+            };
+            let frame = match next {
                 None => return Ok(()),
                 Some(Err(e)) => return Err(("watch", format!("watch stream: {e}"))),
                 Some(Ok(frame)) => frame,
@@ -201,10 +212,9 @@ impl Watcher<'_> {
         }
     }
 
-    fn publish(&self, feed: &mut Feed) {
+    fn publish(&mut self, feed: &mut Feed) {
         let endpoints: Vec<Wanted> = self.keys.values().cloned().collect();
-        // A grace recheck for an empty prefix: the next event or reconnect re-publishes.
-        let _ = feed.answer(endpoints);
+        self.recheck = feed.answer(endpoints);
     }
 
     async fn authenticate(&self, uri: &Uri) -> Result<Option<String>, Failure> {

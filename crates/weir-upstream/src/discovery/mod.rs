@@ -276,7 +276,7 @@ impl Feed {
         });
     }
 
-    /// The upstream's name (for logs), if it is still there.
+    /// Whether the upstream is still there (a provider stops when it is gone).
     pub(crate) fn alive(&self) -> bool {
         self.upstream.strong_count() > 0
     }
@@ -301,15 +301,17 @@ pub(crate) fn spawn(up: &Arc<Upstream>, cfg: weir_config::Discovery, token: Canc
 
 /// Sleeps until `at` (or forever when `None`), or returns false when `token` is cancelled.
 pub(crate) async fn wait(token: &CancellationToken, at: Option<Instant>) -> bool {
-    let sleep = async {
-        match at {
-            Some(at) => tokio::time::sleep_until(at.into()).await,
-            None => std::future::pending().await,
-        }
-    };
     tokio::select! {
         () = token.cancelled() => false,
-        () = sleep => true,
+        () = sleep_until(at) => true,
+    }
+}
+
+/// Sleeps until `at`; forever when `None`.
+pub(crate) async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
