@@ -5,13 +5,23 @@ use crate::common::*;
 fn site() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("weir-static-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
-    std::fs::write(dir.join("index.html"), "<h1>home</h1>").expect("write");
-    std::fs::write(dir.join("app.js"), "let x = 1;").expect("write");
-    std::fs::write(dir.join("sub/index.html"), "sub home").expect("write");
+    write(&dir.join("index.html"), "<h1>home</h1>");
+    write(&dir.join("app.js"), "let x = 1;");
+    write(&dir.join("sub/index.html"), "sub home");
     let outside = std::env::temp_dir().join(format!("weir-secret-{}", std::process::id()));
-    std::fs::write(&outside, "secret").expect("write");
+    write(&outside, "secret");
     link(&outside, &dir.join("escape"));
     dir
+}
+
+/// Writes a file of the shared site atomically: tests run concurrently and each builds the
+/// site, so a plain rewrite (truncate, then write) could let another test read it empty.
+fn write(path: &std::path::Path, text: &str) {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{n}"));
+    std::fs::write(&tmp, text).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
 }
 
 /// Makes `at` a symlink to `target`; a test about links must not pass because the link is
