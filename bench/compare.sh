@@ -2,9 +2,13 @@
 # Side-by-side reverse-proxy benchmark on loopback: Weir, nginx and HAProxy in front of the
 # same nginx origin, each with ONE worker pinned to the same CPU, access logs off in all,
 # upstream keep-alive on in all. wrk drives 64 and 256 connections against a 1 KiB and a
-# 100 KiB body, in interleaved rounds (nginx, haproxy, weir, nginx, …); the median round is
-# reported. Prints requests/s, p50, p99, peak RSS and Weir's ratios, and writes the table to
-# bench/results/latest.md.
+# 100 KiB body; h2load drives a fixed rate (--rate req/s in total, default 20000, over 64
+# connections) and h2c (64 connections x 4 streams); all in interleaved rounds (nginx,
+# haproxy, weir, nginx, …), the median round reported. The headline is CPU per request: the
+# proxy's utime + stime (split into user and kernel) over the run divided by the requests it
+# served; then requests/s, p50, p99, peak RSS and Weir's ratios. Writes the tables to
+# bench/results/latest.md. (bench/instructions.sh gives the deterministic figure:
+# instructions per request under callgrind.)
 #
 # With --suite tls (or all, the default), it then terminates TLS in all three with the same
 # ECDSA P-256 certificate and measures new TLS connections per second (wrk with
@@ -27,7 +31,7 @@
 # 100 KiB object, every request a hit after the first.
 #
 # Usage: bench/compare.sh [--duration SECONDS] [--rounds N] [--conns "64 256"] [--bodies "1k 100k"]
-#                         [--suite plain|tls|observe|ratelimit|cache|all]
+#                         [--rate REQ_PER_S] [--suite plain|tls|observe|ratelimit|cache|all]
 # Bounded: every wrk / h2load run lasts --duration seconds (default 8), loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +41,7 @@ ROUNDS=5
 CONNS="64 256"
 BODIES="1k 100k"
 SUITE=all
+RATE=20000
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION=$2; shift 2 ;;
@@ -44,6 +49,7 @@ while [ $# -gt 0 ]; do
     --conns) CONNS=$2; shift 2 ;;
     --bodies) BODIES=$2; shift 2 ;;
     --suite) SUITE=$2; shift 2 ;;
+    --rate) RATE=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -87,6 +93,7 @@ trap cleanup EXIT
 ORIGIN_PORT=18080; NGINX_PORT=18081; HAPROXY_PORT=18082; WEIR_PORT=18083
 CACHE_ORIGIN_PORT=18110
 NGINX_TLS=18091; HAPROXY_TLS=18092; WEIR_TLS=18093
+NGINX_H2C=18094; HAPROXY_H2C=18095
 
 # --- one certificate for all three TLS listeners ------------------------------------------
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.test \
@@ -130,6 +137,7 @@ http {
   upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 256; }
   server {
     listen 127.0.0.1:$NGINX_PORT backlog=4096;
+    listen 127.0.0.1:$NGINX_H2C http2 backlog=4096;
     location / {
       proxy_pass http://origin;
       proxy_http_version 1.1;
@@ -167,6 +175,7 @@ defaults
   http-reuse always
 frontend fe
   bind 127.0.0.1:$HAPROXY_PORT
+  bind 127.0.0.1:$HAPROXY_H2C proto h2
   default_backend be
 frontend fe_tls
   bind 127.0.0.1:$HAPROXY_TLS ssl crt $WORK/combined.pem alpn h2,http/1.1
@@ -208,44 +217,98 @@ done
 
 declare -A PORT=([nginx]=$NGINX_PORT [haproxy]=$HAPROXY_PORT [weir]=$WEIR_PORT)
 declare -A PID=([nginx]=$NGINX_PID [haproxy]=$HAPROXY_PID [weir]=$WEIR_PID)
+# h2c by prior knowledge: nginx and HAProxy need a listener of its own; Weir's serves both.
+declare -A H2C_PORT=([nginx]=$NGINX_H2C [haproxy]=$HAPROXY_H2C [weir]=$WEIR_PORT)
 TARGETS="nginx haproxy weir"
 
 to_ms() { # wrk latency like 1.23ms / 850.00us / 1.02s -> milliseconds
   awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.3f", n }'
 }
 median() { sort -g | awk '{a[NR]=$1} END { print a[int((NR+1)/2)] }'; }
-# One wrk run: LABEL CONNS URL FILE. Appends "req/s p50 p99" (ms) to FILE and prints the
-# same; warns, naming LABEL, on non-2xx answers or socket errors.
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { # "utime stime" in clock ticks of a process and its children (nginx's worker)
+  local p u=0 s=0 pu ps
+  for p in $1 $(pgrep -P "$1" || true); do
+    # Fields after the ")" that closes the command name: utime is the 12th, stime the 13th.
+    read -r pu ps < <(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12, $13}') || continue
+    u=$((u + ${pu:-0})); s=$((s + ${ps:-0}))
+  done
+  echo "$u $s"
+}
+# One measured run: PID FILE LABEL then the load command (wrk or h2load). Appends
+# "req/s p50 p99 user_us kernel_us" to FILE and prints it: latency in ms (h2load reports no
+# percentiles: its mean is in both columns), and the CPU the process PID (with its children)
+# spent per request, from utime and stime over the run. Warns, naming LABEL, on errors.
+measure() {
+  local pid=$1 file=$2 label=$3 out u0 s0 u1 s1 n rps p50 p99 errs
+  shift 3
+  read -r u0 s0 < <(cpu_ticks "$pid")
+  out=$(taskset -c "$LOAD_CPUS" "$@" 2>&1)
+  read -r u1 s1 < <(cpu_ticks "$pid")
+  case "$1" in
+    wrk)
+      n=$(awk '/ requests in / {print $1}' <<<"$out")
+      rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+      p50=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
+      p99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
+      errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out") ;;
+    h2load)
+      n=$(awk '/^requests:/ {print $8}' <<<"$out")
+      rps=$(awk '/^finished in/ {print $4}' <<<"$out")
+      p50=$(to_ms "$(awk '/^time for request:/ {print $6}' <<<"$out")"); p99=$p50
+      errs=$(awk '/^requests:/ && ($10 != 0 || $12 != 0) {print}' <<<"$out") ;;
+  esac
+  [ -n "$errs" ] && echo "  warning: $label: $errs" >&2
+  [ "${n:-0}" -gt 0 ] || { echo "  $label: no requests completed" >&2; n=1; }
+  local line
+  line=$(awk -v r="$rps" -v a="$p50" -v b="$p99" -v du=$((u1 - u0)) -v ds=$((s1 - s0)) -v n="$n" -v hz="$CLK_TCK" \
+    'BEGIN { printf "%s %s %s %.2f %.2f", r, a, b, du * 1e6 / hz / n, ds * 1e6 / hz / n }')
+  echo "$line" >> "$file"
+  echo "$line"
+}
+# Medians of each column of a results FILE: "req/s p50 p99 user_us kernel_us".
+medians() {
+  local i out=""
+  for i in 1 2 3 4 5; do out="$out $(awk -v i=$i '{print $i}' "$1" | median)"; done
+  echo "$out"
+}
+# A wrk run of 1 thread: PID FILE LABEL CONNS URL [extra wrk args].
 wrk_run() {
-  local out rps p50 p99 errs
-  out=$(taskset -c "$LOAD_CPUS" wrk -t1 -c"$2" -d"${DURATION}s" --latency "$3")
-  rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
-  p99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
-  errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out")
-  [ -n "$errs" ] && echo "  warning: $1: $errs" >&2
-  echo "$rps $p50 $p99" >> "$4"
-  echo "$rps $p50 $p99"
+  local pid=$1 file=$2 label=$3 conns=$4 url=$5
+  shift 5
+  measure "$pid" "$file" "$label" wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$@" "$url"
 }
 
-declare -A RPS P50 P99
+# --- plain HTTP: saturating wrk runs, a fixed-rate run, and h2c --------------------------
+# A case is "h1-BODY-cCONNS" (wrk, saturating), "rate-1k" (h2load over HTTP/1.1 at --rate
+# requests/s in total over 64 connections: the rate every target sustains, where CPU per
+# request compares like with like) or "h2c-1k" (h2load, 64 connections x 4 streams).
+declare -A RES
+CASES=()
+for body in $BODIES; do for c in $CONNS; do CASES+=("h1-$body-c$c"); done; done
+if [ -n "$BODIES" ]; then CASES+=(rate-1k h2c-1k); fi
 CACHE_BODIES=$BODIES
-{ [ "$SUITE" = tls ] || [ "$SUITE" = observe ] || [ "$SUITE" = ratelimit ] || [ "$SUITE" = cache ]; } && BODIES=""
-for body in $BODIES; do
-  for c in $CONNS; do
-    for t in $TARGETS; do : > "$WORK/$t-$body-$c"; done
-    for r in $(seq "$ROUNDS"); do
-      for t in $TARGETS; do
-        read -r rps p50 p99 < <(wrk_run "$t $body c=$c" "$c" "http://127.0.0.1:${PORT[$t]}/$body" "$WORK/$t-$body-$c")
-        printf '  round %s %-8s %-5s c=%-4s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms\n' "$r" "$t" "$body" "$c" "$rps" "$p50" "$p99"
-      done
-    done
+{ [ "$SUITE" = tls ] || [ "$SUITE" = observe ] || [ "$SUITE" = ratelimit ] || [ "$SUITE" = cache ]; } && CASES=()
+run_case() { # CASE TARGET FILE
+  local body
+  case "$1" in
+    h1-*) body=${1#h1-}; body=${body%-c*}
+      wrk_run "${PID[$2]}" "$3" "$2 $1" "${1##*-c}" "http://127.0.0.1:${PORT[$2]}/$body" ;;
+    rate-1k) measure "${PID[$2]}" "$3" "$2 $1" h2load --h1 -c 64 -t 1 -D "$DURATION" \
+        --rps "$(awk -v r="$RATE" 'BEGIN { printf "%.3f", r / 64 }')" "http://127.0.0.1:${PORT[$2]}/1k" ;;
+    h2c-1k) measure "${PID[$2]}" "$3" "$2 $1" h2load -c 64 -m 4 -t 1 -D "$DURATION" "http://127.0.0.1:${H2C_PORT[$2]}/1k" ;;
+  esac
+}
+for case in "${CASES[@]}"; do
+  for t in $TARGETS; do : > "$WORK/$t-$case"; done
+  for r in $(seq "$ROUNDS"); do
     for t in $TARGETS; do
-      RPS[$t-$body-$c]=$(awk '{print $1}' "$WORK/$t-$body-$c" | median)
-      P50[$t-$body-$c]=$(awk '{print $2}' "$WORK/$t-$body-$c" | median)
-      P99[$t-$body-$c]=$(awk '{print $3}' "$WORK/$t-$body-$c" | median)
+      read -r rps p50 p99 usr sys < <(run_case "$case" "$t" "$WORK/$t-$case")
+      printf '  round %s %-8s %-11s %9.0f req/s  CPU %6.2f us/req (user %6.2f, kernel %6.2f)  p50 %7.3f ms  p99 %7.3f ms\n' \
+        "$r" "$t" "$case" "$rps" "$(awk -v a="$usr" -v b="$sys" 'BEGIN { print a + b }')" "$usr" "$sys" "$p50" "$p99"
     done
   done
+  for t in $TARGETS; do RES[$t-$case]=$(medians "$WORK/$t-$case"); done
 done
 
 # --- TLS: new connections per second, and HTTP/2 over TLS ---------------------------------
@@ -258,25 +321,23 @@ if [ "$SUITE" = tls ] || [ "$SUITE" = all ]; then
   done
   for r in $(seq "$ROUNDS"); do
     for t in $TARGETS; do
-      out=$(taskset -c "$LOAD_CPUS" wrk -t1 -c32 -d"${DURATION}s" -H "Connection: close" "https://127.0.0.1:${TLS_PORT[$t]}/1k")
-      hs=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
-      echo "$hs" >> "$WORK/$t-hs"
-      out=$(taskset -c "$LOAD_CPUS" h2load -D "$DURATION" -c 64 -m 10 -t 1 "https://127.0.0.1:${TLS_PORT[$t]}/1k" 2>&1)
-      h2=$(awk '/^finished in/ {gsub(",", "", $4); print $4}' <<<"$out")
+      read -r hs _ _ hu hk < <(wrk_run "${PID[$t]}" "$WORK/$t-hs" "$t TLS handshakes" 32 "https://127.0.0.1:${TLS_PORT[$t]}/1k" -H "Connection: close")
+      out=$(taskset -c "$LOAD_CPUS" h2load -n 1 -c 1 "https://127.0.0.1:${TLS_PORT[$t]}/1k" 2>&1)
       proto=$(awk '/Application protocol:/ {print $3}' <<<"$out")
       [ "$proto" = h2 ] || echo "  warning: $t negotiated '$proto', not h2" >&2
-      echo "$h2" >> "$WORK/$t-h2"
-      printf '  round %s %-8s TLS new conns %8.0f /s   h2 over TLS %10.0f req/s\n' "$r" "$t" "$hs" "$h2"
+      read -r h2 _ _ u k < <(measure "${PID[$t]}" "$WORK/$t-h2" "$t h2 over TLS" h2load -D "$DURATION" -c 64 -m 10 -t 1 "https://127.0.0.1:${TLS_PORT[$t]}/1k")
+      printf '  round %s %-8s TLS new conns %8.0f /s (%7.1f us CPU each)   h2 over TLS %10.0f req/s (%6.2f us CPU each)\n' \
+        "$r" "$t" "$hs" "$(awk -v a="$hu" -v b="$hk" 'BEGIN { print a + b }')" "$h2" "$(awk -v a="$u" -v b="$k" 'BEGIN { print a + b }')"
     done
   done
   for t in $TARGETS; do
-    HS[$t]=$(median < "$WORK/$t-hs")
-    H2[$t]=$(median < "$WORK/$t-h2")
+    HS[$t]=$(medians "$WORK/$t-hs")
+    H2[$t]=$(medians "$WORK/$t-h2")
   done
 fi
 
 # --- observability cost: Weir with metrics + access log + 1% tracing vs none of them --------
-declare -A OBS_RPS OBS_P50 OBS_P99
+declare -A OBS OBS_PID
 if [ "$SUITE" = observe ] || [ "$SUITE" = all ]; then
   BARE_PORT=18084; OBSERVED_PORT=18085; OTLP_PORT=18086; OBS_ADMIN=18087
   taskset -c "$LOAD_CPUS" "$OTLP_SINK" "127.0.0.1:$OTLP_PORT" 2> "$WORK/otlp-sink.log" &
@@ -308,7 +369,7 @@ CONF
   for cfg in bare observed; do
     "$WEIR" check "$WORK/weir-$cfg.toml" >/dev/null
     WEIR_LOG=warn taskset -c "$PROXY_CPU" "$WEIR" run -c "$WORK/weir-$cfg.toml" > /dev/null &
-    PIDS+=($!)
+    PIDS+=($!); OBS_PID[$cfg]=$!
   done
   declare -A OBS_PORT=([bare]=$BARE_PORT [observed]=$OBSERVED_PORT)
   for cfg in bare observed; do
@@ -318,14 +379,12 @@ CONF
   done
   for r in $(seq "$ROUNDS"); do
     for cfg in bare observed; do
-      read -r rps p50 p99 < <(wrk_run "weir-$cfg" 64 "http://127.0.0.1:${OBS_PORT[$cfg]}/1k" "$WORK/obs-$cfg")
-      printf '  round %s weir-%-9s 1k c=64  %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms\n' "$r" "$cfg" "$rps" "$p50" "$p99"
+      read -r rps p50 p99 usr sys < <(wrk_run "${OBS_PID[$cfg]}" "$WORK/obs-$cfg" "weir-$cfg" 64 "http://127.0.0.1:${OBS_PORT[$cfg]}/1k")
+      printf '  round %s weir-%-9s 1k c=64  %10.0f req/s  CPU %6.2f us/req  p50 %7.3f ms  p99 %7.3f ms\n' "$r" "$cfg" "$rps" "$(awk -v a="$usr" -v b="$sys" 'BEGIN { print a + b }')" "$p50" "$p99"
     done
   done
   for cfg in bare observed; do
-    OBS_RPS[$cfg]=$(awk '{print $1}' "$WORK/obs-$cfg" | median)
-    OBS_P50[$cfg]=$(awk '{print $2}' "$WORK/obs-$cfg" | median)
-    OBS_P99[$cfg]=$(awk '{print $3}' "$WORK/obs-$cfg" | median)
+    OBS[$cfg]=$(medians "$WORK/obs-$cfg")
   done
   # Proof the observed Weir did the work: log lines written, spans exported.
   OBS_LINES=$(wc -l < "$WORK/access.log")
@@ -334,7 +393,7 @@ CONF
 fi
 
 # --- rate limits: memory and Redis-backed, beside nginx limit_req -------------------------
-declare -A RL_RPS RL_P50 RL_P99
+declare -A RL RL_PID
 RL_TARGETS="weir-none weir-memory weir-redis nginx-limit_req"
 if [ "$SUITE" = ratelimit ] || [ "$SUITE" = all ]; then
   REDIS_PORT=18104; RL_ADMIN=18105
@@ -362,7 +421,7 @@ if [ "$SUITE" = ratelimit ] || [ "$SUITE" = all ]; then
   for cfg in none memory redis; do
     "$WEIR" check "$WORK/weir-rl-$cfg.toml" >/dev/null
     WEIR_LOG=warn taskset -c "$PROXY_CPU" "$WEIR" run -c "$WORK/weir-rl-$cfg.toml" > /dev/null &
-    PIDS+=($!)
+    PIDS+=($!); RL_PID[weir-$cfg]=$!
   done
   mkdir -p "$WORK/nginx-rl"
   cat > "$WORK/nginx-rl/nginx.conf" <<CONF
@@ -388,7 +447,7 @@ http {
 }
 CONF
   taskset -c "$PROXY_CPU" "$NGINX" -c "$WORK/nginx-rl/nginx.conf" -p "$WORK/nginx-rl" &
-  PIDS+=($!)
+  PIDS+=($!); RL_PID[nginx-limit_req]=$!
   for t in $RL_TARGETS; do
     for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:${RL_PORT[$t]}/1k" && break; sleep 0.1; done
     curl -sf -o /dev/null "http://127.0.0.1:${RL_PORT[$t]}/1k" || { echo "$t is not answering" >&2; exit 1; }
@@ -396,14 +455,12 @@ CONF
   done
   for r in $(seq "$ROUNDS"); do
     for t in $RL_TARGETS; do
-      read -r rps p50 p99 < <(wrk_run "$t" 64 "http://127.0.0.1:${RL_PORT[$t]}/1k" "$WORK/rl-$t")
-      printf '  round %s %-16s 1k c=64  %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms\n' "$r" "$t" "$rps" "$p50" "$p99"
+      read -r rps p50 p99 usr sys < <(wrk_run "${RL_PID[$t]}" "$WORK/rl-$t" "$t" 64 "http://127.0.0.1:${RL_PORT[$t]}/1k")
+      printf '  round %s %-16s 1k c=64  %10.0f req/s  CPU %6.2f us/req  p50 %7.3f ms  p99 %7.3f ms\n' "$r" "$t" "$rps" "$(awk -v a="$usr" -v b="$sys" 'BEGIN { print a + b }')" "$p50" "$p99"
     done
   done
   for t in $RL_TARGETS; do
-    RL_RPS[$t]=$(awk '{print $1}' "$WORK/rl-$t" | median)
-    RL_P50[$t]=$(awk '{print $2}' "$WORK/rl-$t" | median)
-    RL_P99[$t]=$(awk '{print $3}' "$WORK/rl-$t" | median)
+    RL[$t]=$(medians "$WORK/rl-$t")
   done
   # Proof the Redis limiter decided every request (and none fell back).
   RL_DECISIONS=$(curl -sf "http://127.0.0.1:$RL_ADMIN/metrics" | awk '/^weir_policy_decisions_total\{policy="limit",result="allowed"\}/ {print $2}')
@@ -411,7 +468,7 @@ CONF
 fi
 
 # --- cache hits: Weir's cache, Varnish, nginx proxy_cache -----------------------------------
-declare -A C_RPS C_P50 C_P99
+declare -A CR C_PID
 C_TARGETS="varnish nginx-cache weir-cache"
 if [ "$SUITE" = cache ] || [ "$SUITE" = all ]; then
   declare -A C_PORT=([varnish]=18111 [nginx-cache]=18112 [weir-cache]=18113)
@@ -420,7 +477,7 @@ if [ "$SUITE" = cache ] || [ "$SUITE" = all ]; then
   chmod 777 "$WORK/nginx-cache/cache"
   taskset -c "$PROXY_CPU" "$VARNISHD" -F -a "127.0.0.1:${C_PORT[varnish]}" -b "127.0.0.1:$CACHE_ORIGIN_PORT" \
     -s malloc,256m -n "$WORK/varnish" > "$WORK/varnish.log" 2>&1 &
-  PIDS+=($!)
+  PIDS+=($!); C_PID[varnish]=$!
   cat > "$WORK/nginx-cache/nginx.conf" <<CONF
 worker_processes 1;
 daemon off;
@@ -444,7 +501,7 @@ http {
 }
 CONF
   taskset -c "$PROXY_CPU" "$NGINX" -c "$WORK/nginx-cache/nginx.conf" -p "$WORK/nginx-cache" &
-  PIDS+=($!)
+  PIDS+=($!); C_PID[nginx-cache]=$!
   cat > "$WORK/weir-cache.toml" <<CONF
 workers = 1
 access_log = { enabled = false }
@@ -466,7 +523,7 @@ proxy = { upstream = "origin" }
 CONF
   "$WEIR" check "$WORK/weir-cache.toml" >/dev/null
   WEIR_LOG=warn taskset -c "$PROXY_CPU" "$WEIR" run -c "$WORK/weir-cache.toml" > /dev/null &
-  PIDS+=($!)
+  PIDS+=($!); C_PID[weir-cache]=$!
   for t in $C_TARGETS; do
     for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:${C_PORT[$t]}/1k" && break; sleep 0.1; done
     for body in $CACHE_BODIES; do
@@ -479,14 +536,12 @@ CONF
     for t in $C_TARGETS; do : > "$WORK/c-$t-$body"; done
     for r in $(seq "$ROUNDS"); do
       for t in $C_TARGETS; do
-        read -r rps p50 p99 < <(wrk_run "$t $body" 64 "http://127.0.0.1:${C_PORT[$t]}/$body" "$WORK/c-$t-$body")
-        printf '  round %s %-12s %-5s c=64  %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms\n' "$r" "$t" "$body" "$rps" "$p50" "$p99"
+        read -r rps p50 p99 usr sys < <(wrk_run "${C_PID[$t]}" "$WORK/c-$t-$body" "$t $body" 64 "http://127.0.0.1:${C_PORT[$t]}/$body")
+        printf '  round %s %-12s %-5s c=64  %10.0f req/s  CPU %6.2f us/req  p50 %7.3f ms  p99 %7.3f ms\n' "$r" "$t" "$body" "$rps" "$(awk -v a="$usr" -v b="$sys" 'BEGIN { print a + b }')" "$p50" "$p99"
       done
     done
     for t in $C_TARGETS; do
-      C_RPS[$t-$body]=$(awk '{print $1}' "$WORK/c-$t-$body" | median)
-      C_P50[$t-$body]=$(awk '{print $2}' "$WORK/c-$t-$body" | median)
-      C_P99[$t-$body]=$(awk '{print $3}' "$WORK/c-$t-$body" | median)
+      CR[$t-$body]=$(medians "$WORK/c-$t-$body")
     done
   done
 fi
@@ -504,46 +559,55 @@ for t in $TARGETS; do RSS[$t]=$(rss_mib "${PID[$t]}"); done
 
 mkdir -p bench/results
 REPORT=bench/results/latest.md
+field() { awk -v i="$2" '{print $i}' <<<"$1"; }              # field N of a medians line
+cpu() { awk '{ printf "%.2f", $4 + $5 }' <<<"$1"; }            # user + kernel us / request
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "—" }'; }
 {
   echo "Run: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs ($(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ //')),"
-  echo "one worker each pinned to CPU $PROXY_CPU, origin + wrk on CPU $LOAD_CPUS, ${DURATION}s x $ROUNDS interleaved rounds, median shown."
-  echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*\///'), HAProxy $("$HAPROXY" -v | awk 'NR==1 {print $3}'), weir $("$WEIR" --version | awk '{print $2}')."
-  [ -n "$BODIES" ] && echo && echo "| body | conns | target | req/s | p50 ms | p99 ms | peak RSS MiB | weir req/s ratio | weir p99 ratio |" && echo "|---|---|---|---:|---:|---:|---:|---:|---:|"
-  for body in $BODIES; do
-    for c in $CONNS; do
+  echo "one worker each pinned to CPU $PROXY_CPU, origin + load generator on CPU $LOAD_CPUS, ${DURATION}s x $ROUNDS interleaved rounds, median shown."
+  echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*\///'), HAProxy $("$HAPROXY" -v | awk 'NR==1 {print $3}'), weir $("$WEIR" --version | awk '{print $2}') ($(git rev-parse --short HEAD 2>/dev/null || echo '?'))."
+  if [ ${#CASES[@]} -gt 0 ]; then
+    echo
+    echo "CPU per request is the proxy's utime + stime over the run (with its children: nginx's worker) divided by the requests it served."
+    echo "Cases: h1-BODY-cN = HTTP/1.1 keep-alive, wrk, N connections saturating; rate-1k = HTTP/1.1 at $RATE req/s in total over 64 connections (h2load --rps); h2c-1k = HTTP/2 prior knowledge, 64 connections x 4 streams (h2load; its mean latency in both latency columns)."
+    echo
+    echo "| case | target | CPU µs/req | user µs | kernel µs | req/s | p50 ms | p99 ms | weir CPU ratio | weir req/s ratio |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for case in "${CASES[@]}"; do
       for t in $TARGETS; do
-        k=$t-$body-$c; w=weir-$body-$c
-        if [ "$t" = weir ]; then ratio="—"; pratio="—"; else
-          ratio=$(awk -v a="${RPS[$w]}" -v b="${RPS[$k]}" 'BEGIN { printf "%.2fx", a/b }')
-          pratio=$(awk -v a="${P99[$w]}" -v b="${P99[$k]}" 'BEGIN { printf "%.2fx", a/b }')
+        v=${RES[$t-$case]}; w=${RES[weir-$case]}
+        if [ "$t" = weir ]; then r1="—"; r2="—"; else
+          r1=$(ratio "$(cpu "$w")" "$(cpu "$v")"); r2=$(ratio "$(field "$w" 1)" "$(field "$v" 1)")
         fi
-        printf '| %s | %s | %s | %.0f | %.3f | %.3f | %s | %s | %s |\n' "$body" "$c" "$t" "${RPS[$k]}" "${P50[$k]}" "${P99[$k]}" "${RSS[$t]}" "$ratio" "$pratio"
+        printf '| %s | %s | **%s** | %.2f | %.2f | %.0f | %.3f | %.3f | %s | %s |\n' "$case" "$t" "$(cpu "$v")" \
+          "$(field "$v" 4)" "$(field "$v" 5)" "$(field "$v" 1)" "$(field "$v" 2)" "$(field "$v" 3)" "$r1" "$r2"
       done
     done
-  done
+    echo
+    echo "Peak RSS over the whole run (all cases above): $(for t in $TARGETS; do printf '%s %s MiB; ' "$t" "${RSS[$t]}"; done)weir ÷ nginx $(ratio "${RSS[weir]}" "${RSS[nginx]}")."
+  fi
   if [ "$SUITE" = tls ] || [ "$SUITE" = all ]; then
     echo
     echo "TLS (1k body; new connection per request via wrk -c32 'Connection: close'; HTTP/2 via h2load -c64 -m10):"
     echo
-    echo "| target | new TLS conns/s | h2 over TLS req/s | weir conns/s ratio | weir h2 ratio |"
-    echo "|---|---:|---:|---:|---:|"
+    echo "| target | new TLS conns/s | CPU µs / handshake+request | h2 over TLS req/s | CPU µs / h2 request | weir handshake CPU ratio | weir h2 CPU ratio |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
     for t in $TARGETS; do
       if [ "$t" = weir ]; then r1="—"; r2="—"; else
-        r1=$(awk -v a="${HS[weir]}" -v b="${HS[$t]}" 'BEGIN { printf "%.2fx", a/b }')
-        r2=$(awk -v a="${H2[weir]}" -v b="${H2[$t]}" 'BEGIN { printf "%.2fx", a/b }')
+        r1=$(ratio "$(cpu "${HS[weir]}")" "$(cpu "${HS[$t]}")"); r2=$(ratio "$(cpu "${H2[weir]}")" "$(cpu "${H2[$t]}")")
       fi
-      printf '| %s | %.0f | %.0f | %s | %s |\n' "$t" "${HS[$t]}" "${H2[$t]}" "$r1" "$r2"
+      printf '| %s | %.0f | %s | %.0f | **%s** | %s | %s |\n' "$t" "$(field "${HS[$t]}" 1)" "$(cpu "${HS[$t]}")" "$(field "${H2[$t]}" 1)" "$(cpu "${H2[$t]}")" "$r1" "$r2"
     done
   fi
   if [ "$SUITE" = observe ] || [ "$SUITE" = all ]; then
     echo
     echo "Observability cost (1k body, 64 connections): metrics + JSON access log to a file + tracing at 1% to an OTLP collector, against all three off."
     echo
-    echo "| weir | req/s | p50 ms | p99 ms | req/s vs bare |"
-    echo "|---|---:|---:|---:|---:|"
+    echo "| weir | CPU µs/req | req/s | p50 ms | p99 ms | CPU vs bare |"
+    echo "|---|---:|---:|---:|---:|---:|"
     for cfg in bare observed; do
-      ratio=$(awk -v a="${OBS_RPS[$cfg]}" -v b="${OBS_RPS[bare]}" 'BEGIN { printf "%.3fx", a/b }')
-      printf '| %s | %.0f | %.3f | %.3f | %s |\n' "$cfg" "${OBS_RPS[$cfg]}" "${OBS_P50[$cfg]}" "${OBS_P99[$cfg]}" "$ratio"
+      v=${OBS[$cfg]}
+      printf '| %s | **%s** | %.0f | %.3f | %.3f | %s |\n' "$cfg" "$(cpu "$v")" "$(field "$v" 1)" "$(field "$v" 2)" "$(field "$v" 3)" "$(ratio "$(cpu "$v")" "$(cpu "${OBS[bare]}")")"
     done
     echo
     echo "Observed Weir wrote $OBS_LINES access-log lines and exported ${OBS_SPANS:-0} spans (${OBS_DROPPED:-0} dropped)."
@@ -552,12 +616,12 @@ REPORT=bench/results/latest.md
     echo
     echo "Rate limits (1k body, 64 connections, every request admitted, one hot key): GCRA in memory and through a local redis-server, beside nginx limit_req."
     echo
-    echo "| target | req/s | p50 ms | p99 ms | req/s vs weir-none | req/s vs nginx-limit_req |"
-    echo "|---|---:|---:|---:|---:|---:|"
+    echo "| target | CPU µs/req | req/s | p50 ms | p99 ms | CPU vs weir-none | CPU vs nginx-limit_req |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
     for t in $RL_TARGETS; do
-      r1=$(awk -v a="${RL_RPS[$t]}" -v b="${RL_RPS[weir-none]}" 'BEGIN { printf "%.3fx", a/b }')
-      r2=$(awk -v a="${RL_RPS[$t]}" -v b="${RL_RPS[nginx-limit_req]}" 'BEGIN { printf "%.2fx", a/b }')
-      printf '| %s | %.0f | %.3f | %.3f | %s | %s |\n' "$t" "${RL_RPS[$t]}" "${RL_P50[$t]}" "${RL_P99[$t]}" "$r1" "$r2"
+      v=${RL[$t]}
+      printf '| %s | **%s** | %.0f | %.3f | %.3f | %s | %s |\n' "$t" "$(cpu "$v")" "$(field "$v" 1)" "$(field "$v" 2)" "$(field "$v" 3)" \
+        "$(ratio "$(cpu "$v")" "$(cpu "${RL[weir-none]}")")" "$(ratio "$(cpu "$v")" "$(cpu "${RL[nginx-limit_req]}")")"
     done
     echo
     echo "The Redis-backed Weir decided ${RL_DECISIONS:-0} requests through Redis (${RL_STORE_ERRORS:-0} store errors)."
@@ -566,21 +630,20 @@ REPORT=bench/results/latest.md
     echo
     echo "Cache hits (64 connections, every request a hit; origin sends max-age=3600): Weir's cache beside Varnish $("$VARNISHD" -V 2>&1 | head -1 | sed -n 's/.*varnish-\([0-9.]*\).*/\1/p') and nginx proxy_cache."
     echo
-    echo "| body | target | req/s | p50 ms | p99 ms | weir req/s ratio | weir p99 ratio |"
-    echo "|---|---|---:|---:|---:|---:|---:|"
+    echo "| body | target | CPU µs/req | req/s | p50 ms | p99 ms | weir CPU ratio | weir req/s ratio |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|"
     for body in $CACHE_BODIES; do
       for t in $C_TARGETS; do
-        w=weir-cache-$body; k=$t-$body
-        if [ "$t" = weir-cache ]; then ratio="—"; pratio="—"; else
-          ratio=$(awk -v a="${C_RPS[$w]}" -v b="${C_RPS[$k]}" 'BEGIN { printf "%.2fx", a/b }')
-          pratio=$(awk -v a="${C_P99[$w]}" -v b="${C_P99[$k]}" 'BEGIN { printf "%.2fx", a/b }')
+        v=${CR[$t-$body]}; w=${CR[weir-cache-$body]}
+        if [ "$t" = weir-cache ]; then r1="—"; r2="—"; else
+          r1=$(ratio "$(cpu "$w")" "$(cpu "$v")"); r2=$(ratio "$(field "$w" 1)" "$(field "$v" 1)")
         fi
-        printf '| %s | %s | %.0f | %.3f | %.3f | %s | %s |\n' "$body" "$t" "${C_RPS[$k]}" "${C_P50[$k]}" "${C_P99[$k]}" "$ratio" "$pratio"
+        printf '| %s | %s | **%s** | %.0f | %.3f | %.3f | %s | %s |\n' "$body" "$t" "$(cpu "$v")" "$(field "$v" 1)" "$(field "$v" 2)" "$(field "$v" 3)" "$r1" "$r2"
       done
     done
   fi
   echo
-  echo "Ratios are Weir's figure divided by the peer's: req/s above 1.00x and p99 below 1.00x favour Weir."
+  echo "Ratios are Weir's figure divided by the peer's: CPU below 1.00x and req/s above 1.00x favour Weir."
 } > "$REPORT"
 echo
 cat "$REPORT"

@@ -10,7 +10,6 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// W3C Trace Context headers.
 pub(crate) static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -19,24 +18,52 @@ pub(crate) static TRACESTATE: HeaderName = HeaderName::from_static("tracestate")
 /// Removes hop-by-hop headers: `Connection` and every header it names, `Keep-Alive`,
 /// `Transfer-Encoding`, `Upgrade`, `Proxy-*`, and `TE` except a plain `trailers`.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(&CONNECTION) {
+    // One pass over the names decides what to do: most messages carry no hop-by-hop header
+    // but `Connection: keep-alive`, and each removal by name costs a hash and a probe.
+    let (mut connection, mut te, mut fixed) = (false, false, false);
+    for name in headers.keys() {
+        if *name == CONNECTION {
+            connection = true;
+        } else if *name == TE {
+            te = true;
+        } else if *name == TRANSFER_ENCODING
+            || *name == UPGRADE
+            || *name == KEEP_ALIVE
+            || name.as_str().starts_with("proxy-")
+        {
+            fixed = true;
+        }
+    }
+    if connection {
+        // `keep-alive` is in the fixed set below (and `fixed` is set when it is present).
         let listed: Vec<HeaderName> = headers
             .get_all(&CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .map(str::trim)
+            .filter(|t| !t.eq_ignore_ascii_case("keep-alive"))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for name in listed {
             headers.remove(&name);
         }
         headers.remove(&CONNECTION);
     }
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&TRANSFER_ENCODING);
-    headers.remove(&UPGRADE);
-    headers.remove(&PROXY_CONNECTION);
-    if headers.contains_key(&TE) {
+    if fixed {
+        headers.remove(&KEEP_ALIVE);
+        headers.remove(&TRANSFER_ENCODING);
+        headers.remove(&UPGRADE);
+        let proxy: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("proxy-"))
+            .cloned()
+            .collect();
+        for name in proxy {
+            headers.remove(&name);
+        }
+    }
+    if te && headers.contains_key(&TE) {
         let trailers = headers
             .get_all(&TE)
             .iter()
@@ -46,16 +73,6 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(&TE);
         if trailers {
             headers.insert(&TE, HeaderValue::from_static("trailers"));
-        }
-    }
-    if headers.keys().any(|k| k.as_str().starts_with("proxy-")) {
-        let proxy: Vec<HeaderName> = headers
-            .keys()
-            .filter(|k| k.as_str().starts_with("proxy-"))
-            .cloned()
-            .collect();
-        for name in proxy {
-            headers.remove(&name);
         }
     }
 }
@@ -109,17 +126,69 @@ pub(crate) fn add_forwarding(
     let peer = canonical(peer);
     let keep = is_trusted(peer, trusted);
     let proto = if tls { "https" } else { "http" };
-    let peer_text = weir_core::text::ip_string(peer);
-
-    let xff = match headers
-        .get(&X_FORWARDED_FOR)
-        .filter(|_| keep)
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(prev) if !prev.trim().is_empty() => [prev, ", ", &peer_text].concat(),
-        _ => peer_text.clone(),
+    let previous = |name: &HeaderName| {
+        headers
+            .get(name)
+            .filter(|_| keep)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.trim().is_empty())
     };
+    // Each value is written once into a string of about its size (no intermediate strings:
+    // this runs for every proxied request).
+    let prev = previous(&X_FORWARDED_FOR);
+    let mut xff = String::with_capacity(prev.map_or(0, |p| p.len() + 2) + 39);
+    if let Some(prev) = prev {
+        xff.push_str(prev);
+        xff.push_str(", ");
+    }
+    let peer_at = xff.len();
+    weir_core::text::push_ip(&mut xff, peer);
+    let peer_text = &xff[peer_at..];
+
+    let host_text = host.and_then(|h| h.to_str().ok());
+    let prev = previous(&FORWARDED);
+    let mut forwarded = String::with_capacity(
+        prev.map_or(0, |p| p.len() + 2)
+            + 32
+            + peer_text.len()
+            + host_text.map_or(0, |h| 8 + h.len()),
+    );
+    if let Some(prev) = prev {
+        forwarded.push_str(prev);
+        forwarded.push_str(", ");
+    }
+    forwarded.push_str("for=");
+    match peer {
+        IpAddr::V4(_) => forwarded.push_str(peer_text),
+        IpAddr::V6(_) => {
+            forwarded.push_str("\"[");
+            forwarded.push_str(peer_text);
+            forwarded.push_str("]\"");
+        }
+    }
+    forwarded.push_str(";proto=");
+    forwarded.push_str(proto);
+    if let Some(h) = host_text {
+        forwarded.push_str(";host=");
+        if h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+        {
+            forwarded.push_str(h);
+        } else {
+            // A quoted-string (RFC 7239 §4): `host:port` and anything else not a token.
+            forwarded.push('"');
+            for c in h.chars() {
+                if c == '\\' || c == '"' {
+                    forwarded.push('\\');
+                }
+                forwarded.push(c);
+            }
+            forwarded.push('"');
+        }
+    }
+
     set(headers, &X_FORWARDED_FOR, xff);
+    set(headers, &FORWARDED, forwarded);
     if !(keep && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
@@ -133,33 +202,6 @@ pub(crate) fn add_forwarding(
             }
         }
     }
-
-    let for_value = match peer {
-        IpAddr::V4(_) => peer_text,
-        IpAddr::V6(_) => format!("\"[{peer_text}]\""),
-    };
-    let mut element = ["for=", &for_value, ";proto=", proto].concat();
-    if let Some(h) = host.and_then(|h| h.to_str().ok()) {
-        element.push_str(";host=");
-        if h.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
-        {
-            element.push_str(h);
-        } else {
-            element.push('"');
-            element.push_str(&h.replace('\\', "\\\\").replace('"', "\\\""));
-            element.push('"');
-        }
-    }
-    let forwarded = match headers
-        .get(&FORWARDED)
-        .filter(|_| keep)
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {element}"),
-        _ => element,
-    };
-    set(headers, &FORWARDED, forwarded);
     add_via(headers, version);
 }
 
@@ -216,7 +258,10 @@ pub(crate) fn set_host(
 }
 
 fn set(headers: &mut HeaderMap, name: &HeaderName, value: String) {
-    // Moves the string's buffer into the header value instead of copying it.
+    // Moves the string's buffer into the header value instead of copying it. An exact-size
+    // buffer becomes `Bytes` without a second allocation (shrinking in place is cheap).
+    let mut value = value.into_bytes();
+    value.shrink_to_fit();
     if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
         headers.insert(name, v);
     } else {
@@ -246,7 +291,8 @@ mod tests {
         h.insert("upgrade", HeaderValue::from_static("h2c"));
         h.insert("x-keep", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut h);
-        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
         assert_eq!(names, vec!["te", "x-keep"]);
         assert_eq!(h["te"], "trailers");
     }

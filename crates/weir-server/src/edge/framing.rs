@@ -143,24 +143,54 @@ impl FramingGuard {
                     };
                 }
                 State::Head | State::ChunkSize | State::Trailers => {
-                    let b = bytes[i];
-                    if b == b'\n' {
-                        if !self.prev_cr {
+                    if self.prev_cr {
+                        // A line's CR came at the end of the last read: its LF must follow.
+                        if bytes[i] != b'\n' {
                             return Err(Stop::Ambiguous(i));
                         }
                         self.prev_cr = false;
-                        self.end_of_line().map_err(|()| Stop::Ambiguous(i))?;
-                    } else if self.prev_cr {
-                        // A CR not followed by LF.
-                        return Err(Stop::Ambiguous(i));
-                    } else if b == b'\r' {
-                        self.prev_cr = true;
-                    } else if self.line.len() >= MAX_LINE {
-                        self.state = State::Off;
-                    } else {
-                        self.line.push(b);
+                        self.end_of_buffered_line(&[])
+                            .map_err(|()| Stop::Ambiguous(i))?;
+                        i += 1;
+                        continue;
                     }
-                    i += 1;
+                    // Lines are found with memchr, not byte by byte: the head of every
+                    // request passes through here.
+                    let rest = &bytes[i..];
+                    let Some(j) = memchr::memchr2(b'\r', b'\n', rest) else {
+                        if self.line.len() + rest.len() > MAX_LINE {
+                            self.state = State::Off;
+                        } else {
+                            self.line.extend_from_slice(rest);
+                        }
+                        return Ok(());
+                    };
+                    if self.line.len() + j > MAX_LINE {
+                        self.state = State::Off;
+                        return Ok(());
+                    }
+                    if rest[j] == b'\n' {
+                        // An LF without its CR.
+                        return Err(Stop::Ambiguous(i + j));
+                    }
+                    match rest.get(j + 1) {
+                        None => {
+                            self.line.extend_from_slice(&rest[..j]);
+                            self.prev_cr = true;
+                            i += j + 1;
+                        }
+                        Some(b'\n') => {
+                            let ended = if self.line.is_empty() {
+                                self.end_of_line(&rest[..j])
+                            } else {
+                                self.end_of_buffered_line(&rest[..j])
+                            };
+                            ended.map_err(|()| Stop::Ambiguous(i + j + 1))?;
+                            i += j + 2;
+                        }
+                        // A CR not followed by LF.
+                        Some(_) => return Err(Stop::Ambiguous(i + j + 1)),
+                    }
                 }
             }
         }
@@ -188,12 +218,21 @@ impl FramingGuard {
         self.connect = false;
     }
 
-    /// A complete line (without its CRLF) is in `self.line`.
-    fn end_of_line(&mut self) -> Result<(), ()> {
-        let line = std::mem::take(&mut self.line);
-        let result = match self.state {
-            State::Head => self.head_line(&line),
-            State::ChunkSize => self.chunk_size_line(&line),
+    /// A line that began in an earlier read ends with `tail` (without its CRLF).
+    fn end_of_buffered_line(&mut self, tail: &[u8]) -> Result<(), ()> {
+        let mut line = std::mem::take(&mut self.line);
+        line.extend_from_slice(tail);
+        let result = self.end_of_line(&line);
+        line.clear();
+        self.line = line;
+        result
+    }
+
+    /// A complete line (without its CRLF).
+    fn end_of_line(&mut self, line: &[u8]) -> Result<(), ()> {
+        match self.state {
+            State::Head => self.head_line(line),
+            State::ChunkSize => self.chunk_size_line(line),
             State::Trailers => {
                 if line.is_empty() {
                     self.state = self.next_request();
@@ -201,10 +240,7 @@ impl FramingGuard {
                 Ok(())
             }
             _ => Ok(()),
-        };
-        self.line = line;
-        self.line.clear();
-        result
+        }
     }
 
     fn head_line(&mut self, line: &[u8]) -> Result<(), ()> {
@@ -341,6 +377,40 @@ mod tests {
             assert_eq!(g.feed(std::slice::from_ref(b)), Feed::Clean);
         }
         assert_eq!(g.state, State::Head);
+    }
+
+    /// Where the reads split a request must not change what the guard finds.
+    #[test]
+    fn any_split_finds_the_same() {
+        let inputs: [&[u8]; 6] = [
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nokGET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;a=b\r\nabc\r\n0\r\nT: 1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+            b"\r\nGET / HTTP/1.1\r\nUpgrade: x\r\n\r\nrest",
+        ];
+        for input in inputs {
+            let whole = FramingGuard::default().feed(input);
+            for cut in 0..=input.len() {
+                let mut g = FramingGuard::default();
+                let first = g.feed(&input[..cut]);
+                let found = match first {
+                    Feed::Clean => match g.feed(&input[cut..]) {
+                        Feed::Clean => Feed::Clean,
+                        Feed::Ambiguous(i) => Feed::Ambiguous(cut + i),
+                        Feed::Paused(i) => Feed::Paused(cut + i),
+                    },
+                    other => other,
+                };
+                assert_eq!(
+                    found,
+                    whole,
+                    "split at {cut} of {:?}",
+                    String::from_utf8_lossy(input)
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# Instructions per request, deterministic: Weir, nginx and HAProxy each run under
+# `valgrind --tool=callgrind` in front of the same native nginx origin, and serve a fixed
+# number of requests from h2load. Each target runs twice, with N/5 and with N requests; the
+# difference of the two instruction totals divided by the difference of the request counts is
+# the cost of one request, with start-up, warm-up and shutdown cancelled out. Machine noise
+# does not move it, so a change of one percent shows.
+#
+# Cases: h1-1k (HTTP/1.1 keep-alive, 1 KiB body), h1-100k, h2c-1k (HTTP/2 prior knowledge,
+# 4 streams per connection). All targets: one worker, access logs off, upstream keep-alive on.
+#
+# With --profile, the N-request Weir run's callgrind file is kept and its top functions by
+# inclusive and by self cost are printed (callgrind_annotate), the figures docs/benchmarks.md
+# quotes before and after a change.
+#
+# Usage: bench/instructions.sh [--requests N] [--conns C] [--targets "weir nginx haproxy"]
+#                              [--cases "h1-1k h2c-1k h1-100k"] [--profile] [--weir PATH]
+# Writes bench/results/instructions.md. Loopback only; every run is bounded by N.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REQUESTS=10000
+CONNS=8
+TARGETS="weir nginx haproxy"
+CASES="h1-1k h2c-1k h1-100k"
+PROFILE=0
+WEIR=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --requests) REQUESTS=$2; shift 2 ;;
+    --conns) CONNS=$2; shift 2 ;;
+    --targets) TARGETS=$2; shift 2 ;;
+    --cases) CASES=$2; shift 2 ;;
+    --profile) PROFILE=1; shift ;;
+    --weir) WEIR=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+SMALL=$((REQUESTS / 5))
+
+missing=()
+command -v valgrind >/dev/null || missing+=(valgrind)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+command -v h2load >/dev/null || missing+=(nghttp2-client)
+command -v curl >/dev/null || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} ..."
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+
+if [ -z "$WEIR" ]; then
+  echo "building weir (release) ..."
+  cargo build --release -p weir --locked -q
+  WEIR=$PWD/target/release/weir
+fi
+
+WORK=$(mktemp -d /tmp/weir-instr.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+ORIGIN_PORT=18180; PORT=18181; H2C_PORT=18182
+mkdir -p "$WORK/www" "$WORK/origin" "$WORK/nginx"
+chmod 755 "$WORK" "$WORK/www"
+head -c 1024 /dev/zero | tr '\0' 'a' > "$WORK/www/1k"
+head -c 102400 /dev/zero | tr '\0' 'b' > "$WORK/www/100k"
+cat > "$WORK/origin/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/origin/nginx.pid;
+error_log $WORK/origin/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$ORIGIN_PORT backlog=1024; root $WORK/www; }
+}
+CONF
+"$NGINX" -c "$WORK/origin/nginx.conf" -p "$WORK/origin" &
+PIDS+=($!)
+
+# The proxies, each on $PORT (HTTP/1.1) and $H2C_PORT (h2c by prior knowledge).
+cat > "$WORK/nginx/nginx.conf" <<CONF
+worker_processes 1;
+master_process off;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 64; }
+  server {
+    listen 127.0.0.1:$PORT backlog=1024;
+    listen 127.0.0.1:$H2C_PORT http2 backlog=1024;
+    location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+CONF
+cat > "$WORK/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 1024
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:$PORT
+  bind 127.0.0.1:$H2C_PORT proto h2
+  default_backend be
+backend be
+  server origin 127.0.0.1:$ORIGIN_PORT
+CONF
+cat > "$WORK/weir.toml" <<CONF
+workers = 1
+access_log = { enabled = false }
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:$PORT"
+[[listeners]]
+name = "h2c"
+bind = "127.0.0.1:$H2C_PORT"
+[[upstreams]]
+name = "origin"
+endpoints = ["127.0.0.1:$ORIGIN_PORT"]
+[[routes]]
+proxy = { upstream = "origin" }
+CONF
+
+start() { # TARGET OUTFILE: start it under callgrind; its pid in $TARGET_PID
+  local vg=(valgrind --tool=callgrind --callgrind-out-file="$2" --dump-instr=no)
+  case "$1" in
+    weir) WEIR_LOG=warn "${vg[@]}" "$WEIR" run -c "$WORK/weir.toml" >/dev/null 2>"$WORK/weir.log" & ;;
+    nginx) "${vg[@]}" "$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" >/dev/null 2>"$WORK/nginx.log" & ;;
+    haproxy) "${vg[@]}" "$HAPROXY" -f "$WORK/haproxy.cfg" -db >/dev/null 2>"$WORK/haproxy.log" & ;;
+  esac
+  TARGET_PID=$!
+}
+ready() { # wait (bounded) until both ports answer
+  for _ in $(seq 600); do
+    curl -sf -o /dev/null "http://127.0.0.1:$PORT/1k" && curl -sf -o /dev/null --http2-prior-knowledge "http://127.0.0.1:$H2C_PORT/1k" && return 0
+    sleep 0.1
+  done
+  echo "$1 did not answer under valgrind" >&2; return 1
+}
+load() { # CASE REQUESTS
+  local body=${1#*-} args=(-n "$2" -c "$CONNS" -t 1)
+  case "$1" in
+    h1-*) h2load --h1 "${args[@]}" "http://127.0.0.1:$PORT/$body" ;;
+    h2c-*) h2load -m 4 "${args[@]}" "http://127.0.0.1:$H2C_PORT/$body" ;;
+  esac > "$WORK/h2load.out" 2>&1
+  grep -q "succeeded, 0 errored" "$WORK/h2load.out" || grep -q "^requests: $2 total, $2 started, $2 done, $2 succeeded" "$WORK/h2load.out" || {
+    echo "h2load against $1 did not succeed:" >&2; cat "$WORK/h2load.out" >&2; return 1; }
+}
+total_ir() { awk '/^(summary|totals):/ {print $2; exit}' "$1"; }
+for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$ORIGIN_PORT/1k" && break; sleep 0.1; done
+
+declare -A IR
+for c in $CASES; do
+  for t in $TARGETS; do
+    for n in $SMALL $REQUESTS; do
+      out="$WORK/$t-$c-$n.callgrind"
+      start "$t" "$out"
+      ready "$t"
+      load "$c" "$n"
+      kill -TERM "$TARGET_PID"
+      wait "$TARGET_PID" 2>/dev/null || true
+      IR[$t-$c-$n]=$(total_ir "$out")
+      [ "$PROFILE" = 1 ] && [ "$t" = weir ] && [ "$n" = "$REQUESTS" ] && cp "$out" "bench/results/weir-$c.callgrind"
+    done
+    per=$(( (IR[$t-$c-$REQUESTS] - IR[$t-$c-$SMALL]) / (REQUESTS - SMALL) ))
+    IR[$t-$c]=$per
+    printf '  %-8s %-8s %10d instructions / request\n' "$t" "$c" "$per"
+  done
+done
+
+mkdir -p bench/results
+REPORT=bench/results/instructions.md
+{
+  echo "Run: $(date -u +%Y-%m-%dT%H:%MZ); valgrind $(valgrind --version | sed 's/valgrind-//'), callgrind; $REQUESTS − $SMALL requests over $CONNS connections (h2load)."
+  echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*\///'), HAProxy $("$HAPROXY" -v | awk 'NR==1 {print $3}'), weir $("$WEIR" --version | awk '{print $2}') ($(git rev-parse --short HEAD 2>/dev/null || echo '?'))."
+  echo
+  echo "| case | $(for t in $TARGETS; do printf '%s | ' "$t"; done)$(for t in $TARGETS; do [ "$t" = weir ] || printf 'weir ÷ %s | ' "$t"; done)"
+  echo "|---|$(for t in $TARGETS; do printf -- '---:|'; done)$(for t in $TARGETS; do [ "$t" = weir ] || printf -- '---:|'; done)"
+  for c in $CASES; do
+    printf '| %s | ' "$c"
+    for t in $TARGETS; do printf "%'d | " "${IR[$t-$c]}"; done
+    for t in $TARGETS; do
+      [ "$t" = weir ] && continue
+      [ -n "${IR[weir-$c]:-}" ] && awk -v a="${IR[weir-$c]}" -v b="${IR[$t-$c]}" 'BEGIN { printf "%.2f | ", a/b }'
+    done
+    echo
+  done
+  echo
+  echo "Instructions per request = (instructions after N requests − after N/5) ÷ (N − N/5), each a separate run under callgrind."
+} > "$REPORT"
+echo
+cat "$REPORT"
+if [ "$PROFILE" = 1 ]; then
+  for c in $CASES; do
+    f=bench/results/weir-$c.callgrind
+    [ -f "$f" ] || continue
+    echo; echo "== weir $c: top inclusive (callgrind_annotate --inclusive=yes $f)"
+    callgrind_annotate --inclusive=yes "$f" 2>/dev/null | sed -n '/^Ir/,$p' | head -45
+    echo; echo "== weir $c: top self"
+    callgrind_annotate "$f" 2>/dev/null | sed -n '/^Ir/,$p' | head -35
+  done
+fi
