@@ -1,10 +1,11 @@
 //! A real `etcd` (Debian's `etcd-server`) for tests: one member on free loopback ports with
 //! its own data directory, which can be stopped and started again on the same ports and data
-//! (to test a watch that resumes). Keys are written through etcd's JSON gateway. A missing
+//! (to test a watch that resumes), optionally with a second, TLS client listener (the helper
+//! itself keeps to the plaintext one). Keys are written through etcd's JSON gateway. A missing
 //! `etcd` is a loud failure, never a skip (the test command installs it).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -19,11 +20,23 @@ pub struct EtcdServer {
     dir: PathBuf,
     /// Sent on every call once authentication is on.
     token: Option<String>,
+    /// The TLS client listener: its port, certificate chain and key (PEM files).
+    tls: Option<(u16, PathBuf, PathBuf)>,
 }
 
 impl EtcdServer {
     /// Starts one and waits until it answers.
     pub async fn start() -> Self {
+        Self::launch(None).await
+    }
+
+    /// Starts one that also serves clients over TLS with `cert` and `key` (PEM files), at
+    /// [`EtcdServer::tls_url`].
+    pub async fn start_with_tls(cert: &Path, key: &Path) -> Self {
+        Self::launch(Some((free_port(), cert.to_owned(), key.to_owned()))).await
+    }
+
+    async fn launch(tls: Option<(u16, PathBuf, PathBuf)>) -> Self {
         let dir =
             std::env::temp_dir().join(format!("weir-etcd-{}-{}", std::process::id(), free_port()));
         let mut server = Self {
@@ -32,6 +45,7 @@ impl EtcdServer {
             peer_port: free_port(),
             dir,
             token: None,
+            tls,
         };
         server.resume().await;
         server
@@ -42,11 +56,29 @@ impl EtcdServer {
         format!("http://{}", self.addr)
     }
 
+    /// `https://127.0.0.1:PORT`, when started with TLS.
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls
+            .as_ref()
+            .map(|(port, _, _)| format!("https://127.0.0.1:{port}"))
+    }
+
     /// Starts the stopped member again, same ports and data, and waits until it answers.
     pub async fn resume(&mut self) {
-        let client = self.url();
+        let mut client = self.url();
+        let mut tls_args = Vec::new();
+        if let (Some(url), Some((_, cert, key))) = (self.tls_url(), &self.tls) {
+            client = format!("{client},{url}");
+            tls_args = vec![
+                "--cert-file".to_owned(),
+                cert.display().to_string(),
+                "--key-file".to_owned(),
+                key.display().to_string(),
+            ];
+        }
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let child = Command::new("etcd")
+            .args(tls_args)
             .args([
                 "--name",
                 "weir-test",

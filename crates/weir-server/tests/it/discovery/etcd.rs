@@ -1,5 +1,5 @@
 //! etcd discovery against a real `etcd`: registration, lease expiry, a watch resumed after
-//! etcd restarts (no change lost), and the churn drill.
+//! etcd restarts (no change lost), authentication, TLS, and the churn drill.
 
 use weir_testkit::etcd::EtcdServer;
 
@@ -119,6 +119,46 @@ async fn etcd_with_authentication_on_needs_the_credentials() {
     wait_until("the watch to see the reweight", || async {
         let s = gw.server.as_ref().expect("server").upstream_stats();
         (s[0].endpoints.first().map(|e| e.weight) == Some(4)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn etcd_over_tls_is_verified_against_the_configured_ca() {
+    let origins = numbered_origins(1).await;
+    let pki = crate::tls::Pki::new();
+    pki.server("etcd", &["127.0.0.1"]);
+    let etcd = EtcdServer::start_with_tls(&pki.path("etcd.pem"), &pki.path("etcd.key")).await;
+    etcd.put(&format!("{PREFIX}a"), &value(origins[0].addr, 1), None)
+        .await;
+    let url = etcd.tls_url().expect("tls url");
+    let with_ca = |ca: &std::path::Path| {
+        provider_config(
+            &format!(
+                "etcd = {{ endpoints = [\"{url}\"], prefix = \"{PREFIX}\", timeout = \"1s\", tls = {{ ca = \"{}\" }} }}",
+                ca.display()
+            ),
+            "",
+        )
+    };
+    // Trusting another CA: the handshake fails, the failure is counted, nothing is applied.
+    let stranger = crate::tls::Pki::new();
+    let refused = gateway(&with_ca(&stranger.path("ca.pem"))).await;
+    wait_until("the failed handshake to be counted", || async {
+        let s = refused.server.as_ref().expect("server").upstream_stats();
+        let d = s[0].discovery.clone().expect("discovery");
+        (d.failures.values().sum::<u64>() > 0).then_some(())
+    })
+    .await;
+    assert!(set_now(&refused).is_empty());
+    // Trusting etcd's CA: read, then watched over TLS.
+    let gw = gateway(&with_ca(&pki.path("ca.pem"))).await;
+    settled(&gw, &BTreeSet::from([origins[0].addr.to_string()])).await;
+    etcd.put(&format!("{PREFIX}a"), &value(origins[0].addr, 3), None)
+        .await;
+    wait_until("the watch over TLS to see the reweight", || async {
+        let s = gw.server.as_ref().expect("server").upstream_stats();
+        (s[0].endpoints.first().map(|e| e.weight) == Some(3)).then_some(())
     })
     .await;
 }
