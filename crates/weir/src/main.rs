@@ -11,6 +11,21 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The process log's filter: `WEIR_LOG` (default `info`), with rustls held to errors unless
+/// `WEIR_LOG` names it. rustls warns about what clients send (an IP address as SNI, as `wrk`
+/// and many health checkers do): one line per handshake, a log any client could flood.
+fn log_filter(weir_log: Option<&str>) -> tracing_subscriber::EnvFilter {
+    let base = weir_log.filter(|v| !v.trim().is_empty()).unwrap_or("info");
+    let directives = if base.contains("rustls") {
+        base.to_owned()
+    } else {
+        format!("{base},rustls=error")
+    };
+    tracing_subscriber::EnvFilter::try_new(&directives)
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new("info,rustls=error"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+}
+
 #[derive(Parser)]
 #[command(
     name = "weir",
@@ -62,10 +77,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(log_filter(std::env::var("WEIR_LOG").ok().as_deref()))
         .init();
     let result = match cli.command {
         Command::Check { config } => check(&config),
@@ -200,5 +212,22 @@ async fn wait_for_signal(server: &weir_server::Server) -> anyhow::Result<&'stati
                 let _ = server.reload_from_file().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod log_filter_tests {
+    use super::log_filter;
+
+    #[test]
+    fn rustls_is_held_to_errors_unless_named() {
+        for given in [None, Some(""), Some("warn"), Some("weir_server=debug")] {
+            let filter = log_filter(given).to_string();
+            assert!(filter.contains("rustls=error"), "{given:?} gave {filter}");
+        }
+        let named = log_filter(Some("info,rustls=debug")).to_string();
+        assert!(named.contains("rustls=debug") && !named.contains("rustls=error"));
+        // A filter that does not parse falls back to info (and still quiets rustls).
+        assert!(log_filter(Some("=[")).to_string().contains("rustls=error"));
     }
 }
