@@ -258,10 +258,7 @@ pub(crate) fn set_host(
 }
 
 fn set(headers: &mut HeaderMap, name: &HeaderName, value: String) {
-    // Moves the string's buffer into the header value instead of copying it. An exact-size
-    // buffer becomes `Bytes` without a second allocation (shrinking in place is cheap).
-    let mut value = value.into_bytes();
-    value.shrink_to_fit();
+    // Moves the string's buffer into the header value instead of copying it.
     if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
         headers.insert(name, v);
     } else {
