@@ -257,6 +257,17 @@ pub(crate) fn set_host(
     }
 }
 
+/// The request id as a header value to send: marked never-indexed for HPACK. Every request's
+/// id is new, so indexing it only churns the HTTP/2 dynamic table, evicting the fields that do
+/// repeat (`server`, `content-type`, ...) and costing an insertion per response. (Only the
+/// copy sent is marked: a sensitive value prints as "Sensitive" in debug output, and the
+/// context's copy goes into logs.)
+pub(crate) fn request_id_value(id: &HeaderValue) -> HeaderValue {
+    let mut v = id.clone();
+    v.set_sensitive(true);
+    v
+}
+
 fn set(headers: &mut HeaderMap, name: &HeaderName, value: String) {
     // Moves the string's buffer into the header value instead of copying it.
     if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {

@@ -73,7 +73,9 @@ pub(crate) async fn forward(
             parts.headers.insert(name.clone(), subject.clone());
         }
     }
-    parts.headers.insert(&X_REQUEST_ID, ctx.request_id.clone());
+    parts
+        .headers
+        .insert(&X_REQUEST_ID, headers::request_id_value(&ctx.request_id));
     // Weir traces: the upstream continues the trace with Weir's upstream span as its parent.
     // A `tracestate` belongs to the caller's trace; without a valid caller it is dropped.
     if let Some(tp) = ctx.trace.and_then(|t| t.upstream_traceparent()) {

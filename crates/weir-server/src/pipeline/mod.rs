@@ -111,8 +111,10 @@ pub(crate) async fn handle(
             }
         }
     };
-    resp.headers_mut()
-        .insert(&X_REQUEST_ID, log.ctx.request_id.clone());
+    resp.headers_mut().insert(
+        &X_REQUEST_ID,
+        headers::request_id_value(&log.ctx.request_id),
+    );
     weir_policy::ratelimit::add_fields(resp.headers_mut(), &hooks.rate_limit);
     log.held = hooks.respond(&log.ctx, &mut resp);
     if let Some(plan) = compress {
