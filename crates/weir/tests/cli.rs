@@ -104,7 +104,12 @@ fn check_exit_codes() {
         .expect("run");
     assert!(ok.status.success(), "{ok:?}");
     assert!(String::from_utf8_lossy(&ok.stdout).contains("ok (3 listeners, 1 upstreams, 6 routes)"));
-    for example in ["examples/api-gateway.toml", "examples/cdn.toml"] {
+    for example in [
+        "examples/api-gateway.toml",
+        "examples/cdn.toml",
+        "examples/docker.toml",
+        "examples/compose-weir.toml",
+    ] {
         let checked = Command::new(WEIR)
             .args(["check", example])
             .current_dir(repo_root())
@@ -420,4 +425,51 @@ fn explain_prints_the_matching_route_and_the_misses() {
     assert!(text.contains("✗ hello: path is not \"/hello\""), "{text}");
     assert!(text.contains("✓ api"), "{text}");
     assert!(text.contains("proxy to upstream `api`"), "{text}");
+}
+
+/// `weir healthcheck`: 0 on a 2xx, a failure naming the status otherwise, and a failure (not a
+/// hang) when nothing listens.
+#[test]
+fn healthcheck_exit_status_follows_the_answer() {
+    let port = free_port();
+    let admin = free_port();
+    let config = temp_file(
+        "healthcheck.toml",
+        &format!(
+            "admin = {{ bind = \"127.0.0.1:{admin}\" }}\n[[listeners]]\nname = \"main\"\nbind = \"127.0.0.1:{port}\"\n[[routes]]\nname = \"ok\"\nmatch = {{ path = \"/ok\" }}\nrespond = {{ status = 200, body = \"ok\" }}\n[[routes]]\nname = \"down\"\nrespond = {{ status = 503, body = \"down\" }}\n"
+        ),
+    );
+    let health = |url: String| {
+        Command::new(WEIR)
+            .args(["healthcheck", &url, "--timeout", "5"])
+            .output()
+            .expect("run")
+    };
+    // Nothing listens yet: refused at once.
+    let refused = health(format!("http://127.0.0.1:{port}/ok"));
+    assert!(!refused.status.success());
+    let _weir = spawn(&config);
+    let mut ok = health(format!("http://127.0.0.1:{admin}/healthz"));
+    for _ in 0..200 {
+        if ok.status.success() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+        ok = health(format!("http://127.0.0.1:{admin}/healthz"));
+    }
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(health(format!("http://127.0.0.1:{port}/ok"))
+        .status
+        .success());
+    let down = health(format!("http://127.0.0.1:{port}/other"));
+    assert!(!down.status.success());
+    assert!(
+        String::from_utf8_lossy(&down.stderr).contains("answered 503"),
+        "{down:?}"
+    );
+    let tls = health(format!("https://127.0.0.1:{port}/ok"));
+    assert!(
+        String::from_utf8_lossy(&tls.stderr).contains("only http://"),
+        "{tls:?}"
+    );
 }
