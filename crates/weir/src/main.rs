@@ -1,12 +1,19 @@
-//! The `weir` command: `run` serves a config (the embedded quickstart when none is given),
-//! `check` validates one without binding anything, `explain` says what Weir would do with a
-//! request.
+//! The `weir` command. `run` serves a config file (`-c`, `$WEIR_CONFIG`, or
+//! `/etc/weir/weir.toml`), `demo` serves the embedded quickstart, `check` validates a config
+//! without binding anything, `explain` says what Weir would do with a request, `healthcheck`
+//! probes a URL for images without curl, and `version`, `completions`, `manpage` describe the
+//! binary itself.
+
+mod healthcheck;
+mod locate;
+mod notify;
+mod version;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -30,32 +37,50 @@ fn log_filter(weir_log: Option<&str>) -> tracing_subscriber::EnvFilter {
 #[command(
     name = "weir",
     version,
-    about = "Reverse proxy, load balancer, HTTP cache and API gateway in one binary"
+    about = "Reverse proxy, load balancer, HTTP cache and API gateway in one binary",
+    after_help = "The config file is -c FILE, else $WEIR_CONFIG, else /etc/weir/weir.toml. \
+                  WEIR_LOG sets the process log's filter (e.g. `info,weir_server=debug`)."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+/// How every command that reads a config takes it: `-c FILE`, else `$WEIR_CONFIG`, else
+/// `/etc/weir/weir.toml`.
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// Config file [default: $WEIR_CONFIG, else /etc/weir/weir.toml].
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Serve traffic. Without -c, runs the embedded quickstart (examples/quickstart.toml).
+    /// Serve traffic with a config file (SIGHUP reloads it, SIGTERM drains and exits).
     Run {
-        /// Config file.
-        #[arg(short, long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The config file, as an alternative to -c.
+        #[arg(value_name = "FILE")]
+        path: Option<PathBuf>,
     },
+    /// Serve the embedded demo config (examples/quickstart.toml) on 127.0.0.1:8080, with its
+    /// two demo backends and the admin dashboard on 127.0.0.1:9901.
+    Demo,
     /// Validate a config file without binding any socket; exit status 0 when valid.
     Check {
-        /// Config file.
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The config file, as an alternative to -c.
+        #[arg(value_name = "FILE")]
+        path: Option<PathBuf>,
     },
     /// Say which route a request would take (and why the routes before it did not match) and
     /// what that route would do, without sending anything.
     Explain {
-        /// Config file.
-        #[arg(short, long)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         /// Listener the request arrives on; default the first.
         #[arg(short, long)]
         listener: Option<String>,
@@ -82,6 +107,19 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         timeout: u64,
     },
+    /// Print the version, commit, build date, rustc version and what is compiled in.
+    Version {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script: `weir completions bash > /etc/bash_completion.d/weir`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `weir manpage | man -l -`.
+    Manpage,
 }
 
 fn main() -> ExitCode {
@@ -92,13 +130,25 @@ fn main() -> ExitCode {
         .with_env_filter(log_filter(std::env::var("WEIR_LOG").ok().as_deref()))
         .init();
     let result = match cli.command {
-        Command::Check { config } => check(&config),
-        Command::Run { config } => run(config),
+        Command::Check { config, path } => {
+            locate::config_path(config.config, path).and_then(|p| check(&p))
+        }
+        Command::Run { config, path } => {
+            locate::config_path(config.config, path).and_then(|p| run(Some(p)))
+        }
+        Command::Demo => {
+            eprintln!(
+                "*** weir demo: serving the embedded demo config (examples/quickstart.toml), not a \
+                 config of yours. ***\n*** Try http://127.0.0.1:8080/ and the dashboard at \
+                 http://127.0.0.1:9901/ ; serve your own with `weir run -c FILE`. ***"
+            );
+            run(None)
+        }
         Command::Healthcheck {
             url,
             headers,
             timeout,
-        } => healthcheck(&url, &headers, std::time::Duration::from_secs(timeout)),
+        } => healthcheck::healthcheck(&url, &headers, std::time::Duration::from_secs(timeout)),
         Command::Explain {
             config,
             listener,
@@ -106,7 +156,23 @@ fn main() -> ExitCode {
             json,
             method,
             url,
-        } => explain(&config, listener.as_deref(), &headers, json, &method, &url),
+        } => locate::config_path(config.config, None)
+            .and_then(|p| explain(&p, listener.as_deref(), &headers, json, &method, &url)),
+        Command::Version { json } => {
+            if json {
+                println!("{:#}", version::json());
+            } else {
+                print!("{}", version::text());
+            }
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "weir", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Manpage => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .context("writing the man page"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -169,70 +235,8 @@ fn check(path: &PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn healthcheck(url: &str, headers: &[String], timeout: std::time::Duration) -> anyhow::Result<()> {
-    let uri: http::Uri = url.parse().with_context(|| format!("{url} is not a URL"))?;
-    anyhow::ensure!(
-        uri.scheme_str() == Some("http"),
-        "{url}: only http:// URLs are checked (point it at a plaintext or admin listener)"
-    );
-    let authority = uri
-        .authority()
-        .with_context(|| format!("{url} has no host"))?
-        .clone();
-    let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    let mut head = format!("GET {target} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: weir-healthcheck\r\n");
-    for h in headers {
-        anyhow::ensure!(
-            h.contains(':') && !h.contains('\r') && !h.contains('\n'),
-            "header {h:?} is not `Name: value`"
-        );
-        head.push_str(h);
-        head.push_str("\r\n");
-    }
-    head.push_str("\r\n");
-    let addr = format!(
-        "{}:{}",
-        authority.host(),
-        authority.port_u16().unwrap_or(80)
-    );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let status_line = runtime.block_on(async {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        tokio::time::timeout(timeout, async {
-            let mut stream = tokio::net::TcpStream::connect(&addr).await?;
-            stream.write_all(head.as_bytes()).await?;
-            let mut got = Vec::new();
-            let mut buf = [0u8; 512];
-            while !got.contains(&b'\n') && got.len() < 4096 {
-                let n = stream.read(&mut buf).await?;
-                if n == 0 {
-                    break;
-                }
-                got.extend_from_slice(&buf[..n]);
-            }
-            Ok::<_, std::io::Error>(got)
-        })
-        .await
-    });
-    let got = match status_line {
-        Ok(Ok(got)) => got,
-        Ok(Err(e)) => anyhow::bail!("{url}: {e}"),
-        Err(_) => anyhow::bail!("{url}: no answer within {}s", timeout.as_secs()),
-    };
-    let line = String::from_utf8_lossy(got.split(|&b| b == b'\n').next().unwrap_or_default());
-    let status = line
-        .strip_prefix("HTTP/1.")
-        .and_then(|rest| rest.get(2..5))
-        .and_then(|code| code.parse::<u16>().ok())
-        .with_context(|| format!("{url}: not an HTTP answer: {:?}", line.trim_end()))?;
-    anyhow::ensure!((200..300).contains(&status), "{url}: answered {status}");
-    println!("{url}: {status}");
-    Ok(())
-}
-
 fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let notifier = notify::Notifier::from_env();
     let config = load(path.as_ref())?;
     let workers = config
         .workers
@@ -255,13 +259,25 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
                 .with_context(|| format!("opening the access log {}", file.display()))?,
             (None, true) => weir_observe::AccessLog::stdout(),
         };
+        let tls: std::collections::HashSet<String> = config
+            .listeners
+            .iter()
+            .filter(|l| l.tls.is_some())
+            .map(|l| l.name.clone())
+            .collect();
         let server = weir_server::Server::start_with_file(config, path, access_log).await?;
         for (name, addr) in server.local_addrs() {
-            tracing::info!("listener {name} on http://{addr}");
+            let scheme = if tls.contains(&name) { "https" } else { "http" };
+            tracing::info!("listener {name} on {scheme}://{addr}");
+        }
+        if let Some(admin) = server.admin_addr() {
+            tracing::info!("admin API and dashboard on http://{admin}/");
         }
         tracing::info!(workers, "weir {} ready", env!("CARGO_PKG_VERSION"));
-        let signal = wait_for_signal(&server).await?;
+        notifier.ready(&format!("serving {} listeners", server.local_addrs().len()));
+        let signal = wait_for_signal(&server, &notifier).await?;
         tracing::info!("{signal} received: draining connections");
+        notifier.stopping();
         if server.shutdown().await {
             tracing::info!("all connections drained; bye");
         }
@@ -271,7 +287,10 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
 
 /// Waits for SIGTERM or SIGINT (returned), reloading the config file on every SIGHUP and
 /// reopening the access log on every SIGUSR1.
-async fn wait_for_signal(server: &weir_server::Server) -> anyhow::Result<&'static str> {
+async fn wait_for_signal(
+    server: &weir_server::Server,
+    notifier: &notify::Notifier,
+) -> anyhow::Result<&'static str> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
@@ -287,9 +306,14 @@ async fn wait_for_signal(server: &weir_server::Server) -> anyhow::Result<&'stati
             }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP received: reloading the config");
+                notifier.reloading();
                 // Success and failure are both logged by the server; failure keeps the
-                // running config.
-                let _ = server.reload_from_file().await;
+                // running config (and systemd hears READY either way: Weir is serving).
+                let status = match server.reload_from_file().await {
+                    Ok(_) => "serving; last reload applied".to_owned(),
+                    Err(e) => format!("serving the previous config; last reload refused: {e}"),
+                };
+                notifier.ready(&status);
             }
         }
     }

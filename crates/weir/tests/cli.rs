@@ -473,3 +473,160 @@ fn healthcheck_exit_status_follows_the_answer() {
         "{tls:?}"
     );
 }
+
+/// A bare `weir run` never serves the demo: with no `-c`, no `$WEIR_CONFIG` and no
+/// `/etc/weir/weir.toml` it fails and says where it looked; `weir demo` says it is a demo.
+#[test]
+fn run_without_a_config_says_where_it_looked() {
+    if Path::new("/etc/weir/weir.toml").exists() {
+        // This machine has a system config, which `weir run` rightly uses.
+        return;
+    }
+    let out = Command::new(WEIR)
+        .arg("run")
+        .env_remove("WEIR_CONFIG")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for place in ["-c", "$WEIR_CONFIG", "/etc/weir/weir.toml", "weir demo"] {
+        assert!(err.contains(place), "{place} missing from: {err}");
+    }
+    // An explicit WEIR_CONFIG that does not exist is reported as that file, not skipped.
+    let out = Command::new(WEIR)
+        .arg("run")
+        .env("WEIR_CONFIG", "/nonexistent/from-env.toml")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/from-env.toml"));
+    // `check` reads WEIR_CONFIG the same way.
+    let out = Command::new(WEIR)
+        .arg("check")
+        .current_dir(repo_root())
+        .env("WEIR_CONFIG", repo_root().join("examples/quickstart.toml"))
+        .output()
+        .expect("check");
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn version_completions_and_manpage() {
+    let text = Command::new(WEIR).arg("version").output().expect("version");
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    for field in [
+        "commit: ",
+        "built: ",
+        "rustc: rustc ",
+        "features: ",
+        "http2",
+    ] {
+        assert!(text.contains(field), "{field} missing from: {text}");
+    }
+    let json = Command::new(WEIR)
+        .args(["version", "--json"])
+        .output()
+        .expect("version --json");
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+    assert!(json["commit"].as_str().is_some_and(|c| !c.is_empty()));
+    assert!(json["build_date"]
+        .as_str()
+        .is_some_and(|d| d.len() == 10 && d.starts_with("20")));
+    assert!(json["features"].as_array().is_some_and(|f| !f.is_empty()));
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef weir"),
+        ("fish", "complete -c weir"),
+    ] {
+        let out = Command::new(WEIR)
+            .args(["completions", shell])
+            .output()
+            .expect("completions");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && script.contains(marker),
+            "{shell}: {script}"
+        );
+        assert!(
+            script.contains("healthcheck"),
+            "{shell} completes subcommands"
+        );
+    }
+    let man = Command::new(WEIR).arg("manpage").output().expect("manpage");
+    let man = String::from_utf8_lossy(&man.stdout);
+    assert!(man.starts_with(".ie") || man.contains(".TH weir"), "{man}");
+    assert!(
+        man.contains("completions") && man.contains("WEIR_CONFIG"),
+        "{man}"
+    );
+}
+
+/// Under systemd's `Type=notify`: READY=1 once listeners are bound, RELOADING=1 (with
+/// MONOTONIC_USEC) then READY=1 around a SIGHUP reload, STOPPING=1 when SIGTERM starts the drain.
+#[tokio::test]
+async fn sd_notify_ready_reloading_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = std::env::temp_dir().join(format!("weir-notify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let socket_path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&socket_path);
+    let socket = UnixDatagram::bind(&socket_path).expect("bind notify socket");
+    // A bound on a wait for a message that must come, so a regression fails instead of hanging.
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let recv = || {
+        let mut buf = [0u8; 512];
+        let n = socket.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let port = free_port();
+    let config = temp_file(
+        "notify.toml",
+        &format!("[[listeners]]\nname = \"main\"\nbind = \"127.0.0.1:{port}\"\n[[routes]]\nrespond = {{ status = 200, body = \"ok\" }}\n"),
+    );
+    let mut child = Command::new(WEIR)
+        .args(["run", "-c"])
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let ready = recv();
+    assert!(ready.starts_with("READY=1\n"), "{ready}");
+    assert!(ready.contains("STATUS=serving 1 listeners"), "{ready}");
+    // READY means bound: a connection succeeds now, with no retry.
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("listener bound when READY=1 arrives");
+    let signal = |sig: &str| {
+        assert!(Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success());
+    };
+    signal("-HUP");
+    let reloading = recv();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading}"
+    );
+    let usec: u64 = reloading
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .and_then(|v| v.parse().ok())
+        .expect("MONOTONIC_USEC is a number");
+    assert!(usec > 0);
+    let ready_again = recv();
+    assert!(ready_again.starts_with("READY=1\n"), "{ready_again}");
+    assert!(ready_again.contains("last reload applied"), "{ready_again}");
+    signal("-TERM");
+    let stopping = recv();
+    assert!(stopping.starts_with("STOPPING=1"), "{stopping}");
+    assert!(child.wait().expect("wait").success());
+}
