@@ -172,7 +172,7 @@ fn describe_action(rt: &Runtime, action: &Action) -> Vec<String> {
             };
             let stats = u.stats();
             let mut lines = vec![format!(
-                "proxy to upstream `{}` (balance {:?}{})",
+                "proxy to upstream `{}` (balance {}{})",
                 u.name,
                 u.balance,
                 if *retry_non_idempotent {

@@ -4,6 +4,7 @@
 //! probes a URL for images without curl, and `version`, `completions`, `manpage` describe the
 //! binary itself.
 
+mod demo;
 mod healthcheck;
 mod locate;
 mod notify;
@@ -133,16 +134,16 @@ fn main() -> ExitCode {
         Command::Check { config, path } => {
             locate::config_path(config.config, path).and_then(|p| check(&p))
         }
-        Command::Run { config, path } => {
-            locate::config_path(config.config, path).and_then(|p| run(Some(p)))
-        }
+        Command::Run { config, path } => locate::config_path(config.config, path)
+            .and_then(|p| Ok((weir_config::load(&p)?, p)))
+            .and_then(|(c, p)| run(c, Some(p))),
         Command::Demo => {
             eprintln!(
                 "*** weir demo: serving the embedded demo config (examples/quickstart.toml), not a \
                  config of yours. ***\n*** Try http://127.0.0.1:8080/ and the dashboard at \
                  http://127.0.0.1:9901/ ; serve your own with `weir run -c FILE`. ***"
             );
-            run(None)
+            demo::config().and_then(|c| run(c, None))
         }
         Command::Healthcheck {
             url,
@@ -183,22 +184,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(path: Option<&PathBuf>) -> anyhow::Result<weir_config::Config> {
-    Ok(match path {
-        Some(p) => weir_config::load(p)?,
-        None => weir_config::parse(weir_config::QUICKSTART, "<embedded quickstart.toml>")?,
-    })
-}
-
 fn explain(
-    path: &PathBuf,
+    path: &std::path::Path,
     listener: Option<&str>,
     headers: &[String],
     json: bool,
     method: &str,
     url: &str,
 ) -> anyhow::Result<()> {
-    let config = load(Some(path))?;
+    let config = weir_config::load(path)?;
     let runtime = weir_server::Runtime::compile(&config)
         .context("config is valid but could not be compiled")?;
     let mut map = http::HeaderMap::new();
@@ -222,8 +216,8 @@ fn explain(
     Ok(())
 }
 
-fn check(path: &PathBuf) -> anyhow::Result<()> {
-    let config = load(Some(path))?;
+fn check(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = weir_config::load(path)?;
     weir_server::Runtime::compile(&config).context("config is valid but could not be compiled")?;
     println!(
         "{}: ok ({} listeners, {} upstreams, {} routes)",
@@ -235,9 +229,9 @@ fn check(path: &PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
+/// Serves `config`; `path` is the file SIGHUP re-reads (none for the demo).
+fn run(config: weir_config::Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let notifier = notify::Notifier::from_env();
-    let config = load(path.as_ref())?;
     let workers = config
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

@@ -390,6 +390,20 @@ async fn sighup_reloads_the_config_file_and_a_bad_file_keeps_the_old_one() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(body, "second");
+    // The reload is logged in words, not as a Rust struct.
+    let mut log = String::new();
+    for _ in 0..500 {
+        log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.contains("config reloaded") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        log.contains("config reloaded: listeners unchanged; upstreams 0 kept, 0 new"),
+        "{log}"
+    );
+    assert!(!log.contains("ReloadSummary"), "{log}");
     // An invalid file is refused; the running config keeps serving.
     std::fs::write(&config, "[[listeners]]\nname = \"main\"\nbind = \"nope\"\n").expect("write");
     hup(weir.0.id());
@@ -424,7 +438,10 @@ fn explain_prints_the_matching_route_and_the_misses() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("✗ hello: path is not \"/hello\""), "{text}");
     assert!(text.contains("✓ api"), "{text}");
-    assert!(text.contains("proxy to upstream `api`"), "{text}");
+    assert!(
+        text.contains("proxy to upstream `api` (balance round_robin)"),
+        "{text}"
+    );
 }
 
 /// `weir healthcheck`: 0 on a 2xx, a failure naming the status otherwise, and a failure (not a

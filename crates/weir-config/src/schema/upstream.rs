@@ -192,6 +192,28 @@ pub enum Balance {
     ConsistentHash,
 }
 
+impl Balance {
+    /// The name the config uses (`round_robin`, `least_conn`, …), for text that users read.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round_robin",
+            Balance::Weighted => "weighted",
+            Balance::LeastConn => "least_conn",
+            Balance::P2c => "p2c",
+            Balance::Ewma => "ewma",
+            Balance::Random => "random",
+            Balance::IpHash => "ip_hash",
+            Balance::ConsistentHash => "consistent_hash",
+        }
+    }
+}
+
+impl std::fmt::Display for Balance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The consistent-hash table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -314,7 +314,7 @@ impl Control {
                     .last_error
                     .lock()
                     .unwrap_or_else(|p| p.into_inner()) = None;
-                tracing::info!(?summary, "config reloaded");
+                tracing::info!("config reloaded: {summary}");
                 Ok(summary)
             }
             Err(e) => Err(self.failed(e)),

@@ -121,3 +121,34 @@ pub struct ReloadSummary {
     /// running values meanwhile.
     pub needs_restart: Vec<&'static str>,
 }
+
+/// One line for the process log: `config reloaded: listeners +a -b ~c; upstreams 3 kept, 1 new`.
+impl std::fmt::Display for ReloadSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut listeners = Vec::new();
+        for (sign, names) in [
+            ('+', &self.listeners_added),
+            ('-', &self.listeners_removed),
+            ('~', &self.listeners_changed),
+        ] {
+            listeners.extend(names.iter().map(|n| format!("{sign}{n}")));
+        }
+        if listeners.is_empty() {
+            f.write_str("listeners unchanged")?;
+        } else {
+            write!(f, "listeners {}", listeners.join(" "))?;
+        }
+        write!(
+            f,
+            "; upstreams {} kept, {} new",
+            self.upstreams_kept, self.upstreams_new
+        )?;
+        if self.admin_changed {
+            f.write_str("; admin listener moved")?;
+        }
+        if !self.needs_restart.is_empty() {
+            write!(f, "; kept until restart: {}", self.needs_restart.join(", "))?;
+        }
+        Ok(())
+    }
+}

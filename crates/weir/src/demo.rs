@@ -1,0 +1,56 @@
+//! `weir demo`: the embedded quickstart (`examples/quickstart.toml`), runnable from any
+//! directory. Its static route serves `examples/site`; when that directory is not where Weir
+//! was started (an installed binary, not a checkout), the site's files, embedded too, are
+//! written to a private temporary directory and the route points there.
+
+use std::path::PathBuf;
+
+const SITE: &[(&str, &str)] = &[
+    (
+        "index.html",
+        include_str!("../../../examples/site/index.html"),
+    ),
+    (
+        "style.css",
+        include_str!("../../../examples/site/style.css"),
+    ),
+];
+
+/// The demo config, parsed, with its static root made absolute when needed.
+pub fn config() -> anyhow::Result<weir_config::Config> {
+    let mut text = weir_config::QUICKSTART.to_owned();
+    if !std::path::Path::new("examples/site").is_dir() {
+        let dir = write_site()?;
+        let root = dir
+            .to_str()
+            .ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", dir.display()))?;
+        text = text.replace("root = \"examples/site\"", &format!("root = {root:?}"));
+    }
+    Ok(weir_config::parse(&text, "<embedded quickstart.toml>")?)
+}
+
+fn write_site() -> anyhow::Result<PathBuf> {
+    use anyhow::Context as _;
+    let dir = std::env::temp_dir().join(format!("weir-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, body) in SITE {
+        let path = dir.join(name);
+        std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Unit tests run in `crates/weir`, where `examples/site` is not: the demo still loads
+    /// (the config check refuses a static root that does not exist), serving the embedded site.
+    #[test]
+    fn demo_loads_away_from_a_checkout() {
+        assert!(!std::path::Path::new("examples/site").exists());
+        let config = super::config().expect("the demo config loads");
+        assert_eq!(config.routes.len(), 6);
+        let dir = std::env::temp_dir().join(format!("weir-demo-{}", std::process::id()));
+        let index = std::fs::read_to_string(dir.join("index.html")).expect("index.html");
+        assert!(index.contains("Weir is running"));
+    }
+}
