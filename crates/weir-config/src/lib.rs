@@ -15,6 +15,7 @@
 //! ```
 
 pub mod diagnostic;
+pub mod interpolate;
 mod locate;
 pub mod log_format;
 pub mod pem;
@@ -54,7 +55,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         source_text: text.to_owned(),
         diagnostics,
     };
-    let table = toml::de::DeTable::parse(text).map_err(|e| {
+    let mut table = toml::de::DeTable::parse(text).map_err(|e| {
         invalid(vec![Diagnostic {
             path: None,
             span: e.span(),
@@ -63,6 +64,11 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             help: None,
         }])
     })?;
+    let mut unset = Vec::new();
+    interpolate::expand_table(table.get_mut(), &KeyPath::default(), &mut unset);
+    if !unset.is_empty() {
+        return Err(invalid(unset));
+    }
     let de = toml::de::Deserializer::from(table.clone());
     let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = convert_path(e.path());

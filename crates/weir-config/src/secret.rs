@@ -1,4 +1,5 @@
-//! Secrets in the config: a string whose `${NAME}` parts come from the environment, or
+//! Secrets in the config: a string (its `${NAME}` parts already replaced from the environment,
+//! as in every string value: [`crate::interpolate`]; `$$` is a literal `$`), or
 //! `{ file = "…" }` (the file's text without its trailing newline). Never written back out:
 //! a secret serializes as `"<redacted>"`, so `GET /config` and logs cannot leak it.
 
@@ -35,32 +36,10 @@ impl Serialize for Secret {
     }
 }
 
-/// Replaces each `${NAME}` with the environment variable `NAME`; `$$` is a literal `$`.
-pub fn expand_env(s: &str) -> Result<String, String> {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 1..];
-        if let Some(r) = after.strip_prefix('$') {
-            out.push('$');
-            rest = r;
-        } else if let Some(r) = after.strip_prefix('{') {
-            let end = r
-                .find('}')
-                .ok_or_else(|| format!("`${{` without a closing `}}` in `{s}`"))?;
-            let name = &r[..end];
-            let value = std::env::var(name)
-                .map_err(|_| format!("environment variable `{name}` is not set"))?;
-            out.push_str(&value);
-            rest = &r[end + 1..];
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
+/// A secret string as written: `$$` is a literal `$` (as it always was in secrets), and any
+/// `${NAME}` left is a literal, written `$${NAME}` in the file.
+fn unescape(s: &str) -> String {
+    s.replace("$$", "$")
 }
 
 impl<'de> Deserialize<'de> for Secret {
@@ -72,7 +51,7 @@ impl<'de> Deserialize<'de> for Secret {
                 f.write_str("a string (`${ENV_VAR}` parts are expanded) or { file = \"…\" }")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Secret, E> {
-                expand_env(v).map(Secret).map_err(E::custom)
+                Ok(Secret(unescape(v)))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Secret, A::Error> {
                 let mut file: Option<String> = None;
@@ -97,15 +76,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn env_parts_are_expanded() {
-        std::env::set_var("WEIR_SECRET_TEST", "s3cr3t");
-        assert_eq!(
-            expand_env("a-${WEIR_SECRET_TEST}-b").as_deref(),
-            Ok("a-s3cr3t-b")
-        );
-        assert_eq!(expand_env("$$5 $x").as_deref(), Ok("$5 $x"));
-        assert!(expand_env("${WEIR_SURELY_UNSET_VAR}").is_err());
-        assert!(expand_env("${OPEN").is_err());
+    fn dollar_dollar_is_a_literal_dollar() {
+        assert_eq!(unescape("pa$$word ${X} $x"), "pa$word ${X} $x");
     }
 
     #[test]

@@ -395,3 +395,81 @@ discovery = { fille = { path = "x.json" } }
 "#
     )));
 }
+
+#[test]
+fn every_unset_variable_in_any_string_is_reported_at_once() {
+    insta::assert_snapshot!(error_of(
+        r#"
+admin = { bind = "127.0.0.1:9901", token = "${WEIR_TEST_UNSET_TOKEN}" }
+
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:${WEIR_TEST_UNSET_PORT}"
+
+[[upstreams]]
+name = "api"
+endpoints = ["${WEIR_TEST_UNSET_HOST}:9001"]
+"#
+    ));
+}
+
+/// `${NAME}` works in any string (a bind address, an endpoint, the admin token) and `$${NAME}`
+/// is a literal; the templates' own `${claim.sub}` is left to them.
+#[test]
+fn environment_variables_expand_in_any_string() {
+    std::env::set_var("WEIR_TEST_ENV_PORT", "18081");
+    std::env::set_var("WEIR_TEST_ENV_HOST", "10.1.2.3");
+    std::env::set_var("WEIR_TEST_ENV_TOKEN", "a-token-of-sixteen-chars");
+    let config = weir_config::parse(
+        r#"
+admin = { bind = "127.0.0.1:9901", token = "${WEIR_TEST_ENV_TOKEN}" }
+
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:${WEIR_TEST_ENV_PORT}"
+
+[[upstreams]]
+name = "api"
+endpoints = ["${WEIR_TEST_ENV_HOST}:9001"]
+
+[[routes]]
+respond = { status = 200, body = "$${WEIR_TEST_ENV_PORT} ${claim.sub}" }
+"#,
+        "weir.toml",
+    )
+    .expect("valid once expanded");
+    assert_eq!(config.listeners[0].bind.to_string(), "127.0.0.1:18081");
+    let json = serde_json::to_value(&config).expect("json");
+    assert_eq!(
+        json["upstreams"][0]["endpoints"][0]["address"],
+        "10.1.2.3:9001"
+    );
+    assert_eq!(
+        json["routes"][0]["respond"]["body"],
+        "${WEIR_TEST_ENV_PORT} ${claim.sub}"
+    );
+    let token = config
+        .admin
+        .as_ref()
+        .and_then(|a| a.token.as_ref())
+        .expect("token");
+    assert_eq!(token.expose(), "a-token-of-sixteen-chars");
+}
+
+/// `:PORT`, `*:PORT` and `localhost:PORT` are accepted as Caddy and Traefik users write them.
+#[test]
+fn bind_shorthands() {
+    for (given, bound) in [
+        (":8080", "0.0.0.0:8080"),
+        ("*:8081", "0.0.0.0:8081"),
+        ("localhost:8082", "127.0.0.1:8082"),
+        ("[::1]:8083", "[::1]:8083"),
+    ] {
+        let config = weir_config::parse(
+            &format!("[[listeners]]\nname = \"main\"\nbind = \"{given}\"\n[[routes]]\nrespond = {{ status = 200 }}\n"),
+            "weir.toml",
+        )
+        .unwrap_or_else(|e| panic!("{given}: {e}"));
+        assert_eq!(config.listeners[0].bind.to_string(), bound, "{given}");
+    }
+}

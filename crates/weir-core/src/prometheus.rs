@@ -65,7 +65,9 @@ impl Exposition {
                 }
                 self.out.push('}');
             }
-            let _ = writeln!(self.out, " {value}");
+            self.out.push(' ');
+            push_value(&mut self.out, value);
+            self.out.push('\n');
         }
     }
 
@@ -94,7 +96,9 @@ impl Exposition {
             } else {
                 format!("{{{plain}}}")
             };
-            let _ = writeln!(self.out, "{name}_sum{braces} {sum}");
+            let _ = write!(self.out, "{name}_sum{braces} ");
+            push_value(&mut self.out, sum);
+            self.out.push('\n');
             let _ = writeln!(self.out, "{name}_count{braces} {count}");
         }
     }
@@ -102,6 +106,18 @@ impl Exposition {
     /// The text.
     pub fn finish(self) -> String {
         self.out
+    }
+}
+
+/// A sample value as the exposition format spells it: `+Inf`, `-Inf` and `NaN` (Rust would
+/// write `inf` and `NaN`, which Prometheus refuses), else the shortest exact decimal.
+fn push_value(out: &mut String, v: f64) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else {
+        let _ = write!(out, "{v}");
     }
 }
 
@@ -124,5 +140,29 @@ mod tests {
             e.finish(),
             "# HELP weir_x_total Things.\n# TYPE weir_x_total counter\nweir_x_total{upstream=\"a\\\"b\",endpoint=\"10.0.0.1:80\"} 3\n"
         );
+    }
+
+    #[test]
+    fn infinities_and_nan_are_spelled_as_the_format_requires() {
+        let mut e = Exposition::new();
+        let none: &[(&str, &str)] = &[];
+        e.family(
+            "x",
+            Kind::Gauge,
+            "X.",
+            [
+                (none, f64::INFINITY),
+                (none, f64::NEG_INFINITY),
+                (none, f64::NAN),
+                (none, 0.5),
+            ],
+        );
+        let text = e.finish();
+        let values: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(' ').nth(1))
+            .collect();
+        assert_eq!(values, ["+Inf", "-Inf", "NaN", "0.5"]);
     }
 }

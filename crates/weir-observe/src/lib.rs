@@ -5,6 +5,7 @@
 mod access_log;
 pub mod metrics;
 pub use weir_core::prometheus;
+pub mod process;
 mod record;
 pub mod timeline;
 pub mod tracer;

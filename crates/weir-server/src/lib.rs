@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use weir_observe::AccessLog;
 
+pub use admin::{set_build_info, BuildInfo};
 pub use control::ReloadSummary;
 pub use error::ServerError;
 pub use runtime::{CompileError, Runtime};

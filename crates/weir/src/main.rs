@@ -231,6 +231,10 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
 
 /// Serves `config`; `path` is the file SIGHUP re-reads (none for the demo).
 fn run(config: weir_config::Config, path: Option<PathBuf>) -> anyhow::Result<()> {
+    weir_server::set_build_info(weir_server::BuildInfo {
+        commit: version::COMMIT,
+        rustc: version::RUSTC,
+    });
     let notifier = notify::Notifier::from_env();
     let workers = config
         .workers

@@ -225,6 +225,17 @@ async fn quickstart_starts_and_answers() {
     let healthy =
         format!("weir_upstream_endpoint_healthy{{upstream=\"api\",endpoint=\"127.0.0.1:{a}\"}} 1");
     assert!(metrics.contains(&healthy), "{metrics}");
+    // The binary's build facts reach weir_build_info, the same as `weir version` prints.
+    let version = Command::new(WEIR)
+        .args(["version", "--json"])
+        .output()
+        .expect("version");
+    let version: serde_json::Value = serde_json::from_slice(&version.stdout).expect("json");
+    let commit = version["commit"].as_str().expect("commit");
+    assert!(
+        metrics.contains(&format!("commit=\"{commit}\"")),
+        "{commit} not in weir_build_info:\n{metrics}"
+    );
 }
 
 #[tokio::test]

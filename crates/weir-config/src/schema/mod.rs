@@ -286,12 +286,25 @@ impl<'de> Deserialize<'de> for Addr {
 impl std::str::FromStr for Addr {
     type Err = String;
 
+    /// `IP:PORT`, or the shorthands Caddy and Traefik users write: `:PORT` and `*:PORT` (every
+    /// IPv4 interface, `0.0.0.0`) and `localhost:PORT` (`127.0.0.1`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.parse().map(Addr).map_err(|_| {
-            format!(
-                "invalid address `{s}`: expected IP:PORT like \"0.0.0.0:8080\" or \"[::]:8080\""
-            )
-        })
+        let shorthand = |host: &str, ip: std::net::Ipv4Addr| {
+            s.strip_prefix(host)
+                .and_then(|port| port.parse::<u16>().ok())
+                .map(|port| Addr(SocketAddr::from((ip, port))))
+        };
+        s.parse()
+            .map(Addr)
+            .ok()
+            .or_else(|| shorthand(":", std::net::Ipv4Addr::UNSPECIFIED))
+            .or_else(|| shorthand("*:", std::net::Ipv4Addr::UNSPECIFIED))
+            .or_else(|| shorthand("localhost:", std::net::Ipv4Addr::LOCALHOST))
+            .ok_or_else(|| {
+                format!(
+                    "invalid address `{s}`: expected IP:PORT like \"0.0.0.0:8080\", \"[::]:8080\", \":8080\" or \"localhost:8080\""
+                )
+            })
     }
 }
 

@@ -262,6 +262,28 @@ fn handle(req: &Request<()>, admin: &Admin) -> Response<Full<Bytes>> {
 }
 
 /// `GET /metrics`: each owner writes its own samples; this only puts them together.
+/// What the binary knows of its own build (commit, rustc), for `weir_build_info` and
+/// `/status`; the library alone knows only its version.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildInfo {
+    pub commit: &'static str,
+    pub rustc: &'static str,
+}
+
+static BUILD_INFO: std::sync::OnceLock<BuildInfo> = std::sync::OnceLock::new();
+
+/// Records the running build's facts; the first call wins.
+pub fn set_build_info(info: BuildInfo) {
+    let _ = BUILD_INFO.set(info);
+}
+
+pub(crate) fn build_info() -> BuildInfo {
+    BUILD_INFO.get().copied().unwrap_or(BuildInfo {
+        commit: "unknown",
+        rustc: "unknown",
+    })
+}
+
 fn metrics(admin: &Admin, upstreams: &[UpstreamStats]) -> String {
     let shared = &admin.shared;
     let mut e = Exposition::new();
@@ -281,8 +303,16 @@ fn metrics(admin: &Admin, upstreams: &[UpstreamStats]) -> String {
         "weir_build_info",
         Kind::Gauge,
         "Always 1; the running build in its labels.",
-        [(&[("version", env!("CARGO_PKG_VERSION"))][..], 1.0)],
+        [(
+            &[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("commit", build_info().commit),
+                ("rustc", build_info().rustc),
+            ][..],
+            1.0,
+        )],
     );
+    weir_observe::process::render(&mut e, admin.control.started_unix_time);
     let runtime = shared.runtime.load();
     weir_policy::render_metrics(&runtime.policies, &mut e);
     crate::cache::metrics::render(&runtime.caches, &mut e);

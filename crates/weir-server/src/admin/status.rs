@@ -31,10 +31,17 @@ pub(crate) fn status(admin: &Admin) -> serde_json::Value {
         .unwrap_or_default();
     serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
+        "commit": super::build_info().commit,
         "uptime_seconds": control.started_at.elapsed().as_secs(),
         "config_hash": format!("{:016x}", control.config_hash.load(Ordering::Relaxed)),
         "ready": !shared.draining.load(Ordering::Relaxed),
-        "last_reload": {"ok": ok, "unix_time": at, "error": error},
+        // No reload yet: null, not a record dated 1970.
+        "last_reload": if at == 0 {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!({"ok": ok, "unix_time": at, "error": error})
+        },
+        "started_unix_time": control.started_unix_time,
         // Keys of the config file that apply only after a restart, while they differ.
         "needs_restart": pending,
     })

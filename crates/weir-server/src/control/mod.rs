@@ -70,6 +70,8 @@ pub(crate) struct Control {
     admin_server: AdminServer,
     /// When the server started (`/status` uptime).
     pub(crate) started_at: std::time::Instant,
+    /// When the server started, seconds since the Unix epoch (`/status`, `process_start_time_seconds`).
+    pub(crate) started_unix_time: u64,
     /// Fingerprint of the running config (changes with every applied reload).
     pub(crate) config_hash: AtomicU64,
     /// The dashboard's per-route timeline (sampled while the admin listener runs).
@@ -105,6 +107,9 @@ impl Control {
             shared: Arc::downgrade(shared),
             admin_server,
             started_at: std::time::Instant::now(),
+            started_unix_time: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
             config_hash: AtomicU64::new(config_hash(&config)),
             timeline: std::sync::Mutex::default(),
             addrs: arc_swap::ArcSwap::from_pointee(Vec::new()),

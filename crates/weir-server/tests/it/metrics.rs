@@ -45,11 +45,16 @@ async fn request_metrics_are_counted_and_the_exposition_is_valid() {
         "weir_requests_in_flight 0",
         "weir_access_log_dropped_total 0",
         "weir_access_log_write_errors_total 0",
+        // In-process the binary never set its commit: the labels say so.
         concat!(
             "weir_build_info{version=\"",
             env!("CARGO_PKG_VERSION"),
-            "\"} 1"
+            "\",commit=\"unknown\",rustc=\"unknown\"} 1"
         ),
+        "# TYPE process_cpu_seconds_total counter",
+        "# TYPE process_resident_memory_bytes gauge",
+        "# TYPE process_open_fds gauge",
+        "# TYPE process_start_time_seconds gauge",
         "# TYPE weir_upstream_attempt_duration_seconds histogram",
     ] {
         assert!(m.contains(line), "missing `{line}` in\n{m}");

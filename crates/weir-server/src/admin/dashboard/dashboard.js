@@ -159,7 +159,7 @@ function renderStatus(data) {
   $("in-flight").textContent = String(data.in_flight);
   const r = s.last_reload;
   const el = $("last-reload");
-  if (!r.unix_time) {
+  if (!r) {
     el.textContent = "none since start";
     el.className = "value small muted";
   } else {
