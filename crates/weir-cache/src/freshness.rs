@@ -70,9 +70,10 @@ impl Freshness {
         let (lifetime, heuristic) = lifetime(status, headers, d, date_value);
         let age_value = headers
             .get(http::header::AGE)
-            .and_then(|v| v.to_str().ok())
-            // A list-valued Age: the first member counts.
-            .map(|s| s.split(',').next().unwrap_or("").trim())
+            // A list-valued Age: the first member counts, whatever bytes the others hold
+            // (obs-text after the comma must not void a valid first member).
+            .and_then(|v| v.as_bytes().split(|&b| b == b',').next())
+            .and_then(|first| std::str::from_utf8(first.trim_ascii()).ok())
             .and_then(|s| match parse_delta(s) {
                 Delta::Secs(n) => Some(Duration::from_secs(n)),
                 Delta::Invalid => None,

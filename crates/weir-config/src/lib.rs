@@ -96,6 +96,23 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     Err(invalid(diags))
 }
 
+/// A config error found after loading (a listener that cannot bind, …), placed at its key in
+/// `text` and rendered like every other: `file:line:col`, the line, a caret, the help.
+pub fn error_at(text: &str, file: &str, mut diagnostics: Vec<Diagnostic>) -> ConfigError {
+    if let Ok(table) = toml::de::DeTable::parse(text) {
+        for d in &mut diagnostics {
+            if let Some(path) = &d.path {
+                d.span = locate::locate(&table, path, d.target);
+            }
+        }
+    }
+    ConfigError::Invalid {
+        file: file.to_owned(),
+        source_text: text.to_owned(),
+        diagnostics,
+    }
+}
+
 fn convert_path(p: &serde_path_to_error::Path) -> KeyPath {
     use serde_path_to_error::Segment;
     KeyPath(

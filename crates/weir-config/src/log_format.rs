@@ -23,6 +23,11 @@ macro_rules! access_log_fields {
             span_id: omitted_owned, _, "Weir's server span id, when Weir traces.";
             listener: text, "weir.listener", "Listener name.";
             client_ip: owned, _, "Client address (after trusted-proxy resolution).";
+            client_port: int, "client.port", "TCP source port of the connection (a trusted proxy's, when one forwarded the request).";
+            scheme: text, _, "`http` or `https`: whether the request arrived over TLS.";
+            tls_version: omitted, "tls.protocol.version", "`TLSv1.2` or `TLSv1.3`, on TLS connections.";
+            tls_cipher: omitted, "tls.cipher", "The negotiated cipher suite (IANA name), on TLS connections.";
+            sni: omitted_owned, "tls.server.name", "The server name the client sent in its TLS handshake.";
             proto: text, _, "`HTTP/1.0`, `HTTP/1.1`, `HTTP/2.0`.";
             method: text, _, "Method.";
             host: maybe, _, "Host (lowercase, no port), if any.";
@@ -35,16 +40,20 @@ macro_rules! access_log_fields {
             route: maybe, _, "Matched route.";
             upstream: maybe, "weir.upstream", "Upstream name.";
             endpoint: maybe, "weir.upstream.address", "Upstream endpoint address (of the last try).";
+            upstream_status: count, "weir.upstream.status", "Status the upstream answered (last try); left out when none answered.";
+            upstream_proto: omitted, "weir.upstream.protocol", "HTTP version of the upstream leg (`HTTP/1.1`, `HTTP/2.0`), when one answered.";
             upstream_connect_ms: omitted_ms, _, "Milliseconds the last upstream try spent getting a connection.";
             upstream_first_byte_ms: omitted_ms, _, "Milliseconds from sending upstream to the response head (last try).";
             tries: count, "weir.upstream.tries", "Upstream tries (1 + retries); left out when not proxied.";
             forward: omitted, "weir.forward", "A forward proxy's decision (`allowed`, `denied`).";
-            denied_by: omitted, "weir.denied_by", "The policy that answered the request itself (403, 429 …).";
+            denied_by: omitted, "weir.denied_by", "The policy that refused the request (401, 403, 429 …).";
+            answered_by: omitted, "weir.answered_by", "The policy that answered the request itself without refusing it (a CORS preflight, an idempotent replay).";
             consumer: omitted, "weir.consumer", "Who the request is from (an identity policy's consumer).";
             idempotency: omitted, "weir.idempotency", "What an idempotency policy did (`stored`, `replayed`, `conflict` …).";
             compression: omitted, "weir.compression", "The content coding Weir compressed the response with.";
             cache: omitted, "weir.cache", "What the route's cache did (`hit`, `miss`, `stale`, `revalidated` …).";
             user_agent: omitted, "user_agent.original", "The request's `User-Agent`, when it is visible ASCII.";
+            referer: omitted, "http.request.header.referer", "The request's `Referer`, when it is visible ASCII.";
             error: maybe, _, "Error code, when the request failed (`upstream_timeout` …).";
             completed: flag, _, "False when the response body did not finish (client gone, upstream reset).";
         }

@@ -75,6 +75,39 @@ pub struct RequestCtx {
     pub cache: Option<crate::CacheOutcome>,
     /// The request's `User-Agent`.
     pub user_agent: Option<HeaderValue>,
+    /// The request's `Referer`.
+    pub referer: Option<HeaderValue>,
+    /// The TLS session the request arrived on.
+    pub tls_session: Option<Arc<TlsSession>>,
+    /// The policy that answered a request itself without refusing it (a CORS preflight, an
+    /// idempotent replay), if one did.
+    pub answered_by: Option<Arc<str>>,
+    /// Status of the upstream's response (last try; 0 when none came).
+    pub upstream_status: u16,
+    /// HTTP version of the upstream leg (last try), when one answered.
+    pub upstream_version: Option<Version>,
+}
+
+/// What a TLS connection negotiated, for the access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSession {
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub version: &'static str,
+    /// The cipher suite's IANA name, e.g. `TLS13_AES_128_GCM_SHA256`.
+    pub cipher: &'static str,
+    /// The server name the client asked for (SNI), if it sent one.
+    pub sni: Option<Arc<str>>,
+}
+
+/// `HTTP/1.0`, `HTTP/1.1`, `HTTP/2.0` (the access log's spelling of a version).
+pub fn version_str(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
 }
 
 impl RequestCtx {
@@ -146,6 +179,11 @@ impl RequestCtx {
             compressed: None,
             cache: None,
             user_agent: None,
+            referer: None,
+            tls_session: None,
+            answered_by: None,
+            upstream_status: 0,
+            upstream_version: None,
         }
     }
 }

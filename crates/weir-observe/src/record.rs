@@ -131,6 +131,11 @@ macro_rules! span_field {
             $f($attr, SpanValue::Str(v))
         }
     };
+    ($f:ident, $attr:literal, omitted_owned, $v:expr) => {
+        if let Some(v) = &$v {
+            $f($attr, SpanValue::Str(v))
+        }
+    };
     ($f:ident, $attr:literal, count, $v:expr) => {
         if $v != 0 {
             $f($attr, SpanValue::Int(i64::try_from($v).unwrap_or(i64::MAX)))
@@ -199,11 +204,16 @@ impl<'a> RequestRecord<'a> {
                 .map(|s| weir_core::trace_context::hex(&s.server)),
             listener: &ctx.listener,
             client_ip: weir_core::text::ip_string(ctx.client_ip),
-            proto: match ctx.version {
-                http::Version::HTTP_10 => "HTTP/1.0",
-                http::Version::HTTP_2 => "HTTP/2.0",
-                _ => "HTTP/1.1",
-            },
+            client_port: u64::from(ctx.peer.port()),
+            scheme: if ctx.tls { "https" } else { "http" },
+            tls_version: ctx.tls_session.as_ref().map(|t| t.version),
+            tls_cipher: ctx.tls_session.as_ref().map(|t| t.cipher),
+            sni: ctx
+                .tls_session
+                .as_ref()
+                .and_then(|t| t.sni.as_deref())
+                .map(str::to_owned),
+            proto: weir_core::ctx::version_str(ctx.version),
             method: ctx.method.as_str(),
             host: ctx.host.as_deref(),
             path: ctx.uri.path(),
@@ -215,16 +225,20 @@ impl<'a> RequestRecord<'a> {
             route: ctx.route.as_deref(),
             upstream: ctx.upstream.as_deref(),
             endpoint: ctx.endpoint.as_deref(),
+            upstream_status: u64::from(ctx.upstream_status),
+            upstream_proto: ctx.upstream_version.map(weir_core::ctx::version_str),
             upstream_connect_ms: ctx.upstream_connect.map(millis),
             upstream_first_byte_ms: ctx.upstream_first_byte.map(millis),
             tries: u64::from(ctx.tries),
             forward: ctx.forward.map(weir_core::ForwardDecision::as_str),
             denied_by: ctx.denied_by.as_deref(),
+            answered_by: ctx.answered_by.as_deref(),
             consumer: ctx.consumer.as_deref(),
             idempotency: ctx.idempotency.map(weir_core::IdempotencyOutcome::as_str),
             compression: ctx.compressed,
             cache: ctx.cache.map(weir_core::CacheOutcome::as_str),
             user_agent: ctx.user_agent.as_ref().and_then(|v| v.to_str().ok()),
+            referer: ctx.referer.as_ref().and_then(|v| v.to_str().ok()),
             error: ctx.error.map(weir_core::ErrorKind::code),
             completed,
         }
@@ -368,6 +382,11 @@ mod tests {
             span_id: None,
             listener: "main",
             client_ip: "::1".into(),
+            client_port: 50123,
+            scheme: "https",
+            tls_version: Some("TLSv1.3"),
+            tls_cipher: Some("TLS13_AES_128_GCM_SHA256"),
+            sni: None,
             proto: "HTTP/2.0",
             method: "POST",
             host: None,
@@ -380,16 +399,20 @@ mod tests {
             route: Some("r"),
             upstream: None,
             endpoint: Some("10.0.0.1:80"),
+            upstream_status: 503,
+            upstream_proto: Some("HTTP/1.1"),
             upstream_connect_ms: Some(0.012),
             upstream_first_byte_ms: None,
             tries: 2,
             forward: None,
             denied_by: Some("per-ip"),
+            answered_by: None,
             consumer: Some("acme"),
             idempotency: None,
             compression: None,
             cache: None,
             user_agent: Some("curl/8.5.0"),
+            referer: None,
             error: Some("upstream_timeout"),
             completed: false,
         }
@@ -403,10 +426,12 @@ mod tests {
         let expected = concat!(
             r#"{"ts":"2026-11-22T10:00:00.000Z","request_id":"id","#,
             r#""trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","listener":"main","#,
-            r#""client_ip":"::1","proto":"HTTP/2.0","method":"POST","host":null,"#,
+            r#""client_ip":"::1","client_port":50123,"scheme":"https","tls_version":"TLSv1.3","#,
+            r#""tls_cipher":"TLS13_AES_128_GCM_SHA256","proto":"HTTP/2.0","method":"POST","host":null,"#,
             r#""path":"/a\"b\\c\u0001\té","query":"q=1","status":503,"bytes_in":12,"#,
             r#""bytes_out":0,"duration_ms":1.234,"route":"r","upstream":null,"#,
-            r#""endpoint":"10.0.0.1:80","upstream_connect_ms":0.012,"tries":2,"#,
+            r#""endpoint":"10.0.0.1:80","upstream_status":503,"upstream_proto":"HTTP/1.1","#,
+            r#""upstream_connect_ms":0.012,"tries":2,"#,
             r#""denied_by":"per-ip","consumer":"acme","user_agent":"curl/8.5.0","#,
             r#""error":"upstream_timeout","#,
             r#""completed":false}"#
@@ -420,6 +445,9 @@ mod tests {
         r.tries = 0;
         r.forward = Some("allowed");
         r.cache = Some("hit");
+        r.sni = Some("api.example.com".into());
+        r.referer = Some("https://example.com/");
+        r.upstream_status = 0;
         r.completed = true;
         r.duration_ms = 1000.0;
         let mut out = Vec::new();
@@ -439,6 +467,9 @@ mod tests {
         assert_eq!(v["upstream_first_byte_ms"], 2.5);
         assert_eq!(v["forward"], "allowed");
         assert_eq!(v["cache"], "hit");
+        assert_eq!(v["sni"], "api.example.com");
+        assert_eq!(v["referer"], "https://example.com/");
+        assert!(!keys.contains(&"upstream_status"), "{keys:?}");
         assert_eq!(v["duration_ms"], 1000.0);
         assert_eq!(v["completed"], true);
     }
@@ -458,7 +489,12 @@ mod tests {
             [
                 ("weir.request_id", "Str(\"id\")".to_owned()),
                 ("weir.listener", "Str(\"main\")".to_owned()),
+                ("client.port", "Int(50123)".to_owned()),
+                ("tls.protocol.version", "Str(\"TLSv1.3\")".to_owned()),
+                ("tls.cipher", "Str(\"TLS13_AES_128_GCM_SHA256\")".to_owned()),
                 ("weir.upstream.address", "Str(\"10.0.0.1:80\")".to_owned()),
+                ("weir.upstream.status", "Int(503)".to_owned()),
+                ("weir.upstream.protocol", "Str(\"HTTP/1.1\")".to_owned()),
                 ("weir.upstream.tries", "Int(2)".to_owned()),
                 ("weir.denied_by", "Str(\"per-ip\")".to_owned()),
                 ("weir.consumer", "Str(\"acme\")".to_owned()),

@@ -28,13 +28,35 @@ pub enum ServerError {
     #[error("shutting down")]
     ShuttingDown,
     /// A listener could not bind.
-    #[error("listener `{name}`: cannot bind {addr}: {source}")]
+    // The OS error is in the message and deliberately not a `source`: a chain printer
+    // (anyhow's `{:#}`) would print it twice.
+    #[error("listener `{name}`: cannot bind {addr}: {error}")]
     Bind {
-        /// Listener name.
+        /// Listener name (`admin` for the admin listener).
         name: String,
         /// Address.
         addr: SocketAddr,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
+}
+
+impl ServerError {
+    /// What to do about a bind error, in words an operator can act on.
+    pub fn bind_help(addr: SocketAddr, error: &std::io::Error) -> String {
+        match error.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "another process listens on {addr}: `ss -ltnp 'sport = :{}'` shows which",
+                addr.port()
+            ),
+            std::io::ErrorKind::PermissionDenied => format!(
+                "port {} is below 1024: run Weir with CAP_NET_BIND_SERVICE (the systemd unit grants it) or pick a port ≥ 1024",
+                addr.port()
+            ),
+            std::io::ErrorKind::AddrNotAvailable => {
+                format!("{} is not an address of this machine", addr.ip())
+            }
+            _ => "check the address".to_owned(),
+        }
+    }
 }

@@ -7,6 +7,7 @@
 mod demo;
 mod healthcheck;
 mod locate;
+mod log;
 mod notify;
 mod version;
 
@@ -18,21 +19,6 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// The process log's filter: `WEIR_LOG` (default `info`), with rustls held to errors unless
-/// `WEIR_LOG` names it. rustls warns about what clients send (an IP address as SNI, as `wrk`
-/// and many health checkers do): one line per handshake, a log any client could flood.
-fn log_filter(weir_log: Option<&str>) -> tracing_subscriber::EnvFilter {
-    let base = weir_log.filter(|v| !v.trim().is_empty()).unwrap_or("info");
-    let directives = if base.contains("rustls") {
-        base.to_owned()
-    } else {
-        format!("{base},rustls=error")
-    };
-    tracing_subscriber::EnvFilter::try_new(&directives)
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new("info,rustls=error"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
-}
 
 #[derive(Parser)]
 #[command(
@@ -125,11 +111,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(log_filter(std::env::var("WEIR_LOG").ok().as_deref()))
-        .init();
+    // `run` and `demo` start the process log from the config's `[log]`; the rest log as text.
+    if !matches!(cli.command, Command::Run { .. } | Command::Demo) {
+        log::init(&weir_config::ProcessLog::default());
+    }
     let result = match cli.command {
         Command::Check { config, path } => {
             locate::config_path(config.config, path).and_then(|p| check(&p))
@@ -218,6 +203,13 @@ fn explain(
 
 fn check(path: &std::path::Path) -> anyhow::Result<()> {
     let config = weir_config::load(path)?;
+    if let Some(problem) = config.log.level.as_deref().and_then(log::level_problem) {
+        let text = std::fs::read_to_string(path)?;
+        let at = weir_config::KeyPath::root("log").key("level");
+        let d = weir_config::Diagnostic::at(at, problem)
+            .help("e.g. level = \"info\" or \"warn,weir_upstream=debug\"");
+        return Err(weir_config::error_at(&text, &path.display().to_string(), vec![d]).into());
+    }
     weir_server::Runtime::compile(&config).context("config is valid but could not be compiled")?;
     println!(
         "{}: ok ({} listeners, {} upstreams, {} routes)",
@@ -231,6 +223,7 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
 
 /// Serves `config`; `path` is the file SIGHUP re-reads (none for the demo).
 fn run(config: weir_config::Config, path: Option<PathBuf>) -> anyhow::Result<()> {
+    log::init(&config.log);
     weir_server::set_build_info(weir_server::BuildInfo {
         commit: version::COMMIT,
         rustc: version::RUSTC,
@@ -263,7 +256,12 @@ fn run(config: weir_config::Config, path: Option<PathBuf>) -> anyhow::Result<()>
             .filter(|l| l.tls.is_some())
             .map(|l| l.name.clone())
             .collect();
-        let server = weir_server::Server::start_with_file(config, path, access_log).await?;
+        let listeners: Vec<String> = config.listeners.iter().map(|l| l.name.clone()).collect();
+        let server =
+            match weir_server::Server::start_with_file(config, path.clone(), access_log).await {
+                Ok(server) => server,
+                Err(e) => return Err(place_bind_error(e, path.as_deref(), &listeners)),
+            };
         for (name, addr) in server.local_addrs() {
             let scheme = if tls.contains(&name) { "https" } else { "http" };
             tracing::info!("listener {name} on {scheme}://{addr}");
@@ -281,6 +279,29 @@ fn run(config: weir_config::Config, path: Option<PathBuf>) -> anyhow::Result<()>
         }
         Ok(())
     })
+}
+
+/// A listener that cannot bind, reported once at its `bind` key (`file:line:col`) with what to
+/// do about it; other start errors as they are.
+fn place_bind_error(
+    e: weir_server::ServerError,
+    path: Option<&std::path::Path>,
+    listeners: &[String],
+) -> anyhow::Error {
+    let weir_server::ServerError::Bind { name, addr, error } = &e else {
+        return e.into();
+    };
+    let Some(text) = path.and_then(|p| std::fs::read_to_string(p).ok()) else {
+        return e.into();
+    };
+    let key = match listeners.iter().position(|l| l == name) {
+        Some(i) => weir_config::KeyPath::root("listeners").index(i).key("bind"),
+        None => weir_config::KeyPath::root("admin").key("bind"),
+    };
+    let diagnostic = weir_config::Diagnostic::at(key, format!("cannot bind {addr}: {error}"))
+        .help(weir_server::ServerError::bind_help(*addr, error));
+    let file = path.map(|p| p.display().to_string()).unwrap_or_default();
+    weir_config::error_at(&text, &file, vec![diagnostic]).into()
 }
 
 /// Waits for SIGTERM or SIGINT (returned), reloading the config file on every SIGHUP and
@@ -314,22 +335,5 @@ async fn wait_for_signal(
                 notifier.ready(&status);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod log_filter_tests {
-    use super::log_filter;
-
-    #[test]
-    fn rustls_is_held_to_errors_unless_named() {
-        for given in [None, Some(""), Some("warn"), Some("weir_server=debug")] {
-            let filter = log_filter(given).to_string();
-            assert!(filter.contains("rustls=error"), "{given:?} gave {filter}");
-        }
-        let named = log_filter(Some("info,rustls=debug")).to_string();
-        assert!(named.contains("rustls=debug") && !named.contains("rustls=error"));
-        // A filter that does not parse falls back to info (and still quiets rustls).
-        assert!(log_filter(Some("=[")).to_string().contains("rustls=error"));
     }
 }

@@ -658,3 +658,88 @@ async fn sd_notify_ready_reloading_stopping() {
     assert!(stopping.starts_with("STOPPING=1"), "{stopping}");
     assert!(child.wait().expect("wait").success());
 }
+
+/// A listener whose port is taken: one error, at the `bind` key, with what to do — not the
+/// OS error twice without a place.
+#[test]
+fn a_taken_port_is_one_error_at_its_bind_key() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let config = temp_file(
+        "taken.toml",
+        &format!("[[listeners]]\nname = \"main\"\nbind = \"127.0.0.1:{port}\"\n\n[[routes]]\nrespond = {{ status = 200 }}\n"),
+    );
+    let out = Command::new(WEIR)
+        .args(["run", "-c"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let at = format!(
+        "{}:3:8: error: listeners[0].bind: cannot bind 127.0.0.1:{port}: ",
+        config.display()
+    );
+    assert!(err.contains(&at), "{err}");
+    assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
+    assert!(err.contains("ss -ltnp"), "{err}");
+    drop(taken);
+}
+
+/// `[log] format = "json"`: every line of Weir's own log is one JSON object; `weir check`
+/// refuses a `level` that is not a filter, at its place.
+#[tokio::test]
+async fn the_process_log_can_be_json() {
+    let port = free_port();
+    let admin = free_port();
+    let config = temp_file(
+        "jsonlog.toml",
+        &format!("admin = {{ bind = \"127.0.0.1:{admin}\" }}\n[log]\nformat = \"json\"\nlevel = \"info\"\n[[listeners]]\nname = \"main\"\nbind = \"127.0.0.1:{port}\"\n[[routes]]\nrespond = {{ status = 200 }}\n"),
+    );
+    let log_path = temp_file("jsonlog.log", "");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let weir = spawn_logging(&config, log);
+    let mut text = String::new();
+    for _ in 0..500 {
+        text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if text.contains("ready") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(weir);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let listener = format!("listener main on http://127.0.0.1:{port}");
+    let found = lines
+        .iter()
+        .find(|l| l["message"] == listener.as_str())
+        .unwrap_or_else(|| panic!("no `{listener}` in {text}"));
+    assert_eq!(found["level"], "INFO");
+    assert!(found["timestamp"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("20")));
+    assert!(lines.iter().any(|l| l["message"]
+        == format!("admin API and dashboard on http://127.0.0.1:{admin}/").as_str()));
+
+    let bad = temp_file(
+        "badlevel.toml",
+        "[log]\nlevel = \"weir=[\"\n[[listeners]]\nname = \"main\"\nbind = \"127.0.0.1:1\"\n",
+    );
+    let out = Command::new(WEIR)
+        .arg("check")
+        .arg(&bad)
+        .output()
+        .expect("check");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:2:9: error: log.level: not a log filter",
+            bad.display()
+        )),
+        "{err}"
+    );
+}

@@ -55,6 +55,9 @@ pub struct Config {
     /// The access log.
     #[serde(default)]
     pub access_log: AccessLog,
+    /// Weir's own log (start, reloads, warnings) on stderr.
+    #[serde(default)]
+    pub log: ProcessLog,
     /// Request metrics by route (the `/metrics` exposition on the admin listener).
     #[serde(default)]
     pub metrics: Metrics,
@@ -156,6 +159,30 @@ impl Default for ServerLimits {
             request_memory_budget: defaults::request_memory_budget(),
         }
     }
+}
+
+/// Weir's own log: its format and its filter. Read when the process starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessLog {
+    /// `text` (one human line per event) or `json` (one object per line).
+    #[serde(default)]
+    pub format: ProcessLogFormat,
+    /// Level and per-module filters in `tracing`'s `EnvFilter` syntax, e.g.
+    /// `"info,weir_upstream=debug"`; `WEIR_LOG`, when set, wins. Default `info`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
+}
+
+/// How Weir's own log is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessLogFormat {
+    /// `2026-12-04T03:24:28.691Z  INFO weir: listener http on http://127.0.0.1:8080`.
+    #[default]
+    Text,
+    /// `{"timestamp":"…","level":"INFO","target":"weir","message":"…", …fields}`.
+    Json,
 }
 
 /// Access-log settings.

@@ -114,6 +114,8 @@ pub(crate) async fn forward(
     ctx.upstream_connect = info.connect;
     ctx.upstream_first_byte = info.first_byte;
     let (mut resp, guard) = result?;
+    ctx.upstream_status = resp.status().as_u16();
+    ctx.upstream_version = Some(resp.version());
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     let tunnel = match (switching, upgrade.is_some(), client_upgrade) {
         (true, true, Some(client)) => Some((client, hyper::upgrade::on(&mut resp))),

@@ -451,10 +451,10 @@ impl Control {
 
 /// Binds the admin listener's address.
 pub(crate) fn bind_admin(addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    listener::bind(addr).map_err(|source| ServerError::Bind {
+    listener::bind(addr).map_err(|error| ServerError::Bind {
         name: "admin".to_owned(),
         addr,
-        source,
+        error,
     })
 }
 
@@ -481,10 +481,10 @@ fn bind(
     config: &weir_config::Config,
     l: &weir_config::Listener,
 ) -> Result<(TcpListener, ListenerSettings), ServerError> {
-    let socket = listener::bind(l.bind.0).map_err(|source| ServerError::Bind {
+    let socket = listener::bind(l.bind.0).map_err(|error| ServerError::Bind {
         name: l.name.clone(),
         addr: l.bind.0,
-        source,
+        error,
     })?;
     let local = socket.local_addr().unwrap_or(l.bind.0);
     let settings = ListenerSettings::new(config, l, local).map_err(|source| ServerError::Tls {

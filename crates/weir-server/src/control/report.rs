@@ -60,13 +60,14 @@ impl ReloadStats {
 }
 
 /// The settings read once when the process starts: the worker threads, the access-log
-/// writer, the admin listener's connection cap.
+/// writer, the admin listener's connection cap, the process log's format and filter.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct StartOnly {
     pub(super) workers: Option<usize>,
     pub(super) access_log_enabled: bool,
     pub(super) access_log_path: Option<PathBuf>,
     pub(super) admin_max_connections: Option<usize>,
+    pub(super) log: weir_config::ProcessLog,
 }
 
 impl StartOnly {
@@ -76,6 +77,7 @@ impl StartOnly {
             access_log_enabled: config.access_log.enabled,
             access_log_path: config.access_log.path.clone(),
             admin_max_connections: config.admin.as_ref().map(|a| a.max_connections),
+            log: config.log.clone(),
         }
     }
 
@@ -90,6 +92,12 @@ impl StartOnly {
         }
         if self.access_log_path != other.access_log_path {
             out.push("access_log.path");
+        }
+        if self.log.format != other.log.format {
+            out.push("log.format");
+        }
+        if self.log.level != other.log.level {
+            out.push("log.level");
         }
         // The admin listener reads its cap when it starts; a new address restarts it.
         if self.admin_max_connections != other.admin_max_connections

@@ -228,7 +228,17 @@ pub(crate) async fn accept(
     // What came after the PROXY header is the start of the TLS handshake or the first request.
     let stream = super::proxy_protocol::Prefixed::new(stream, rest);
     let Some(tls) = settings.tls.clone() else {
-        serve(stream, peer, None, false, settings, shared, stop, permit).await;
+        serve(
+            stream,
+            peer,
+            (None, None),
+            false,
+            settings,
+            shared,
+            stop,
+            permit,
+        )
+        .await;
         return;
     };
     let handshake = tokio::time::timeout(settings.header_read_timeout, tls.acceptor.accept(stream));
@@ -257,7 +267,18 @@ pub(crate) async fn accept(
         .and_then(|chain| chain.first())
         .and_then(|leaf| super::tls::client_subject(leaf))
         .and_then(|s| http::HeaderValue::from_str(&s).ok());
-    serve(stream, peer, subject, h2, settings, shared, stop, permit).await;
+    let session = super::tls::session(stream.get_ref().1);
+    serve(
+        stream,
+        peer,
+        (subject, Some(Arc::new(session))),
+        h2,
+        settings,
+        shared,
+        stop,
+        permit,
+    )
+    .await;
 }
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
@@ -301,7 +322,10 @@ async fn sniff_h2<S: AsyncRead + Unpin>(
 async fn serve<S>(
     mut stream: S,
     peer: SocketAddr,
-    client_subject: Option<http::HeaderValue>,
+    (client_subject, tls_session): (
+        Option<http::HeaderValue>,
+        Option<Arc<weir_core::TlsSession>>,
+    ),
     h2: bool,
     settings: Arc<ListenerSettings>,
     shared: Arc<Shared>,
@@ -331,6 +355,7 @@ async fn serve<S>(
         opts: settings.opts.clone(),
         counters: settings.counters.clone(),
         client_subject,
+        tls_session,
     });
     let io = TokioIo::new(WatchedIo {
         inner: stream,

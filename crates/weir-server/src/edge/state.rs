@@ -30,6 +30,8 @@ pub(crate) struct ConnInfo {
     pub(crate) counters: Arc<ListenerCounters>,
     /// The verified client certificate's subject (mTLS).
     pub(crate) client_subject: Option<http::HeaderValue>,
+    /// What the TLS handshake negotiated (TLS listeners only).
+    pub(crate) tls_session: Option<Arc<weir_core::TlsSession>>,
 }
 
 /// Activity of one connection, shared by the IO wrapper, the pipeline and the watchdog.

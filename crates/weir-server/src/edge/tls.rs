@@ -240,6 +240,24 @@ fn dns_names(der: &[u8]) -> Vec<String> {
 /// The subject of a verified client certificate, as an RFC 4514 string: the RDNs last to
 /// first, `+` between the attributes of one RDN, and every special character escaped, so a CN
 /// of `alice, O=Admins` reads as one CN upstream and never as another attribute.
+/// What a finished handshake negotiated, for the access log.
+pub(crate) fn session(conn: &rustls::ServerConnection) -> weir_core::TlsSession {
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "TLS",
+    };
+    let cipher = conn
+        .negotiated_cipher_suite()
+        .and_then(|s| s.suite().as_str())
+        .unwrap_or("unknown");
+    weir_core::TlsSession {
+        version,
+        cipher,
+        sni: conn.server_name().map(Arc::from),
+    }
+}
+
 pub(crate) fn client_subject(der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     Some(rfc4514(cert.subject()))

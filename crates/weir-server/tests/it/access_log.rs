@@ -11,6 +11,7 @@ async fn one_line_per_request_with_fields() {
         .header("host", "api.test")
         .header("authorization", "Bearer secret-token")
         .header("user-agent", "weir-test/1.0 (probe)")
+        .header("referer", "https://app.test/page")
         .body("12345")
         .send()
         .await
@@ -32,6 +33,21 @@ async fn one_line_per_request_with_fields() {
     assert_eq!(l["endpoint"], o.addr.to_string());
     assert_eq!(l["tries"], 1);
     assert_eq!(l["user_agent"], "weir-test/1.0 (probe)");
+    assert_eq!(l["referer"], "https://app.test/page");
+    assert_eq!(l["scheme"], "http");
+    assert!(l["client_port"].as_u64().is_some_and(|p| p > 0), "{l}");
+    assert_eq!(l["upstream_status"], 200);
+    assert_eq!(l["upstream_proto"], "HTTP/1.1");
+    // Plaintext: no TLS fields at all (absent fields are left out, never null).
+    for absent in [
+        "tls_version",
+        "tls_cipher",
+        "sni",
+        "denied_by",
+        "answered_by",
+    ] {
+        assert!(l.get(absent).is_none(), "{absent} in {l}");
+    }
     // Timing breakdown of the upstream part.
     let connect = l["upstream_connect_ms"]
         .as_f64()

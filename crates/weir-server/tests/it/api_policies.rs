@@ -236,6 +236,19 @@ cors = { allow_origins = ["https://app.example.com", "https://*.example.org"], a
         ),
         Some(5.0)
     );
+    // A preflight answered is not a denial: `answered_by`; a refused one is `denied_by`.
+    let lines = gw.log_lines_at_least(9).await;
+    let preflights: Vec<_> = lines.iter().filter(|l| l["method"] == "OPTIONS").collect();
+    assert_eq!(preflights.len(), 7, "{lines:?}");
+    for l in &preflights {
+        if l["status"] == 204 {
+            assert_eq!(l["answered_by"], "cors", "{l}");
+            assert!(l.get("denied_by").is_none(), "{l}");
+        } else {
+            assert_eq!(l["denied_by"], "cors", "{l}");
+            assert!(l.get("answered_by").is_none(), "{l}");
+        }
+    }
 }
 
 #[tokio::test]

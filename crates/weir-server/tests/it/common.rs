@@ -50,6 +50,21 @@ impl Gateway {
     }
 
     /// Flushes and returns the access log lines so far.
+    /// The access log once it holds at least `n` lines (or what it holds after a bounded wait).
+    pub async fn log_lines_at_least(&self, n: usize) -> Vec<serde_json::Value> {
+        for _ in 0..200 {
+            if let Some(s) = &self.server {
+                s.flush_access_log();
+            }
+            let lines = self.log.lines();
+            if lines.len() >= n {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.log.lines()
+    }
+
     pub async fn log_lines(&self) -> Vec<serde_json::Value> {
         // The log line is written when the response body is dropped, just after the client
         // has read it; give the writer thread a moment.

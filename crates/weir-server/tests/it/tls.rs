@@ -272,6 +272,22 @@ async fn alpn_negotiates_h2_or_http11_and_requests_are_proxied_as_https() {
         let echo: serde_json::Value = serde_json::from_slice(resp.body()).expect("json");
         assert_eq!(echo["headers"]["x-forwarded-proto"], "https");
     }
+    // The access log says what each connection negotiated.
+    let lines = gw.log_lines_at_least(2).await;
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for (line, proto) in lines.iter().zip(["HTTP/2.0", "HTTP/1.1"]) {
+        assert_eq!(line["scheme"], "https", "{line}");
+        assert_eq!(line["proto"], proto, "{line}");
+        assert_eq!(line["tls_version"], "TLSv1.3", "{line}");
+        assert!(
+            line["tls_cipher"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("TLS13_")),
+            "{line}"
+        );
+        assert_eq!(line["sni"], "a.test", "{line}");
+        assert_eq!(line["upstream_status"], 200, "{line}");
+    }
 }
 
 #[tokio::test]
