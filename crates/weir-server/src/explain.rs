@@ -34,8 +34,18 @@ pub struct Explanation {
     pub action: Vec<String>,
     /// The policy chain, in order.
     pub policies: Vec<String>,
-    /// The cache key, when the route caches.
-    pub cache_key: Option<String>,
+    /// The route's cache and the key this request is stored under, when the route caches.
+    pub cache: Option<CacheKey>,
+}
+
+/// A cache and a request's primary key in it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CacheKey {
+    /// The `[[caches]]` name.
+    pub name: String,
+    /// The URL the entry is stored under (after the key's query rules), then any headers and
+    /// cookies the key adds (`+ name: value`). `Vary` adds variants under it.
+    pub key: String,
 }
 
 /// Why a request could not be explained.
@@ -98,6 +108,8 @@ pub fn explain(
     let mut steps = Vec::new();
     let mut action = vec!["no route matches: 404 no_route".to_owned()];
     let mut policies = Vec::new();
+    let mut cache = None;
+    let scheme = uri.scheme_str().unwrap_or("http");
     for route in router.routes() {
         match route.matcher.first_failure(&view) {
             Some(f) => steps.push(Step {
@@ -123,6 +135,20 @@ pub fn explain(
                             .collect()
                     })
                     .unwrap_or_default();
+                cache = rt
+                    .routes
+                    .get(route.index)
+                    .and_then(|entry| entry.cache.as_ref())
+                    .map(|c| CacheKey {
+                        name: c.name.to_string(),
+                        key: c.describe_key(
+                            scheme,
+                            host.as_deref().unwrap_or(""),
+                            uri.path(),
+                            uri.query(),
+                            headers,
+                        ),
+                    });
                 break;
             }
         }
@@ -134,7 +160,7 @@ pub fn explain(
         steps,
         action,
         policies,
-        cache_key: None,
+        cache,
     })
 }
 
@@ -250,9 +276,9 @@ impl fmt::Display for Explanation {
         } else {
             writeln!(f, "policies: {}", self.policies.join(" → "))?;
         }
-        match &self.cache_key {
-            Some(k) => writeln!(f, "cache key: {k}"),
-            None => writeln!(f, "cache: not cached"),
+        match &self.cache {
+            Some(c) => writeln!(f, "cache: `{}`, key {}", c.name, c.key),
+            None => writeln!(f, "cache: none (the route does not cache)"),
         }
     }
 }

@@ -743,3 +743,40 @@ async fn the_process_log_can_be_json() {
         "{err}"
     );
 }
+
+/// `weir explain` on a caching route names the cache and the key, after its query rules.
+#[test]
+fn explain_shows_the_cache_and_its_key() {
+    let out = Command::new(WEIR)
+        .current_dir(repo_root())
+        .args(["explain", "-c", "examples/cdn.toml", "--listener", "edge"])
+        .args([
+            "GET",
+            "http://localhost:8091/index.html?utm_source=x&b=2&a=1",
+        ])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    // utm_source is dropped and the rest sorted, as examples/cdn.toml's key rules say.
+    assert!(
+        text.contains("cache: `edge`, key http://localhost/index.html?a=1&b=2"),
+        "{text}"
+    );
+    let json = Command::new(WEIR)
+        .current_dir(repo_root())
+        .args([
+            "explain",
+            "-c",
+            "examples/cdn.toml",
+            "--listener",
+            "origin",
+            "--json",
+        ])
+        .args(["GET", "http://localhost/news.json"])
+        .output()
+        .expect("run");
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert_eq!(json["cache"], serde_json::Value::Null, "{json}");
+    assert_eq!(json["steps"][0]["route"], "news");
+}

@@ -55,6 +55,37 @@ pub(crate) struct CacheHandle {
     pub(crate) counters: Arc<CacheCounters>,
 }
 
+impl CacheHandle {
+    /// The primary key a request gets, in words: the URL the entry is stored under, then each
+    /// header (`+ name: value`) and cookie the key rules add — what `weir explain` shows.
+    pub(crate) fn describe_key(
+        &self,
+        scheme: &str,
+        host: &str,
+        path: &str,
+        query: Option<&str>,
+        headers: &http::HeaderMap,
+    ) -> String {
+        let key = self.rules.primary(scheme, host, path, query, headers);
+        // The key separates a header's name (0) from each of its values (1).
+        let mut out = String::with_capacity(key.len());
+        let mut parts = key.split(|&b| b == 0);
+        out.push_str(&String::from_utf8_lossy(parts.next().unwrap_or_default()));
+        for part in parts {
+            let mut values = part.split(|&b| b == 1);
+            out.push_str(" + ");
+            out.push_str(&String::from_utf8_lossy(values.next().unwrap_or_default()));
+            let joined: Vec<String> = values
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect();
+            out.push_str(": ");
+            out.push_str(if joined.is_empty() { "(absent)" } else { "" });
+            out.push_str(&joined.join(", "));
+        }
+        out
+    }
+}
+
 /// What the cache decided before the forward.
 pub(crate) enum Begin {
     /// Answered from the store.
