@@ -12,7 +12,8 @@
 /// `text`/`owned` a string; `maybe` a string or `null`; `omitted`/`omitted_owned` a string,
 /// the key left out when absent; `int` a number; `count` a number, left out when 0; `ms`
 /// milliseconds with microsecond precision; `omitted_ms` the same, left out when absent;
-/// `flag` `true`/`false`.
+/// `flag` `true`/`false`; `headers` an object of the listed headers present, the key left out
+/// when none are listed.
 #[macro_export]
 macro_rules! access_log_fields {
     ($then:ident) => {
@@ -54,6 +55,8 @@ macro_rules! access_log_fields {
             cache: omitted, "weir.cache", "What the route's cache did (`hit`, `miss`, `stale`, `revalidated` …).";
             user_agent: omitted, "user_agent.original", "The request's `User-Agent`, when it is visible ASCII.";
             referer: omitted, "http.request.header.referer", "The request's `Referer`, when it is visible ASCII.";
+            request_headers: headers, _, "The request headers `[access_log] headers.request` lists, as the client sent them: `{name: value}` (a template: `name=value …`).";
+            response_headers: headers, _, "The response headers `[access_log] headers.response` lists, as Weir sent them.";
             error: maybe, _, "Error code, when the request failed (`upstream_timeout` …).";
             completed: flag, _, "False when the response body did not finish (client gone, upstream reset).";
         }

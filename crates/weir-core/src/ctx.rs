@@ -86,6 +86,19 @@ pub struct RequestCtx {
     pub upstream_status: u16,
     /// HTTP version of the upstream leg (last try), when one answered.
     pub upstream_version: Option<Version>,
+    /// The headers `[access_log] headers` lists, as they were; `None` when it lists none
+    /// (boxed: most configs log none, and the context stays small).
+    pub logged_headers: Option<Box<LoggedHeaderValues>>,
+}
+
+/// Header values the access log carries: `(name, value)` in the configured order, only the
+/// headers present (capped and redacted by the capture).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoggedHeaderValues {
+    /// From the request as the client sent it.
+    pub request: Vec<(http::HeaderName, String)>,
+    /// From the response as Weir sent it.
+    pub response: Vec<(http::HeaderName, String)>,
 }
 
 /// What a TLS connection negotiated, for the access log.
@@ -184,6 +197,7 @@ impl RequestCtx {
             answered_by: None,
             upstream_status: 0,
             upstream_version: None,
+            logged_headers: None,
         }
     }
 }

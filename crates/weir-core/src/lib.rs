@@ -14,7 +14,7 @@ pub mod text;
 pub mod trace_context;
 
 pub use body::{BodyStats, BoxError, RequestBody, ResponseBody};
-pub use ctx::{RequestCtx, TlsSession};
+pub use ctx::{LoggedHeaderValues, RequestCtx, TlsSession};
 pub use error::{ErrorKind, ProxyError, Retry, Side};
 pub use histogram::Histogram;
 pub use outcome::{CacheOutcome, ForwardDecision, IdempotencyOutcome};

@@ -3,6 +3,7 @@
 //! [`tracer`] exports over OTLP. [`prometheus`] writes the metrics exposition.
 
 mod access_log;
+pub mod headers;
 pub mod metrics;
 pub use weir_core::prometheus;
 pub mod process;

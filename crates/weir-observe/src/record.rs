@@ -27,6 +27,7 @@ macro_rules! field_type {
     (ms) => { f64 };
     (omitted_ms) => { Option<f64> };
     (flag) => { bool };
+    (headers) => { Option<&'a [(http::HeaderName, String)]> };
 }
 
 /// Writes `"key":value` (with the separating comma) the way the kind says, or nothing.
@@ -79,6 +80,21 @@ macro_rules! json_field {
         key($out, $key);
         $out.extend_from_slice(if $v { b"true" } else { b"false" });
     }};
+    ($out:ident, $key:expr, headers, $v:expr) => {
+        if let Some(list) = $v {
+            key($out, $key);
+            $out.push(b'{');
+            for (i, (name, value)) in list.iter().enumerate() {
+                if i > 0 {
+                    $out.push(b',');
+                }
+                json_str($out, name.as_str());
+                $out.push(b':');
+                json_str($out, value);
+            }
+            $out.push(b'}');
+        }
+    };
 }
 
 /// Writes a value as template text (`-` when absent).
@@ -112,6 +128,21 @@ macro_rules! text_field {
     };
     ($out:ident, flag, $v:expr) => {
         $out.push_str(if $v { "true" } else { "false" })
+    };
+    ($out:ident, headers, $v:expr) => {
+        match $v {
+            Some(list) if !list.is_empty() => {
+                for (i, (name, value)) in list.iter().enumerate() {
+                    if i > 0 {
+                        $out.push(' ');
+                    }
+                    $out.push_str(name.as_str());
+                    $out.push('=');
+                    $out.push_str(value);
+                }
+            }
+            _ => $out.push('-'),
+        }
     };
 }
 
@@ -239,6 +270,8 @@ impl<'a> RequestRecord<'a> {
             cache: ctx.cache.map(weir_core::CacheOutcome::as_str),
             user_agent: ctx.user_agent.as_ref().and_then(|v| v.to_str().ok()),
             referer: ctx.referer.as_ref().and_then(|v| v.to_str().ok()),
+            request_headers: ctx.logged_headers.as_deref().map(|h| &h.request[..]),
+            response_headers: ctx.logged_headers.as_deref().map(|h| &h.response[..]),
             error: ctx.error.map(weir_core::ErrorKind::code),
             completed,
         }
@@ -413,6 +446,8 @@ mod tests {
             cache: None,
             user_agent: Some("curl/8.5.0"),
             referer: None,
+            request_headers: None,
+            response_headers: None,
             error: Some("upstream_timeout"),
             completed: false,
         }

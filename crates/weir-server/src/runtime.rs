@@ -69,6 +69,8 @@ pub struct Runtime {
     pub(crate) metrics_enabled: bool,
     /// How access-log lines are written.
     pub(crate) log_format: weir_observe::LogFormat,
+    /// The headers the access log copies; `None` when it lists none.
+    pub(crate) log_headers: Option<weir_observe::headers::HeaderCapture>,
     /// Every policy, by config order (carried over a reload that leaves it unchanged, so
     /// rate-limit state survives).
     pub(crate) policies: Vec<Arc<weir_policy::Policy>>,
@@ -247,6 +249,10 @@ impl Runtime {
             tracer,
             metrics_enabled: config.metrics.enabled,
             log_format: weir_observe::LogFormat::from_config(&config.access_log.format),
+            log_headers: weir_observe::headers::HeaderCapture::new(
+                &config.access_log.headers,
+                config.policies.iter().flat_map(|p| p.header_credentials()),
+            ),
             route_metrics,
             unmatched_metrics: metrics.route(""),
             routers,

@@ -201,6 +201,29 @@ pub struct AccessLog {
     /// is written `-`.
     #[serde(default = "defaults::access_log_format")]
     pub format: String,
+    /// Request and response headers each line carries (`request_headers` and
+    /// `response_headers`): `{ request = ["x-tenant"], response = ["content-type"] }`.
+    #[serde(default, skip_serializing_if = "LoggedHeaders::is_empty")]
+    pub headers: LoggedHeaders,
+}
+
+/// Header names the access log records, lowercase.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggedHeaders {
+    /// From the request as the client sent it.
+    #[serde(default)]
+    pub request: Vec<String>,
+    /// From the response as Weir sent it.
+    #[serde(default)]
+    pub response: Vec<String>,
+}
+
+impl LoggedHeaders {
+    /// No header is logged.
+    pub fn is_empty(&self) -> bool {
+        self.request.is_empty() && self.response.is_empty()
+    }
 }
 
 impl Default for AccessLog {
@@ -209,6 +232,7 @@ impl Default for AccessLog {
             enabled: true,
             path: None,
             format: defaults::access_log_format(),
+            headers: LoggedHeaders::default(),
         }
     }
 }

@@ -101,6 +101,9 @@ fn check_route_policies(config: &Config, policies: &[&str], out: &mut Vec<Diagno
     }
 }
 
+/// Most headers per side the access log carries: each costs a copy per request.
+const MAX_LOGGED_HEADERS: usize = 32;
+
 fn check_observability(config: &Config, out: &mut Vec<Diagnostic>) {
     let format = &config.access_log.format;
     if format != "json" {
@@ -112,6 +115,32 @@ fn check_observability(config: &Config, out: &mut Vec<Diagnostic>) {
                 )
                 .help("\"json\", or a template such as \"$client_ip $method $path $status $duration_ms\""),
             );
+        }
+    }
+    for (side, names) in [
+        ("request", &config.access_log.headers.request),
+        ("response", &config.access_log.headers.response),
+    ] {
+        let at = KeyPath::root("access_log").key("headers").key(side);
+        if names.len() > MAX_LOGGED_HEADERS {
+            out.push(
+                Diagnostic::at(
+                    at.clone(),
+                    format!(
+                        "{} headers listed; at most {MAX_LOGGED_HEADERS}",
+                        names.len()
+                    ),
+                )
+                .help("log the headers a pipeline queries; the rest belong in a trace"),
+            );
+        }
+        for (i, name) in names.iter().enumerate() {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                out.push(
+                    Diagnostic::at(at.index(i), format!("`{name}` is not a header name"))
+                        .help("e.g. \"x-tenant\" or \"content-type\""),
+                );
+            }
         }
     }
     if let Some(t) = &config.tracing {

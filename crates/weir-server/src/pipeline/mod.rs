@@ -79,6 +79,9 @@ pub(crate) async fn handle(
     ctx.user_agent = req.headers().get(http::header::USER_AGENT).cloned();
     ctx.referer = req.headers().get(http::header::REFERER).cloned();
     ctx.tls_session = conn.tls_session.clone();
+    if let Some(capture) = &runtime.log_headers {
+        ctx.logged_headers = Some(capture.request(req.headers()));
+    }
     let compression = shared.compression.clone();
     let mut log = Box::new(LogPhase::new(
         ctx,
@@ -137,6 +140,10 @@ pub(crate) async fn handle(
         );
     }
     log.ctx.status = resp.status().as_u16();
+    // The response's headers as they leave, every phase's edits included.
+    if let Some(capture) = &runtime.log_headers {
+        capture.response(resp.headers(), &mut log.ctx.logged_headers);
+    }
     if tunnel_asked {
         let opened = if log.ctx.method == Method::CONNECT {
             resp.status().is_success()

@@ -136,3 +136,36 @@ fn a_template_with_an_unknown_field_is_refused_with_its_place() {
     assert!(err.contains(&format!("weir.toml:{line}:")), "{err}");
     assert!(err.contains("unknown field `nope`"), "{err}");
 }
+
+/// `[access_log] headers`: the listed request headers as the client sent them and the listed
+/// response headers as Weir sent them, credentials redacted, long values capped.
+#[tokio::test]
+async fn listed_headers_are_logged_capped_and_redacted() {
+    let o = echo_origin().await;
+    let gw = gateway(&config(
+        &[o.addr],
+        "access_log = { headers = { request = [\"x-tenant\", \"Authorization\", \"x-long\", \"x-absent\"], response = [\"content-type\", \"x-request-id\"] } }",
+    ))
+    .await;
+    let r = client()
+        .get(gw.url("/h"))
+        .header("x-tenant", "acme")
+        .header("authorization", "Bearer never-logged")
+        .header("x-long", "z".repeat(2000))
+        .send()
+        .await
+        .expect("request");
+    let id = r.headers()["x-request-id"].to_str().expect("id").to_owned();
+    r.bytes().await.expect("body");
+    let lines = gw.log_lines().await;
+    let l = &lines[0];
+    let req = &l["request_headers"];
+    assert_eq!(req["x-tenant"], "acme", "{l}");
+    assert_eq!(req["authorization"], "REDACTED", "{l}");
+    assert!(req.get("x-absent").is_none(), "{l}");
+    let long = req["x-long"].as_str().expect("x-long");
+    assert!(long.len() <= 256 + 3 && long.ends_with('…'), "{long}");
+    assert_eq!(l["response_headers"]["x-request-id"], id.as_str(), "{l}");
+    assert!(l["response_headers"]["content-type"].is_string(), "{l}");
+    assert!(!l.to_string().contains("never-logged"));
+}
