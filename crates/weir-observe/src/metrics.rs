@@ -67,26 +67,33 @@ pub struct RouteTotals {
     pub errors: u64,
     /// Cumulative duration bucket counts (bounds: `weir_core::histogram::BUCKETS`).
     pub buckets: [u64; weir_core::histogram::BUCKETS.len()],
+    /// Requests finished by status class, 1xx … 5xx.
+    pub by_class: [u64; 5],
+    /// Request body bytes received.
+    pub bytes_in: u64,
+    /// Response body bytes sent.
+    pub bytes_out: u64,
 }
 
 impl RouteMetrics {
     /// This route's totals now.
     pub fn totals(&self) -> RouteTotals {
         let mut requests = 0;
-        let mut errors = 0;
-        for by_class in &self.requests {
-            for (ci, n) in by_class.iter().enumerate() {
+        let mut by_class = [0u64; 5];
+        for per_method in &self.requests {
+            for (ci, n) in per_method.iter().enumerate() {
                 let n = n.load(Ordering::Relaxed);
                 requests += n;
-                if ci == 4 {
-                    errors += n;
-                }
+                by_class[ci] += n;
             }
         }
         RouteTotals {
             requests,
-            errors,
+            errors: by_class[4],
             buckets: self.duration.snapshot().0,
+            by_class,
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
         }
     }
 }

@@ -83,8 +83,24 @@ pub(super) fn data(admin: &Admin, upstreams: serde_json::Value) -> serde_json::V
     // Routes by name, then the requests no route matched.
     routes.sort_by_key(|(unmatched, _)| *unmatched);
     let routes: Vec<serde_json::Value> = routes.into_iter().map(|(_, r)| r).collect();
+    // Every route together since start: answers by status class, body bytes each way.
+    let (mut by_class, mut bytes_in, mut bytes_out) = ([0u64; 5], 0u64, 0u64);
+    for (_, t) in admin.shared.metrics.totals() {
+        for (sum, n) in by_class.iter_mut().zip(t.by_class) {
+            *sum += n;
+        }
+        bytes_in += t.bytes_in;
+        bytes_out += t.bytes_out;
+    }
+    let caches = crate::cache::metrics::summary(&admin.shared.runtime.load().caches);
     serde_json::json!({
         "now": unix_now(),
+        "totals": {
+            "by_class": {"1xx": by_class[0], "2xx": by_class[1], "3xx": by_class[2], "4xx": by_class[3], "5xx": by_class[4]},
+            "bytes_in": bytes_in,
+            "bytes_out": bytes_out,
+        },
+        "caches": caches["caches"],
         "status": super::status::status(admin),
         "in_flight": admin.shared.in_flight.load(std::sync::atomic::Ordering::Relaxed),
         "routes": routes,

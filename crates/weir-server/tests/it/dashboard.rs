@@ -223,6 +223,7 @@ fn colored_pixels(route: &str, kind: &str, rgb: (u8, u8, u8)) -> String {
 fn dashboard_config(origin: SocketAddr, dead: SocketAddr) -> String {
     TestConfig::new()
         .admin()
+        .top("[[caches]]\nname = \"edge\"\nmax_memory = \"8MiB\"")
         .upstream("api", &[origin], "")
         .upstream("broken", &[dead], "retry = { attempts = 0 }")
         .route(
@@ -232,6 +233,10 @@ fn dashboard_config(origin: SocketAddr, dead: SocketAddr) -> String {
         .route(
             "legacy",
             "match = { path_prefix = \"/legacy/\" }\nproxy = { upstream = \"broken\" }",
+        )
+        .route(
+            "cached",
+            "match = { path_prefix = \"/cached/\" }\ncache = \"edge\"\nproxy = { upstream = \"api\" }",
         )
         .build()
 }
@@ -291,6 +296,7 @@ async fn the_dashboard_loads_clean_draws_charts_and_moves_with_traffic() {
     let traffic = {
         let api = gw.url("/api/x");
         let legacy = gw.url("/legacy/y");
+        let cached = gw.url("/cached/z");
         tokio::spawn(async move {
             let c = client();
             let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
@@ -302,6 +308,8 @@ async fn the_dashboard_loads_clean_draws_charts_and_moves_with_traffic() {
                 }
                 let r = c.get(&legacy).send().await.expect("legacy request");
                 assert_eq!(r.status(), 502);
+                r.bytes().await.expect("body");
+                let r = c.get(&cached).send().await.expect("cached request");
                 r.bytes().await.expect("body");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -356,6 +364,58 @@ async fn the_dashboard_loads_clean_draws_charts_and_moves_with_traffic() {
         p99_pixels.as_u64().is_some_and(|n| n > 20),
         "p99 line: {p99_pixels}"
     );
+    // The 5xx chart's scale stops at 100% (a route failing every request draws at the top,
+    // not under a 115% label).
+    let err_max = page
+        .eval("parseFloat([...document.querySelectorAll('.route')].find(c => c.dataset.route === 'legacy').querySelector('canvas[data-kind=\"err\"]').dataset.max)")
+        .await;
+    assert_eq!(err_max.as_f64(), Some(100.0), "{err_max}");
+    // Answers by class and bytes since start, and the cache's row.
+    let by_class = page
+        .eval("document.getElementById('by-class').textContent")
+        .await;
+    let counts: Vec<u64> = by_class
+        .as_str()
+        .unwrap_or("")
+        .split(" · ")
+        .filter_map(|n| n.replace(',', "").parse().ok())
+        .collect();
+    assert!(
+        counts.len() == 4 && counts[0] > 0 && counts[3] > 0,
+        "2xx and 5xx counted: {by_class}"
+    );
+    assert!(
+        page.wait_for(
+            "!document.getElementById('caches-section').hidden && document.getElementById('caches').innerText.includes('edge')",
+            10
+        )
+        .await,
+        "the cache has its row"
+    );
+    // No breaker configured reads "none", not a green "off".
+    let breaker = page
+        .eval("document.querySelector('#upstreams tbody tr td:nth-child(2)').textContent")
+        .await;
+    assert_eq!(breaker, "none");
+    // The drain button drains through the admin API, and enable brings it back.
+    let addr = o.addr.to_string();
+    let button = format!("document.querySelector('button.action[data-endpoint=\"{addr}\"]')");
+    for (action, state) in [("drain", "drained"), ("enable", "healthy")] {
+        assert!(
+            page.wait_for(
+                &format!("!!{button} && {button}.textContent === '{action}'"),
+                10
+            )
+            .await,
+            "a {action} button for {addr}"
+        );
+        page.eval(&format!("{button}.click(), true")).await;
+        let row_state = format!(
+            "[...document.querySelectorAll('#upstreams tbody tr')].some(r => r.cells[2].textContent === '{addr}' && r.cells[3].textContent === '{state}')"
+        );
+        assert!(page.wait_for(&row_state, 10).await, "{addr} {state}");
+    }
+
     let api_now = page
         .eval("[...document.querySelectorAll('.route')].find(c => c.dataset.route === 'api').querySelector('.now').textContent")
         .await;

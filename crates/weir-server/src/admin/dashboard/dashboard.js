@@ -33,6 +33,14 @@ function fmt(n, digits) {
   return n.toFixed(digits);
 }
 
+function bytes(n) {
+  if (n === null || n === undefined) return "–";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return (i === 0 ? String(n) : n.toFixed(1)) + " " + units[i];
+}
+
 function duration(secs) {
   const d = Math.floor(secs / 86400), h = Math.floor(secs / 3600) % 24;
   const m = Math.floor(secs / 60) % 60, s = secs % 60;
@@ -43,22 +51,34 @@ function duration(secs) {
 }
 
 // Draws one or more series (arrays of [t, value]) over the last `span` seconds; a series with
-// `dots` marks every point, so a lone reading between gaps still shows.
-function draw(canvas, now, span, series, fixedMax) {
+// `dots` marks every point, so a lone reading between gaps still shows. A `percent` chart's
+// scale stops at 100. The time axis marks each minute back from now.
+function draw(canvas, now, span, series, percent) {
   const ratio = window.devicePixelRatio || 1;
   const w = Math.max(1, Math.round(canvas.clientWidth * ratio));
   const h = Math.max(1, Math.round(canvas.clientHeight * ratio));
   if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
   const ctx = canvas.getContext("2d");
   ctx.clearRect(0, 0, w, h);
-  let max = fixedMax || 0;
+  let max = 0;
   let drawn = 0;
   for (const s of series) for (const [, v] of s.points) if (v !== null && v > max) max = v;
   // Headroom above the highest point, so a flat series does not hide under the scale label.
   max = max <= 0 ? 1 : max * 1.15;
-  const pad = 4 * ratio;
+  if (percent) max = Math.min(100, Math.max(1, max));
+  const pad = 4 * ratio, axis = 12 * ratio;
   const x = (t) => ((t - (now - span)) / span) * w;
-  const y = (v) => h - pad - (v / max) * (h - 2 * pad);
+  const y = (v) => h - axis - (v / max) * (h - axis - pad);
+  ctx.fillStyle = "#8a96a3";
+  ctx.font = 9 * ratio + "px system-ui, sans-serif";
+  ctx.strokeStyle = "#1d252d";
+  for (let back = 60; back < span; back += 60) {
+    const tx = x(now - back);
+    ctx.beginPath(); ctx.moveTo(tx, pad); ctx.lineTo(tx, h - axis); ctx.stroke();
+    ctx.fillText("-" + back / 60 + "m", tx + 2 * ratio, h - 2 * ratio);
+  }
+  const nowLabel = "now";
+  ctx.fillText(nowLabel, w - ctx.measureText(nowLabel).width - 2 * ratio, h - 2 * ratio);
   ctx.strokeStyle = "#26313c";
   ctx.lineWidth = 1;
   ctx.beginPath(); ctx.moveTo(0, y(0)); ctx.lineTo(w, y(0)); ctx.stroke();
@@ -86,7 +106,7 @@ function draw(canvas, now, span, series, fixedMax) {
   }
   ctx.fillStyle = "#8a96a3";
   ctx.font = 10 * ratio + "px system-ui, sans-serif";
-  ctx.fillText(fmt(max, max < 10 ? 2 : 0), 2 * ratio, 10 * ratio);
+  ctx.fillText(fmt(max, max < 10 ? 2 : 0) + (percent ? "%" : ""), 2 * ratio, 10 * ratio);
   canvas.dataset.points = String(drawn);
   canvas.dataset.max = String(max);
 }
@@ -142,7 +162,7 @@ function renderRoutes(data) {
     const series = (key, scale) => pts.map((p) => [p.t, p[key] === null ? null : p[key] * (scale || 1)]);
     const [c1, c2, c3] = card.querySelectorAll("canvas");
     draw(c1, data.now, span, [{ color: COLORS.rps, points: series("rps") }]);
-    draw(c2, data.now, span, [{ color: COLORS.err, points: series("error_rate", 100) }], 1);
+    draw(c2, data.now, span, [{ color: COLORS.err, points: series("error_rate", 100) }], true);
     draw(c3, data.now, span, [
       { color: COLORS.p50, points: series("p50_ms"), dots: true },
       { color: COLORS.p99, points: series("p99_ms"), dots: true },
@@ -150,6 +170,47 @@ function renderRoutes(data) {
   }
   $("total-rps").textContent = fmt(rps, 1);
   $("total-errors").textContent = requests > 0 ? fmt((errors / requests) * 100, 2) + "%" : "0%";
+  const t = data.totals;
+  if (t) {
+    const c = t.by_class;
+    $("by-class").textContent = [c["2xx"], c["3xx"], c["4xx"], c["5xx"]].map((n) => fmt(n, 0)).join(" · ") +
+      (c["1xx"] ? " (+" + c["1xx"] + " 1xx)" : "");
+    $("bytes").textContent = bytes(t.bytes_in) + " · " + bytes(t.bytes_out);
+  }
+}
+
+function renderCaches(data) {
+  const caches = data.caches || [];
+  $("caches-section").hidden = caches.length === 0;
+  const rows = caches.map((c) => {
+    const row = document.createElement("tr");
+    const l = c.lookups;
+    const tier = (t) => t ? fmt(t.objects, 0) + " · " + bytes(t.bytes) : "–";
+    cell(row, c.name);
+    cell(row, c.hit_ratio === null ? "–" : fmt(c.hit_ratio * 100, 1) + "%");
+    cell(row, fmt(l.hit + l.stale + l.revalidated + l.miss + l.refetched, 0));
+    cell(row, tier(c.memory));
+    cell(row, tier(c.disk));
+    cell(row, fmt(c.stored, 0));
+    cell(row, fmt(c.evictions.memory + c.evictions.disk, 0));
+    cell(row, String(c.fills_in_flight));
+    return row;
+  });
+  $("caches").querySelector("tbody").replaceChildren(...rows);
+}
+
+// Drains or enables an endpoint through the admin API (with the token the page holds).
+async function endpointAction(upstream, address, action) {
+  const headers = {};
+  const t = token();
+  if (t) headers["Authorization"] = "Bearer " + t;
+  const url = "/upstreams/" + encodeURIComponent(upstream) + "/endpoints/" + address + "/" + action;
+  try {
+    const resp = await fetch(url, { method: "POST", headers });
+    $("action-error").textContent = resp.ok ? "" : action + " " + address + ": HTTP " + resp.status;
+  } catch (e) {
+    $("action-error").textContent = action + " " + address + ": " + e.message;
+  }
 }
 
 function renderStatus(data) {
@@ -180,8 +241,9 @@ function renderUpstreams(data) {
   const body = $("upstreams").querySelector("tbody");
   const rows = [];
   for (const u of data.upstreams) {
-    const breaker = u.circuit_breaker || "off";
-    const bcls = breaker === "closed" || breaker === "off" ? "ok" : "bad";
+    // No breaker configured is not a healthy breaker: say "none", greyed.
+    const breaker = u.circuit_breaker || "none";
+    const bcls = breaker === "closed" ? "ok" : breaker === "none" ? "muted" : "bad";
     // Endpoints in the set, then removed ones still finishing requests.
     const eps = u.endpoints.concat((u.draining || []).map((ep) => Object.assign({}, ep, { draining: true })));
     eps.forEach((ep, i) => {
@@ -196,6 +258,17 @@ function renderUpstreams(data) {
       cell(row, ep.latency_ewma_ms === null ? "–" : fmt(ep.latency_ewma_ms, 2) + " ms");
       cell(row, String(ep.requests));
       cell(row, String(ep.failures), ep.failures > 0 ? "warn" : "");
+      const actions = document.createElement("td");
+      if (!ep.draining) {
+        const b = document.createElement("button");
+        const action = ep.drained ? "enable" : "drain";
+        b.textContent = action;
+        b.className = "action";
+        b.dataset.endpoint = ep.address;
+        b.addEventListener("click", () => endpointAction(u.name, ep.address, action));
+        actions.append(b);
+      }
+      row.append(actions);
       rows.push(row);
     });
   }
@@ -209,6 +282,7 @@ async function tick() {
       renderStatus(data);
       renderRoutes(data);
       renderUpstreams(data);
+      renderCaches(data);
       $("conn").textContent = "live";
       $("conn").className = "pill ok";
       document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
