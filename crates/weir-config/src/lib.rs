@@ -21,6 +21,7 @@ pub mod log_format;
 pub mod pem;
 pub mod schema;
 pub mod secret;
+mod structure;
 pub mod template;
 pub mod units;
 mod validate;
@@ -69,19 +70,9 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     if !unset.is_empty() {
         return Err(invalid(unset));
     }
-    let de = toml::de::Deserializer::from(table.clone());
-    let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = convert_path(e.path());
-        let inner = e.inner();
-        let mut diag = from_serde_message(path, inner.message());
-        diag.span = locate::locate(
-            &table,
-            diag.path.as_ref().unwrap_or(&KeyPath::default()),
-            diag.target,
-        )
-        .filter(|s| !s.is_empty())
-        .or_else(|| inner.span());
-        invalid(vec![diag])
+    let config = structure::deserialize(&table).map_err(|mut diags| {
+        diags.sort_by_key(|d| d.span.as_ref().map_or(usize::MAX, |s| s.start));
+        invalid(diags)
     })?;
     let mut diags = validate::validate(&config);
     if diags.is_empty() {
@@ -160,7 +151,15 @@ fn from_serde_message(path: KeyPath, message: &str) -> Diagnostic {
     {
         return Diagnostic::at(path, format!("missing required key `{field}`"));
     }
-    Diagnostic::at(path, message.to_owned())
+    let key = match path.0.last() {
+        Some(Seg::Key(k)) => Some(k.as_str()),
+        _ => None,
+    };
+    match structure::type_error(message, key) {
+        Some((words, Some(example))) => Diagnostic::at(path, words).help(example),
+        Some((words, None)) => Diagnostic::at(path, words),
+        None => Diagnostic::at(path, message.to_owned()),
+    }
 }
 
 /// Splits "unknown field `x`, expected one of `a`, `b`" into `x` and `[a, b]`.

@@ -473,3 +473,31 @@ fn bind_shorthands() {
         assert_eq!(config.listeners[0].bind.to_string(), bound, "{given}");
     }
 }
+
+/// Wrong types, unknown keys and missing keys are all reported in one pass, in file order, in
+/// Weir's words with an example — not only the first one.
+#[test]
+fn every_structural_problem_at_once() {
+    insta::assert_snapshot!(error_of(
+        r#"
+workers = "four"
+
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:8080"
+max_connections = -3
+keepalive = "10s"
+
+[[listeners]]
+bind = "127.0.0.1:8081"
+
+[[upstreams]]
+name = "api"
+endpoints = "10.0.0.1:80"
+
+[[routes]]
+match = { path = 5 }
+respond = { status = "ok" }
+"#
+    ));
+}
