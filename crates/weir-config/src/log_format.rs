@@ -3,7 +3,8 @@
 
 /// The access log's fields, one line each: the name (the JSON key and the template
 /// variable), how its value is written, the trace span attribute it also becomes (`_`: none
-/// beyond the tracer's OpenTelemetry ones), and what it is. This table is the only list of
+/// beyond the tracer's OpenTelemetry ones), its JSON key under `names = "otel"` (OpenTelemetry
+/// semantic conventions where one exists, `weir.*` otherwise), and what it is. This table is the only list of
 /// request facts the log carries: it generates [`ACCESS_LOG_FIELDS`] (what `weir check`
 /// accepts in a template) here, and `weir-observe`'s `RequestRecord` (its fields, the JSON
 /// writer, the template writer and the span attributes) there.
@@ -18,53 +19,53 @@
 macro_rules! access_log_fields {
     ($then:ident) => {
         $then! {
-            ts: owned, _, "Time the request arrived, RFC 3339 UTC with milliseconds.";
-            request_id: text, "weir.request_id", "`X-Request-Id`, incoming or generated.";
-            trace_id: omitted_owned, _, "W3C trace id (32 hex digits): the caller's, or the one Weir started.";
-            span_id: omitted_owned, _, "Weir's server span id, when Weir traces.";
-            listener: text, "weir.listener", "Listener name.";
-            client_ip: owned, _, "Client address (after trusted-proxy resolution).";
-            client_port: int, "client.port", "TCP source port of the connection (a trusted proxy's, when one forwarded the request).";
-            scheme: text, _, "`http` or `https`: whether the request arrived over TLS.";
-            tls_version: omitted, "tls.protocol.version", "`TLSv1.2` or `TLSv1.3`, on TLS connections.";
-            tls_cipher: omitted, "tls.cipher", "The negotiated cipher suite (IANA name), on TLS connections.";
-            sni: omitted_owned, "tls.server.name", "The server name the client sent in its TLS handshake.";
-            proto: text, _, "`HTTP/1.0`, `HTTP/1.1`, `HTTP/2.0`.";
-            method: text, _, "Method.";
-            host: maybe, _, "Host (lowercase, no port), if any.";
-            path: text, _, "Path as received, without the query.";
-            query: maybe, _, "Query string, if any.";
-            status: int, _, "Status sent; 499 when the client went away before a response.";
-            bytes_in: int, _, "Request body bytes received.";
-            bytes_out: int, _, "Response body bytes sent.";
-            duration_ms: ms, _, "Milliseconds from request head to the end of the response body.";
-            route: maybe, _, "Matched route.";
-            upstream: maybe, "weir.upstream", "Upstream name.";
-            endpoint: maybe, "weir.upstream.address", "Upstream endpoint address (of the last try).";
-            upstream_status: count, "weir.upstream.status", "Status the upstream answered (last try); left out when none answered.";
-            upstream_proto: omitted, "weir.upstream.protocol", "HTTP version of the upstream leg (`HTTP/1.1`, `HTTP/2.0`), when one answered.";
-            upstream_connect_ms: omitted_ms, _, "Milliseconds the last upstream try spent getting a connection.";
-            upstream_first_byte_ms: omitted_ms, _, "Milliseconds from sending upstream to the response head (last try).";
-            tries: count, "weir.upstream.tries", "Upstream tries (1 + retries); left out when not proxied.";
-            forward: omitted, "weir.forward", "A forward proxy's decision (`allowed`, `denied`).";
-            denied_by: omitted, "weir.denied_by", "The policy that refused the request (401, 403, 429 …).";
-            answered_by: omitted, "weir.answered_by", "The policy that answered the request itself without refusing it (a CORS preflight, an idempotent replay).";
-            consumer: omitted, "weir.consumer", "Who the request is from (an identity policy's consumer).";
-            idempotency: omitted, "weir.idempotency", "What an idempotency policy did (`stored`, `replayed`, `conflict` …).";
-            compression: omitted, "weir.compression", "The content coding Weir compressed the response with.";
-            cache: omitted, "weir.cache", "What the route's cache did (`hit`, `miss`, `stale`, `revalidated` …).";
-            user_agent: omitted, "user_agent.original", "The request's `User-Agent`, when it is visible ASCII.";
-            referer: omitted, "http.request.header.referer", "The request's `Referer`, when it is visible ASCII.";
-            request_headers: headers, _, "The request headers `[access_log] headers.request` lists, as the client sent them: `{name: value}` (a template: `name=value …`).";
-            response_headers: headers, _, "The response headers `[access_log] headers.response` lists, as Weir sent them.";
-            error: maybe, _, "Error code, when the request failed (`upstream_timeout` …).";
-            completed: flag, _, "False when the response body did not finish (client gone, upstream reset).";
+            ts: owned, _, "timestamp", "Time the request arrived, RFC 3339 UTC with milliseconds.";
+            request_id: text, "weir.request_id", "weir.request_id", "`X-Request-Id`, incoming or generated.";
+            trace_id: omitted_owned, _, "trace_id", "W3C trace id (32 hex digits): the caller's, or the one Weir started.";
+            span_id: omitted_owned, _, "span_id", "Weir's server span id, when Weir traces.";
+            listener: text, "weir.listener", "weir.listener", "Listener name.";
+            client_ip: owned, _, "client.address", "Client address (after trusted-proxy resolution).";
+            client_port: int, _, "network.peer.port", "TCP source port of the connection (a trusted proxy's, when one forwarded the request).";
+            scheme: text, _, "url.scheme", "`http` or `https`: whether the request arrived over TLS.";
+            tls_version: omitted, "tls.protocol.version", "tls.protocol.version", "`TLSv1.2` or `TLSv1.3`, on TLS connections.";
+            tls_cipher: omitted, "tls.cipher", "tls.cipher", "The negotiated cipher suite (IANA name), on TLS connections.";
+            sni: omitted_owned, "tls.server.name", "tls.client.server_name", "The server name the client sent in its TLS handshake.";
+            proto: text, _, "weir.protocol", "`HTTP/1.0`, `HTTP/1.1`, `HTTP/2.0`.";
+            method: text, _, "http.request.method", "Method.";
+            host: maybe, _, "server.address", "Host (lowercase, no port), if any.";
+            path: text, _, "url.path", "Path as received, without the query.";
+            query: maybe, _, "url.query", "Query string, if any.";
+            status: int, _, "http.response.status_code", "Status sent; 499 when the client went away before a response.";
+            bytes_in: int, _, "http.request.body.size", "Request body bytes received.";
+            bytes_out: int, _, "http.response.body.size", "Response body bytes sent.";
+            duration_ms: ms, _, "weir.duration_ms", "Milliseconds from request head to the end of the response body.";
+            route: maybe, _, "http.route", "Matched route.";
+            upstream: maybe, "weir.upstream", "weir.upstream", "Upstream name.";
+            endpoint: maybe, "weir.upstream.address", "weir.upstream.address", "Upstream endpoint address (of the last try).";
+            upstream_status: count, "weir.upstream.status", "weir.upstream.status", "Status the upstream answered (last try); left out when none answered.";
+            upstream_proto: omitted, "weir.upstream.protocol", "weir.upstream.protocol", "HTTP version of the upstream leg (`HTTP/1.1`, `HTTP/2.0`), when one answered.";
+            upstream_connect_ms: omitted_ms, _, "weir.upstream.connect_ms", "Milliseconds the last upstream try spent getting a connection.";
+            upstream_first_byte_ms: omitted_ms, _, "weir.upstream.first_byte_ms", "Milliseconds from sending upstream to the response head (last try).";
+            tries: count, "weir.upstream.tries", "weir.upstream.tries", "Upstream tries (1 + retries); left out when not proxied.";
+            forward: omitted, "weir.forward", "weir.forward", "A forward proxy's decision (`allowed`, `denied`).";
+            denied_by: omitted, "weir.denied_by", "weir.denied_by", "The policy that refused the request (401, 403, 429 …).";
+            answered_by: omitted, "weir.answered_by", "weir.answered_by", "The policy that answered the request itself without refusing it (a CORS preflight, an idempotent replay).";
+            consumer: omitted, "weir.consumer", "weir.consumer", "Who the request is from (an identity policy's consumer).";
+            idempotency: omitted, "weir.idempotency", "weir.idempotency", "What an idempotency policy did (`stored`, `replayed`, `conflict` …).";
+            compression: omitted, "weir.compression", "weir.compression", "The content coding Weir compressed the response with.";
+            cache: omitted, "weir.cache", "weir.cache", "What the route's cache did (`hit`, `miss`, `stale`, `revalidated` …).";
+            user_agent: omitted, "user_agent.original", "user_agent.original", "The request's `User-Agent`, when it is visible ASCII.";
+            referer: omitted, "http.request.header.referer", "http.request.header.referer", "The request's `Referer`, when it is visible ASCII.";
+            request_headers: headers, _, "http.request.header", "The request headers `[access_log] headers.request` lists, as the client sent them: `{name: value}` (a template: `name=value …`).";
+            response_headers: headers, _, "http.response.header", "The response headers `[access_log] headers.response` lists, as Weir sent them.";
+            error: maybe, _, "error.type", "Error code, when the request failed (`upstream_timeout` …).";
+            completed: flag, _, "weir.completed", "False when the response body did not finish (client gone, upstream reset).";
         }
     };
 }
 
 macro_rules! field_names {
-    ($($name:ident: $how:ident, $span:tt, $doc:literal;)*) => {
+    ($($name:ident: $how:ident, $span:tt, $otel:literal, $doc:literal;)*) => {
         /// Every field an access-log template may name (the JSON log's keys), in table order.
         pub const ACCESS_LOG_FIELDS: &[&str] = &[$(stringify!($name)),*];
     };

@@ -42,10 +42,11 @@ fn record() -> RequestRecord<'static> {
 fn bench(c: &mut Criterion) {
     let r = record();
     c.bench_function("access_log_line_json", |b| {
-        b.iter(|| black_box(LogFormat::Json.line(black_box(&r))))
+        b.iter(|| black_box(LogFormat::default().line(black_box(&r))))
     });
     let template = LogFormat::from_config(
         "$client_ip - [$ts] \"$method $path\" $status $bytes_out $duration_ms $route $endpoint $trace_id",
+        weir_config::AccessLogNames::Flat,
     );
     c.bench_function("access_log_line_template", |b| {
         b.iter(|| black_box(template.line(black_box(&r))))

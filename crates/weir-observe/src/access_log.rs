@@ -29,31 +29,36 @@ const WRITE_EVERY: Duration = Duration::from_millis(100);
 const WRITE_BUFFER: usize = 1024 * 1024;
 
 /// How a record becomes a line.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogFormat {
-    /// One JSON object with every field.
-    #[default]
-    Json,
+    /// One JSON object with every field, keys named as given.
+    Json(weir_config::AccessLogNames),
     /// A template of text and named fields (`access_log.format`).
     Template(Vec<LogSegment>),
+}
+
+impl Default for LogFormat {
+    fn default() -> Self {
+        Self::Json(weir_config::AccessLogNames::Flat)
+    }
 }
 
 impl LogFormat {
     /// The format named by `access_log.format` (validated: an invalid template was refused
     /// before this runs, and falls back to JSON here).
-    pub fn from_config(format: &str) -> Self {
+    pub fn from_config(format: &str, names: weir_config::AccessLogNames) -> Self {
         if format == "json" {
-            return Self::Json;
+            return Self::Json(names);
         }
-        parse_log_format(format).map_or(Self::Json, Self::Template)
+        parse_log_format(format).map_or(Self::Json(names), Self::Template)
     }
 
     /// The line for one record, newline included.
     pub fn line(&self, record: &RequestRecord<'_>) -> Option<Vec<u8>> {
         match self {
-            Self::Json => {
+            Self::Json(names) => {
                 let mut line = Vec::with_capacity(768);
-                record.write_json(&mut line);
+                record.write_json(&mut line, *names);
                 line.push(b'\n');
                 Some(line)
             }
@@ -237,7 +242,7 @@ impl AccessLog {
 
     /// Queues one record, as JSON.
     pub fn log(&self, record: &RequestRecord<'_>) {
-        self.log_as(record, &LogFormat::Json);
+        self.log_as(record, &LogFormat::default());
     }
 
     /// Queues one record in `format`. The writer is not woken per line (a wake-up per request
@@ -421,7 +426,10 @@ mod tests {
         let mut r = record();
         r.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
         r.path = "/a\nb";
-        let format = LogFormat::from_config("$method ${path}! $status $trace_id $route $$");
+        let format = LogFormat::from_config(
+            "$method ${path}! $status $trace_id $route $$",
+            weir_config::AccessLogNames::Flat,
+        );
         let line = String::from_utf8(format.line(&r).expect("line")).expect("utf8");
         assert_eq!(line, "GET /a b! 200 4bf92f3577b34da6a3ce929d0e0e4736 - $\n");
         // That every field has a renderer and a JSON key is generated from the one table

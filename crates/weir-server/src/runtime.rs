@@ -248,7 +248,10 @@ impl Runtime {
             caches,
             tracer,
             metrics_enabled: config.metrics.enabled,
-            log_format: weir_observe::LogFormat::from_config(&config.access_log.format),
+            log_format: weir_observe::LogFormat::from_config(
+                &config.access_log.format,
+                config.access_log.names,
+            ),
             log_headers: weir_observe::headers::HeaderCapture::new(
                 &config.access_log.headers,
                 config.policies.iter().flat_map(|p| p.header_credentials()),

@@ -205,6 +205,22 @@ pub struct AccessLog {
     /// `response_headers`): `{ request = ["x-tenant"], response = ["content-type"] }`.
     #[serde(default, skip_serializing_if = "LoggedHeaders::is_empty")]
     pub headers: LoggedHeaders,
+    /// The JSON keys: Weir's flat names (`client_ip`, `status`) or OpenTelemetry's semantic
+    /// conventions (`client.address`, `http.response.status_code`), as traces use.
+    #[serde(default)]
+    pub names: AccessLogNames,
+}
+
+/// The access log's JSON key names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogNames {
+    /// `client_ip`, `method`, `status` …
+    #[default]
+    Flat,
+    /// `client.address`, `http.request.method`, `http.response.status_code` … (`weir.*` where
+    /// OpenTelemetry has no name).
+    Otel,
 }
 
 /// Header names the access log records, lowercase.
@@ -233,6 +249,7 @@ impl Default for AccessLog {
             path: None,
             format: defaults::access_log_format(),
             headers: LoggedHeaders::default(),
+            names: AccessLogNames::default(),
         }
     }
 }

@@ -169,3 +169,33 @@ async fn listed_headers_are_logged_capped_and_redacted() {
     assert!(l["response_headers"]["content-type"].is_string(), "{l}");
     assert!(!l.to_string().contains("never-logged"));
 }
+
+/// `names = "otel"`: the same record under OpenTelemetry's semantic-convention keys, as the
+/// spans carry them.
+#[tokio::test]
+async fn otel_names_follow_the_semantic_conventions() {
+    let o = echo_origin().await;
+    let gw = gateway(&config(&[o.addr], "access_log = { names = \"otel\" }")).await;
+    let r = client()
+        .get(gw.url("/otel?q=1"))
+        .header("user-agent", "weir-test")
+        .send()
+        .await
+        .expect("request");
+    r.bytes().await.expect("body");
+    let lines = gw.log_lines().await;
+    let l = &lines[0];
+    assert_eq!(l["http.request.method"], "GET", "{l}");
+    assert_eq!(l["url.path"], "/otel", "{l}");
+    assert_eq!(l["url.query"], "q=1", "{l}");
+    assert_eq!(l["url.scheme"], "http", "{l}");
+    assert_eq!(l["http.response.status_code"], 200, "{l}");
+    assert_eq!(l["client.address"], "127.0.0.1", "{l}");
+    assert_eq!(l["http.route"], "to-up", "{l}");
+    assert_eq!(l["user_agent.original"], "weir-test", "{l}");
+    assert_eq!(l["weir.upstream.status"], 200, "{l}");
+    assert!(l["timestamp"].is_string(), "{l}");
+    for flat in ["method", "path", "status", "client_ip", "route"] {
+        assert!(l.get(flat).is_none(), "{flat} in {l}");
+    }
+}
