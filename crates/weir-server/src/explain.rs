@@ -30,8 +30,10 @@ pub struct Explanation {
     pub path: String,
     /// Routes in precedence order, up to the one that matched.
     pub steps: Vec<Step>,
-    /// What the matched route does, line by line.
-    pub action: Vec<String>,
+    /// What the matched route does, in one line.
+    pub action: String,
+    /// The facts under it: each endpoint and its state, the provider, the breaker.
+    pub details: Vec<String>,
     /// The policy chain, in order.
     pub policies: Vec<String>,
     /// The route's cache and the key this request is stored under, when the route caches.
@@ -158,7 +160,12 @@ pub fn explain(
         host,
         path: path.into_owned(),
         steps,
-        action,
+        action: action.first().cloned().unwrap_or_default(),
+        details: action
+            .iter()
+            .skip(1)
+            .map(|l| l.trim_start().to_owned())
+            .collect(),
         policies,
         cache,
     })
@@ -237,7 +244,7 @@ fn describe_action(rt: &Runtime, action: &Action) -> Vec<String> {
                 ));
             }
             if let Some(b) = stats.breaker {
-                lines.push(format!("  circuit breaker: {b:?}"));
+                lines.push(format!("  circuit breaker: {}", b.as_str()));
             }
             lines
         }
@@ -268,8 +275,9 @@ impl fmt::Display for Explanation {
             }
         }
         writeln!(f, "action:")?;
-        for line in &self.action {
-            writeln!(f, "  {line}")?;
+        writeln!(f, "  {}", self.action)?;
+        for line in &self.details {
+            writeln!(f, "    {line}")?;
         }
         if self.policies.is_empty() {
             writeln!(f, "policies: none")?;

@@ -23,6 +23,17 @@ pub enum BreakerState {
     HalfOpen,
 }
 
+impl BreakerState {
+    /// `closed`, `open`, `half_open`: the word `/upstreams` and `weir explain` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+}
+
 /// What admission decided for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {

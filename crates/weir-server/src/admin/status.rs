@@ -152,11 +152,7 @@ pub(super) fn upstreams_value(stats: &[UpstreamStats]) -> serde_json::Value {
             serde_json::json!({
                 "name": &*s.name,
                 "panic": s.panic,
-                "circuit_breaker": s.breaker.map(|b| match b {
-                    BreakerState::Closed => "closed",
-                    BreakerState::Open => "open",
-                    BreakerState::HalfOpen => "half_open",
-                }),
+                "circuit_breaker": s.breaker.map(BreakerState::as_str),
                 "requests": s.requests,
                 "retries": s.retries,
                 "discovery": s.discovery.as_ref().map(discovery_value),

@@ -213,9 +213,16 @@ async fn explain_names_the_route_and_why_earlier_ones_missed() {
     assert_eq!(e["steps"][1]["route"], "to-up");
     assert_eq!(e["steps"][1]["matched"], true);
     assert!(
-        e["action"][0]
+        e["action"]
             .as_str()
             .is_some_and(|a| a.starts_with("proxy to upstream `up`")),
+        "{e}"
+    );
+    // The facts under the action are plain strings, not indented text.
+    assert!(
+        e["details"].as_array().is_some_and(|d| d
+            .iter()
+            .any(|l| l.as_str().is_some_and(|l| l.starts_with("endpoint ")))),
         "{e}"
     );
     let bad = admin_get(&gw, "/explain?method=GET", Some(TOKEN)).await;
