@@ -6,7 +6,7 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 
 use super::context::Admin;
-use super::reply::json_response;
+use super::reply::{error_response, json_response};
 
 /// `POST /reload`: read the config file again and apply it.
 pub(super) async fn reload(admin: &Admin) -> Response<Full<Bytes>> {
@@ -25,10 +25,7 @@ pub(super) async fn reload(admin: &Admin) -> Response<Full<Bytes>> {
             }),
         ),
         // The same file:line:col diagnostics `weir check` prints.
-        Err(e) => json_response(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            serde_json::json!({"ok": false, "error": e.to_string()}),
-        ),
+        Err(e) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "config_refused", e),
     }
 }
 
@@ -36,17 +33,11 @@ pub(super) async fn reload(admin: &Admin) -> Response<Full<Bytes>> {
 const MAX_ENDPOINT_BODY: usize = 64 * 1024;
 
 fn not_found(what: &str) -> Response<Full<Bytes>> {
-    json_response(
-        StatusCode::NOT_FOUND,
-        serde_json::json!({"status": 404, "error": what}),
-    )
+    error_response(StatusCode::NOT_FOUND, "not_found", what)
 }
 
 fn bad_request(error: String) -> Response<Full<Bytes>> {
-    json_response(
-        StatusCode::BAD_REQUEST,
-        serde_json::json!({"status": 400, "error": error}),
-    )
+    error_response(StatusCode::BAD_REQUEST, "bad_request", error)
 }
 
 fn upstream_named(admin: &Admin, name: &str) -> Option<std::sync::Arc<weir_upstream::Upstream>> {
@@ -157,25 +148,18 @@ pub(super) fn drain(path: &str, admin: &Admin) -> Response<Full<Bytes>> {
             (*name, *endpoint, *action)
         }
         _ => {
-            return json_response(
-                StatusCode::NOT_FOUND,
-                serde_json::json!({"status": 404, "error": "not_found"}),
+            return not_found(
+                "no such endpoint: POST /upstreams/NAME/endpoints/ADDRESS/drain or /enable",
             )
         }
     };
     let endpoint = percent_encoding::percent_decode_str(endpoint).decode_utf8_lossy();
     let runtime = admin.shared.runtime.load();
     let Some(upstream) = runtime.upstreams().iter().find(|u| &*u.name == name) else {
-        return json_response(
-            StatusCode::NOT_FOUND,
-            serde_json::json!({"status": 404, "error": "unknown upstream"}),
-        );
+        return not_found(&format!("unknown upstream `{name}`"));
     };
     if !upstream.set_drained(&endpoint, action == "drain") {
-        return json_response(
-            StatusCode::NOT_FOUND,
-            serde_json::json!({"status": 404, "error": "unknown endpoint"}),
-        );
+        return not_found(&format!("upstream `{name}` has no endpoint {endpoint}"));
     }
     tracing::info!(upstream = name, endpoint = %endpoint, action, "endpoint changed by the admin API");
     json_response(
@@ -188,17 +172,11 @@ pub(super) fn drain(path: &str, admin: &Admin) -> Response<Full<Bytes>> {
 pub(super) async fn purge(path: &str, query: &str, admin: &Admin) -> Response<Full<Bytes>> {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let ["caches", name, "purge"] = parts.as_slice() else {
-        return json_response(
-            StatusCode::NOT_FOUND,
-            serde_json::json!({"status": 404, "error": "not_found"}),
-        );
+        return not_found("no such endpoint: POST /caches/NAME/purge");
     };
     let runtime = admin.shared.runtime.load_full();
     let Some(cache) = runtime.caches.iter().find(|c| &*c.name == *name).cloned() else {
-        return json_response(
-            StatusCode::NOT_FOUND,
-            serde_json::json!({"status": 404, "error": "unknown cache"}),
-        );
+        return not_found(&format!("unknown cache `{name}`"));
     };
     let mut what: Option<(&str, String)> = None;
     let mut soft = false;
@@ -226,12 +204,7 @@ pub(super) async fn purge(path: &str, query: &str, admin: &Admin) -> Response<Fu
         Some(("prefix", p)) => ("prefix", strip(p)),
         Some(("tag", t)) if !t.is_empty() => ("tag", t.clone()),
         Some(("all", _)) => ("all", String::new()),
-        _ => {
-            return json_response(
-                StatusCode::BAD_REQUEST,
-                serde_json::json!({"status": 400, "error": "say what to purge: url=, prefix=, tag= or all=1"}),
-            )
-        }
+        _ => return bad_request("say what to purge: url=, prefix=, tag= or all=1".to_owned()),
     };
     // A disk tier's purge deletes or rewrites files: off the async threads.
     let purged = tokio::task::spawn_blocking(move || {

@@ -124,9 +124,10 @@ async fn route(req: Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>> {
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
         if !auth::constant_time_eq(&auth::token_digest(given.as_bytes()), token) {
-            let mut resp = json_response(
+            let mut resp = reply::error_response(
                 StatusCode::UNAUTHORIZED,
-                serde_json::json!({"status": 401, "error": "unauthorized"}),
+                "unauthorized",
+                "send the admin token: Authorization: Bearer <token>",
             );
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -223,7 +224,7 @@ fn not_found_or_not_allowed(method: &Method, path: &str) -> Response<Full<Bytes>
     if !allowed.is_empty() && !allowed.contains(&method.as_str()) {
         let mut resp = json_response(
             StatusCode::METHOD_NOT_ALLOWED,
-            serde_json::json!({"status": 405, "error": "method_not_allowed", "allow": allowed}),
+            serde_json::json!({"status": 405, "error": "method_not_allowed", "message": format!("{path} answers {}", allowed.join(", ")), "allow": allowed}),
         );
         if let Ok(v) = http::HeaderValue::from_str(&allowed.join(", ")) {
             resp.headers_mut().insert(header::ALLOW, v);
@@ -233,7 +234,7 @@ fn not_found_or_not_allowed(method: &Method, path: &str) -> Response<Full<Bytes>
     let endpoints: Vec<String> = ENDPOINTS.iter().map(|(m, p)| format!("{m} {p}")).collect();
     json_response(
         StatusCode::NOT_FOUND,
-        serde_json::json!({"status": 404, "error": "not_found", "endpoints": endpoints}),
+        serde_json::json!({"status": 404, "error": "not_found", "message": format!("no admin endpoint {method} {path}"), "endpoints": endpoints}),
     )
 }
 

@@ -35,6 +35,19 @@ pub(super) fn asset_response(
     resp
 }
 
+/// Every admin error in one shape: `{"status": 404, "error": "not_found", "message": "…"}` — a
+/// stable code to match on and a sentence for people, as the data plane's errors have.
+pub(super) fn error_response(
+    status: StatusCode,
+    code: &str,
+    message: impl std::fmt::Display,
+) -> Response<Full<Bytes>> {
+    json_response(
+        status,
+        serde_json::json!({"status": status.as_u16(), "error": code, "message": message.to_string()}),
+    )
+}
+
 pub(super) fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
     *resp.status_mut() = status;

@@ -74,9 +74,10 @@ pub(super) fn explain(query: &str, admin: &Admin) -> Response<Full<Bytes>> {
                         headers.append(n, val);
                     }
                     None => {
-                        return json_response(
+                        return super::reply::error_response(
                             StatusCode::BAD_REQUEST,
-                            serde_json::json!({"error": format!("header `{v}` is not `Name: value`")}),
+                            "bad_request",
+                            format!("header `{v}` is not `Name: value`"),
                         )
                     }
                 }
@@ -85,18 +86,16 @@ pub(super) fn explain(query: &str, admin: &Admin) -> Response<Full<Bytes>> {
         }
     }
     let Some(url) = url else {
-        return json_response(
+        return super::reply::error_response(
             StatusCode::BAD_REQUEST,
-            serde_json::json!({"error": "`url` is required, e.g. /explain?method=GET&url=/api/users"}),
+            "bad_request",
+            "`url` is required, e.g. /explain?method=GET&url=/api/users",
         );
     };
     let runtime = admin.shared.runtime.load();
     match crate::explain::explain(&runtime, listener.as_deref(), &method, &url, &headers) {
         Ok(e) => json_response(StatusCode::OK, serde_json::to_value(&e).unwrap_or_default()),
-        Err(e) => json_response(
-            StatusCode::BAD_REQUEST,
-            serde_json::json!({"error": e.to_string()}),
-        ),
+        Err(e) => super::reply::error_response(StatusCode::BAD_REQUEST, "bad_request", e),
     }
 }
 

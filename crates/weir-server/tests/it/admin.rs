@@ -356,3 +356,56 @@ async fn the_admin_listener_caps_its_connections() {
     let text = String::from_utf8_lossy(&buf[..0]).into_owned() + &String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
 }
+
+/// Every admin error has the same shape: status, a code, a message.
+#[tokio::test]
+async fn admin_errors_share_one_shape() {
+    let o = echo_origin().await;
+    let gw = gateway(&with_admin(config(&[o.addr], ""))).await;
+    let admin = gw
+        .server
+        .as_ref()
+        .and_then(|s| s.admin_addr())
+        .expect("admin");
+    let c = client();
+    let post = |path: &str| {
+        c.post(format!("http://{admin}{path}"))
+            .bearer_auth(TOKEN)
+            .send()
+    };
+    for (resp, status, code) in [
+        (admin_get(&gw, "/metrics", None).await, 401, "unauthorized"),
+        (admin_get(&gw, "/nope", Some(TOKEN)).await, 404, "not_found"),
+        (
+            admin_get(&gw, "/reload", Some(TOKEN)).await,
+            405,
+            "method_not_allowed",
+        ),
+        (
+            admin_get(&gw, "/explain?method=GET", Some(TOKEN)).await,
+            400,
+            "bad_request",
+        ),
+        (
+            post("/upstreams/nope/endpoints/1.2.3.4:80/drain")
+                .await
+                .expect("post"),
+            404,
+            "not_found",
+        ),
+        (
+            post("/caches/nope/purge?all=1").await.expect("post"),
+            404,
+            "not_found",
+        ),
+    ] {
+        assert_eq!(resp.status(), status);
+        let body: serde_json::Value = resp.json().await.expect("json");
+        assert_eq!(body["status"], status, "{body}");
+        assert_eq!(body["error"], code, "{body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+    }
+}
