@@ -337,6 +337,31 @@ pub(crate) fn sf_string(s: &str) -> String {
 
 /// Every policy's decisions (`weir_policy_decisions_total`) and events beside them
 /// (`weir_policy_events_total`), in `/metrics`.
+/// Each policy's decisions and events as JSON, for the dashboard: the same counters as
+/// [`render_metrics`].
+pub fn summary(policies: &[Arc<Policy>]) -> serde_json::Value {
+    let list: Vec<serde_json::Value> = policies
+        .iter()
+        .map(|p| {
+            let (allowed, denied) = p.counts();
+            let events: serde_json::Map<String, serde_json::Value> = p
+                .events
+                .snapshot()
+                .filter(|(_, n)| *n > 0)
+                .map(|(event, n)| (event.to_owned(), n.into()))
+                .collect();
+            serde_json::json!({
+                "name": &*p.name,
+                "describe": p.describe(),
+                "allowed": allowed,
+                "denied": denied,
+                "events": events,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(list)
+}
+
 pub fn render_metrics(policies: &[Arc<Policy>], e: &mut weir_core::prometheus::Exposition) {
     use weir_core::prometheus::Kind;
     let decisions: Vec<([(&str, &str); 2], u64)> = policies

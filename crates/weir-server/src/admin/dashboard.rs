@@ -92,7 +92,9 @@ pub(super) fn data(admin: &Admin, upstreams: serde_json::Value) -> serde_json::V
         bytes_in += t.bytes_in;
         bytes_out += t.bytes_out;
     }
-    let caches = crate::cache::metrics::summary(&admin.shared.runtime.load().caches);
+    let runtime = admin.shared.runtime.load();
+    let caches = crate::cache::metrics::summary(&runtime.caches);
+    let policies = weir_policy::summary(&runtime.policies);
     serde_json::json!({
         "now": unix_now(),
         "totals": {
@@ -101,6 +103,7 @@ pub(super) fn data(admin: &Admin, upstreams: serde_json::Value) -> serde_json::V
             "bytes_out": bytes_out,
         },
         "caches": caches["caches"],
+        "policies": policies,
         "status": super::status::status(admin),
         "in_flight": admin.shared.in_flight.load(std::sync::atomic::Ordering::Relaxed),
         "routes": routes,

@@ -226,9 +226,10 @@ fn dashboard_config(origin: SocketAddr, dead: SocketAddr) -> String {
         .top("[[caches]]\nname = \"edge\"\nmax_memory = \"8MiB\"")
         .upstream("api", &[origin], "")
         .upstream("broken", &[dead], "retry = { attempts = 0 }")
+        .then("[[policies]]\nname = \"per-ip\"\nrate_limit = { limit = 1000000, period = \"1s\" }")
         .route(
             "api",
-            "match = { path_prefix = \"/api/\" }\nproxy = { upstream = \"api\" }",
+            "match = { path_prefix = \"/api/\" }\npolicies = [\"per-ip\"]\nproxy = { upstream = \"api\" }",
         )
         .route(
             "legacy",
@@ -391,6 +392,16 @@ async fn the_dashboard_loads_clean_draws_charts_and_moves_with_traffic() {
         )
         .await,
         "the cache has its row"
+    );
+    // Each policy's decisions.
+    assert!(
+        page.wait_for(
+            "(() => { const r = [...document.querySelectorAll('#policies tbody tr')].find(r => r.cells[0].textContent === 'per-ip'); \
+              return !document.getElementById('policies-section').hidden && !!r && parseInt(r.cells[2].textContent.replace(/,/g, '')) > 0; })()",
+            10
+        )
+        .await,
+        "the policy row counts what it let through"
     );
     // No breaker configured reads "none", not a green "off".
     let breaker = page

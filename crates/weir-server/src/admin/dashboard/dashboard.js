@@ -199,6 +199,21 @@ function renderCaches(data) {
   $("caches").querySelector("tbody").replaceChildren(...rows);
 }
 
+function renderPolicies(data) {
+  const policies = data.policies || [];
+  $("policies-section").hidden = policies.length === 0;
+  const rows = policies.map((p) => {
+    const row = document.createElement("tr");
+    cell(row, p.name);
+    cell(row, p.describe, "muted");
+    cell(row, fmt(p.allowed, 0));
+    cell(row, fmt(p.denied, 0), p.denied > 0 ? "warn" : "");
+    cell(row, Object.entries(p.events).map(([k, n]) => k + " " + n).join(" · ") || "–");
+    return row;
+  });
+  $("policies").querySelector("tbody").replaceChildren(...rows);
+}
+
 // Drains or enables an endpoint through the admin API (with the token the page holds).
 async function endpointAction(upstream, address, action) {
   const headers = {};
@@ -283,6 +298,7 @@ async function tick() {
       renderRoutes(data);
       renderUpstreams(data);
       renderCaches(data);
+      renderPolicies(data);
       $("conn").textContent = "live";
       $("conn").className = "pill ok";
       document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
