@@ -76,8 +76,10 @@ struct InFlight {
 
 impl InFlight {
     fn new(member: Arc<Member>) -> Self {
-        member.state.in_flight.fetch_add(1, Ordering::Relaxed);
-        member.state.requests.fetch_add(1, Ordering::Relaxed);
+        // SeqCst (on x86 the same locked add as Relaxed): ordered before the `has_left` check
+        // that follows, against the set change that stores `left` and the drain that reads
+        // `in_flight` after it.
+        member.state.in_flight.fetch_add(1, Ordering::SeqCst);
         Self { member }
     }
 }
@@ -204,9 +206,18 @@ impl Upstream {
             let Some(member) = preferred.or_else(|| self.pick(hash, &tried, now)) else {
                 return Err(ProxyError::new(ErrorKind::NoEndpoint));
             };
-            tried.push(member.endpoint.id);
-            info.tries += 1;
             let in_flight = InFlight::new(member);
+            if in_flight.member.has_left() {
+                // Picked from a set replaced meanwhile: not a try; pick from the new set.
+                continue;
+            }
+            in_flight
+                .member
+                .state
+                .requests
+                .fetch_add(1, Ordering::Relaxed);
+            tried.push(in_flight.member.endpoint.id);
+            info.tries += 1;
             let member = &*in_flight.member;
             let endpoint = &member.endpoint;
             info.endpoint = Some(endpoint.address.clone());

@@ -111,7 +111,9 @@ impl Default for EndpointState {
 impl EndpointState {
     /// Requests in flight now.
     pub fn in_flight(&self) -> u32 {
-        self.in_flight.load(Ordering::Relaxed)
+        // SeqCst (a plain load on x86): the drain's side of the removal handshake in
+        // `member.rs` (`left`).
+        self.in_flight.load(Ordering::SeqCst)
     }
 
     /// The latency estimate in nanoseconds, decayed to `now_ms`.

@@ -6,7 +6,7 @@
 //! active checks run); removed ones drain — no new requests, while the requests and tunnels
 //! that hold them finish, and their idle pooled connections close at once.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 
 use tokio_util::sync::CancellationToken;
@@ -60,6 +60,11 @@ pub struct Member {
     pub(crate) pool: Arc<EndpointPool>,
     /// Cancelled when the member leaves the set (stops its health prober).
     pub(crate) gone: CancellationToken,
+    /// Set (SeqCst) once the set without this member is published: a request that picked it
+    /// from the old set sees this after counting itself in flight, and picks again. With the
+    /// drain reading `in_flight` after the same publication, no request reaches a removed
+    /// endpoint once its drain has been seen to finish.
+    left: AtomicBool,
 }
 
 impl std::fmt::Debug for Member {
@@ -87,6 +92,7 @@ impl Member {
             probe: ProbeStats::default(),
             pool: Arc::new(pool),
             gone: parent.child_token(),
+            left: AtomicBool::new(false),
         }
     }
 
@@ -121,6 +127,12 @@ impl Member {
     /// Whether it has left the set.
     pub fn removed(&self) -> bool {
         self.gone.is_cancelled()
+    }
+
+    /// Whether the set it left has been replaced (the check a request makes after counting
+    /// itself in flight).
+    pub(crate) fn has_left(&self) -> bool {
+        self.left.load(Ordering::SeqCst)
     }
 }
 
@@ -231,8 +243,10 @@ impl Upstream {
         }
         let mut draining = self.draining.lock().unwrap_or_else(|p| p.into_inner());
         draining.retain(|w| w.upgrade().is_some_and(|m| m.state.in_flight() > 0));
+        let mut left = Vec::new();
         for m in &old.members {
             if !members.iter().any(|k| Arc::ptr_eq(k, m)) {
+                left.push(m.clone());
                 m.gone.cancel();
                 m.pool.close();
                 draining.push(Arc::downgrade(m));
@@ -245,6 +259,11 @@ impl Upstream {
             return diff;
         }
         self.set.store(Arc::new(Set::new(members)));
+        // After the new set is published: a request that still picked from the old one counts
+        // itself in flight, then sees this and picks again from the new set.
+        for m in left {
+            m.left.store(true, Ordering::SeqCst);
+        }
         self.refresh();
         for m in fresh {
             tracing::info!(upstream = %self.name, endpoint = %m.endpoint.address, source = m.source.as_str(), "endpoint added");
@@ -374,5 +393,19 @@ mod tests {
         assert!(u.draining().is_empty());
         // No active checks and no slow start: the new one is in service at once.
         assert!(u.stats().endpoints[2].in_service);
+    }
+
+    /// A member picked from the old set just before a change: once the new set is published
+    /// it reads as having left, so the request that picked it picks again rather than reaching
+    /// an endpoint whose drain may already have been seen to finish.
+    #[test]
+    fn a_member_picked_before_its_removal_reads_as_left() {
+        let u = upstream("ring", 3);
+        let picked = u.members()[2].clone();
+        assert!(!picked.has_left());
+        u.apply(&wanted(&["10.1.0.1:80".into(), "10.1.0.2:80".into()]));
+        assert!(picked.has_left());
+        assert!(!u.members()[0].has_left(), "survivors have not left");
+        assert!(u.draining().is_empty(), "nothing in flight on it");
     }
 }
