@@ -121,20 +121,23 @@ fn node<'a, 'i>(root: &'a mut DeTable<'i>, path: &[Seg]) -> Option<&'a mut DeVal
     Some(value)
 }
 
+/// The table at `path` (the root for an empty path).
+fn table_at<'a, 'i>(root: &'a mut DeTable<'i>, path: &[Seg]) -> Option<&'a mut DeTable<'i>> {
+    if path.is_empty() {
+        return Some(root);
+    }
+    match node(root, path) {
+        Some(DeValue::Table(t)) => Some(t),
+        _ => None,
+    }
+}
+
 /// Takes the key at `path` out of its table.
 fn remove(root: &mut DeTable<'_>, path: &KeyPath) -> bool {
     let Some((Seg::Key(key), parent)) = path.0.split_last() else {
         return false;
     };
-    let table = if parent.is_empty() {
-        Some(root)
-    } else {
-        match node(root, parent) {
-            Some(DeValue::Table(t)) => Some(t),
-            _ => None,
-        }
-    };
-    table.is_some_and(|t| t.remove(key.as_str()).is_some())
+    table_at(root, parent).is_some_and(|t| t.remove(key.as_str()).is_some())
 }
 
 /// Puts `value` at `path`: a key of a table (added or replaced) or an array element.
@@ -144,15 +147,9 @@ fn set(root: &mut DeTable<'_>, path: &KeyPath, value: DeValue<'static>) -> bool 
     };
     match last {
         Seg::Key(key) => {
-            let table = if parent.is_empty() {
-                Some(root)
-            } else {
-                match node(root, parent) {
-                    Some(DeValue::Table(t)) => Some(t),
-                    _ => None,
-                }
+            let Some(t) = table_at(root, parent) else {
+                return false;
             };
-            let Some(t) = table else { return false };
             t.insert(
                 Spanned::new(0..0, Cow::Owned(key.clone())),
                 Spanned::new(0..0, value),

@@ -70,21 +70,24 @@ macro_rules! policy_struct {
 policy_kinds!(policy_struct);
 
 impl Policy {
-    /// The query parameters this policy reads a credential from (`query:NAME` sources).
-    /// Headers this policy reads a credential from (`header:NAME` token sources), lowercase.
-    pub fn header_credentials(&self) -> impl Iterator<Item = &str> {
+    /// Where this policy reads credentials from: its JWT and API-key token sources.
+    fn credential_sources(&self) -> impl Iterator<Item = &TokenSource> {
         let jwt = self.jwt.iter().flat_map(|j| j.token_from.iter());
         let keys = self.api_key.iter().flat_map(|k| k.key_from.iter());
-        jwt.chain(keys).filter_map(|s| match s {
+        jwt.chain(keys)
+    }
+
+    /// Headers this policy reads a credential from (`header:NAME` token sources), lowercase.
+    pub fn header_credentials(&self) -> impl Iterator<Item = &str> {
+        self.credential_sources().filter_map(|s| match s {
             TokenSource::Header(name) => Some(name.as_str()),
             _ => None,
         })
     }
 
+    /// The query parameters this policy reads a credential from (`query:NAME` sources).
     pub fn query_credentials(&self) -> impl Iterator<Item = &str> {
-        let jwt = self.jwt.iter().flat_map(|j| j.token_from.iter());
-        let keys = self.api_key.iter().flat_map(|k| k.key_from.iter());
-        jwt.chain(keys).filter_map(|s| match s {
+        self.credential_sources().filter_map(|s| match s {
             TokenSource::Query(name) => Some(name.as_str()),
             _ => None,
         })

@@ -228,17 +228,7 @@ pub(crate) async fn accept(
     // What came after the PROXY header is the start of the TLS handshake or the first request.
     let stream = super::proxy_protocol::Prefixed::new(stream, rest);
     let Some(tls) = settings.tls.clone() else {
-        serve(
-            stream,
-            peer,
-            (None, None),
-            false,
-            settings,
-            shared,
-            stop,
-            permit,
-        )
-        .await;
+        serve(stream, peer, None, false, settings, shared, stop, permit).await;
         return;
     };
     let handshake = tokio::time::timeout(settings.header_read_timeout, tls.acceptor.accept(stream));
@@ -267,11 +257,14 @@ pub(crate) async fn accept(
         .and_then(|chain| chain.first())
         .and_then(|leaf| super::tls::client_subject(leaf))
         .and_then(|s| http::HeaderValue::from_str(&s).ok());
-    let session = super::tls::session(stream.get_ref().1);
+    let handshake = Handshake {
+        client_subject: subject,
+        session: Arc::new(super::tls::session(stream.get_ref().1)),
+    };
     serve(
         stream,
         peer,
-        (subject, Some(Arc::new(session))),
+        Some(handshake),
         h2,
         settings,
         shared,
@@ -279,6 +272,13 @@ pub(crate) async fn accept(
         permit,
     )
     .await;
+}
+
+/// What a finished TLS handshake tells the requests of its connection.
+struct Handshake {
+    /// The verified client certificate's subject (mTLS).
+    client_subject: Option<http::HeaderValue>,
+    session: Arc<weir_core::TlsSession>,
 }
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
@@ -322,10 +322,7 @@ async fn sniff_h2<S: AsyncRead + Unpin>(
 async fn serve<S>(
     mut stream: S,
     peer: SocketAddr,
-    (client_subject, tls_session): (
-        Option<http::HeaderValue>,
-        Option<Arc<weir_core::TlsSession>>,
-    ),
+    handshake: Option<Handshake>,
     h2: bool,
     settings: Arc<ListenerSettings>,
     shared: Arc<Shared>,
@@ -347,6 +344,10 @@ async fn serve<S>(
     };
     let stream = super::proxy_protocol::Prefixed::new(stream, first);
     let state = Arc::new(ConnState::new(settings.counters.clone()));
+    let (client_subject, tls_session) = match handshake {
+        Some(h) => (h.client_subject, Some(h.session)),
+        None => (None, None),
+    };
     let info = Arc::new(ConnInfo {
         peer,
         local: settings.local,

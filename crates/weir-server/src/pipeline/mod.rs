@@ -80,7 +80,7 @@ pub(crate) async fn handle(
     ctx.referer = req.headers().get(http::header::REFERER).cloned();
     ctx.tls_session = conn.tls_session.clone();
     if let Some(capture) = &runtime.log_headers {
-        ctx.logged_headers = Some(capture.request(req.headers()));
+        ctx.logged_headers = capture.request(req.headers());
     }
     let compression = shared.compression.clone();
     let mut log = Box::new(LogPhase::new(

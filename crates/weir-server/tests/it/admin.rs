@@ -11,11 +11,7 @@ use crate::common::*;
 const TOKEN: &str = "s3cret-admin-token-0123";
 
 async fn admin_get(gw: &Gateway, path: &str, token: Option<&str>) -> reqwest::Response {
-    let admin = gw
-        .server
-        .as_ref()
-        .and_then(|s| s.admin_addr())
-        .expect("admin");
+    let admin = gw.admin_addr();
     let mut req = client().get(format!("http://{admin}{path}"));
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -24,11 +20,7 @@ async fn admin_get(gw: &Gateway, path: &str, token: Option<&str>) -> reqwest::Re
 }
 
 async fn admin_post(gw: &Gateway, path: &str) -> reqwest::Response {
-    let admin = gw
-        .server
-        .as_ref()
-        .and_then(|s| s.admin_addr())
-        .expect("admin");
+    let admin = gw.admin_addr();
     client()
         .post(format!("http://{admin}{path}"))
         .bearer_auth(TOKEN)
@@ -160,11 +152,7 @@ async fn readyz_says_no_while_draining() {
     })
     .await;
     let mut gw = gateway(&with_admin(config(&[slow.addr], ""))).await;
-    let admin = gw
-        .server
-        .as_ref()
-        .and_then(|s| s.admin_addr())
-        .expect("admin");
+    let admin = gw.admin_addr();
     let url = gw.url("/slow");
     let in_flight = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
     wait_until("the request reached the origin", || async {
@@ -239,10 +227,7 @@ async fn explain_names_the_route_and_why_earlier_ones_missed() {
 }
 
 fn admin_addr(gw: &Gateway) -> std::net::SocketAddr {
-    gw.server
-        .as_ref()
-        .and_then(|s| s.admin_addr())
-        .expect("admin")
+    gw.admin_addr()
 }
 
 /// The admin token can come from a file like every other secret, and is checked as before.
@@ -362,11 +347,7 @@ async fn the_admin_listener_caps_its_connections() {
 async fn admin_errors_share_one_shape() {
     let o = echo_origin().await;
     let gw = gateway(&with_admin(config(&[o.addr], ""))).await;
-    let admin = gw
-        .server
-        .as_ref()
-        .and_then(|s| s.admin_addr())
-        .expect("admin");
+    let admin = gw.admin_addr();
     let c = client();
     let post = |path: &str| {
         c.post(format!("http://{admin}{path}"))

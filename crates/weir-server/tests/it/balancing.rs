@@ -473,11 +473,7 @@ async fn metrics_and_admin_api_show_endpoint_health() {
     let gw = gateway(&toml).await;
     let bodies = load(&gw.url("/m"), 20, 1).await;
     assert!(bodies.iter().all(|b| b == "ok"), "{bodies:?}");
-    let admin = gw
-        .server
-        .as_ref()
-        .and_then(|s| s.admin_addr())
-        .expect("admin");
+    let admin = gw.admin_addr();
     // The membership task applies the ejection asynchronously.
     let mut text = String::new();
     for _ in 0..50 {

@@ -485,11 +485,7 @@ async fn the_admin_api_lists_each_cache_with_its_size_and_hit_ratio() {
         "cache = \"edge\"",
     ))
     .await;
-    let admin = gw
-        .server
-        .as_ref()
-        .and_then(|s| s.admin_addr())
-        .expect("admin");
+    let admin = gw.admin_addr();
     let caches = || async move {
         client()
             .get(format!("http://{admin}/caches"))

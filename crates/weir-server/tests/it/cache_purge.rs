@@ -33,11 +33,7 @@ async fn purges_by_url_prefix_tag_and_all_through_the_admin_api_and_purge_method
     .await;
     let top = "[[caches]]\nname = \"edge\"\npurge_method = { allow = [\"127.0.0.1\"] }\n";
     let gw = gateway(&guarded_config(o.addr, top, "", "", "cache = \"edge\"")).await;
-    let admin = gw
-        .server
-        .as_ref()
-        .and_then(|s| s.admin_addr())
-        .expect("admin");
+    let admin = gw.admin_addr();
     let purge = |q: &'static str| async move {
         let r = client()
             .post(format!("http://{admin}/caches/edge/purge?{q}"))

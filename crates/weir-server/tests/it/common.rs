@@ -45,6 +45,14 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// The admin listener's address (the config must have `admin`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.server
+            .as_ref()
+            .and_then(|s| s.admin_addr())
+            .expect("admin")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -317,11 +325,7 @@ pub fn tally(bodies: &[String], n: usize) -> Vec<usize> {
 
 /// The gateway's `/metrics` text (its config must have `admin = { bind = "127.0.0.1:0" }`).
 pub async fn metrics(gw: &Gateway) -> String {
-    let admin = gw
-        .server
-        .as_ref()
-        .and_then(|s| s.admin_addr())
-        .expect("admin listener");
+    let admin = gw.admin_addr();
     reqwest::get(format!("http://{admin}/metrics"))
         .await
         .expect("metrics")

@@ -247,11 +247,7 @@ async fn the_dashboard_loads_clean_draws_charts_and_moves_with_traffic() {
     let o = echo_origin().await;
     let dead = closed_addr();
     let gw = gateway(&dashboard_config(o.addr, dead)).await;
-    let admin = gw
-        .server
-        .as_ref()
-        .and_then(|s| s.admin_addr())
-        .expect("admin");
+    let admin = gw.admin_addr();
 
     let browser = Chromium::launch();
     let mut page = Page::open(&browser).await;
@@ -460,11 +456,7 @@ async fn the_page_is_served_without_the_token_and_its_data_only_with_it() {
         "admin = { bind = \"127.0.0.1:0\", token = \"dashboard-token-0123456\" }",
     );
     let gw = gateway(&toml).await;
-    let admin = gw
-        .server
-        .as_ref()
-        .and_then(|s| s.admin_addr())
-        .expect("admin");
+    let admin = gw.admin_addr();
     let c = client();
     let page = c
         .get(format!("http://{admin}/"))

@@ -186,12 +186,7 @@ async fn internal_destinations_are_refused_after_resolution() {
     let o = echo_origin().await;
     let gw = gateway(&forward_config_with(&["*:*".to_owned()], "", "")).await;
     let port = o.addr.port();
-    let admin = gw
-        .server
-        .as_ref()
-        .and_then(|s| s.admin_addr())
-        .expect("admin listener")
-        .port();
+    let admin = gw.admin_addr().port();
     for target in [
         format!("127.0.0.1:{port}"),
         format!("localhost:{port}"),

@@ -122,11 +122,7 @@ jwt = { algorithms = ["HS256"], keys = [{ secret = "0123456789abcdef0123456789ab
         }
         assert!(bodies.starts_with("200 OK"), "{bodies}");
         assert!(bodies.contains("401 Unauthorized"), "{bodies}");
-        let admin = gw
-            .server
-            .as_ref()
-            .and_then(|s| s.admin_addr())
-            .expect("admin");
+        let admin = gw.admin_addr();
         for path in &requests {
             let e = client()
                 .get(format!("http://{admin}/explain"))

@@ -13,11 +13,7 @@ use super::*;
 const TOKEN: &str = "runtime-endpoints-token-42";
 
 fn admin_url(gw: &Gateway, path: &str) -> String {
-    let admin = gw
-        .server
-        .as_ref()
-        .and_then(|s| s.admin_addr())
-        .expect("admin");
+    let admin = gw.admin_addr();
     format!("http://{admin}{path}")
 }
 
