@@ -40,7 +40,8 @@ macro_rules! access_log_fields {
             bytes_out: int, _, "http.response.body.size", "Response body bytes sent.";
             duration_ms: ms, _, "weir.duration_ms", "Milliseconds from request head to the end of the response body.";
             route: maybe, _, "http.route", "Matched route.";
-            upstream: maybe, "weir.upstream", "weir.upstream", "Upstream name.";
+            upstream: maybe, "weir.upstream", "weir.upstream", "Upstream name (on a split route, the version the request went to).";
+            split: omitted, "weir.split", "weir.split", "How a split route chose its upstream: `override` (a tester's header or cookie), `sticky` (the sticky key) or `weight` (drawn by weight).";
             endpoint: maybe, "weir.upstream.address", "weir.upstream.address", "Upstream endpoint address (of the last try).";
             upstream_status: count, "weir.upstream.status", "weir.upstream.status", "Status the upstream answered (last try); left out when none answered.";
             upstream_proto: omitted, "weir.upstream.protocol", "weir.upstream.protocol", "HTTP version of the upstream leg (`HTTP/1.1`, `HTTP/2.0`), when one answered.";

@@ -127,6 +127,62 @@ pub struct RequestBody {
     limit: u64,
     seen: u64,
     stats: Arc<BodyStats>,
+    /// A copy being taken as the body streams (a mirrored request's).
+    copy: Option<Box<BodyCopy>>,
+}
+
+/// A copy of a request body taken as it streams, up to a limit: handed to its owner whole when
+/// the body has been read to its end, or as `None` when it grew past the limit, failed, or
+/// was dropped before its end.
+struct BodyCopy {
+    buf: bytes::BytesMut,
+    limit: usize,
+    done: Option<CopyDone>,
+}
+
+/// How a [`RequestBody::copy_to`] copy ended.
+#[derive(Debug)]
+pub enum Copied {
+    /// The whole body.
+    Whole(Bytes),
+    /// The body grew past the copy's limit.
+    TooLarge,
+    /// The body failed or was dropped before its end.
+    Incomplete,
+}
+
+/// What a body copy hands its owner.
+pub type CopyDone = Box<dyn FnOnce(Copied) + Send>;
+
+impl std::fmt::Debug for BodyCopy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyCopy")
+            .field("len", &self.buf.len())
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BodyCopy {
+    fn finish(&mut self) {
+        if let Some(done) = self.done.take() {
+            done(Copied::Whole(self.buf.split().freeze()));
+        }
+    }
+
+    fn too_large(&mut self) {
+        if let Some(done) = self.done.take() {
+            done(Copied::TooLarge);
+        }
+    }
+}
+
+impl Drop for BodyCopy {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            done(Copied::Incomplete);
+        }
+    }
 }
 
 /// The error a [`RequestBody`] ends with when the limit is exceeded.
@@ -143,6 +199,7 @@ impl RequestBody {
             limit,
             seen: 0,
             stats,
+            copy: None,
         }
     }
 
@@ -154,6 +211,24 @@ impl RequestBody {
             limit: 0,
             seen: 0,
             stats,
+            copy: None,
+        }
+    }
+
+    /// Copies the body as it streams, up to `limit` bytes; `done` gets the whole body once it
+    /// has been read to its end, or why not (past the limit, failed, dropped early). Call it
+    /// before anything reads the body.
+    pub fn copy_to(&mut self, limit: usize, done: CopyDone) {
+        let copy = Box::new(BodyCopy {
+            buf: bytes::BytesMut::new(),
+            limit,
+            done: Some(done),
+        });
+        if self.is_end_stream() {
+            let mut copy = copy;
+            copy.finish();
+        } else {
+            self.copy = Some(copy);
         }
     }
 
@@ -204,7 +279,24 @@ impl Body for RequestBody {
                     if this.limit > 0 && this.seen > this.limit {
                         this.stats.too_large.store(true, Ordering::Relaxed);
                         this.inner = None;
+                        this.copy = None;
                         return Poll::Ready(Some(Err(BodyTooLarge(this.limit).into())));
+                    }
+                    if let Some(copy) = this.copy.as_mut() {
+                        if copy.buf.len() + data.len() > copy.limit {
+                            if let Some(mut copy) = this.copy.take() {
+                                copy.too_large();
+                            }
+                        } else {
+                            copy.buf.extend_from_slice(data);
+                        }
+                    }
+                }
+                // hyper stops reading a body with a declared length once it is complete, so
+                // the copy is handed over when the end is known, not only when it is read.
+                if this.inner.as_ref().is_none_or(|b| b.is_end_stream()) {
+                    if let Some(mut copy) = this.copy.take() {
+                        copy.finish();
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -212,10 +304,14 @@ impl Body for RequestBody {
             Some(Err(e)) => {
                 this.stats.client_error.store(true, Ordering::Relaxed);
                 this.inner = None;
+                this.copy = None;
                 Poll::Ready(Some(Err(e.into())))
             }
             None => {
                 this.inner = None;
+                if let Some(mut copy) = this.copy.take() {
+                    copy.finish();
+                }
                 Poll::Ready(None)
             }
         }

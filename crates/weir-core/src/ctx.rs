@@ -36,6 +36,8 @@ pub struct RequestCtx {
     pub route: Option<Arc<str>>,
     /// Name of the upstream the request was sent to.
     pub upstream: Option<Arc<str>>,
+    /// How a split route chose `upstream`: `override`, `sticky` or `weight`.
+    pub split: Option<&'static str>,
     /// Address of the endpoint the request was sent to (the last one, after retries).
     pub endpoint: Option<Arc<str>>,
     /// Time the last upstream try spent getting a connection.
@@ -173,6 +175,7 @@ impl RequestCtx {
             version,
             route: None,
             upstream: None,
+            split: None,
             endpoint: None,
             tries: 0,
             upstream_connect: None,

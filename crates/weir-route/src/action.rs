@@ -73,11 +73,13 @@ impl Action {
             message,
         };
         if let Some(p) = &route.proxy {
-            let upstream =
-                upstream_index(&p.upstream).ok_or_else(|| RouteError::UnknownUpstream {
-                    route: index,
-                    upstream: p.upstream.clone(),
-                })?;
+            // A split's first version stands for the route where one name is wanted (explain);
+            // the split itself decides per request.
+            let name = p.upstreams().next().unwrap_or_default();
+            let upstream = upstream_index(name).ok_or_else(|| RouteError::UnknownUpstream {
+                route: index,
+                upstream: name.to_owned(),
+            })?;
             return Ok(Action::Proxy {
                 upstream,
                 retry_non_idempotent: p.retry_non_idempotent,

@@ -125,7 +125,11 @@ pub fn explain(
                     matched: true,
                     reason: None,
                 });
-                action = describe_action(rt, &route.action);
+                let split = rt.routes.get(route.index).and_then(|e| e.split.as_ref());
+                action = match split {
+                    Some(split) => describe_split(rt, split, &route.action, &method, &uri, headers),
+                    None => describe_action(rt, &route.action),
+                };
                 policies = rt
                     .routes
                     .get(route.index)
@@ -184,7 +188,10 @@ pub fn routes(rt: &Runtime) -> serde_json::Value {
                     serde_json::json!({
                         "name": &*r.name,
                         "match": r.matcher.summary(),
-                        "action": describe_action(rt, &r.action).first().cloned().unwrap_or_default(),
+                        "action": match rt.routes.get(r.index).and_then(|e| e.split.as_ref()) {
+                            Some(split) => split.describe().first().cloned().unwrap_or_default(),
+                            None => describe_action(rt, &r.action).first().cloned().unwrap_or_default(),
+                        },
                     })
                 })
                 .collect();
@@ -192,6 +199,58 @@ pub fn routes(rt: &Runtime) -> serde_json::Value {
         })
         .collect();
     serde_json::json!({ "listeners": listeners })
+}
+
+/// A split route: the versions and their shares, stickiness, overrides and the canary plan,
+/// the version this request would get when that is decided by what it carries, then each
+/// version's upstream as a plain proxy route shows it.
+fn describe_split(
+    rt: &Runtime,
+    split: &crate::deploy::split::Split,
+    action: &Action,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Vec<String> {
+    let mut lines = split.describe();
+    let mut req = http::Request::new(());
+    *req.method_mut() = method.clone();
+    *req.uri_mut() = uri.clone();
+    *req.headers_mut() = headers.clone();
+    let (parts, ()) = req.into_parts();
+    let choice = split.choose(&parts, std::net::IpAddr::from([127, 0, 0, 1]));
+    if let Some(t) = split.targets.get(choice.index) {
+        use crate::deploy::split::ChosenBy;
+        lines.push(match choice.by {
+            ChosenBy::Override => format!("this request: `{}` (override)", t.name),
+            ChosenBy::Sticky if choice.set_cookie.is_none() => {
+                format!("this request: `{}` (sticky key)", t.name)
+            }
+            _ => "this request: drawn by the shares".to_owned(),
+        });
+    }
+    let retry_non_idempotent = matches!(
+        action,
+        Action::Proxy {
+            retry_non_idempotent: true,
+            ..
+        }
+    );
+    for t in &split.targets {
+        let Some(upstream) = rt.upstreams.iter().position(|u| u.name == t.name) else {
+            continue;
+        };
+        let each = Action::Proxy {
+            upstream,
+            retry_non_idempotent,
+        };
+        lines.extend(
+            describe_action(rt, &each)
+                .into_iter()
+                .map(|l| format!("  {l}")),
+        );
+    }
+    lines
 }
 
 fn describe_action(rt: &Runtime, action: &Action) -> Vec<String> {

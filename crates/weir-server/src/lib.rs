@@ -17,6 +17,7 @@ mod budget;
 mod cache;
 mod compress;
 mod control;
+mod deploy;
 mod edge;
 mod error;
 pub mod explain;

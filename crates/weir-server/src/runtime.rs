@@ -40,6 +40,10 @@ pub(crate) struct RouteEntry {
     pub(crate) compress: Option<Arc<crate::compress::Compressor>>,
     /// The route's cache.
     pub(crate) cache: Option<Arc<crate::cache::CacheHandle>>,
+    /// A `proxy` route's split between versions (and its canary plan).
+    pub(crate) split: Option<Arc<crate::deploy::split::Split>>,
+    /// Shadow traffic.
+    pub(crate) mirror: Option<Arc<crate::deploy::mirror::Mirror>>,
 }
 
 /// Request limits, resolved from the config.
@@ -193,7 +197,38 @@ impl Runtime {
             .iter()
             .enumerate()
             .map(|(i, r)| {
+                let name: Arc<str> = r
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("route-{i}"))
+                    .into();
+                let carried = previous
+                    .and_then(|(rt, old)| {
+                        let j = old.routes.iter().enumerate().position(|(j, o)| {
+                            o.name.clone().unwrap_or_else(|| format!("route-{j}")) == *name
+                        })?;
+                        let same = match (&old.routes[j].proxy, &r.proxy) {
+                            (Some(a), Some(b)) => {
+                                crate::deploy::same_plan(a, b) && old.redis == config.redis
+                            }
+                            _ => false,
+                        };
+                        Some(crate::deploy::Carried::from(rt.routes.get(j), same))
+                    })
+                    .unwrap_or_default();
                 Ok(RouteEntry {
+                    split: r.proxy.as_ref().and_then(|p| {
+                        crate::deploy::compile_split(
+                            &name,
+                            p,
+                            &upstreams,
+                            &carried,
+                            policy_shared.redis.as_ref(),
+                        )
+                    }),
+                    mirror: r.mirror.as_ref().and_then(|m| {
+                        crate::deploy::compile_mirror(&name, m, &upstreams, &carried)
+                    }),
                     policies: r
                         .policies
                         .iter()
@@ -280,6 +315,18 @@ impl Runtime {
         for p in &self.policies {
             p.start();
         }
+        for plan in self.canary_plans() {
+            plan.start();
+        }
+    }
+
+    /// Every route's canary plan.
+    pub(crate) fn canary_plans(
+        &self,
+    ) -> impl Iterator<Item = &Arc<crate::deploy::canary::Plan>> + '_ {
+        self.routes
+            .iter()
+            .filter_map(|r| r.split.as_ref()?.canary.as_ref())
     }
 
     /// The upstreams, in config order.

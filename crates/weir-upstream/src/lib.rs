@@ -32,7 +32,7 @@ pub mod discovery;
 mod endpoint;
 pub mod hash;
 mod health;
-mod key;
+pub mod key;
 mod member;
 pub mod metrics;
 mod pool;

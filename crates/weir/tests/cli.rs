@@ -109,6 +109,7 @@ fn check_exit_codes() {
         "examples/cdn.toml",
         "examples/docker.toml",
         "examples/compose-weir.toml",
+        "examples/deployments.toml",
     ] {
         let checked = Command::new(WEIR)
             .args(["check", example])

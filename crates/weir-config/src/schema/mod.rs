@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 mod auth;
 mod cache;
+mod deploy;
 mod discovery;
 mod health;
 mod limits;
@@ -21,6 +22,7 @@ mod upstream;
 
 pub use auth::*;
 pub use cache::*;
+pub use deploy::*;
 pub use discovery::*;
 pub use health::*;
 pub use limits::*;

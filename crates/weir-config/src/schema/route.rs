@@ -53,6 +53,9 @@ pub struct Route {
     /// Serve files from a directory.
     #[serde(default, rename = "static")]
     pub static_files: Option<StaticAction>,
+    /// Copy a share of this route's requests to another upstream (`proxy` routes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<super::Mirror>,
 }
 
 /// On-the-fly response compression.
@@ -153,13 +156,40 @@ pub struct Predicate {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyAction {
-    /// Name of the upstream.
-    pub upstream: String,
+    /// Name of the upstream (or `split` between several).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// Several upstreams (versions) sharing the route by weight, instead of `upstream`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub split: Vec<super::SplitTarget>,
+    /// `split` only: what keeps a client on the version it first got — `"cookie:NAME"`
+    /// (Weir sets it when absent), `"header:NAME"`, `"query:NAME"` or `"client_ip"`. Absent:
+    /// each request is drawn by weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sticky: Option<super::HashKey>,
+    /// `split` only: a header or cookie (`"header:x-version"`, `"cookie:version"`) whose value,
+    /// when it names one of the split's upstreams, sends the request there before the split
+    /// applies (blue/green previews, testers).
+    #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
+    pub pin: Option<super::OverrideFrom>,
+    /// `split` only: a progressive canary plan that drives the split's weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<super::Canary>,
     /// Allow retries of non-idempotent requests (POST, PATCH …) on this route, when the body
     /// is small enough to replay (`retry.max_body`). Off by default: a retried POST may act
     /// twice.
     #[serde(default)]
     pub retry_non_idempotent: bool,
+}
+
+impl ProxyAction {
+    /// Every upstream the route sends requests to: `upstream`, or each of the split's.
+    pub fn upstreams(&self) -> impl Iterator<Item = &str> {
+        self.upstream
+            .as_deref()
+            .into_iter()
+            .chain(self.split.iter().map(|t| t.upstream.as_str()))
+    }
 }
 
 /// `respond` action.

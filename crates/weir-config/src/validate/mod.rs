@@ -5,6 +5,7 @@ use crate::diagnostic::{Diagnostic, KeyPath};
 use crate::schema::Config;
 
 mod checks;
+mod deploy;
 mod discovery;
 mod listeners;
 pub mod policies;

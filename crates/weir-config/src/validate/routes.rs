@@ -174,23 +174,10 @@ pub(super) fn check_action(
         ),
     }
     if let Some(p) = &route.proxy {
-        if !upstreams.contains(&p.upstream.as_str()) {
-            let d = Diagnostic::at(
-                path.key("proxy").key("upstream"),
-                format!("unknown upstream `{}`", p.upstream),
-            )
-            .suggest(&p.upstream, upstreams.iter().copied());
-            let d = if d.help.is_none() {
-                if upstreams.is_empty() {
-                    d.help("no upstreams are defined; add an [[upstreams]] table")
-                } else {
-                    d.help(format!("defined upstreams: {}", upstreams.join(", ")))
-                }
-            } else {
-                d
-            };
-            out.push(d);
-        }
+        super::deploy::check_proxy(p, &path.key("proxy"), upstreams, out);
+    }
+    if let Some(m) = &route.mirror {
+        super::deploy::check_mirror(route, m, &path.key("mirror"), upstreams, out);
     }
     if let Some(r) = &route.respond {
         if !(200..=599).contains(&r.status) {

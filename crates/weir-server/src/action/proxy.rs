@@ -12,13 +12,46 @@ use hyper::upgrade::OnUpgrade;
 use weir_upstream::{CallInfo, CallOpts, Upstream};
 
 use super::tunnel;
+use crate::deploy::mirror::Mirror;
 use crate::edge::state::ConnInfo;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::pipeline::outcome::Outcome;
 use crate::runtime::Runtime;
 
+/// One request to forward, and where.
+pub(crate) struct Forward<'a> {
+    pub(crate) parts: http::request::Parts,
+    pub(crate) body: RequestBody,
+    pub(crate) rt: &'a Runtime,
+    pub(crate) conn: &'a ConnInfo,
+    pub(crate) upstream: &'a Arc<Upstream>,
+    /// The Host the client sent.
+    pub(crate) host: Option<HeaderValue>,
+    pub(crate) retry_non_idempotent: bool,
+    /// The route's mirror, which may copy the request as it goes.
+    pub(crate) mirror: Option<&'a Arc<Mirror>>,
+}
+
+/// Forwards `f` (a plain function: the request's future is `send`'s own, with each part an
+/// argument of its own, not a struct kept beside its moved-out fields).
+pub(crate) fn forward<'a>(
+    f: Forward<'a>,
+    ctx: &'a mut RequestCtx,
+) -> impl std::future::Future<Output = Result<Outcome, ProxyError>> + 'a {
+    send(
+        f.parts,
+        f.body,
+        ctx,
+        f.rt,
+        f.conn,
+        f.upstream,
+        f.host,
+        (f.retry_non_idempotent, f.mirror),
+    )
+}
+
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn forward(
+async fn send(
     mut parts: http::request::Parts,
     mut body: RequestBody,
     ctx: &mut RequestCtx,
@@ -26,7 +59,7 @@ pub(crate) async fn forward(
     conn: &ConnInfo,
     upstream: &Arc<Upstream>,
     host: Option<HeaderValue>,
-    retry_non_idempotent: bool,
+    (retry_non_idempotent, mirror): (bool, Option<&Arc<Mirror>>),
 ) -> Result<Outcome, ProxyError> {
     ctx.upstream = Some(upstream.name.clone());
     // The upstream's total timeout, shortened by a gRPC client's own deadline.
@@ -83,6 +116,20 @@ pub(crate) async fn forward(
         if ctx.trace.is_some_and(|t| t.parent_id.is_none()) {
             parts.headers.remove(&headers::TRACESTATE);
         }
+    }
+    // The copy is of the request as it goes upstream, with the Host the client sent (or the
+    // mirror upstream's own `host_header`).
+    if let Some(m) = mirror {
+        let client_host = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        m.copy(
+            &parts,
+            &mut body,
+            host.clone().or(client_host),
+            ctx.client_ip,
+        );
     }
     // A body that fails at once (cut short, refused framing, over the limit) fails here,
     // before the request head reaches any upstream.

@@ -22,6 +22,8 @@ pub(super) async fn reload(admin: &Admin) -> Response<Full<Bytes>> {
                 "upstreams_new": summary.upstreams_new,
                 "admin_changed": summary.admin_changed,
                 "needs_restart": summary.needs_restart,
+                "canaries_kept": summary.canaries_kept,
+                "canaries_started": summary.canaries_started,
             }),
         ),
         // The same file:line:col diagnostics `weir check` prints.
@@ -224,4 +226,40 @@ pub(super) async fn purge(path: &str, query: &str, admin: &Admin) -> Response<Fu
         StatusCode::OK,
         serde_json::json!({"cache": name, "purged": purged, "soft": soft}),
     )
+}
+
+/// `POST /canaries/{route}/promote | pause | resume | abort | restart`: an operator's action on
+/// a route's canary plan (shared plans reach the fleet through Redis).
+pub(super) async fn canary(path: &str, admin: &Admin) -> Response<Full<Bytes>> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let ["canaries", route, action] = parts.as_slice() else {
+        return not_found(
+            "no such endpoint: POST /canaries/ROUTE/promote, pause, resume, abort or restart",
+        );
+    };
+    let Some(action) = crate::deploy::canary::Action::parse(action) else {
+        return not_found(&format!(
+            "unknown canary action `{action}`: promote, pause, resume, abort or restart"
+        ));
+    };
+    let runtime = admin.shared.runtime.load_full();
+    let Some(plan) = crate::deploy::plan_of(&runtime.routes, route) else {
+        return not_found(&format!("route `{route}` has no canary plan"));
+    };
+    match plan.act(action).await {
+        Ok(state) => {
+            tracing::info!(route, action = ?action, "canary plan changed by the admin API");
+            json_response(
+                StatusCode::OK,
+                serde_json::json!({
+                    "route": route,
+                    "state": crate::deploy::canary::phase_word(state.phase),
+                    "step": state.step,
+                    "share_percent": f64::from(plan.share_ppm()) / 10_000.0,
+                    "revision": state.rev,
+                }),
+            )
+        }
+        Err(why) => super::reply::error_response(StatusCode::CONFLICT, "canary_state", &why),
+    }
 }

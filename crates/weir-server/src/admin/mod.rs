@@ -173,6 +173,11 @@ async fn route(req: Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>> {
         }
         (&Method::DELETE, p) if p.starts_with("/upstreams/") => actions::remove_endpoint(p, admin),
         (&Method::POST, p) if p.starts_with("/upstreams/") => actions::drain(p, admin),
+        (&Method::GET, "/canaries") => json_response(
+            StatusCode::OK,
+            crate::deploy::summary(&shared.runtime.load().routes),
+        ),
+        (&Method::POST, p) if p.starts_with("/canaries/") => actions::canary(p, admin).await,
         (&Method::POST, p) if p.starts_with("/caches/") => {
             actions::purge(p, req.uri().query().unwrap_or(""), admin).await
         }
@@ -192,6 +197,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/routes"),
     ("GET", "/caches"),
     ("GET", "/explain"),
+    ("GET", "/canaries"),
     ("GET", "/dashboard.json"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
@@ -201,6 +207,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/upstreams/{name}/endpoints/{address}/drain"),
     ("POST", "/upstreams/{name}/endpoints/{address}/enable"),
     ("POST", "/caches/{name}/purge"),
+    ("POST", "/canaries/{route}/{action}"),
 ];
 
 /// Whether `path` matches an endpoint pattern segment by segment (`{…}` matches any segment).
@@ -317,6 +324,7 @@ fn metrics(admin: &Admin, upstreams: &[UpstreamStats]) -> String {
     let runtime = shared.runtime.load();
     weir_policy::render_metrics(&runtime.policies, &mut e);
     crate::cache::metrics::render(&runtime.caches, &mut e);
+    crate::deploy::render(&runtime.routes, &mut e);
     shared.compression.render(&mut e);
     weir_upstream::metrics::render_attempts(runtime.upstreams(), &mut e);
     crate::edge::counters::render(&shared.listeners.load(), &mut e);

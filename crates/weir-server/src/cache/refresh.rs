@@ -60,7 +60,17 @@ pub(crate) fn refresh_in_background(job: RefreshJob<'_>) {
         use http_body_util::BodyExt;
         plan.count_refresh();
         let body = RequestBody::buffered(bytes::Bytes::new(), bg.body.clone());
-        let result = proxy::forward(parts, body, &mut bg, &rt, &conn, &upstream, host, false).await;
+        let job = proxy::Forward {
+            parts,
+            body,
+            rt: &rt,
+            conn: &conn,
+            upstream: &upstream,
+            host,
+            retry_non_idempotent: false,
+            mirror: None,
+        };
+        let result = proxy::forward(job, &mut bg).await;
         if let Ok(out) = plan.finish(result, &mut bg, compress, &compression) {
             // Reading the body to its end is what stores it; the upstream slot goes after.
             let _ = out.response.into_body().collect().await;

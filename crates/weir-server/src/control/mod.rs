@@ -356,6 +356,15 @@ impl Control {
                 summary.upstreams_new += 1;
             }
         }
+        for plan in runtime.canary_plans() {
+            let kept = current.canary_plans().any(|p| Arc::ptr_eq(p, plan));
+            let list = if kept {
+                &mut summary.canaries_kept
+            } else {
+                &mut summary.canaries_started
+            };
+            list.push(plan.route.to_string());
+        }
         // Listener plan: keep what is identical (and under identical server limits), bind the
         // rest now — before anything changes — so a failure leaves everything as it was.
         let limits_same = state.config.server == config.server;

@@ -128,6 +128,11 @@ pub struct ReloadSummary {
     /// `access_log.enabled`, `access_log.path`, `admin.max_connections`): kept at their
     /// running values meanwhile.
     pub needs_restart: Vec<&'static str>,
+    /// Routes whose canary plan went on where it was (the plan, its split and `[redis]` are
+    /// unchanged).
+    pub canaries_kept: Vec<String>,
+    /// Routes whose canary plan starts at its first step (new or changed).
+    pub canaries_started: Vec<String>,
 }
 
 /// One line for the process log: `config reloaded: listeners +a -b ~c; upstreams 3 kept, 1 new`.
@@ -156,6 +161,16 @@ impl std::fmt::Display for ReloadSummary {
         }
         if !self.needs_restart.is_empty() {
             write!(f, "; kept until restart: {}", self.needs_restart.join(", "))?;
+        }
+        if !self.canaries_kept.is_empty() {
+            write!(f, "; canary plans kept: {}", self.canaries_kept.join(", "))?;
+        }
+        if !self.canaries_started.is_empty() {
+            write!(
+                f,
+                "; canary plans started at their first step: {}",
+                self.canaries_started.join(", ")
+            )?;
         }
         Ok(())
     }

@@ -27,8 +27,60 @@ pub(super) struct Call<'a> {
     pub(super) compression: &'a Arc<crate::compress::CompressionStats>,
 }
 
-/// Runs the proxy action (through the route's cache, when it has one).
-pub(super) async fn run(
+/// Runs the proxy action: a split route first chooses its version (and records what the
+/// version answered), then the request goes through the route's cache, when it has one.
+///
+/// A plain function choosing between two futures, so the request's future does not keep the
+/// arguments beside the future they move into; the split path is boxed, so the common path's
+/// future stays as small as it was (every request's future is allocated and moved whole; see
+/// `a_request_future_stays_small`).
+pub(super) fn run<'a>(
+    call: Call<'a>,
+    parts: Parts,
+    body: RequestBody,
+    ctx: &'a mut RequestCtx,
+    compress: Option<crate::compress::Plan>,
+) -> impl std::future::Future<Output = Result<Outcome, ProxyError>> + 'a {
+    use futures_util::future::Either;
+    match call.entry.and_then(|e| e.split.clone()) {
+        Some(split) => Either::Left(Box::pin(split_run(split, call, parts, body, ctx, compress))),
+        None => Either::Right(cached(call, parts, body, ctx, compress)),
+    }
+}
+
+async fn split_run(
+    split: std::sync::Arc<crate::deploy::split::Split>,
+    mut call: Call<'_>,
+    parts: Parts,
+    body: RequestBody,
+    ctx: &mut RequestCtx,
+    compress: Option<crate::compress::Plan>,
+) -> Result<Outcome, ProxyError> {
+    let choice = split.choose(&parts, ctx.client_ip);
+    if let Some(target) = split.targets.get(choice.index) {
+        call.upstream = target.upstream.clone();
+    }
+    ctx.split = Some(choice.by.as_str());
+    let mut result = cached(call, parts, body, ctx, compress).await;
+    // What the version answered (a response from the cache is not its answer).
+    if ctx.upstream.is_some() {
+        let status = match &result {
+            Ok(o) => o.response.status().as_u16(),
+            Err(e) => e.status().as_u16(),
+        };
+        split.record(choice.index, status, ctx.start.elapsed());
+    }
+    if let (Some(cookie), Ok(outcome)) = (choice.set_cookie, &mut result) {
+        outcome
+            .response
+            .headers_mut()
+            .append(http::header::SET_COOKIE, cookie);
+    }
+    result
+}
+
+/// The proxy action through the route's cache, when it has one.
+async fn cached(
     call: Call<'_>,
     mut parts: Parts,
     body: RequestBody,
@@ -66,14 +118,17 @@ pub(super) async fn run(
         parts.uri = uri;
     }
     let result = proxy::forward(
-        parts,
-        body,
+        proxy::Forward {
+            parts,
+            body,
+            rt: call.rt,
+            conn: call.conn,
+            upstream: &call.upstream,
+            host: call.host,
+            retry_non_idempotent: call.retry_non_idempotent,
+            mirror: call.entry.and_then(|e| e.mirror.as_ref()),
+        },
         ctx,
-        call.rt,
-        call.conn,
-        &call.upstream,
-        call.host,
-        call.retry_non_idempotent,
     )
     .await;
     match plan {

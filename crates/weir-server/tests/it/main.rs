@@ -12,6 +12,7 @@ mod cache_conformance;
 mod cache_purge;
 mod compression;
 mod dashboard;
+mod deploy;
 mod discovery;
 mod errors;
 mod forward;
