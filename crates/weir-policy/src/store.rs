@@ -122,4 +122,25 @@ impl RedisStore {
             Err(_) => Err(StoreError::Timeout(self.timeout)),
         }
     }
+
+    /// A connection of its own, for a command that blocks (`XREAD BLOCK`) and would hold up
+    /// every other command on the shared one; `response` bounds each reply.
+    pub async fn dedicated(
+        &self,
+        response: Duration,
+    ) -> Result<redis::aio::MultiplexedConnection, StoreError> {
+        let client = self.client.clone().ok_or_else(|| {
+            StoreError::Redis(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "invalid redis url",
+                self.url_error.clone().unwrap_or_default(),
+            )))
+        })?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(response));
+        Ok(client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?)
+    }
 }

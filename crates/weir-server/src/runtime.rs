@@ -179,14 +179,21 @@ impl Runtime {
             .iter()
             .map(|c| {
                 previous
-                    .filter(|(_, old)| old.caches.iter().any(|o| o == c))
+                    .filter(|(_, old)| {
+                        old.caches.iter().any(|o| o == c)
+                            && (!c.fleet_purge || old.redis == config.redis)
+                    })
                     .and_then(|(rt, _)| rt.caches.iter().find(|x| *x.name == *c.name).cloned())
                     .map_or_else(
                         || {
                             let running = previous.map_or(&[][..], |(rt, _)| &rt.caches[..]);
-                            crate::cache::CacheHandle::compile(c, running)
-                                .map(Arc::new)
-                                .map_err(|e| CompileError::CacheDisk(c.name.clone(), e))
+                            crate::cache::CacheHandle::compile(
+                                c,
+                                running,
+                                policy_shared.redis.as_ref(),
+                            )
+                            .map(Arc::new)
+                            .map_err(|e| CompileError::CacheDisk(c.name.clone(), e))
                         },
                         Ok,
                     )
@@ -317,6 +324,11 @@ impl Runtime {
         }
         for plan in self.canary_plans() {
             plan.start();
+        }
+        for cache in &self.caches {
+            if let Some(fleet) = &cache.fleet {
+                fleet.start(cache);
+            }
         }
     }
 

@@ -17,34 +17,31 @@ impl RedisServer {
     /// Starts one and waits until it answers `PING`.
     pub async fn start() -> Self {
         let port = free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start redis-server ({e}): install it (apt-get install redis-server); ./scripts/test does")
-            });
+        let child = spawn(port);
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let server = Self { child, addr };
+        server.wait_ready().await;
+        server
+    }
+
+    /// Stops it and starts a new one on the same port (empty: persistence is off).
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.child = spawn(self.addr.port());
+        self.wait_ready().await;
+    }
+
+    async fn wait_ready(&self) {
         for _ in 0..200 {
-            if server.ping().await {
-                return server;
+            if self.ping().await {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("redis-server on {addr} did not answer PING within 5 s");
+        panic!(
+            "redis-server on {} did not answer PING within 5 s",
+            self.addr
+        );
     }
 
     /// `redis://127.0.0.1:PORT`.
@@ -75,6 +72,28 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+fn spawn(port: u16) -> Child {
+    Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start redis-server ({e}): install it (apt-get install redis-server); ./scripts/test does")
+        })
 }
 
 pub(crate) fn free_port() -> u16 {

@@ -50,6 +50,10 @@ pub struct Cache {
     /// forwarded like any other method).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purge_method: Option<IpRules>,
+    /// With `[redis]`: every purge made on any instance (admin API or `PURGE`) reaches every
+    /// instance with the same cache name, through a Redis Stream.
+    #[serde(default)]
+    pub fleet_purge: bool,
     /// Query parameters in the key: `all`, `none`, or a table `{ keep = [...] }` /
     /// `{ drop = [...] }`.
     #[serde(default)]

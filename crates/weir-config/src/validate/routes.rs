@@ -271,6 +271,15 @@ pub(super) fn check_route_options(config: &Config, out: &mut Vec<Diagnostic>) {
                 );
             }
         }
+        if c.fleet_purge && config.redis.is_none() {
+            out.push(
+                Diagnostic::at(
+                    at.key("fleet_purge"),
+                    "needs a `[redis]` server to reach the fleet through",
+                )
+                .help("[redis]\nurl = \"redis://127.0.0.1:6379\""),
+            );
+        }
         if let Some(d) = &c.disk {
             if d.path.trim().is_empty() {
                 out.push(Diagnostic::at(

@@ -208,19 +208,20 @@ pub(super) async fn purge(path: &str, query: &str, admin: &Admin) -> Response<Fu
         Some(("all", _)) => ("all", String::new()),
         _ => return bad_request("say what to purge: url=, prefix=, tag= or all=1".to_owned()),
     };
-    // A disk tier's purge deletes or rewrites files: off the async threads.
-    let purged = tokio::task::spawn_blocking(move || {
-        use weir_cache::store::Purge;
-        let what = match target.0 {
-            "url" => Purge::Uri(&target.1),
-            "prefix" => Purge::Prefix(&target.1),
-            "tag" => Purge::Tag(&target.1),
-            _ => Purge::All,
-        };
-        cache.purge(what, soft)
-    })
-    .await
-    .unwrap_or(0);
+    // Here at once (a disk tier's files off the async threads), then the fleet.
+    let kind = match target.0 {
+        "url" => "url",
+        "prefix" => "prefix",
+        "tag" => "tag",
+        _ => "all",
+    };
+    let purged = cache
+        .purge_everywhere(crate::cache::fleet::Order {
+            kind,
+            target: target.1,
+            soft,
+        })
+        .await;
     tracing::info!(cache = %name, what = ?what, soft, purged, "purged by the admin API");
     json_response(
         StatusCode::OK,

@@ -61,6 +61,13 @@ impl CacheHandle {
                 }
                 self.counters.purged.fetch_add(1, Ordering::Relaxed);
                 let n = self.invalidate_uri(&plan.uri);
+                if let Some(fleet) = &self.fleet {
+                    fleet.publish(super::fleet::Order {
+                        kind: "url",
+                        target: plan.uri.clone(),
+                        soft: false,
+                    });
+                }
                 let mut resp = Response::new(ResponseBody::full(format!("{{\"purged\":{n}}}\n")));
                 resp.headers_mut().insert(
                     http::header::CONTENT_TYPE,

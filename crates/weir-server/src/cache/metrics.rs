@@ -30,7 +30,25 @@ pub(crate) fn render(caches: &[Arc<CacheHandle>], e: &mut Exposition) {
     let mut cache_evictions: Labelled<'_> = Vec::new();
     let mut cache_disk: Labelled<'_> = Vec::new();
     let mut cache_fills: Vec<([(&str, &str); 1], f64)> = Vec::new();
+    let mut fleet: Labelled<'_> = Vec::new();
+    let mut fleet_pending: Vec<([(&str, &str); 1], f64)> = Vec::new();
     for c in caches {
+        if let Some(f) = &c.fleet {
+            let k = &f.counters;
+            counts(
+                &mut fleet,
+                &c.name,
+                "event",
+                [
+                    ("published", &k.published),
+                    ("publish_error", &k.publish_errors),
+                    ("dropped", &k.dropped),
+                    ("applied", &k.applied),
+                    ("read_error", &k.read_errors),
+                ],
+            );
+            fleet_pending.push(([("cache", &*c.name)], f.pending() as f64));
+        }
         let k = &c.counters;
         cache_fills.push(([("cache", &*c.name)], c.fills_in_flight() as f64));
         counts(
@@ -119,6 +137,18 @@ pub(crate) fn render(caches: &[Arc<CacheHandle>], e: &mut Exposition) {
         cache_evictions.iter().map(|(l, n)| (&l[..], *n as f64)),
     );
     e.family(
+        "weir_cache_fleet_purges_total",
+        Kind::Counter,
+        "fleet_purge: purges made here published to the fleet's stream, publish attempts that failed (the purge waits and is retried), queued purges dropped (queue full), other instances' purges applied here, stream reads that failed (the reader resumes where it was).",
+        fleet.iter().map(|(l, n)| (&l[..], *n as f64)),
+    );
+    e.family(
+        "weir_cache_fleet_purges_pending",
+        Kind::Gauge,
+        "Purges made here while Redis was unreachable, waiting to be published.",
+        fleet_pending.iter().map(|(l, n)| (&l[..], *n)),
+    );
+    e.family(
         "weir_cache_disk_total",
         Kind::Counter,
         "Disk tier events: hits (found on disk, not in memory), writes, errors (failed reads or writes).",
@@ -156,6 +186,13 @@ pub(crate) fn summary(caches: &[Arc<CacheHandle>]) -> serde_json::Value {
                 "stored": n(&k.stored),
                 "evictions": {"memory": evicted_memory, "disk": evicted_disk},
                 "fills_in_flight": c.fills_in_flight(),
+                "fleet_purge": c.fleet.as_ref().map(|f| serde_json::json!({
+                    "published": n(&f.counters.published),
+                    "pending": f.pending(),
+                    "applied": n(&f.counters.applied),
+                    "publish_errors": n(&f.counters.publish_errors),
+                    "read_errors": n(&f.counters.read_errors),
+                })),
             })
         })
         .collect();

@@ -23,6 +23,7 @@ use weir_core::ResponseBody;
 mod coalesce;
 mod counters;
 mod disk_fill;
+pub(crate) mod fleet;
 mod lookup;
 pub(crate) mod metrics;
 pub(crate) mod refresh;
@@ -53,6 +54,8 @@ pub(crate) struct CacheHandle {
     tag_headers: Vec<HeaderName>,
     purge_method: Option<weir_policy::ip::IpRules>,
     pub(crate) counters: Arc<CacheCounters>,
+    /// The fleet channel (`fleet_purge`).
+    pub(crate) fleet: Option<Arc<fleet::Fleet>>,
 }
 
 impl CacheHandle {
@@ -132,6 +135,7 @@ impl CacheHandle {
     pub(crate) fn compile(
         cfg: &weir_config::Cache,
         previous: &[Arc<CacheHandle>],
+        redis: Option<&Arc<weir_policy::RedisStore>>,
     ) -> Result<Self, std::io::Error> {
         let same_name = previous.iter().find(|h| *h.name == *cfg.name);
         let query = match &cfg.key_query {
@@ -189,7 +193,26 @@ impl CacheHandle {
                 .as_ref()
                 .map(weir_policy::ip::IpRules::compile),
             counters: same_name.map_or_else(Arc::default, |h| h.counters.clone()),
+            fleet: redis.filter(|_| cfg.fleet_purge).map(|store| {
+                Arc::new(fleet::Fleet::new(
+                    &cfg.name,
+                    store.clone(),
+                    cfg.disk.as_ref().map(|d| d.path.as_str()),
+                    same_name
+                        .and_then(|h| h.fleet.as_ref())
+                        .map(|f| f.instance.clone()),
+                ))
+            }),
         })
+    }
+
+    /// Purges here at once and, with `fleet_purge`, on every other instance.
+    pub(crate) async fn purge_everywhere(self: &Arc<Self>, order: fleet::Order) -> usize {
+        let n = order.clone().apply(self.clone()).await;
+        if let Some(f) = &self.fleet {
+            f.publish(order);
+        }
+        n
     }
 
     /// Fills in flight: keys being filled now (each ends when its response is stored or

@@ -15,6 +15,7 @@ mod dashboard;
 mod deploy;
 mod discovery;
 mod errors;
+mod fleet_purge;
 mod forward;
 mod grpc;
 mod h2_abuse;
