@@ -508,3 +508,102 @@ async fn the_page_is_served_without_the_token_and_its_data_only_with_it() {
         "{data}"
     );
 }
+
+/// The deployments table: a split route's shares, its canary plan's state and last check,
+/// buttons that act on the plan through the admin API, and the route's mirror.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deployments_table_shows_the_canary_and_its_buttons_act_on_it() {
+    let v1 = echo_origin().await;
+    let v2 = echo_origin().await;
+    let toml = TestConfig::new()
+        .admin()
+        .upstream("v1", &[v1.addr], "")
+        .upstream("v2", &[v2.addr], "")
+        .route(
+            "app",
+            "proxy = { split = [{ upstream = \"v1\" }, { upstream = \"v2\" }], canary = { upstream = \"v2\", steps = [10, 50, 100], step_time = \"1h\", check_interval = \"50ms\" } }\nmirror = { upstream = \"v1\", percent = 100 }",
+        )
+        .build();
+    let gw = gateway(&toml).await;
+    for _ in 0..20 {
+        client().get(gw.url("/")).send().await.expect("request");
+    }
+    let browser = Chromium::launch();
+    let mut page = Page::open(&browser).await;
+    page.call(
+        "Page.navigate",
+        json!({"url": format!("http://{}/", gw.admin_addr())}),
+    )
+    .await;
+    assert!(
+        page.wait_for(
+            "document.readyState === 'complete' && !!document.getElementById('deploy-section')",
+            20
+        )
+        .await,
+        "the page loads"
+    );
+    let state = "(document.querySelector('#splits tr[data-route=\"app\"] td.state') || {}).textContent || ''";
+    assert!(
+        page.wait_for(
+            &format!("!document.getElementById('deploy-section').hidden && ({state}).startsWith('progressing · 10.0%')"),
+            20
+        )
+        .await,
+        "the plan's row: {}",
+        page.eval(&format!("{state}")).await
+    );
+    let row = page
+        .eval("document.querySelector('#splits tr[data-route=\"app\"]').innerText")
+        .await;
+    let row = row.as_str().expect("row text");
+    assert!(
+        row.contains("v1 90.0% · v2 10.0%") && row.contains("v2 at step 1"),
+        "{row}"
+    );
+    assert!(row.contains("waiting"), "the last check's verdict: {row}");
+    let mirrors = page
+        .eval("document.getElementById('mirrors').innerText")
+        .await;
+    assert!(
+        mirrors
+            .as_str()
+            .is_some_and(|m| m.contains("app") && m.contains("v1")),
+        "{mirrors}"
+    );
+    for (button, want) in [
+        ("pause", "paused · 10.0%"),
+        ("promote", "progressing · 50.0%"),
+        ("abort", "aborted · 0.0%"),
+    ] {
+        let b = format!("document.querySelector('#splits button[data-canary=\"{button}\"]')");
+        assert!(
+            page.wait_for(&format!("!!{b}"), 10).await,
+            "a {button} button"
+        );
+        page.eval(&format!("{b}.click(), true")).await;
+        assert!(
+            page.wait_for(&format!("({state}).startsWith('{want}')"), 10)
+                .await,
+            "after {button}: {}",
+            page.eval(&format!("{state}")).await
+        );
+    }
+    let canaries: Value = reqwest::get(format!("http://{}/canaries", gw.admin_addr()))
+        .await
+        .expect("canaries")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(canaries["splits"][0]["canary"]["state"], "aborted");
+    let shot = page
+        .call("Page.captureScreenshot", json!({"format": "png"}))
+        .await;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(shot["data"].as_str().expect("png data"))
+        .expect("base64");
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("deployments.png");
+    std::fs::write(&out, &png).expect("write screenshot");
+    let errors = page.errors();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+}

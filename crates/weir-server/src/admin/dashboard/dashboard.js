@@ -214,18 +214,96 @@ function renderPolicies(data) {
   $("policies").querySelector("tbody").replaceChildren(...rows);
 }
 
-// Drains or enables an endpoint through the admin API (with the token the page holds).
-async function endpointAction(upstream, address, action) {
+// POSTs an admin action (with the token the page holds); a failure is shown under the tables.
+async function adminAction(url, what) {
   const headers = {};
   const t = token();
   if (t) headers["Authorization"] = "Bearer " + t;
-  const url = "/upstreams/" + encodeURIComponent(upstream) + "/endpoints/" + address + "/" + action;
   try {
     const resp = await fetch(url, { method: "POST", headers });
-    $("action-error").textContent = resp.ok ? "" : action + " " + address + ": HTTP " + resp.status;
+    $("action-error").textContent = resp.ok ? "" : what + ": HTTP " + resp.status;
   } catch (e) {
-    $("action-error").textContent = action + " " + address + ": " + e.message;
+    $("action-error").textContent = what + ": " + e.message;
   }
+}
+
+// Drains or enables an endpoint through the admin API.
+function endpointAction(upstream, address, action) {
+  const url = "/upstreams/" + encodeURIComponent(upstream) + "/endpoints/" + address + "/" + action;
+  return adminAction(url, action + " " + address);
+}
+
+function pct(r) {
+  return fmt(r * 100, 2) + "%";
+}
+
+// The split routes (each version's share now), each canary plan's state, its last change and
+// the comparison of its last check, with the operator's actions; then the mirrors.
+function renderDeployments(data) {
+  const d = data.deployments || { splits: [], mirrors: [] };
+  $("deploy-section").hidden = d.splits.length === 0 && d.mirrors.length === 0;
+  const actions = {
+    progressing: ["pause", "promote", "abort"],
+    paused: ["resume", "promote", "abort"],
+    promoted: ["abort", "restart"],
+    rolled_back: ["restart"],
+    aborted: ["restart"],
+  };
+  const rows = d.splits.map((s) => {
+    const row = document.createElement("tr");
+    row.dataset.route = s.route;
+    cell(row, s.route);
+    cell(row, s.versions.map((v) => v.upstream + " " + fmt(v.share_percent, 1) + "%").join(" · "));
+    const c = s.canary;
+    if (!c) {
+      cell(row, "–", "muted");
+      cell(row, "–", "muted");
+      cell(row, "–", "muted");
+      row.append(document.createElement("td"));
+      return row;
+    }
+    cell(row, c.canary + " at step " + (c.step + 1) + (c.shared ? " · fleet" : ""));
+    const last = c.history[c.history.length - 1];
+    const cls = c.state === "rolled_back" || c.state === "aborted" ? "bad" : c.state === "promoted" ? "ok" : c.state === "paused" ? "warn" : "";
+    const st = document.createElement("td");
+    st.className = "state " + cls;
+    st.textContent = c.state.replace("_", " ") + " · " + fmt(c.share_percent, 1) + "%";
+    if (last && last.why) {
+      const why = document.createElement("div");
+      why.className = "muted";
+      why.textContent = last.why;
+      st.append(why);
+    }
+    row.append(st);
+    const k = c.comparison;
+    const p99 = (v) => v.p99_ms === null ? "–" : fmt(v.p99_ms, 1) + " ms";
+    cell(row, k.canary.requests + " vs " + k.baseline.requests + " req · 5xx " + pct(k.canary.ratio_5xx) + " vs " + pct(k.baseline.ratio_5xx) + " · p99 " + p99(k.canary) + " vs " + p99(k.baseline) + (k.verdict ? " — " + k.verdict : ""));
+    const td = document.createElement("td");
+    for (const a of actions[c.state] || []) {
+      const b = document.createElement("button");
+      b.textContent = a;
+      b.className = "action";
+      b.dataset.canary = a;
+      b.addEventListener("click", () => adminAction("/canaries/" + encodeURIComponent(s.route) + "/" + a, a + " " + s.route));
+      td.append(b);
+    }
+    row.append(td);
+    return row;
+  });
+  $("splits").querySelector("tbody").replaceChildren(...rows);
+  $("splits").hidden = d.splits.length === 0;
+  const mirrors = d.mirrors.map((m) => {
+    const row = document.createElement("tr");
+    cell(row, m.route);
+    cell(row, m.upstream);
+    cell(row, fmt(m.sent, 0));
+    cell(row, fmt(m.dropped_in_flight, 0) + " · " + fmt(m.dropped_body_too_large + m.dropped_body_incomplete, 0));
+    cell(row, fmt(m.failed, 0) + " · " + fmt(m.timed_out, 0), m.failed + m.timed_out > 0 ? "warn" : "");
+    cell(row, String(m.in_flight));
+    return row;
+  });
+  $("mirrors").querySelector("tbody").replaceChildren(...mirrors);
+  $("mirrors").hidden = d.mirrors.length === 0;
 }
 
 function renderStatus(data) {
@@ -299,6 +377,7 @@ async function tick() {
       renderUpstreams(data);
       renderCaches(data);
       renderPolicies(data);
+      renderDeployments(data);
       $("conn").textContent = "live";
       $("conn").className = "pill ok";
       document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
