@@ -551,7 +551,7 @@ async fn the_deployments_table_shows_the_canary_and_its_buttons_act_on_it() {
         )
         .await,
         "the plan's row: {}",
-        page.eval(&format!("{state}")).await
+        page.eval(state).await
     );
     let row = page
         .eval("document.querySelector('#splits tr[data-route=\"app\"]').innerText")
@@ -586,7 +586,7 @@ async fn the_deployments_table_shows_the_canary_and_its_buttons_act_on_it() {
             page.wait_for(&format!("({state}).startsWith('{want}')"), 10)
                 .await,
             "after {button}: {}",
-            page.eval(&format!("{state}")).await
+            page.eval(state).await
         );
     }
     let canaries: Value = reqwest::get(format!("http://{}/canaries", gw.admin_addr()))
