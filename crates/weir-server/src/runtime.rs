@@ -220,7 +220,12 @@ impl Runtime {
                             }
                             _ => false,
                         };
-                        Some(crate::deploy::Carried::from(rt.routes.get(j), same))
+                        let entry = rt.routes.get(j);
+                        Some(crate::deploy::Carried::from(
+                            entry.and_then(|e| e.split.as_deref()),
+                            entry.and_then(|e| e.mirror.as_deref()),
+                            same,
+                        ))
                     })
                     .unwrap_or_default();
                 Ok(RouteEntry {
@@ -330,6 +335,22 @@ impl Runtime {
                 fleet.start(cache);
             }
         }
+    }
+
+    /// Every split route's split.
+    pub(crate) fn splits(&self) -> Vec<&crate::deploy::split::Split> {
+        self.routes
+            .iter()
+            .filter_map(|r| r.split.as_deref())
+            .collect()
+    }
+
+    /// Every route's mirror.
+    pub(crate) fn mirrors(&self) -> Vec<&crate::deploy::mirror::Mirror> {
+        self.routes
+            .iter()
+            .filter_map(|r| r.mirror.as_deref())
+            .collect()
     }
 
     /// Every route's canary plan.

@@ -244,7 +244,7 @@ pub(super) async fn canary(path: &str, admin: &Admin) -> Response<Full<Bytes>> {
         ));
     };
     let runtime = admin.shared.runtime.load_full();
-    let Some(plan) = crate::deploy::plan_of(&runtime.routes, route) else {
+    let Some(plan) = crate::deploy::plan_of(&runtime.splits(), route).cloned() else {
         return not_found(&format!("route `{route}` has no canary plan"));
     };
     match plan.act(action).await {

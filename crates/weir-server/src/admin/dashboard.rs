@@ -104,7 +104,7 @@ pub(super) fn data(admin: &Admin, upstreams: serde_json::Value) -> serde_json::V
         },
         "caches": caches["caches"],
         "policies": policies,
-        "deployments": crate::deploy::summary(&runtime.routes),
+        "deployments": crate::deploy::summary(&runtime.splits(), &runtime.mirrors()),
         "status": super::status::status(admin),
         "in_flight": admin.shared.in_flight.load(std::sync::atomic::Ordering::Relaxed),
         "routes": routes,

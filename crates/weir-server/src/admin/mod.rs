@@ -173,10 +173,10 @@ async fn route(req: Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>> {
         }
         (&Method::DELETE, p) if p.starts_with("/upstreams/") => actions::remove_endpoint(p, admin),
         (&Method::POST, p) if p.starts_with("/upstreams/") => actions::drain(p, admin),
-        (&Method::GET, "/canaries") => json_response(
-            StatusCode::OK,
-            crate::deploy::summary(&shared.runtime.load().routes),
-        ),
+        (&Method::GET, "/canaries") => json_response(StatusCode::OK, {
+            let rt = shared.runtime.load();
+            crate::deploy::summary(&rt.splits(), &rt.mirrors())
+        }),
         (&Method::POST, p) if p.starts_with("/canaries/") => actions::canary(p, admin).await,
         (&Method::POST, p) if p.starts_with("/caches/") => {
             actions::purge(p, req.uri().query().unwrap_or(""), admin).await
@@ -324,7 +324,7 @@ fn metrics(admin: &Admin, upstreams: &[UpstreamStats]) -> String {
     let runtime = shared.runtime.load();
     weir_policy::render_metrics(&runtime.policies, &mut e);
     crate::cache::metrics::render(&runtime.caches, &mut e);
-    crate::deploy::render(&runtime.routes, &mut e);
+    crate::deploy::render(&runtime.splits(), &runtime.mirrors(), &mut e);
     shared.compression.render(&mut e);
     weir_upstream::metrics::render_attempts(runtime.upstreams(), &mut e);
     crate::edge::counters::render(&shared.listeners.load(), &mut e);

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use weir_policy::RedisStore;
 
 use super::latency::{self, Latency};
-use super::split::PARTS;
+use super::line::PARTS;
 
 /// Where a plan is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +179,9 @@ pub(crate) struct Plan {
     /// Baseline and canary upstream names.
     pub(crate) names: [Arc<str>; 2],
     state: Mutex<PlanState>,
+    /// When the current step began, on tokio's clock (durations are measured on it, so tests
+    /// on a paused clock move them; the wall-clock `step_started_ms` is for the fleet).
+    step_started: Mutex<tokio::time::Instant>,
     /// The canary's share of the line now (parts of `PARTS`), read by every request.
     share: AtomicU32,
     window: ArcSwap<Window>,
@@ -200,19 +203,11 @@ impl std::fmt::Debug for Plan {
     }
 }
 
-/// Unix milliseconds on tokio's clock (so tests on a paused clock move it), anchored to the
-/// wall clock at first use.
+/// Unix milliseconds (the wall clock: what a fleet shares and people read).
 pub(crate) fn now_ms() -> u64 {
-    static ANCHOR: std::sync::OnceLock<(tokio::time::Instant, u64)> = std::sync::OnceLock::new();
-    let (at, wall) = ANCHOR.get_or_init(|| {
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        (tokio::time::Instant::now(), wall)
-    });
-    wall + tokio::time::Instant::now()
-        .saturating_duration_since(*at)
-        .as_millis() as u64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Plan {
@@ -251,6 +246,7 @@ impl Plan {
             share: AtomicU32::new(0),
             window: ArcSwap::from_pointee(Window::new(state.rev, watched)),
             state: Mutex::new(state),
+            step_started: Mutex::new(tokio::time::Instant::now()),
             last: Mutex::new(Comparison::default()),
             store,
             store_errors: AtomicU64::new(0),
@@ -345,7 +341,11 @@ impl Plan {
         if state.rev != window.rev {
             return;
         }
-        let elapsed = Duration::from_millis(now_ms().saturating_sub(state.step_started_ms));
+        let elapsed = self
+            .step_started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed();
         let (verdict, comparison) = judge(&self.cfg, &counts, elapsed, state.phase);
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Comparison {
             fleet: from_fleet,
@@ -435,6 +435,7 @@ impl Plan {
             }
             s.clone()
         };
+        *self.step_started.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
         self.adopt_window(next.rev);
         self.publish_share();
         match phase {
@@ -494,6 +495,11 @@ impl Plan {
         match remote {
             Some(r) if r.rev > ours.rev => {
                 *self.state.lock().unwrap_or_else(|p| p.into_inner()) = r.clone();
+                // The step began when the fleet says, measured from now on this clock.
+                let ago = Duration::from_millis(now_ms().saturating_sub(r.step_started_ms));
+                let now = tokio::time::Instant::now();
+                *self.step_started.lock().unwrap_or_else(|p| p.into_inner()) =
+                    now.checked_sub(ago).unwrap_or(now);
                 self.adopt_window(r.rev);
                 self.publish_share();
                 tracing::info!(route = %self.route, phase = phase_word(r.phase), step = r.step, "canary state from the fleet");

@@ -16,7 +16,7 @@ use weir_core::body::Copied;
 use weir_core::{BodyStats, Histogram, RequestBody};
 use weir_upstream::{CallInfo, CallOpts, Upstream};
 
-use super::split::PARTS;
+use super::line::PARTS;
 
 /// The header that marks a copy (its value is the route's name).
 pub(crate) static MIRROR_HEADER: HeaderName = HeaderName::from_static("x-weir-mirror");

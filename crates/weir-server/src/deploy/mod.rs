@@ -18,6 +18,7 @@
 
 pub(crate) mod canary;
 mod latency;
+mod line;
 pub(crate) mod mirror;
 pub(crate) mod split;
 
@@ -29,7 +30,6 @@ use sha2::Digest;
 use weir_core::prometheus::{flag, Exposition, Kind};
 use weir_upstream::Upstream;
 
-use crate::runtime::RouteEntry;
 use canary::Plan;
 use mirror::{Mirror, MirrorStats};
 use split::{Split, Target, VersionStats};
@@ -43,29 +43,18 @@ pub(crate) struct Carried {
 }
 
 impl Carried {
-    /// From the running runtime's entry for the same route. The plan is kept only when
+    /// From the running split and mirror of the same route. The plan is kept only when
     /// `same_plan` (its config, the split and `[redis]` are unchanged): a changed plan starts
     /// over.
-    pub(crate) fn from(previous: Option<&RouteEntry>, same_plan: bool) -> Self {
-        let Some(prev) = previous else {
-            return Self::default();
-        };
+    pub(crate) fn from(split: Option<&Split>, mirror: Option<&Mirror>, same_plan: bool) -> Self {
         Self {
-            versions: prev
-                .split
+            versions: split
                 .iter()
                 .flat_map(|s| s.targets.iter())
                 .map(|t| (t.name.clone(), t.stats.clone()))
                 .collect(),
-            plan: prev
-                .split
-                .as_ref()
-                .and_then(|s| s.canary.clone())
-                .filter(|_| same_plan),
-            mirror: prev
-                .mirror
-                .as_ref()
-                .map(|m| (m.target.clone(), m.stats.clone())),
+            plan: split.and_then(|s| s.canary.clone()).filter(|_| same_plan),
+            mirror: mirror.map(|m| (m.target.clone(), m.stats.clone())),
         }
     }
 }
@@ -157,10 +146,9 @@ pub(crate) fn compile_mirror(
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// The Prometheus samples of every split, canary plan and mirror.
-pub(crate) fn render(routes: &[RouteEntry], e: &mut Exposition) {
-    let splits: Vec<&Split> = routes.iter().filter_map(|r| r.split.as_deref()).collect();
+pub(crate) fn render(splits: &[&Split], mirrors: &[&Mirror], e: &mut Exposition) {
     let mut version_labels = Vec::new();
-    for s in &splits {
+    for s in splits {
         let shares = s.shares();
         for (t, share) in s.targets.iter().zip(shares) {
             version_labels.push((s.route.as_ref(), t.name.as_ref(), t, share));
@@ -209,8 +197,8 @@ pub(crate) fn render(routes: &[RouteEntry], e: &mut Exposition) {
             .zip(&version_labels)
             .map(|(l, (_, _, t, _))| (&l[..], &t.stats.latency)),
     );
-    render_canaries(&splits, e);
-    render_mirrors(routes, e);
+    render_canaries(splits, e);
+    render_mirrors(mirrors, e);
 }
 
 fn render_canaries(splits: &[&Split], e: &mut Exposition) {
@@ -317,10 +305,9 @@ fn render_canaries(splits: &[&Split], e: &mut Exposition) {
     );
 }
 
-fn render_mirrors(routes: &[RouteEntry], e: &mut Exposition) {
-    let mirrors: Vec<&Mirror> = routes.iter().filter_map(|r| r.mirror.as_deref()).collect();
+fn render_mirrors(mirrors: &[&Mirror], e: &mut Exposition) {
     let mut outcomes = Vec::new();
-    for m in &mirrors {
+    for m in mirrors {
         let s = &m.stats;
         for (outcome, n) in [
             ("sent", &s.sent),
@@ -345,7 +332,7 @@ fn render_mirrors(routes: &[RouteEntry], e: &mut Exposition) {
         outcomes.iter().map(|(l, n)| (&l[..], *n as f64)),
     );
     let mut answers = Vec::new();
-    for m in &mirrors {
+    for m in mirrors {
         let s = &m.stats;
         let route = m.route.as_ref();
         let target = m.target.as_ref();
@@ -395,7 +382,7 @@ fn render_mirrors(routes: &[RouteEntry], e: &mut Exposition) {
         "Copies out now.",
         labels
             .iter()
-            .zip(&mirrors)
+            .zip(mirrors)
             .map(|(l, m)| (&l[..], m.stats.in_flight.load(Ordering::Relaxed) as f64)),
     );
     e.histogram(
@@ -403,17 +390,16 @@ fn render_mirrors(routes: &[RouteEntry], e: &mut Exposition) {
         "Time from sending a copy to the end of its answer, by route and mirror target.",
         labels
             .iter()
-            .zip(&mirrors)
+            .zip(mirrors)
             .map(|(l, m)| (&l[..], &m.stats.duration)),
     );
 }
 
 /// `GET /canaries` (and the dashboard): every split with its shares, and each plan's state,
 /// history and the comparison made at its last check.
-pub(crate) fn summary(routes: &[RouteEntry]) -> serde_json::Value {
-    let splits: Vec<serde_json::Value> = routes
+pub(crate) fn summary(splits: &[&Split], mirrors: &[&Mirror]) -> serde_json::Value {
+    let splits: Vec<serde_json::Value> = splits
         .iter()
-        .filter_map(|r| r.split.as_deref())
         .map(|s| {
             let versions: Vec<serde_json::Value> = s
                 .targets
@@ -447,9 +433,8 @@ pub(crate) fn summary(routes: &[RouteEntry]) -> serde_json::Value {
             serde_json::json!({"route": &*s.route, "versions": versions, "canary": canary})
         })
         .collect();
-    let mirrors: Vec<serde_json::Value> = routes
+    let mirrors: Vec<serde_json::Value> = mirrors
         .iter()
-        .filter_map(|r| r.mirror.as_deref())
         .map(|m| {
             let s = &m.stats;
             serde_json::json!({
@@ -469,11 +454,6 @@ pub(crate) fn summary(routes: &[RouteEntry]) -> serde_json::Value {
 }
 
 /// The plan of the route named `route`.
-pub(crate) fn plan_of<'a>(routes: &'a [RouteEntry], route: &str) -> Option<&'a Arc<Plan>> {
-    routes
-        .iter()
-        .filter_map(|r| r.split.as_ref())
-        .find(|s| &*s.route == route)?
-        .canary
-        .as_ref()
+pub(crate) fn plan_of<'a>(splits: &[&'a Split], route: &str) -> Option<&'a Arc<Plan>> {
+    splits.iter().find(|s| &*s.route == route)?.canary.as_ref()
 }

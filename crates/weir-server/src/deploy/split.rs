@@ -18,8 +18,7 @@ use weir_upstream::Upstream;
 
 use super::canary::Plan;
 
-/// The line a split's shares divide.
-pub(crate) const PARTS: u32 = 1_000_000;
+pub(crate) use super::line::PARTS;
 
 /// Mixed into every sticky hash, so a split does not follow a `consistent_hash` balancer's
 /// choices on the same key. The same on every route and instance: a client holds the same
