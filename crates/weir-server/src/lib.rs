@@ -11,6 +11,7 @@
 //! # Ok(()) }
 //! ```
 
+mod acme;
 mod action;
 mod admin;
 mod budget;
@@ -77,6 +78,7 @@ impl Server {
             access_log,
             listeners: ArcSwap::from_pointee(Vec::new()),
             draining: std::sync::atomic::AtomicBool::new(false),
+            acme: ArcSwap::from_pointee(Vec::new()),
         });
         shared
             .budget

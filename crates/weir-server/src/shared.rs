@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     pub(crate) compression: Arc<crate::compress::CompressionStats>,
     /// What requests in flight may hold, all listeners together.
     pub(crate) budget: Arc<crate::budget::Budget>,
+    /// The listeners' ACME-managed certificates.
+    pub(crate) acme: ArcSwap<Vec<Arc<crate::acme::ManagedCert>>>,
 }
 
 impl Shared {

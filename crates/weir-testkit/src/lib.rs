@@ -4,6 +4,7 @@
 pub mod dns;
 pub mod etcd;
 pub mod otlp;
+pub mod pebble;
 pub mod redis;
 
 use std::convert::Infallible;

@@ -156,8 +156,12 @@ impl DestinationPattern {
 #[serde(deny_unknown_fields)]
 pub struct ListenerTls {
     /// Certificates; the one for a connection is chosen by SNI against each certificate's
-    /// names (wildcards included); the first is the default.
+    /// names (wildcards included); the first is the default. Optional with `acme`.
+    #[serde(default)]
     pub certificates: Vec<CertificateFiles>,
+    /// A certificate from an ACME CA for the names no file covers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme: Option<super::Acme>,
     /// Oldest TLS version accepted: `"1.2"` (the default) or `"1.3"`.
     #[serde(default)]
     pub min_version: TlsVersion,

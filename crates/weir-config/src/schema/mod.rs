@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+mod acme;
 mod auth;
 mod cache;
 mod deploy;
@@ -20,6 +21,7 @@ mod retry;
 mod route;
 mod upstream;
 
+pub use acme::*;
 pub use auth::*;
 pub use cache::*;
 pub use deploy::*;

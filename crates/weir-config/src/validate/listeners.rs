@@ -49,7 +49,7 @@ pub(super) fn check_listeners<'a>(config: &'a Config, out: &mut Vec<Diagnostic>)
                 "must be at least 1",
             ));
         }
-        check_listener_tls(l, &KeyPath::root("listeners").index(i), out);
+        check_listener_tls(config, l, &KeyPath::root("listeners").index(i), out);
         check_forward(l, &KeyPath::root("listeners").index(i), out);
     }
     names
@@ -124,6 +124,7 @@ pub(super) fn check_forward(
 
 /// TLS files exist and hold what they should; TLS-only keys are not on plaintext listeners.
 pub(super) fn check_listener_tls(
+    config: &Config,
     l: &crate::schema::Listener,
     path: &KeyPath,
     out: &mut Vec<Diagnostic>,
@@ -156,14 +157,17 @@ pub(super) fn check_listener_tls(
     }
     let Some(tls) = &l.tls else { return };
     let at = path.key("tls");
-    if tls.certificates.is_empty() {
+    if tls.certificates.is_empty() && tls.acme.is_none() {
         out.push(
             Diagnostic::at(
                 at.key("certificates"),
                 "at least one certificate is required",
             )
-            .help("certificates = [{ cert = \"site.pem\", key = \"site.key\" }]"),
+            .help("certificates = [{ cert = \"site.pem\", key = \"site.key\" }], or acme = { domains = [\"example.com\"] }"),
         );
+    }
+    if let Some(acme) = &tls.acme {
+        super::acme::check_acme(config, acme, &at.key("acme"), out);
     }
     for (j, c) in tls.certificates.iter().enumerate() {
         let at = at.key("certificates").index(j);

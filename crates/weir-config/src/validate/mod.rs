@@ -4,6 +4,7 @@
 use crate::diagnostic::{Diagnostic, KeyPath};
 use crate::schema::Config;
 
+mod acme;
 mod checks;
 mod deploy;
 mod discovery;

@@ -325,6 +325,7 @@ fn metrics(admin: &Admin, upstreams: &[UpstreamStats]) -> String {
     weir_policy::render_metrics(&runtime.policies, &mut e);
     crate::cache::metrics::render(&runtime.caches, &mut e);
     crate::deploy::render(&runtime.splits(), &runtime.mirrors(), &mut e);
+    crate::acme::render(&shared.acme.load(), &mut e);
     shared.compression.render(&mut e);
     weir_upstream::metrics::render_attempts(runtime.upstreams(), &mut e);
     crate::edge::counters::render(&shared.listeners.load(), &mut e);

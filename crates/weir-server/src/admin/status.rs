@@ -42,6 +42,9 @@ pub(crate) fn status(admin: &Admin) -> serde_json::Value {
             serde_json::json!({"ok": ok, "unix_time": at, "error": error})
         },
         "started_unix_time": control.started_unix_time,
+        // Each ACME-managed certificate: where it came from, when it expires, the last and next
+        // order and the last error.
+        "certificates": shared.acme.load().iter().map(|m| m.status()).collect::<Vec<_>>(),
         // Keys of the config file that apply only after a restart, while they differ.
         "needs_restart": pending,
     })

@@ -44,6 +44,8 @@ struct Running {
     /// Stops this listener's accept loop (its connections carry on).
     stop_accepting: CancellationToken,
     counters: Arc<ListenerCounters>,
+    /// Its ACME-managed certificate.
+    acme: Option<Arc<crate::acme::ManagedCert>>,
 }
 
 struct State {
@@ -212,12 +214,21 @@ impl Control {
     ) -> Running {
         let stop_accepting = self.shutdown.child_token();
         let (addr, counters) = (settings.local, settings.counters.clone());
+        let mut acme = None;
         if let (Some(tls), Some(cfg)) = (&settings.tls, &l.tls) {
             self.tracker.spawn(tls.clone().watch(
                 settings.name.clone(),
                 cfg.reload_interval.get(),
                 stop_accepting.clone(),
             ));
+            if let Some(managed) = tls.acme() {
+                acme = Some(managed.clone());
+                self.tracker.spawn(
+                    managed
+                        .clone()
+                        .run(tls.provider.clone(), stop_accepting.clone()),
+                );
+            }
         }
         if let Some(shared) = self.shared.upgrade() {
             self.tracker.spawn(listener::accept_loop(
@@ -234,6 +245,7 @@ impl Control {
             addr,
             stop_accepting,
             counters,
+            acme,
         }
     }
 
@@ -252,6 +264,13 @@ impl Control {
                     .listeners
                     .iter()
                     .map(|r| (Arc::from(r.cfg.name.as_str()), r.counters.clone()))
+                    .collect(),
+            ));
+            shared.acme.store(Arc::new(
+                state
+                    .listeners
+                    .iter()
+                    .filter_map(|r| r.acme.clone())
                     .collect(),
             ));
         }

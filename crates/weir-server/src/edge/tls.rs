@@ -42,14 +42,24 @@ struct Entry {
     names: Vec<String>,
 }
 
-/// Chooses a certificate by SNI.
+/// Chooses a certificate by SNI: the files' certificates first, then the ACME-managed one for
+/// its names; a TLS-ALPN-01 validation handshake gets its challenge certificate.
 #[derive(Debug)]
 struct SniResolver {
     entries: ArcSwap<Vec<Entry>>,
+    acme: Option<Arc<crate::acme::ManagedCert>>,
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let validation = hello
+            .alpn()
+            .is_some_and(|mut p| p.any(|p| p == crate::acme::ACME_TLS_ALPN));
+        if validation {
+            // Only for a name with an order outstanding; anything else fails the handshake.
+            let sni = hello.server_name()?.to_ascii_lowercase();
+            return crate::acme::challenges().tls_alpn01(&sni);
+        }
         let entries = self.entries.load();
         if let Some(sni) = hello.server_name() {
             let sni = sni.to_ascii_lowercase();
@@ -63,8 +73,14 @@ impl ResolvesServerCert for SniResolver {
                     return Some(e.key.clone());
                 }
             }
+            if let Some(m) = self.acme.as_ref().filter(|m| m.domains().contains(&sni)) {
+                return Some(m.current());
+            }
         }
-        entries.first().map(|e| e.key.clone())
+        entries
+            .first()
+            .map(|e| e.key.clone())
+            .or_else(|| self.acme.as_ref().map(|m| m.current()))
     }
 }
 
@@ -73,7 +89,7 @@ pub(crate) struct TlsListener {
     pub(crate) acceptor: TlsAcceptor,
     resolver: Arc<SniResolver>,
     files: Vec<(PathBuf, PathBuf)>,
-    provider: Arc<CryptoProvider>,
+    pub(crate) provider: Arc<CryptoProvider>,
     /// The listener's counters (handshake and reload errors).
     pub(crate) counters: Arc<ListenerCounters>,
 }
@@ -90,8 +106,15 @@ impl TlsListener {
             .map(|c| (c.cert.clone(), c.key.clone()))
             .collect();
         let entries = load_all(&files, &provider).map_err(TlsError::Files)?;
+        let acme = cfg
+            .acme
+            .as_ref()
+            .map(|a| crate::acme::ManagedCert::load(a, &provider).map(Arc::new))
+            .transpose()
+            .map_err(TlsError::Files)?;
         let resolver = Arc::new(SniResolver {
             entries: ArcSwap::from_pointee(entries),
+            acme,
         });
         let versions: &[&rustls::SupportedProtocolVersion] = match cfg.min_version {
             TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
@@ -127,6 +150,16 @@ impl TlsListener {
         } else {
             vec![b"http/1.1".to_vec()]
         };
+        // Offered last: only a validation client asks for it (and only for it).
+        if cfg
+            .acme
+            .as_ref()
+            .is_some_and(|a| a.challenge == weir_config::AcmeChallenge::TlsAlpn01)
+        {
+            config
+                .alpn_protocols
+                .push(crate::acme::ACME_TLS_ALPN.to_vec());
+        }
         Ok(Self {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             resolver,
@@ -134,6 +167,11 @@ impl TlsListener {
             provider,
             counters,
         })
+    }
+
+    /// The ACME-managed certificate, when the listener has one.
+    pub(crate) fn acme(&self) -> Option<&Arc<crate::acme::ManagedCert>> {
+        self.resolver.acme.as_ref()
     }
 
     /// Watches the certificate and key files every `interval` and swaps in new certificates
@@ -183,30 +221,37 @@ fn load_all(files: &[(PathBuf, PathBuf)], provider: &CryptoProvider) -> Result<V
     files
         .iter()
         .map(|(cert, key)| {
-            let chain = weir_config::pem::load_certs(cert)?;
-            let key_der = weir_config::pem::load_key(key)?;
-            let signing = provider
-                .key_provider
-                .load_private_key(key_der)
-                .map_err(|e| format!("`{}`: {e}", key.display()))?;
-            let names = chain
-                .first()
-                .map(|leaf| dns_names(leaf))
-                .unwrap_or_default();
-            let certified = CertifiedKey::new(chain, signing);
-            certified.keys_match().map_err(|e| {
-                format!(
-                    "`{}` does not match `{}`: {e}",
-                    key.display(),
-                    cert.display()
-                )
-            })?;
-            Ok(Entry {
-                key: Arc::new(certified),
-                names,
-            })
+            let (key, names) = load_certified(cert, key, provider)?;
+            Ok(Entry { key, names })
         })
         .collect()
+}
+
+/// A chain and its key from PEM files, checked to match, with the leaf's DNS names.
+pub(crate) fn load_certified(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    provider: &CryptoProvider,
+) -> Result<(Arc<CertifiedKey>, Vec<String>), String> {
+    let chain = weir_config::pem::load_certs(cert)?;
+    let key_der = weir_config::pem::load_key(key)?;
+    let signing = provider
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| format!("`{}`: {e}", key.display()))?;
+    let names = chain
+        .first()
+        .map(|leaf| dns_names(leaf))
+        .unwrap_or_default();
+    let certified = CertifiedKey::new(chain, signing);
+    certified.keys_match().map_err(|e| {
+        format!(
+            "`{}` does not match `{}`: {e}",
+            key.display(),
+            cert.display()
+        )
+    })?;
+    Ok((Arc::new(certified), names))
 }
 
 /// The DNS names a certificate is for: its subjectAltName DNS entries, else its common name.

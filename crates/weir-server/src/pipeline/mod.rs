@@ -170,6 +170,12 @@ async fn process(
     compression: &Arc<crate::compress::CompressionStats>,
 ) -> Result<Outcome, ProxyError> {
     request::admit(&req, ctx, rt)?;
+    // ACME HTTP-01 validation, before routing: only tokens Weir has outstanding.
+    if !conn.opts.tls && req.uri().path().starts_with("/.well-known/acme-challenge/") {
+        if let Some(answer) = crate::acme::http01_answer(req.uri().path()) {
+            return Ok(Outcome::from(answer));
+        }
+    }
     if let Some(policy) = &conn.opts.forward {
         return forward_listener(req, ctx, rt, conn, policy).await;
     }

@@ -3,6 +3,7 @@
 mod common;
 
 mod access_log;
+mod acme;
 mod admin;
 mod api_policies;
 mod auth;

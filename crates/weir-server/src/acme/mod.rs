@@ -1,0 +1,558 @@
+//! Certificates that manage themselves (`tls.acme` on a listener): Weir is its own RFC 8555
+//! client (through `instant-acme`, on aws-lc-rs like the rest of its TLS).
+//!
+//! ```toml
+//! [[listeners]]
+//! name = "https"
+//! bind = ":443"
+//! tls = { acme = { domains = ["example.com", "www.example.com"], contact = ["mailto:ops@example.com"] } }
+//! ```
+//!
+//! At start a listener serves what its state directory holds, or a temporary self-signed
+//! certificate when it holds nothing yet (Weir never refuses to start for want of one), and
+//! orders what is due: a first certificate at once, a renewal at two thirds of the lifetime.
+//! A failed order is retried with backoff and jitter (5 s doubling to an hour). HTTP-01 is
+//! answered on plain listeners before routing, only for tokens Weir has outstanding;
+//! TLS-ALPN-01 in the handshake (`acme-tls/1`, RFC 8737). An issued certificate is swapped in
+//! for new handshakes; open connections keep theirs.
+
+mod store;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, ExternalAccountKey,
+    Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
+};
+use rustls::sign::CertifiedKey;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use weir_config::AcmeChallenge;
+
+use store::StateDir;
+
+/// The ALPN protocol of TLS-ALPN-01 validation handshakes.
+pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// The path prefix of HTTP-01 requests.
+const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
+
+/// The answer to an HTTP-01 validation request, when `path` asks for a token Weir has
+/// outstanding (anything else goes on to the routes).
+pub(crate) fn http01_answer(path: &str) -> Option<http::Response<weir_core::ResponseBody>> {
+    let token = path.strip_prefix(HTTP01_PREFIX)?;
+    let key_auth = challenges().http01(token)?;
+    let mut resp = http::Response::new(weir_core::ResponseBody::full(key_auth));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/octet-stream"),
+    );
+    Some(resp)
+}
+
+/// Every managed certificate's samples.
+pub(crate) fn render(certs: &[Arc<ManagedCert>], e: &mut weir_core::prometheus::Exposition) {
+    use weir_core::prometheus::Kind;
+    let statuses: Vec<CertStatus> = certs.iter().map(|c| c.status()).collect();
+    let names: Vec<[(&str, &str); 1]> = statuses
+        .iter()
+        .map(|s| [("name", s.name.as_str())])
+        .collect();
+    e.family(
+        "weir_tls_certificate_expiry_timestamp_seconds",
+        Kind::Gauge,
+        "When the certificate each ACME-managed name serves expires (Unix time); a temporary self-signed one counts.",
+        names
+            .iter()
+            .zip(&statuses)
+            .filter_map(|(l, s)| Some((&l[..], s.not_after? as f64))),
+    );
+    e.family(
+        "weir_tls_certificate_self_signed",
+        Kind::Gauge,
+        "1 while a name is served a temporary self-signed certificate (the CA has not issued one yet).",
+        names
+            .iter()
+            .zip(&statuses)
+            .map(|(l, s)| (&l[..], weir_core::prometheus::flag(s.source == "self_signed"))),
+    );
+    let results: Vec<([(&str, &str); 2], u64)> = statuses
+        .iter()
+        .flat_map(|s| {
+            [
+                ([("name", s.name.as_str()), ("result", "ok")], s.orders_ok),
+                (
+                    [("name", s.name.as_str()), ("result", "error")],
+                    s.orders_failed,
+                ),
+            ]
+        })
+        .collect();
+    e.family(
+        "weir_acme_orders_total",
+        Kind::Counter,
+        "ACME orders by result (a failed one is retried with backoff; the current certificate keeps serving).",
+        results.iter().map(|(l, n)| (&l[..], *n as f64)),
+    );
+    e.family(
+        "weir_acme_next_attempt_timestamp_seconds",
+        Kind::Gauge,
+        "When each name's next order is due (Unix time).",
+        names
+            .iter()
+            .zip(&statuses)
+            .filter_map(|(l, s)| Some((&l[..], s.next_attempt? as f64))),
+    );
+}
+
+/// Challenges this process has outstanding: HTTP-01 key authorizations by token, TLS-ALPN-01
+/// certificates by domain. One per process: every listener answers for every order.
+#[derive(Default)]
+pub(crate) struct Challenges {
+    http: Mutex<HashMap<String, String>>,
+    tls_alpn: Mutex<HashMap<String, Arc<CertifiedKey>>>,
+}
+
+/// The process's outstanding challenges.
+pub(crate) fn challenges() -> &'static Challenges {
+    static CHALLENGES: std::sync::OnceLock<Challenges> = std::sync::OnceLock::new();
+    CHALLENGES.get_or_init(Challenges::default)
+}
+
+impl Challenges {
+    /// The key authorization for an HTTP-01 token, when Weir has it outstanding.
+    pub(crate) fn http01(&self, token: &str) -> Option<String> {
+        self.http
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            .cloned()
+    }
+
+    /// The RFC 8737 certificate for a TLS-ALPN-01 handshake for `domain`.
+    pub(crate) fn tls_alpn01(&self, domain: &str) -> Option<Arc<CertifiedKey>> {
+        self.tls_alpn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(domain)
+            .cloned()
+    }
+}
+
+/// What a managed certificate is doing, for `/status`, metrics and the dashboard.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct CertStatus {
+    /// The certificate's name (its first domain).
+    pub(crate) name: String,
+    pub(crate) domains: Vec<String>,
+    /// `acme` (issued by the CA) or `self_signed` (a stand-in until the CA issues one).
+    pub(crate) source: &'static str,
+    /// When the certificate served now expires (Unix seconds).
+    pub(crate) not_after: Option<u64>,
+    /// When the next order is due (Unix seconds).
+    pub(crate) next_attempt: Option<u64>,
+    pub(crate) last_attempt: Option<u64>,
+    pub(crate) last_success: Option<u64>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) orders_ok: u64,
+    pub(crate) orders_failed: u64,
+}
+
+/// One listener's ACME-managed certificate.
+pub(crate) struct ManagedCert {
+    cfg: weir_config::Acme,
+    state: StateDir,
+    /// What new handshakes get.
+    current: ArcSwap<CertifiedKey>,
+    pub(crate) status: Mutex<CertStatus>,
+}
+
+impl std::fmt::Debug for ManagedCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagedCert")
+            .field("domains", &self.cfg.domains)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Why an order failed, in words for `/status`.
+type OrderError = String;
+
+impl ManagedCert {
+    /// The stored certificate when there is one for these domains, else a self-signed stand-in.
+    pub(crate) fn load(
+        cfg: &weir_config::Acme,
+        provider: &rustls::crypto::CryptoProvider,
+    ) -> Result<Self, String> {
+        let state = StateDir::new(&cfg.state_dir);
+        let name = cfg.domains.first().cloned().unwrap_or_default();
+        let (cert_path, key_path) = state.cert_paths(&name);
+        let mut status = CertStatus {
+            name: name.clone(),
+            domains: cfg.domains.clone(),
+            ..CertStatus::default()
+        };
+        let stored = load_pair(&cert_path, &key_path, provider)
+            .ok()
+            .filter(|(_, names, _)| {
+                cfg.domains
+                    .iter()
+                    .all(|d| names.contains(&d.to_ascii_lowercase()))
+            });
+        let key = match stored {
+            Some((key, _, not_after)) => {
+                status.source = "acme";
+                status.not_after = Some(not_after);
+                key
+            }
+            None => {
+                status.source = "self_signed";
+                let key = self_signed(&cfg.domains, provider)?;
+                tracing::warn!(certificate = %name, "no certificate from the CA yet: serving a temporary self-signed one until it is issued");
+                key
+            }
+        };
+        Ok(Self {
+            cfg: cfg.clone(),
+            state,
+            current: ArcSwap::new(key),
+            status: Mutex::new(status),
+        })
+    }
+
+    /// The names this certificate serves (lowercase).
+    pub(crate) fn domains(&self) -> &[String] {
+        &self.cfg.domains
+    }
+
+    /// The certificate new handshakes get.
+    pub(crate) fn current(&self) -> Arc<CertifiedKey> {
+        self.current.load_full()
+    }
+
+    pub(crate) fn status(&self) -> CertStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// When the next order is due: now without a CA certificate, else at two thirds of its
+    /// lifetime.
+    fn due(&self) -> SystemTime {
+        let leaf = self.current();
+        let Some((not_before, not_after)) = leaf.cert.first().and_then(|c| validity(c)) else {
+            return SystemTime::now();
+        };
+        if self.status().source != "acme" {
+            return SystemTime::now();
+        }
+        let life = not_after.saturating_sub(not_before);
+        SystemTime::UNIX_EPOCH + Duration::from_secs(not_before + life * 2 / 3)
+    }
+
+    /// Orders and renews until `stop`: sleeps until due, orders, swaps the certificate in;
+    /// after a failure waits 5 s, doubling to an hour, with ±20 % jitter.
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+        stop: CancellationToken,
+    ) {
+        let mut failures = 0u32;
+        loop {
+            let due = if failures == 0 {
+                self.due()
+            } else {
+                let base =
+                    Duration::from_secs(5).saturating_mul(1 << failures.min(10).saturating_sub(1));
+                let base = base.min(Duration::from_secs(3600));
+                let jitter = base.mul_f64(0.8 + 0.4 * fastrand::f64());
+                SystemTime::now() + jitter
+            };
+            self.status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .next_attempt = Some(unix(due));
+            let wait = due.duration_since(SystemTime::now()).unwrap_or_default();
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            let now = unix(SystemTime::now());
+            self.status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .last_attempt = Some(now);
+            let outcome = tokio::select! {
+                () = stop.cancelled() => return,
+                r = self.order(&provider) => r,
+            };
+            let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            match outcome {
+                Ok(not_after) => {
+                    failures = 0;
+                    st.source = "acme";
+                    st.not_after = Some(not_after);
+                    st.last_success = Some(now);
+                    st.last_error = None;
+                    st.orders_ok += 1;
+                    tracing::info!(certificate = %st.name, not_after, "certificate issued by the CA and in service");
+                }
+                Err(e) => {
+                    failures += 1;
+                    st.orders_failed += 1;
+                    tracing::warn!(certificate = %st.name, error = %e, "certificate order failed; the current certificate keeps serving");
+                    st.last_error = Some(e);
+                }
+            }
+        }
+    }
+
+    async fn account(&self) -> Result<Account, OrderError> {
+        let builder = || match &self.cfg.directory_ca {
+            Some(ca) => Account::builder_with_root(ca),
+            None => Account::builder(),
+        };
+        let path = self.state.account_path(&self.cfg.directory);
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            if let Ok(creds) = serde_json::from_str::<AccountCredentials>(&text) {
+                return builder()
+                    .map_err(|e| format!("ACME client: {e}"))?
+                    .from_credentials(creds)
+                    .await
+                    .map_err(|e| format!("account from {}: {e}", path.display()));
+            }
+        }
+        let contact: Vec<&str> = self.cfg.contact.iter().map(String::as_str).collect();
+        let eab = match &self.cfg.eab {
+            Some(e) => {
+                use base64::Engine;
+                let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(e.hmac.expose().trim_end_matches('='))
+                    .map_err(|_| "eab.hmac is not base64url".to_owned())?;
+                Some(ExternalAccountKey::new(e.kid.clone(), &key))
+            }
+            None => None,
+        };
+        let (account, creds) = builder()
+            .map_err(|e| format!("ACME client: {e}"))?
+            .create(
+                &NewAccount {
+                    contact: &contact,
+                    terms_of_service_agreed: true,
+                    only_return_existing: false,
+                },
+                self.cfg.directory.clone(),
+                eab.as_ref(),
+            )
+            .await
+            .map_err(|e| format!("creating the account at {}: {e}", self.cfg.directory))?;
+        let text = serde_json::to_vec(&creds).map_err(|e| e.to_string())?;
+        self.state
+            .write(&path, &text)
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        tracing::info!(directory = %self.cfg.directory, "ACME account created");
+        Ok(account)
+    }
+
+    /// One order: authorizations answered by the configured challenge, the order finalized
+    /// with a fresh key, the chain fetched, stored and swapped in. Returns its expiry.
+    async fn order(&self, provider: &rustls::crypto::CryptoProvider) -> Result<u64, OrderError> {
+        let account = self.account().await?;
+        let identifiers: Vec<Identifier> = self
+            .cfg
+            .domains
+            .iter()
+            .map(|d| Identifier::Dns(d.clone()))
+            .collect();
+        let mut order = account
+            .new_order(&NewOrder::new(&identifiers))
+            .await
+            .map_err(|e| format!("new order: {e}"))?;
+        let mut published = Published::default();
+        let kind = match self.cfg.challenge {
+            AcmeChallenge::Http01 => ChallengeType::Http01,
+            AcmeChallenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
+        };
+        let mut authorizations = order.authorizations();
+        while let Some(authz) = authorizations.next().await {
+            let mut authz = authz.map_err(|e| format!("authorization: {e}"))?;
+            match authz.status {
+                AuthorizationStatus::Pending => {}
+                AuthorizationStatus::Valid => continue,
+                other => return Err(format!("authorization is {other:?}")),
+            }
+            let domain = authz.identifier().to_string();
+            let mut challenge = authz.challenge(kind.clone()).ok_or_else(|| {
+                format!(
+                    "the CA offers no {} challenge for {domain}",
+                    self.cfg.challenge.as_str()
+                )
+            })?;
+            let key_auth = challenge.key_authorization();
+            match self.cfg.challenge {
+                AcmeChallenge::Http01 => {
+                    published.http(challenge.token.clone(), key_auth.as_str().to_owned());
+                }
+                AcmeChallenge::TlsAlpn01 => {
+                    let cert = alpn_cert(&domain, key_auth.digest().as_ref(), provider)?;
+                    published.tls_alpn(domain.clone(), cert);
+                }
+            }
+            challenge
+                .set_ready()
+                .await
+                .map_err(|e| format!("challenge for {domain}: {e}"))?;
+        }
+        let retry = RetryPolicy::new()
+            .initial_delay(Duration::from_millis(250))
+            .timeout(Duration::from_secs(60));
+        let status = order
+            .poll_ready(&retry)
+            .await
+            .map_err(|e| format!("waiting for validation: {e}"))?;
+        if status != OrderStatus::Ready {
+            return Err(format!("the order is {status:?} after validation"));
+        }
+        let key_pem = order
+            .finalize()
+            .await
+            .map_err(|e| format!("finalize: {e}"))?;
+        let chain_pem = order
+            .poll_certificate(&retry)
+            .await
+            .map_err(|e| format!("certificate: {e}"))?;
+        drop(published);
+        let name = self.cfg.domains.first().cloned().unwrap_or_default();
+        let (cert_path, key_path) = self.state.cert_paths(&name);
+        // Key first: a chain on disk always has its key beside it.
+        self.state
+            .write(&key_path, key_pem.as_bytes())
+            .map_err(|e| format!("writing {}: {e}", key_path.display()))?;
+        self.state
+            .write(&cert_path, chain_pem.as_bytes())
+            .map_err(|e| format!("writing {}: {e}", cert_path.display()))?;
+        let (key, _, not_after) = load_pair(&cert_path, &key_path, provider)?;
+        self.current.store(key);
+        Ok(not_after)
+    }
+}
+
+/// Challenges published for one order, withdrawn when it ends (done or failed).
+#[derive(Default)]
+struct Published {
+    tokens: Vec<String>,
+    domains: Vec<String>,
+}
+
+impl Published {
+    fn http(&mut self, token: String, key_auth: String) {
+        challenges()
+            .http
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token.clone(), key_auth);
+        self.tokens.push(token);
+    }
+
+    fn tls_alpn(&mut self, domain: String, cert: Arc<CertifiedKey>) {
+        challenges()
+            .tls_alpn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(domain.clone(), cert);
+        self.domains.push(domain);
+    }
+}
+
+impl Drop for Published {
+    fn drop(&mut self) {
+        let c = challenges();
+        let mut http = c.http.lock().unwrap_or_else(|p| p.into_inner());
+        for t in &self.tokens {
+            http.remove(t);
+        }
+        drop(http);
+        let mut alpn = c.tls_alpn.lock().unwrap_or_else(|p| p.into_inner());
+        for d in &self.domains {
+            alpn.remove(d);
+        }
+    }
+}
+
+/// The chain and key at these paths, their DNS names and the leaf's expiry.
+fn load_pair(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<(Arc<CertifiedKey>, Vec<String>, u64), String> {
+    let (certified, names) = crate::edge::tls::load_certified(cert, key, provider)?;
+    let leaf = certified.cert.first().ok_or("empty chain")?;
+    let (_, not_after) = validity(leaf).ok_or("unreadable certificate")?;
+    Ok((certified, names, not_after))
+}
+
+/// A certificate's validity window, Unix seconds.
+fn validity(der: &[u8]) -> Option<(u64, u64)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let v = cert.validity();
+    Some((
+        u64::try_from(v.not_before.timestamp()).ok()?,
+        u64::try_from(v.not_after.timestamp()).ok()?,
+    ))
+}
+
+fn certified(
+    cert: rcgen::Certificate,
+    key: &rcgen::KeyPair,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<Arc<CertifiedKey>, String> {
+    let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let signing = provider
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(CertifiedKey::new(
+        vec![cert.der().clone()],
+        signing,
+    )))
+}
+
+/// A stand-in certificate for `domains`, valid for a week, until the CA issues one.
+fn self_signed(
+    domains: &[String],
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<Arc<CertifiedKey>, String> {
+    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let mut params = rcgen::CertificateParams::new(domains.to_vec()).map_err(|e| e.to_string())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Weir temporary certificate");
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    certified(cert, &key, provider)
+}
+
+/// The RFC 8737 validation certificate: `domain` as its only name and the key
+/// authorization's SHA-256 digest in a critical `acmeIdentifier` extension.
+fn alpn_cert(
+    domain: &str,
+    digest: &[u8],
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<Arc<CertifiedKey>, String> {
+    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let mut params =
+        rcgen::CertificateParams::new(vec![domain.to_owned()]).map_err(|e| e.to_string())?;
+    params
+        .custom_extensions
+        .push(rcgen::CustomExtension::new_acme_identifier(digest));
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    certified(cert, &key, provider)
+}

@@ -1,0 +1,379 @@
+//! ACME against a real CA: Debian's `pebble`, validating against Weir on loopback and resolving
+//! the names through a test DNS server. Issuance over HTTP-01 and over TLS-ALPN-01, a client
+//! handshake verified against pebble's root, a restart reusing the stored account and
+//! certificate without a new order, renewal before expiry, and a CA that is down at renewal
+//! time leaving the current certificate serving and the error visible.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use weir_testkit::dns::{Answer, DnsServer, Rec};
+use weir_testkit::pebble::{Pebble, PebbleOptions};
+
+use crate::common::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn client_config(roots: RootCertStore, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut c = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(c)
+}
+
+/// One HTTP/1.1 GET over TLS to `addr` for `name`, trusting `roots`; the raw answer.
+async fn https_get(
+    addr: SocketAddr,
+    name: &str,
+    roots: RootCertStore,
+    path: &str,
+) -> std::io::Result<String> {
+    let tcp = TcpStream::connect(addr).await?;
+    let server = ServerName::try_from(name.to_owned()).expect("name");
+    let mut tls = TlsConnector::from(client_config(roots, &[b"http/1.1"]))
+        .connect(server, tcp)
+        .await?;
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: {name}\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut out = Vec::new();
+    tls.read_to_end(&mut out).await.ok();
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The certificate Weir presents to a client that trusts nothing in particular.
+async fn presented(addr: SocketAddr, name: &str) -> CertificateDer<'static> {
+    #[derive(Debug)]
+    struct AnyCert;
+    impl rustls::client::danger::ServerCertVerifier for AnyCert {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            rustls::crypto::aws_lc_rs::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert))
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(name.to_owned()).expect("name"), tcp)
+        .await
+        .expect("handshake");
+    tls.get_ref().1.peer_certificates().expect("certs")[0]
+        .clone()
+        .into_owned()
+}
+
+/// Pebble's root (what it signs issued chains with), from its management API.
+async fn pebble_root(pebble: &Pebble) -> RootCertStore {
+    let mut trust = RootCertStore::empty();
+    for c in weir_config::pem::load_certs(&pebble.ca_pem_path()).expect("ca") {
+        trust.add(c).expect("add");
+    }
+    let text = https_get(pebble.management, "localhost", trust, "/roots/0")
+        .await
+        .expect("roots");
+    let pem = text.split("\r\n\r\n").nth(1).expect("body");
+    let mut roots = RootCertStore::empty();
+    for c in rustls_pemfile_certs(pem) {
+        roots.add(c).expect("root");
+    }
+    roots
+}
+
+fn rustls_pemfile_certs(pem: &str) -> Vec<CertificateDer<'static>> {
+    use base64::Engine;
+    pem.split("-----BEGIN CERTIFICATE-----")
+        .skip(1)
+        .filter_map(|b| b.split("-----END CERTIFICATE-----").next())
+        .map(|b| {
+            let clean: String = b.chars().filter(|c| !c.is_whitespace()).collect();
+            CertificateDer::from(
+                base64::engine::general_purpose::STANDARD
+                    .decode(clean)
+                    .expect("pem"),
+            )
+        })
+        .collect()
+}
+
+struct Setup {
+    dns: DnsServer,
+    pebble: Pebble,
+    plain: u16,
+    tls: u16,
+    state: TempDir,
+    origin: Origin,
+}
+
+async fn setup(name: &str, validity_secs: Option<u64>) -> Setup {
+    let dns = DnsServer::start().await;
+    dns.set(
+        name,
+        Answer::Records(vec![Rec::Ip([127, 0, 0, 1].into())], 60),
+    );
+    let (plain, tls) = (free_port(), free_port());
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: plain,
+        tls_port: tls,
+        dns: dns.addr,
+        validity_secs,
+    })
+    .await;
+    Setup {
+        dns,
+        pebble,
+        plain,
+        tls,
+        state: TempDir::new("acme-state"),
+        origin: numbered_origins(1).await.remove(0),
+    }
+}
+
+fn acme_config(s: &Setup, name: &str, challenge: &str) -> String {
+    format!(
+        r#"
+admin = {{ bind = "127.0.0.1:0" }}
+
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:{plain}"
+
+[[listeners]]
+name = "https"
+bind = "127.0.0.1:{tls}"
+tls = {{ acme = {{ domains = ["{name}"], directory = "{dir}", directory_ca = "{ca}", state_dir = "{state}", contact = ["mailto:ops@weir.test"], challenge = "{challenge}" }} }}
+
+[[upstreams]]
+name = "up"
+endpoints = ["{origin}"]
+
+[[routes]]
+proxy = {{ upstream = "up" }}
+"#,
+        plain = s.plain,
+        tls = s.tls,
+        dir = s.pebble.directory(),
+        ca = s.pebble.ca_pem_path().display(),
+        state = s.state.0.display(),
+        origin = s.origin.addr,
+    )
+}
+
+async fn status(gw: &Gateway) -> serde_json::Value {
+    reqwest::get(format!("http://{}/status", gw.admin_addr()))
+        .await
+        .expect("status")
+        .json::<serde_json::Value>()
+        .await
+        .expect("json")["certificates"][0]
+        .clone()
+}
+
+async fn issued(gw: &Gateway, orders: u64) -> serde_json::Value {
+    wait_until("the CA to issue the certificate", || async {
+        let s = status(gw).await;
+        (s["orders_ok"].as_u64() >= Some(orders)).then_some(s)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn http01_issues_a_certificate_clients_verify_and_a_restart_reuses_it() {
+    let name = "http01.weir.test";
+    let s = setup(name, None).await;
+    let toml = acme_config(&s, name, "http-01");
+    let gw = gateway(&toml).await;
+    let tls_addr: SocketAddr = ([127, 0, 0, 1], s.tls).into();
+    // Before the CA answers, a temporary self-signed certificate serves (and says so).
+    let first = status(&gw).await;
+    assert!(
+        ["self_signed", "acme"].contains(&first["source"].as_str().unwrap_or("")),
+        "{first}"
+    );
+
+    let st = issued(&gw, 1).await;
+    assert_eq!(st["source"], "acme");
+    assert!(st["last_error"].is_null(), "{st}");
+    let roots = pebble_root(&s.pebble).await;
+    let answer = https_get(tls_addr, name, roots.clone(), "/")
+        .await
+        .expect("verified handshake");
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with('0'),
+        "{answer}"
+    );
+    let m = metrics(&gw).await;
+    let expiry = metric_value(
+        &m,
+        &format!("weir_tls_certificate_expiry_timestamp_seconds{{name=\"{name}\"}}"),
+    )
+    .expect("expiry metric");
+    assert_eq!(expiry as u64, st["not_after"].as_u64().expect("not_after"));
+    // Stored 0600, account and certificate.
+    use std::os::unix::fs::PermissionsExt;
+    let files: Vec<_> = std::fs::read_dir(&s.state.0)
+        .expect("state")
+        .flatten()
+        .collect();
+    assert_eq!(files.len(), 3, "{files:?}");
+    for f in &files {
+        assert_eq!(
+            f.metadata().expect("meta").permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let served = presented(tls_addr, name).await;
+    drop(gw);
+
+    // A restart serves the stored certificate at once and orders nothing.
+    let gw = gateway(&toml).await;
+    let st = status(&gw).await;
+    assert_eq!(st["source"], "acme", "{st}");
+    assert_eq!(presented(tls_addr, name).await, served);
+    assert_eq!(st["orders_ok"], 0);
+    assert!(
+        st["next_attempt"].as_u64() > st["not_after"].as_u64().map(|n| n / 2),
+        "{st}"
+    );
+    let _ = s.dns;
+}
+
+#[tokio::test]
+async fn tls_alpn01_issues_in_the_handshake() {
+    let name = "alpn.weir.test";
+    let s = setup(name, None).await;
+    let gw = gateway(&acme_config(&s, name, "tls-alpn-01")).await;
+    let st = issued(&gw, 1).await;
+    assert_eq!(st["source"], "acme");
+    let roots = pebble_root(&s.pebble).await;
+    let answer = https_get(([127, 0, 0, 1], s.tls).into(), name, roots, "/")
+        .await
+        .expect("verified handshake");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // An `acme-tls/1` handshake for a name with no order outstanding is refused.
+    let tcp = TcpStream::connect(("127.0.0.1", s.tls))
+        .await
+        .expect("connect");
+    let refused = TlsConnector::from(client_config(RootCertStore::empty(), &[b"acme-tls/1"]))
+        .connect(ServerName::try_from(name.to_owned()).expect("name"), tcp)
+        .await;
+    assert!(refused.is_err());
+}
+
+#[tokio::test]
+async fn renewal_before_expiry_and_a_ca_that_is_down_leaves_the_certificate_serving() {
+    let name = "renew.weir.test";
+    // Issued for 12 s: renewal is due after 8.
+    let mut s = setup(name, Some(12)).await;
+    let gw = gateway(&acme_config(&s, name, "http-01")).await;
+    let tls_addr: SocketAddr = ([127, 0, 0, 1], s.tls).into();
+    let first = issued(&gw, 1).await;
+    let before = presented(tls_addr, name).await;
+    let renewed = issued(&gw, 2).await;
+    assert!(
+        renewed["not_after"].as_u64() > first["not_after"].as_u64(),
+        "{renewed}"
+    );
+    let after = presented(tls_addr, name).await;
+    assert_ne!(before, after, "a new certificate is in service");
+
+    // The CA goes away: the next renewal fails, the error is visible, and the current
+    // certificate keeps serving.
+    s.pebble.stop();
+    let failed = wait_until("a failed renewal", || async {
+        let st = status(&gw).await;
+        (st["orders_failed"].as_u64() >= Some(1)).then_some(st)
+    })
+    .await;
+    assert!(
+        failed["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{failed}"
+    );
+    assert!(failed["next_attempt"].as_u64() > failed["last_attempt"].as_u64());
+    assert_eq!(presented(tls_addr, name).await, after);
+    let m = metrics(&gw).await;
+    assert!(
+        metric_value(
+            &m,
+            &format!("weir_acme_orders_total{{name=\"{name}\",result=\"error\"}}")
+        ) >= Some(1.0)
+    );
+}
+
+#[test]
+fn weir_check_places_every_acme_mistake() {
+    let state = TempDir::new("acme-check");
+    let file = state.0.join("not-a-dir");
+    std::fs::write(&file, "x").expect("file");
+    let bad = format!(
+        r#"
+[[listeners]]
+name = "https"
+bind = "127.0.0.1:0"
+tls = {{ acme = {{ domains = ["*.wild.example", "no_dots"], directory = "http://ca.example/dir", contact = ["ops@example.com"], state_dir = "{}" }} }}
+"#,
+        file.display()
+    );
+    let err = weir_config::parse(&bad, "bad.toml")
+        .expect_err("refused")
+        .to_string();
+    for want in [
+        "bad.toml:5:",
+        "listeners[0].tls.acme.domains[0]: `*.wild.example`: wildcard names need the dns-01 challenge",
+        "listeners[0].tls.acme.domains[1]: `no_dots` is not a DNS name",
+        "listeners[0].tls.acme.directory: `http://ca.example/dir` is not an https:// URL",
+        "listeners[0].tls.acme.contact[0]: `ops@example.com` is not a mailto: URL",
+        "listeners[0].tls.acme.challenge: http-01 is answered on a plain listener, and every listener has TLS",
+        "listeners[0].tls.acme.state_dir:",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}
