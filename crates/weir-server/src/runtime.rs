@@ -97,6 +97,9 @@ pub struct Runtime {
     /// a rotated token stops working with the swap). Digests are compared, so the comparison
     /// takes the same time whatever the length of the token or of the guess.
     pub(crate) admin_token: Option<[u8; 32]>,
+    /// Some listener's ACME certificate is shared by a fleet: HTTP-01 tokens this instance does
+    /// not hold are looked up in Redis.
+    pub(crate) acme_fleet: bool,
     /// The admin listener's connection cap and request-head timeout, read when it starts.
     pub(crate) admin_limits: crate::admin::auth::AdminLimits,
 }
@@ -276,6 +279,12 @@ impl Runtime {
             })
             .collect();
         Ok(Self {
+            acme_fleet: config.redis.is_some()
+                && config
+                    .listeners
+                    .iter()
+                    .filter_map(|l| l.tls.as_ref()?.acme.as_ref())
+                    .any(|a| a.fleet_key.is_some()),
             admin_token: config
                 .admin
                 .as_ref()

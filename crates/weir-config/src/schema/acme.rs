@@ -30,6 +30,10 @@ pub struct Acme {
     /// External account binding, for CAs that require one (ZeroSSL, most private CAs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eab: Option<Eab>,
+    /// With `[redis]`: the fleet is one ACME client, and what it shares in Redis (the account,
+    /// the certificates, challenge certificates) is encrypted under a key derived from this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_key: Option<crate::Secret>,
 }
 
 /// The ACME challenge Weir answers.

@@ -69,6 +69,23 @@ pub(super) fn check_acme(config: &Config, acme: &Acme, at: &KeyPath, out: &mut V
             .help("add a listener without TLS on port 80, or challenge = \"tls-alpn-01\""),
         );
     }
+    if let Some(k) = &acme.fleet_key {
+        if config.redis.is_none() {
+            out.push(
+                Diagnostic::at(
+                    at.key("fleet_key"),
+                    "needs a `[redis]` server the fleet shares",
+                )
+                .help("[redis]\nurl = \"redis://127.0.0.1:6379\""),
+            );
+        }
+        if k.expose().len() < 16 {
+            out.push(Diagnostic::at(
+                at.key("fleet_key"),
+                "must be at least 16 characters",
+            ));
+        }
+    }
     if let Some(ca) = &acme.directory_ca {
         if let Err(msg) = crate::pem::check_certs(ca) {
             out.push(Diagnostic::at(at.key("directory_ca"), msg));

@@ -16,6 +16,7 @@
 //! TLS-ALPN-01 in the handshake (`acme-tls/1`, RFC 8737). An issued certificate is swapped in
 //! for new handshakes; open connections keep theirs.
 
+pub(crate) mod fleet;
 mod store;
 
 use std::collections::HashMap;
@@ -40,11 +41,18 @@ pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 /// The path prefix of HTTP-01 requests.
 const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
 
-/// The answer to an HTTP-01 validation request, when `path` asks for a token Weir has
-/// outstanding (anything else goes on to the routes).
-pub(crate) fn http01_answer(path: &str) -> Option<http::Response<weir_core::ResponseBody>> {
+/// The answer to an HTTP-01 validation request, when `path` asks for a token this instance —
+/// or, with `fleet`, any instance of the fleet — has outstanding (anything else goes on to the
+/// routes).
+pub(crate) async fn http01_answer(
+    path: &str,
+    fleet: Option<&weir_policy::RedisStore>,
+) -> Option<http::Response<weir_core::ResponseBody>> {
     let token = path.strip_prefix(HTTP01_PREFIX)?;
-    let key_auth = challenges().http01(token)?;
+    let key_auth = match challenges().http01(token) {
+        Some(k) => k,
+        None => fleet::http01(fleet?, token).await?,
+    };
     let mut resp = http::Response::new(weir_core::ResponseBody::full(key_auth));
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -159,12 +167,26 @@ pub(crate) struct CertStatus {
     pub(crate) last_error: Option<String>,
     pub(crate) orders_ok: u64,
     pub(crate) orders_failed: u64,
+    /// Certificates another instance of the fleet ordered, taken from Redis.
+    pub(crate) adopted: u64,
+    /// Shared with a fleet through Redis.
+    pub(crate) fleet: bool,
+}
+
+/// How a due certificate was obtained.
+enum Obtained {
+    /// This instance ordered it.
+    Ordered(u64),
+    /// Another instance of the fleet did.
+    Adopted(u64),
 }
 
 /// One listener's ACME-managed certificate.
 pub(crate) struct ManagedCert {
     cfg: weir_config::Acme,
     state: StateDir,
+    /// With `fleet_key` and `[redis]`: the fleet this certificate is shared with.
+    fleet: Option<fleet::Fleet>,
     /// What new handshakes get.
     current: ArcSwap<CertifiedKey>,
     pub(crate) status: Mutex<CertStatus>,
@@ -190,14 +212,23 @@ impl ManagedCert {
     /// The stored certificate when there is one for these domains, else a self-signed stand-in.
     pub(crate) fn load(
         cfg: &weir_config::Acme,
+        redis: Option<&weir_config::Redis>,
         provider: &rustls::crypto::CryptoProvider,
     ) -> Result<Self, String> {
+        let fleet = match (&cfg.fleet_key, redis) {
+            (Some(key), Some(r)) => Some(fleet::Fleet::new(
+                Arc::new(weir_policy::RedisStore::new(r)),
+                key.expose(),
+            )?),
+            _ => None,
+        };
         let state = StateDir::new(&cfg.state_dir);
         let name = cfg.domains.first().cloned().unwrap_or_default();
         let (cert_path, key_path) = state.cert_paths(&name);
         let mut status = CertStatus {
             name: name.clone(),
             domains: cfg.domains.clone(),
+            fleet: fleet.is_some(),
             ..CertStatus::default()
         };
         let stored = load_pair(&cert_path, &key_path, provider)
@@ -223,6 +254,7 @@ impl ManagedCert {
         Ok(Self {
             cfg: cfg.clone(),
             state,
+            fleet,
             current: ArcSwap::new(key),
             status: Mutex::new(status),
         })
@@ -293,18 +325,28 @@ impl ManagedCert {
                 .last_attempt = Some(now);
             let outcome = tokio::select! {
                 () = stop.cancelled() => return,
-                r = self.order(&provider) => r,
+                r = self.obtain(&provider) => r,
             };
             let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
             match outcome {
-                Ok(not_after) => {
+                Ok(got) => {
                     failures = 0;
+                    let not_after = match got {
+                        Obtained::Ordered(n) => {
+                            st.orders_ok += 1;
+                            tracing::info!(certificate = %st.name, not_after = n, "certificate issued by the CA and in service");
+                            n
+                        }
+                        Obtained::Adopted(n) => {
+                            st.adopted += 1;
+                            tracing::info!(certificate = %st.name, not_after = n, "certificate from the fleet in service");
+                            n
+                        }
+                    };
                     st.source = "acme";
                     st.not_after = Some(not_after);
                     st.last_success = Some(now);
                     st.last_error = None;
-                    st.orders_ok += 1;
-                    tracing::info!(certificate = %st.name, not_after, "certificate issued by the CA and in service");
                 }
                 Err(e) => {
                     failures += 1;
@@ -316,12 +358,98 @@ impl ManagedCert {
         }
     }
 
+    /// A due certificate: alone, an order; in a fleet, the fleet's certificate when it is newer
+    /// and not yet due, else the order this instance leads (holding the lock) or follows.
+    async fn obtain(
+        &self,
+        provider: &rustls::crypto::CryptoProvider,
+    ) -> Result<Obtained, OrderError> {
+        let Some(fleet) = &self.fleet else {
+            return self.order(provider).await.map(Obtained::Ordered);
+        };
+        let name = self.cfg.domains.first().cloned().unwrap_or_default();
+        if let Some(n) = self.adopt(fleet, &name, provider).await? {
+            return Ok(Obtained::Adopted(n));
+        }
+        if fleet.lock(&name).await? {
+            let ordered = self.order(provider).await;
+            fleet.unlock(&name).await;
+            return ordered.map(Obtained::Ordered);
+        }
+        // Another instance orders: answer its TLS-ALPN-01 validations here too, and take its
+        // certificate when it lands.
+        let mut published = Published::default();
+        let deadline = tokio::time::Instant::now() + fleet::LOCK_TTL;
+        loop {
+            if self.cfg.challenge == AcmeChallenge::TlsAlpn01 {
+                for d in &self.cfg.domains {
+                    if let Some(pem) = fleet.alpn(d).await? {
+                        published.tls_alpn(d.clone(), certified_from_pem(&pem, provider)?);
+                    }
+                }
+            }
+            if let Some(n) = self.adopt(fleet, &name, provider).await? {
+                return Ok(Obtained::Adopted(n));
+            }
+            if !fleet.locked(&name).await? || tokio::time::Instant::now() > deadline {
+                return Err("the fleet's order ended without a certificate".to_owned());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Takes the fleet's certificate for `name` when it is not yet due for renewal and expires
+    /// later than the one served now; keeps a copy in the state directory.
+    async fn adopt(
+        &self,
+        fleet: &fleet::Fleet,
+        name: &str,
+        provider: &rustls::crypto::CryptoProvider,
+    ) -> Result<Option<u64>, OrderError> {
+        let Some((chain, key)) = fleet.certificate(name).await? else {
+            return Ok(None);
+        };
+        let certified = certified_from_pem(&format!("{chain}\n{key}"), provider)?;
+        let Some((not_before, not_after)) = certified.cert.first().and_then(|c| validity(c)) else {
+            return Ok(None);
+        };
+        let due = not_before + (not_after.saturating_sub(not_before)) * 2 / 3;
+        let ours = self
+            .status()
+            .not_after
+            .filter(|_| self.status().source == "acme");
+        if due <= unix(SystemTime::now()) || ours.is_some_and(|o| o >= not_after) {
+            return Ok(None);
+        }
+        let (cert_path, key_path) = self.state.cert_paths(name);
+        let _ = self.state.write(&key_path, key.as_bytes());
+        let _ = self.state.write(&cert_path, chain.as_bytes());
+        self.current.store(certified);
+        Ok(Some(not_after))
+    }
+
     async fn account(&self) -> Result<Account, OrderError> {
         let builder = || match &self.cfg.directory_ca {
             Some(ca) => Account::builder_with_root(ca),
             None => Account::builder(),
         };
         let path = self.state.account_path(&self.cfg.directory);
+        let digest = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // The fleet's account first, so a fleet is one account.
+        if let Some(fleet) = &self.fleet {
+            if let Some(bytes) = fleet.account(&digest).await? {
+                if let Ok(creds) = serde_json::from_slice::<AccountCredentials>(&bytes) {
+                    return builder()
+                        .map_err(|e| format!("ACME client: {e}"))?
+                        .from_credentials(creds)
+                        .await
+                        .map_err(|e| format!("the fleet's account: {e}"));
+                }
+            }
+        }
         if let Ok(text) = std::fs::read_to_string(&path) {
             if let Ok(creds) = serde_json::from_str::<AccountCredentials>(&text) {
                 return builder()
@@ -359,6 +487,9 @@ impl ManagedCert {
         self.state
             .write(&path, &text)
             .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        if let Some(fleet) = &self.fleet {
+            fleet.publish_account(&digest, &text).await?;
+        }
         tracing::info!(directory = %self.cfg.directory, "ACME account created");
         Ok(account)
     }
@@ -400,10 +531,19 @@ impl ManagedCert {
             let key_auth = challenge.key_authorization();
             match self.cfg.challenge {
                 AcmeChallenge::Http01 => {
+                    if let Some(f) = &self.fleet {
+                        f.publish_http01(&challenge.token, key_auth.as_str())
+                            .await?;
+                        published.fleet_tokens.push(challenge.token.clone());
+                    }
                     published.http(challenge.token.clone(), key_auth.as_str().to_owned());
                 }
                 AcmeChallenge::TlsAlpn01 => {
-                    let cert = alpn_cert(&domain, key_auth.digest().as_ref(), provider)?;
+                    let (cert, pem) = alpn_cert(&domain, key_auth.digest().as_ref(), provider)?;
+                    if let Some(f) = &self.fleet {
+                        f.publish_alpn(&domain, &pem).await?;
+                        published.fleet_domains.push(domain.clone());
+                    }
                     published.tls_alpn(domain.clone(), cert);
                 }
             }
@@ -430,6 +570,10 @@ impl ManagedCert {
             .poll_certificate(&retry)
             .await
             .map_err(|e| format!("certificate: {e}"))?;
+        if let Some(f) = &self.fleet {
+            f.withdraw(&published.fleet_tokens, &published.fleet_domains)
+                .await;
+        }
         drop(published);
         let name = self.cfg.domains.first().cloned().unwrap_or_default();
         let (cert_path, key_path) = self.state.cert_paths(&name);
@@ -442,6 +586,9 @@ impl ManagedCert {
             .map_err(|e| format!("writing {}: {e}", cert_path.display()))?;
         let (key, _, not_after) = load_pair(&cert_path, &key_path, provider)?;
         self.current.store(key);
+        if let Some(f) = &self.fleet {
+            f.publish_certificate(&name, &chain_pem, &key_pem).await?;
+        }
         Ok(not_after)
     }
 }
@@ -451,6 +598,9 @@ impl ManagedCert {
 struct Published {
     tokens: Vec<String>,
     domains: Vec<String>,
+    /// What was also published to the fleet (withdrawn by the order when it ends).
+    fleet_tokens: Vec<String>,
+    fleet_domains: Vec<String>,
 }
 
 impl Published {
@@ -494,7 +644,7 @@ fn load_pair(
     key: &std::path::Path,
     provider: &rustls::crypto::CryptoProvider,
 ) -> Result<(Arc<CertifiedKey>, Vec<String>, u64), String> {
-    let (certified, names) = crate::edge::tls::load_certified(cert, key, provider)?;
+    let (certified, names) = crate::edge::certs::load_certified(cert, key, provider)?;
     let leaf = certified.cert.first().ok_or("empty chain")?;
     let (_, not_after) = validity(leaf).ok_or("unreadable certificate")?;
     Ok((certified, names, not_after))
@@ -541,12 +691,13 @@ fn self_signed(
 }
 
 /// The RFC 8737 validation certificate: `domain` as its only name and the key
-/// authorization's SHA-256 digest in a critical `acmeIdentifier` extension.
+/// authorization's SHA-256 digest in a critical `acmeIdentifier` extension; also as PEM
+/// (certificate then key), for the fleet.
 fn alpn_cert(
     domain: &str,
     digest: &[u8],
     provider: &rustls::crypto::CryptoProvider,
-) -> Result<Arc<CertifiedKey>, String> {
+) -> Result<(Arc<CertifiedKey>, String), String> {
     let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
     let mut params =
         rcgen::CertificateParams::new(vec![domain.to_owned()]).map_err(|e| e.to_string())?;
@@ -554,5 +705,26 @@ fn alpn_cert(
         .custom_extensions
         .push(rcgen::CustomExtension::new_acme_identifier(digest));
     let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
-    certified(cert, &key, provider)
+    let pem = format!("{}{}", cert.pem(), key.serialize_pem());
+    Ok((certified(cert, &key, provider)?, pem))
+}
+
+/// A chain and its key from one PEM text (certificates, then the key).
+fn certified_from_pem(
+    pem: &str,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<Arc<CertifiedKey>, String> {
+    use rustls_pki_types::pem::PemObject;
+    let chain = rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("the fleet's certificate: {e}"))?;
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| format!("the fleet's key: {e}"))?;
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| e.to_string())?;
+    let certified = CertifiedKey::new(chain, signing);
+    certified.keys_match().map_err(|e| e.to_string())?;
+    Ok(Arc::new(certified))
 }

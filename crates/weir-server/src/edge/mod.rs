@@ -8,6 +8,7 @@
 //! leaf files (`settings.rs`, `counters.rs`, `state.rs`), so the pipeline can use them without
 //! importing the code that serves connections.
 
+pub(crate) mod certs;
 pub(crate) mod conn;
 pub(crate) mod counters;
 mod framing;

@@ -105,7 +105,7 @@ impl ListenerSettings {
         let tls = l
             .tls
             .as_ref()
-            .map(|t| TlsListener::new(t, counters.clone()))
+            .map(|t| TlsListener::new(t, config.redis.as_ref(), counters.clone()))
             .transpose()?
             .map(Arc::new);
         let opts = ListenerOpts {

@@ -172,7 +172,12 @@ async fn process(
     request::admit(&req, ctx, rt)?;
     // ACME HTTP-01 validation, before routing: only tokens Weir has outstanding.
     if !conn.opts.tls && req.uri().path().starts_with("/.well-known/acme-challenge/") {
-        if let Some(answer) = crate::acme::http01_answer(req.uri().path()) {
+        let fleet = rt
+            .acme_fleet
+            .then(|| rt.policy_shared.redis.as_deref())
+            .flatten();
+        // Boxed: a rare path, kept out of every request's future.
+        if let Some(answer) = Box::pin(crate::acme::http01_answer(req.uri().path(), fleet)).await {
             return Ok(Outcome::from(answer));
         }
     }

@@ -178,9 +178,34 @@ async fn setup(name: &str, validity_secs: Option<u64>) -> Setup {
 }
 
 fn acme_config(s: &Setup, name: &str, challenge: &str) -> String {
+    instance_config(Instance {
+        top: "",
+        plain: s.plain,
+        tls: s.tls,
+        acme: format!(
+            r#"domains = ["{name}"], directory = "{}", directory_ca = "{}", state_dir = "{}", contact = ["mailto:ops@weir.test"], challenge = "{challenge}""#,
+            s.pebble.directory(),
+            s.pebble.ca_pem_path().display(),
+            s.state.0.display(),
+        ),
+        origin: s.origin.addr,
+    })
+}
+
+/// One Weir: a plain listener `main`, a TLS listener `https` with `acme`, a catch-all route.
+struct Instance<'a> {
+    top: &'a str,
+    plain: u16,
+    tls: u16,
+    acme: String,
+    origin: SocketAddr,
+}
+
+fn instance_config(i: Instance<'_>) -> String {
     format!(
         r#"
 admin = {{ bind = "127.0.0.1:0" }}
+{top}
 
 [[listeners]]
 name = "main"
@@ -189,7 +214,7 @@ bind = "127.0.0.1:{plain}"
 [[listeners]]
 name = "https"
 bind = "127.0.0.1:{tls}"
-tls = {{ acme = {{ domains = ["{name}"], directory = "{dir}", directory_ca = "{ca}", state_dir = "{state}", contact = ["mailto:ops@weir.test"], challenge = "{challenge}" }} }}
+tls = {{ acme = {{ {acme} }} }}
 
 [[upstreams]]
 name = "up"
@@ -198,12 +223,11 @@ endpoints = ["{origin}"]
 [[routes]]
 proxy = {{ upstream = "up" }}
 "#,
-        plain = s.plain,
-        tls = s.tls,
-        dir = s.pebble.directory(),
-        ca = s.pebble.ca_pem_path().display(),
-        state = s.state.0.display(),
-        origin = s.origin.addr,
+        top = i.top,
+        plain = i.plain,
+        tls = i.tls,
+        acme = i.acme,
+        origin = i.origin,
     )
 }
 
@@ -375,5 +399,158 @@ tls = {{ acme = {{ domains = ["*.wild.example", "no_dots"], directory = "http://
         "listeners[0].tls.acme.state_dir:",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}
+
+/// A TCP relay handing each connection to the next of `to` in turn; counts per target.
+async fn round_robin(at: u16, to: Vec<SocketAddr>) -> Arc<Vec<std::sync::atomic::AtomicUsize>> {
+    let counts: Arc<Vec<std::sync::atomic::AtomicUsize>> = Arc::new(
+        to.iter()
+            .map(|_| std::sync::atomic::AtomicUsize::new(0))
+            .collect(),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", at))
+        .await
+        .expect("relay");
+    let c = counts.clone();
+    tokio::spawn(async move {
+        let mut n = 0usize;
+        while let Ok((mut client, _)) = listener.accept().await {
+            let i = n % to.len();
+            n += 1;
+            c[i].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let target = to[i];
+            tokio::spawn(async move {
+                if let Ok(mut server) = TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    counts
+}
+
+#[tokio::test]
+async fn a_fleet_sharing_redis_is_one_acme_client() {
+    let names = [
+        "a.fleet.weir.test",
+        "b.fleet.weir.test",
+        "c.fleet.weir.test",
+    ];
+    let dns = DnsServer::start().await;
+    for n in names {
+        dns.set(n, Answer::Records(vec![Rec::Ip([127, 0, 0, 1].into())], 60));
+    }
+    let redis = weir_testkit::redis::RedisServer::start().await;
+    // The CA's validations reach the instances in turn, whichever of them ordered.
+    let relay = free_port();
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: relay,
+        tls_port: free_port(),
+        dns: dns.addr,
+        validity_secs: None,
+    })
+    .await;
+    let origin = numbered_origins(1).await.remove(0);
+    let mut plains = Vec::new();
+    let mut gateways = Vec::new();
+    let mut states = Vec::new();
+    let mut tls_addrs = Vec::new();
+    let configs: Vec<(u16, u16, TempDir)> = (0..3)
+        .map(|i| {
+            (
+                free_port(),
+                free_port(),
+                TempDir::new(&format!("acme-fleet-{i}")),
+            )
+        })
+        .collect();
+    for (plain, _, _) in &configs {
+        plains.push(SocketAddr::from(([127, 0, 0, 1], *plain)));
+    }
+    let counts = round_robin(relay, plains.clone()).await;
+    for (plain, tls, state) in configs {
+        let top = format!("[redis]\nurl = \"{}\"", redis.url());
+        let toml = instance_config(Instance {
+            top: &top,
+            plain,
+            tls,
+            acme: format!(
+                r#"domains = {names:?}, directory = "{}", directory_ca = "{}", state_dir = "{}", fleet_key = "a fleet key for the tests""#,
+                pebble.directory(),
+                pebble.ca_pem_path().display(),
+                state.0.display(),
+            ),
+            origin: origin.addr,
+        });
+        gateways.push(gateway(&toml).await);
+        tls_addrs.push(SocketAddr::from(([127, 0, 0, 1], tls)));
+        states.push(state);
+    }
+    let mut served = Vec::new();
+    let (mut ordered, mut adopted) = (0, 0);
+    for gw in &gateways {
+        let st = wait_until(
+            "every instance to serve the fleet's certificate",
+            || async {
+                let s = status(gw).await;
+                (s["source"] == "acme").then_some(s)
+            },
+        )
+        .await;
+        ordered += st["orders_ok"].as_u64().expect("orders");
+        adopted += st["adopted"].as_u64().expect("adopted");
+        assert_eq!(st["fleet"], true);
+    }
+    assert_eq!(
+        (ordered, adopted),
+        (1, 2),
+        "exactly one order for the fleet"
+    );
+    let roots = pebble_root(&pebble).await;
+    for addr in &tls_addrs {
+        for n in names {
+            let answer = https_get(*addr, n, roots.clone(), "/")
+                .await
+                .expect("verified handshake");
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        }
+        served.push(presented(*addr, names[0]).await);
+    }
+    assert!(
+        served.windows(2).all(|w| w[0] == w[1]),
+        "one certificate for the fleet"
+    );
+    // The three validations went to more than one instance: not only the one that ordered.
+    let reached = counts
+        .iter()
+        .filter(|c| c.load(std::sync::atomic::Ordering::SeqCst) > 0)
+        .count();
+    assert!(reached >= 2, "validations reached {reached} instance(s)");
+    // What Redis holds is sealed: no PEM in it.
+    let client = ::redis::Client::open(redis.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg("*acme:*")
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    assert!(keys.iter().any(|k| k.contains("acme:cert:")), "{keys:?}");
+    for k in keys
+        .iter()
+        .filter(|k| k.contains("acme:cert:") || k.contains("acme:account:"))
+    {
+        let v: String = ::redis::cmd("GET")
+            .arg(k)
+            .query_async(&mut conn)
+            .await
+            .expect("get");
+        assert!(
+            !v.contains("BEGIN") && !v.contains("\"id\""),
+            "{k} is stored in the clear"
+        );
     }
 }
