@@ -247,6 +247,7 @@ impl ManagedCert {
             None => {
                 status.source = "self_signed";
                 let key = self_signed(&cfg.domains, provider)?;
+                status.not_after = key.cert.first().and_then(|c| validity(c)).map(|v| v.1);
                 tracing::warn!(certificate = %name, "no certificate from the CA yet: serving a temporary self-signed one until it is issued");
                 key
             }
@@ -686,6 +687,9 @@ fn self_signed(
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "Weir temporary certificate");
+    let now = SystemTime::now();
+    params.not_before = (now - Duration::from_secs(60)).into();
+    params.not_after = (now + Duration::from_secs(7 * 86400)).into();
     let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
     certified(cert, &key, provider)
 }

@@ -57,6 +57,38 @@ async fn https_get(
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
+/// One GET on an open keep-alive TLS connection; the response head and body.
+async fn get_on(tls: &mut tokio_rustls::client::TlsStream<TcpStream>, name: &str) -> String {
+    tls.write_all(format!("GET / HTTP/1.1\r\nhost: {name}\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = tls.read(&mut chunk).await.expect("read");
+        assert!(
+            n > 0,
+            "the connection closed: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                return text;
+            }
+        }
+    }
+}
+
 /// The certificate Weir presents to a client that trusts nothing in particular.
 async fn presented(addr: SocketAddr, name: &str) -> CertificateDer<'static> {
     #[derive(Debug)]
@@ -341,6 +373,14 @@ async fn renewal_before_expiry_and_a_ca_that_is_down_leaves_the_certificate_serv
     let tls_addr: SocketAddr = ([127, 0, 0, 1], s.tls).into();
     let first = issued(&gw, 1).await;
     let before = presented(tls_addr, name).await;
+    // A connection opened on the first certificate outlives the swap.
+    let roots = pebble_root(&s.pebble).await;
+    let tcp = TcpStream::connect(tls_addr).await.expect("connect");
+    let mut open = TlsConnector::from(client_config(roots, &[b"http/1.1"]))
+        .connect(ServerName::try_from(name.to_owned()).expect("name"), tcp)
+        .await
+        .expect("verified handshake");
+    assert!(get_on(&mut open, name).await.starts_with("HTTP/1.1 200"));
     let renewed = issued(&gw, 2).await;
     assert!(
         renewed["not_after"].as_u64() > first["not_after"].as_u64(),
@@ -348,6 +388,10 @@ async fn renewal_before_expiry_and_a_ca_that_is_down_leaves_the_certificate_serv
     );
     let after = presented(tls_addr, name).await;
     assert_ne!(before, after, "a new certificate is in service");
+    assert!(
+        get_on(&mut open, name).await.starts_with("HTTP/1.1 200"),
+        "the connection made before the swap still serves"
+    );
 
     // The CA goes away: the next renewal fails, the error is visible, and the current
     // certificate keeps serving.

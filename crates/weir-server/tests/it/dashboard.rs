@@ -607,3 +607,65 @@ async fn the_deployments_table_shows_the_canary_and_its_buttons_act_on_it() {
     let errors = page.errors();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
+
+/// The certificates table: an ACME certificate whose CA cannot be reached shows its
+/// self-signed stand-in, its expiry, the failed order and its error, and the next attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_certificates_table_shows_an_acme_certificate_waiting_for_its_ca() {
+    let state = TempDir::new("dash-acme");
+    let toml = format!(
+        "admin = {{ bind = \"127.0.0.1:0\" }}\n\n[[listeners]]\nname = \"main\"\nbind = \"127.0.0.1:0\"\n\n[[listeners]]\nname = \"https\"\nbind = \"127.0.0.1:0\"\ntls = {{ acme = {{ domains = [\"shop.weir.test\"], directory = \"https://{}/dir\", state_dir = \"{}\" }} }}\n\n[[routes]]\nrespond = {{ body = \"ok\" }}\n",
+        closed_addr(),
+        state.0.display()
+    );
+    let gw = gateway(&toml).await;
+    let browser = Chromium::launch();
+    let mut page = Page::open(&browser).await;
+    page.call(
+        "Page.navigate",
+        json!({"url": format!("http://{}/", gw.admin_addr())}),
+    )
+    .await;
+    assert!(
+        page.wait_for(
+            "document.readyState === 'complete' && !!document.getElementById('certs-section')",
+            20
+        )
+        .await,
+        "the page loads"
+    );
+    let row =
+        "(document.querySelector('#certs tr[data-name=\"shop.weir.test\"]') || {}).innerText || ''";
+    assert!(
+        page.wait_for(
+            &format!("!document.getElementById('certs-section').hidden && ({row}).includes('self-signed') && !({row}).includes('\\t0 · 0 · 0')"),
+            20
+        )
+        .await,
+        "the certificate's row: {}",
+        page.eval(row).await
+    );
+    let text = page.eval(row).await;
+    let text = text.as_str().expect("row");
+    let cells: Vec<&str> = text.split('\t').collect();
+    assert_eq!(cells.len(), 7, "{text}");
+    assert!(
+        cells[2].contains("(in 6d") || cells[2].contains("(in 7d"),
+        "a week-long stand-in: {text}"
+    );
+    assert!(
+        cells[3].contains("2026") || cells[3].contains('/'),
+        "last attempt: {text}"
+    );
+    assert!(
+        cells[4].contains("(in ") || cells[4].contains("(now)"),
+        "next attempt: {text}"
+    );
+    assert_eq!(cells[5], "0 · 1 · 0", "a failed order: {text}");
+    assert!(
+        cells[6].starts_with("creating the account at https://"),
+        "its error: {text}"
+    );
+    let errors = page.errors();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+}

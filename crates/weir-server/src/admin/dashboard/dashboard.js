@@ -233,6 +233,35 @@ function endpointAction(upstream, address, action) {
   return adminAction(url, action + " " + address);
 }
 
+// A Unix time as a local date and time, with how far away it is.
+function when(secs, nowSecs) {
+  if (secs === null || secs === undefined) return "–";
+  const d = secs - nowSecs;
+  const rel = d === 0 ? "now" : d > 0 ? "in " + duration(d) : duration(-d) + " ago";
+  return new Date(secs * 1000).toLocaleString() + " (" + rel + ")";
+}
+
+// Each ACME-managed certificate: where it came from, when it expires, the last and next
+// order, and the last error.
+function renderCertificates(data) {
+  const certs = (data.status && data.status.certificates) || [];
+  $("certs-section").hidden = certs.length === 0;
+  const rows = certs.map((c) => {
+    const row = document.createElement("tr");
+    row.dataset.name = c.name;
+    cell(row, c.name + (c.domains.length > 1 ? " +" + (c.domains.length - 1) : "") + (c.fleet ? " · fleet" : ""));
+    cell(row, c.source === "self_signed" ? "self-signed (waiting for the CA)" : "CA", c.source === "self_signed" ? "warn" : "ok");
+    const soon = c.not_after !== null && c.not_after - data.now < 7 * 86400;
+    cell(row, when(c.not_after, data.now), soon ? "warn" : "");
+    cell(row, when(c.last_attempt, data.now));
+    cell(row, when(c.next_attempt, data.now));
+    cell(row, c.orders_ok + " · " + c.orders_failed + " · " + c.adopted, c.orders_failed > 0 ? "warn" : "");
+    cell(row, c.last_error || "–", c.last_error ? "bad" : "muted");
+    return row;
+  });
+  $("certs").querySelector("tbody").replaceChildren(...rows);
+}
+
 function pct(r) {
   return fmt(r * 100, 2) + "%";
 }
@@ -378,6 +407,7 @@ async function tick() {
       renderCaches(data);
       renderPolicies(data);
       renderDeployments(data);
+      renderCertificates(data);
       $("conn").textContent = "live";
       $("conn").className = "pill ok";
       document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
