@@ -529,20 +529,7 @@ async fn the_deployments_table_shows_the_canary_and_its_buttons_act_on_it() {
         client().get(gw.url("/")).send().await.expect("request");
     }
     let browser = Chromium::launch();
-    let mut page = Page::open(&browser).await;
-    page.call(
-        "Page.navigate",
-        json!({"url": format!("http://{}/", gw.admin_addr())}),
-    )
-    .await;
-    assert!(
-        page.wait_for(
-            "document.readyState === 'complete' && !!document.getElementById('deploy-section')",
-            20
-        )
-        .await,
-        "the page loads"
-    );
+    let mut page = Page::loaded(&browser, gw.admin_addr(), "deploy-section").await;
     let state = "(document.querySelector('#splits tr[data-route=\"app\"] td.state') || {}).textContent || ''";
     assert!(
         page.wait_for(
@@ -620,20 +607,7 @@ async fn the_certificates_table_shows_an_acme_certificate_waiting_for_its_ca() {
     );
     let gw = gateway(&toml).await;
     let browser = Chromium::launch();
-    let mut page = Page::open(&browser).await;
-    page.call(
-        "Page.navigate",
-        json!({"url": format!("http://{}/", gw.admin_addr())}),
-    )
-    .await;
-    assert!(
-        page.wait_for(
-            "document.readyState === 'complete' && !!document.getElementById('certs-section')",
-            20
-        )
-        .await,
-        "the page loads"
-    );
+    let mut page = Page::loaded(&browser, gw.admin_addr(), "certs-section").await;
     let row =
         "(document.querySelector('#certs tr[data-name=\"shop.weir.test\"]') || {}).innerText || ''";
     assert!(
@@ -668,4 +642,17 @@ async fn the_certificates_table_shows_an_acme_certificate_waiting_for_its_ca() {
     );
     let errors = page.errors();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
+}
+
+impl Page {
+    /// The dashboard of `admin`, once loaded with the element `id` in it.
+    async fn loaded(browser: &Chromium, admin: SocketAddr, id: &str) -> Self {
+        let mut page = Page::open(browser).await;
+        page.call("Page.navigate", json!({"url": format!("http://{admin}/")}))
+            .await;
+        let ready =
+            format!("document.readyState === 'complete' && !!document.getElementById('{id}')");
+        assert!(page.wait_for(&ready, 20).await, "the page loads");
+        page
+    }
 }
