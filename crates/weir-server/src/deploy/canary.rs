@@ -347,10 +347,14 @@ impl Plan {
             .unwrap_or_else(|p| p.into_inner())
             .elapsed();
         let (verdict, comparison) = judge(&self.cfg, &counts, elapsed, state.phase);
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Comparison {
-            fleet: from_fleet,
-            ..comparison
-        };
+        // A plan that ended (promoted, rolled back, aborted) keeps the comparison that decided
+        // it; a running or paused one shows the live window.
+        if matches!(state.phase, Phase::Progressing | Phase::Paused) {
+            *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Comparison {
+                fleet: from_fleet,
+                ..comparison
+            };
+        }
         let next = match verdict {
             Verdict::Fail(why) => Some((Phase::RolledBack, state.step, why)),
             Verdict::Advance(why) => Some(self.advanced(&state, why)),
