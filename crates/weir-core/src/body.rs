@@ -294,7 +294,7 @@ impl Body for RequestBody {
                 }
                 // hyper stops reading a body with a declared length once it is complete, so
                 // the copy is handed over when the end is known, not only when it is read.
-                if this.inner.as_ref().is_none_or(|b| b.is_end_stream()) {
+                if this.copy.is_some() && this.inner.as_ref().is_none_or(|b| b.is_end_stream()) {
                     if let Some(mut copy) = this.copy.take() {
                         copy.finish();
                     }

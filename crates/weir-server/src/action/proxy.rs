@@ -32,40 +32,19 @@ pub(crate) struct Forward<'a> {
     pub(crate) mirror: Option<&'a Arc<Mirror>>,
 }
 
-/// Forwards `f` (a plain function: the request's future is `send`'s own, with each part an
-/// argument of its own, not a struct kept beside its moved-out fields).
-pub(crate) fn forward<'a>(
-    f: Forward<'a>,
-    ctx: &'a mut RequestCtx,
-) -> impl std::future::Future<Output = Result<Outcome, ProxyError>> + 'a {
-    send(
-        f.parts,
-        f.body,
-        ctx,
-        f.rt,
-        f.conn,
-        f.upstream,
-        f.host,
-        (f.retry_non_idempotent, f.mirror),
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn send(
-    mut parts: http::request::Parts,
-    mut body: RequestBody,
+/// Forwards `f`. The request's head and body are used in place as fields of `f` (moved out
+/// where they go), so the future does not hold them twice.
+pub(crate) async fn forward(
+    mut f: Forward<'_>,
     ctx: &mut RequestCtx,
-    rt: &Runtime,
-    conn: &ConnInfo,
-    upstream: &Arc<Upstream>,
-    host: Option<HeaderValue>,
-    (retry_non_idempotent, mirror): (bool, Option<&Arc<Mirror>>),
 ) -> Result<Outcome, ProxyError> {
+    let (rt, conn, upstream, retry_non_idempotent, mirror) =
+        (f.rt, f.conn, f.upstream, f.retry_non_idempotent, f.mirror);
     ctx.upstream = Some(upstream.name.clone());
     // The upstream's total timeout, shortened by a gRPC client's own deadline.
     let grpc_timeout = ctx
         .grpc
-        .then(|| parts.headers.get("grpc-timeout"))
+        .then(|| f.parts.headers.get("grpc-timeout"))
         .flatten()
         .and_then(|v| parse_grpc_timeout(v.as_bytes()));
     let limit = match (upstream.total_timeout, grpc_timeout) {
@@ -76,64 +55,65 @@ async fn send(
 
     // An HTTP/1.1 Upgrade (WebSocket): its headers go up with the request; the tunnel opens
     // only if the upstream answers 101.
-    let upgrade = headers::upgrade_token(&parts.headers, parts.version);
-    let client_upgrade = parts.extensions.remove::<OnUpgrade>();
-    headers::strip_hop_by_hop(&mut parts.headers);
+    let upgrade = headers::upgrade_token(&f.parts.headers, f.parts.version);
+    let client_upgrade = f.parts.extensions.remove::<OnUpgrade>();
+    headers::strip_hop_by_hop(&mut f.parts.headers);
     if let Some(token) = &upgrade {
-        parts
+        f.parts
             .headers
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        parts.headers.insert(UPGRADE, token.clone());
+        f.parts.headers.insert(UPGRADE, token.clone());
     }
-    let authority = parts.uri.authority().cloned();
+    let authority = f.parts.uri.authority().cloned();
     headers::set_host(
-        &mut parts.headers,
+        &mut f.parts.headers,
         authority.as_ref().map(|a| a.as_str()),
         upstream.host_header.as_ref(),
     );
     headers::add_forwarding(
-        &mut parts.headers,
+        &mut f.parts.headers,
         ctx.peer.ip(),
         &rt.trusted_proxies,
-        host.as_ref(),
+        f.host.as_ref(),
         ctx.version,
         conn.opts.tls,
     );
     // The client-certificate subject header only ever comes from Weir.
     if let Some(name) = &conn.opts.client_subject_header {
-        parts.headers.remove(name);
+        f.parts.headers.remove(name);
         if let Some(subject) = &conn.client_subject {
-            parts.headers.insert(name.clone(), subject.clone());
+            f.parts.headers.insert(name.clone(), subject.clone());
         }
     }
-    parts
+    f.parts
         .headers
         .insert(&X_REQUEST_ID, headers::request_id_value(&ctx.request_id));
     // Weir traces: the upstream continues the trace with Weir's upstream span as its parent.
     // A `tracestate` belongs to the caller's trace; without a valid caller it is dropped.
     if let Some(tp) = ctx.trace.and_then(|t| t.upstream_traceparent()) {
-        parts.headers.insert(&headers::TRACEPARENT, tp);
+        f.parts.headers.insert(&headers::TRACEPARENT, tp);
         if ctx.trace.is_some_and(|t| t.parent_id.is_none()) {
-            parts.headers.remove(&headers::TRACESTATE);
+            f.parts.headers.remove(&headers::TRACESTATE);
         }
     }
     // The copy is of the request as it goes upstream, with the Host the client sent (or the
     // mirror upstream's own `host_header`).
     if let Some(m) = mirror {
-        let client_host = parts
+        let client_host = f
+            .parts
             .uri
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
         m.copy(
-            &parts,
-            &mut body,
-            host.clone().or(client_host),
+            &f.parts,
+            &mut f.body,
+            f.host.clone().or(client_host),
             ctx.client_ip,
         );
     }
     // A body that fails at once (cut short, refused framing, over the limit) fails here,
     // before the request head reaches any upstream.
-    if let Err(e) = body.prefetch().await {
+    if let Err(e) = f.body.prefetch().await {
         let kind = if ctx.body.too_large() {
             ErrorKind::BodyTooLarge
         } else {
@@ -149,7 +129,7 @@ async fn send(
     };
     let mut info = CallInfo::default();
     ctx.upstream_start = Some(std::time::Instant::now());
-    let call = upstream.call(parts, body, opts, &mut info);
+    let call = upstream.call(f.parts, f.body, opts, &mut info);
     let result = match deadline {
         Some(d) => tokio::time::timeout_at(d, call)
             .await

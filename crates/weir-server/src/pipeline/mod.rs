@@ -214,8 +214,17 @@ async fn process(
                 entry: matched.entry,
                 compression,
             };
-            // The cache phase owns compression of what it serves and stores.
-            return proxy_phase::run(call, parts, body, ctx, compress).await;
+            // The cache phase owns compression of what it serves and stores. A split route's
+            // phase is boxed: every other route's future stays as small as it was.
+            return match matched.entry.and_then(|e| e.split.clone()) {
+                Some(split) => {
+                    Box::pin(proxy_phase::split_run(
+                        split, call, parts, body, ctx, compress,
+                    ))
+                    .await
+                }
+                None => proxy_phase::run(call, parts, body, ctx, compress).await,
+            };
         }
         Action::Respond(spec) => respond::respond(spec).into(),
         Action::Redirect(spec) => respond::redirect(spec, &parts, ctx).map(Outcome::from)?,

@@ -27,28 +27,11 @@ pub(super) struct Call<'a> {
     pub(super) compression: &'a Arc<crate::compress::CompressionStats>,
 }
 
-/// Runs the proxy action: a split route first chooses its version (and records what the
-/// version answered), then the request goes through the route's cache, when it has one.
-///
-/// A plain function choosing between two futures, so the request's future does not keep the
-/// arguments beside the future they move into; the split path is boxed, so the common path's
-/// future stays as small as it was (every request's future is allocated and moved whole; see
-/// `a_request_future_stays_small`).
-pub(super) fn run<'a>(
-    call: Call<'a>,
-    parts: Parts,
-    body: RequestBody,
-    ctx: &'a mut RequestCtx,
-    compress: Option<crate::compress::Plan>,
-) -> impl std::future::Future<Output = Result<Outcome, ProxyError>> + 'a {
-    use futures_util::future::Either;
-    match call.entry.and_then(|e| e.split.clone()) {
-        Some(split) => Either::Left(Box::pin(split_run(split, call, parts, body, ctx, compress))),
-        None => Either::Right(cached(call, parts, body, ctx, compress)),
-    }
-}
-
-async fn split_run(
+/// A split route's proxy action: the version is chosen (an override, the sticky key's point,
+/// or a random one), the request goes through [`run`] to it, and what the version answered is
+/// recorded for its metrics and its canary plan. Boxed by the caller, so routes without a
+/// split do not carry its state in their future.
+pub(super) async fn split_run(
     split: std::sync::Arc<crate::deploy::split::Split>,
     mut call: Call<'_>,
     parts: Parts,
@@ -61,7 +44,7 @@ async fn split_run(
         call.upstream = target.upstream.clone();
     }
     ctx.split = Some(choice.by.as_str());
-    let mut result = cached(call, parts, body, ctx, compress).await;
+    let mut result = run(call, parts, body, ctx, compress).await;
     // What the version answered (a response from the cache is not its answer).
     if ctx.upstream.is_some() {
         let status = match &result {
@@ -79,8 +62,8 @@ async fn split_run(
     result
 }
 
-/// The proxy action through the route's cache, when it has one.
-async fn cached(
+/// Runs the proxy action (through the route's cache, when it has one).
+pub(super) async fn run(
     call: Call<'_>,
     mut parts: Parts,
     body: RequestBody,
