@@ -35,7 +35,7 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// The raw value of query parameter `name`.
-fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a [u8]> {
+pub fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a [u8]> {
     query
         .split('&')
         .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))

@@ -281,13 +281,13 @@ impl ManagedCert {
     /// When the next order is due: now without a CA certificate, else at two thirds of its
     /// lifetime.
     fn due(&self) -> SystemTime {
+        if self.status.lock().unwrap_or_else(|p| p.into_inner()).source != "acme" {
+            return SystemTime::now();
+        }
         let leaf = self.current();
         let Some((not_before, not_after)) = leaf.cert.first().and_then(|c| validity(c)) else {
             return SystemTime::now();
         };
-        if self.status().source != "acme" {
-            return SystemTime::now();
-        }
         let life = not_after.saturating_sub(not_before);
         SystemTime::UNIX_EPOCH + Duration::from_secs(not_before + life * 2 / 3)
     }
@@ -415,10 +415,8 @@ impl ManagedCert {
             return Ok(None);
         };
         let due = not_before + (not_after.saturating_sub(not_before)) * 2 / 3;
-        let ours = self
-            .status()
-            .not_after
-            .filter(|_| self.status().source == "acme");
+        let status = self.status();
+        let ours = status.not_after.filter(|_| status.source == "acme");
         if due <= unix(SystemTime::now()) || ours.is_some_and(|o| o >= not_after) {
             return Ok(None);
         }

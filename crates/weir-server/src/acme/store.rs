@@ -25,7 +25,7 @@ impl StateDir {
     /// The account for `directory` (its URL's digest names the file: one account per CA).
     pub(crate) fn account_path(&self, directory: &str) -> PathBuf {
         let digest = sha2::Sha256::digest(directory.as_bytes());
-        let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let name = weir_core::trace_context::hex(&digest[..8]);
         self.dir.join(format!("account-{name}.json"))
     }
 

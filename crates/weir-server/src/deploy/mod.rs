@@ -118,7 +118,7 @@ pub(crate) fn compile_split(
 fn plan_digest(p: &weir_config::ProxyAction) -> String {
     let text = serde_json::to_string(&(&p.split, &p.canary)).unwrap_or_default();
     let digest = sha2::Sha256::digest(text.as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    weir_core::trace_context::hex(&digest[..8])
 }
 
 /// Whether two versions of a route's proxy action run the same plan.

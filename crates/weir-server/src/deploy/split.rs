@@ -235,14 +235,7 @@ impl Split {
             HashKey::Cookie(name) => {
                 weir_upstream::key::cookie(&parts.headers, name.as_str())?.as_bytes()
             }
-            HashKey::Query(name) => parts
-                .uri
-                .query()?
-                .split('&')
-                .filter_map(|p| p.split_once('='))
-                .find(|(k, _)| k == name)?
-                .1
-                .as_bytes(),
+            HashKey::Query(name) => weir_upstream::key::query_param(parts.uri.query()?, name)?,
             HashKey::ClientIp | HashKey::Path => return None,
         };
         self.targets.iter().position(|t| t.name.as_bytes() == value)
