@@ -377,7 +377,7 @@ pub fn rfc3339_millis(t: SystemTime) -> String {
     SECOND.with(|cached| {
         let mut cached = cached.borrow_mut();
         if cached.0 != secs {
-            *cached = (secs, civil_second(secs));
+            *cached = (secs, weir_core::text::civil_second(secs));
         }
         out.push_str(&cached.1);
     });
@@ -385,28 +385,6 @@ pub fn rfc3339_millis(t: SystemTime) -> String {
     weir_core::text::push_padded(&mut out, u64::from(d.subsec_millis()), 3);
     out.push('Z');
     out
-}
-
-/// `YYYY-MM-DDTHH:MM:SS` (UTC) of a Unix time.
-fn civil_second(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
-    )
 }
 
 #[cfg(test)]

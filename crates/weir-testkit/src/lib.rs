@@ -5,6 +5,7 @@ pub mod dns;
 pub mod etcd;
 pub mod otlp;
 pub mod pebble;
+pub mod pebble_ari;
 pub mod redis;
 
 use std::convert::Infallible;

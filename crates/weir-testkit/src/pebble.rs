@@ -114,6 +114,11 @@ impl Pebble {
         self.dir.join("ca.pem")
     }
 
+    /// Pebble's own HTTPS certificate and key (for a front that stands in its place).
+    pub fn https_identity(&self) -> (PathBuf, PathBuf) {
+        (self.dir.join("cert.pem"), self.dir.join("key.pem"))
+    }
+
     /// Stops pebble (its ports then refuse connections; everything it issued is forgotten).
     pub fn stop(&mut self) {
         let _ = self.child.kill();

@@ -10,8 +10,10 @@
 //!
 //! At start a listener serves what its state directory holds, or a temporary self-signed
 //! certificate when it holds nothing yet (Weir never refuses to start for want of one), and
-//! orders what is due: a first certificate at once, a renewal at two thirds of the lifetime.
-//! A failed order is retried with backoff and jitter (5 s doubling to an hour). HTTP-01 is
+//! orders what is due: a first certificate at once, a renewal at two thirds of the lifetime —
+//! or earlier, at a random point of the window the CA's renewal information (RFC 9773, ARI)
+//! suggests when its directory offers it (checked again when the CA's `Retry-After` says; the
+//! renewal order then names the certificate it `replaces`). A failed order is retried with backoff and jitter (5 s doubling to an hour). HTTP-01 is
 //! answered on plain listeners before routing, only for tokens Weir has outstanding;
 //! TLS-ALPN-01 in the handshake (`acme-tls/1`, RFC 8737). An issued certificate is swapped in
 //! for new handshakes; open connections keep theirs.
@@ -37,6 +39,9 @@ use store::StateDir;
 
 /// The ALPN protocol of TLS-ALPN-01 validation handshakes.
 pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// The least time between two renewals the CA's renewal information brings forward.
+const ARI_MIN_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The path prefix of HTTP-01 requests.
 const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
@@ -114,6 +119,23 @@ pub(crate) fn render(certs: &[Arc<ManagedCert>], e: &mut weir_core::prometheus::
             .zip(&statuses)
             .filter_map(|(l, s)| Some((&l[..], s.next_attempt? as f64))),
     );
+    e.family(
+        "weir_acme_renewal_window_start_timestamp_seconds",
+        Kind::Gauge,
+        "Start of the renewal window the CA's renewal information (ARI, RFC 9773) suggests for each name's certificate (Unix time); absent without ARI.",
+        names.iter().zip(&statuses).filter_map(|(l, s)| {
+            Some((&l[..], s.renewal_window.as_ref()?.start as f64))
+        }),
+    );
+    e.family(
+        "weir_acme_renewal_window_end_timestamp_seconds",
+        Kind::Gauge,
+        "End of that window (Unix time).",
+        names
+            .iter()
+            .zip(&statuses)
+            .filter_map(|(l, s)| Some((&l[..], s.renewal_window.as_ref()?.end as f64))),
+    );
 }
 
 /// Challenges this process has outstanding: HTTP-01 key authorizations by token, TLS-ALPN-01
@@ -165,12 +187,29 @@ pub(crate) struct CertStatus {
     pub(crate) last_attempt: Option<u64>,
     pub(crate) last_success: Option<u64>,
     pub(crate) last_error: Option<String>,
+    /// Why the next attempt is due when it is: `first certificate`, `two thirds of lifetime`,
+    /// `renewal information` (the CA's ARI window) or `retry` (after a failure).
+    pub(crate) next_attempt_reason: &'static str,
+    /// What the CA's renewal information last said of the certificate served now (with ARI).
+    pub(crate) renewal_window: Option<RenewalWindow>,
     pub(crate) orders_ok: u64,
     pub(crate) orders_failed: u64,
     /// Certificates another instance of the fleet ordered, taken from Redis.
     pub(crate) adopted: u64,
     /// Shared with a fleet through Redis.
     pub(crate) fleet: bool,
+}
+
+/// The renewal window a CA suggested for one certificate (RFC 9773), Unix seconds.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct RenewalWindow {
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    /// The CA's page explaining the window (e.g. why it is early: a revocation).
+    pub(crate) explanation_url: Option<String>,
+    /// When Weir asked, and when it asks again (the CA's `Retry-After`, 1 minute to 1 day).
+    pub(crate) checked: u64,
+    pub(crate) next_check: u64,
 }
 
 /// How a due certificate was obtained.
@@ -280,16 +319,69 @@ impl ManagedCert {
 
     /// When the next order is due: now without a CA certificate, else at two thirds of its
     /// lifetime.
-    fn due(&self) -> SystemTime {
+    fn due(&self) -> (SystemTime, &'static str) {
         if self.status.lock().unwrap_or_else(|p| p.into_inner()).source != "acme" {
-            return SystemTime::now();
+            return (SystemTime::now(), "first certificate");
         }
         let leaf = self.current();
         let Some((not_before, not_after)) = leaf.cert.first().and_then(|c| validity(c)) else {
-            return SystemTime::now();
+            return (SystemTime::now(), "first certificate");
         };
         let life = not_after.saturating_sub(not_before);
-        SystemTime::UNIX_EPOCH + Duration::from_secs(not_before + life * 2 / 3)
+        (
+            SystemTime::UNIX_EPOCH + Duration::from_secs(not_before + life * 2 / 3),
+            "two thirds of lifetime",
+        )
+    }
+
+    /// Shows when the next attempt is due and why (and, with `set_window`, the CA's window).
+    fn set_next(
+        &self,
+        due: SystemTime,
+        reason: &'static str,
+        window: Option<RenewalWindow>,
+        set_window: bool,
+    ) {
+        let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        st.next_attempt = Some(unix(due));
+        st.next_attempt_reason = reason;
+        if set_window {
+            st.renewal_window = window;
+        }
+    }
+
+    /// What the CA's renewal information says of the certificate served now, when its
+    /// directory offers ARI: the window, a uniformly random point in it (so a fleet, or the
+    /// CA's many clients, do not all renew at the same instant) and when to ask again.
+    /// `None` when the CA has no ARI or cannot be asked now (the lifetime rule then holds).
+    async fn renewal_info(&self) -> Option<(RenewalWindow, SystemTime)> {
+        let leaf = self.current().cert.first()?.clone();
+        let id = instant_acme::CertificateIdentifier::try_from(&leaf).ok()?;
+        let account = self.account().await.ok()?;
+        let (info, retry_after) = match account.renewal_info(&id).await {
+            Ok(r) => r,
+            Err(instant_acme::Error::Unsupported(_)) => return None,
+            Err(e) => {
+                tracing::debug!(certificate = %self.status().name, error = %e, "ACME renewal information unavailable");
+                return None;
+            }
+        };
+        let (start, end) = (
+            u64::try_from(info.suggested_window.start.unix_timestamp()).unwrap_or(0),
+            u64::try_from(info.suggested_window.end.unix_timestamp()).unwrap_or(0),
+        );
+        let now = SystemTime::now();
+        let recheck = retry_after.clamp(Duration::from_secs(60), Duration::from_secs(86_400));
+        let window = RenewalWindow {
+            start,
+            end,
+            explanation_url: info.explanation_url,
+            checked: unix(now),
+            next_check: unix(now + recheck),
+        };
+        let span = end.saturating_sub(start);
+        let pick = start + (span as f64 * fastrand::f64()) as u64;
+        Some((window, SystemTime::UNIX_EPOCH + Duration::from_secs(pick)))
     }
 
     /// Orders and renews until `stop`: sleeps until due, orders, swaps the certificate in;
@@ -300,25 +392,54 @@ impl ManagedCert {
         stop: CancellationToken,
     ) {
         let mut failures = 0u32;
+        // An ARI-driven renewal replaces the certificate it was asked about; a CA that keeps
+        // saying "renew now" of the new one too is followed at most once an hour.
+        let mut last_ari_order: Option<tokio::time::Instant> = None;
         loop {
-            let due = if failures == 0 {
+            let (mut due, mut reason) = if failures == 0 {
                 self.due()
             } else {
                 let base =
                     Duration::from_secs(5).saturating_mul(1 << failures.min(10).saturating_sub(1));
                 let base = base.min(Duration::from_secs(3600));
                 let jitter = base.mul_f64(0.8 + 0.4 * fastrand::f64());
-                SystemTime::now() + jitter
+                (SystemTime::now() + jitter, "retry")
             };
-            self.status
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .next_attempt = Some(unix(due));
-            let wait = due.duration_since(SystemTime::now()).unwrap_or_default();
+            self.set_next(due, reason, None, failures == 0);
+            let mut recheck = None;
+            let mut window = None;
+            if failures == 0 && reason != "first certificate" {
+                if let Some((w, pick)) = tokio::select! {
+                    () = stop.cancelled() => return,
+                    r = self.renewal_info() => r,
+                } {
+                    let pick = match last_ari_order {
+                        Some(t) if t.elapsed() < ARI_MIN_INTERVAL => {
+                            pick.max(SystemTime::now() + (ARI_MIN_INTERVAL - t.elapsed()))
+                        }
+                        _ => pick,
+                    };
+                    if pick < due {
+                        (due, reason) = (pick, "renewal information");
+                    }
+                    recheck = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(w.next_check));
+                    window = Some(w);
+                }
+            }
+            if window.is_some() {
+                self.set_next(due, reason, window, true);
+            }
+            // Woken early to ask the CA's renewal information again: the window may have moved.
+            let wake = recheck.map_or(due, |r| r.min(due));
+            let wait = wake.duration_since(SystemTime::now()).unwrap_or_default();
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(wait) => {}
             }
+            if wake < due {
+                continue;
+            }
+            let by_ari = reason == "renewal information";
             let now = unix(SystemTime::now());
             self.status
                 .lock()
@@ -332,6 +453,9 @@ impl ManagedCert {
             match outcome {
                 Ok(got) => {
                     failures = 0;
+                    if by_ari {
+                        last_ari_order = Some(tokio::time::Instant::now());
+                    }
                     let not_after = match got {
                         Obtained::Ordered(n) => {
                             st.orders_ok += 1;
@@ -345,6 +469,8 @@ impl ManagedCert {
                         }
                     };
                     st.source = "acme";
+                    // The window was the replaced certificate's.
+                    st.renewal_window = None;
                     st.not_after = Some(not_after);
                     st.last_success = Some(now);
                     st.last_error = None;
@@ -503,10 +629,37 @@ impl ManagedCert {
             .iter()
             .map(|d| Identifier::Dns(d.clone()))
             .collect();
-        let mut order = account
-            .new_order(&NewOrder::new(&identifiers))
-            .await
-            .map_err(|e| format!("new order: {e}"))?;
+        // A renewal names the certificate it replaces (RFC 9773 §5), so a CA with ARI can
+        // exempt it from rate limits; a CA without ARI — or one refusing the name, say because
+        // it was replaced already — gets a plain order.
+        let replaces = (self.status().source == "acme")
+            .then(|| self.current().cert.first().cloned())
+            .flatten()
+            .and_then(|leaf| {
+                instant_acme::CertificateIdentifier::try_from(&leaf)
+                    .ok()
+                    .map(instant_acme::CertificateIdentifier::into_owned)
+            });
+        let replaces_named = replaces.is_some();
+        let first = match replaces {
+            Some(id) => {
+                account
+                    .new_order(&NewOrder::new(&identifiers).replaces(id))
+                    .await
+            }
+            None => account.new_order(&NewOrder::new(&identifiers)).await,
+        };
+        let mut order = match first {
+            Ok(o) => o,
+            Err(e) if replaces_named => {
+                tracing::debug!(error = %e, "renewal order naming the replaced certificate refused; ordering without");
+                account
+                    .new_order(&NewOrder::new(&identifiers))
+                    .await
+                    .map_err(|e| format!("new order: {e}"))?
+            }
+            Err(e) => return Err(format!("new order: {e}")),
+        };
         let mut published = Published::default();
         let kind = match self.cfg.challenge {
             AcmeChallenge::Http01 => ChallengeType::Http01,

@@ -2,7 +2,8 @@
 //! the names through a test DNS server. Issuance over HTTP-01 and over TLS-ALPN-01, a client
 //! handshake verified against pebble's root, a restart reusing the stored account and
 //! certificate without a new order, renewal before expiry, and a CA that is down at renewal
-//! time leaving the current certificate serving and the error visible.
+//! time leaving the current certificate serving and the error visible; the CA's renewal
+//! information (RFC 9773) bringing a renewal forward.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -414,6 +415,97 @@ async fn renewal_before_expiry_and_a_ca_that_is_down_leaves_the_certificate_serv
             &format!("weir_acme_orders_total{{name=\"{name}\",result=\"error\"}}")
         ) >= Some(1.0)
     );
+}
+
+/// RFC 9773's certificate identifier: base64url(AKI keyIdentifier) "." base64url(serial DER).
+fn ari_id(der: &[u8]) -> String {
+    use base64::Engine;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).expect("x509");
+    let aki = cert
+        .iter_extensions()
+        .find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+                a.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
+            _ => None,
+        })
+        .expect("AKI");
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!(
+        "{}.{}",
+        b64.encode(aki),
+        b64.encode(cert.tbs_certificate.raw_serial())
+    )
+}
+
+#[tokio::test]
+async fn renewal_information_brings_a_renewal_forward_and_names_what_it_replaces() {
+    let name = "ari.weir.test";
+    // Pebble's default validity (about five years): by lifetime alone nothing is due for years.
+    let s = setup(name, None).await;
+    let front = weir_testkit::pebble_ari::PebbleAri::start(&s.pebble).await;
+    let toml = acme_config(&s, name, "http-01").replace(&s.pebble.directory(), &front.directory());
+    let gw = gateway(&toml).await;
+    let tls_addr: SocketAddr = ([127, 0, 0, 1], s.tls).into();
+    // The CA says of the first certificate that its window has started: renewed at once.
+    let st = wait_until("a renewal brought forward by the CA's window", || async {
+        let st = status(&gw).await;
+        (st["orders_ok"].as_u64() >= Some(2) && !st["renewal_window"].is_null()).then_some(st)
+    })
+    .await;
+    assert_eq!(st["orders_ok"], 2, "{st}");
+    let log = front.log();
+    assert_eq!(
+        log.replaces,
+        vec![log.asked[0].clone()],
+        "the renewal order names exactly the certificate the CA asked to replace: {log:?}"
+    );
+    // The new certificate serves, and the CA's window for it (a month out) sets the next
+    // renewal — well before two thirds of five years.
+    let served = ari_id(&presented(tls_addr, name).await);
+    assert_ne!(served, log.asked[0]);
+    assert!(log.asked.contains(&served), "{log:?} {served}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let w = &st["renewal_window"];
+    let (start, end) = (
+        w["start"].as_u64().expect("start"),
+        w["end"].as_u64().expect("end"),
+    );
+    assert!(start > now + 29 * 86_400 && end < now + 32 * 86_400, "{st}");
+    assert_eq!(w["explanation_url"], "https://ca.weir.test/why");
+    assert_eq!(st["next_attempt_reason"], "renewal information", "{st}");
+    let next = st["next_attempt"].as_u64().expect("next");
+    assert!((start..=end).contains(&next), "{st}");
+    let m = metrics(&gw).await;
+    assert_eq!(
+        metric_value(
+            &m,
+            &format!("weir_acme_renewal_window_start_timestamp_seconds{{name=\"{name}\"}}")
+        ),
+        Some(start as f64)
+    );
+    // Without ARI (pebble itself) the lifetime rule holds and no window is shown.
+    let plain = TempDir::new("acme-plain");
+    let gw2 = gateway(
+        &acme_config(&s, name, "http-01")
+            .replace(
+                &s.state.0.display().to_string(),
+                &plain.0.display().to_string(),
+            )
+            .replace(&format!("127.0.0.1:{}", s.tls), "127.0.0.1:0")
+            .replace(&format!("127.0.0.1:{}", s.plain), "127.0.0.1:0"),
+    )
+    .await;
+    let st2 = wait_until("the lifetime rule to set the next renewal", || async {
+        let st = status(&gw2).await;
+        (st["next_attempt_reason"] == "two thirds of lifetime").then_some(st)
+    })
+    .await;
+    assert!(st2["renewal_window"].is_null(), "{st2}");
+    assert_eq!(st2["orders_ok"], 1, "{st2}");
 }
 
 #[test]

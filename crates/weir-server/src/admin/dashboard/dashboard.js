@@ -254,7 +254,7 @@ function renderCertificates(data) {
     const soon = c.not_after !== null && c.not_after - data.now < 7 * 86400;
     cell(row, when(c.not_after, data.now), soon ? "warn" : "");
     cell(row, when(c.last_attempt, data.now));
-    cell(row, when(c.next_attempt, data.now));
+    cell(row, when(c.next_attempt, data.now) + (c.next_attempt_reason ? " · " + c.next_attempt_reason : ""));
     cell(row, c.orders_ok + " · " + c.orders_failed + " · " + c.adopted, c.orders_failed > 0 ? "warn" : "");
     cell(row, c.last_error || "–", c.last_error ? "bad" : "muted");
     return row;
