@@ -456,21 +456,37 @@ respond = { status = 200, body = "$${WEIR_TEST_ENV_PORT} ${claim.sub}" }
     assert_eq!(token.expose(), "a-token-of-sixteen-chars");
 }
 
-/// `:PORT`, `*:PORT` and `localhost:PORT` are accepted as Caddy and Traefik users write them.
+/// `:PORT`, `*:PORT` and `localhost:PORT` are accepted as Caddy and Traefik users write them:
+/// the IPv4 address first, and its IPv6 companion on the same port.
 #[test]
 fn bind_shorthands() {
-    for (given, bound) in [
-        (":8080", "0.0.0.0:8080"),
-        ("*:8081", "0.0.0.0:8081"),
-        ("localhost:8082", "127.0.0.1:8082"),
-        ("[::1]:8083", "[::1]:8083"),
+    for (given, shown, first, companion) in [
+        (":8080", ":8080", "0.0.0.0:8080", Some("[::]:8080")),
+        ("*:8081", ":8081", "0.0.0.0:8081", Some("[::]:8081")),
+        (
+            "localhost:8082",
+            "localhost:8082",
+            "127.0.0.1:8082",
+            Some("[::1]:8082"),
+        ),
+        ("[::1]:8083", "[::1]:8083", "[::1]:8083", None),
+        ("[::]:8084", "[::]:8084", "[::]:8084", None),
     ] {
         let config = weir_config::parse(
             &format!("[[listeners]]\nname = \"main\"\nbind = \"{given}\"\n[[routes]]\nrespond = {{ status = 200 }}\n"),
             "weir.toml",
         )
         .unwrap_or_else(|e| panic!("{given}: {e}"));
-        assert_eq!(config.listeners[0].bind.to_string(), bound, "{given}");
+        let bind = &config.listeners[0].bind;
+        assert_eq!(bind.to_string(), shown, "{given}");
+        assert_eq!(bind.0.to_string(), first, "{given}");
+        assert_eq!(
+            bind.companions(bind.0.port())
+                .map(|a| a.to_string())
+                .as_deref(),
+            companion,
+            "{given}"
+        );
     }
 }
 

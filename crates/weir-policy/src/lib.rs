@@ -86,7 +86,7 @@ impl Shared {
             previous
                 .filter(|(_, old)| old.redis.as_ref() == Some(r))
                 .and_then(|(s, _)| s.redis.clone())
-                .unwrap_or_else(|| Arc::new(RedisStore::new(r)))
+                .unwrap_or_else(|| RedisStore::shared(r))
         });
         Arc::new(Self { redis })
     }

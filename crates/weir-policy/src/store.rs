@@ -52,6 +52,29 @@ impl RedisStore {
         }
     }
 
+    /// The process's store for `cfg`: one connection for every part of Weir configured with the
+    /// same `[redis]` (policies, purges, canaries, ACME), made when none is alive.
+    pub fn shared(cfg: &weir_config::Redis) -> std::sync::Arc<Self> {
+        use std::sync::{Arc, Mutex, Weak};
+        type Registry = Mutex<Vec<(weir_config::Redis, Weak<RedisStore>)>>;
+        static STORES: OnceLock<Registry> = OnceLock::new();
+        let mut stores = STORES
+            .get_or_init(Registry::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        stores.retain(|(_, w)| w.strong_count() > 0);
+        if let Some(alive) = stores
+            .iter()
+            .find(|(c, _)| c == cfg)
+            .and_then(|(_, w)| w.upgrade())
+        {
+            return alive;
+        }
+        let store = Arc::new(Self::new(cfg));
+        stores.push((cfg.clone(), Arc::downgrade(&store)));
+        store
+    }
+
     /// The prefix of every key.
     pub fn prefix(&self) -> &str {
         &self.prefix

@@ -257,6 +257,11 @@ fn run(config: weir_config::Config, path: Option<PathBuf>) -> anyhow::Result<()>
             .map(|l| l.name.clone())
             .collect();
         let listeners: Vec<String> = config.listeners.iter().map(|l| l.name.clone()).collect();
+        let binds: std::collections::HashMap<String, weir_config::Addr> = config
+            .listeners
+            .iter()
+            .map(|l| (l.name.clone(), l.bind))
+            .collect();
         let server =
             match weir_server::Server::start_with_file(config, path.clone(), access_log).await {
                 Ok(server) => server,
@@ -264,7 +269,13 @@ fn run(config: weir_config::Config, path: Option<PathBuf>) -> anyhow::Result<()>
             };
         for (name, addr) in server.local_addrs() {
             let scheme = if tls.contains(&name) { "https" } else { "http" };
-            tracing::info!("listener {name} on {scheme}://{addr}");
+            // `localhost:PORT` and `:PORT` also listen on IPv6.
+            match binds.get(&name).and_then(|b| b.companions(addr.port())) {
+                Some(v6) => {
+                    tracing::info!("listener {name} on {scheme}://{addr} and {scheme}://{v6}")
+                }
+                None => tracing::info!("listener {name} on {scheme}://{addr}"),
+            }
         }
         if let Some(admin) = server.admin_addr() {
             tracing::info!("admin API and dashboard on http://{admin}/");

@@ -329,13 +329,47 @@ pub enum TrustIncoming {
     Any,
 }
 
-/// A socket address parsed with a clear error.
+/// A socket address parsed with a clear error; `.0` is the first (or only) address bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Addr(pub SocketAddr);
+pub struct Addr(pub SocketAddr, pub BindScope);
+
+/// What an address names: itself, or one of the shorthands that stand for several sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum BindScope {
+    /// `IP:PORT` as written (`[::]:PORT` is dual-stack where the system allows it).
+    #[default]
+    Exact,
+    /// `localhost:PORT`: `127.0.0.1` and `[::1]`.
+    Localhost,
+    /// `:PORT` or `*:PORT`: every interface, IPv4 (`0.0.0.0`) and IPv6 (`[::]`, IPv6 only).
+    AllInterfaces,
+}
+
+impl Addr {
+    /// An exact address.
+    pub fn exact(addr: SocketAddr) -> Self {
+        Self(addr, BindScope::Exact)
+    }
+
+    /// Every address to bind, first `.0`; the others take `port` (the port `.0` got, which
+    /// differs from the configured one with port 0). The IPv6 companions of a shorthand are
+    /// optional: a host without IPv6 binds only the IPv4 address.
+    pub fn companions(&self, port: u16) -> Option<SocketAddr> {
+        match self.1 {
+            BindScope::Exact => None,
+            BindScope::Localhost => Some((std::net::Ipv6Addr::LOCALHOST, port).into()),
+            BindScope::AllInterfaces => Some((std::net::Ipv6Addr::UNSPECIFIED, port).into()),
+        }
+    }
+}
 
 impl std::fmt::Display for Addr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        match self.1 {
+            BindScope::Exact => self.0.fmt(f),
+            BindScope::Localhost => write!(f, "localhost:{}", self.0.port()),
+            BindScope::AllInterfaces => write!(f, ":{}", self.0.port()),
+        }
     }
 }
 
@@ -359,19 +393,26 @@ impl std::str::FromStr for Addr {
     type Err = String;
 
     /// `IP:PORT`, or the shorthands Caddy and Traefik users write: `:PORT` and `*:PORT` (every
-    /// IPv4 interface, `0.0.0.0`) and `localhost:PORT` (`127.0.0.1`).
+    /// interface: `0.0.0.0` and `[::]`) and `localhost:PORT` (`127.0.0.1` and `[::1]`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let shorthand = |host: &str, ip: std::net::Ipv4Addr| {
+        let shorthand = |host: &str, ip: std::net::Ipv4Addr, scope: BindScope| {
             s.strip_prefix(host)
                 .and_then(|port| port.parse::<u16>().ok())
-                .map(|port| Addr(SocketAddr::from((ip, port))))
+                .map(|port| Addr(SocketAddr::from((ip, port)), scope))
         };
+        let all = BindScope::AllInterfaces;
         s.parse()
-            .map(Addr)
+            .map(Addr::exact)
             .ok()
-            .or_else(|| shorthand(":", std::net::Ipv4Addr::UNSPECIFIED))
-            .or_else(|| shorthand("*:", std::net::Ipv4Addr::UNSPECIFIED))
-            .or_else(|| shorthand("localhost:", std::net::Ipv4Addr::LOCALHOST))
+            .or_else(|| shorthand(":", std::net::Ipv4Addr::UNSPECIFIED, all))
+            .or_else(|| shorthand("*:", std::net::Ipv4Addr::UNSPECIFIED, all))
+            .or_else(|| {
+                shorthand(
+                    "localhost:",
+                    std::net::Ipv4Addr::LOCALHOST,
+                    BindScope::Localhost,
+                )
+            })
             .ok_or_else(|| {
                 format!(
                     "invalid address `{s}`: expected IP:PORT like \"0.0.0.0:8080\", \"[::]:8080\", \":8080\" or \"localhost:8080\""

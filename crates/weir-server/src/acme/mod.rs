@@ -256,7 +256,7 @@ impl ManagedCert {
     ) -> Result<Self, String> {
         let fleet = match (&cfg.fleet_key, redis) {
             (Some(key), Some(r)) => Some(fleet::Fleet::new(
-                Arc::new(weir_policy::RedisStore::new(r)),
+                weir_policy::RedisStore::shared(r),
                 key.expose(),
             )?),
             _ => None,

@@ -186,8 +186,8 @@ impl Control {
         for l in &config.listeners {
             bound.push(bind(&config, l)?);
         }
-        for (l, (socket, settings)) in config.listeners.iter().zip(bound) {
-            state.listeners.push(self.spawn(l, socket, settings));
+        for (l, (sockets, settings)) in config.listeners.iter().zip(bound) {
+            state.listeners.push(self.spawn(l, sockets, settings));
         }
         self.publish_counters(&state);
         Ok(())
@@ -209,7 +209,7 @@ impl Control {
     fn spawn(
         &self,
         l: &weir_config::Listener,
-        socket: TcpListener,
+        sockets: Vec<TcpListener>,
         settings: ListenerSettings,
     ) -> Running {
         let stop_accepting = self.shutdown.child_token();
@@ -231,14 +231,19 @@ impl Control {
             }
         }
         if let Some(shared) = self.shared.upgrade() {
-            self.tracker.spawn(listener::accept_loop(
-                socket,
-                settings,
-                shared,
-                stop_accepting.clone(),
-                self.shutdown.clone(),
-                self.tracker.clone(),
-            ));
+            let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
+            let settings = Arc::new(settings);
+            for socket in sockets {
+                self.tracker.spawn(listener::accept_loop(
+                    socket,
+                    settings.clone(),
+                    slots.clone(),
+                    shared.clone(),
+                    stop_accepting.clone(),
+                    self.shutdown.clone(),
+                    self.tracker.clone(),
+                ));
+            }
         }
         Running {
             cfg: l.clone(),
@@ -427,8 +432,8 @@ impl Control {
                 r.stop_accepting.cancel();
             }
         }
-        for (l, (socket, settings)) in fresh {
-            let running = self.spawn(&l, socket, settings);
+        for (l, (sockets, settings)) in fresh {
+            let running = self.spawn(&l, sockets, settings);
             state.listeners.push(running);
         }
         if admin_changed {
@@ -508,18 +513,21 @@ fn redact(v: &mut serde_json::Value) {
 fn bind(
     config: &weir_config::Config,
     l: &weir_config::Listener,
-) -> Result<(TcpListener, ListenerSettings), ServerError> {
-    let socket = listener::bind(l.bind.0).map_err(|error| ServerError::Bind {
+) -> Result<(Vec<TcpListener>, ListenerSettings), ServerError> {
+    let sockets = listener::bind_all(&l.bind).map_err(|(addr, error)| ServerError::Bind {
         name: l.name.clone(),
-        addr: l.bind.0,
+        addr,
         error,
     })?;
-    let local = socket.local_addr().unwrap_or(l.bind.0);
+    let local = sockets
+        .first()
+        .and_then(|s| s.local_addr().ok())
+        .unwrap_or(l.bind.0);
     let settings = ListenerSettings::new(config, l, local).map_err(|source| ServerError::Tls {
         name: l.name.clone(),
         source,
     })?;
-    Ok((socket, settings))
+    Ok((sockets, settings))
 }
 
 /// A fingerprint of a config (FNV-1a over its debug form; secrets are hashed, never shown).

@@ -8,6 +8,7 @@ mod admin;
 mod api_policies;
 mod auth;
 mod balancing;
+mod bind;
 mod cache;
 mod cache_conformance;
 mod cache_purge;
