@@ -38,6 +38,8 @@ macro_rules! access_log_fields {
             status: int, _, "http.response.status_code", "Status sent; 499 when the client went away before a response.";
             bytes_in: int, _, "http.request.body.size", "Request body bytes received.";
             bytes_out: int, _, "http.response.body.size", "Response body bytes sent.";
+            wire_bytes_in: omitted_int, _, "http.request.size", "Bytes of the request on the wire: request line, headers, body and its chunked framing (HTTP/1.x; on TLS the HTTP bytes inside it, as nginx's `$request_length`). Left out on HTTP/2, whose streams share one connection's frames.";
+            wire_bytes_out: omitted_int, _, "http.response.size", "Bytes of the response on the wire: status line, headers, body and its framing, interim responses included (HTTP/1.x, as nginx's `$bytes_sent`; the record is written once they are flushed). Left out on HTTP/2.";
             duration_ms: ms, _, "weir.duration_ms", "Milliseconds from request head to the end of the response body.";
             route: maybe, _, "http.route", "Matched route.";
             upstream: maybe, "weir.upstream", "weir.upstream", "Upstream name (on a split route, the version the request went to).";

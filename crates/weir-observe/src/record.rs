@@ -23,6 +23,7 @@ macro_rules! field_type {
     (omitted) => { Option<&'a str> };
     (omitted_owned) => { Option<String> };
     (int) => { u64 };
+    (omitted_int) => { Option<u64> };
     (count) => { u64 };
     (ms) => { f64 };
     (omitted_ms) => { Option<f64> };
@@ -60,6 +61,12 @@ macro_rules! json_field {
         key($out, $key);
         json_u64($out, $v);
     }};
+    ($out:ident, $key:expr, omitted_int, $v:expr) => {
+        if let Some(v) = $v {
+            key($out, $key);
+            json_u64($out, v);
+        }
+    };
     ($out:ident, $key:expr, count, $v:expr) => {
         if $v != 0 {
             key($out, $key);
@@ -119,6 +126,12 @@ macro_rules! text_field {
     };
     ($out:ident, count, $v:expr) => {
         weir_core::text::push_u64($out, $v)
+    };
+    ($out:ident, omitted_int, $v:expr) => {
+        match $v {
+            Some(v) => weir_core::text::push_u64($out, v),
+            None => $out.push('-'),
+        }
     };
     ($out:ident, ms, $v:expr) => {
         push_ms($out, Some($v))
@@ -258,6 +271,9 @@ impl<'a> RequestRecord<'a> {
             status: u64::from(status),
             bytes_in: ctx.body.bytes(),
             bytes_out,
+            // Known once the response's last bytes are flushed (see the log phase).
+            wire_bytes_in: None,
+            wire_bytes_out: None,
             duration_ms: millis(ctx.start.elapsed()),
             route: ctx.route.as_deref(),
             upstream: ctx.upstream.as_deref(),
@@ -413,6 +429,8 @@ mod tests {
             status: 503,
             bytes_in: 12,
             bytes_out: 0,
+            wire_bytes_in: Some(80),
+            wire_bytes_out: None,
             duration_ms: 1.234,
             route: Some("r"),
             upstream: None,
@@ -450,7 +468,7 @@ mod tests {
             r#""client_ip":"::1","client_port":50123,"scheme":"https","tls_version":"TLSv1.3","#,
             r#""tls_cipher":"TLS13_AES_128_GCM_SHA256","proto":"HTTP/2.0","method":"POST","host":null,"#,
             r#""path":"/a\"b\\c\u0001\té","query":"q=1","status":503,"bytes_in":12,"#,
-            r#""bytes_out":0,"duration_ms":1.234,"route":"r","upstream":null,"#,
+            r#""bytes_out":0,"wire_bytes_in":80,"duration_ms":1.234,"route":"r","upstream":null,"#,
             r#""endpoint":"10.0.0.1:80","upstream_status":503,"upstream_proto":"HTTP/1.1","#,
             r#""upstream_connect_ms":0.012,"tries":2,"#,
             r#""denied_by":"per-ip","consumer":"acme","user_agent":"curl/8.5.0","#,

@@ -169,13 +169,59 @@ impl<S: AsyncRead + AsyncWrite> AsyncRead for WatchedIo<S> {
                     tracing::debug!("ambiguous request framing refused");
                 }
             }
+            this.state
+                .read_http(buf.filled().len() - before, this.guard.ends());
         }
         res
     }
 }
 
-// Writes go straight through.
-super::io::write_through!(WatchedIo);
+// Writes go through, counted; a flush lets a held access-log record go (see
+// `ConnState::defer_record`).
+impl<S: AsyncWrite> AsyncWrite for WatchedIo<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let res = this.inner.poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = res {
+            this.state.wrote(n);
+        }
+        res
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        let res = this.inner.poll_flush(cx);
+        if res.is_ready() {
+            this.state.flushed();
+        }
+        res
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let res = this.inner.poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = res {
+            this.state.wrote(n);
+        }
+        res
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
 
 /// Counts a connection as open while alive.
 struct OpenConn(Arc<ListenerCounters>);
@@ -343,7 +389,10 @@ async fn serve<S>(
         }
     };
     let stream = super::proxy_protocol::Prefixed::new(stream, first);
-    let state = Arc::new(ConnState::new(settings.counters.clone()));
+    let state = Arc::new(ConnState::new(
+        settings.counters.clone(),
+        shared.access_log.enabled(),
+    ));
     let (client_subject, tls_session) = match handshake {
         Some(h) => (h.client_subject, Some(h.session)),
         None => (None, None),
@@ -382,6 +431,7 @@ async fn serve<S>(
         let service = service_fn(move |req| pipeline::handle(req, info.clone(), shared.clone()));
         let conn = settings.builder.serve_connection_with_upgrades(io, service);
         drive(conn, peer, &settings, &state, &stop).await;
+        state.connection_ended();
     }
 }
 

@@ -69,6 +69,10 @@ pub(crate) struct FramingGuard {
     chunked: bool,
     upgrade: bool,
     connect: bool,
+    /// A request ended in the bytes being followed; `ends` has where (offsets into the
+    /// last `feed`'s bytes, just past each request's last byte), for the wire byte counts.
+    ended: bool,
+    ends: Vec<usize>,
 }
 
 impl Default for FramingGuard {
@@ -84,6 +88,8 @@ impl Default for FramingGuard {
             chunked: false,
             upgrade: false,
             connect: false,
+            ended: false,
+            ends: Vec::new(),
         }
     }
 }
@@ -91,10 +97,23 @@ impl Default for FramingGuard {
 impl FramingGuard {
     /// Follows `bytes`.
     pub(crate) fn feed(&mut self, bytes: &[u8]) -> Feed {
+        self.ends.clear();
         match self.follow(bytes) {
             Ok(()) => Feed::Clean,
             Err(Stop::Ambiguous(i)) => Feed::Ambiguous(i),
             Err(Stop::Paused(i)) => Feed::Paused(i),
+        }
+    }
+
+    /// Where requests ended in the bytes of the last `feed` (offsets just past each one).
+    pub(crate) fn ends(&self) -> &[usize] {
+        &self.ends
+    }
+
+    /// Notes a request that ended at `i`.
+    fn note_end(&mut self, i: usize) {
+        if std::mem::take(&mut self.ended) {
+            self.ends.push(i);
         }
     }
 
@@ -129,6 +148,7 @@ impl FramingGuard {
                         (_, 0) => State::ChunkEnd(0),
                         (_, n) => State::ChunkData(n),
                     };
+                    self.note_end(i);
                 }
                 State::ChunkEnd(seen) => {
                     let want = if seen == 0 { b'\r' } else { b'\n' };
@@ -152,6 +172,7 @@ impl FramingGuard {
                         self.end_of_buffered_line(&[])
                             .map_err(|()| Stop::Ambiguous(i))?;
                         i += 1;
+                        self.note_end(i);
                         continue;
                     }
                     // Lines are found with memchr, not byte by byte: the head of every
@@ -187,6 +208,7 @@ impl FramingGuard {
                             };
                             ended.map_err(|()| Stop::Ambiguous(i + j + 1))?;
                             i += j + 2;
+                            self.note_end(i);
                         }
                         // A CR not followed by LF.
                         Some(_) => return Err(Stop::Ambiguous(i + j + 1)),
@@ -199,6 +221,7 @@ impl FramingGuard {
 
     /// A request ended: the next one's head follows, unless it may have opened a tunnel.
     fn next_request(&mut self) -> State {
+        self.ended = true;
         let paused = self.upgrade || self.connect;
         self.reset_head();
         if paused {
@@ -377,6 +400,35 @@ mod tests {
             assert_eq!(g.feed(std::slice::from_ref(b)), Feed::Clean);
         }
         assert_eq!(g.state, State::Head);
+    }
+
+    /// Where each request of a pipeline ends (for the wire byte counts), whatever the reads'
+    /// sizes: just past its last byte.
+    #[test]
+    fn request_ends_whatever_the_reads() {
+        let requests: [&[u8]; 4] = [
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"POST /p HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+            b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+            b"\r\nGET /last HTTP/1.1\r\n\r\n",
+        ];
+        let input = requests.concat();
+        let want: Vec<usize> = requests
+            .iter()
+            .scan(0, |at, r| {
+                *at += r.len();
+                Some(*at)
+            })
+            .collect();
+        for step in [1, 2, 7, input.len()] {
+            let mut g = FramingGuard::default();
+            let mut ends = Vec::new();
+            for (k, piece) in input.chunks(step).enumerate() {
+                assert_eq!(g.feed(piece), Feed::Clean);
+                ends.extend(g.ends().iter().map(|e| k * step + e));
+            }
+            assert_eq!(ends, want, "reads of {step}");
+        }
     }
 
     /// Where the reads split a request must not change what the guard finds.

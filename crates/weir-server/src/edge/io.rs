@@ -1,7 +1,7 @@
 //! IO helpers shared by the edge's stream wrappers.
 
 /// `AsyncWrite` for a pin-projected wrapper whose `inner` stream takes every write as is (the
-/// read-side wrappers: `WatchedIo`, `Prefixed`).
+/// read-side wrapper `Prefixed`; `WatchedIo` counts its writes).
 macro_rules! write_through {
     ($ty:ident) => {
         impl<S: tokio::io::AsyncWrite> tokio::io::AsyncWrite for $ty<S> {

@@ -61,7 +61,66 @@ pub(crate) struct ConnState {
     /// progress for `send_stall_timeout` is closed.
     pub(super) awaiting_client: AtomicUsize,
     pub(super) last_sent: AtomicU64,
+    /// HTTP bytes read from and written to the connection (inside TLS), and what the wire
+    /// byte counts of HTTP/1.x requests are taken from.
+    read_total: AtomicU64,
+    written_total: AtomicU64,
+    /// Whether the access log wants the counts (else records are written at once and no
+    /// request ends are kept).
+    wire_wanted: bool,
+    has_deferred: AtomicBool,
+    wire: std::sync::Mutex<WireLedger>,
 }
+
+/// A request's bytes on the wire (HTTP/1.x): its own, and its response's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Wire {
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+}
+
+/// A request's access-log record, held until its response's last bytes are flushed so it can
+/// say how many crossed the wire (hyper drops a response body before it writes the body's
+/// last bytes).
+pub(crate) trait WireRecord: Send {
+    fn write(self: Box<Self>, wire: Wire);
+}
+
+/// Where requests and responses begin and end in the connection's bytes (HTTP/1.x, where
+/// they follow one another).
+#[derive(Default)]
+struct WireLedger {
+    /// Where requests ended (bytes read), as the framing guard saw them, not yet logged.
+    ends: std::collections::VecDeque<u64>,
+    /// Where the last logged request ended, and its response.
+    logged_in: u64,
+    logged_out: u64,
+    deferred: Option<Box<dyn WireRecord>>,
+}
+
+impl WireLedger {
+    /// The next request's counts: it ends where the guard saw it end (or, when its body was
+    /// not all read, at what has been read), its response at what has been written.
+    fn take(&mut self, read: u64, written: u64) -> Wire {
+        let end = loop {
+            match self.ends.pop_front() {
+                Some(e) if e <= self.logged_in => continue,
+                Some(e) => break e,
+                None => break read.max(self.logged_in),
+            }
+        };
+        let wire = Wire {
+            bytes_in: end - self.logged_in,
+            bytes_out: written.saturating_sub(self.logged_out),
+        };
+        self.logged_in = end;
+        self.logged_out = written.max(self.logged_out);
+        wire
+    }
+}
+
+/// Request ends kept for records not yet written (see `read_http`).
+const MAX_PENDING_ENDS: usize = 1024;
 
 const TUNNEL_UNDECIDED: u8 = 0;
 const TUNNEL_OPENED: u8 = 1;
@@ -78,7 +137,7 @@ impl Drop for ConnState {
 }
 
 impl ConnState {
-    pub(super) fn new(counters: Arc<ListenerCounters>) -> Self {
+    pub(super) fn new(counters: Arc<ListenerCounters>, wire_wanted: bool) -> Self {
         Self {
             protocol: std::sync::atomic::AtomicU8::new(0),
             counters,
@@ -95,7 +154,83 @@ impl ConnState {
             awaiting_client: AtomicUsize::new(0),
             last_sent: AtomicU64::new(1),
             tunnel_waker: futures_util::task::AtomicWaker::new(),
+            read_total: AtomicU64::new(0),
+            written_total: AtomicU64::new(0),
+            wire_wanted,
+            has_deferred: AtomicBool::new(false),
+            wire: std::sync::Mutex::new(WireLedger::default()),
         }
+    }
+
+    /// hyper took `n` bytes, in which HTTP/1.x requests ended at `ends` (offsets).
+    pub(super) fn read_http(&self, n: usize, ends: &[usize]) {
+        let base = self.read_total.fetch_add(n as u64, Ordering::Relaxed);
+        if self.wire_wanted && !ends.is_empty() {
+            let mut w = self.wire.lock().unwrap_or_else(|p| p.into_inner());
+            w.ends.extend(ends.iter().map(|&e| base + e as u64));
+            // Ends run ahead of records by the pipelining depth only; a bound all the same.
+            let excess = w.ends.len().saturating_sub(MAX_PENDING_ENDS);
+            w.ends.drain(..excess);
+        }
+    }
+
+    /// hyper's bytes written to the connection.
+    pub(super) fn wrote(&self, n: usize) {
+        self.written_total.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// An HTTP/1.x response's body ended: its record waits for the flush that sends its last
+    /// bytes. HTTP/2 records, and all when the access log is off, are handed back (`Err`) to
+    /// be written at once.
+    pub(crate) fn defer_record(
+        &self,
+        record: Box<dyn WireRecord>,
+    ) -> Result<(), Box<dyn WireRecord>> {
+        if !self.wire_wanted || self.multiplexed.load(Ordering::Relaxed) {
+            return Err(record);
+        }
+        let earlier = {
+            let mut w = self.wire.lock().unwrap_or_else(|p| p.into_inner());
+            // Never two: one left by a response that was not flushed goes first.
+            let earlier = w.deferred.take().map(|r| (r, self.take_counts(&mut w)));
+            w.deferred = Some(record);
+            earlier
+        };
+        self.has_deferred.store(true, Ordering::Release);
+        if let Some((r, wire)) = earlier {
+            r.write(wire);
+        }
+        Ok(())
+    }
+
+    /// The connection's HTTP ended (closed, or handed to a tunnel): a record still held is
+    /// written with what was sent. (A held record holds this state: it must not wait for
+    /// the state's drop.)
+    pub(super) fn connection_ended(&self) {
+        self.has_deferred.store(true, Ordering::Relaxed);
+        self.flushed();
+    }
+
+    /// hyper flushed what it had written: a held record is written now.
+    pub(super) fn flushed(&self) {
+        if !self.has_deferred.load(Ordering::Acquire) {
+            return;
+        }
+        let held = {
+            let mut w = self.wire.lock().unwrap_or_else(|p| p.into_inner());
+            self.has_deferred.store(false, Ordering::Relaxed);
+            w.deferred.take().map(|r| (r, self.take_counts(&mut w)))
+        };
+        if let Some((r, wire)) = held {
+            r.write(wire);
+        }
+    }
+
+    fn take_counts(&self, w: &mut WireLedger) -> Wire {
+        w.take(
+            self.read_total.load(Ordering::Relaxed),
+            self.written_total.load(Ordering::Relaxed),
+        )
     }
 
     /// A response body now waits for the client to take its next frame.

@@ -28,6 +28,10 @@ pub(crate) struct LogPhase {
     pub(crate) held: weir_policy::Held,
     /// The request's share of the request memory budget.
     pub(crate) charge: Option<crate::budget::Charge>,
+    /// The connection and counters were told the request is over (`settle`).
+    settled: bool,
+    /// Bytes on the wire (HTTP/1.x), known once the response's last bytes are flushed.
+    wire: Option<crate::edge::state::Wire>,
 }
 
 impl LogPhase {
@@ -49,28 +53,24 @@ impl LogPhase {
             completed: false,
             held: weir_policy::Held::default(),
             charge: None,
+            settled: false,
+            wire: None,
         }
     }
-}
 
-impl LogPhase {
-    /// The server's shared state.
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-}
-
-impl Drop for LogPhase {
-    fn drop(&mut self) {
+    /// The request is over for the connection, the counters and the policies (its slots and
+    /// budget charge go back); only its record may still wait (for the bytes on the wire).
+    fn settle(&mut self) {
+        if std::mem::replace(&mut self.settled, true) {
+            return;
+        }
         self.conn.request_finished(self.ctx.status != 0);
         self.shared
             .in_flight
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        let status = if self.ctx.status == 0 {
-            499
-        } else {
-            self.ctx.status
-        };
+        self.held = weir_policy::Held::default();
+        self.charge = None;
+        let status = self.status();
         let metrics = self
             .ctx
             .route
@@ -86,6 +86,55 @@ impl Drop for LogPhase {
                 self.bytes_out,
             );
         }
+    }
+
+    /// The status logged: 499 when none was sent.
+    fn status(&self) -> u16 {
+        if self.ctx.status == 0 {
+            499
+        } else {
+            self.ctx.status
+        }
+    }
+
+    /// Whether anything reads the record (the access log, or a sampled trace).
+    fn recorded(&self) -> bool {
+        self.shared.access_log.enabled()
+            || self
+                .runtime
+                .tracer
+                .as_ref()
+                .is_some_and(|t| t.samples(&self.ctx))
+    }
+
+    /// Ends the request: settled now, its record written now or — HTTP/1.x, when someone
+    /// reads it — once the connection has flushed the response's last bytes.
+    pub(crate) fn finish(mut self: Box<Self>) {
+        self.settle();
+        if self.recorded() {
+            let conn = self.conn.clone();
+            // HTTP/2: refused, written here.
+            let _ = conn.defer_record(self);
+        }
+    }
+}
+
+impl crate::edge::state::WireRecord for LogPhase {
+    fn write(mut self: Box<Self>, wire: crate::edge::state::Wire) {
+        self.wire = Some(wire);
+    }
+}
+
+impl LogPhase {
+    /// The server's shared state.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+impl Drop for LogPhase {
+    fn drop(&mut self) {
+        self.settle();
         let log = &self.shared.access_log;
         let tracer = self
             .runtime
@@ -95,7 +144,12 @@ impl Drop for LogPhase {
         if !log.enabled() && tracer.is_none() {
             return;
         }
-        let record = RequestRecord::of(&self.ctx, status, self.bytes_out, self.completed);
+        let status = self.status();
+        let mut record = RequestRecord::of(&self.ctx, status, self.bytes_out, self.completed);
+        if let Some(w) = self.wire {
+            record.wire_bytes_in = Some(w.bytes_in);
+            record.wire_bytes_out = Some(w.bytes_out);
+        }
         if let Some(tracer) = tracer {
             tracer.finish(&self.ctx, &record);
         }
@@ -176,7 +230,7 @@ impl Body for LoggedBody {
                 if let Some(log) = this.log.as_mut() {
                     log.ctx.error = Some(weir_core::ErrorKind::UpstreamTimeout);
                 }
-                this.log = None;
+                this.release_log();
                 this.deadline = None;
                 if this.grpc {
                     this.inner = ResponseBody::Empty;
@@ -210,13 +264,13 @@ impl Body for LoggedBody {
                         .error
                         .get_or_insert(weir_core::ErrorKind::UpstreamProtocol);
                 }
-                this.log = None;
+                this.release_log();
             }
             None => {
                 if let Some(log) = this.log.as_mut() {
                     log.completed = true;
                 }
-                this.log = None;
+                this.release_log();
             }
         }
         Poll::Ready(res)
@@ -240,6 +294,16 @@ impl Drop for LoggedBody {
             if self.inner.is_end_stream() || self.expected == Some(log.bytes_out) {
                 log.completed = true;
             }
+        }
+        self.release_log();
+    }
+}
+
+impl LoggedBody {
+    /// The body is done with its log phase: see [`LogPhase::finish`].
+    fn release_log(&mut self) {
+        if let Some(log) = self.log.take() {
+            log.finish();
         }
     }
 }

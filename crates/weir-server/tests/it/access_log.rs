@@ -199,3 +199,93 @@ async fn otel_names_follow_the_semantic_conventions() {
         assert!(l.get(flat).is_none(), "{flat} in {l}");
     }
 }
+
+/// The sizes of the HTTP/1.1 responses in `bytes`, one after another (each framed by
+/// `content-length` or chunked, without trailers).
+fn response_sizes(mut bytes: &[u8]) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    while !bytes.is_empty() {
+        let head = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("head end")
+            + 4;
+        let text = String::from_utf8_lossy(&bytes[..head]).to_ascii_lowercase();
+        let length = text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map(|v| v.trim().parse::<usize>().expect("length"));
+        let size = match length {
+            Some(n) => head + n,
+            None => {
+                assert!(text.contains("transfer-encoding: chunked"), "{text}");
+                let mut at = head;
+                loop {
+                    let line = bytes[at..]
+                        .windows(2)
+                        .position(|w| w == b"\r\n")
+                        .expect("chunk line");
+                    let n = usize::from_str_radix(
+                        std::str::from_utf8(&bytes[at..at + line]).expect("hex"),
+                        16,
+                    )
+                    .expect("chunk size");
+                    at += line + 2 + n + 2;
+                    if n == 0 {
+                        break at;
+                    }
+                }
+            }
+        };
+        sizes.push(size);
+        bytes = &bytes[size..];
+    }
+    sizes
+}
+
+/// Bytes on the wire (HTTP/1.1): each request's own bytes — head, body and chunked framing —
+/// and each response's, head included, exactly as a raw client sent and received them, with
+/// the three requests pipelined in one write; left out on HTTP/2.
+#[tokio::test]
+async fn bytes_on_the_wire_per_request() {
+    let o = echo_origin().await;
+    let gw = gateway(&config(&[o.addr], "")).await;
+    let requests: [&[u8]; 3] = [
+        b"GET /a HTTP/1.1\r\nhost: wire.test\r\n\r\n",
+        b"POST /b HTTP/1.1\r\nhost: wire.test\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n",
+        b"POST /c HTTP/1.1\r\nhost: wire.test\r\ncontent-length: 3\r\nconnection: close\r\n\r\nabc",
+    ];
+    let answer = weir_testkit::raw(gw.addr, &requests.concat()).await;
+    let sizes = response_sizes(answer.as_bytes());
+    assert_eq!(sizes.len(), 3, "{answer}");
+    let lines = gw.log_lines_at_least(3).await;
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["wire_bytes_in"], requests[i].len(), "request {i}: {l}");
+        assert_eq!(l["wire_bytes_out"], sizes[i], "response {i}: {l}");
+        assert!(
+            l["wire_bytes_out"].as_u64() > l["bytes_out"].as_u64(),
+            "{l}"
+        );
+    }
+
+    // HTTP/2: streams share the connection's frames; the fields are left out.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    h2.get(gw.url("/h2"))
+        .send()
+        .await
+        .expect("h2")
+        .bytes()
+        .await
+        .expect("body");
+    let lines = gw.log_lines_at_least(4).await;
+    let l = &lines[3];
+    assert_eq!(l["proto"], "HTTP/2.0", "{l}");
+    assert!(
+        l.get("wire_bytes_in").is_none() && l.get("wire_bytes_out").is_none(),
+        "{l}"
+    );
+}
