@@ -351,9 +351,9 @@ impl Addr {
         Self(addr, BindScope::Exact)
     }
 
-    /// Every address to bind, first `.0`; the others take `port` (the port `.0` got, which
-    /// differs from the configured one with port 0). The IPv6 companions of a shorthand are
-    /// optional: a host without IPv6 binds only the IPv4 address.
+    /// The second socket a shorthand binds beside `.0`: its IPv6 companion, on `port` (the
+    /// port `.0` got, which differs from the configured one with port 0). Optional: a host
+    /// without IPv6 binds only the IPv4 address.
     pub fn companions(&self, port: u16) -> Option<SocketAddr> {
         match self.1 {
             BindScope::Exact => None,
