@@ -13,8 +13,8 @@
 //! orders what is due: a first certificate at once, a renewal at two thirds of the lifetime —
 //! or earlier, at a random point of the window the CA's renewal information (RFC 9773, ARI)
 //! suggests when its directory offers it (checked again when the CA's `Retry-After` says; the
-//! renewal order then names the certificate it `replaces`). A failed order is retried with backoff and jitter (5 s doubling to an hour). HTTP-01 is
-//! answered on plain listeners before routing, only for tokens Weir has outstanding;
+//! renewal order then names the certificate it `replaces`). A failed order is retried with
+//! backoff and jitter (5 s doubling to an hour). HTTP-01 is answered on plain listeners before routing, only for tokens Weir has outstanding;
 //! TLS-ALPN-01 in the handshake (`acme-tls/1`, RFC 8737). An issued certificate is swapped in
 //! for new handshakes; open connections keep theirs.
 
@@ -334,20 +334,22 @@ impl ManagedCert {
         )
     }
 
-    /// Shows when the next attempt is due and why (and, with `set_window`, the CA's window).
-    fn set_next(
-        &self,
-        due: SystemTime,
-        reason: &'static str,
-        window: Option<RenewalWindow>,
-        set_window: bool,
-    ) {
+    /// Shows when the next attempt is due and why.
+    fn set_next(&self, due: SystemTime, reason: &'static str) {
         let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
         st.next_attempt = Some(unix(due));
         st.next_attempt_reason = reason;
-        if set_window {
-            st.renewal_window = window;
+    }
+
+    /// The RFC 9773 identifier of the CA certificate served now (none for a stand-in).
+    fn served_id(&self) -> Option<instant_acme::CertificateIdentifier<'static>> {
+        if self.status().source != "acme" {
+            return None;
         }
+        let leaf = self.current().cert.first()?.clone();
+        instant_acme::CertificateIdentifier::try_from(&leaf)
+            .ok()
+            .map(instant_acme::CertificateIdentifier::into_owned)
     }
 
     /// What the CA's renewal information says of the certificate served now, when its
@@ -355,8 +357,7 @@ impl ManagedCert {
     /// CA's many clients, do not all renew at the same instant) and when to ask again.
     /// `None` when the CA has no ARI or cannot be asked now (the lifetime rule then holds).
     async fn renewal_info(&self) -> Option<(RenewalWindow, SystemTime)> {
-        let leaf = self.current().cert.first()?.clone();
-        let id = instant_acme::CertificateIdentifier::try_from(&leaf).ok()?;
+        let id = self.served_id()?;
         let account = self.account().await.ok()?;
         let (info, retry_after) = match account.renewal_info(&id).await {
             Ok(r) => r,
@@ -405,10 +406,10 @@ impl ManagedCert {
                 let jitter = base.mul_f64(0.8 + 0.4 * fastrand::f64());
                 (SystemTime::now() + jitter, "retry")
             };
-            self.set_next(due, reason, None, failures == 0);
+            self.set_next(due, reason);
             let mut recheck = None;
-            let mut window = None;
-            if failures == 0 && reason != "first certificate" {
+            if failures == 0 {
+                let mut window = None;
                 if let Some((w, pick)) = tokio::select! {
                     () = stop.cancelled() => return,
                     r = self.renewal_info() => r,
@@ -425,9 +426,11 @@ impl ManagedCert {
                     recheck = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(w.next_check));
                     window = Some(w);
                 }
-            }
-            if window.is_some() {
-                self.set_next(due, reason, window, true);
+                self.status
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .renewal_window = window;
+                self.set_next(due, reason);
             }
             // Woken early to ask the CA's renewal information again: the window may have moved.
             let wake = recheck.map_or(due, |r| r.min(due));
@@ -632,14 +635,7 @@ impl ManagedCert {
         // A renewal names the certificate it replaces (RFC 9773 §5), so a CA with ARI can
         // exempt it from rate limits; a CA without ARI — or one refusing the name, say because
         // it was replaced already — gets a plain order.
-        let replaces = (self.status().source == "acme")
-            .then(|| self.current().cert.first().cloned())
-            .flatten()
-            .and_then(|leaf| {
-                instant_acme::CertificateIdentifier::try_from(&leaf)
-                    .ok()
-                    .map(instant_acme::CertificateIdentifier::into_owned)
-            });
+        let replaces = self.served_id();
         let replaces_named = replaces.is_some();
         let first = match replaces {
             Some(id) => {

@@ -207,15 +207,17 @@ impl ConnState {
     /// written with what was sent. (A held record holds this state: it must not wait for
     /// the state's drop.)
     pub(super) fn connection_ended(&self) {
-        self.has_deferred.store(true, Ordering::Relaxed);
-        self.flushed();
+        self.write_held();
     }
 
     /// hyper flushed what it had written: a held record is written now.
     pub(super) fn flushed(&self) {
-        if !self.has_deferred.load(Ordering::Acquire) {
-            return;
+        if self.has_deferred.load(Ordering::Acquire) {
+            self.write_held();
         }
+    }
+
+    fn write_held(&self) {
         let held = {
             let mut w = self.wire.lock().unwrap_or_else(|p| p.into_inner());
             self.has_deferred.store(false, Ordering::Relaxed);

@@ -97,25 +97,12 @@ impl LogPhase {
         }
     }
 
-    /// Whether anything reads the record (the access log, or a sampled trace).
-    fn recorded(&self) -> bool {
-        self.shared.access_log.enabled()
-            || self
-                .runtime
-                .tracer
-                .as_ref()
-                .is_some_and(|t| t.samples(&self.ctx))
-    }
-
-    /// Ends the request: settled now, its record written now or — HTTP/1.x, when someone
-    /// reads it — once the connection has flushed the response's last bytes.
-    pub(crate) fn finish(mut self: Box<Self>) {
+    /// Ends the request: settled now; its record written now or — HTTP/1.x with the access
+    /// log on — once `conn` has flushed the response's last bytes.
+    pub(crate) fn finish(mut self: Box<Self>, conn: &ConnState) {
         self.settle();
-        if self.recorded() {
-            let conn = self.conn.clone();
-            // HTTP/2: refused, written here.
-            let _ = conn.defer_record(self);
-        }
+        // Refused (HTTP/2, or no access log): dropped here, which writes what is wanted.
+        let _ = conn.defer_record(self);
     }
 }
 
@@ -303,7 +290,7 @@ impl LoggedBody {
     /// The body is done with its log phase: see [`LogPhase::finish`].
     fn release_log(&mut self) {
         if let Some(log) = self.log.take() {
-            log.finish();
+            log.finish(&self.conn);
         }
     }
 }
