@@ -128,6 +128,38 @@ where
     }
 }
 
+/// A loopback port to hand to a server that is started later (pebble, redis, a config file):
+/// picked below the kernel's ephemeral range, so no `:0` bind or outgoing connection of the
+/// tests running in parallel can take it in between (only another such pick could, at random
+/// among thousands), and bindable now.
+pub fn free_port() -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (from, to) = (10_000u16, low.max(10_001));
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id()) << 32;
+    // Two picks in the same nanosecond still differ.
+    static PICKS: AtomicUsize = AtomicUsize::new(0);
+    seed = seed.wrapping_add(
+        (PICKS.fetch_add(1, Ordering::Relaxed) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
+    for _ in 0..1000 {
+        // xorshift: enough to spread the picks of parallel tests.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let port = from + (seed % u64::from(to - from)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port below {low}");
+}
+
 /// Sends raw bytes and reads until the peer closes (or 5 s pass); returns what came back.
 pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).await.expect("connect");

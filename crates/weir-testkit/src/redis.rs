@@ -96,7 +96,4 @@ fn spawn(port: u16) -> Child {
         })
 }
 
-pub(crate) fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
-}
+pub(crate) use crate::free_port;

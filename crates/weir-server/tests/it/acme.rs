@@ -18,13 +18,7 @@ use weir_testkit::pebble::{Pebble, PebbleOptions};
 
 use crate::common::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+use weir_testkit::free_port;
 
 fn client_config(roots: RootCertStore, alpn: &[&[u8]]) -> Arc<ClientConfig> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
