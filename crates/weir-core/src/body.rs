@@ -13,6 +13,119 @@ use hyper::body::Incoming;
 /// The boxed error type bodies use.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A request body as the client sends it: hyper's (HTTP/1.x) or an HTTP/2 stream's, which
+/// Weir's own HTTP/2 server reads from the `h2` crate directly.
+#[derive(Debug)]
+pub enum ClientBody {
+    /// An HTTP/1.x request's body, from hyper's server.
+    Http1(Incoming),
+    /// An HTTP/2 stream's DATA frames and trailers.
+    Http2(H2Body),
+}
+
+impl From<Incoming> for ClientBody {
+    fn from(body: Incoming) -> Self {
+        Self::Http1(body)
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Http1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Self::Http2(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Http1(b) => b.is_end_stream(),
+            Self::Http2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Http1(b) => b.size_hint(),
+            Self::Http2(b) => b.size_hint(),
+        }
+    }
+}
+
+/// An HTTP/2 request body: the stream's DATA, then its trailers. Each chunk read gives its
+/// bytes back to the client's flow-control window at once, as hyper does; what the client may
+/// have in flight is bounded by the window Weir announced.
+#[derive(Debug)]
+pub struct H2Body {
+    recv: h2::RecvStream,
+    /// The declared `content-length` (h2 checks the DATA against it) minus what was read, or
+    /// `UNKNOWN` (kept to 8 bytes: every request future holds the body).
+    remaining: u64,
+    data_done: bool,
+}
+
+impl H2Body {
+    const UNKNOWN: u64 = u64::MAX;
+
+    /// The body of a request whose head declared `content_length`.
+    pub fn new(recv: h2::RecvStream, content_length: Option<u64>) -> Self {
+        Self {
+            data_done: recv.is_end_stream(),
+            recv,
+            remaining: content_length.unwrap_or(Self::UNKNOWN),
+        }
+    }
+}
+
+impl Body for H2Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if !this.data_done {
+            match ready!(this.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    let n = data.len();
+                    // Errors here mean the stream is already gone; the next read says so.
+                    let _ = this.recv.flow_control().release_capacity(n);
+                    if this.remaining != Self::UNKNOWN {
+                        this.remaining = this.remaining.saturating_sub(n as u64);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                None => this.data_done = true,
+            }
+        }
+        match ready!(this.recv.poll_trailers(cx)) {
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Ok(None) => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e.into()))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.remaining {
+            Self::UNKNOWN => SizeHint::default(),
+            n => SizeHint::with_exact(n),
+        }
+    }
+}
+
 /// Every response body Weir sends. An enum rather than a box so the common cases (an upstream
 /// stream, a small fixed body) cost no allocation and no dynamic dispatch.
 #[derive(Debug, Default)]
@@ -120,7 +233,7 @@ impl BodyStats {
 /// it exceeds the configured limit (so a chunked upload cannot bypass `max_request_body_size`).
 #[derive(Debug)]
 pub struct RequestBody {
-    inner: Option<Incoming>,
+    inner: Option<ClientBody>,
     /// A frame to send before reading `inner`: a buffered body replayed whole (retries of
     /// small bodies), or the first frame, read early by [`RequestBody::prefetch`].
     buffered: Option<Frame<Bytes>>,
@@ -192,9 +305,9 @@ pub struct BodyTooLarge(pub u64);
 
 impl RequestBody {
     /// Wraps a client body; `limit` 0 means unlimited.
-    pub fn new(inner: Incoming, limit: u64, stats: Arc<BodyStats>) -> Self {
+    pub fn new(inner: impl Into<ClientBody>, limit: u64, stats: Arc<BodyStats>) -> Self {
         Self {
-            inner: Some(inner),
+            inner: Some(inner.into()),
             buffered: None,
             limit,
             seen: 0,
@@ -305,7 +418,7 @@ impl Body for RequestBody {
                 this.stats.client_error.store(true, Ordering::Relaxed);
                 this.inner = None;
                 this.copy = None;
-                Poll::Ready(Some(Err(e.into())))
+                Poll::Ready(Some(Err(e)))
             }
             None => {
                 this.inner = None;

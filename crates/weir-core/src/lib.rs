@@ -13,7 +13,7 @@ pub mod request_id;
 pub mod text;
 pub mod trace_context;
 
-pub use body::{BodyStats, BoxError, RequestBody, ResponseBody};
+pub use body::{BodyStats, BoxError, ClientBody, RequestBody, ResponseBody};
 pub use ctx::{LoggedHeaderValues, RequestCtx, TlsSession};
 pub use error::{ErrorKind, ProxyError, Retry, Side};
 pub use histogram::Histogram;

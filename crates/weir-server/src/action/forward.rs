@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use http::header::HOST;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use weir_config::{DestinationPattern, ForwardProxy};
+use weir_core::ClientBody;
 use weir_core::{ErrorKind, ProxyError, RequestBody, RequestCtx, ResponseBody};
 
 use super::tunnel;
@@ -127,7 +127,7 @@ fn is_internal_v6(ip: Ipv6Addr) -> bool {
 
 /// Serves one request on a forward listener.
 pub(crate) async fn handle(
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     ctx: &mut RequestCtx,
     policy: &Arc<ForwardPolicy>,
     max_body: u64,

@@ -1,5 +1,5 @@
-//! Serving one connection: hyper's auto builder (HTTP/1.1 or h2c by prior knowledge), plus a
-//! watchdog that enforces the request-head timeout (slowloris) and the keep-alive idle timeout,
+//! Serving one connection: hyper's HTTP/1.1 server, or Weir's HTTP/2 one (`h2.rs`) for ALPN
+//! `h2` and the h2c preface, plus a watchdog that enforces the request-head timeout (slowloris) and the keep-alive idle timeout,
 //! and turns a shutdown signal into a graceful close (h2 GOAWAY; h1 close after the response).
 
 use std::net::SocketAddr;
@@ -17,7 +17,10 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use weir_core::ClientBody;
+
 use super::counters::ListenerCounters;
+use super::frames::FrameTap;
 use super::framing::{Feed, FramingGuard};
 use super::settings::ListenerSettings;
 use super::state::{ConnInfo, ConnState};
@@ -113,6 +116,8 @@ pin_project_lite::pin_project! {
         // Bytes read after a paused request, not yet given to hyper.
         held: Vec<u8>,
         refused: bool,
+        // HTTP/2 with the access log on: frames followed each way, for per-stream counts.
+        taps: Option<Box<(FrameTap, FrameTap)>>,
     }
 }
 
@@ -171,6 +176,11 @@ impl<S: AsyncRead + AsyncWrite> AsyncRead for WatchedIo<S> {
             }
             this.state
                 .read_http(buf.filled().len() - before, this.guard.ends());
+            if let Some(taps) = this.taps.as_mut() {
+                let state = &**this.state;
+                taps.0
+                    .feed(&buf.filled()[before..], |f| state.stream_frame(f, true));
+            }
         }
         res
     }
@@ -188,6 +198,10 @@ impl<S: AsyncWrite> AsyncWrite for WatchedIo<S> {
         let res = this.inner.poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = res {
             this.state.wrote(n);
+            if let Some(taps) = this.taps.as_mut() {
+                let state = &**this.state;
+                taps.1.feed(&buf[..n], |f| state.stream_frame(f, false));
+            }
         }
         res
     }
@@ -214,6 +228,18 @@ impl<S: AsyncWrite> AsyncWrite for WatchedIo<S> {
         let res = this.inner.poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = res {
             this.state.wrote(n);
+            if let Some(taps) = this.taps.as_mut() {
+                let state = &**this.state;
+                let mut left = n;
+                for b in bufs {
+                    let take = left.min(b.len());
+                    taps.1.feed(&b[..take], |f| state.stream_frame(f, false));
+                    left -= take;
+                    if left == 0 {
+                        break;
+                    }
+                }
+            }
         }
         res
     }
@@ -407,42 +433,41 @@ async fn serve<S>(
         client_subject,
         tls_session,
     });
-    let io = TokioIo::new(WatchedIo {
+    let io = WatchedIo {
         inner: stream,
         state: state.clone(),
         guard: FramingGuard::default(),
         held: Vec::new(),
         refused: false,
-    });
+        taps: (h2 && shared.access_log.enabled())
+            .then(|| Box::new((FrameTap::from_client(), FrameTap::to_client()))),
+    };
     if h2 {
-        // HTTP/2 (ALPN h2, or the h2c preface): hyper's HTTP/2 server directly. Each request's
-        // future is boxed: hyper moves it into a task of its own per stream, whose size is
-        // that of its largest state; boxed, a stream whose response waits on the client's
-        // flow-control window holds a pointer, not the request future's kilobytes.
-        let service = service_fn(move |req| {
-            BuiltInPlace::new(|| pipeline::handle(req, info.clone(), shared.clone()))
-        });
-        let conn = settings.h2.serve_connection(io, service);
+        let conn = super::h2::Server::new(io, &settings.h2, info, shared);
         drive(conn, peer, &settings, &state, &stop).await;
     } else {
         // HTTP/1.1 keeps the future in the connection's dispatcher, reused request after
-        // request: no allocation per request. (The auto builder reads the sniffed bytes again
-        // and finds HTTP/1.)
-        let service = service_fn(move |req| pipeline::handle(req, info.clone(), shared.clone()));
-        let conn = settings.builder.serve_connection_with_upgrades(io, service);
+        // request: no allocation per request.
+        let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            pipeline::handle(req.map(ClientBody::Http1), info.clone(), shared.clone())
+        });
+        let conn = settings
+            .http1
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
         drive(conn, peer, &settings, &state, &stop).await;
-        state.connection_ended();
     }
+    state.connection_ended();
 }
 
 /// A future built straight into its heap slot. `Box::pin(handle(..))` builds the ~10 KB
 /// request future on the stack and then copies it into the box: callgrind counted that copy
 /// at 10,193 instructions per HTTP/2 request, an eighth of one. Allocating an empty slot first
 /// and setting it lets the compiler write the future in place.
-struct BuiltInPlace<F>(Pin<Box<Option<F>>>);
+pub(super) struct BuiltInPlace<F>(Pin<Box<Option<F>>>);
 
 impl<F: std::future::Future> BuiltInPlace<F> {
-    fn new(make: impl FnOnce() -> F) -> Self {
+    pub(super) fn new(make: impl FnOnce() -> F) -> Self {
         let mut slot = Box::pin(None);
         slot.set(Some(make()));
         Self(slot)
@@ -466,33 +491,23 @@ trait Graceful: std::future::Future {
     fn shutdown(self: Pin<&mut Self>);
 }
 
-impl<I, S, E> Graceful for hyper_util::server::conn::auto::UpgradeableConnection<'_, I, S, E>
+impl<I, S> Graceful for hyper::server::conn::http1::UpgradeableConnection<I, S>
 where
     Self: std::future::Future,
     S: hyper::service::HttpService<hyper::body::Incoming>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::ResBody: http_body::Body + Send + 'static,
+    S::ResBody: http_body::Body + 'static,
     <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
 {
     fn shutdown(self: Pin<&mut Self>) {
         self.graceful_shutdown();
     }
 }
 
-impl<I, S, E, B> Graceful for hyper::server::conn::http2::Connection<I, S, E>
-where
-    Self: std::future::Future,
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    B: http_body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
-{
+impl<S: AsyncRead + AsyncWrite + Unpin> Graceful for super::h2::Server<S> {
     fn shutdown(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
+        self.get_mut().graceful_shutdown();
     }
 }
 

@@ -1,46 +1,15 @@
-//! What a listener serves connections with, built from its config: hyper's builders with every
-//! HTTP/2 limit set, the timeouts, the TLS acceptor and the options the pipeline reads.
+//! What a listener serves connections with, built from its config: hyper's HTTP/1.x builder and
+//! the HTTP/2 one with every limit set, the timeouts, the TLS acceptor and the options the pipeline reads.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioTimer;
 
 use super::counters::ListenerCounters;
 use super::tls::{TlsError, TlsListener};
 use crate::action::forward::ForwardPolicy;
-
-/// HTTP/2 limits, every one set on purpose (hyper's defaults change between versions), applied
-/// alike to the auto-detecting builder and the HTTP/2-only one (TLS with ALPN `h2`).
-macro_rules! h2_limits {
-    ($b:expr, $max_header:expr) => {
-        $b.timer(TokioTimer::new())
-            // The request head limit applies to HTTP/2 header lists too; decoding stops there,
-            // which also bounds a CONTINUATION flood.
-            .max_header_list_size(u32::try_from($max_header).unwrap_or(u32::MAX))
-            .max_concurrent_streams(H2_MAX_STREAMS)
-            // Rapid reset (CVE-2023-44487): streams a client resets before we accept them.
-            .max_pending_accept_reset_streams(64)
-            // Streams we had to reset for the client's errors, before GOAWAY.
-            .max_local_error_reset_streams(Some(256))
-            // Flow control: 1 MiB per stream, 4 MiB per connection bounds the memory a client
-            // can make us buffer; no adaptive window growth.
-            .initial_stream_window_size(1 << 20)
-            .initial_connection_window_size(4 << 20)
-            .adaptive_window(false)
-            .max_frame_size(16 * 1024)
-            .max_send_buf_size(1 << 20)
-            // Dead peers are found and closed.
-            .keep_alive_interval(Some(Duration::from_secs(30)))
-            .keep_alive_timeout(Duration::from_secs(10))
-    };
-}
-
-/// Concurrent HTTP/2 streams per connection (nginx: 128; Envoy and HAProxy: 100). Each open
-/// stream can pin its request state while the client holds its window shut.
-pub(crate) const H2_MAX_STREAMS: u32 = 128;
 
 #[derive(Debug)]
 pub(crate) struct ListenerOpts {
@@ -68,9 +37,10 @@ pub(crate) struct ListenerSettings {
     pub(crate) opts: Arc<ListenerOpts>,
     pub(crate) tls: Option<Arc<TlsListener>>,
     pub(crate) max_connections: usize,
-    pub(crate) builder: auto::Builder<TokioExecutor>,
-    /// For connections whose protocol is known to be HTTP/2 (TLS with ALPN `h2`): no sniffing.
-    pub(crate) h2: hyper::server::conn::http2::Builder<TokioExecutor>,
+    /// HTTP/1.x connections: hyper's server.
+    pub(crate) http1: hyper::server::conn::http1::Builder,
+    /// HTTP/2 connections (TLS with ALPN `h2`, or the h2c preface): Weir's own, on `h2`.
+    pub(crate) h2: h2::server::Builder,
     pub(crate) header_read_timeout: Duration,
     pub(crate) keepalive_timeout: Duration,
     pub(crate) send_stall_timeout: Duration,
@@ -85,9 +55,8 @@ impl ListenerSettings {
         let limits = &config.server;
         let max_header =
             usize::try_from(limits.max_request_header_size.bytes()).unwrap_or(usize::MAX);
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
             .timer(TokioTimer::new())
             // Our connection watchdog enforces the head timeout (from the first byte of a
             // request head) and the keep-alive idle timeout separately; hyper's own timer would
@@ -98,9 +67,7 @@ impl ListenerSettings {
             // So does the number of fields (hyper answers 431 past it).
             .max_headers(limits.max_request_headers)
             .keep_alive(true);
-        h2_limits!(builder.http2(), max_header);
-        let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        h2_limits!(h2, max_header);
+        let h2 = super::h2::builder(max_header);
         let counters = Arc::new(ListenerCounters::default());
         let tls = l
             .tls
@@ -132,7 +99,7 @@ impl ListenerSettings {
             opts: Arc::new(opts),
             tls,
             max_connections: l.max_connections.unwrap_or(limits.max_connections),
-            builder,
+            http1,
             h2,
             header_read_timeout: limits.header_read_timeout.get(),
             keepalive_timeout: limits.keepalive_timeout.get(),

@@ -72,8 +72,9 @@ pub(crate) struct ConnState {
     wire: std::sync::Mutex<WireLedger>,
 }
 
-/// A request's bytes on the wire (HTTP/1.x): its own, and its response's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A request's bytes on the wire: its own, and its response's (on HTTP/2, its stream's frames
+/// each way).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Wire {
     pub(crate) bytes_in: u64,
     pub(crate) bytes_out: u64,
@@ -87,9 +88,11 @@ pub(crate) trait WireRecord: Send {
 }
 
 /// Where requests and responses begin and end in the connection's bytes (HTTP/1.x, where
-/// they follow one another).
+/// they follow one another), or each HTTP/2 stream's bytes.
 #[derive(Default)]
 struct WireLedger {
+    /// HTTP/2 streams seen and not yet logged.
+    streams: std::collections::HashMap<u32, StreamWire>,
     /// Where requests ended (bytes read), as the framing guard saw them, not yet logged.
     ends: std::collections::VecDeque<u64>,
     /// Where the last logged request ended, and its response.
@@ -119,8 +122,22 @@ impl WireLedger {
     }
 }
 
+/// One HTTP/2 stream's frames so far, and its record once the request is over.
+#[derive(Default)]
+struct StreamWire {
+    wire: Wire,
+    /// Weir sent the stream's last frame (or either side reset it): its counts are final.
+    ended: bool,
+    record: Option<Box<dyn WireRecord>>,
+}
+
 /// Request ends kept for records not yet written (see `read_http`).
 const MAX_PENDING_ENDS: usize = 1024;
+
+/// HTTP/2 streams tracked per connection before ended ones without a record are let go (a
+/// stream refused or reset before it reached the pipeline has none coming); well above the
+/// 128 a client may have open.
+const MAX_TRACKED_STREAMS: usize = 1024;
 
 const TUNNEL_UNDECIDED: u8 = 0;
 const TUNNEL_OPENED: u8 = 1;
@@ -179,14 +196,63 @@ impl ConnState {
         self.written_total.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// An HTTP/1.x response's body ended: its record waits for the flush that sends its last
-    /// bytes. HTTP/2 records, and all when the access log is off, are handed back (`Err`) to
-    /// be written at once.
+    /// HTTP/2: a whole frame of a stream was read from the client (`read`) or written to it.
+    /// A record waiting for the stream's end is written when Weir's last frame of it is.
+    pub(super) fn stream_frame(&self, frame: super::frames::StreamFrame, read: bool) {
+        let done = {
+            let mut w = self.wire.lock().unwrap_or_else(|p| p.into_inner());
+            if w.streams.len() >= MAX_TRACKED_STREAMS && !w.streams.contains_key(&frame.stream) {
+                w.streams.retain(|_, s| !s.ended || s.record.is_some());
+            }
+            let s = w.streams.entry(frame.stream).or_default();
+            if read {
+                s.wire.bytes_in += frame.bytes;
+            } else {
+                s.wire.bytes_out += frame.bytes;
+            }
+            // The client's END_STREAM ends only its half; its reset ends the stream.
+            s.ended |= if read { frame.reset } else { frame.ends };
+            if s.ended && s.record.is_some() {
+                w.streams.remove(&frame.stream)
+            } else {
+                None
+            }
+        };
+        if let Some(StreamWire {
+            wire,
+            record: Some(r),
+            ..
+        }) = done
+        {
+            r.write(wire);
+        }
+    }
+
+    /// A response's body ended: an HTTP/1.x record waits for the flush that sends its last
+    /// bytes, an HTTP/2 one (`stream`) for its stream's last frame. With the access log off
+    /// records are handed back (`Err`) to be written at once.
     pub(crate) fn defer_record(
         &self,
         record: Box<dyn WireRecord>,
+        stream: Option<u32>,
     ) -> Result<(), Box<dyn WireRecord>> {
-        if !self.wire_wanted || self.multiplexed.load(Ordering::Relaxed) {
+        if !self.wire_wanted {
+            return Err(record);
+        }
+        if let Some(id) = stream {
+            let mut w = self.wire.lock().unwrap_or_else(|p| p.into_inner());
+            let s = w.streams.entry(id).or_default();
+            if !s.ended {
+                s.record = Some(record);
+                return Ok(());
+            }
+            let wire = s.wire;
+            w.streams.remove(&id);
+            drop(w);
+            record.write(wire);
+            return Ok(());
+        }
+        if self.multiplexed.load(Ordering::Relaxed) {
             return Err(record);
         }
         let earlier = {
@@ -203,11 +269,20 @@ impl ConnState {
         Ok(())
     }
 
-    /// The connection's HTTP ended (closed, or handed to a tunnel): a record still held is
+    /// The connection's HTTP ended (closed, or handed to a tunnel): records still held are
     /// written with what was sent. (A held record holds this state: it must not wait for
     /// the state's drop.)
     pub(super) fn connection_ended(&self) {
         self.write_held();
+        let streams = {
+            let mut w = self.wire.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut w.streams)
+        };
+        for s in streams.into_values() {
+            if let Some(r) = s.record {
+                r.write(s.wire);
+            }
+        }
     }
 
     /// hyper flushed what it had written: a held record is written now.

@@ -30,8 +30,10 @@ pub(crate) struct LogPhase {
     pub(crate) charge: Option<crate::budget::Charge>,
     /// The connection and counters were told the request is over (`settle`).
     settled: bool,
-    /// Bytes on the wire (HTTP/1.x), known once the response's last bytes are flushed.
+    /// Bytes on the wire, known once the response's last bytes are sent.
     wire: Option<crate::edge::state::Wire>,
+    /// The request's HTTP/2 stream (its bytes on the wire are its stream's frames).
+    pub(crate) stream: Option<u32>,
 }
 
 impl LogPhase {
@@ -55,6 +57,7 @@ impl LogPhase {
             charge: None,
             settled: false,
             wire: None,
+            stream: None,
         }
     }
 
@@ -97,12 +100,13 @@ impl LogPhase {
         }
     }
 
-    /// Ends the request: settled now; its record written now or — HTTP/1.x with the access
-    /// log on — once `conn` has flushed the response's last bytes.
+    /// Ends the request: settled now; its record written now or — with the access log on —
+    /// once `conn` has sent the response's last bytes.
     pub(crate) fn finish(mut self: Box<Self>, conn: &ConnState) {
         self.settle();
-        // Refused (HTTP/2, or no access log): dropped here, which writes what is wanted.
-        let _ = conn.defer_record(self);
+        let stream = self.stream;
+        // Refused (no access log): dropped here, which writes what is wanted.
+        let _ = conn.defer_record(self, stream);
     }
 }
 

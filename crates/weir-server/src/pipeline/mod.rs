@@ -12,7 +12,7 @@ mod route;
 
 use http::header::UPGRADE;
 use http::{Method, Request, Response, Version};
-use hyper::body::Incoming;
+use weir_core::ClientBody;
 use weir_core::{request_id, ErrorKind, ProxyError, RequestBody, RequestCtx, Side};
 use weir_route::Action;
 
@@ -27,7 +27,7 @@ use outcome::Outcome;
 use request::redirect_to_https;
 
 pub(crate) async fn handle(
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     conn: Arc<ConnInfo>,
     shared: Arc<Shared>,
 ) -> Result<Response<LoggedBody>, h2::Error> {
@@ -91,6 +91,10 @@ pub(crate) async fn handle(
     ));
     let overloaded = charge.is_none();
     log.charge = charge;
+    log.stream = req
+        .extensions()
+        .get::<crate::edge::h2::StreamId>()
+        .map(|s| s.0);
     let mut hooks = weir_policy::Hooks::default();
     let processed = if overloaded {
         Err(ProxyError::new(ErrorKind::Overloaded))
@@ -162,7 +166,7 @@ pub(crate) async fn handle(
 /// redirect), routing with the body limit, the route's policies, then its action. Each
 /// phase answers early with an error or a response; `handle` turns either into the reply.
 async fn process(
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     ctx: &mut RequestCtx,
     rt: &Arc<Runtime>,
     conn: &Arc<ConnInfo>,
@@ -238,7 +242,7 @@ async fn process(
 
 /// A forward-proxy listener's request: its own action, counted per decision.
 async fn forward_listener(
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     ctx: &mut RequestCtx,
     rt: &Runtime,
     conn: &ConnInfo,
@@ -297,7 +301,7 @@ mod tests {
     fn a_request_future_stays_small() {
         fn future_size<F, Fut>(_: F) -> usize
         where
-            F: FnOnce(Request<Incoming>, Arc<ConnInfo>, Arc<Shared>) -> Fut,
+            F: FnOnce(Request<ClientBody>, Arc<ConnInfo>, Arc<Shared>) -> Fut,
         {
             std::mem::size_of::<Fut>()
         }

@@ -4,14 +4,14 @@
 
 use http::header::{CONTENT_LENGTH, HOST, LOCATION, UPGRADE};
 use http::{HeaderValue, Request, Response, Version};
-use hyper::body::Incoming;
+use weir_core::ClientBody;
 use weir_core::{ErrorKind, ProxyError, RequestCtx, ResponseBody};
 
 /// Admission: HTTP/2 field count (hyper caps HTTP/1.1's itself; cookie crumbs each count),
 /// then the listener's address rules, whatever the listener's mode (an egress proxy
 /// restricted by `ip` is no open proxy).
 pub(super) fn admit(
-    req: &Request<Incoming>,
+    req: &Request<ClientBody>,
     ctx: &mut RequestCtx,
     rt: &crate::runtime::Runtime,
 ) -> Result<(), ProxyError> {
@@ -31,7 +31,7 @@ pub(super) fn admit(
 /// forward-proxy listeners), unambiguous framing, one valid Host (normalised into
 /// `ctx.host`). Returns the Host field as sent, for the upstream request.
 pub(super) fn vet(
-    req: &Request<Incoming>,
+    req: &Request<ClientBody>,
     ctx: &mut RequestCtx,
 ) -> Result<Option<HeaderValue>, ProxyError> {
     if req.method() == http::Method::CONNECT {
@@ -55,7 +55,7 @@ pub(super) fn vet(
 /// it hands the client a raw HTTP/2 connection to the upstream, past every route and
 /// policy). `Content-Length` with `Transfer-Encoding` never gets here: the guard refuses it on
 /// HTTP/1.1, and HTTP/2 forbids `Transfer-Encoding`.
-fn check_framing(req: &Request<Incoming>) -> Result<(), ProxyError> {
+fn check_framing(req: &Request<ClientBody>) -> Result<(), ProxyError> {
     let h = req.headers();
     if h.get_all(CONTENT_LENGTH).iter().nth(1).is_some() {
         return Err(ProxyError::new(ErrorKind::BadRequest));
@@ -74,7 +74,7 @@ fn check_framing(req: &Request<Incoming>) -> Result<(), ProxyError> {
 
 /// The request's Host: the `Host` header, or the `:authority` of an h2 / absolute-form request.
 /// HTTP/1.1 requires exactly one Host header (RFC 9112 §3.2).
-fn request_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, ProxyError> {
+fn request_host(req: &Request<ClientBody>) -> Result<Option<HeaderValue>, ProxyError> {
     let mut hosts = req.headers().get_all(HOST).iter();
     let first = hosts.next();
     if hosts.next().is_some() {
@@ -94,7 +94,7 @@ fn request_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, ProxyErr
 
 /// 308 to the same URL over https (308 keeps the method and body, unlike 301).
 pub(super) fn redirect_to_https(
-    req: &Request<Incoming>,
+    req: &Request<ClientBody>,
     ctx: &RequestCtx,
     port: u16,
 ) -> Result<Response<ResponseBody>, ProxyError> {

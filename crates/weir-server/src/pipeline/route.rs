@@ -3,7 +3,7 @@
 //! anything reads it.
 
 use http::{Method, Request};
-use hyper::body::Incoming;
+use weir_core::ClientBody;
 use weir_core::{ErrorKind, ProxyError, RequestCtx};
 use weir_route::{CompiledRoute, RequestView};
 
@@ -19,7 +19,7 @@ pub(super) struct Matched<'a> {
 
 /// Routes `req`; names the route in `ctx`.
 pub(super) fn find<'a>(
-    req: &Request<Incoming>,
+    req: &Request<ClientBody>,
     ctx: &mut RequestCtx,
     rt: &'a Runtime,
 ) -> Result<Matched<'a>, ProxyError> {
@@ -57,7 +57,7 @@ pub(super) fn find<'a>(
 impl Matched<'_> {
     /// The route's compression, negotiated from the request's `Accept-Encoding` now and
     /// applied in the response phase.
-    pub(super) fn compress_plan(&self, req: &Request<Incoming>) -> Option<crate::compress::Plan> {
+    pub(super) fn compress_plan(&self, req: &Request<ClientBody>) -> Option<crate::compress::Plan> {
         let c = self.entry.and_then(|e| e.compress.as_ref())?;
         Some(crate::compress::Plan {
             coding: c.negotiate(req.headers().get_all(http::header::ACCEPT_ENCODING).iter()),

@@ -268,24 +268,105 @@ async fn bytes_on_the_wire_per_request() {
             "{l}"
         );
     }
+}
 
-    // HTTP/2: streams share the connection's frames; the fields are left out.
-    let h2 = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .expect("client");
-    h2.get(gw.url("/h2"))
-        .send()
+/// One HTTP/2 frame, as bytes.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// An HPACK header block: the static table's `:scheme http`, then literal fields (name
+/// indexed where the static table has it), never Huffman-coded or added to the table.
+fn hpack(method: &str, path: &str) -> Vec<u8> {
+    let mut out = vec![0x86];
+    for (index, value) in [(2u8, method), (4, path), (1, "wire.test")] {
+        out.push(index);
+        out.push(value.len() as u8);
+        out.extend_from_slice(value.as_bytes());
+    }
+    out
+}
+
+#[tokio::test]
+async fn bytes_on_the_wire_per_http2_stream() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const DATA: u8 = 0;
+    const HEADERS: u8 = 1;
+    const SETTINGS: u8 = 4;
+    const CONTINUATION: u8 = 9;
+    const END_STREAM: u8 = 1;
+    const END_HEADERS: u8 = 4;
+    let o = echo_origin().await;
+    let gw = gateway(&config(&[o.addr], "")).await;
+    // Three streams, their frames interleaved in one write: a GET; a POST whose body comes in
+    // two DATA frames; a POST whose header block is split by a CONTINUATION.
+    let get = hpack("GET", "/a");
+    let post_b = hpack("POST", "/b");
+    let post_c = hpack("POST", "/c");
+    let frames: [(u32, Vec<u8>); 7] = [
+        (1, h2_frame(HEADERS, END_STREAM | END_HEADERS, 1, &get)),
+        (3, h2_frame(HEADERS, END_HEADERS, 3, &post_b)),
+        (3, h2_frame(DATA, 0, 3, b"hello")),
+        (5, h2_frame(HEADERS, 0, 5, &post_c[..6])),
+        (5, h2_frame(CONTINUATION, END_HEADERS, 5, &post_c[6..])),
+        (3, h2_frame(DATA, END_STREAM, 3, b" world")),
+        (5, h2_frame(DATA, END_STREAM, 5, b"abc")),
+    ];
+    let mut sent = std::collections::HashMap::<u32, usize>::new();
+    let mut wire = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    wire.extend(h2_frame(SETTINGS, 0, 0, &[]));
+    for (stream, f) in &frames {
+        *sent.entry(*stream).or_default() += f.len();
+        wire.extend_from_slice(f);
+    }
+    let mut conn = tokio::net::TcpStream::connect(gw.addr)
         .await
-        .expect("h2")
-        .bytes()
+        .expect("connect");
+    conn.write_all(&wire).await.expect("write");
+    // Read frames until every stream has ended, crediting each to its stream.
+    let mut received = std::collections::HashMap::<u32, usize>::new();
+    let mut ended = std::collections::HashSet::new();
+    let read = async {
+        while ended.len() < 3 {
+            let mut head = [0u8; 9];
+            conn.read_exact(&mut head).await.expect("frame header");
+            let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+            let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+            let mut payload = vec![0; len];
+            conn.read_exact(&mut payload).await.expect("frame payload");
+            if head[3] == SETTINGS && head[4] & 1 == 0 {
+                conn.write_all(&h2_frame(SETTINGS, 1, 0, &[]))
+                    .await
+                    .expect("ack");
+            }
+            if stream != 0 {
+                *received.entry(stream).or_default() += 9 + len;
+                if matches!(head[3], DATA | HEADERS) && head[4] & END_STREAM != 0 {
+                    ended.insert(stream);
+                }
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), read)
         .await
-        .expect("body");
-    let lines = gw.log_lines_at_least(4).await;
-    let l = &lines[3];
-    assert_eq!(l["proto"], "HTTP/2.0", "{l}");
-    assert!(
-        l.get("wire_bytes_in").is_none() && l.get("wire_bytes_out").is_none(),
-        "{l}"
-    );
+        .expect("three answers");
+    let lines = gw.log_lines_at_least(3).await;
+    for (path, stream) in [("/a", 1), ("/b", 3), ("/c", 5)] {
+        let l = lines
+            .iter()
+            .find(|l| l["path"] == path)
+            .unwrap_or_else(|| panic!("no record of {path}: {lines:?}"));
+        assert_eq!(l["proto"], "HTTP/2.0", "{l}");
+        assert_eq!(l["status"], 200, "{l}");
+        assert_eq!(l["wire_bytes_in"], sent[&stream], "{path}: {l}");
+        assert_eq!(l["wire_bytes_out"], received[&stream], "{path}: {l}");
+        assert!(
+            l["wire_bytes_out"].as_u64() > l["bytes_out"].as_u64(),
+            "{l}"
+        );
+    }
 }

@@ -1,0 +1,340 @@
+//! Serving an HTTP/2 connection on the `h2` crate directly (as Pingora does), not through
+//! hyper's HTTP/2 server: Weir then knows each request's stream, so a request's bytes on the
+//! wire are its stream's frames, and owns what a stream holds while it waits. One task per
+//! stream runs the pipeline and sends the response within the client's flow-control window;
+//! the connection's own future accepts streams, answers pings, and keeps the peer alive.
+//!
+//! What hyper's server did is kept: connection-specific response fields are dropped (RFC 9113
+//! §8.2.2), `content-length` is set from a body of known size, `date` is added when missing, a
+//! stream the client resets cancels its request, a refused request resets its stream with the
+//! pipeline's reason (REFUSED_STREAM past the memory budget), and keep-alive PINGs find dead
+//! peers.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::server::{Builder, Connection, Handshake, SendResponse};
+use h2::{Reason, RecvStream, SendStream};
+use http::header::{HeaderName, CONNECTION, CONTENT_LENGTH, DATE, TE, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body::Body;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, Sleep};
+use weir_core::body::H2Body;
+use weir_core::ClientBody;
+
+use super::state::ConnInfo;
+use crate::pipeline::{self, LoggedBody};
+use crate::shared::Shared;
+
+/// An HTTP/2 request's stream, in its extensions (bytes on the wire are counted per stream).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StreamId(pub(crate) u32);
+
+/// Concurrent HTTP/2 streams per connection (nginx: 128; Envoy and HAProxy: 100). Each open
+/// stream can pin its request state while the client holds its window shut.
+pub(crate) const MAX_STREAMS: u32 = 128;
+
+/// How often an idle-looking peer is asked for a PING answer, and how long it has to give one.
+const PING_INTERVAL: Duration = Duration::from_secs(30);
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The HTTP/2 limits, every one set on purpose.
+pub(crate) fn builder(max_header_list: usize) -> Builder {
+    let mut b = Builder::new();
+    b
+        // The request head limit applies to HTTP/2 header lists too; decoding stops there,
+        // which also bounds a CONTINUATION flood.
+        .max_header_list_size(u32::try_from(max_header_list).unwrap_or(u32::MAX))
+        .max_concurrent_streams(MAX_STREAMS)
+        // Rapid reset (CVE-2023-44487): streams a client resets before we accept them.
+        .max_pending_accept_reset_streams(64)
+        // Streams we had to reset for the client's errors, before GOAWAY.
+        .max_local_error_reset_streams(Some(256))
+        // Flow control: 1 MiB per stream, 4 MiB per connection bounds the memory a client can
+        // make us buffer.
+        .initial_window_size(1 << 20)
+        .initial_connection_window_size(4 << 20)
+        .max_frame_size(16 * 1024)
+        .max_send_buffer_size(1 << 20);
+    b
+}
+
+/// One served HTTP/2 connection: the handshake, then streams until the connection closes.
+pub(super) struct Server<S> {
+    phase: Phase<S>,
+    closing: bool,
+    info: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+    keep_alive: KeepAlive,
+}
+
+enum Phase<S> {
+    Handshake(Handshake<S, Bytes>),
+    Serving(Connection<S, Bytes>),
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Server<S> {
+    pub(super) fn new(io: S, builder: &Builder, info: Arc<ConnInfo>, shared: Arc<Shared>) -> Self {
+        Self {
+            phase: Phase::Handshake(builder.handshake(io)),
+            closing: false,
+            info,
+            shared,
+            keep_alive: KeepAlive::default(),
+        }
+    }
+
+    /// GOAWAY: streams already opened finish, no new ones are taken.
+    pub(super) fn graceful_shutdown(&mut self) {
+        self.closing = true;
+        if let Phase::Serving(conn) = &mut self.phase {
+            conn.graceful_shutdown();
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Future for Server<S> {
+    type Output = Result<(), h2::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            let conn = match &mut this.phase {
+                Phase::Handshake(h) => {
+                    let mut conn = ready!(Pin::new(h).poll(cx))?;
+                    if this.closing {
+                        conn.graceful_shutdown();
+                    }
+                    this.keep_alive.pings = conn.ping_pong();
+                    this.phase = Phase::Serving(conn);
+                    continue;
+                }
+                Phase::Serving(conn) => conn,
+            };
+            if this.keep_alive.poll(cx).is_err() {
+                tracing::debug!(peer = %this.info.peer, "no PING answer in time; closing");
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(conn.poll_accept(cx)) {
+                Some(Ok((req, respond))) => {
+                    tokio::spawn(stream(req, respond, this.info.clone(), this.shared.clone()));
+                }
+                Some(Err(e)) => return Poll::Ready(Err(e)),
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+    }
+}
+
+/// PINGs the peer every `PING_INTERVAL`; no answer within `PING_TIMEOUT` ends the connection.
+struct KeepAlive {
+    pings: Option<h2::PingPong>,
+    timer: Pin<Box<Sleep>>,
+    waiting: bool,
+}
+
+impl Default for KeepAlive {
+    fn default() -> Self {
+        Self {
+            pings: None,
+            timer: Box::pin(tokio::time::sleep(PING_INTERVAL)),
+            waiting: false,
+        }
+    }
+}
+
+impl KeepAlive {
+    /// `Err` when the peer let a PING go unanswered.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Result<(), ()> {
+        let Some(pings) = self.pings.as_mut() else {
+            return Ok(());
+        };
+        loop {
+            if self.waiting {
+                match pings.poll_pong(cx) {
+                    Poll::Ready(Ok(_)) => {
+                        self.waiting = false;
+                        self.timer.as_mut().reset(Instant::now() + PING_INTERVAL);
+                    }
+                    // The connection is closing; it says so itself.
+                    Poll::Ready(Err(_)) => {
+                        self.pings = None;
+                        return Ok(());
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return Ok(());
+            }
+            if self.waiting {
+                return Err(());
+            }
+            if pings.send_ping(h2::Ping::opaque()).is_err() {
+                self.pings = None;
+                return Ok(());
+            }
+            self.waiting = true;
+            self.timer.as_mut().reset(Instant::now() + PING_TIMEOUT);
+        }
+    }
+}
+
+/// One stream: the request through the pipeline, then its response within the client's
+/// window. A reset from the client ends it wherever it is (the request's future is dropped:
+/// logged as abandoned).
+async fn stream(
+    req: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    info: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+) {
+    let length = weir_core::body::declared_length(req.headers());
+    let (mut parts, recv) = req.into_parts();
+    parts
+        .extensions
+        .insert(StreamId(u32::from(respond.stream_id())));
+    let req = Request::from_parts(parts, ClientBody::Http2(H2Body::new(recv, length)));
+    // Boxed so the request's state is freed once it has answered: a stream whose response
+    // waits on the client's window then holds the body alone.
+    let mut handling = super::conn::BuiltInPlace::new(|| pipeline::handle(req, info, shared));
+    let answer = std::future::poll_fn(|cx| {
+        if let Poll::Ready(answer) = Pin::new(&mut handling).poll(cx) {
+            return Poll::Ready(Some(answer));
+        }
+        respond.poll_reset(cx).map(|_| None)
+    })
+    .await;
+    drop(handling);
+    let resp = match answer {
+        Some(Ok(resp)) => resp,
+        Some(Err(refused)) => {
+            respond.send_reset(refused.reason().unwrap_or(Reason::INTERNAL_ERROR));
+            return;
+        }
+        // Reset by the client.
+        None => return,
+    };
+    let (mut head, body) = resp.into_parts();
+    strip_connection_fields(&mut head.headers);
+    head.headers.entry(DATE).or_insert_with(date);
+    let end = body.is_end_stream();
+    if !end {
+        if let Some(n) = body.size_hint().exact() {
+            head.headers
+                .entry(CONTENT_LENGTH)
+                .or_insert(HeaderValue::from(n));
+        }
+    }
+    match respond.send_response(Response::from_parts(head, ()), end) {
+        Ok(send) if !end => send_body(body, send).await,
+        Ok(_) => {}
+        Err(e) => {
+            tracing::debug!(error = %e, "response head not sent");
+            respond.send_reset(Reason::INTERNAL_ERROR);
+        }
+    }
+}
+
+/// Sends the body frame by frame, taking the next frame from it only once the client's window
+/// has room (so an unread response holds one frame, and the send-stall watchdog sees a body
+/// waiting on its client).
+async fn send_body(mut body: LoggedBody, mut send: SendStream<Bytes>) {
+    loop {
+        if send.capacity() == 0 {
+            send.reserve_capacity(1);
+            let room = std::future::poll_fn(|cx| loop {
+                match send.poll_capacity(cx) {
+                    Poll::Ready(Some(Ok(0))) => continue,
+                    Poll::Ready(Some(Ok(_))) => return Poll::Ready(true),
+                    Poll::Ready(_) => return Poll::Ready(false),
+                    Poll::Pending => return send.poll_reset(cx).map(|_| false),
+                }
+            })
+            .await;
+            if !room {
+                return;
+            }
+        }
+        let frame = std::future::poll_fn(|cx| {
+            if let Poll::Ready(frame) = Pin::new(&mut body).poll_frame(cx) {
+                return Poll::Ready(Some(frame));
+            }
+            send.poll_reset(cx).map(|_| None)
+        })
+        .await;
+        match frame {
+            // Reset by the client.
+            None => return,
+            Some(None) => {
+                let _ = send.send_data(Bytes::new(), true);
+                return;
+            }
+            Some(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => {
+                    let end = body.is_end_stream();
+                    send.reserve_capacity(data.len());
+                    if send.send_data(data, end).is_err() || end {
+                        return;
+                    }
+                }
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        let _ = send.send_trailers(trailers);
+                    }
+                    return;
+                }
+            },
+            Some(Some(Err(e))) => {
+                tracing::debug!(error = %e, "response body failed; resetting the stream");
+                send.send_reset(Reason::INTERNAL_ERROR);
+                return;
+            }
+        }
+    }
+}
+
+/// Fields that mean something only to one HTTP/1.x connection (RFC 9113 §8.2.2), and those a
+/// `Connection` field names.
+fn strip_connection_fields(headers: &mut HeaderMap) {
+    static FIXED: [HeaderName; 5] = [
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        TRANSFER_ENCODING,
+        UPGRADE,
+        TE,
+    ];
+    for name in &FIXED {
+        headers.remove(name);
+    }
+    if let Some(named) = headers.remove(CONNECTION) {
+        for name in named.to_str().unwrap_or_default().split(',') {
+            headers.remove(name.trim());
+        }
+    }
+}
+
+/// Today's `Date` value, formatted once a second per thread.
+fn date() -> HeaderValue {
+    thread_local! {
+        static CACHED: std::cell::RefCell<(u64, HeaderValue)> =
+            const { std::cell::RefCell::new((u64::MAX, HeaderValue::from_static(""))) };
+    }
+    let now = std::time::SystemTime::now();
+    let second = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    CACHED.with_borrow_mut(|(at, value)| {
+        if *at != second {
+            *at = second;
+            *value = HeaderValue::from_str(&httpdate::fmt_http_date(now))
+                .unwrap_or_else(|_| HeaderValue::from_static(""));
+        }
+        value.clone()
+    })
+}
