@@ -411,6 +411,9 @@ fn request_from(head: &Parts, body: RequestBody) -> Request<RequestBody> {
     *req.uri_mut() = head.uri.clone();
     *req.version_mut() = head.version;
     *req.headers_mut() = head.headers.clone();
+    if let Some(sink) = head.extensions.get::<weir_core::InterimSink>() {
+        req.extensions_mut().insert(sink.clone());
+    }
     req
 }
 

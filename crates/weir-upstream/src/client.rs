@@ -15,7 +15,7 @@ use crate::pool::{EndpointPool, PooledConn, Sender};
 use crate::Endpoint;
 
 /// Sends `req` over `sender` (from `pool.checkout`) and waits, up to `timeout`, for the
-/// response head. A request never written because a reused connection had closed is sent once
+/// response head; interim responses go to the request's [`weir_core::InterimSink`], if any. A request never written because a reused connection had closed is sent once
 /// more on a fresh connection.
 pub(crate) async fn exchange(
     pool: &Arc<EndpointPool>,
@@ -35,6 +35,13 @@ pub(crate) async fn exchange(
             // Origin-form request target; `Host` was set by the caller.
             *req.uri_mut() = Uri::from(pq);
             *req.version_mut() = Version::HTTP_11;
+            // Interim responses go where the request says (hyper's HTTP/2 client does not
+            // report them).
+            if let Some(sink) = req.extensions_mut().remove::<weir_core::InterimSink>() {
+                hyper::ext::on_informational(&mut req, move |head| {
+                    sink.send(head.status(), head.headers());
+                });
+            }
         }
         Sender::H2(_) => {
             // HTTP/2 carries the target as :scheme, :authority and :path; the authority is the

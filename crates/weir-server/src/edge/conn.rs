@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -118,6 +118,38 @@ pin_project_lite::pin_project! {
         refused: bool,
         // HTTP/2 with the access log on: frames followed each way, for per-stream counts.
         taps: Option<Box<(FrameTap, FrameTap)>>,
+        // HTTP/1.1: everything hyper wrote has been flushed, so the next bytes begin a
+        // response (where an interim response may go).
+        at_boundary: bool,
+    }
+}
+
+impl<S: AsyncWrite> WatchedIo<S> {
+    /// Writes the interim responses waiting (`ConnState::interim`) if the connection is
+    /// between responses; drops them if hyper is partway through one (a pipelined answer
+    /// the client has not taken yet), as they are advisory.
+    fn poll_interim(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let mut this = self.project();
+        if !this.state.interim_pending() {
+            return Poll::Ready(Ok(()));
+        }
+        let state = this.state.clone();
+        state.with_interim(|pending| {
+            if !*this.at_boundary {
+                pending.clear();
+            }
+            while !pending.is_empty() {
+                match ready!(this.inner.as_mut().poll_write(cx, pending)) {
+                    Ok(0) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                    Ok(n) => {
+                        state.wrote(n);
+                        pending.drain(..n);
+                    }
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            }
+            Poll::Ready(Ok(()))
+        })
     }
 }
 
@@ -190,13 +222,15 @@ impl<S: AsyncRead + AsyncWrite> AsyncRead for WatchedIo<S> {
 // `ConnState::defer_record`).
 impl<S: AsyncWrite> AsyncWrite for WatchedIo<S> {
     fn poll_write(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        ready!(self.as_mut().poll_interim(cx))?;
         let this = self.project();
         let res = this.inner.poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = res {
+            *this.at_boundary = false;
             this.state.wrote(n);
             if let Some(taps) = this.taps.as_mut() {
                 let state = &**this.state;
@@ -206,10 +240,15 @@ impl<S: AsyncWrite> AsyncWrite for WatchedIo<S> {
         res
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        // hyper flushes on every turn of its connection loop: the turn an interim response
+        // wakes it for writes that response here.
+        self.state.watch_interim(cx);
+        ready!(self.as_mut().poll_interim(cx))?;
         let this = self.project();
         let res = this.inner.poll_flush(cx);
         if res.is_ready() {
+            *this.at_boundary = matches!(res, Poll::Ready(Ok(())));
             this.state.flushed();
         }
         res
@@ -220,13 +259,15 @@ impl<S: AsyncWrite> AsyncWrite for WatchedIo<S> {
     }
 
     fn poll_write_vectored(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
+        ready!(self.as_mut().poll_interim(cx))?;
         let this = self.project();
         let res = this.inner.poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = res {
+            *this.at_boundary = false;
             this.state.wrote(n);
             if let Some(taps) = this.taps.as_mut() {
                 let state = &**this.state;
@@ -441,6 +482,7 @@ async fn serve<S>(
         refused: false,
         taps: (h2 && shared.access_log.enabled())
             .then(|| Box::new((FrameTap::from_client(), FrameTap::to_client()))),
+        at_boundary: true,
     };
     if h2 {
         let conn = super::h2::Server::new(io, &settings.h2, info, shared);

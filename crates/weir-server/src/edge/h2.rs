@@ -31,9 +31,53 @@ use super::state::ConnInfo;
 use crate::pipeline::{self, LoggedBody};
 use crate::shared::Shared;
 
-/// An HTTP/2 request's stream, in its extensions (bytes on the wire are counted per stream).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct StreamId(pub(crate) u32);
+/// An HTTP/2 request's stream, in its extensions: its id (bytes on the wire are counted per
+/// stream) and where its interim responses go.
+#[derive(Clone)]
+pub(crate) struct StreamOf {
+    pub(crate) id: u32,
+    pub(crate) interim: Arc<StreamInterim>,
+}
+
+/// Interim responses (103 Early Hints…) for one stream, waiting for its task to send them.
+#[derive(Default)]
+pub(crate) struct StreamInterim {
+    waiting: std::sync::Mutex<Vec<Response<()>>>,
+    waker: futures_util::task::AtomicWaker,
+}
+
+/// Interim responses held for one stream at most; more are dropped (they are advisory).
+const MAX_INTERIM: usize = 8;
+
+impl weir_core::InterimTarget for StreamInterim {
+    fn interim(&self, status: http::StatusCode, fields: &HeaderMap) {
+        let mut head = Response::new(());
+        *head.status_mut() = status;
+        *head.headers_mut() = fields.clone();
+        crate::headers::strip_hop_by_hop(head.headers_mut());
+        {
+            let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            if waiting.len() >= MAX_INTERIM {
+                return;
+            }
+            waiting.push(head);
+        }
+        self.waker.wake();
+    }
+}
+
+impl StreamInterim {
+    /// Sends what waits, and asks to be woken for more.
+    fn send(&self, respond: &mut SendResponse<Bytes>, cx: &Context<'_>) {
+        self.waker.register(cx.waker());
+        let waiting = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|p| p.into_inner()));
+        for head in waiting {
+            if let Err(e) = respond.send_informational(head) {
+                tracing::debug!(error = %e, "interim response not sent");
+            }
+        }
+    }
+}
 
 /// Concurrent HTTP/2 streams per connection (nginx: 128; Envoy and HAProxy: 100). Each open
 /// stream can pin its request state while the client holds its window shut.
@@ -196,15 +240,20 @@ async fn stream(
 ) {
     let length = weir_core::body::declared_length(req.headers());
     let (mut parts, recv) = req.into_parts();
-    parts
-        .extensions
-        .insert(StreamId(u32::from(respond.stream_id())));
+    let interim = Arc::new(StreamInterim::default());
+    parts.extensions.insert(StreamOf {
+        id: u32::from(respond.stream_id()),
+        interim: interim.clone(),
+    });
     let req = Request::from_parts(parts, ClientBody::Http2(H2Body::new(recv, length)));
     // Boxed so the request's state is freed once it has answered: a stream whose response
     // waits on the client's window then holds the body alone.
     let mut handling = super::conn::BuiltInPlace::new(|| pipeline::handle(req, info, shared));
     let answer = std::future::poll_fn(|cx| {
-        if let Poll::Ready(answer) = Pin::new(&mut handling).poll(cx) {
+        let answer = Pin::new(&mut handling).poll(cx);
+        // Interim responses go before the final one (its task relays them as they come).
+        interim.send(&mut respond, cx);
+        if let Poll::Ready(answer) = answer {
             return Poll::Ready(Some(answer));
         }
         respond.poll_reset(cx).map(|_| None)

@@ -70,7 +70,17 @@ pub(crate) struct ConnState {
     wire_wanted: bool,
     has_deferred: AtomicBool,
     wire: std::sync::Mutex<WireLedger>,
+    /// HTTP/1.1: interim responses (103 Early Hints…) from the upstream of the request in
+    /// flight, as bytes, written ahead of its final response (see `WatchedIo`); and the
+    /// connection task, woken to write them.
+    interim: std::sync::Mutex<Vec<u8>>,
+    has_interim: AtomicBool,
+    interim_waker: futures_util::task::AtomicWaker,
 }
+
+/// Interim response bytes held for one HTTP/1.1 request at most; more are dropped (they are
+/// advisory, and an upstream must not make Weir hold without bound).
+const MAX_INTERIM_BYTES: usize = 16 * 1024;
 
 /// A request's bytes on the wire: its own, and its response's (on HTTP/2, its stream's frames
 /// each way).
@@ -176,7 +186,30 @@ impl ConnState {
             wire_wanted,
             has_deferred: AtomicBool::new(false),
             wire: std::sync::Mutex::new(WireLedger::default()),
+            interim: std::sync::Mutex::new(Vec::new()),
+            has_interim: AtomicBool::new(false),
+            interim_waker: futures_util::task::AtomicWaker::new(),
         }
+    }
+
+    /// The connection task polls the connection: it is the one to wake for interim bytes.
+    pub(super) fn watch_interim(&self, cx: &Context<'_>) {
+        self.interim_waker.register(cx.waker());
+    }
+
+    /// Interim response bytes wait to be written.
+    pub(super) fn interim_pending(&self) -> bool {
+        self.has_interim.load(Ordering::Acquire)
+    }
+
+    /// The interim bytes waiting, to write (or drop) from the front; `has_interim` follows
+    /// what is left.
+    pub(super) fn with_interim<R>(&self, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        let mut pending = self.interim.lock().unwrap_or_else(|p| p.into_inner());
+        let r = f(&mut pending);
+        self.has_interim
+            .store(!pending.is_empty(), Ordering::Release);
+        r
     }
 
     /// hyper took `n` bytes, in which HTTP/1.x requests ended at `ends` (offsets).
@@ -407,5 +440,37 @@ impl ConnState {
         {
             self.head_started.store(self.now_mark(), Ordering::Relaxed);
         }
+    }
+}
+
+/// HTTP/1.1: an interim response becomes a status line and fields, written by the connection
+/// ahead of the final response.
+impl weir_core::InterimTarget for ConnState {
+    fn interim(&self, status: http::StatusCode, fields: &http::HeaderMap) {
+        let mut fields = fields.clone();
+        crate::headers::strip_hop_by_hop(&mut fields);
+        self.with_interim(|out| {
+            let size = fields
+                .iter()
+                .map(|(n, v)| n.as_str().len() + v.len() + 4)
+                .sum::<usize>()
+                + 40;
+            if out.len() + size > MAX_INTERIM_BYTES {
+                return;
+            }
+            out.extend_from_slice(b"HTTP/1.1 ");
+            out.extend_from_slice(status.as_str().as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+            out.extend_from_slice(b"\r\n");
+            for (name, value) in &fields {
+                out.extend_from_slice(name.as_str().as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"\r\n");
+        });
+        self.interim_waker.wake();
     }
 }

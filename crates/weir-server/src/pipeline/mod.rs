@@ -93,8 +93,8 @@ pub(crate) async fn handle(
     log.charge = charge;
     log.stream = req
         .extensions()
-        .get::<crate::edge::h2::StreamId>()
-        .map(|s| s.0);
+        .get::<crate::edge::h2::StreamOf>()
+        .map(|s| s.id);
     let mut hooks = weir_policy::Hooks::default();
     let processed = if overloaded {
         Err(ProxyError::new(ErrorKind::Overloaded))
