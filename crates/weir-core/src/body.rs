@@ -73,6 +73,11 @@ pub struct H2Body {
 impl H2Body {
     const UNKNOWN: u64 = u64::MAX;
 
+    /// The stream's receiving half (a CONNECT tunnel reads its bytes from it).
+    pub fn into_stream(self) -> h2::RecvStream {
+        self.recv
+    }
+
     /// The body of a request whose head declared `content_length`.
     pub fn new(recv: h2::RecvStream, content_length: Option<u64>) -> Self {
         Self {

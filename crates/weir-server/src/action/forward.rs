@@ -153,15 +153,32 @@ pub(crate) async fn handle(
     let _ = tcp.set_nodelay(true);
 
     if connect {
-        // The tunnel opens once hyper has sent our 200 and handed the connection over.
-        let upgrade = hyper::upgrade::on(req);
         let idle = policy.tunnel_idle;
-        tokio::spawn(async move {
-            match upgrade.await {
-                Ok(client) => tunnel::pump(TokioIo::new(client), tcp, idle).await,
-                Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
-            }
-        });
+        let h2 = req
+            .extensions()
+            .get::<crate::edge::h2_tunnel::ConnectStream>()
+            .cloned();
+        if let Some(stream) = h2 {
+            // HTTP/2: the stream becomes the tunnel once our 200 is sent on it.
+            let ClientBody::Http2(body) = req.into_body() else {
+                return Err(ProxyError::new(ErrorKind::Internal));
+            };
+            tokio::spawn(async move {
+                match stream.open(body.into_stream()).await {
+                    Some(client) => tunnel::pump(client, tcp, idle).await,
+                    None => tracing::debug!("CONNECT stream closed before the tunnel opened"),
+                }
+            });
+        } else {
+            // HTTP/1.1: once hyper has sent our 200 and handed the connection over.
+            let upgrade = hyper::upgrade::on(req);
+            tokio::spawn(async move {
+                match upgrade.await {
+                    Ok(client) => tunnel::pump(TokioIo::new(client), tcp, idle).await,
+                    Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+                }
+            });
+        }
         let mut resp = Response::new(ResponseBody::Empty);
         *resp.status_mut() = StatusCode::OK;
         return Ok(Outcome::from(resp));

@@ -240,6 +240,12 @@ async fn stream(
 ) {
     let length = weir_core::body::declared_length(req.headers());
     let (mut parts, recv) = req.into_parts();
+    let mut opens_tunnel = None;
+    if parts.method == http::Method::CONNECT {
+        let (connect, opened) = super::h2_tunnel::ConnectStream::new();
+        parts.extensions.insert(connect);
+        opens_tunnel = Some(opened);
+    }
     let interim = Arc::new(StreamInterim::default());
     parts.extensions.insert(StreamOf {
         id: u32::from(respond.stream_id()),
@@ -272,6 +278,18 @@ async fn stream(
     let (mut head, body) = resp.into_parts();
     strip_connection_fields(&mut head.headers);
     head.headers.entry(DATE).or_insert_with(date);
+    if let Some(opened) = opens_tunnel.filter(|_| head.status.is_success()) {
+        // A 2xx to CONNECT opens the tunnel: the stream stays open and carries its bytes.
+        head.headers.remove(CONTENT_LENGTH);
+        drop(body);
+        match respond.send_response(Response::from_parts(head, ()), false) {
+            Ok(send) => {
+                let _ = opened.send(send);
+            }
+            Err(e) => tracing::debug!(error = %e, "CONNECT answer not sent"),
+        }
+        return;
+    }
     let end = body.is_end_stream();
     if !end {
         if let Some(n) = body.size_hint().exact() {

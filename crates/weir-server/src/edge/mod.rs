@@ -1,6 +1,7 @@
 //! The edge: everything between a client's socket and the pipeline. Listening sockets and the
 //! accept loop (`listener.rs`), serving one connection with its watchdog (`conn.rs`), Weir's
-//! HTTP/2 server on the `h2` crate with per-stream wire counts (`h2.rs`, `frames.rs`), TLS with
+//! HTTP/2 server on the `h2` crate with per-stream wire counts (`h2.rs`, `frames.rs`) and CONNECT
+//! tunnels (`h2_tunnel.rs`), TLS with
 //! SNI and certificate reload (`tls.rs`), the HTTP/1.1 framing guard on the raw bytes
 //! (`framing.rs`) and the PROXY protocol (`proxy_protocol.rs`).
 //!
@@ -15,6 +16,7 @@ pub(crate) mod counters;
 mod frames;
 mod framing;
 pub(crate) mod h2;
+pub(crate) mod h2_tunnel;
 mod io;
 pub(crate) mod listener;
 mod proxy_protocol;

@@ -95,6 +95,59 @@ async fn connect_tunnels_to_allowed_destinations_only() {
 }
 
 #[tokio::test]
+async fn connect_over_http2_tunnels_on_its_stream() {
+    let o = echo_origin().await;
+    let allowed = format!("127.0.0.1:{}", o.addr.port());
+    let gw = gateway(&forward_config(std::slice::from_ref(&allowed))).await;
+    let tcp = TcpStream::connect(gw.addr).await.expect("connect");
+    let (mut client, conn) = h2::client::handshake(tcp).await.expect("handshake");
+    tokio::spawn(conn);
+    // RFC 9113 §8.5: :method CONNECT and :authority only.
+    let req = http::Request::builder()
+        .method("CONNECT")
+        .uri(allowed.as_str())
+        .body(())
+        .expect("request");
+    let (answer, mut up) = client.send_request(req, false).expect("send");
+    let resp = tokio::time::timeout(Duration::from_secs(10), answer)
+        .await
+        .expect("answer in time")
+        .expect("answer");
+    assert_eq!(resp.status(), 200);
+    // Speak HTTP/1.1 to the origin through the stream.
+    up.send_data(
+        bytes::Bytes::from_static(
+            b"GET /through-h2 HTTP/1.1\r\nHost: inner\r\nConnection: close\r\n\r\n",
+        ),
+        false,
+    )
+    .expect("data");
+    let mut down = resp.into_body();
+    let mut out = Vec::new();
+    let read = async {
+        while let Some(chunk) = down.data().await {
+            let chunk = chunk.expect("chunk");
+            let _ = down.flow_control().release_capacity(chunk.len());
+            out.extend_from_slice(&chunk);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the origin's answer, then the end of the stream");
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("\"uri\":\"/through-h2\""), "{out}");
+
+    let denied = http::Request::builder()
+        .method("CONNECT")
+        .uri("127.0.0.1:1")
+        .body(())
+        .expect("request");
+    let (answer, _) = client.send_request(denied, true).expect("send");
+    assert_eq!(answer.await.expect("answer").status(), 403);
+}
+
+#[tokio::test]
 async fn absolute_form_requests_are_forwarded_and_origin_form_refused() {
     let o = echo_origin().await;
     let gw = gateway(&forward_config(&["*:*".to_owned()])).await;
