@@ -83,7 +83,7 @@ impl FromStr for Duration {
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             write!(f, "{}s", ms / 1000)
         } else {
             write!(f, "{ms}ms")
@@ -154,11 +154,11 @@ impl FromStr for ByteSize {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        if b != 0 && b % (1024 * 1024 * 1024) == 0 {
+        if b != 0 && b.is_multiple_of(1024 * 1024 * 1024) {
             write!(f, "{}GiB", b / (1024 * 1024 * 1024))
-        } else if b != 0 && b % (1024 * 1024) == 0 {
+        } else if b != 0 && b.is_multiple_of(1024 * 1024) {
             write!(f, "{}MiB", b / (1024 * 1024))
-        } else if b != 0 && b % 1024 == 0 {
+        } else if b != 0 && b.is_multiple_of(1024) {
             write!(f, "{}KiB", b / 1024)
         } else {
             write!(f, "{b}B")

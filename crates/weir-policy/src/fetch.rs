@@ -130,6 +130,7 @@ impl Fetcher {
             retry_non_idempotent: false,
             body_stats: stats.clone(),
             addrs: None,
+            interim: None,
         };
         let work = async {
             let mut info = CallInfo::default();

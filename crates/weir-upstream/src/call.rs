@@ -37,6 +37,9 @@ pub struct CallOpts {
     pub body_stats: Arc<BodyStats>,
     /// The client's address and the address it connected to, for a PROXY protocol header.
     pub addrs: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+    /// Where the upstream's interim (1xx) responses go (HTTP/1.1 upstreams: hyper's HTTP/2
+    /// client does not report them).
+    pub interim: Option<weir_core::InterimSink>,
 }
 
 /// What happened, for the access log and the response.
@@ -251,15 +254,9 @@ impl Upstream {
                         }
                     };
                     let sent = tokio::time::Instant::now();
-                    let r = client::exchange(
-                        pool,
-                        endpoint,
-                        conn,
-                        req,
-                        &opts.body_stats,
-                        policy.per_try_timeout,
-                    )
-                    .await;
+                    let r =
+                        client::exchange(pool, endpoint, conn, req, opts, policy.per_try_timeout)
+                            .await;
                     // Failures count too: a timing-out endpoint must look slow to `ewma`.
                     let took = sent.elapsed();
                     info.first_byte = Some(took);
@@ -411,9 +408,6 @@ fn request_from(head: &Parts, body: RequestBody) -> Request<RequestBody> {
     *req.uri_mut() = head.uri.clone();
     *req.version_mut() = head.version;
     *req.headers_mut() = head.headers.clone();
-    if let Some(sink) = head.extensions.get::<weir_core::InterimSink>() {
-        req.extensions_mut().insert(sink.clone());
-    }
     req
 }
 

@@ -15,16 +15,17 @@ use crate::pool::{EndpointPool, PooledConn, Sender};
 use crate::Endpoint;
 
 /// Sends `req` over `sender` (from `pool.checkout`) and waits, up to `timeout`, for the
-/// response head; interim responses go to the request's [`weir_core::InterimSink`], if any. A request never written because a reused connection had closed is sent once
+/// response head; interim responses go to `opts.interim`, if any. A request never written because a reused connection had closed is sent once
 /// more on a fresh connection.
 pub(crate) async fn exchange(
     pool: &Arc<EndpointPool>,
     endpoint: &Endpoint,
     (mut sender, reused): (Sender, bool),
     mut req: Request<RequestBody>,
-    body_stats: &BodyStats,
+    opts: &crate::CallOpts,
     timeout: Duration,
 ) -> Result<(Response<Incoming>, PooledConn), ProxyError> {
+    let body_stats = &opts.body_stats;
     let pq = req
         .uri()
         .path_and_query()
@@ -37,7 +38,7 @@ pub(crate) async fn exchange(
             *req.version_mut() = Version::HTTP_11;
             // Interim responses go where the request says (hyper's HTTP/2 client does not
             // report them).
-            if let Some(sink) = req.extensions_mut().remove::<weir_core::InterimSink>() {
+            if let Some(sink) = opts.interim.clone() {
                 hyper::ext::on_informational(&mut req, move |head| {
                     sink.send(head.status(), head.headers());
                 });

@@ -48,6 +48,7 @@ retry = {{ attempts = 3, backoff = {{ base = "100ms", max = "1s" }} }}
                 retry_non_idempotent: false,
                 body_stats: stats,
                 addrs: None,
+                interim: None,
             },
             &mut info,
         )

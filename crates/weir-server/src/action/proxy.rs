@@ -121,14 +121,12 @@ pub(crate) async fn forward(
         };
         return Err(ProxyError::new(kind).with_source(e));
     }
-    if let Some(sink) = interim_sink(&f.parts, conn) {
-        f.parts.extensions.insert(sink);
-    }
     let opts = CallOpts {
         client_ip: ctx.client_ip,
         retry_non_idempotent,
         body_stats: ctx.body.clone(),
         addrs: Some((conn.peer, conn.local)),
+        interim: interim_sink(&f.parts, conn),
     };
     let mut info = CallInfo::default();
     ctx.upstream_start = Some(std::time::Instant::now());

@@ -160,6 +160,7 @@ impl Mirror {
             retry_non_idempotent: false,
             body_stats: body_stats.clone(),
             addrs: None,
+            interim: None,
         };
         let exchange = async {
             let mut info = CallInfo::default();

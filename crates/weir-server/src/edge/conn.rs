@@ -502,32 +502,6 @@ async fn serve<S>(
     state.connection_ended();
 }
 
-/// A future built straight into its heap slot. `Box::pin(handle(..))` builds the ~10 KB
-/// request future on the stack and then copies it into the box: callgrind counted that copy
-/// at 10,193 instructions per HTTP/2 request, an eighth of one. Allocating an empty slot first
-/// and setting it lets the compiler write the future in place.
-pub(super) struct BuiltInPlace<F>(Pin<Box<Option<F>>>);
-
-impl<F: std::future::Future> BuiltInPlace<F> {
-    pub(super) fn new(make: impl FnOnce() -> F) -> Self {
-        let mut slot = Box::pin(None);
-        slot.set(Some(make()));
-        Self(slot)
-    }
-}
-
-impl<F: std::future::Future> std::future::Future for BuiltInPlace<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        match self.get_mut().0.as_mut().as_pin_mut() {
-            Some(fut) => fut.poll(cx),
-            // Never: the slot is set when it is made.
-            None => Poll::Pending,
-        }
-    }
-}
-
 /// A served connection that can be asked to finish gracefully.
 trait Graceful: std::future::Future {
     fn shutdown(self: Pin<&mut Self>);

@@ -306,10 +306,11 @@ mod tests {
             std::mem::size_of::<Fut>()
         }
         // 15.8 KiB before connecting and policy fetches were boxed; 8.3 KiB after; 10,272
-        // bytes with the access log's TLS, referer and upstream-status fields.
+        // bytes with the access log's TLS, referer and upstream-status fields; 10,512 with
+        // the interim-response sink in the upstream call's options.
         let size = future_size(handle);
         assert!(
-            size <= 10 * 1024 + 256,
+            size <= 10 * 1024 + 320,
             "the request future is {size} bytes"
         );
     }
