@@ -91,6 +91,9 @@ pub struct RequestCtx {
     /// The headers `[access_log] headers` lists, as they were; `None` when it lists none
     /// (boxed: most configs log none, and the context stays small).
     pub logged_headers: Option<Box<LoggedHeaderValues>>,
+    /// Where the upstream's interim (1xx) responses go: the request's HTTP/2 stream or its
+    /// HTTP/1.1 connection; none for HTTP/1.0 clients.
+    pub interim: Option<crate::InterimSink>,
 }
 
 /// Header values the access log carries: `(name, value)` in the configured order, only the
@@ -197,6 +200,7 @@ impl RequestCtx {
             user_agent: None,
             referer: None,
             tls_session: None,
+            interim: None,
             answered_by: None,
             upstream_status: 0,
             upstream_version: None,

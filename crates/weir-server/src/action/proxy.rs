@@ -126,7 +126,7 @@ pub(crate) async fn forward(
         retry_non_idempotent,
         body_stats: ctx.body.clone(),
         addrs: Some((conn.peer, conn.local)),
-        interim: interim_sink(&f.parts, conn),
+        interim: ctx.interim.clone(),
     };
     let mut info = CallInfo::default();
     ctx.upstream_start = Some(std::time::Instant::now());
@@ -223,21 +223,6 @@ fn parse_grpc_timeout(v: &[u8]) -> Option<std::time::Duration> {
         b'n' => Duration::from_nanos(n),
         _ => return None,
     })
-}
-
-/// Where the upstream's interim responses go: the request's HTTP/2 stream, or its HTTP/1.1
-/// connection (an HTTP/1.0 client gets none: RFC 9110 §15.2).
-fn interim_sink(
-    parts: &http::request::Parts,
-    conn: &crate::edge::state::ConnInfo,
-) -> Option<weir_core::InterimSink> {
-    match parts.extensions.get::<crate::edge::h2::StreamOf>() {
-        Some(stream) => Some(weir_core::InterimSink::new(stream.interim.clone())),
-        None if parts.version == http::Version::HTTP_11 => {
-            Some(weir_core::InterimSink::new(conn.state.clone()))
-        }
-        None => None,
-    }
 }
 
 #[cfg(test)]

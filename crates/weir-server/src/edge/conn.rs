@@ -491,7 +491,12 @@ async fn serve<S>(
         // HTTP/1.1 keeps the future in the connection's dispatcher, reused request after
         // request: no allocation per request.
         let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-            pipeline::handle(req.map(ClientBody::Http1), info.clone(), shared.clone())
+            pipeline::handle(
+                req.map(ClientBody::Http1),
+                info.clone(),
+                shared.clone(),
+                None,
+            )
         });
         let conn = settings
             .http1

@@ -31,9 +31,8 @@ use super::state::ConnInfo;
 use crate::pipeline::{self, LoggedBody};
 use crate::shared::Shared;
 
-/// An HTTP/2 request's stream, in its extensions: its id (bytes on the wire are counted per
-/// stream) and where its interim responses go.
-#[derive(Clone)]
+/// An HTTP/2 request's stream, handed to the pipeline with the request: its id (bytes on the
+/// wire are counted per stream) and where its interim responses go.
 pub(crate) struct StreamOf {
     pub(crate) id: u32,
     pub(crate) interim: Arc<StreamInterim>,
@@ -255,15 +254,15 @@ fn start_stream(
         opens_tunnel = Some(opened);
     }
     let interim = Arc::new(StreamInterim::default());
-    parts.extensions.insert(StreamOf {
+    let of = StreamOf {
         id: u32::from(respond.stream_id()),
         interim: interim.clone(),
-    });
+    };
     let req = Request::from_parts(parts, ClientBody::Http2(H2Body::new(recv, length)));
     let (info, shared) = (info.clone(), shared.clone());
     // Boxed so the request's state is freed once it has answered: a stream whose response
     // waits on the client's window then holds the body alone.
-    let handling = in_place(|| pipeline::handle(req, info, shared));
+    let handling = in_place(|| pipeline::handle(req, info, shared, Some(of)));
     tokio::spawn(stream(handling, respond, interim, opens_tunnel));
 }
 

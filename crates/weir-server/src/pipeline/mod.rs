@@ -26,10 +26,12 @@ pub(crate) use log_phase::LoggedBody;
 use outcome::Outcome;
 use request::redirect_to_https;
 
+/// Serves one request: `stream` is its HTTP/2 stream (`None` on HTTP/1.x).
 pub(crate) async fn handle(
     req: Request<ClientBody>,
     conn: Arc<ConnInfo>,
     shared: Arc<Shared>,
+    stream: Option<crate::edge::h2::StreamOf>,
 ) -> Result<Response<LoggedBody>, h2::Error> {
     // Charged before anything else is held for it; past the budget an HTTP/2 stream is refused
     // (REFUSED_STREAM: never processed, safe for the client to retry) and an HTTP/1.1 request
@@ -82,6 +84,15 @@ pub(crate) async fn handle(
     if let Some(capture) = &runtime.log_headers {
         ctx.logged_headers = capture.request(req.headers());
     }
+    let stream_id = stream.as_ref().map(|s| s.id);
+    ctx.interim = match stream {
+        Some(s) => Some(weir_core::InterimSink::new(s.interim)),
+        // HTTP/1.0 clients get no 1xx (RFC 9110 §15.2).
+        None if req.version() == Version::HTTP_11 => {
+            Some(weir_core::InterimSink::new(conn.state.clone()))
+        }
+        None => None,
+    };
     let compression = shared.compression.clone();
     let mut log = Box::new(LogPhase::new(
         ctx,
@@ -91,10 +102,7 @@ pub(crate) async fn handle(
     ));
     let overloaded = charge.is_none();
     log.charge = charge;
-    log.stream = req
-        .extensions()
-        .get::<crate::edge::h2::StreamOf>()
-        .map(|s| s.id);
+    log.stream = stream_id;
     let mut hooks = weir_policy::Hooks::default();
     let processed = if overloaded {
         Err(ProxyError::new(ErrorKind::Overloaded))
@@ -301,7 +309,12 @@ mod tests {
     fn a_request_future_stays_small() {
         fn future_size<F, Fut>(_: F) -> usize
         where
-            F: FnOnce(Request<ClientBody>, Arc<ConnInfo>, Arc<Shared>) -> Fut,
+            F: FnOnce(
+                Request<ClientBody>,
+                Arc<ConnInfo>,
+                Arc<Shared>,
+                Option<crate::edge::h2::StreamOf>,
+            ) -> Fut,
         {
             std::mem::size_of::<Fut>()
         }
