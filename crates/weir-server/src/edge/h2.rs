@@ -263,126 +263,171 @@ fn start_stream(
     // Boxed so the request's state is freed once it has answered: a stream whose response
     // waits on the client's window then holds the body alone.
     let handling = in_place(|| pipeline::handle(req, info, shared, Some(of)));
-    tokio::spawn(stream(handling, respond, interim, opens_tunnel));
+    tokio::spawn(StreamTask {
+        respond,
+        interim,
+        opens_tunnel,
+        phase: StreamPhase::Answering(handling),
+    });
 }
 
 /// One stream: the request through the pipeline, then its response within the client's
 /// window. A reset from the client ends it wherever it is (the request's future is dropped:
-/// logged as abandoned).
-async fn stream<F>(
-    mut handling: Pin<Box<F>>,
-    mut respond: SendResponse<Bytes>,
+/// logged as abandoned). Written as a state machine, not an `async fn`, so a stream whose
+/// client holds its window shut keeps only its body and handles (216 bytes, where the
+/// generated future was 1.7 KB).
+struct StreamTask<F> {
+    respond: SendResponse<Bytes>,
     interim: Arc<StreamInterim>,
     opens_tunnel: Option<tokio::sync::oneshot::Sender<SendStream<Bytes>>>,
-) where
+    phase: StreamPhase<F>,
+}
+
+enum StreamPhase<F> {
+    /// The request's future, until it answers.
+    Answering(Pin<Box<F>>),
+    /// The response body, sent as the window allows.
+    Sending {
+        body: LoggedBody,
+        send: SendStream<Bytes>,
+    },
+    Done,
+}
+
+impl<F> Future for StreamTask<F>
+where
     F: Future<Output = Result<Response<LoggedBody>, h2::Error>>,
 {
-    let answer = std::future::poll_fn(|cx| {
-        let answer = handling.as_mut().poll(cx);
-        // Interim responses go before the final one (its task relays them as they come).
-        interim.send(&mut respond, cx);
-        if let Poll::Ready(answer) = answer {
-            return Poll::Ready(Some(answer));
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        match &mut this.phase {
+            StreamPhase::Answering(handling) => {
+                let answer = handling.as_mut().poll(cx);
+                // Interim responses go before the final one, as they come.
+                this.interim.send(&mut this.respond, cx);
+                let answer = match answer {
+                    Poll::Ready(answer) => answer,
+                    // Reset by the client: dropping the request's future logs it abandoned.
+                    Poll::Pending => return this.respond.poll_reset(cx).map(|_| ()),
+                };
+                // The request's state is freed now, before the response is sent.
+                this.phase = StreamPhase::Done;
+                match answer {
+                    Ok(resp) => this.respond_with(resp),
+                    Err(refused) => {
+                        let reason = refused.reason().unwrap_or(Reason::INTERNAL_ERROR);
+                        this.respond.send_reset(reason);
+                    }
+                }
+                if matches!(this.phase, StreamPhase::Done) {
+                    return Poll::Ready(());
+                }
+                Pin::new(this).poll(cx)
+            }
+            StreamPhase::Sending { body, send } => send_body(body, send, cx),
+            StreamPhase::Done => Poll::Ready(()),
         }
-        respond.poll_reset(cx).map(|_| None)
-    })
-    .await;
-    drop(handling);
-    let resp = match answer {
-        Some(Ok(resp)) => resp,
-        Some(Err(refused)) => {
-            respond.send_reset(refused.reason().unwrap_or(Reason::INTERNAL_ERROR));
+    }
+}
+
+impl<F> StreamTask<F> {
+    /// Sends the response head; a body still to send makes the task's next phase.
+    fn respond_with(&mut self, resp: Response<LoggedBody>) {
+        let (mut head, body) = resp.into_parts();
+        strip_connection_fields(&mut head.headers);
+        head.headers.entry(DATE).or_insert_with(date);
+        if let Some(opened) = self
+            .opens_tunnel
+            .take()
+            .filter(|_| head.status.is_success())
+        {
+            // A 2xx to CONNECT opens the tunnel: the stream stays open and carries its bytes.
+            head.headers.remove(CONTENT_LENGTH);
+            drop(body);
+            match self
+                .respond
+                .send_response(Response::from_parts(head, ()), false)
+            {
+                Ok(send) => {
+                    let _ = opened.send(send);
+                }
+                Err(e) => tracing::debug!(error = %e, "CONNECT answer not sent"),
+            }
             return;
         }
-        // Reset by the client.
-        None => return,
-    };
-    let (mut head, body) = resp.into_parts();
-    strip_connection_fields(&mut head.headers);
-    head.headers.entry(DATE).or_insert_with(date);
-    if let Some(opened) = opens_tunnel.filter(|_| head.status.is_success()) {
-        // A 2xx to CONNECT opens the tunnel: the stream stays open and carries its bytes.
-        head.headers.remove(CONTENT_LENGTH);
-        drop(body);
-        match respond.send_response(Response::from_parts(head, ()), false) {
-            Ok(send) => {
-                let _ = opened.send(send);
+        let end = body.is_end_stream();
+        if !end {
+            if let Some(n) = body.size_hint().exact() {
+                head.headers
+                    .entry(CONTENT_LENGTH)
+                    .or_insert(HeaderValue::from(n));
             }
-            Err(e) => tracing::debug!(error = %e, "CONNECT answer not sent"),
         }
-        return;
-    }
-    let end = body.is_end_stream();
-    if !end {
-        if let Some(n) = body.size_hint().exact() {
-            head.headers
-                .entry(CONTENT_LENGTH)
-                .or_insert(HeaderValue::from(n));
-        }
-    }
-    match respond.send_response(Response::from_parts(head, ()), end) {
-        Ok(send) if !end => send_body(body, send).await,
-        Ok(_) => {}
-        Err(e) => {
-            tracing::debug!(error = %e, "response head not sent");
-            respond.send_reset(Reason::INTERNAL_ERROR);
+        match self
+            .respond
+            .send_response(Response::from_parts(head, ()), end)
+        {
+            Ok(send) if !end => self.phase = StreamPhase::Sending { body, send },
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "response head not sent");
+                self.respond.send_reset(Reason::INTERNAL_ERROR);
+            }
         }
     }
 }
 
 /// Sends the body frame by frame, taking the next frame from it only once the client's window
 /// has room (so an unread response holds one frame, and the send-stall watchdog sees a body
-/// waiting on its client).
-async fn send_body(mut body: LoggedBody, mut send: SendStream<Bytes>) {
+/// waiting on its client). Ready when the stream is done with, whichever way.
+fn send_body(
+    body: &mut LoggedBody,
+    send: &mut SendStream<Bytes>,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
     loop {
         if send.capacity() == 0 {
             send.reserve_capacity(1);
-            let room = std::future::poll_fn(|cx| loop {
+            loop {
                 match send.poll_capacity(cx) {
                     Poll::Ready(Some(Ok(0))) => continue,
-                    Poll::Ready(Some(Ok(_))) => return Poll::Ready(true),
-                    Poll::Ready(_) => return Poll::Ready(false),
-                    Poll::Pending => return send.poll_reset(cx).map(|_| false),
+                    Poll::Ready(Some(Ok(_))) => break,
+                    Poll::Ready(_) => return Poll::Ready(()),
+                    Poll::Pending => return send.poll_reset(cx).map(|_| ()),
                 }
-            })
-            .await;
-            if !room {
-                return;
             }
         }
-        let frame = std::future::poll_fn(|cx| {
-            if let Poll::Ready(frame) = Pin::new(&mut body).poll_frame(cx) {
-                return Poll::Ready(Some(frame));
-            }
-            send.poll_reset(cx).map(|_| None)
-        })
-        .await;
+        let frame = match Pin::new(&mut *body).poll_frame(cx) {
+            Poll::Ready(frame) => frame,
+            // Reset by the client, or waiting for the upstream.
+            Poll::Pending => return send.poll_reset(cx).map(|_| ()),
+        };
         match frame {
-            // Reset by the client.
-            None => return,
-            Some(None) => {
+            None => {
                 let _ = send.send_data(Bytes::new(), true);
-                return;
+                return Poll::Ready(());
             }
-            Some(Some(Ok(frame))) => match frame.into_data() {
+            Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
                     let end = body.is_end_stream();
                     send.reserve_capacity(data.len());
                     if send.send_data(data, end).is_err() || end {
-                        return;
+                        return Poll::Ready(());
                     }
                 }
                 Err(frame) => {
                     if let Ok(trailers) = frame.into_trailers() {
                         let _ = send.send_trailers(trailers);
                     }
-                    return;
+                    return Poll::Ready(());
                 }
             },
-            Some(Some(Err(e))) => {
+            Some(Err(e)) => {
                 tracing::debug!(error = %e, "response body failed; resetting the stream");
                 send.send_reset(Reason::INTERNAL_ERROR);
-                return;
+                return Poll::Ready(());
             }
         }
     }
