@@ -73,9 +73,19 @@ pub struct H2Body {
 impl H2Body {
     const UNKNOWN: u64 = u64::MAX;
 
-    /// The stream's receiving half (a CONNECT tunnel reads its bytes from it).
-    pub fn into_stream(self) -> h2::RecvStream {
-        self.recv
+    /// The next DATA payload, its bytes given back to the client's window at once; `None` at
+    /// the end of the DATA (a CONNECT tunnel reads its bytes this way too).
+    pub fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, h2::Error>>> {
+        let data = ready!(self.recv.poll_data(cx));
+        if let Some(Ok(data)) = &data {
+            let n = data.len();
+            // Errors here mean the stream is already gone; the next read says so.
+            let _ = self.recv.flow_control().release_capacity(n);
+            if self.remaining != Self::UNKNOWN {
+                self.remaining = self.remaining.saturating_sub(n as u64);
+            }
+        }
+        Poll::Ready(data)
     }
 
     /// The body of a request whose head declared `content_length`.
@@ -98,16 +108,8 @@ impl Body for H2Body {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         if !this.data_done {
-            match ready!(this.recv.poll_data(cx)) {
-                Some(Ok(data)) => {
-                    let n = data.len();
-                    // Errors here mean the stream is already gone; the next read says so.
-                    let _ = this.recv.flow_control().release_capacity(n);
-                    if this.remaining != Self::UNKNOWN {
-                        this.remaining = this.remaining.saturating_sub(n as u64);
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
+            match ready!(this.poll_data(cx)) {
+                Some(Ok(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
                 Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
                 None => this.data_done = true,
             }

@@ -164,7 +164,7 @@ pub(crate) async fn handle(
                 return Err(ProxyError::new(ErrorKind::Internal));
             };
             tokio::spawn(async move {
-                match stream.open(body.into_stream()).await {
+                match stream.open(body).await {
                     Some(client) => tunnel::pump(client, tcp, idle).await,
                     None => tracing::debug!("CONNECT stream closed before the tunnel opened"),
                 }

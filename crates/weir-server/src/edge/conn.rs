@@ -1,6 +1,7 @@
 //! Serving one connection: hyper's HTTP/1.1 server, or Weir's HTTP/2 one (`h2.rs`) for ALPN
-//! `h2` and the h2c preface, plus a watchdog that enforces the request-head timeout (slowloris) and the keep-alive idle timeout,
-//! and turns a shutdown signal into a graceful close (h2 GOAWAY; h1 close after the response).
+//! `h2` and the h2c preface, plus a watchdog that enforces the request-head timeout
+//! (slowloris) and the keep-alive idle timeout, and turns a shutdown signal into a graceful
+//! close (h2 GOAWAY; h1 close after the response).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -33,26 +34,16 @@ use crate::shared::Shared;
 fn refused() -> &'static [u8] {
     static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     BYTES.get_or_init(|| {
-        let resp = weir_core::ProxyError::new(weir_core::ErrorKind::BadRequest)
+        let mut resp = weir_core::ProxyError::new(weir_core::ErrorKind::BadRequest)
             .to_response(&http::HeaderValue::from_static(""));
         let body = match resp.body() {
             weir_core::ResponseBody::Full(Some(b)) => b.clone(),
             _ => bytes::Bytes::new(),
         };
-        let status = resp.status();
-        let mut out = format!(
-            "HTTP/1.1 {} {}\r\n",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or("")
-        )
-        .into_bytes();
-        for (name, value) in resp.headers() {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+        resp.headers_mut()
+            .insert(http::header::CONTENT_LENGTH, body.len().into());
+        let mut out = Vec::new();
+        super::io::http1_head(&mut out, resp.status(), resp.headers());
         out.extend_from_slice(&body);
         out
     })
@@ -125,6 +116,26 @@ pin_project_lite::pin_project! {
 }
 
 impl<S: AsyncWrite> WatchedIo<S> {
+    /// hyper's write took the first `n` bytes of `bufs`: counted, followed for HTTP/2 frames,
+    /// and the connection is no longer between responses.
+    fn wrote(self: Pin<&mut Self>, bufs: &[std::io::IoSlice<'_>], n: usize) {
+        let this = self.project();
+        *this.at_boundary = false;
+        this.state.wrote(n);
+        if let Some(taps) = this.taps.as_mut() {
+            let state = &**this.state;
+            let mut left = n;
+            for b in bufs {
+                let take = left.min(b.len());
+                taps.1.feed(&b[..take], |f| state.stream_frame(f, false));
+                left -= take;
+                if left == 0 {
+                    break;
+                }
+            }
+        }
+    }
+
     /// Writes the interim responses waiting (`ConnState::interim`) if the connection is
     /// between responses; drops them if hyper is partway through one (a pipelined answer
     /// the client has not taken yet), as they are advisory.
@@ -227,15 +238,9 @@ impl<S: AsyncWrite> AsyncWrite for WatchedIo<S> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         ready!(self.as_mut().poll_interim(cx))?;
-        let this = self.project();
-        let res = this.inner.poll_write(cx, buf);
+        let res = self.as_mut().project().inner.poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = res {
-            *this.at_boundary = false;
-            this.state.wrote(n);
-            if let Some(taps) = this.taps.as_mut() {
-                let state = &**this.state;
-                taps.1.feed(&buf[..n], |f| state.stream_frame(f, false));
-            }
+            self.wrote(&[std::io::IoSlice::new(buf)], n);
         }
         res
     }
@@ -264,23 +269,9 @@ impl<S: AsyncWrite> AsyncWrite for WatchedIo<S> {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         ready!(self.as_mut().poll_interim(cx))?;
-        let this = self.project();
-        let res = this.inner.poll_write_vectored(cx, bufs);
+        let res = self.as_mut().project().inner.poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = res {
-            *this.at_boundary = false;
-            this.state.wrote(n);
-            if let Some(taps) = this.taps.as_mut() {
-                let state = &**this.state;
-                let mut left = n;
-                for b in bufs {
-                    let take = left.min(b.len());
-                    taps.1.feed(&b[..take], |f| state.stream_frame(f, false));
-                    left -= take;
-                    if left == 0 {
-                        break;
-                    }
-                }
-            }
+            self.wrote(bufs, n);
         }
         res
     }

@@ -5,7 +5,7 @@
 //! the connection's own future accepts streams, answers pings, and keeps the peer alive.
 //!
 //! What hyper's server did is kept: connection-specific response fields are dropped (RFC 9113
-//! §8.2.2), `content-length` is set from a body of known size, `date` is added when missing, a
+//! §8.2.2, with the proxy's own hop-by-hop rule), `content-length` is set from a body of known size, `date` is added when missing, a
 //! stream the client resets cancels its request, a refused request resets its stream with the
 //! pipeline's reason (REFUSED_STREAM past the memory budget), and keep-alive PINGs find dead
 //! peers.
@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::server::{Builder, Connection, Handshake, SendResponse};
 use h2::{Reason, RecvStream, SendStream};
-use http::header::{HeaderName, CONNECTION, CONTENT_LENGTH, DATE, TE, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONTENT_LENGTH, DATE};
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -80,7 +80,7 @@ impl StreamInterim {
 
 /// Concurrent HTTP/2 streams per connection (nginx: 128; Envoy and HAProxy: 100). Each open
 /// stream can pin its request state while the client holds its window shut.
-pub(crate) const MAX_STREAMS: u32 = 128;
+const MAX_STREAMS: u32 = 128;
 
 /// How often an idle-looking peer is asked for a PING answer, and how long it has to give one.
 const PING_INTERVAL: Duration = Duration::from_secs(30);
@@ -336,7 +336,9 @@ impl<F> StreamTask<F> {
     /// Sends the response head; a body still to send makes the task's next phase.
     fn respond_with(&mut self, resp: Response<LoggedBody>) {
         let (mut head, body) = resp.into_parts();
-        strip_connection_fields(&mut head.headers);
+        // Connection-specific fields have no place in HTTP/2 (RFC 9113 §8.2.2): the error
+        // mapping's `connection: close` and the like.
+        crate::headers::strip_hop_by_hop(&mut head.headers);
         head.headers.entry(DATE).or_insert_with(date);
         if let Some(opened) = self
             .opens_tunnel
@@ -429,26 +431,6 @@ fn send_body(
                 send.send_reset(Reason::INTERNAL_ERROR);
                 return Poll::Ready(());
             }
-        }
-    }
-}
-
-/// Fields that mean something only to one HTTP/1.x connection (RFC 9113 §8.2.2), and those a
-/// `Connection` field names.
-fn strip_connection_fields(headers: &mut HeaderMap) {
-    static FIXED: [HeaderName; 5] = [
-        HeaderName::from_static("keep-alive"),
-        HeaderName::from_static("proxy-connection"),
-        TRANSFER_ENCODING,
-        UPGRADE,
-        TE,
-    ];
-    for name in &FIXED {
-        headers.remove(name);
-    }
-    if let Some(named) = headers.remove(CONNECTION) {
-        for name in named.to_str().unwrap_or_default().split(',') {
-            headers.remove(name.trim());
         }
     }
 }

@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes};
-use h2::{RecvStream, SendStream};
+use h2::SendStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
+use weir_core::body::H2Body;
 
 /// A CONNECT request's stream, in its extensions: the sending half arrives once the 2xx that
 /// opens the tunnel has been sent.
@@ -23,7 +24,7 @@ impl ConnectStream {
     }
 
     /// The tunnel, once the answer has opened it; `None` if it never did.
-    pub(crate) async fn open(self, recv: RecvStream) -> Option<Tunnel> {
+    pub(crate) async fn open(self, recv: H2Body) -> Option<Tunnel> {
         let rx = self.0.lock().unwrap_or_else(|p| p.into_inner()).take()?;
         let send = rx.await.ok()?;
         Some(Tunnel {
@@ -37,7 +38,7 @@ impl ConnectStream {
 /// Both halves of an open CONNECT stream.
 pub(crate) struct Tunnel {
     send: SendStream<Bytes>,
-    recv: RecvStream,
+    recv: H2Body,
     /// Received and not yet read.
     unread: Bytes,
 }
@@ -51,10 +52,7 @@ impl AsyncRead for Tunnel {
         let this = self.get_mut();
         if this.unread.is_empty() {
             match ready!(this.recv.poll_data(cx)) {
-                Some(Ok(data)) => {
-                    let _ = this.recv.flow_control().release_capacity(data.len());
-                    this.unread = data;
-                }
+                Some(Ok(data)) => this.unread = data,
                 // The client's END_STREAM (or a reset): the end of what it sends.
                 None | Some(Err(_)) => return Poll::Ready(Ok(())),
             }

@@ -1,4 +1,21 @@
-//! IO helpers shared by the edge's stream wrappers.
+//! IO helpers shared by the edge's stream wrappers, and the one writer of HTTP/1.1 heads that
+//! Weir sends below hyper (the framing refusal, interim responses).
+
+/// Appends an HTTP/1.1 status line and `fields`, and the blank line that ends the head.
+pub(crate) fn http1_head(out: &mut Vec<u8>, status: http::StatusCode, fields: &http::HeaderMap) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in fields {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
 
 /// `AsyncWrite` for a pin-projected wrapper whose `inner` stream takes every write as is (the
 /// read-side wrapper `Prefixed`; `WatchedIo` counts its writes).

@@ -1,6 +1,7 @@
 //! What one connection shares with the requests on it: who the client is ([`ConnInfo`]) and
 //! the connection's activity ([`ConnState`]), read by the pipeline, the IO wrapper and the
-//! watchdog. A leaf: it imports nothing of the server but the listener's settings.
+//! watchdog. A leaf: it imports nothing of the server but the listener's settings and two
+//! helpers that import nothing themselves (hop-by-hop stripping, the HTTP/1.1 head writer).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -455,21 +456,9 @@ impl weir_core::InterimTarget for ConnState {
                 .map(|(n, v)| n.as_str().len() + v.len() + 4)
                 .sum::<usize>()
                 + 40;
-            if out.len() + size > MAX_INTERIM_BYTES {
-                return;
+            if out.len() + size <= MAX_INTERIM_BYTES {
+                super::io::http1_head(out, status, &fields);
             }
-            out.extend_from_slice(b"HTTP/1.1 ");
-            out.extend_from_slice(status.as_str().as_bytes());
-            out.push(b' ');
-            out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-            out.extend_from_slice(b"\r\n");
-            for (name, value) in &fields {
-                out.extend_from_slice(name.as_str().as_bytes());
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(value.as_bytes());
-                out.extend_from_slice(b"\r\n");
-            }
-            out.extend_from_slice(b"\r\n");
         });
         self.interim_waker.wake();
     }
