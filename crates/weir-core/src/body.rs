@@ -29,34 +29,38 @@ impl From<Incoming> for ClientBody {
     }
 }
 
-impl Body for ClientBody {
-    type Data = Bytes;
-    type Error = BoxError;
+/// `Body` for an enum of bodies, each variant's frames passed through.
+macro_rules! body_of_variants {
+    ($ty:ident { $($variant:ident),+ }) => {
+        impl Body for $ty {
+            type Data = Bytes;
+            type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            Self::Http1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            Self::Http2(b) => Pin::new(b).poll_frame(cx),
-        }
-    }
+            fn poll_frame(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+                match self.get_mut() {
+                    $(Self::$variant(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),)+
+                }
+            }
 
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Http1(b) => b.is_end_stream(),
-            Self::Http2(b) => b.is_end_stream(),
-        }
-    }
+            fn is_end_stream(&self) -> bool {
+                match self {
+                    $(Self::$variant(b) => b.is_end_stream(),)+
+                }
+            }
 
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Http1(b) => b.size_hint(),
-            Self::Http2(b) => b.size_hint(),
+            fn size_hint(&self) -> SizeHint {
+                match self {
+                    $(Self::$variant(b) => b.size_hint(),)+
+                }
+            }
         }
-    }
+    };
 }
+
+body_of_variants!(ClientBody { Http1, Http2 });
 
 /// An HTTP/2 request body: the stream's DATA, then its trailers. Each chunk read gives its
 /// bytes back to the client's flow-control window at once, as hyper does; what the client may
@@ -143,7 +147,7 @@ pub enum ResponseBody {
     /// A body known in full (error pages, `respond` routes).
     Full(Option<Bytes>),
     /// The upstream's response body, streamed through.
-    Upstream(Incoming),
+    Upstream(UpstreamBody),
     /// Anything else that streams (files).
     Stream(UnsyncBoxBody<Bytes, BoxError>),
 }
@@ -194,6 +198,15 @@ impl Body for ResponseBody {
         }
     }
 }
+
+/// An upstream's response body: read by Weir's own HTTP/1.1 client, or hyper's HTTP/2 one.
+#[derive(Debug)]
+pub enum UpstreamBody {
+    Http1(crate::h1_client::Body),
+    Http2(Incoming),
+}
+
+body_of_variants!(UpstreamBody { Http1, Http2 });
 
 /// The body length a message's `Content-Length` declares: one field of digits only (RFC 9110
 /// §8.6); anything else (absent, repeated, signed, not a number) declares nothing. The one
@@ -366,6 +379,19 @@ impl RequestBody {
             }
             Some(Err(e)) => Err(e),
             None => Ok(()),
+        }
+    }
+
+    /// The frame already read (a replayed body, or the first frame read ahead), taken to go
+    /// out with the request head.
+    pub(crate) fn take_buffered(&mut self) -> Option<Frame<Bytes>> {
+        self.buffered.take()
+    }
+
+    /// Gives back a frame from [`take_buffered`](Self::take_buffered) that was never sent.
+    pub(crate) fn put_back_buffered(&mut self, frame: Option<Frame<Bytes>>) {
+        if frame.is_some() {
+            self.buffered = frame;
         }
     }
 

@@ -5,6 +5,7 @@
 pub mod body;
 pub mod ctx;
 pub mod error;
+pub mod h1_client;
 pub mod histogram;
 pub mod interim;
 pub mod outcome;
@@ -14,7 +15,7 @@ pub mod request_id;
 pub mod text;
 pub mod trace_context;
 
-pub use body::{BodyStats, BoxError, ClientBody, RequestBody, ResponseBody};
+pub use body::{BodyStats, BoxError, ClientBody, RequestBody, ResponseBody, UpstreamBody};
 pub use ctx::{LoggedHeaderValues, RequestCtx, TlsSession};
 pub use error::{ErrorKind, ProxyError, Retry, Side};
 pub use histogram::Histogram;

@@ -15,14 +15,12 @@ use http::request::Parts;
 use http::{HeaderValue, Request, Response};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
-use weir_core::{BodyStats, ErrorKind, ProxyError, RequestBody, Retry, Side};
+use weir_core::{BodyStats, ErrorKind, ProxyError, RequestBody, Retry, Side, UpstreamBody};
 
 use crate::breaker::{Admit, CircuitBreaker};
 use crate::hash::mix;
 use crate::health::outlier::TryOutcome;
-use crate::pool::PooledConn;
 use crate::retry::{idempotent, retry_after};
 use crate::{client, key, Member, PickCx, Upstream};
 
@@ -57,10 +55,9 @@ pub struct CallInfo {
     pub first_byte: Option<std::time::Duration>,
 }
 
-/// Held until the response body is done: returns the connection to its pool, then ends the
-/// request's in-flight count and frees its concurrency slot.
+/// Held until the response body is done: ends the request's in-flight count and frees its
+/// concurrency slot. (An HTTP/1.1 connection goes back to its pool from the body itself.)
 pub struct UpstreamGuard {
-    _conn: PooledConn,
     _in_flight: InFlight,
     _slot: Option<OwnedSemaphorePermit>,
 }
@@ -124,7 +121,7 @@ impl Upstream {
         body: RequestBody,
         opts: CallOpts,
         info: &mut CallInfo,
-    ) -> Result<(Response<Incoming>, UpstreamGuard), ProxyError> {
+    ) -> Result<(Response<UpstreamBody>, UpstreamGuard), ProxyError> {
         let now = self.clock.now_ms();
         self.metrics.requests.fetch_add(1, Ordering::Relaxed);
         self.retry.budget().request(now);
@@ -155,7 +152,7 @@ impl Upstream {
         body: RequestBody,
         opts: &CallOpts,
         info: &mut CallInfo,
-    ) -> Result<(Response<Incoming>, UpstreamGuard), ProxyError> {
+    ) -> Result<(Response<UpstreamBody>, UpstreamGuard), ProxyError> {
         let slot = match &self.limit {
             Some(limit) => Some(limit.acquire().await?),
             None => None,
@@ -254,9 +251,16 @@ impl Upstream {
                         }
                     };
                     let sent = tokio::time::Instant::now();
-                    let r =
-                        client::exchange(pool, endpoint, conn, req, opts, policy.per_try_timeout)
-                            .await;
+                    let r = client::exchange(
+                        pool,
+                        endpoint,
+                        conn,
+                        req,
+                        opts,
+                        policy.per_try_timeout,
+                        proxy_header.is_some(),
+                    )
+                    .await;
                     // Failures count too: a timing-out endpoint must look slow to `ewma`.
                     let took = sent.elapsed();
                     info.first_byte = Some(took);
@@ -273,7 +277,7 @@ impl Upstream {
 
             let can_retry = retries < policy.attempts && parts.is_some();
             match outcome {
-                Ok((resp, conn)) => {
+                Ok(resp) => {
                     let status = resp.status();
                     self.observe(
                         member,
@@ -290,7 +294,7 @@ impl Upstream {
                         let honourable = after.is_none_or(|d| d <= policy.max_retry_after);
                         if honourable && policy.budget().try_retry(self.clock.now_ms()) {
                             retries += 1;
-                            drop((resp, conn, in_flight));
+                            drop((resp, in_flight));
                             let wait = policy.backoff(retries).max(after.unwrap_or_default());
                             tokio::time::sleep(wait).await;
                             continue;
@@ -304,7 +308,6 @@ impl Upstream {
                     return Ok((
                         resp,
                         UpstreamGuard {
-                            _conn: conn,
                             _in_flight: in_flight,
                             _slot: slot,
                         },

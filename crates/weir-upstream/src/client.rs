@@ -8,23 +8,26 @@ use std::time::Duration;
 use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
-use hyper::body::Incoming;
-use weir_core::{BodyStats, ErrorKind, ProxyError, RequestBody, Retry};
+use weir_core::h1_client::Home;
+use weir_core::{BodyStats, BoxError, ErrorKind, ProxyError, RequestBody, Retry, UpstreamBody};
 
-use crate::pool::{EndpointPool, PooledConn, Sender};
+use crate::pool::{EndpointPool, Sender};
 use crate::Endpoint;
 
 /// Sends `req` over `sender` (from `pool.checkout`) and waits, up to `timeout`, for the
-/// response head; interim responses go to `opts.interim`, if any. A request never written because a reused connection had closed is sent once
-/// more on a fresh connection.
+/// response head; interim responses go to `opts.interim`, if any. A request never written
+/// because a reused connection had closed is sent once more on a fresh connection. An
+/// HTTP/1.1 connection goes back to `pool` when its response has been read, unless it is
+/// `single_use` (it announced one client with a PROXY header).
 pub(crate) async fn exchange(
     pool: &Arc<EndpointPool>,
     endpoint: &Endpoint,
-    (mut sender, reused): (Sender, bool),
+    (sender, reused): (Sender, bool),
     mut req: Request<RequestBody>,
     opts: &crate::CallOpts,
     timeout: Duration,
-) -> Result<(Response<Incoming>, PooledConn), ProxyError> {
+    single_use: bool,
+) -> Result<Response<UpstreamBody>, ProxyError> {
     let body_stats = &opts.body_stats;
     let pq = req
         .uri()
@@ -36,13 +39,6 @@ pub(crate) async fn exchange(
             // Origin-form request target; `Host` was set by the caller.
             *req.uri_mut() = Uri::from(pq);
             *req.version_mut() = Version::HTTP_11;
-            // Interim responses go where the request says (hyper's HTTP/2 client does not
-            // report them).
-            if let Some(sink) = opts.interim.clone() {
-                hyper::ext::on_informational(&mut req, move |head| {
-                    sink.send(head.status(), head.headers());
-                });
-            }
         }
         Sender::H2(_) => {
             // HTTP/2 carries the target as :scheme, :authority and :path; the authority is the
@@ -66,25 +62,28 @@ pub(crate) async fn exchange(
         }
     }
 
+    // Interim responses go where the request says (hyper's HTTP/2 client does not report
+    // them).
+    let interim = opts.interim.as_ref();
+    let home = || (!single_use).then(|| pool.clone() as Arc<dyn Home>);
     let exchange = async {
-        match sender.send(req).await {
-            Ok(resp) => Ok((resp, sender)),
-            Err((e, unsent)) => match unsent {
+        match sender.send(req, interim, home()).await {
+            Ok(resp) => Ok(resp),
+            Err(failed) => match failed.unsent {
                 // Never written: the pooled connection closed under us. Safe to send on a fresh one.
                 Some(req) if reused => {
-                    let mut fresh = pool.connect(endpoint).await?;
-                    match fresh.send(req).await {
-                        Ok(resp) => Ok((resp, fresh)),
-                        Err((e, _)) => Err(classify(e, body_stats)),
-                    }
+                    let fresh = pool.connect(endpoint).await?;
+                    fresh
+                        .send(req, interim, home())
+                        .await
+                        .map_err(|f| classify(f.error, body_stats))
                 }
-                _ => Err(classify(e, body_stats)),
+                _ => Err(classify(failed.error, body_stats)),
             },
         }
     };
     match tokio::time::timeout(timeout, exchange).await {
-        Ok(Ok((resp, sender))) => Ok((resp, PooledConn::new(sender, pool.clone()))),
-        Ok(Err(e)) => Err(e),
+        Ok(result) => result,
         Err(_) => Err(ProxyError::new(ErrorKind::UpstreamTimeout).retry(Retry::No)),
     }
 }
@@ -93,15 +92,20 @@ pub(crate) async fn exchange(
 /// was written (a request the pool never wrote is re-sent above), so the upstream may have acted
 /// on it: a retry is the retry policy's call (`on = ["reset"]`, idempotent methods), never
 /// implied here.
-fn classify(e: hyper::Error, body: &BodyStats) -> ProxyError {
+fn classify(e: BoxError, body: &BodyStats) -> ProxyError {
     if body.too_large() {
         return ProxyError::new(ErrorKind::BodyTooLarge).with_source(e);
     }
-    if body.client_error() {
+    if body.client_error()
+        || matches!(
+            e.downcast_ref::<weir_core::h1_client::Error>(),
+            Some(weir_core::h1_client::Error::RequestBody(_))
+        )
+    {
         return ProxyError::new(ErrorKind::ClientBody).with_source(e);
     }
     let retry = Retry::No;
-    let kind = if has_io_kind(&e, std::io::ErrorKind::TimedOut) {
+    let kind = if has_io_kind(&*e, std::io::ErrorKind::TimedOut) {
         ErrorKind::UpstreamTimeout
     } else {
         ErrorKind::UpstreamProtocol

@@ -58,7 +58,6 @@ pub use clock::Clock;
 pub use endpoint::{Endpoint, EndpointState};
 pub use health::outlier::TryOutcome;
 pub use member::{Diff, Member, Source, Wanted};
-pub use pool::PooledConn;
 pub use retry::{RetryBudget, RetryPolicy};
 pub use stats::{EndpointStats, UpstreamStats};
 pub use sticky::StickyCookies;

@@ -1,12 +1,14 @@
-//! Connections to one endpoint: our own pool of keep-alive HTTP/1.1 connections, or one shared
-//! multiplexed HTTP/2 connection; plaintext or TLS.
+//! Connections to one endpoint: our own pool of keep-alive HTTP/1.1 connections (Weir's own
+//! client, `weir_core::h1_client`), or one shared multiplexed HTTP/2 connection (hyper's);
+//! plaintext or TLS.
 //!
 //! Why not hyper-util's pooled client: per request it locks its pool twice, boxes the response
 //! future, races a speculative connect against the checkout, and spawns a task to put the
 //! connection back. Here an HTTP/1.1 checkout is a lock-free pop, a connection goes back when
-//! the response body is done with (the [`PooledConn`] guard is dropped), and a new connection is
-//! opened only when no idle one is ready. An HTTP/2 checkout clones the shared connection's
-//! handle under a short lock.
+//! its response body has been read to the end (the body hands it to the pool, [`Home`]), and a
+//! new connection is opened only when no idle one is ready. An idle connection is its socket:
+//! no task, no buffer. An HTTP/2 checkout clones the shared connection's handle under a short
+//! lock.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,39 +16,24 @@ use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use weir_config::UpstreamProtocol;
-use weir_core::{ErrorKind, ProxyError, RequestBody, Retry};
+use weir_core::h1_client::{self, Conn, Home, Io};
+use weir_core::{ErrorKind, InterimSink, ProxyError, RequestBody, Retry, UpstreamBody};
 
 use crate::Endpoint;
 
-/// Largest read buffer of one upstream connection. Bodies larger than this still stream; they
-/// just arrive in several reads. (hyper's default, ~400 KB, made hundreds of pooled
-/// connections most of the process's memory.)
-const UPSTREAM_READ_BUFFER: usize = 64 * 1024;
-
-/// A connection's request handle.
+/// A connection ready for a request.
 pub(crate) enum Sender {
     /// One request at a time.
-    H1(http1::SendRequest<RequestBody>),
+    H1(Conn),
     /// Multiplexed.
     H2(http2::SendRequest<RequestBody>),
-}
-
-impl Sender {
-    pub(crate) fn is_closed(&self) -> bool {
-        match self {
-            Sender::H1(s) => s.is_closed(),
-            Sender::H2(s) => s.is_closed(),
-        }
-    }
 }
 
 /// TLS to the endpoint.
@@ -57,7 +44,7 @@ pub(crate) struct TlsTo {
 }
 
 struct Idle {
-    sender: http1::SendRequest<RequestBody>,
+    conn: Conn,
     since: Instant,
 }
 
@@ -164,17 +151,11 @@ impl EndpointPool {
             return Ok((fresh, false));
         }
         if let Some(idle) = &self.idle {
-            // Look at each queued connection at most once; one that is not ready yet (its last
-            // response is still being drained) goes to the back rather than make us wait.
-            for _ in 0..idle.len() {
-                let Some(conn) = idle.pop() else { break };
-                if conn.sender.is_closed() || conn.since.elapsed() >= self.idle_timeout {
-                    continue;
+            while let Some(mut idle) = idle.pop() {
+                // Expired, or closed by the upstream while it waited: closed here.
+                if idle.since.elapsed() < self.idle_timeout && idle.conn.is_open() {
+                    return Ok((Sender::H1(idle.conn), true));
                 }
-                if conn.sender.is_ready() {
-                    return Ok((Sender::H1(conn.sender), true));
-                }
-                let _ = idle.push(conn);
             }
         }
         self.connect(endpoint).await.map(|s| (s, false))
@@ -219,7 +200,7 @@ impl EndpointPool {
                 tcp.write_all(header).await.map_err(connect_error)?;
             }
             match &self.tls {
-                None => self.handshake(tcp).await,
+                None => self.handshake(Io::Tcp(tcp)).await,
                 Some(tls) => {
                     let name = match &tls.sni {
                         Some(n) => n.clone(),
@@ -235,7 +216,7 @@ impl EndpointPool {
                             .retry(Retry::Yes)
                             .with_source(e)
                     })?;
-                    self.handshake(stream).await
+                    self.handshake(Io::Other(Box::new(stream))).await
                 }
             }
         };
@@ -244,31 +225,14 @@ impl EndpointPool {
             .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout).retry(Retry::Yes))?
     }
 
-    async fn handshake<I>(&self, io: I) -> Result<Sender, ProxyError>
-    where
-        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let io = TokioIo::new(io);
+    async fn handshake(&self, io: Io) -> Result<Sender, ProxyError> {
         match self.protocol {
-            UpstreamProtocol::Http1 => {
-                let (sender, conn) = http1::Builder::new()
-                    .max_buf_size(UPSTREAM_READ_BUFFER)
-                    .handshake(io)
-                    .await
-                    .map_err(connect_error)?;
-                // The driver ends when the connection closes: upstream closed it, an error, or
-                // every handle to it (pool entry, in-flight guard) was dropped.
-                // `with_upgrades`: a 101 hands the connection over to a tunnel.
-                tokio::spawn(async move {
-                    let _ = conn.with_upgrades().await;
-                });
-                Ok(Sender::H1(sender))
-            }
+            UpstreamProtocol::Http1 => Ok(Sender::H1(Conn::new(io))),
             UpstreamProtocol::H2 | UpstreamProtocol::H2c => {
                 let (sender, conn) = http2::Builder::new(TokioExecutor::new())
                     .timer(hyper_util::rt::TokioTimer::new())
                     .keep_alive_interval(Duration::from_secs(30))
-                    .handshake(io)
+                    .handshake(TokioIo::new(io))
                     .await
                     .map_err(connect_error)?;
                 tokio::spawn(async move {
@@ -278,19 +242,17 @@ impl EndpointPool {
             }
         }
     }
+}
 
-    fn checkin(&self, sender: Sender) {
-        if sender.is_closed() || self.closed.load(Ordering::Acquire) {
+impl Home for EndpointPool {
+    fn take_back(&self, conn: Conn) {
+        if self.closed.load(Ordering::Acquire) {
             return;
         }
-        let Sender::H1(sender) = sender else {
-            // HTTP/2 handles are clones of the shared connection's.
-            return;
-        };
         if let Some(idle) = &self.idle {
             // A full queue drops the connection, which closes it.
             let _ = idle.push(Idle {
-                sender,
+                conn,
                 since: Instant::now(),
             });
         }
@@ -303,52 +265,43 @@ fn connect_error(e: impl Into<weir_core::BoxError>) -> ProxyError {
         .with_source(e)
 }
 
+/// A failed send; `unsent` is the request back when none of it was written.
+pub(crate) struct SendFailure {
+    pub(crate) error: weir_core::BoxError,
+    pub(crate) unsent: Option<Request<RequestBody>>,
+}
+
 impl Sender {
     /// Sends a request; a request that was never written (the connection closed first) comes
-    /// back with the error so it can be sent elsewhere.
+    /// back with the error so it can be sent elsewhere. An HTTP/1.1 connection goes to `home`
+    /// when the response has been read (`None`: it is closed then).
     pub(crate) async fn send(
-        &mut self,
+        self,
         req: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, (hyper::Error, Option<Request<RequestBody>>)> {
+        interim: Option<&InterimSink>,
+        home: Option<Arc<dyn Home>>,
+    ) -> Result<Response<UpstreamBody>, SendFailure> {
         match self {
-            Sender::H1(s) => s.try_send_request(req).await.map_err(|mut e| {
-                let unsent = e.take_message();
-                (e.into_error(), unsent)
-            }),
-            Sender::H2(s) => s.try_send_request(req).await.map_err(|mut e| {
-                let unsent = e.take_message();
-                (e.into_error(), unsent)
-            }),
-        }
-    }
-}
-
-/// A connection on loan to one request; it returns to its pool when dropped, which the server
-/// does after the response body has ended or been abandoned.
-pub struct PooledConn {
-    sender: Option<Sender>,
-    pool: Arc<EndpointPool>,
-}
-
-impl PooledConn {
-    pub(crate) fn new(sender: Sender, pool: Arc<EndpointPool>) -> Self {
-        Self {
-            sender: Some(sender),
-            pool,
-        }
-    }
-}
-
-impl std::fmt::Debug for PooledConn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PooledConn").finish_non_exhaustive()
-    }
-}
-
-impl Drop for PooledConn {
-    fn drop(&mut self) {
-        if let Some(sender) = self.sender.take() {
-            self.pool.checkin(sender);
+            // Boxed: the exchange's state (the connection, the request until it is written,
+            // the response head being read) would otherwise sit in every request's future.
+            Sender::H1(conn) => Box::pin(h1_client::send(conn, req, interim, home))
+                .await
+                .map(|r| r.map(UpstreamBody::Http1))
+                .map_err(|e| SendFailure {
+                    error: e.error.into(),
+                    unsent: e.unsent,
+                }),
+            Sender::H2(mut s) => s
+                .try_send_request(req)
+                .await
+                .map(|r| r.map(UpstreamBody::Http2))
+                .map_err(|mut e| {
+                    let unsent = e.take_message();
+                    SendFailure {
+                        error: e.into_error().into(),
+                        unsent,
+                    }
+                }),
         }
     }
 }

@@ -18,8 +18,9 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use weir_config::{DestinationPattern, ForwardProxy};
+use weir_core::h1_client;
 use weir_core::ClientBody;
-use weir_core::{ErrorKind, ProxyError, RequestBody, RequestCtx, ResponseBody};
+use weir_core::{ErrorKind, ProxyError, RequestBody, RequestCtx, ResponseBody, UpstreamBody};
 
 use super::tunnel;
 use crate::headers;
@@ -201,22 +202,17 @@ pub(crate) async fn handle(
         .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
     parts.version = http::Version::HTTP_11;
     let body = RequestBody::new(body, max_body, ctx.body.clone());
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+    // One request on its own connection, closed when the response has been read.
+    let conn = h1_client::Conn::new(h1_client::Io::Tcp(tcp));
+    let resp = h1_client::send(conn, Request::from_parts(parts, body), None, None)
         .await
-        .map_err(|e| ProxyError::new(ErrorKind::UpstreamConnect).with_source(e))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let resp = sender
-        .send_request(Request::from_parts(parts, body))
-        .await
-        .map_err(|e| ProxyError::new(ErrorKind::UpstreamProtocol).with_source(e))?;
+        .map_err(|e| ProxyError::new(ErrorKind::UpstreamProtocol).with_source(e.error))?;
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::add_via(&mut parts.headers, parts.version);
     Ok(Outcome::from(Response::from_parts(
         parts,
-        ResponseBody::Upstream(body),
+        ResponseBody::Upstream(UpstreamBody::Http1(body)),
     )))
 }
 

@@ -4,7 +4,7 @@
 use http::{HeaderValue, Response};
 use http_body_util::BodyExt;
 use std::sync::Arc;
-use weir_core::{ErrorKind, ProxyError, RequestBody, RequestCtx, ResponseBody};
+use weir_core::{ErrorKind, ProxyError, RequestBody, RequestCtx, ResponseBody, UpstreamBody};
 
 use http::header::{CONNECTION, SET_COOKIE, UPGRADE};
 use http::StatusCode;
@@ -141,17 +141,25 @@ pub(crate) async fn forward(
     ctx.tries = info.tries;
     ctx.upstream_connect = info.connect;
     ctx.upstream_first_byte = info.first_byte;
-    let (mut resp, guard) = result?;
+    let (resp, guard) = result?;
     ctx.upstream_status = resp.status().as_u16();
     ctx.upstream_version = Some(resp.version());
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-    let tunnel = match (switching, upgrade.is_some(), client_upgrade) {
-        (true, true, Some(client)) => Some((client, hyper::upgrade::on(&mut resp))),
+    let (mut parts, body) = resp.into_parts();
+    let (tunnel, body) = match (switching, upgrade.is_some(), client_upgrade) {
+        (true, true, Some(client)) => {
+            // The upstream's connection is the tunnel's now (only HTTP/1.1 upgrades).
+            let upstream_side = match body {
+                UpstreamBody::Http1(b) => b.into_upgraded(),
+                UpstreamBody::Http2(_) => None,
+            }
+            .ok_or_else(|| ProxyError::new(ErrorKind::UpstreamProtocol))?;
+            (Some((client, upstream_side)), ResponseBody::Empty)
+        }
         // A 101 nobody asked for cannot be relayed.
         (true, _, _) => return Err(ProxyError::new(ErrorKind::UpstreamProtocol)),
-        _ => None,
+        _ => (None, ResponseBody::Upstream(body)),
     };
-    let (mut parts, body) = resp.into_parts();
     let upgraded_to = parts.headers.get(UPGRADE).cloned();
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::add_via(&mut parts.headers, parts.version);
@@ -195,7 +203,7 @@ pub(crate) async fn forward(
         });
     }
     Ok(Outcome {
-        response: Response::from_parts(parts, ResponseBody::Upstream(body)),
+        response: Response::from_parts(parts, body),
         deadline,
         conn: Some(guard),
         compress: None,

@@ -7,20 +7,22 @@ use std::time::Duration;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use weir_core::h1_client;
 
 /// Buffer per direction.
 const BUF: usize = 16 * 1024;
 
-/// Waits for both sides to finish their upgrade, then splices them. Runs as its own task.
-pub(crate) async fn splice(client: OnUpgrade, upstream: OnUpgrade, idle: Duration) {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
+/// Waits for the client's side of the upgrade (hyper hands it over once the 101 is sent),
+/// then splices it with the upstream's. Runs as its own task.
+pub(crate) async fn splice(client: OnUpgrade, upstream: h1_client::Upgraded, idle: Duration) {
+    let client = match client.await {
+        Ok(client) => client,
         Err(e) => {
             tracing::debug!(error = %e, "upgrade did not complete");
             return;
         }
     };
-    pump(TokioIo::new(client), TokioIo::new(upstream), idle).await;
+    pump(TokioIo::new(client), upstream, idle).await;
 }
 
 /// Copies bytes both ways between `client` and `upstream` until both ends close, or nothing

@@ -320,11 +320,10 @@ mod tests {
         }
         // 15.8 KiB before connecting and policy fetches were boxed; 8.3 KiB after; 10,272
         // bytes with the access log's TLS, referer and upstream-status fields; 10,512 with
-        // the interim-response sink in the upstream call's options.
+        // the interim-response sink in the upstream call's options; 11,176 with Weir's own
+        // HTTP/1.1 upstream client (its response body owns the connection: 120 bytes where
+        // hyper's was 40, in each response the future holds; the exchange itself is boxed).
         let size = future_size(handle);
-        assert!(
-            size <= 10 * 1024 + 320,
-            "the request future is {size} bytes"
-        );
+        assert!(size <= 11 * 1024 + 64, "the request future is {size} bytes");
     }
 }

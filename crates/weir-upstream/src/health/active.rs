@@ -95,7 +95,7 @@ async fn probe(up: &Upstream, member: &Member, cfg: &ActiveHealth) -> bool {
     }
     let pool = &member.pool;
     let header = up.proxy_protocol.map(crate::proxy_protocol::local_header);
-    let Ok(mut sender) = pool.connect_with(endpoint, header.as_deref()).await else {
+    let Ok(sender) = pool.connect_with(endpoint, header.as_deref()).await else {
         return false;
     };
     let host = cfg.host.as_deref().unwrap_or(endpoint.authority.as_str());
@@ -113,7 +113,7 @@ async fn probe(up: &Upstream, member: &Member, cfg: &ActiveHealth) -> bool {
     let Ok(req) = req.body(RequestBody::buffered(Bytes::new(), Default::default())) else {
         return false;
     };
-    let Ok(resp) = sender.send(req).await else {
+    let Ok(resp) = sender.send(req, None, None).await else {
         return false;
     };
     let status = resp.status().as_u16();
