@@ -37,5 +37,6 @@ mod static_files;
 mod timeouts;
 mod tls;
 mod traces;
+mod upstream_http1;
 mod upstream_protocols;
 mod websocket;

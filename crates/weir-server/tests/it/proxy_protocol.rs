@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::common::*;
@@ -148,5 +148,91 @@ async fn headers_are_sent_to_upstreams_that_want_them() {
             .expect("body");
         // v1: "PROXY TCP4 1…" (the client is 127.0.0.1); v2: signature, PROXY, TCP4, 12, 127.0.0.1.
         assert!(body.starts_with(expect_prefix), "{version}: {body}");
+    }
+}
+
+/// A connection that announced one client carries only that client's request, and is closed
+/// after it (never parked in the pool, where it would only hold a socket): the origin keeps
+/// connections alive, answers every request with the PROXY line its connection began with,
+/// and counts the connections Weir closes.
+#[tokio::test]
+async fn a_connection_that_announced_one_client_is_closed_after_its_request() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let o = listener.local_addr().expect("addr");
+    let (opened, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (o2, c2) = (opened.clone(), closed.clone());
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            o2.fetch_add(1, SeqCst);
+            let closed = c2.clone();
+            tokio::spawn(async move {
+                let _count_close = CountOnDrop(closed);
+                let mut s = tokio::io::BufReader::new(s);
+                let mut proxy_line = String::new();
+                if s.read_line(&mut proxy_line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let proxy_line = proxy_line.trim_end().to_owned();
+                loop {
+                    // One request head per turn; the requests here have no body.
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        match s.read_line(&mut line).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) if line == "\r\n" => break,
+                            Ok(_) => {}
+                        }
+                    }
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{proxy_line}",
+                        proxy_line.len()
+                    );
+                    if s.get_mut().write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let toml = config(&[o], "").replace(
+        "timeouts = { connect = \"1s\", response_header = \"2s\" }",
+        "timeouts = { connect = \"1s\", response_header = \"2s\" }\nproxy_protocol = \"v1\"",
+    );
+    let gw = gateway(&toml).await;
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        // A client of its own each time: another source port, another PROXY line.
+        let body = client()
+            .get(gw.url("/pp"))
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("body");
+        assert!(body.starts_with("PROXY TCP4 127.0.0.1 "), "{body}");
+        seen.push(body);
+    }
+    assert_ne!(
+        seen[0], seen[1],
+        "the second client's request went out under the first's header"
+    );
+    assert_eq!(opened.load(SeqCst), 2);
+    wait_until("Weir to close both single-use connections", || {
+        let n = closed.load(SeqCst);
+        async move { (n == 2).then_some(()) }
+    })
+    .await;
+}
+
+/// Adds one to its counter when dropped (the origin's connection task ended: Weir closed it).
+struct CountOnDrop(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for CountOnDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
