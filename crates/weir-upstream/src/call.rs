@@ -19,10 +19,13 @@ use tokio::sync::OwnedSemaphorePermit;
 use weir_core::{BodyStats, ErrorKind, ProxyError, RequestBody, Retry, Side, UpstreamBody};
 
 use crate::breaker::{Admit, CircuitBreaker};
+use crate::client::Outgoing;
 use crate::hash::mix;
 use crate::health::outlier::TryOutcome;
+use crate::pool::Sender;
 use crate::retry::{idempotent, retry_after};
 use crate::{client, key, Member, PickCx, Upstream};
+use weir_core::h1_client;
 
 /// What the caller knows about the request beyond its head.
 #[derive(Debug, Clone)]
@@ -196,6 +199,7 @@ impl Upstream {
             _ => None,
         };
         let mut parts = Some(parts);
+        let mut h1_head: Option<h1_client::Head> = None;
         let mut tried: Vec<u64> = Vec::new();
         let mut retries = 0u32;
         loop {
@@ -242,20 +246,30 @@ impl Upstream {
                             .ok_or_else(|| ProxyError::new(ErrorKind::Internal))?,
                     };
                     // Keep the head for another try only when one could follow a send.
-                    let req = if resend_possible && retries < policy.attempts {
-                        request_from(head, body)
-                    } else {
-                        match parts.take() {
-                            Some(p) => Request::from_parts(p, body),
-                            None => return Err(ProxyError::new(ErrorKind::Internal)),
+                    let another_try = resend_possible && retries < policy.attempts;
+                    let out = match &conn.0 {
+                        // HTTP/1.1: the head is encoded once, and every try sends those bytes.
+                        Sender::H1(_) => {
+                            let head = h1_head
+                                .get_or_insert_with(|| h1_client::Head::new(head, &body))
+                                .clone();
+                            if !another_try {
+                                parts = None;
+                            }
+                            Outgoing::H1(head, body)
                         }
+                        Sender::H2(_) if another_try => Outgoing::H2(request_from(head, body)),
+                        Sender::H2(_) => match parts.take() {
+                            Some(p) => Outgoing::H2(Request::from_parts(p, body)),
+                            None => return Err(ProxyError::new(ErrorKind::Internal)),
+                        },
                     };
                     let sent = tokio::time::Instant::now();
                     let r = client::exchange(
                         pool,
                         endpoint,
                         conn,
-                        req,
+                        out,
                         opts,
                         policy.per_try_timeout,
                         proxy_header.is_some(),

@@ -8,13 +8,20 @@ use std::time::Duration;
 use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
-use weir_core::h1_client::Home;
+use weir_core::h1_client::{self, Home};
 use weir_core::{BodyStats, BoxError, ErrorKind, ProxyError, RequestBody, Retry, UpstreamBody};
 
 use crate::pool::{EndpointPool, Sender};
 use crate::Endpoint;
 
-/// Sends `req` over `sender` (from `pool.checkout`) and waits, up to `timeout`, for the
+/// What one try sends: an HTTP/1.1 head encoded once for every try and the body, or a
+/// request for hyper's HTTP/2 client.
+pub(crate) enum Outgoing {
+    H1(h1_client::Head, RequestBody),
+    H2(Request<RequestBody>),
+}
+
+/// Sends `out` over `sender` (from `pool.checkout`) and waits, up to `timeout`, for the
 /// response head; interim responses go to `opts.interim`, if any. A request never written
 /// because a reused connection had closed is sent once more on a fresh connection. An
 /// HTTP/1.1 connection goes back to `pool` when its response has been read, unless it is
@@ -23,69 +30,99 @@ pub(crate) async fn exchange(
     pool: &Arc<EndpointPool>,
     endpoint: &Endpoint,
     (sender, reused): (Sender, bool),
-    mut req: Request<RequestBody>,
+    out: Outgoing,
     opts: &crate::CallOpts,
     timeout: Duration,
     single_use: bool,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     let body_stats = &opts.body_stats;
+    let interim = opts.interim.as_ref();
+    let home = || (!single_use).then(|| pool.clone() as Arc<dyn Home>);
+    let exchange =
+        async {
+            match (sender, out) {
+                (Sender::H1(conn), Outgoing::H1(head, body)) => {
+                    // Boxed: the exchange's state (the connection, what is queued to write, the
+                    // response head being read) would otherwise sit in every request's future.
+                    let failed =
+                        match Box::pin(h1_client::send_head(conn, &head, body, interim, home()))
+                            .await
+                        {
+                            Ok(resp) => return Ok(resp.map(UpstreamBody::Http1)),
+                            Err(failed) => failed,
+                        };
+                    match failed.unsent {
+                        // Never written: the pooled connection closed under us. Safe to send on a
+                        // fresh one.
+                        Some(body) if reused => {
+                            let Sender::H1(fresh) = pool.connect(endpoint).await? else {
+                                return Err(ProxyError::new(ErrorKind::Internal));
+                            };
+                            Box::pin(h1_client::send_head(fresh, &head, body, interim, home()))
+                                .await
+                                .map(|r| r.map(UpstreamBody::Http1))
+                                .map_err(|f| classify(f.error.into(), body_stats))
+                        }
+                        _ => Err(classify(failed.error.into(), body_stats)),
+                    }
+                }
+                (Sender::H2(mut s), Outgoing::H2(req)) => {
+                    let req = for_h2(req, pool, endpoint)?;
+                    match s.try_send_request(req).await {
+                        Ok(resp) => Ok(resp.map(UpstreamBody::Http2)),
+                        Err(mut e) => match e.take_message() {
+                            Some(req) if reused => {
+                                let Sender::H2(mut fresh) = pool.connect(endpoint).await? else {
+                                    return Err(ProxyError::new(ErrorKind::Internal));
+                                };
+                                fresh
+                                    .try_send_request(req)
+                                    .await
+                                    .map(|r| r.map(UpstreamBody::Http2))
+                                    .map_err(|e| classify(e.into_error().into(), body_stats))
+                            }
+                            _ => Err(classify(e.into_error().into(), body_stats)),
+                        },
+                    }
+                }
+                _ => Err(ProxyError::new(ErrorKind::Internal)),
+            }
+        };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(ProxyError::new(ErrorKind::UpstreamTimeout).retry(Retry::No)),
+    }
+}
+
+/// HTTP/2 carries the target as :scheme, :authority and :path; the authority is the Host the
+/// caller chose, and Host itself is not sent twice.
+fn for_h2(
+    mut req: Request<RequestBody>,
+    pool: &EndpointPool,
+    endpoint: &Endpoint,
+) -> Result<Request<RequestBody>, ProxyError> {
     let pq = req
         .uri()
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    match sender {
-        Sender::H1(_) => {
-            // Origin-form request target; `Host` was set by the caller.
-            *req.uri_mut() = Uri::from(pq);
-            *req.version_mut() = Version::HTTP_11;
-        }
-        Sender::H2(_) => {
-            // HTTP/2 carries the target as :scheme, :authority and :path; the authority is the
-            // Host the caller chose, and Host itself is not sent twice.
-            let authority = req
-                .headers_mut()
-                .remove(HOST)
-                .and_then(|h| Authority::try_from(h.as_bytes()).ok())
-                .unwrap_or_else(|| endpoint.authority.clone());
-            let mut parts = http::uri::Parts::default();
-            parts.scheme = Some(if pool.scheme() == "https" {
-                Scheme::HTTPS
-            } else {
-                Scheme::HTTP
-            });
-            parts.authority = Some(authority);
-            parts.path_and_query = Some(pq);
-            *req.uri_mut() = Uri::from_parts(parts)
-                .map_err(|e| ProxyError::new(ErrorKind::BadRequest).with_source(e))?;
-            *req.version_mut() = Version::HTTP_2;
-        }
-    }
-
-    // Interim responses go where the request says (hyper's HTTP/2 client does not report
-    // them).
-    let interim = opts.interim.as_ref();
-    let home = || (!single_use).then(|| pool.clone() as Arc<dyn Home>);
-    let exchange = async {
-        match sender.send(req, interim, home()).await {
-            Ok(resp) => Ok(resp),
-            Err(failed) => match failed.unsent {
-                // Never written: the pooled connection closed under us. Safe to send on a fresh one.
-                Some(req) if reused => {
-                    let fresh = pool.connect(endpoint).await?;
-                    fresh
-                        .send(req, interim, home())
-                        .await
-                        .map_err(|f| classify(f.error, body_stats))
-                }
-                _ => Err(classify(failed.error, body_stats)),
-            },
-        }
-    };
-    match tokio::time::timeout(timeout, exchange).await {
-        Ok(result) => result,
-        Err(_) => Err(ProxyError::new(ErrorKind::UpstreamTimeout).retry(Retry::No)),
-    }
+    let authority = req
+        .headers_mut()
+        .remove(HOST)
+        .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+        .unwrap_or_else(|| endpoint.authority.clone());
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(if pool.scheme() == "https" {
+        Scheme::HTTPS
+    } else {
+        Scheme::HTTP
+    });
+    parts.authority = Some(authority);
+    parts.path_and_query = Some(pq);
+    *req.uri_mut() = Uri::from_parts(parts)
+        .map_err(|e| ProxyError::new(ErrorKind::BadRequest).with_source(e))?;
+    *req.version_mut() = Version::HTTP_2;
+    Ok(req)
 }
 
 /// Decides what a failed exchange means: whose fault, and whether a retry is safe. The request

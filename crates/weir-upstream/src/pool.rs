@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use weir_config::UpstreamProtocol;
 use weir_core::h1_client::{self, Conn, Home, Io};
-use weir_core::{ErrorKind, InterimSink, ProxyError, RequestBody, Retry, UpstreamBody};
+use weir_core::{ErrorKind, ProxyError, RequestBody, Retry, UpstreamBody};
 
 use crate::Endpoint;
 
@@ -265,43 +265,22 @@ fn connect_error(e: impl Into<weir_core::BoxError>) -> ProxyError {
         .with_source(e)
 }
 
-/// A failed send; `unsent` is the request back when none of it was written.
-pub(crate) struct SendFailure {
-    pub(crate) error: weir_core::BoxError,
-    pub(crate) unsent: Option<Request<RequestBody>>,
-}
-
 impl Sender {
-    /// Sends a request; a request that was never written (the connection closed first) comes
-    /// back with the error so it can be sent elsewhere. An HTTP/1.1 connection goes to `home`
-    /// when the response has been read (`None`: it is closed then).
-    pub(crate) async fn send(
+    /// Sends one request and gives the connection up with its response (health probes).
+    pub(crate) async fn send_once(
         self,
         req: Request<RequestBody>,
-        interim: Option<&InterimSink>,
-        home: Option<Arc<dyn Home>>,
-    ) -> Result<Response<UpstreamBody>, SendFailure> {
+    ) -> Result<Response<UpstreamBody>, weir_core::BoxError> {
         match self {
-            // Boxed: the exchange's state (the connection, the request until it is written,
-            // the response head being read) would otherwise sit in every request's future.
-            Sender::H1(conn) => Box::pin(h1_client::send(conn, req, interim, home))
+            Sender::H1(conn) => h1_client::send(conn, req, None, None)
                 .await
                 .map(|r| r.map(UpstreamBody::Http1))
-                .map_err(|e| SendFailure {
-                    error: e.error.into(),
-                    unsent: e.unsent,
-                }),
+                .map_err(|e| e.error.into()),
             Sender::H2(mut s) => s
-                .try_send_request(req)
+                .send_request(req)
                 .await
                 .map(|r| r.map(UpstreamBody::Http2))
-                .map_err(|mut e| {
-                    let unsent = e.take_message();
-                    SendFailure {
-                        error: e.into_error().into(),
-                        unsent,
-                    }
-                }),
+                .map_err(Into::into),
         }
     }
 }

@@ -8,7 +8,8 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{Method, Request};
+use http::request::Parts;
+use http::Method;
 use http_body::{Body as _, Frame};
 use tokio::io::AsyncWrite;
 
@@ -67,7 +68,7 @@ impl Outbox {
 
 /// How the body is framed on the wire.
 #[derive(Clone, Copy, Debug)]
-enum Framing {
+pub(crate) enum Framing {
     /// No body.
     None,
     /// `Content-Length`: this many bytes still to send.
@@ -75,28 +76,32 @@ enum Framing {
     Chunked,
 }
 
-/// Queues the request head; returns how its body goes.
-pub(crate) fn head(req: &Request<RequestBody>, out: &mut Outbox) -> BodyWriter {
-    let body = req.body();
-    let framing = if body.is_end_stream() {
+/// How a body of this shape is framed.
+pub(crate) fn framing_of(body: &RequestBody) -> Framing {
+    if body.is_end_stream() {
         Framing::None
     } else if let Some(n) = body.size_hint().exact() {
         Framing::Length(n)
     } else {
         Framing::Chunked
-    };
-    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let fields: usize = req
-        .headers()
+    }
+}
+
+/// The request head as written: request line (origin form), fields, framing.
+pub(crate) fn head(parts: &Parts, framing: Framing) -> Bytes {
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let fields: usize = parts
+        .headers
         .iter()
         .map(|(n, v)| n.as_str().len() + v.len() + 4)
         .sum();
-    let mut buf = BytesMut::with_capacity(req.method().as_str().len() + target.len() + fields + 64);
-    buf.put_slice(req.method().as_str().as_bytes());
+    let method = &parts.method;
+    let mut buf = BytesMut::with_capacity(method.as_str().len() + target.len() + fields + 64);
+    buf.put_slice(method.as_str().as_bytes());
     buf.put_u8(b' ');
     buf.put_slice(target.as_bytes());
     buf.put_slice(b" HTTP/1.1\r\n");
-    for (name, value) in req.headers() {
+    for (name, value) in &parts.headers {
         // The framing is Weir's: what the client declared was checked on the way in and is
         // written again below from the body itself.
         if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
@@ -110,7 +115,7 @@ pub(crate) fn head(req: &Request<RequestBody>, out: &mut Outbox) -> BodyWriter {
     match framing {
         Framing::None => {
             // Methods whose requests carry a body say that this one is empty.
-            if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
+            if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
                 buf.put_slice(b"content-length: 0\r\n");
             }
         }
@@ -122,11 +127,7 @@ pub(crate) fn head(req: &Request<RequestBody>, out: &mut Outbox) -> BodyWriter {
         Framing::Chunked => buf.put_slice(b"transfer-encoding: chunked\r\n"),
     }
     buf.put_slice(b"\r\n");
-    out.push(buf.freeze());
-    BodyWriter {
-        done: matches!(framing, Framing::None | Framing::Length(0)),
-        framing,
-    }
+    buf.freeze()
 }
 
 /// Frames body data as it comes.
@@ -136,6 +137,13 @@ pub(crate) struct BodyWriter {
 }
 
 impl BodyWriter {
+    pub(crate) fn new(framing: Framing) -> Self {
+        Self {
+            done: matches!(framing, Framing::None | Framing::Length(0)),
+            framing,
+        }
+    }
+
     /// Everything the framing needs has been queued.
     pub(crate) fn is_done(&self) -> bool {
         self.done

@@ -232,32 +232,70 @@ impl Error {
     }
 }
 
-/// A failed [`send`]; `unsent` is the request back when none of it was written (the
+/// A failed [`send`]; `unsent` is the body back when none of the request was written (the
 /// connection had closed), so it can go out on another one.
 #[derive(Debug)]
 pub struct SendError {
     pub error: Error,
-    pub unsent: Option<Request<RequestBody>>,
+    pub unsent: Option<RequestBody>,
 }
 
-/// Sends `req` (origin-form target, `Host` set) on `conn` and reads the response head; the
-/// body reads on from the same connection. `home` takes the connection back when the
-/// response has been read whole (`None`: it is closed).
+/// A request head encoded for the wire once, and sent as it is on every try.
+#[derive(Clone, Debug)]
+pub struct Head {
+    bytes: Bytes,
+    framing: encode::Framing,
+    head_only: bool,
+    upgrade: bool,
+}
+
+impl Head {
+    /// The head of a request with these parts (the target in origin form, `Host` set) and a
+    /// body shaped like `body` (its length, or none, decides the framing).
+    pub fn new(parts: &http::request::Parts, body: &RequestBody) -> Self {
+        let framing = encode::framing_of(body);
+        Self {
+            bytes: encode::head(parts, framing),
+            framing,
+            head_only: parts.method == http::Method::HEAD,
+            upgrade: parts.headers.contains_key(http::header::UPGRADE),
+        }
+    }
+}
+
+/// Sends a request on `conn` and reads the response head; the body reads on from the same
+/// connection. `home` takes the connection back when the response has been read whole
+/// (`None`: it is closed).
 pub async fn send(
+    conn: Conn,
+    req: Request<RequestBody>,
+    interim: Option<&InterimSink>,
+    home: Option<Arc<dyn Home>>,
+) -> Result<Response<Body>, SendError> {
+    let (parts, body) = req.into_parts();
+    let head = Head::new(&parts, &body);
+    drop(parts);
+    send_head(conn, &head, body, interim, home).await
+}
+
+/// [`send`] with a head already encoded (a request that may be tried more than once).
+pub async fn send_head(
     mut conn: Conn,
-    mut req: Request<RequestBody>,
+    head: &Head,
+    mut body: RequestBody,
     interim: Option<&InterimSink>,
     home: Option<Arc<dyn Home>>,
 ) -> Result<Response<Body>, SendError> {
     conn.home = home;
-    let head_only = req.method() == http::Method::HEAD;
-    let upgrade = req.headers().contains_key(http::header::UPGRADE);
+    let head_only = head.head_only;
+    let upgrade = head.upgrade;
     let mut out = encode::Outbox::default();
-    let mut writer = encode::head(&req, &mut out);
+    out.push(head.bytes.clone());
+    let mut writer = encode::BodyWriter::new(head.framing);
     // A body frame already read (a replayed body, the first frame read ahead) goes out in the
-    // same write as the head; a copy is kept to give the request back whole if nothing is
+    // same write as the head; a copy is kept to give the body back whole if nothing is
     // written.
-    let first = req.body_mut().take_buffered();
+    let first = body.take_buffered();
     let first_is_some = first.is_some();
     let first_copy = first.as_ref().and_then(|f| f.data_ref().cloned());
     if let Some(frame) = first {
@@ -280,7 +318,7 @@ pub async fn send(
     let written = std::future::poll_fn(|cx| {
         if prime != Prime::Done {
             while !writer.is_done() && out.queued() < PRIME_MAX {
-                let frame = match Pin::new(req.body_mut()).poll_frame(cx) {
+                let frame = match Pin::new(&mut body).poll_frame(cx) {
                     Poll::Pending if prime == Prime::First => {
                         prime = Prime::Yielded;
                         cx.waker().wake_by_ref();
@@ -321,11 +359,10 @@ pub async fn send(
     };
     match written {
         Err(e) if out.written() == 0 && !pulled => {
-            req.body_mut()
-                .put_back_buffered(first_copy.map(http_body::Frame::data));
+            body.put_back_buffered(first_copy.map(http_body::Frame::data));
             return Err(SendError {
                 error: Error::Io(e),
-                unsent: Some(req),
+                unsent: Some(body),
             });
         }
         Err(e) => {
@@ -340,7 +377,7 @@ pub async fn send(
     // none left by now, and the future stays small).
     let mut sending = (!(writer.is_done() && out.is_empty())).then(|| {
         Box::new(Sending {
-            body: req.into_body(),
+            body,
             writer,
             out,
             failed: None,

@@ -113,7 +113,7 @@ async fn probe(up: &Upstream, member: &Member, cfg: &ActiveHealth) -> bool {
     let Ok(req) = req.body(RequestBody::buffered(Bytes::new(), Default::default())) else {
         return false;
     };
-    let Ok(resp) = sender.send(req, None, None).await else {
+    let Ok(resp) = sender.send_once(req).await else {
         return false;
     };
     let status = resp.status().as_u16();
