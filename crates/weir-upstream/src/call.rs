@@ -234,9 +234,6 @@ impl Upstream {
             let outcome = match checked_out {
                 Err(e) => Err((e, Phase::Connect)),
                 Ok(conn) => {
-                    let Some(head) = parts.as_ref() else {
-                        return Err(ProxyError::new(ErrorKind::Internal));
-                    };
                     let body = match &replay {
                         Some(bytes) => {
                             RequestBody::buffered(bytes.clone(), opts.body_stats.clone())
@@ -247,22 +244,30 @@ impl Upstream {
                     };
                     // Keep the head for another try only when one could follow a send.
                     let another_try = resend_possible && retries < policy.attempts;
-                    let out = match &conn.0 {
-                        // HTTP/1.1: the head is encoded once, and every try sends those bytes.
-                        Sender::H1(_) => {
-                            let head = h1_head
-                                .get_or_insert_with(|| h1_client::Head::new(head, &body))
-                                .clone();
-                            if !another_try {
-                                parts = None;
-                            }
-                            Outgoing::H1(head, body)
+                    let out = match (&conn.0, parts.take()) {
+                        // HTTP/1.1: the head is encoded once, and every try sends those bytes;
+                        // the header map is freed as soon as they are written down.
+                        (Sender::H1(_), Some(head)) => {
+                            let encoded = h1_client::Head::new(&head, &body);
+                            h1_head = another_try.then(|| encoded.clone());
+                            Outgoing::H1(encoded, body)
                         }
-                        Sender::H2(_) if another_try => Outgoing::H2(request_from(head, body)),
-                        Sender::H2(_) => match parts.take() {
-                            Some(p) => Outgoing::H2(Request::from_parts(p, body)),
+                        (Sender::H1(_), None) => match h1_head.take() {
+                            Some(encoded) => {
+                                h1_head = another_try.then(|| encoded.clone());
+                                Outgoing::H1(encoded, body)
+                            }
                             None => return Err(ProxyError::new(ErrorKind::Internal)),
                         },
+                        (Sender::H2(_), Some(head)) if another_try => {
+                            let req = request_from(&head, body);
+                            parts = Some(head);
+                            Outgoing::H2(req)
+                        }
+                        (Sender::H2(_), Some(head)) => {
+                            Outgoing::H2(Request::from_parts(head, body))
+                        }
+                        (Sender::H2(_), None) => return Err(ProxyError::new(ErrorKind::Internal)),
                     };
                     let sent = tokio::time::Instant::now();
                     let r = client::exchange(
@@ -289,7 +294,8 @@ impl Upstream {
                 }
             };
 
-            let can_retry = retries < policy.attempts && parts.is_some();
+            // Another try needs the head: the parts (HTTP/2) or the encoded bytes (HTTP/1.1).
+            let can_retry = retries < policy.attempts && (parts.is_some() || h1_head.is_some());
             match outcome {
                 Ok(resp) => {
                     let status = resp.status();

@@ -42,6 +42,9 @@ pub use body::{Body, Upgraded};
 /// Largest response head (status line and fields), and the largest read into a connection's
 /// buffer.
 pub const MAX_HEAD: usize = 64 * 1024;
+/// The first read of a response: a page, which holds the head and a small body (a larger
+/// head grows the buffer; bodies read in larger steps by their length).
+const HEAD_READ: usize = 4096;
 /// Most fields in a response head.
 pub const MAX_FIELDS: usize = 128;
 
@@ -189,10 +192,10 @@ impl Conn {
 }
 
 impl ConnState {
-    /// Reads more into the buffer, about `want` bytes (at least 8 KiB, at most [`MAX_HEAD`]).
-    /// `Ready(Ok(0))`: the upstream closed.
+    /// Reads more into the buffer, about `want` bytes (at least [`HEAD_READ`], at most
+    /// [`MAX_HEAD`]). `Ready(Ok(0))`: the upstream closed.
     fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
-        let want = want.clamp(8 * 1024, MAX_HEAD);
+        let want = want.clamp(HEAD_READ, MAX_HEAD);
         if self.read.capacity() - self.read.len() < want / 2 {
             self.read.reserve(want);
         }
@@ -407,7 +410,7 @@ pub async fn send_head(
         if conn.read.len() >= MAX_HEAD {
             return Poll::Ready(Err(Error::Invalid("response head too large")));
         }
-        match conn.poll_fill(cx, 8 * 1024) {
+        match conn.poll_fill(cx, HEAD_READ) {
             Poll::Ready(Ok(0)) => {
                 let failed = sending.as_mut().and_then(|s| s.failed.take());
                 return Poll::Ready(Err(failed.map_or(Error::Closed, Error::Io)));

@@ -107,12 +107,20 @@ pin_project_lite::pin_project! {
         // Bytes read after a paused request, not yet given to hyper.
         held: Vec<u8>,
         refused: bool,
-        // HTTP/2 with the access log on: frames followed each way, for per-stream counts.
-        taps: Option<Box<(FrameTap, FrameTap)>>,
+        // HTTP/2: the client's frames followed (its SETTINGS say what window new streams
+        // get); with the access log on, frames each way, for per-stream counts.
+        taps: Option<Box<Taps>>,
         // HTTP/1.1: everything hyper wrote has been flushed, so the next bytes begin a
         // response (where an interim response may go).
         at_boundary: bool,
     }
+}
+
+/// The HTTP/2 frame taps of a connection: the client's frames always, Weir's when the access
+/// log counts bytes per stream.
+struct Taps {
+    read: FrameTap,
+    write: Option<FrameTap>,
 }
 
 impl<S: AsyncWrite> WatchedIo<S> {
@@ -122,12 +130,12 @@ impl<S: AsyncWrite> WatchedIo<S> {
         let this = self.project();
         *this.at_boundary = false;
         this.state.wrote(n);
-        if let Some(taps) = this.taps.as_mut() {
+        if let Some(tap) = this.taps.as_mut().and_then(|t| t.write.as_mut()) {
             let state = &**this.state;
             let mut left = n;
             for b in bufs {
                 let take = left.min(b.len());
-                taps.1.feed(&b[..take], |f| state.stream_frame(f, false));
+                tap.feed(&b[..take], |f| state.stream_frame(f, false));
                 left -= take;
                 if left == 0 {
                     break;
@@ -221,8 +229,13 @@ impl<S: AsyncRead + AsyncWrite> AsyncRead for WatchedIo<S> {
                 .read_http(buf.filled().len() - before, this.guard.ends());
             if let Some(taps) = this.taps.as_mut() {
                 let state = &**this.state;
-                taps.0
-                    .feed(&buf.filled()[before..], |f| state.stream_frame(f, true));
+                let credit = taps.write.is_some();
+                taps.read.feed(&buf.filled()[before..], |f| {
+                    if credit {
+                        state.stream_frame(f, true)
+                    }
+                });
+                state.set_client_window(taps.read.client_window());
             }
         }
         res
@@ -471,8 +484,12 @@ async fn serve<S>(
         guard: FramingGuard::default(),
         held: Vec::new(),
         refused: false,
-        taps: (h2 && shared.access_log.enabled())
-            .then(|| Box::new((FrameTap::from_client(), FrameTap::to_client()))),
+        taps: h2.then(|| {
+            Box::new(Taps {
+                read: FrameTap::from_client(),
+                write: shared.access_log.enabled().then(FrameTap::to_client),
+            })
+        }),
         at_boundary: true,
     };
     if h2 {

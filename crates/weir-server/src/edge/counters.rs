@@ -19,6 +19,9 @@ pub(crate) struct ListenerCounters {
     pub(crate) send_stalls: AtomicU64,
     pub(crate) forward_allowed: AtomicU64,
     pub(crate) forward_denied: AtomicU64,
+    /// HTTP/2 streams refused because their client announced a shut stream window and already
+    /// had its few streams served (`edge/h2.rs`, `SHUT_WINDOW`).
+    pub(crate) h2_shut_window_refused: AtomicU64,
 }
 
 /// Connections, TLS, PROXY protocol and forward-proxy counters per listener.
@@ -48,7 +51,7 @@ pub(crate) fn render(listeners: &[(Arc<str>, Arc<ListenerCounters>)], e: &mut Ex
         "Open connections that have sent a request, by listener and protocol.",
         by_protocol.iter().map(|(l, v)| (&l[..], *v)),
     );
-    let families: [Family<ListenerCounters>; 8] = [
+    let families: [Family<ListenerCounters>; 9] = [
         (
             "weir_listener_connections_accepted_total",
             Kind::Counter,
@@ -84,6 +87,12 @@ pub(crate) fn render(listeners: &[(Arc<str>, Arc<ListenerCounters>)], e: &mut Ex
             Kind::Counter,
             "Connections closed because the client took no response data for send_stall_timeout.",
             |c| c.send_stalls.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "weir_http2_streams_refused_shut_window_total",
+            Kind::Counter,
+            "HTTP/2 streams refused (REFUSED_STREAM) because their client announced a stream window under 1 KiB and already had 8 streams being served.",
+            |c| c.h2_shut_window_refused.load(Ordering::Relaxed) as f64,
         ),
         (
             "weir_forward_denied_total",

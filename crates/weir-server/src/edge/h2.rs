@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -83,6 +84,13 @@ impl StreamInterim {
 const MAX_STREAMS: u32 = 128;
 
 /// How often an idle-looking peer is asked for a PING answer, and how long it has to give one.
+/// A client whose new streams start with a window under this many bytes cannot take even a
+/// small response without granting more: the HTTP/2 "bomb" opens streams with a zero window
+/// so that every answer stays in Weir. Such a connection is served `SHUT_WINDOW_STREAMS`
+/// streams at a time; more are refused with REFUSED_STREAM (never processed, safe to retry),
+/// so what it can make Weir hold does not grow with the streams it opens.
+const SHUT_WINDOW: u32 = 1024;
+const SHUT_WINDOW_STREAMS: usize = 8;
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -164,7 +172,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for Server<S> {
                 return Poll::Ready(Ok(()));
             }
             match ready!(conn.poll_accept(cx)) {
-                Some(Ok((req, respond))) => {
+                Some(Ok((req, mut respond))) => {
+                    let state = &this.info.state;
+                    if state.client_window() < SHUT_WINDOW
+                        && state.open_streams.load(Ordering::Relaxed) >= SHUT_WINDOW_STREAMS
+                    {
+                        respond.send_reset(Reason::REFUSED_STREAM);
+                        this.info
+                            .counters
+                            .h2_shut_window_refused
+                            .fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     start_stream(req, respond, &this.info, &this.shared);
                 }
                 Some(Err(e)) => return Poll::Ready(Err(e)),
@@ -259,6 +278,8 @@ fn start_stream(
         interim: interim.clone(),
     };
     let req = Request::from_parts(parts, ClientBody::Http2(H2Body::new(recv, length)));
+    info.state.open_streams.fetch_add(1, Ordering::Relaxed);
+    let slot = StreamSlot(info.state.clone());
     let (info, shared) = (info.clone(), shared.clone());
     // Boxed so the request's state is freed once it has answered: a stream whose response
     // waits on the client's window then holds the body alone.
@@ -268,7 +289,17 @@ fn start_stream(
         interim,
         opens_tunnel,
         phase: StreamPhase::Answering(handling),
+        _slot: slot,
     });
+}
+
+/// Counts a stream among its connection's open streams while it lives.
+struct StreamSlot(Arc<super::state::ConnState>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.open_streams.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// One stream: the request through the pipeline, then its response within the client's
@@ -281,6 +312,7 @@ struct StreamTask<F> {
     interim: Arc<StreamInterim>,
     opens_tunnel: Option<tokio::sync::oneshot::Sender<SendStream<Bytes>>>,
     phase: StreamPhase<F>,
+    _slot: StreamSlot,
 }
 
 enum StreamPhase<F> {

@@ -77,6 +77,10 @@ pub(crate) struct ConnState {
     interim: std::sync::Mutex<Vec<u8>>,
     has_interim: AtomicBool,
     interim_waker: futures_util::task::AtomicWaker,
+    /// HTTP/2: the window each new stream of the client starts with (its SETTINGS), and the
+    /// streams being served now.
+    client_window: AtomicU32,
+    pub(super) open_streams: AtomicUsize,
 }
 
 /// Interim response bytes held for one HTTP/1.1 request at most; more are dropped (they are
@@ -190,7 +194,18 @@ impl ConnState {
             interim: std::sync::Mutex::new(Vec::new()),
             has_interim: AtomicBool::new(false),
             interim_waker: futures_util::task::AtomicWaker::new(),
+            client_window: AtomicU32::new(super::frames::DEFAULT_WINDOW),
+            open_streams: AtomicUsize::new(0),
         }
+    }
+
+    pub(super) fn set_client_window(&self, window: u32) {
+        self.client_window.store(window, Ordering::Relaxed);
+    }
+
+    /// The window each new stream of the client starts with.
+    pub(super) fn client_window(&self) -> u32 {
+        self.client_window.load(Ordering::Relaxed)
     }
 
     /// The connection task polls the connection: it is the one to wake for interim bytes.

@@ -237,9 +237,14 @@ async fn streams_stalled_by_a_zero_window_are_reaped() {
             .expect("send");
         pending.push(resp);
     }
-    // The heads arrive (no window needed); the bodies never can.
-    for resp in pending.drain(..10) {
-        assert_eq!(resp.await.expect("head").status(), 200);
+    // The heads arrive (no window needed); the bodies never can. A client whose streams
+    // start with a shut window is served eight at a time; the rest are refused. The served
+    // responses are kept (dropped, they would reset their streams).
+    let mut held = Vec::new();
+    for resp in pending.drain(..8) {
+        let resp = resp.await.expect("head");
+        assert_eq!(resp.status(), 200);
+        held.push(resp);
     }
     wait_for_metric(&gw, "weir_send_stalls_total{listener=\"main\"}", 1.0).await;
     // The connection is gone: the driver ends.
@@ -423,4 +428,75 @@ async fn h1_exchange(s: &mut TcpStream, path: &str) -> String {
             return text.into_owned();
         }
     }
+}
+
+/// A client whose streams start with a zero window (the HTTP/2 "bomb") is served eight streams
+/// at a time: the rest are refused with REFUSED_STREAM and counted, a slot comes back when one
+/// of its streams ends, and a client with an ordinary window is served all its streams at once.
+#[tokio::test]
+async fn a_client_with_a_shut_window_is_served_eight_streams_at_a_time() {
+    let o = big_origin(4096).await;
+    let gw = gateway(&config(&[o.addr], "admin = { bind = \"127.0.0.1:0\" }")).await;
+    let tcp = TcpStream::connect(gw.addr).await.expect("connect");
+    let (client, conn) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .expect("h2 handshake");
+    tokio::spawn(conn);
+    let mut pending = Vec::new();
+    for i in 0..20 {
+        let mut c = client.clone().ready().await.expect("ready");
+        let (resp, _) = c
+            .send_request(get(&format!("/shut/{i}")), true)
+            .expect("send");
+        pending.push(resp);
+    }
+    let (mut served, mut refused) = (Vec::new(), 0);
+    for resp in pending {
+        match resp.await {
+            Ok(r) => served.push(r),
+            Err(e) if e.reason() == Some(h2::Reason::REFUSED_STREAM) => refused += 1,
+            Err(e) => panic!("unexpected: {e}"),
+        }
+    }
+    assert_eq!((served.len(), refused), (8, 12));
+    wait_for_metric(
+        &gw,
+        "weir_http2_streams_refused_shut_window_total{listener=\"main\"}",
+        12.0,
+    )
+    .await;
+    // Dropping a served stream resets it: its slot comes back for a new stream.
+    drop(served.pop());
+    wait_until("a new stream to be served after one ended", || {
+        let client = client.clone();
+        async move {
+            let mut c = client.ready().await.ok()?;
+            let (resp, _) = c.send_request(get("/shut/again"), true).ok()?;
+            resp.await.ok().map(|r| assert_eq!(r.status(), 200))
+        }
+    })
+    .await;
+    // An ordinary client opens 20 streams at once and every one is answered whole.
+    let ordinary = h2(gw.addr).await;
+    let answers = futures_util::future::join_all((0..20).map(|i| {
+        let client = ordinary.clone();
+        async move {
+            let mut c = client.ready().await.expect("ready");
+            let (resp, _) = c
+                .send_request(get(&format!("/open/{i}")), true)
+                .expect("send");
+            let mut body = resp.await.expect("head").into_body();
+            let mut n = 0;
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.expect("data");
+                n += chunk.len();
+                let _ = body.flow_control().release_capacity(chunk.len());
+            }
+            n
+        }
+    }))
+    .await;
+    assert!(answers.iter().all(|&n| n == 4096), "{answers:?}");
 }
