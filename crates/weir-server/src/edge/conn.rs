@@ -448,7 +448,7 @@ async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (h2, first) = if h2 {
+    let (h2, mut first) = if h2 {
         (true, Vec::new())
     } else {
         match sniff_h2(&mut stream, settings.header_read_timeout).await {
@@ -458,6 +458,19 @@ async fn serve<S>(
                 return;
             }
         }
+    };
+    // HTTP/2: the client's first SETTINGS decides how the connection is set up.
+    let window = if h2 {
+        match super::h2::client_window(&mut stream, &mut first, settings.header_read_timeout).await
+        {
+            Some(window) => window,
+            None => {
+                tracing::debug!(%peer, "no HTTP/2 preface and SETTINGS in time; closing");
+                return;
+            }
+        }
+    } else {
+        super::frames::DEFAULT_WINDOW
     };
     let stream = super::proxy_protocol::Prefixed::new(stream, first);
     let state = Arc::new(ConnState::new(
@@ -493,7 +506,7 @@ async fn serve<S>(
         at_boundary: true,
     };
     if h2 {
-        let conn = super::h2::Server::new(io, &settings.h2, info, shared);
+        let conn = super::h2::Server::new(io, &settings.h2, window, info, shared);
         drive(conn, peer, &settings, &state, &stop).await;
     } else {
         // HTTP/1.1 keeps the future in the connection's dispatcher, reused request after

@@ -19,8 +19,10 @@ pub(crate) struct ListenerCounters {
     pub(crate) send_stalls: AtomicU64,
     pub(crate) forward_allowed: AtomicU64,
     pub(crate) forward_denied: AtomicU64,
-    /// HTTP/2 streams refused because their client announced a shut stream window and already
-    /// had its few streams served (`edge/h2.rs`, `SHUT_WINDOW`).
+    /// HTTP/2 connections whose client announced a shut stream window in its first SETTINGS
+    /// (told 8 concurrent streams), and streams refused because a client that shut its window
+    /// later already had 8 being served (`edge/h2.rs`, `SHUT_WINDOW`).
+    pub(crate) h2_shut_window_connections: AtomicU64,
     pub(crate) h2_shut_window_refused: AtomicU64,
 }
 
@@ -51,7 +53,7 @@ pub(crate) fn render(listeners: &[(Arc<str>, Arc<ListenerCounters>)], e: &mut Ex
         "Open connections that have sent a request, by listener and protocol.",
         by_protocol.iter().map(|(l, v)| (&l[..], *v)),
     );
-    let families: [Family<ListenerCounters>; 9] = [
+    let families: [Family<ListenerCounters>; 10] = [
         (
             "weir_listener_connections_accepted_total",
             Kind::Counter,
@@ -89,9 +91,15 @@ pub(crate) fn render(listeners: &[(Arc<str>, Arc<ListenerCounters>)], e: &mut Ex
             |c| c.send_stalls.load(Ordering::Relaxed) as f64,
         ),
         (
+            "weir_http2_shut_window_connections_total",
+            Kind::Counter,
+            "HTTP/2 connections whose client announced a stream window under 1 KiB in its first SETTINGS (told 8 concurrent streams).",
+            |c| c.h2_shut_window_connections.load(Ordering::Relaxed) as f64,
+        ),
+        (
             "weir_http2_streams_refused_shut_window_total",
             Kind::Counter,
-            "HTTP/2 streams refused (REFUSED_STREAM) because their client announced a stream window under 1 KiB and already had 8 streams being served.",
+            "HTTP/2 streams refused (REFUSED_STREAM) because their client, after shutting its stream window, already had 8 streams being served.",
             |c| c.h2_shut_window_refused.load(Ordering::Relaxed) as f64,
         ),
         (

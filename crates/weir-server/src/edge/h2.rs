@@ -94,8 +94,76 @@ const SHUT_WINDOW_STREAMS: usize = 8;
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The two ways a connection is set up: for clients whose streams start with a usable window,
+/// and for those that announced a shut one in their first SETTINGS (they are told 8
+/// concurrent streams, so the `h2` crate refuses the rest as it decodes them, before their
+/// fields pile up unaccepted).
+#[derive(Clone)]
+pub(crate) struct Builders {
+    open: Builder,
+    shut: Builder,
+}
+
+impl Builders {
+    pub(crate) fn new(max_header_list: usize) -> Self {
+        let mut shut = builder(max_header_list);
+        shut.max_concurrent_streams(SHUT_WINDOW_STREAMS as u32);
+        Self {
+            open: builder(max_header_list),
+            shut,
+        }
+    }
+
+    fn for_window(&self, window: u32) -> &Builder {
+        if window < SHUT_WINDOW {
+            &self.shut
+        } else {
+            &self.open
+        }
+    }
+}
+
+/// Reads on from what `first` already holds until the client's preface and first frame (its
+/// SETTINGS, RFC 9113 §3.4) are there, and returns the stream window it announces. Bounded by
+/// `timeout`; `None` when the client sent nothing usable in time. A first frame that is not a
+/// SETTINGS, or a large one, leaves the default (the connection's frame tap reads every later
+/// SETTINGS).
+pub(super) async fn client_window<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    first: &mut Vec<u8>,
+    timeout: Duration,
+) -> Option<u32> {
+    use tokio::io::AsyncReadExt;
+    const PREFACE: usize = 24;
+    const MAX_FIRST_FRAME: usize = 1024;
+    let needed = |buf: &[u8]| -> Option<usize> {
+        let head = buf.get(PREFACE..PREFACE + 9)?;
+        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        Some(PREFACE + 9 + len.min(MAX_FIRST_FRAME))
+    };
+    let read = async {
+        while needed(first).is_none_or(|n| first.len() < n) {
+            if first.capacity() == first.len() {
+                first.reserve(1024);
+            }
+            if stream.read_buf(first).await? == 0 {
+                return Ok::<_, std::io::Error>(false);
+            }
+        }
+        Ok(true)
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(true)) => {
+            let mut tap = super::frames::FrameTap::from_client();
+            tap.feed(first, |_| {});
+            Some(tap.client_window())
+        }
+        _ => None,
+    }
+}
+
 /// The HTTP/2 limits, every one set on purpose.
-pub(crate) fn builder(max_header_list: usize) -> Builder {
+fn builder(max_header_list: usize) -> Builder {
     let mut b = Builder::new();
     b
         // The request head limit applies to HTTP/2 header lists too; decoding stops there,
@@ -130,9 +198,22 @@ enum Phase<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Server<S> {
-    pub(super) fn new(io: S, builder: &Builder, info: Arc<ConnInfo>, shared: Arc<Shared>) -> Self {
+    /// A connection whose client's streams start with `window` (its first SETTINGS).
+    pub(super) fn new(
+        io: S,
+        builders: &Builders,
+        window: u32,
+        info: Arc<ConnInfo>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        info.state.set_client_window(window);
+        if window < SHUT_WINDOW {
+            info.counters
+                .h2_shut_window_connections
+                .fetch_add(1, Ordering::Relaxed);
+        }
         Self {
-            phase: Phase::Handshake(builder.handshake(io)),
+            phase: Phase::Handshake(builders.for_window(window).handshake(io)),
             closing: false,
             info,
             shared,

@@ -40,7 +40,7 @@ pub(crate) struct ListenerSettings {
     /// HTTP/1.x connections: hyper's server.
     pub(crate) http1: hyper::server::conn::http1::Builder,
     /// HTTP/2 connections (TLS with ALPN `h2`, or the h2c preface): Weir's own, on `h2`.
-    pub(crate) h2: h2::server::Builder,
+    pub(crate) h2: super::h2::Builders,
     pub(crate) header_read_timeout: Duration,
     pub(crate) keepalive_timeout: Duration,
     pub(crate) send_stall_timeout: Duration,
@@ -67,7 +67,7 @@ impl ListenerSettings {
             // So does the number of fields (hyper answers 431 past it).
             .max_headers(limits.max_request_headers)
             .keep_alive(true);
-        let h2 = super::h2::builder(max_header);
+        let h2 = super::h2::Builders::new(max_header);
         let counters = Arc::new(ListenerCounters::default());
         let tls = l
             .tls
