@@ -270,15 +270,6 @@ async fn bytes_on_the_wire_per_request() {
     }
 }
 
-/// One HTTP/2 frame, as bytes.
-fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len();
-    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
-    out.extend_from_slice(&stream.to_be_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
 /// An HPACK header block: the static table's `:scheme http`, then literal fields (name
 /// indexed where the static table has it), never Huffman-coded or added to the table.
 fn hpack(method: &str, path: &str) -> Vec<u8> {

@@ -438,3 +438,12 @@ pub async fn closed_within(s: &mut tokio::net::TcpStream, limit: Duration) -> bo
         }
     }
 }
+
+/// One HTTP/2 frame, as bytes (for hand-framed clients).
+pub fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}

@@ -436,13 +436,6 @@ async fn h1_exchange(s: &mut TcpStream, path: &str) -> String {
 /// refused with RST_STREAM(REFUSED_STREAM), once every stream has one or the other.
 async fn shut_window_burst(addr: std::net::SocketAddr, streams: u32, late: bool) -> (usize, usize) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let len = payload.len();
-        let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
-        out.extend_from_slice(&stream.to_be_bytes());
-        out.extend_from_slice(payload);
-        out
-    }
     /// The next whole frame: (type, flags, stream, payload).
     async fn next_frame(s: &mut TcpStream, buf: &mut Vec<u8>) -> (u8, u8, u32, Vec<u8>) {
         loop {
@@ -471,17 +464,17 @@ async fn shut_window_burst(addr: std::net::SocketAddr, streams: u32, late: bool)
     if late {
         // A first SETTINGS that keeps the default window; the shut one follows once the
         // server has answered with its own (so it was set up for an ordinary client).
-        out.extend(frame(0x4, 0, 0, &[]));
+        out.extend(h2_frame(0x4, 0, 0, &[]));
         s.write_all(&out).await.expect("write");
         out.clear();
         while next_frame(&mut s, &mut buf).await.0 != 0x4 {}
     }
-    out.extend(frame(0x4, 0, 0, &[0, 4, 0, 0, 0, 0])); // INITIAL_WINDOW_SIZE = 0
-    out.extend(frame(0x4, 0x1, 0, &[])); // ACK of the server's SETTINGS
-                                         // :method GET, :scheme http, :path /, :authority a.test (literal, not indexed).
+    out.extend(h2_frame(0x4, 0, 0, &[0, 4, 0, 0, 0, 0])); // INITIAL_WINDOW_SIZE = 0
+    out.extend(h2_frame(0x4, 0x1, 0, &[])); // ACK of the server's SETTINGS
+                                            // :method GET, :scheme http, :path /, :authority a.test (literal, not indexed).
     let block = [&[0x82u8, 0x86, 0x84, 0x01, 6][..], b"a.test"].concat();
     for k in 0..streams {
-        out.extend(frame(0x1, 0x5, 1 + 2 * k, &block));
+        out.extend(h2_frame(0x1, 0x5, 1 + 2 * k, &block));
     }
     s.write_all(&out).await.expect("write");
     let (mut answered, mut refused) = (std::collections::HashSet::new(), 0usize);
