@@ -30,7 +30,7 @@
 # an origin that answers with Cache-Control: max-age=3600; 64 connections, a 1 KiB and a
 # 100 KiB object, every request a hit after the first.
 #
-# Usage: bench/compare.sh [--duration SECONDS] [--rounds N] [--conns "64 256"] [--bodies "1k 100k"]
+# Usage: [WEIR_BIN=path] bench/compare.sh [--duration SECONDS] [--rounds N] [--conns "64 256"] [--bodies "1k 100k"]
 #                         [--rate REQ_PER_S] [--suite plain|tls|observe|ratelimit|cache|all]
 # Bounded: every wrk / h2load run lasts --duration seconds (default 8), loopback only.
 set -euo pipefail
@@ -71,9 +71,14 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 
-echo "building weir (release) ..."
-cargo build --release -p weir --locked -q
-WEIR=$PWD/target/release/weir
+# WEIR_BIN=path runs another build (one made in a worktree, say) instead of building here.
+if [ -n "${WEIR_BIN:-}" ]; then
+  WEIR=$WEIR_BIN
+else
+  echo "building weir (release) ..."
+  cargo build --release -p weir --locked -q
+  WEIR=$PWD/target/release/weir
+fi
 if [ "$SUITE" = observe ] || [ "$SUITE" = all ]; then
   cargo build --release -p weir-testkit --bin otlp-sink --locked -q
 fi
