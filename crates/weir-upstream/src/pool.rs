@@ -113,6 +113,22 @@ impl EndpointPool {
         }
     }
 
+    /// Closes the idle connections that expired or that the upstream closed. Nothing watches
+    /// an idle connection (no task per connection), so this sweep is what frees them when no
+    /// request comes to take them.
+    pub(crate) fn sweep(&self) {
+        if let Some(idle) = &self.idle {
+            for _ in 0..idle.len() {
+                let Some(mut conn) = idle.pop() else { break };
+                if conn.since.elapsed() < self.idle_timeout && conn.conn.is_open() {
+                    // Back at the tail; a full queue (requests returned connections meanwhile)
+                    // closes it.
+                    let _ = idle.push(conn);
+                }
+            }
+        }
+    }
+
     /// The scheme requests to this endpoint carry.
     pub(crate) fn scheme(&self) -> &'static str {
         if self.tls.is_some() {

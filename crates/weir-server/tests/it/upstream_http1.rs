@@ -174,3 +174,38 @@ async fn conflicting_framing_from_the_origin_is_a_502() {
     assert_eq!(good.text().await.expect("body"), "ok");
     assert_eq!(accepted.load(SeqCst), 2);
 }
+
+#[tokio::test]
+async fn an_idle_connection_the_origin_half_closed_is_swept_without_a_request() {
+    // The origin answers, then shuts its side of the connection and waits for Weir's: with
+    // no request coming to take it from the pool, the pool's sweep must notice and close it
+    // (an idle connection has no task watching it).
+    let (o, accepted, finished) = raw_origin(|_, mut s| {
+        Box::pin(async move {
+            if read_head(&mut s).await.is_some() {
+                let _ = s
+                    .get_mut()
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                let _ = s.get_mut().shutdown().await;
+                // Returns when Weir closes its end.
+                let mut rest = Vec::new();
+                let _ = tokio::io::AsyncReadExt::read_to_end(&mut s, &mut rest).await;
+            }
+        })
+    })
+    .await;
+    let toml = config(&[o], "").replace(
+        "timeouts = { connect = \"1s\", response_header = \"2s\" }",
+        "timeouts = { connect = \"1s\", response_header = \"2s\", idle = \"2s\" }",
+    );
+    let gw = gateway(&toml).await;
+    let r = client().get(gw.url("/x")).send().await.expect("request");
+    assert_eq!(r.text().await.expect("body"), "ok");
+    wait_until("the pool to close the connection the origin shut", || {
+        let n = finished.load(SeqCst);
+        async move { (n == 1).then_some(()) }
+    })
+    .await;
+    assert_eq!(accepted.load(SeqCst), 1);
+}

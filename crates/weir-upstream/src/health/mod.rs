@@ -124,6 +124,12 @@ impl Upstream {
 
 /// Keeps the view current until `token` is cancelled or the upstream is gone.
 pub(crate) async fn maintain(upstream: Weak<Upstream>, token: CancellationToken) {
+    let sweep_every = match upstream.upgrade() {
+        Some(up) => sweep_interval(up.pool_template.idle_timeout),
+        None => return,
+    };
+    let mut sweep = tokio::time::interval(sweep_every);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (next, changed, clock) = {
             let Some(up) = upstream.upgrade() else { return };
@@ -139,8 +145,22 @@ pub(crate) async fn maintain(upstream: Weak<Upstream>, token: CancellationToken)
             () = token.cancelled() => return,
             () = changed.notified() => {}
             () = wake => {}
+            _ = sweep.tick() => {
+                let Some(up) = upstream.upgrade() else { return };
+                for member in &up.current.load().set.members {
+                    member.pool.sweep();
+                }
+            }
         }
     }
+}
+
+/// How often idle pooled connections are swept: half the idle timeout, between 1 and 15 s.
+fn sweep_interval(idle_timeout: std::time::Duration) -> std::time::Duration {
+    (idle_timeout / 2).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(15),
+    )
 }
 
 #[cfg(test)]
