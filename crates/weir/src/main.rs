@@ -280,9 +280,12 @@ fn run(config: weir_config::Config, path: Option<PathBuf>) -> anyhow::Result<()>
         if let Some(admin) = server.admin_addr() {
             tracing::info!("admin API and dashboard on http://{admin}/");
         }
+        // Handlers first: a SIGHUP (systemd's reload) right after READY=1 must reload, not
+        // end the process by the signal's default action.
+        let signals = Signals::install()?;
         tracing::info!(workers, "weir {} ready", env!("CARGO_PKG_VERSION"));
         notifier.ready(&format!("serving {} listeners", server.local_addrs().len()));
-        let signal = wait_for_signal(&server, &notifier).await?;
+        let signal = wait_for_signal(signals, &server, &notifier).await?;
         tracing::info!("{signal} received: draining connections");
         notifier.stopping();
         if server.shutdown().await {
@@ -315,17 +318,39 @@ fn place_bind_error(
     weir_config::error_at(&text, &file, vec![diagnostic]).into()
 }
 
+/// The signals Weir acts on, their handlers installed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("installing SIGHUP handler")?,
+            usr1: signal(SignalKind::user_defined1()).context("installing SIGUSR1 handler")?,
+        })
+    }
+}
+
 /// Waits for SIGTERM or SIGINT (returned), reloading the config file on every SIGHUP and
 /// reopening the access log on every SIGUSR1.
 async fn wait_for_signal(
+    signals: Signals,
     server: &weir_server::Server,
     notifier: &notify::Notifier,
 ) -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
-    let mut usr1 = signal(SignalKind::user_defined1()).context("installing SIGUSR1 handler")?;
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+        mut usr1,
+    } = signals;
     loop {
         tokio::select! {
             _ = term.recv() => return Ok("SIGTERM"),
