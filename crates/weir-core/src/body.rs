@@ -199,11 +199,12 @@ impl Body for ResponseBody {
     }
 }
 
-/// An upstream's response body: read by Weir's own HTTP/1.1 client, or hyper's HTTP/2 one.
+/// An upstream's response body: an HTTP/1.1 connection's, or an HTTP/2 stream's (both read by
+/// Weir's own clients).
 #[derive(Debug)]
 pub enum UpstreamBody {
     Http1(crate::h1_client::Body),
-    Http2(Incoming),
+    Http2(H2Body),
 }
 
 body_of_variants!(UpstreamBody { Http1, Http2 });

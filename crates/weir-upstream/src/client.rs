@@ -5,7 +5,7 @@ use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::HOST;
+use http::header::{CONNECTION, HOST, TE, TRANSFER_ENCODING, UPGRADE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use weir_core::h1_client::{self, Home};
@@ -66,22 +66,22 @@ pub(crate) async fn exchange(
                         _ => Err(classify(failed.error.into(), body_stats)),
                     }
                 }
-                (Sender::H2(mut s), Outgoing::H2(req)) => {
+                (Sender::H2(conn), Outgoing::H2(req)) => {
                     let req = for_h2(req, pool, endpoint)?;
-                    match s.try_send_request(req).await {
-                        Ok(resp) => Ok(resp.map(UpstreamBody::Http2)),
-                        Err(mut e) => match e.take_message() {
+                    // Boxed, as the HTTP/1.1 exchange is: kept out of every request's future.
+                    match Box::pin(conn.send(req, interim)).await {
+                        Ok(resp) => Ok(resp),
+                        Err(failed) => match failed.unsent {
+                            // The shared connection had closed: nothing was sent.
                             Some(req) if reused => {
-                                let Sender::H2(mut fresh) = pool.connect(endpoint).await? else {
+                                let Sender::H2(fresh) = pool.connect(endpoint).await? else {
                                     return Err(ProxyError::new(ErrorKind::Internal));
                                 };
-                                fresh
-                                    .try_send_request(req)
+                                Box::pin(fresh.send(req, interim))
                                     .await
-                                    .map(|r| r.map(UpstreamBody::Http2))
-                                    .map_err(|e| classify(e.into_error().into(), body_stats))
+                                    .map_err(|f| classify(f.error, body_stats))
                             }
-                            _ => Err(classify(e.into_error().into(), body_stats)),
+                            _ => Err(classify(failed.error, body_stats)),
                         },
                     }
                 }
@@ -106,6 +106,17 @@ fn for_h2(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    // Connection-specific fields have no place in HTTP/2 (RFC 9113 §8.2.2); an upgrade asked
+    // of an HTTP/2 upstream is simply not made.
+    let headers = req.headers_mut();
+    for name in [CONNECTION, UPGRADE, TRANSFER_ENCODING] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+    if headers.get(TE).is_some_and(|v| v != "trailers") {
+        headers.remove(TE);
+    }
     let authority = req
         .headers_mut()
         .remove(HOST)

@@ -30,6 +30,7 @@ mod client;
 mod clock;
 pub mod discovery;
 mod endpoint;
+mod h2_client;
 pub mod hash;
 mod health;
 pub mod key;

@@ -1,6 +1,6 @@
 //! Connections to one endpoint: our own pool of keep-alive HTTP/1.1 connections (Weir's own
-//! client, `weir_core::h1_client`), or one shared multiplexed HTTP/2 connection (hyper's);
-//! plaintext or TLS.
+//! client, `weir_core::h1_client`), or one shared multiplexed HTTP/2 connection
+//! (`h2_client.rs`); plaintext or TLS.
 //!
 //! Why not hyper-util's pooled client: per request it locks its pool twice, boxes the response
 //! future, races a speculative connect against the checkout, and spawns a task to put the
@@ -16,8 +16,6 @@ use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 use http::{Request, Response};
-use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -26,6 +24,7 @@ use weir_config::UpstreamProtocol;
 use weir_core::h1_client::{self, Conn, Home, Io};
 use weir_core::{ErrorKind, ProxyError, RequestBody, Retry, UpstreamBody};
 
+use crate::h2_client::H2Conn;
 use crate::Endpoint;
 
 /// A connection ready for a request.
@@ -33,7 +32,7 @@ pub(crate) enum Sender {
     /// One request at a time.
     H1(Conn),
     /// Multiplexed.
-    H2(http2::SendRequest<RequestBody>),
+    H2(H2Conn),
 }
 
 /// TLS to the endpoint.
@@ -74,7 +73,7 @@ pub(crate) struct EndpointPool {
     protocol: UpstreamProtocol,
     tls: Option<Arc<TlsTo>>,
     idle: Option<ArrayQueue<Idle>>,
-    shared_h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
+    shared_h2: Mutex<Option<H2Conn>>,
     connecting: tokio::sync::Mutex<()>,
     connect_timeout: Duration,
     idle_timeout: Duration,
@@ -177,7 +176,7 @@ impl EndpointPool {
         self.connect(endpoint).await.map(|s| (s, false))
     }
 
-    fn shared(&self) -> Option<http2::SendRequest<RequestBody>> {
+    fn shared(&self) -> Option<H2Conn> {
         self.shared_h2
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -244,18 +243,10 @@ impl EndpointPool {
     async fn handshake(&self, io: Io) -> Result<Sender, ProxyError> {
         match self.protocol {
             UpstreamProtocol::Http1 => Ok(Sender::H1(Conn::new(io))),
-            UpstreamProtocol::H2 | UpstreamProtocol::H2c => {
-                let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .keep_alive_interval(Duration::from_secs(30))
-                    .handshake(TokioIo::new(io))
-                    .await
-                    .map_err(connect_error)?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                Ok(Sender::H2(sender))
-            }
+            UpstreamProtocol::H2 | UpstreamProtocol::H2c => H2Conn::handshake(io)
+                .await
+                .map(Sender::H2)
+                .map_err(connect_error),
         }
     }
 }
@@ -292,11 +283,7 @@ impl Sender {
                 .await
                 .map(|r| r.map(UpstreamBody::Http1))
                 .map_err(|e| e.error.into()),
-            Sender::H2(mut s) => s
-                .send_request(req)
-                .await
-                .map(|r| r.map(UpstreamBody::Http2))
-                .map_err(Into::into),
+            Sender::H2(conn) => conn.send(req, None).await.map_err(|f| f.error),
         }
     }
 }

@@ -88,6 +88,25 @@ async fn read_body(conn: &mut TcpStream, buf: &mut Vec<u8>, n: usize) -> String 
     String::from_utf8_lossy(&buf.drain(..n).collect::<Vec<u8>>()).into_owned()
 }
 
+/// Reads the 103 the origin sent at once (the deadline only turns a missing 103 into a
+/// failure rather than a hang).
+async fn read_hints(conn: &mut TcpStream, buf: &mut Vec<u8>) -> String {
+    let hints = tokio::time::timeout(HINT_DEADLINE, read_head(conn, buf))
+        .await
+        .expect("a 103 before the final response")
+        .expect("103");
+    assert!(hints.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{hints}");
+    hints
+}
+
+/// Reads the final `200 ok`, which carries none of the hints.
+async fn read_final_ok(conn: &mut TcpStream, buf: &mut Vec<u8>) {
+    let head = read_head(conn, buf).await.expect("final");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(!head.contains("link:"), "the hints are not merged: {head}");
+    assert_eq!(read_body(conn, buf, 2).await, "ok");
+}
+
 fn hinted_config(origin: std::net::SocketAddr) -> String {
     TestConfig::new()
         .top("[[caches]]\nname = \"edge\"\nmax_memory = \"16MiB\"\n")
@@ -105,13 +124,8 @@ async fn early_hints_reach_http1_clients_first_and_never_come_from_the_cache() {
     conn.write_all(b"GET /page HTTP/1.1\r\nhost: hints.test\r\n\r\n")
         .await
         .expect("write");
-    // The 103 arrives while the origin still holds its final answer back (the deadline only
-    // turns a missing 103 into a failure rather than a hang).
-    let hints = tokio::time::timeout(HINT_DEADLINE, read_head(&mut conn, &mut buf))
-        .await
-        .expect("a 103 before the final response")
-        .expect("103");
-    assert!(hints.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{hints}");
+    // The 103 arrives while the origin still holds its final answer back.
+    let hints = read_hints(&mut conn, &mut buf).await;
     assert!(
         hints.contains("link: </style.css>; rel=preload\r\n"),
         "{hints}"
@@ -121,10 +135,7 @@ async fn early_hints_reach_http1_clients_first_and_never_come_from_the_cache() {
         "{hints}"
     );
     o.finals.add_permits(1);
-    let head = read_head(&mut conn, &mut buf).await.expect("final");
-    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-    assert!(!head.contains("link:"), "the hints are not merged: {head}");
-    assert_eq!(read_body(&mut conn, &mut buf, 2).await, "ok");
+    read_final_ok(&mut conn, &mut buf).await;
 
     // The same page again on the same connection: from the cache, with no 103.
     conn.write_all(b"GET /page HTTP/1.1\r\nhost: hints.test\r\n\r\n")
@@ -185,4 +196,77 @@ async fn early_hints_reach_http2_clients_on_their_stream() {
     let mut body = resp.into_body();
     let data = body.data().await.expect("data").expect("chunk");
     assert_eq!(&data[..], b"ok");
+}
+
+/// An h2c origin (the `h2` crate's server) that answers each stream with a 103 at once, then —
+/// when the test adds a permit to `finals` — a 200 `ok`.
+async fn hinting_h2_origin() -> (std::net::SocketAddr, Arc<Semaphore>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let finals = Arc::new(Semaphore::new(0));
+    let f = finals.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let finals = f.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    let finals = finals.clone();
+                    tokio::spawn(async move {
+                        let hints = http::Response::builder()
+                            .status(103)
+                            .header("link", "</h2.css>; rel=preload")
+                            .body(())
+                            .expect("103");
+                        if respond.send_informational(hints).is_err() {
+                            return;
+                        }
+                        let Ok(permit) = finals.acquire().await else {
+                            return;
+                        };
+                        permit.forget();
+                        let answer = http::Response::builder()
+                            .status(200)
+                            .header("content-length", "2")
+                            .body(())
+                            .expect("200");
+                        if let Ok(mut body) = respond.send_response(answer, false) {
+                            let _ = body.send_data(bytes::Bytes::from_static(b"ok"), true);
+                        }
+                    });
+                }
+            });
+        }
+    });
+    (addr, finals)
+}
+
+#[tokio::test]
+async fn early_hints_from_an_http2_upstream_reach_the_client() {
+    let (origin, finals) = hinting_h2_origin().await;
+    let gw = gateway(
+        &TestConfig::new()
+            .upstream(
+                "up",
+                &[origin],
+                "protocol = \"h2c\"\ntimeouts = { response_header = \"30s\" }",
+            )
+            .route("pages", "proxy = { upstream = \"up\" }")
+            .build(),
+    )
+    .await;
+    let mut conn = TcpStream::connect(gw.addr).await.expect("connect");
+    let mut buf = Vec::new();
+    conn.write_all(b"GET /page HTTP/1.1\r\nhost: hints.test\r\n\r\n")
+        .await
+        .expect("write");
+    let hints = read_hints(&mut conn, &mut buf).await;
+    assert!(
+        hints.contains("link: </h2.css>; rel=preload\r\n"),
+        "{hints}"
+    );
+    finals.add_permits(1);
+    read_final_ok(&mut conn, &mut buf).await;
 }
