@@ -225,16 +225,6 @@ pub enum Error {
     RequestBody(crate::BoxError),
 }
 
-impl Error {
-    /// The I/O error underneath, if any.
-    pub fn io_kind(&self) -> Option<io::ErrorKind> {
-        match self {
-            Error::Io(e) => Some(e.kind()),
-            _ => None,
-        }
-    }
-}
-
 /// A failed [`send`]; `unsent` is the body back when none of the request was written (the
 /// connection had closed), so it can go out on another one.
 #[derive(Debug)]

@@ -133,11 +133,12 @@ async fn headers_are_sent_to_upstreams_that_want_them() {
         ("v1", "50524f585920544350342031"),
         ("v2", "0d0a0d0a000d0a515549540a2111000c7f000001"),
     ] {
-        let toml = config(&[o], "").replace(
-            "timeouts = { connect = \"1s\", response_header = \"2s\" }",
-            &format!("timeouts = {{ connect = \"1s\", response_header = \"2s\" }}\nproxy_protocol = \"{version}\""),
-        );
-        let gw = gateway(&toml).await;
+        let gw = gateway(&upstream_config(
+            &[(o, 1)],
+            &format!("proxy_protocol = \"{version}\""),
+            "",
+        ))
+        .await;
         let body = client()
             .get(gw.url("/pp"))
             .send()
@@ -197,11 +198,7 @@ async fn a_connection_that_announced_one_client_is_closed_after_its_request() {
             });
         }
     });
-    let toml = config(&[o], "").replace(
-        "timeouts = { connect = \"1s\", response_header = \"2s\" }",
-        "timeouts = { connect = \"1s\", response_header = \"2s\" }\nproxy_protocol = \"v1\"",
-    );
-    let gw = gateway(&toml).await;
+    let gw = gateway(&upstream_config(&[(o, 1)], "proxy_protocol = \"v1\"", "")).await;
     let mut seen = Vec::new();
     for _ in 0..2 {
         // A client of its own each time: another source port, another PROXY line.

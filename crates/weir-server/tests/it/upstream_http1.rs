@@ -11,12 +11,16 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::common::*;
 
-/// What a raw origin does with one accepted connection (its index, from 0).
-type Script = fn(usize, BufReader<TcpStream>) -> futures_util::future::BoxFuture<'static, ()>;
-
-/// An origin that runs `script` on every connection; returns its address and the number of
-/// connections accepted and finished.
-async fn raw_origin(script: Script) -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+/// An origin that runs `script` on every connection (given its index, from 0); returns its
+/// address and the number of connections accepted and finished.
+async fn raw_origin<F>(script: F) -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>)
+where
+    F: Fn(usize, BufReader<TcpStream>) -> futures_util::future::BoxFuture<'static, ()>
+        + Send
+        + Sync
+        + 'static,
+{
+    let script = Arc::new(script);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (accepted, finished) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -24,7 +28,7 @@ async fn raw_origin(script: Script) -> (SocketAddr, Arc<AtomicUsize>, Arc<Atomic
     tokio::spawn(async move {
         while let Ok((s, _)) = listener.accept().await {
             let n = a.fetch_add(1, SeqCst);
-            let f = f.clone();
+            let (f, script) = (f.clone(), script.clone());
             tokio::spawn(async move {
                 script(n, BufReader::new(s)).await;
                 f.fetch_add(1, SeqCst);
@@ -49,11 +53,28 @@ async fn read_head(s: &mut BufReader<TcpStream>) -> Option<String> {
     }
 }
 
+/// An origin answering every request on its first connection with `first` (raw bytes), and on
+/// every later connection with `then`.
+async fn first_connection_answers(
+    first: &'static [u8],
+    then: &'static [u8],
+) -> (SocketAddr, Arc<AtomicUsize>) {
+    let (addr, accepted, _) = raw_origin(move |n, mut s| {
+        Box::pin(async move {
+            while read_head(&mut s).await.is_some() {
+                let resp = if n == 0 { first } else { then };
+                if s.get_mut().write_all(resp).await.is_err() {
+                    return;
+                }
+            }
+        })
+    })
+    .await;
+    (addr, accepted)
+}
+
 fn no_retries(origin: SocketAddr) -> String {
-    config(&[origin], "").replace(
-        "timeouts = { connect = \"1s\", response_header = \"2s\" }",
-        "timeouts = { connect = \"1s\", response_header = \"2s\" }\nretry = { attempts = 0 }",
-    )
+    upstream_config(&[(origin, 1)], "retry = { attempts = 0 }", "")
 }
 
 #[tokio::test]
@@ -121,20 +142,10 @@ async fn bytes_past_a_response_never_become_the_next_response() {
     // The first connection's response carries a second, unasked-for response right behind
     // its body. That connection must not be used again: the next request gets its answer
     // from a fresh connection, never the planted one.
-    let (o, accepted, _) = raw_origin(|n, mut s| {
-        Box::pin(async move {
-            while read_head(&mut s).await.is_some() {
-                let resp: &[u8] = if n == 0 {
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\nplanted"
-                } else {
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfresh"
-                };
-                if s.get_mut().write_all(resp).await.is_err() {
-                    return;
-                }
-            }
-        })
-    })
+    let (o, accepted) = first_connection_answers(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\nplanted",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfresh",
+    )
     .await;
     let gw = gateway(&no_retries(o)).await;
     let c = client();
@@ -150,20 +161,10 @@ async fn bytes_past_a_response_never_become_the_next_response() {
 async fn conflicting_framing_from_the_origin_is_a_502() {
     // Two different Content-Lengths: no way to know where the body ends. Weir answers 502
     // and closes that connection; the origin's next connection is served normally.
-    let (o, accepted, _) = raw_origin(|n, mut s| {
-        Box::pin(async move {
-            while read_head(&mut s).await.is_some() {
-                let resp: &[u8] = if n == 0 {
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nabc"
-                } else {
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
-                };
-                if s.get_mut().write_all(resp).await.is_err() {
-                    return;
-                }
-            }
-        })
-    })
+    let (o, accepted) = first_connection_answers(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nabc",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+    )
     .await;
     let gw = gateway(&no_retries(o)).await;
     let c = client();
