@@ -8,25 +8,20 @@ use std::task::{ready, Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper::body::Incoming;
+
+use crate::inbound::Inbound;
 
 /// The boxed error type bodies use.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A request body as the client sends it: hyper's (HTTP/1.x) or an HTTP/2 stream's, which
-/// Weir's own HTTP/2 server reads from the `h2` crate directly.
+/// A request body as the client sends it, read by Weir's own servers: an HTTP/1.x
+/// connection's ([`Inbound`]) or an HTTP/2 stream's (from the `h2` crate).
 #[derive(Debug)]
 pub enum ClientBody {
-    /// An HTTP/1.x request's body, from hyper's server.
-    Http1(Incoming),
+    /// An HTTP/1.x request's body, fed by its connection.
+    Http1(Inbound),
     /// An HTTP/2 stream's DATA frames and trailers.
     Http2(H2Body),
-}
-
-impl From<Incoming> for ClientBody {
-    fn from(body: Incoming) -> Self {
-        Self::Http1(body)
-    }
 }
 
 /// `Body` for an enum of bodies, each variant's frames passed through.

@@ -7,6 +7,7 @@ pub mod ctx;
 pub mod error;
 pub mod h1_client;
 pub mod histogram;
+pub mod inbound;
 pub mod interim;
 pub mod outcome;
 pub mod prometheus;

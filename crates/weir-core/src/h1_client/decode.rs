@@ -92,7 +92,9 @@ pub(crate) fn head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>
     let bytes = buf.split_to(len).freeze();
     let status =
         StatusCode::from_u16(code).map_err(|_| Error::Invalid("response status out of range"))?;
-    let mut headers = HeaderMap::with_capacity(named.len());
+    // Room for what the proxy adds on the way back (`via`, the request id, policy fields)
+    // without growing the map.
+    let mut headers = HeaderMap::with_capacity(named.len() + 6);
     for (name, at, value_len) in named {
         let value = HeaderValue::from_maybe_shared(bytes.slice(at..at + value_len))
             .map_err(|_| Error::Invalid("response field value"))?;
@@ -181,8 +183,8 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
     found
 }
 
-/// What a chunked body gives next.
-pub(crate) enum Step {
+/// What a chunked body gives next (a request's, to Weir's HTTP/1.1 server, too).
+pub enum Step {
     Data(Bytes),
     Trailers(HeaderMap),
     End,
@@ -190,7 +192,7 @@ pub(crate) enum Step {
 
 /// Where a chunked body's decoder is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Chunked {
+pub enum Chunked {
     /// Expecting a chunk-size line.
     Size,
     /// Inside a chunk: this many bytes of data left.
@@ -207,7 +209,7 @@ impl Chunked {
     /// Decodes from the front of `buf`; `Ok(None)`: more bytes are needed. Small data is
     /// copied out (so a stalled client holding it does not pin the read buffer); large data
     /// shares the buffer's bytes.
-    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Step>, Error> {
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Step>, Error> {
         loop {
             match *self {
                 Chunked::Done => return Ok(Some(Step::End)),
@@ -282,7 +284,7 @@ impl Chunked {
 
     /// Moves past chunk boundaries already in `buf` without taking data, so the end of the
     /// body is known as soon as its bytes are here: `true` when the body is done.
-    pub(crate) fn settle(&mut self, buf: &mut BytesMut) -> bool {
+    pub fn settle(&mut self, buf: &mut BytesMut) -> bool {
         while matches!(self, Chunked::DataEnd | Chunked::Size | Chunked::Trailers) {
             let before = *self;
             match *self {
@@ -372,6 +374,14 @@ fn chunk_size(line: &[u8]) -> Result<u64, Error> {
     let rest = line[digits..].trim_ascii_start();
     if !(rest.is_empty() || rest.starts_with(b";")) {
         return Err(Error::Invalid("chunk size"));
+    }
+    // Extensions are visible characters, spaces and tabs (RFC 9112 §7.1.1): nothing a
+    // lenient parser elsewhere could read as a line end.
+    if !rest
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+    {
+        return Err(Error::Invalid("chunk extension"));
     }
     let mut n: u64 = 0;
     for &b in &line[..digits] {

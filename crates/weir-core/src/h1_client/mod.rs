@@ -38,6 +38,7 @@ use tokio::net::TcpStream;
 use crate::{InterimSink, RequestBody};
 
 pub use body::{Body, Upgraded};
+pub use decode::{Chunked, Step};
 
 /// Largest response head (status line and fields), and the largest read into a connection's
 /// buffer.

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use http::header::HOST;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use weir_config::{DestinationPattern, ForwardProxy};
 use weir_core::h1_client;
@@ -128,7 +127,7 @@ fn is_internal_v6(ip: Ipv6Addr) -> bool {
 
 /// Serves one request on a forward listener.
 pub(crate) async fn handle(
-    req: Request<ClientBody>,
+    mut req: Request<ClientBody>,
     ctx: &mut RequestCtx,
     policy: &Arc<ForwardPolicy>,
     max_body: u64,
@@ -171,12 +170,17 @@ pub(crate) async fn handle(
                 }
             });
         } else {
-            // HTTP/1.1: once hyper has sent our 200 and handed the connection over.
-            let upgrade = hyper::upgrade::on(req);
+            // HTTP/1.1: once the connection has sent our 200 and handed itself over.
+            let Some(upgrade) = req
+                .extensions_mut()
+                .remove::<crate::edge::h1::ClientUpgrade>()
+            else {
+                return Err(ProxyError::new(ErrorKind::Internal));
+            };
             tokio::spawn(async move {
-                match upgrade.await {
-                    Ok(client) => tunnel::pump(TokioIo::new(client), tcp, idle).await,
-                    Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+                match upgrade.connection().await {
+                    Some(client) => tunnel::pump(client, tcp, idle).await,
+                    None => tracing::debug!("CONNECT tunnel not handed over"),
                 }
             });
         }

@@ -8,11 +8,11 @@ use weir_core::{ErrorKind, ProxyError, RequestBody, RequestCtx, ResponseBody, Up
 
 use http::header::{CONNECTION, SET_COOKIE, UPGRADE};
 use http::StatusCode;
-use hyper::upgrade::OnUpgrade;
 use weir_upstream::{CallInfo, CallOpts, Upstream};
 
 use super::tunnel;
 use crate::deploy::mirror::Mirror;
+use crate::edge::h1::ClientUpgrade;
 use crate::edge::state::ConnInfo;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::pipeline::outcome::Outcome;
@@ -56,7 +56,7 @@ pub(crate) async fn forward(
     // An HTTP/1.1 Upgrade (WebSocket): its headers go up with the request; the tunnel opens
     // only if the upstream answers 101.
     let upgrade = headers::upgrade_token(&f.parts.headers, f.parts.version);
-    let client_upgrade = f.parts.extensions.remove::<OnUpgrade>();
+    let client_upgrade = f.parts.extensions.remove::<ClientUpgrade>();
     headers::strip_hop_by_hop(&mut f.parts.headers);
     if let Some(token) = &upgrade {
         f.parts

@@ -4,25 +4,22 @@
 
 use std::time::Duration;
 
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use weir_core::h1_client;
+
+use crate::edge::h1::ClientUpgrade;
 
 /// Buffer per direction.
 const BUF: usize = 16 * 1024;
 
-/// Waits for the client's side of the upgrade (hyper hands it over once the 101 is sent),
-/// then splices it with the upstream's. Runs as its own task.
-pub(crate) async fn splice(client: OnUpgrade, upstream: h1_client::Upgraded, idle: Duration) {
-    let client = match client.await {
-        Ok(client) => client,
-        Err(e) => {
-            tracing::debug!(error = %e, "upgrade did not complete");
-            return;
-        }
+/// Waits for the client's side of the upgrade (its connection hands it over once the 101 is
+/// written), then splices it with the upstream's. Runs as its own task.
+pub(crate) async fn splice(client: ClientUpgrade, upstream: h1_client::Upgraded, idle: Duration) {
+    let Some(client) = client.connection().await else {
+        tracing::debug!("upgrade did not complete");
+        return;
     };
-    pump(TokioIo::new(client), upstream, idle).await;
+    pump(client, upstream, idle).await;
 }
 
 /// Copies bytes both ways between `client` and `upstream` until both ends close, or nothing

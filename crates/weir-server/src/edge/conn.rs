@@ -1,4 +1,4 @@
-//! Serving one connection: hyper's HTTP/1.1 server, or Weir's HTTP/2 one (`h2.rs`) for ALPN
+//! Serving one connection: Weir's HTTP/1.1 server (`h1/`), or its HTTP/2 one (`h2.rs`) for ALPN
 //! `h2` and the h2c preface, plus a watchdog that enforces the request-head timeout
 //! (slowloris) and the keep-alive idle timeout, and turns a shutdown signal into a graceful
 //! close (h2 GOAWAY; h1 close after the response).
@@ -7,47 +7,20 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use weir_core::ClientBody;
-
 use super::counters::ListenerCounters;
 use super::frames::FrameTap;
-use super::framing::{Feed, FramingGuard};
 use super::settings::ListenerSettings;
 use super::state::{ConnInfo, ConnState};
-use crate::pipeline;
 use crate::shared::Shared;
-
-/// The answer to a request whose framing is ambiguous, as bytes on the wire: the one error
-/// mapping's 400 (status, fields, body; the request id is empty: no request was parsed),
-/// serialized once, because it is written below hyper, which never saw a request.
-fn refused() -> &'static [u8] {
-    static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    BYTES.get_or_init(|| {
-        let mut resp = weir_core::ProxyError::new(weir_core::ErrorKind::BadRequest)
-            .to_response(&http::HeaderValue::from_static(""));
-        let body = match resp.body() {
-            weir_core::ResponseBody::Full(Some(b)) => b.clone(),
-            _ => bytes::Bytes::new(),
-        };
-        resp.headers_mut()
-            .insert(http::header::CONTENT_LENGTH, body.len().into());
-        let mut out = Vec::new();
-        super::io::http1_head(&mut out, resp.status(), resp.headers());
-        out.extend_from_slice(&body);
-        out
-    })
-}
 
 /// What the watchdog decided.
 enum Verdict {
@@ -97,22 +70,14 @@ async fn watchdog(state: &ConnState, settings: &ListenerSettings) -> Verdict {
 }
 
 pin_project_lite::pin_project! {
-    /// The TCP stream, noting when the bytes of a new request head begin to arrive, and
-    /// checking HTTP/1.1 framing before hyper parses it (see `framing.rs`).
+    /// An HTTP/2 connection's stream: bytes counted, a new request's first bytes noted, and
+    /// the client's frames followed (its SETTINGS say what window new streams get; with the
+    /// access log on, frames each way, for per-stream counts).
     struct WatchedIo<S> {
         #[pin]
         inner: S,
         state: Arc<ConnState>,
-        guard: FramingGuard,
-        // Bytes read after a paused request, not yet given to hyper.
-        held: Vec<u8>,
-        refused: bool,
-        // HTTP/2: the client's frames followed (its SETTINGS say what window new streams
-        // get); with the access log on, frames each way, for per-stream counts.
-        taps: Option<Box<Taps>>,
-        // HTTP/1.1: everything hyper wrote has been flushed, so the next bytes begin a
-        // response (where an interim response may go).
-        at_boundary: bool,
+        taps: Taps,
     }
 }
 
@@ -124,13 +89,11 @@ struct Taps {
 }
 
 impl<S: AsyncWrite> WatchedIo<S> {
-    /// hyper's write took the first `n` bytes of `bufs`: counted, followed for HTTP/2 frames,
-    /// and the connection is no longer between responses.
+    /// The write took the first `n` bytes of `bufs`: counted, and followed for HTTP/2 frames.
     fn wrote(self: Pin<&mut Self>, bufs: &[std::io::IoSlice<'_>], n: usize) {
         let this = self.project();
-        *this.at_boundary = false;
         this.state.wrote(n);
-        if let Some(tap) = this.taps.as_mut().and_then(|t| t.write.as_mut()) {
+        if let Some(tap) = this.taps.write.as_mut() {
             let state = &**this.state;
             let mut left = n;
             for b in bufs {
@@ -143,33 +106,6 @@ impl<S: AsyncWrite> WatchedIo<S> {
             }
         }
     }
-
-    /// Writes the interim responses waiting (`ConnState::interim`) if the connection is
-    /// between responses; drops them if hyper is partway through one (a pipelined answer
-    /// the client has not taken yet), as they are advisory.
-    fn poll_interim(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let mut this = self.project();
-        if !this.state.interim_pending() {
-            return Poll::Ready(Ok(()));
-        }
-        let state = this.state.clone();
-        state.with_interim(|pending| {
-            if !*this.at_boundary {
-                pending.clear();
-            }
-            while !pending.is_empty() {
-                match ready!(this.inner.as_mut().poll_write(cx, pending)) {
-                    Ok(0) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
-                    Ok(n) => {
-                        state.wrote(n);
-                        pending.drain(..n);
-                    }
-                    Err(e) => return Poll::Ready(Err(e)),
-                }
-            }
-            Poll::Ready(Ok(()))
-        })
-    }
 }
 
 impl<S: AsyncRead + AsyncWrite> AsyncRead for WatchedIo<S> {
@@ -178,65 +114,20 @@ impl<S: AsyncRead + AsyncWrite> AsyncRead for WatchedIo<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        let mut this = self.project();
-        if *this.refused {
-            // The end of what hyper will read from this connection.
-            return Poll::Ready(Ok(()));
-        }
-        if this.guard.is_paused() {
-            // Nothing after a CONNECT or `Upgrade` request reaches hyper until the pipeline
-            // has said whether it opened a tunnel.
-            match this.state.take_tunnel_decision(cx) {
-                Some(tunnel) => this.guard.resume(tunnel),
-                None => return Poll::Pending,
-            }
-        }
+        let this = self.project();
         let before = buf.filled().len();
-        let res = if this.held.is_empty() {
-            this.inner.as_mut().poll_read(cx, buf)
-        } else {
-            // Bytes read past a pause, handed over before anything new.
-            let n = this.held.len().min(buf.remaining());
-            buf.put_slice(&this.held[..n]);
-            this.held.drain(..n);
-            Poll::Ready(Ok(()))
-        };
+        let res = this.inner.poll_read(cx, buf);
         if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             this.state.bytes_read();
-            match this.guard.feed(&buf.filled()[before..]) {
-                Feed::Clean => {}
-                Feed::Paused(at) => {
-                    // Keep what follows the paused request until it is answered.
-                    let rest = buf.filled()[before + at..].to_vec();
-                    this.held.splice(0..0, rest);
-                    buf.set_filled(before + at);
+            this.state.read_http(buf.filled().len() - before);
+            let state = &**this.state;
+            let credit = this.taps.write.is_some();
+            this.taps.read.feed(&buf.filled()[before..], |f| {
+                if credit {
+                    state.stream_frame(f, true)
                 }
-                Feed::Ambiguous(at) => {
-                    // hyper gets the bytes before the ambiguity, then the end of the stream.
-                    // With no request being served, the 400 is written here (hyper says
-                    // nothing about a head cut short); a request in flight fails reading its
-                    // body instead and the pipeline answers it 400.
-                    buf.set_filled(before + at);
-                    *this.refused = true;
-                    if this.state.in_flight.load(Ordering::Relaxed) == 0 {
-                        let _ = this.inner.as_mut().poll_write(cx, refused());
-                        let _ = this.inner.as_mut().poll_shutdown(cx);
-                    }
-                    tracing::debug!("ambiguous request framing refused");
-                }
-            }
-            this.state
-                .read_http(buf.filled().len() - before, this.guard.ends());
-            if let Some(taps) = this.taps.as_mut() {
-                let state = &**this.state;
-                let credit = taps.write.is_some();
-                taps.read.feed(&buf.filled()[before..], |f| {
-                    if credit {
-                        state.stream_frame(f, true)
-                    }
-                });
-                state.set_client_window(taps.read.client_window());
-            }
+            });
+            state.set_client_window(this.taps.read.client_window());
         }
         res
     }
@@ -250,7 +141,6 @@ impl<S: AsyncWrite> AsyncWrite for WatchedIo<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        ready!(self.as_mut().poll_interim(cx))?;
         let res = self.as_mut().project().inner.poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = res {
             self.wrote(&[std::io::IoSlice::new(buf)], n);
@@ -258,15 +148,10 @@ impl<S: AsyncWrite> AsyncWrite for WatchedIo<S> {
         res
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        // hyper flushes on every turn of its connection loop: the turn an interim response
-        // wakes it for writes that response here.
-        self.state.watch_interim(cx);
-        ready!(self.as_mut().poll_interim(cx))?;
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.project();
         let res = this.inner.poll_flush(cx);
         if res.is_ready() {
-            *this.at_boundary = matches!(res, Poll::Ready(Ok(())));
             this.state.flushed();
         }
         res
@@ -281,7 +166,6 @@ impl<S: AsyncWrite> AsyncWrite for WatchedIo<S> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        ready!(self.as_mut().poll_interim(cx))?;
         let res = self.as_mut().project().inner.poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = res {
             self.wrote(bufs, n);
@@ -472,7 +356,6 @@ async fn serve<S>(
     } else {
         super::frames::DEFAULT_WINDOW
     };
-    let stream = super::proxy_protocol::Prefixed::new(stream, first);
     let state = Arc::new(ConnState::new(
         settings.counters.clone(),
         shared.access_log.enabled(),
@@ -491,60 +374,27 @@ async fn serve<S>(
         client_subject,
         tls_session,
     });
-    let io = WatchedIo {
-        inner: stream,
-        state: state.clone(),
-        guard: FramingGuard::default(),
-        held: Vec::new(),
-        refused: false,
-        taps: h2.then(|| {
-            Box::new(Taps {
+    if h2 {
+        let io = WatchedIo {
+            inner: super::proxy_protocol::Prefixed::new(stream, first),
+            state: state.clone(),
+            taps: Taps {
                 read: FrameTap::from_client(),
                 write: shared.access_log.enabled().then(FrameTap::to_client),
-            })
-        }),
-        at_boundary: true,
-    };
-    if h2 {
+            },
+        };
         let conn = super::h2::Server::new(io, &settings.h2, window, info, shared);
         drive(conn, peer, &settings, &state, &stop).await;
     } else {
-        // HTTP/1.1 keeps the future in the connection's dispatcher, reused request after
-        // request: no allocation per request.
-        let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-            pipeline::handle(
-                req.map(ClientBody::Http1),
-                info.clone(),
-                shared.clone(),
-                None,
-            )
-        });
-        let conn = settings
-            .http1
-            .serve_connection(TokioIo::new(io), service)
-            .with_upgrades();
+        let conn = super::h1::server(stream, first, info, shared, settings.http1);
         drive(conn, peer, &settings, &state, &stop).await;
     }
     state.connection_ended();
 }
 
 /// A served connection that can be asked to finish gracefully.
-trait Graceful: std::future::Future {
+pub(super) trait Graceful: std::future::Future {
     fn shutdown(self: Pin<&mut Self>);
-}
-
-impl<I, S> Graceful for hyper::server::conn::http1::UpgradeableConnection<I, S>
-where
-    Self: std::future::Future,
-    S: hyper::service::HttpService<hyper::body::Incoming>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::ResBody: http_body::Body + 'static,
-    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    fn shutdown(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
-    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Graceful for super::h2::Server<S> {
@@ -601,14 +451,5 @@ async fn drive<C, E>(
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_refusal_written_below_hyper_is_the_error_mappings_400() {
-        let expected = "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: 83\r\n\r\n{\"status\":400,\"error\":\"bad_request\",\"message\":\"malformed request\",\"request_id\":\"\"}\n";
-        assert_eq!(String::from_utf8_lossy(super::refused()), expected);
     }
 }

@@ -452,7 +452,7 @@ impl<F> StreamTask<F> {
         // Connection-specific fields have no place in HTTP/2 (RFC 9113 §8.2.2): the error
         // mapping's `connection: close` and the like.
         crate::headers::strip_hop_by_hop(&mut head.headers);
-        head.headers.entry(DATE).or_insert_with(date);
+        head.headers.entry(DATE).or_insert_with(super::io::date);
         if let Some(opened) = self
             .opens_tunnel
             .take()
@@ -546,24 +546,4 @@ fn send_body(
             }
         }
     }
-}
-
-/// Today's `Date` value, formatted once a second per thread.
-fn date() -> HeaderValue {
-    thread_local! {
-        static CACHED: std::cell::RefCell<(u64, HeaderValue)> =
-            const { std::cell::RefCell::new((u64::MAX, HeaderValue::from_static(""))) };
-    }
-    let now = std::time::SystemTime::now();
-    let second = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    CACHED.with_borrow_mut(|(at, value)| {
-        if *at != second {
-            *at = second;
-            *value = HeaderValue::from_str(&httpdate::fmt_http_date(now))
-                .unwrap_or_else(|_| HeaderValue::from_static(""));
-        }
-        value.clone()
-    })
 }

@@ -1,5 +1,5 @@
-//! IO helpers shared by the edge's stream wrappers, and the one writer of HTTP/1.1 heads that
-//! Weir sends below hyper (the framing refusal, interim responses).
+//! IO helpers shared by the edge's stream wrappers, the writer of the HTTP/1.1 heads Weir
+//! serializes once or queues (refusals, interim responses), and the `Date` value.
 
 /// Appends an HTTP/1.1 status line and `fields`, and the blank line that ends the head.
 pub(crate) fn http1_head(out: &mut Vec<u8>, status: http::StatusCode, fields: &http::HeaderMap) {
@@ -15,6 +15,26 @@ pub(crate) fn http1_head(out: &mut Vec<u8>, status: http::StatusCode, fields: &h
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Today's `Date` value, formatted once a second per thread.
+pub(crate) fn date() -> http::HeaderValue {
+    thread_local! {
+        static CACHED: std::cell::RefCell<(u64, http::HeaderValue)> =
+            const { std::cell::RefCell::new((u64::MAX, http::HeaderValue::from_static(""))) };
+    }
+    let now = std::time::SystemTime::now();
+    let second = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    CACHED.with_borrow_mut(|(at, value)| {
+        if *at != second {
+            *at = second;
+            *value = http::HeaderValue::from_str(&httpdate::fmt_http_date(now))
+                .unwrap_or_else(|_| http::HeaderValue::from_static(""));
+        }
+        value.clone()
+    })
 }
 
 /// `AsyncWrite` for a pin-projected wrapper whose `inner` stream takes every write as is (the

@@ -1,9 +1,9 @@
 //! The edge: everything between a client's socket and the pipeline. Listening sockets and the
 //! accept loop (`listener.rs`), serving one connection with its watchdog (`conn.rs`), Weir's
-//! HTTP/2 server on the `h2` crate with per-stream wire counts (`h2.rs`, `frames.rs`) and CONNECT
-//! tunnels (`h2_tunnel.rs`), TLS with
-//! SNI and certificate reload (`tls.rs`), the HTTP/1.1 framing guard on the raw bytes
-//! (`framing.rs`) and the PROXY protocol (`proxy_protocol.rs`).
+//! HTTP/1.1 server with strict request framing and tunnel hand-over (`h1/`), Weir's HTTP/2
+//! server on the `h2` crate with per-stream wire counts (`h2.rs`, `frames.rs`) and CONNECT
+//! tunnels (`h2_tunnel.rs`), TLS with SNI and certificate reload (`tls.rs`), and the PROXY
+//! protocol (`proxy_protocol.rs`).
 //!
 //! The types the rest of the server reads — a listener's settings and counters, a
 //! connection's [`ConnInfo`](state::ConnInfo) and [`ConnState`](state::ConnState) — are in
@@ -14,7 +14,7 @@ pub(crate) mod certs;
 pub(crate) mod conn;
 pub(crate) mod counters;
 mod frames;
-mod framing;
+pub(crate) mod h1;
 pub(crate) mod h2;
 pub(crate) mod h2_tunnel;
 mod io;

@@ -1,11 +1,9 @@
-//! What a listener serves connections with, built from its config: hyper's HTTP/1.x builder and
-//! the HTTP/2 one with every limit set, the timeouts, the TLS acceptor and the options the pipeline reads.
+//! What a listener serves connections with, built from its config: the HTTP/1.x head limits and
+//! the HTTP/2 builders with every limit set, the timeouts, the TLS acceptor and the options the pipeline reads.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-
-use hyper_util::rt::TokioTimer;
 
 use super::counters::ListenerCounters;
 use super::tls::{TlsError, TlsListener};
@@ -37,8 +35,8 @@ pub(crate) struct ListenerSettings {
     pub(crate) opts: Arc<ListenerOpts>,
     pub(crate) tls: Option<Arc<TlsListener>>,
     pub(crate) max_connections: usize,
-    /// HTTP/1.x connections: hyper's server.
-    pub(crate) http1: hyper::server::conn::http1::Builder,
+    /// HTTP/1.x connections: the limits on a request head.
+    pub(crate) http1: super::h1::Limits,
     /// HTTP/2 connections (TLS with ALPN `h2`, or the h2c preface): Weir's own, on `h2`.
     pub(crate) h2: super::h2::Builders,
     pub(crate) header_read_timeout: Duration,
@@ -55,18 +53,11 @@ impl ListenerSettings {
         let limits = &config.server;
         let max_header =
             usize::try_from(limits.max_request_header_size.bytes()).unwrap_or(usize::MAX);
-        let mut http1 = hyper::server::conn::http1::Builder::new();
-        http1
-            .timer(TokioTimer::new())
-            // Our connection watchdog enforces the head timeout (from the first byte of a
-            // request head) and the keep-alive idle timeout separately; hyper's own timer would
-            // cap keep-alive idle time at the head timeout.
-            .header_read_timeout(None)
-            // The read buffer bounds the request head: overflowing it is answered 431.
-            .max_buf_size(max_header.max(8192))
-            // So does the number of fields (hyper answers 431 past it).
-            .max_headers(limits.max_request_headers)
-            .keep_alive(true);
+        // The head limits: past them a request is answered 431.
+        let http1 = super::h1::Limits {
+            max_head: max_header.max(1024),
+            max_fields: limits.max_request_headers,
+        };
         let h2 = super::h2::Builders::new(max_header);
         let counters = Arc::new(ListenerCounters::default());
         let tls = l

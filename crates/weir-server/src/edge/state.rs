@@ -53,10 +53,6 @@ pub(crate) struct ConnState {
     /// listener's open connections by protocol until the connection ends.
     protocol: std::sync::atomic::AtomicU8,
     counters: Arc<ListenerCounters>,
-    /// The answer to the CONNECT or `Upgrade` request the framing guard paused after
-    /// (`TUNNEL_*`), and the reader waiting for it.
-    tunnel: std::sync::atomic::AtomicU8,
-    tunnel_waker: futures_util::task::AtomicWaker,
     /// Response bodies with data (or their first frame) waiting for the client to take it,
     /// and when the client last took any: a connection whose waiting bodies make no
     /// progress for `send_stall_timeout` is closed.
@@ -72,7 +68,7 @@ pub(crate) struct ConnState {
     has_deferred: AtomicBool,
     wire: std::sync::Mutex<WireLedger>,
     /// HTTP/1.1: interim responses (103 Early Hints…) from the upstream of the request in
-    /// flight, as bytes, written ahead of its final response (see `WatchedIo`); and the
+    /// flight, as bytes, written ahead of its final response (see `h1/`); and the
     /// connection task, woken to write them.
     interim: std::sync::Mutex<Vec<u8>>,
     has_interim: AtomicBool,
@@ -108,7 +104,7 @@ pub(crate) trait WireRecord: Send {
 struct WireLedger {
     /// HTTP/2 streams seen and not yet logged.
     streams: std::collections::HashMap<u32, StreamWire>,
-    /// Where requests ended (bytes read), as the framing guard saw them, not yet logged.
+    /// Where requests ended (bytes read), as the HTTP/1.1 server parsed them, not yet logged.
     ends: std::collections::VecDeque<u64>,
     /// Where the last logged request ended, and its response.
     logged_in: u64,
@@ -154,10 +150,6 @@ const MAX_PENDING_ENDS: usize = 1024;
 /// 128 a client may have open.
 const MAX_TRACKED_STREAMS: usize = 1024;
 
-const TUNNEL_UNDECIDED: u8 = 0;
-const TUNNEL_OPENED: u8 = 1;
-const TUNNEL_REFUSED: u8 = 2;
-
 impl Drop for ConnState {
     fn drop(&mut self) {
         match self.protocol.load(Ordering::Relaxed) {
@@ -182,10 +174,8 @@ impl ConnState {
             abandoned: AtomicU32::new(0),
             answered: AtomicU32::new(0),
             abusive: tokio::sync::Notify::new(),
-            tunnel: std::sync::atomic::AtomicU8::new(TUNNEL_UNDECIDED),
             awaiting_client: AtomicUsize::new(0),
             last_sent: AtomicU64::new(1),
-            tunnel_waker: futures_util::task::AtomicWaker::new(),
             read_total: AtomicU64::new(0),
             written_total: AtomicU64::new(0),
             wire_wanted,
@@ -228,19 +218,27 @@ impl ConnState {
         r
     }
 
-    /// hyper took `n` bytes, in which HTTP/1.x requests ended at `ends` (offsets).
-    pub(super) fn read_http(&self, n: usize, ends: &[usize]) {
-        let base = self.read_total.fetch_add(n as u64, Ordering::Relaxed);
-        if self.wire_wanted && !ends.is_empty() {
+    /// HTTP/1.1: a request's last byte was read, and `unread` bytes read after it are
+    /// waiting (the next request's), so it ended at what was read minus those.
+    pub(super) fn request_end(&self, unread: usize) {
+        if self.wire_wanted {
+            let end = self
+                .read_total
+                .load(Ordering::Relaxed)
+                .saturating_sub(unread as u64);
             let mut w = self.wire.lock().unwrap_or_else(|p| p.into_inner());
-            w.ends.extend(ends.iter().map(|&e| base + e as u64));
-            // Ends run ahead of records by the pipelining depth only; a bound all the same.
+            w.ends.push_back(end);
             let excess = w.ends.len().saturating_sub(MAX_PENDING_ENDS);
             w.ends.drain(..excess);
         }
     }
 
-    /// hyper's bytes written to the connection.
+    /// `n` bytes of HTTP were read from the connection.
+    pub(super) fn read_http(&self, n: usize) {
+        self.read_total.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes written to the connection.
     pub(super) fn wrote(&self, n: usize) {
         self.written_total.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -334,7 +332,7 @@ impl ConnState {
         }
     }
 
-    /// hyper flushed what it had written: a held record is written now.
+    /// What was written is flushed: a held record is written now.
     pub(super) fn flushed(&self) {
         if self.has_deferred.load(Ordering::Acquire) {
             self.write_held();
@@ -375,32 +373,6 @@ impl ConnState {
         if progress && others {
             self.last_sent.store(self.now_mark(), Ordering::Relaxed);
         }
-    }
-
-    /// The pipeline answered a CONNECT or `Upgrade` request: `opened` when the connection
-    /// now carries a tunnel (101, or 2xx to CONNECT). Releases the bytes the framing guard
-    /// held back after it.
-    pub(crate) fn tunnel_decided(&self, opened: bool) {
-        let v = if opened {
-            TUNNEL_OPENED
-        } else {
-            TUNNEL_REFUSED
-        };
-        self.tunnel.store(v, Ordering::Release);
-        self.tunnel_waker.wake();
-    }
-
-    /// The answer, once given (taken: the next paused request waits for its own).
-    pub(super) fn take_tunnel_decision(&self, cx: &Context<'_>) -> Option<bool> {
-        let take = || match self.tunnel.swap(TUNNEL_UNDECIDED, Ordering::Acquire) {
-            TUNNEL_OPENED => Some(true),
-            TUNNEL_REFUSED => Some(false),
-            _ => None,
-        };
-        take().or_else(|| {
-            self.tunnel_waker.register(cx.waker());
-            take()
-        })
     }
 
     fn now_mark(&self) -> u64 {

@@ -10,8 +10,7 @@ mod proxy_phase;
 mod request;
 mod route;
 
-use http::header::UPGRADE;
-use http::{Method, Request, Response, Version};
+use http::{Request, Response, Version};
 use weir_core::ClientBody;
 use weir_core::{request_id, ErrorKind, ProxyError, RequestBody, RequestCtx, Side};
 use weir_route::Action;
@@ -43,10 +42,6 @@ pub(crate) async fn handle(
     // Pin this request to the snapshot current now; a reload never changes it mid-flight.
     let runtime = shared.runtime.load_full();
     conn.state.request_started(req.version() == Version::HTTP_2);
-    // The framing guard holds back what follows a CONNECT or `Upgrade` request until this
-    // request's answer says whether a tunnel opened.
-    let tunnel_asked = req.version() < Version::HTTP_2
-        && (req.method() == Method::CONNECT || req.headers().contains_key(UPGRADE));
     let request_id = request_id::from_incoming(req.headers().get(&X_REQUEST_ID));
     let mut ctx = RequestCtx::new(
         request_id,
@@ -155,14 +150,6 @@ pub(crate) async fn handle(
     // The response's headers as they leave, every phase's edits included.
     if let Some(capture) = &runtime.log_headers {
         capture.response(resp.headers(), &mut log.ctx.logged_headers);
-    }
-    if tunnel_asked {
-        let opened = if log.ctx.method == Method::CONNECT {
-            resp.status().is_success()
-        } else {
-            resp.status() == http::StatusCode::SWITCHING_PROTOCOLS
-        };
-        conn.state.tunnel_decided(opened);
     }
     let expected = weir_core::body::declared_length(resp.headers());
     let grpc = log.ctx.grpc;

@@ -50,10 +50,10 @@ pub(super) fn vet(
     Ok(host_header)
 }
 
-/// Refuses what the HTTP/1.1 framing guard (`framing.rs`, on the raw bytes) cannot see: more
-/// than one `Content-Length` on an HTTP/2 request, and `Upgrade: h2c` (a proxy that forwards
-/// it hands the client a raw HTTP/2 connection to the upstream, past every route and
-/// policy). `Content-Length` with `Transfer-Encoding` never gets here: the guard refuses it on
+/// Refuses what the HTTP/1.1 server's head parser (`edge/h1/head.rs`) does not: more than one
+/// `Content-Length` on an HTTP/2 request, and `Upgrade: h2c` (a proxy that forwards it hands
+/// the client a raw HTTP/2 connection to the upstream, past every route and policy).
+/// `Content-Length` with `Transfer-Encoding` never gets here: the parser refuses it on
 /// HTTP/1.1, and HTTP/2 forbids `Transfer-Encoding`.
 fn check_framing(req: &Request<ClientBody>) -> Result<(), ProxyError> {
     let h = req.headers();

@@ -22,6 +22,7 @@ mod forward;
 mod grpc;
 mod h2_abuse;
 mod hostile;
+mod http1;
 mod interim;
 mod limits;
 mod metrics;

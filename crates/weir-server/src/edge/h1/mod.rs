@@ -1,0 +1,743 @@
+//! Serving an HTTP/1.1 connection: Weir's own server, in place of hyper's. The connection's
+//! task reads and parses each request head once (`head.rs`, strict RFC 9112 framing), runs the
+//! request's pipeline future, feeds the request body to it as it asks (`weir_core::inbound`),
+//! and writes the response (`respond.rs`) with vectored writes: no dispatcher, no channel per
+//! request, no second parse of the bytes to check their framing.
+//!
+//! Also here: interim responses (103) written ahead of the final one, `Expect: 100-continue`
+//! answered when the body is first asked for, pipelined requests answered in order, bodies the
+//! pipeline left unread drained (up to [`DRAIN_MAX`]) so the connection can go on, tunnels
+//! handed their socket after a 101 or a CONNECT's 2xx (`upgrade.rs`), and a graceful close
+//! between requests when the listener stops. Timeouts are the connection watchdog's
+//! (`conn.rs`), fed by the activity recorded in [`ConnState`].
+
+mod head;
+mod respond;
+mod upgrade;
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
+use http::{Method, Request, StatusCode};
+use http_body::Body;
+use tokio::io::{AsyncRead, AsyncWrite};
+use weir_core::h1_client::{Chunked, Step};
+use weir_core::inbound::{Feed, Inbound};
+use weir_core::{ClientBody, ErrorKind};
+
+pub(crate) use head::Limits;
+pub(crate) use upgrade::{ClientUpgrade, Upgraded};
+
+use super::state::{ConnInfo, ConnState};
+use crate::pipeline;
+use crate::shared::Shared;
+
+/// Bytes asked of the socket per read while a head is incomplete.
+const READ_SIZE: usize = 8 * 1024;
+/// Request body bytes the connection discards after a response to keep the connection; past
+/// this it closes instead.
+const DRAIN_MAX: u64 = 64 * 1024;
+/// Response bytes queued before the connection writes them out.
+const WRITE_HIGH: usize = 64 * 1024;
+
+/// Asks a connection to close once it is between requests.
+#[derive(Default)]
+pub(super) struct Closing {
+    asked: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Closing {
+    pub(super) fn ask(&self) {
+        self.asked.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    fn is_asked(&self) -> bool {
+        self.asked.load(Ordering::Acquire)
+    }
+
+    fn poll_asked(&self, cx: &Context<'_>) -> bool {
+        if self.is_asked() {
+            return true;
+        }
+        self.waker.register(cx.waker());
+        self.is_asked()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A served HTTP/1.1 connection that can be asked to finish gracefully.
+    pub(super) struct Served<F> {
+        #[pin]
+        fut: F,
+        closing: Arc<Closing>,
+    }
+}
+
+impl<F: Future> Future for Served<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().fut.poll(cx)
+    }
+}
+
+impl<F: Future> super::conn::Graceful for Served<F> {
+    fn shutdown(self: Pin<&mut Self>) {
+        self.closing.ask();
+    }
+}
+
+/// The connection future for `io`, whose first bytes (`first`) were already read.
+pub(super) fn server<S>(
+    io: S,
+    first: Vec<u8>,
+    info: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+    limits: Limits,
+) -> Served<impl Future<Output = io::Result<()>>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let closing = Arc::new(Closing::default());
+    let conn = Conn {
+        state: info.state.clone(),
+        io,
+        buf: BytesMut::from(&first[..]),
+        out: respond::Outbox::default(),
+        scratch: BytesMut::new(),
+        read_closed: false,
+        limits,
+        reuse: head::Reuse::default(),
+    };
+    if !first.is_empty() {
+        conn.state.read_http(first.len());
+        conn.state.bytes_read();
+    }
+    Served {
+        fut: serve(conn, info, shared, closing.clone()),
+        closing,
+    }
+}
+
+/// One client connection's bytes.
+struct Conn<S> {
+    io: S,
+    state: Arc<ConnState>,
+    /// Read and not yet consumed.
+    buf: BytesMut,
+    out: respond::Outbox,
+    /// Where heads and chunk lines are encoded before they are queued.
+    scratch: BytesMut,
+    read_closed: bool,
+    limits: Limits,
+    /// What parsing the next head reuses (the last response's header map among it).
+    reuse: head::Reuse,
+}
+
+/// Where the request body is.
+enum Inflow {
+    /// No body, or all of it read.
+    Done,
+    Length {
+        feed: Feed,
+        left: u64,
+    },
+    Chunked {
+        feed: Feed,
+        state: Chunked,
+    },
+    /// Its framing broke or the client stopped sending it: the connection cannot go on.
+    Broken,
+}
+
+impl Inflow {
+    /// Whether the connection can read past what is left of the body to the next request: a
+    /// broken body never, one nobody reads when what it declared is left is at most
+    /// [`DRAIN_MAX`] (a chunked one is drained up to that, then closed).
+    fn drainable(&self) -> bool {
+        match self {
+            Inflow::Done | Inflow::Chunked { .. } => true,
+            Inflow::Broken => false,
+            Inflow::Length { feed, left } => !feed.is_dropped() || *left <= DRAIN_MAX,
+        }
+    }
+
+    fn feed(&self) -> Option<&Feed> {
+        match self {
+            Inflow::Length { feed, .. } | Inflow::Chunked { feed, .. } => Some(feed),
+            Inflow::Done | Inflow::Broken => None,
+        }
+    }
+}
+
+async fn serve<S>(
+    mut conn: Conn<S>,
+    info: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+    closing: Arc<Closing>,
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    loop {
+        // Between requests: an idle connection holds no read buffer of its own.
+        if conn.buf.is_empty() {
+            conn.buf = BytesMut::new();
+        }
+        let head = match poll_fn(|cx| conn.poll_head(cx, &closing)).await {
+            Ok(Some(head)) => head,
+            Ok(None) => return conn.close(false).await,
+            Err(kind) => {
+                tracing::debug!(peer = %info.peer, ?kind, "request head refused");
+                conn.out.push(Bytes::from_static(refusal(kind)));
+                return conn.close(true).await;
+            }
+        };
+        let head::Head {
+            method,
+            uri,
+            version,
+            headers,
+            framing,
+            mut keep_alive,
+            expect_continue,
+            tunnel_asked,
+        } = head;
+        let (body, mut inflow) = match framing {
+            head::Framing::None => {
+                conn.state.request_end(conn.buf.len());
+                (Inbound::default(), Inflow::Done)
+            }
+            head::Framing::Length(n) => {
+                let (body, feed) = Inbound::channel(Some(n));
+                (body, Inflow::Length { feed, left: n })
+            }
+            head::Framing::Chunked => {
+                let (body, feed) = Inbound::channel(None);
+                (
+                    body,
+                    Inflow::Chunked {
+                        feed,
+                        state: Chunked::Size,
+                    },
+                )
+            }
+        };
+        let mut continue_due = expect_continue && !matches!(inflow, Inflow::Done);
+        let mut req = Request::new(ClientBody::Http1(body));
+        *req.method_mut() = method.clone();
+        *req.uri_mut() = uri;
+        *req.version_mut() = version;
+        *req.headers_mut() = headers;
+        let handover = tunnel_asked.then(|| {
+            let (tx, rx) = upgrade::pair();
+            req.extensions_mut().insert(rx);
+            tx
+        });
+
+        // The request's future, built in its own heap slot and freed once it has answered.
+        let mut handling = in_place(|| pipeline::handle(req, info.clone(), shared.clone(), None));
+        let answer = poll_fn(|cx| {
+            conn.poll_inflow(&mut inflow, &mut continue_due, cx)?;
+            conn.take_interim(cx);
+            if conn.poll_flush_out(cx)?.is_ready() {
+                conn.poll_read_ahead(&inflow, cx)?;
+            }
+            handling.as_mut().poll(cx).map(Ok::<_, io::Error>)
+        })
+        .await?;
+        drop(handling);
+        // Interim responses after the final one are dropped: they are advisory.
+        conn.state.with_interim(Vec::clear);
+        let Ok(resp) = answer else {
+            // Only HTTP/2 streams are refused without a response.
+            return conn.close(false).await;
+        };
+        let (mut parts, body) = resp.into_parts();
+        let tunnel = handover.is_some()
+            && if method == Method::CONNECT {
+                parts.status.is_success()
+            } else {
+                parts.status == StatusCode::SWITCHING_PROTOCOLS
+            };
+        // A body the client has not started sending (it waits for a 100 that will not come)
+        // leaves the connection unusable.
+        if continue_due || !inflow.drainable() || conn.read_closed || closing.is_asked() {
+            keep_alive = false;
+        }
+        let mut ex = respond::Exchange {
+            method,
+            version,
+            keep_alive,
+            tunnel,
+        };
+        let (head_bytes, framing) = respond::head(
+            &mut conn.scratch,
+            parts.status,
+            &parts.headers,
+            &body.size_hint(),
+            &mut ex,
+        );
+        // The response's header map, emptied now (its values may share an upstream's read
+        // buffer), holds the next request's fields.
+        parts.headers.clear();
+        conn.reuse.headers = Some(std::mem::take(&mut parts.headers));
+        drop(parts);
+        conn.out.push(head_bytes);
+        let mut writer = respond::BodyWriter::new(framing);
+        let mut body = Some(body);
+        let sent = poll_fn(|cx| {
+            conn.poll_inflow(&mut inflow, &mut continue_due, cx)?;
+            conn.poll_response(&mut body, &mut writer, cx)
+        })
+        .await;
+        drop(body);
+        if let Err(e) = sent {
+            tracing::debug!(peer = %info.peer, error = %e, "response not sent whole; closing");
+            return Ok(());
+        }
+        if tunnel {
+            if let Some(handover) = handover {
+                let Conn { io, buf, .. } = conn;
+                let _ = handover.send(Upgraded::new(Box::new(io), buf));
+            }
+            return Ok(());
+        }
+        drop(handover);
+        if !ex.keep_alive {
+            let unread = !matches!(inflow, Inflow::Done);
+            return conn.close(unread).await;
+        }
+        // The rest of a body the pipeline left unread, before the next request can be read.
+        if !matches!(inflow, Inflow::Done) {
+            let mut budget = DRAIN_MAX;
+            let drained =
+                poll_fn(|cx| conn.poll_drain(&mut inflow, &mut budget, &closing, cx)).await;
+            if !drained {
+                return conn.close(true).await;
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    /// Reads until a whole request head is buffered; `None` when the client closed, or
+    /// closing was asked between requests.
+    fn poll_head(
+        &mut self,
+        cx: &mut Context<'_>,
+        closing: &Closing,
+    ) -> Poll<Result<Option<head::Head>, ErrorKind>> {
+        loop {
+            if let Some(head) = head::parse(&mut self.buf, self.limits, &mut self.reuse)? {
+                return Poll::Ready(Ok(Some(head)));
+            }
+            if (self.buf.is_empty() && closing.poll_asked(cx)) || self.read_closed {
+                return Poll::Ready(Ok(None));
+            }
+            match ready!(self.poll_fill(cx)) {
+                Ok(0) | Err(_) => {
+                    self.read_closed = true;
+                    return Poll::Ready(Ok(None));
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Reads more bytes into the buffer.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(READ_SIZE.max(self.buf.len()));
+        }
+        let n = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.io),
+            cx,
+            &mut self.buf
+        ))?;
+        if n > 0 {
+            self.state.read_http(n);
+            self.state.bytes_read();
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Feeds the request body from the buffer and the socket, as far as the body has room.
+    /// `Err` only when the socket failed.
+    fn poll_inflow(
+        &mut self,
+        inflow: &mut Inflow,
+        continue_due: &mut bool,
+        cx: &mut Context<'_>,
+    ) -> io::Result<()> {
+        loop {
+            let Some(feed) = inflow.feed() else {
+                return Ok(());
+            };
+            if feed.is_dropped() {
+                // Left for the drain after the response.
+                return Ok(());
+            }
+            if *continue_due {
+                if !feed.is_wanted(cx) {
+                    return Ok(());
+                }
+                *continue_due = false;
+                if self.buf.is_empty() {
+                    self.out
+                        .push(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"));
+                    let _ = self.poll_flush_out(cx)?;
+                }
+            }
+            if !feed.has_room(cx) {
+                return Ok(());
+            }
+            match self.decode_body(inflow) {
+                Decoded::Progress => continue,
+                Decoded::NeedMore => {}
+                Decoded::Broken => return Ok(()),
+            }
+            match self.poll_fill(cx) {
+                Poll::Pending => return Ok(()),
+                Poll::Ready(Ok(0)) => {
+                    self.read_closed = true;
+                    if let Some(feed) = inflow.feed() {
+                        feed.fail("the client closed the connection before the body was complete");
+                    }
+                    *inflow = Inflow::Broken;
+                    return Ok(());
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    if let Some(feed) = inflow.feed() {
+                        feed.fail(format!("reading the request body: {e}"));
+                    }
+                    *inflow = Inflow::Broken;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Takes what the buffer holds of the body into its feed (or discards it when the feed
+    /// was dropped).
+    fn decode_body(&mut self, inflow: &mut Inflow) -> Decoded {
+        let unread = |buf: &BytesMut| buf.len();
+        match inflow {
+            Inflow::Done | Inflow::Broken => Decoded::Broken,
+            Inflow::Length { feed, left } => {
+                if self.buf.is_empty() {
+                    return Decoded::NeedMore;
+                }
+                let n = (*left).min(self.buf.len() as u64) as usize;
+                feed.push(take(&mut self.buf, n));
+                *left -= n as u64;
+                if *left == 0 {
+                    feed.end(None);
+                    self.state.request_end(unread(&self.buf));
+                    *inflow = Inflow::Done;
+                }
+                Decoded::Progress
+            }
+            Inflow::Chunked { feed, state } => match state.decode(&mut self.buf) {
+                Ok(Some(Step::Data(data))) => {
+                    feed.push(data);
+                    if state.settle(&mut self.buf) {
+                        feed.end(None);
+                        self.state.request_end(unread(&self.buf));
+                        *inflow = Inflow::Done;
+                    }
+                    Decoded::Progress
+                }
+                Ok(Some(Step::Trailers(trailers))) => {
+                    feed.end(Some(trailers));
+                    self.state.request_end(unread(&self.buf));
+                    *inflow = Inflow::Done;
+                    Decoded::Progress
+                }
+                Ok(Some(Step::End)) => {
+                    feed.end(None);
+                    self.state.request_end(unread(&self.buf));
+                    *inflow = Inflow::Done;
+                    Decoded::Progress
+                }
+                Ok(None) => Decoded::NeedMore,
+                Err(e) => {
+                    tracing::debug!(error = %e, "malformed chunked request body");
+                    feed.fail("malformed chunked request body");
+                    *inflow = Inflow::Broken;
+                    Decoded::Broken
+                }
+            },
+        }
+    }
+
+    /// Discards what is left of a body nobody reads, up to `budget` bytes; `true` once it is
+    /// all gone.
+    fn poll_drain(
+        &mut self,
+        inflow: &mut Inflow,
+        budget: &mut u64,
+        closing: &Closing,
+        cx: &mut Context<'_>,
+    ) -> Poll<bool> {
+        loop {
+            if closing.poll_asked(cx) {
+                return Poll::Ready(false);
+            }
+            match inflow {
+                Inflow::Done => return Poll::Ready(true),
+                Inflow::Broken => return Poll::Ready(false),
+                Inflow::Length { feed, .. } | Inflow::Chunked { feed, .. } => {
+                    if !feed.is_dropped() {
+                        // Still read by someone (a mirror, an upload beside the response):
+                        // fed as it asks.
+                        let mut no_continue = false;
+                        if self.poll_inflow(inflow, &mut no_continue, cx).is_err() {
+                            return Poll::Ready(false);
+                        }
+                        if matches!(inflow, Inflow::Length { .. } | Inflow::Chunked { .. }) {
+                            return Poll::Pending;
+                        }
+                        continue;
+                    }
+                }
+            }
+            let before = self.buf.len();
+            match self.decode_body(inflow) {
+                Decoded::Progress => {
+                    let used = (before - self.buf.len()) as u64;
+                    if used > *budget {
+                        return Poll::Ready(false);
+                    }
+                    *budget -= used;
+                    continue;
+                }
+                Decoded::Broken => return Poll::Ready(false),
+                Decoded::NeedMore => {}
+            }
+            match ready!(self.poll_fill(cx)) {
+                Ok(0) | Err(_) => return Poll::Ready(false),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// While a request is answered and its body all read: bytes the client sends are read
+    /// ahead (a pipelined request, up to the head limit), and a failed connection is noticed.
+    fn poll_read_ahead(&mut self, inflow: &Inflow, cx: &mut Context<'_>) -> io::Result<()> {
+        if !matches!(inflow, Inflow::Done) || self.read_closed {
+            return Ok(());
+        }
+        while self.buf.len() < self.limits.max_head {
+            match self.poll_fill(cx) {
+                Poll::Pending => return Ok(()),
+                Poll::Ready(Ok(0)) => {
+                    // A half-close: the request is still answered.
+                    self.read_closed = true;
+                    return Ok(());
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Interim responses from the request's upstream, queued ahead of the final one.
+    fn take_interim(&mut self, cx: &Context<'_>) {
+        self.state.watch_interim(cx);
+        if self.state.interim_pending() {
+            let out = &mut self.out;
+            self.state.with_interim(|pending| {
+                out.push(Bytes::copy_from_slice(pending));
+                pending.clear();
+            });
+        }
+    }
+
+    /// Writes everything queued, then flushes.
+    fn poll_flush_out(&mut self, cx: &mut Context<'_>) -> io::Result<Poll<()>> {
+        if self.out.is_empty() {
+            return Ok(Poll::Ready(()));
+        }
+        let state = &self.state;
+        match self
+            .out
+            .poll_write(&mut self.io, cx, &mut |n| state.wrote(n))
+        {
+            Poll::Pending => return Ok(Poll::Pending),
+            Poll::Ready(r) => r?,
+        }
+        match Pin::new(&mut self.io).poll_flush(cx) {
+            Poll::Pending => Ok(Poll::Pending),
+            Poll::Ready(r) => {
+                r?;
+                self.state.flushed();
+                Ok(Poll::Ready(()))
+            }
+        }
+    }
+
+    /// Sends the response body: frames are queued as they come, written out when the body has
+    /// nothing ready or the queue is full; done when all is written and flushed. The body is
+    /// dropped before the last flush, so that its access-log record is written with the bytes
+    /// that flush sends (`ConnState::flushed`).
+    fn poll_response<B>(
+        &mut self,
+        body: &mut Option<B>,
+        writer: &mut respond::BodyWriter,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
+        loop {
+            if let Some(b) = body.as_mut() {
+                let mut ended = writer.is_done();
+                while !ended && self.out.queued() < WRITE_HIGH {
+                    match Pin::new(&mut *b).poll_frame(cx) {
+                        Poll::Ready(Some(Ok(frame))) => {
+                            writer
+                                .queue(frame, &mut self.out, &mut self.scratch)
+                                .map_err(|m| io::Error::other(m.0))?;
+                            ended = writer.is_done();
+                        }
+                        Poll::Ready(Some(Err(e))) => {
+                            return Poll::Ready(Err(io::Error::other(format!(
+                                "response body: {e}"
+                            ))));
+                        }
+                        Poll::Ready(None) => {
+                            writer
+                                .finish(&mut self.out)
+                                .map_err(|m| io::Error::other(m.0))?;
+                            ended = true;
+                        }
+                        Poll::Pending => break,
+                    }
+                }
+                if ended {
+                    *body = None;
+                }
+            }
+            let idle = self.out.is_empty();
+            ready!(self.poll_flush_out(cx)?);
+            if body.is_none() {
+                return Poll::Ready(Ok(()));
+            }
+            if idle {
+                // Nothing was queued: the body is pending.
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Writes what is queued, closes the write side, and (`linger`: the client may still be
+    /// sending) reads what the client still sends for a moment so that the kernel does not answer it with a reset that destroys the response
+    /// before the client reads it (nginx's lingering close).
+    async fn close(mut self, linger: bool) -> io::Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        poll_fn(|cx| {
+            self.poll_flush_out(cx)
+                .map_or_else(|e| Poll::Ready(Err(e)), |p| p.map(Ok))
+        })
+        .await?;
+        if self.read_closed || !linger {
+            return self.io.shutdown().await;
+        }
+        self.io.shutdown().await?;
+        let linger = async {
+            let mut sink = [0u8; 4096];
+            let mut total = 0usize;
+            while total < LINGER_MAX {
+                match self.io.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, linger).await;
+        Ok(())
+    }
+}
+
+/// How long and how much a closing connection reads and discards (lingering close).
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+const LINGER_MAX: usize = 256 * 1024;
+
+enum Decoded {
+    Progress,
+    NeedMore,
+    Broken,
+}
+
+/// The first `n` bytes of `buf`: copied when small (a stalled reader then does not pin the
+/// read buffer), shared when large.
+fn take(buf: &mut BytesMut, n: usize) -> Bytes {
+    if n <= 4096 {
+        let out = Bytes::copy_from_slice(&buf[..n]);
+        bytes::Buf::advance(buf, n);
+        out
+    } else {
+        buf.split_to(n).freeze()
+    }
+}
+
+/// A future built straight into its heap slot (see `h2::in_place`).
+fn in_place<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
+    Box::into_pin(Box::write(Box::new_uninit(), make()))
+}
+
+/// The answer to a request head that cannot be served, as bytes: the one error mapping's
+/// response (the request id is empty: no request was parsed), serialized once per kind, with
+/// `connection: close`.
+fn refusal(kind: ErrorKind) -> &'static [u8] {
+    static BAD: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    static LARGE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let (cell, kind) = match kind {
+        ErrorKind::HeaderTooLarge => (&LARGE, ErrorKind::HeaderTooLarge),
+        _ => (&BAD, ErrorKind::BadRequest),
+    };
+    cell.get_or_init(|| {
+        let mut resp =
+            weir_core::ProxyError::new(kind).to_response(&http::HeaderValue::from_static(""));
+        let body = match resp.body() {
+            weir_core::ResponseBody::Full(Some(b)) => b.clone(),
+            _ => Bytes::new(),
+        };
+        resp.headers_mut()
+            .insert(http::header::CONTENT_LENGTH, body.len().into());
+        resp.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        let mut out = Vec::new();
+        super::io::http1_head(&mut out, resp.status(), resp.headers());
+        out.extend_from_slice(&body);
+        out
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_refusal_is_the_error_mappings_answer() {
+        let expected = "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: 83\r\n\r\n{\"status\":400,\"error\":\"bad_request\",\"message\":\"malformed request\",\"request_id\":\"\"}\n";
+        assert_eq!(
+            String::from_utf8_lossy(super::refusal(weir_core::ErrorKind::BadRequest)),
+            expected
+        );
+        let large = String::from_utf8_lossy(super::refusal(weir_core::ErrorKind::HeaderTooLarge));
+        assert!(large.starts_with("HTTP/1.1 431 "), "{large}");
+    }
+}

@@ -1,0 +1,440 @@
+//! Writing a response: its head (framing decided here from the request, the status and the
+//! body, never trusted from fields alone), its body as `Content-Length` bytes, chunks, or
+//! bytes until close, all queued as buffers for vectored writes.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+use http::{HeaderMap, Method, StatusCode, Version};
+use http_body::{Frame, SizeHint};
+use tokio::io::AsyncWrite;
+
+/// Buffers waiting to be written, in order.
+#[derive(Default)]
+pub(super) struct Outbox {
+    queue: VecDeque<Bytes>,
+    queued: usize,
+}
+
+impl Outbox {
+    pub(super) fn push(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.queued += bytes.len();
+            self.queue.push_back(bytes);
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub(super) fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Writes what it can; `Ready(Ok(n))` once everything queued is written (`n`: bytes
+    /// written by this call).
+    pub(super) fn poll_write<S: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut S,
+        cx: &mut Context<'_>,
+        wrote: &mut dyn FnMut(usize),
+    ) -> Poll<io::Result<()>> {
+        while !self.queue.is_empty() {
+            let n = {
+                let mut slices = [io::IoSlice::new(&[]); 8];
+                let mut k = 0;
+                for (slice, bytes) in slices.iter_mut().zip(self.queue.iter()) {
+                    *slice = io::IoSlice::new(bytes);
+                    k += 1;
+                }
+                ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..k]))?
+            };
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            wrote(n);
+            self.queued -= n;
+            let mut left = n;
+            while left > 0 {
+                let Some(front) = self.queue.front_mut() else {
+                    break;
+                };
+                if front.len() <= left {
+                    left -= front.len();
+                    self.queue.pop_front();
+                } else {
+                    front.advance(left);
+                    left = 0;
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// How the response body goes on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Framing {
+    /// No body bytes (HEAD, 1xx, 204, 304, a tunnel's answer).
+    Empty,
+    /// `Content-Length`: this many bytes still to send.
+    Length(u64),
+    Chunked,
+    /// Until the connection closes (an HTTP/1.0 client, a body of unknown length).
+    Close,
+}
+
+/// What the response head depends on besides the response.
+pub(super) struct Exchange {
+    pub(super) method: Method,
+    pub(super) version: Version,
+    /// In: the connection may carry another request; out: it will.
+    pub(super) keep_alive: bool,
+    /// The response opens a tunnel (its fields go as they are, no body).
+    pub(super) tunnel: bool,
+}
+
+/// Encodes the status line and fields into `scratch` and returns them with the body's framing.
+/// Framing fields are Weir's: `Content-Length` is kept only when it is a single valid length
+/// (else set from a body of known size), `Transfer-Encoding` is written only as `chunked`, and
+/// `Connection` says what the connection will do. One pass to read the fields that decide
+/// this, one to write: the map itself is not edited.
+pub(super) fn head(
+    scratch: &mut BytesMut,
+    status: StatusCode,
+    headers: &HeaderMap,
+    hint: &SizeHint,
+    ex: &mut Exchange,
+) -> (Bytes, Framing) {
+    // `None`: no `Content-Length`; `Some(None)`: one that cannot be used.
+    let mut declared: Option<Option<u64>> = None;
+    let mut has_date = false;
+    for (name, value) in headers {
+        if *name == CONTENT_LENGTH {
+            declared = Some(match declared {
+                None => std::str::from_utf8(value.as_bytes())
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok()),
+                Some(_) => None,
+            });
+        } else if *name == CONNECTION {
+            if has_close(value.as_bytes()) {
+                ex.keep_alive = false;
+            }
+        } else if *name == DATE {
+            has_date = true;
+        }
+    }
+    // What is written besides the fields: `keep_length` keeps the response's own
+    // `Content-Length`, `length` adds one.
+    let (framing, keep_length, length) =
+        if ex.tunnel || status.is_informational() || status == StatusCode::NO_CONTENT {
+            (Framing::Empty, false, None)
+        } else if status == StatusCode::NOT_MODIFIED || ex.method == Method::HEAD {
+            // The fields describe the body a GET would get; none follows.
+            (Framing::Empty, true, None)
+        } else {
+            match (declared, hint.exact()) {
+                (Some(Some(n)), _) => (Framing::Length(n), true, None),
+                (_, Some(n)) => (Framing::Length(n), false, Some(n)),
+                (_, None) if ex.version == Version::HTTP_11 => (Framing::Chunked, false, None),
+                (_, None) => {
+                    ex.keep_alive = false;
+                    (Framing::Close, false, None)
+                }
+            }
+        };
+    let fields: usize = headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    scratch.reserve(fields + 160);
+    scratch.put_slice(b"HTTP/1.1 ");
+    scratch.put_slice(status.as_str().as_bytes());
+    scratch.put_u8(b' ');
+    scratch.put_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    scratch.put_slice(b"\r\n");
+    for (name, value) in headers {
+        let skip = *name == TRANSFER_ENCODING
+            || (*name == CONTENT_LENGTH && !keep_length)
+            || (*name == CONNECTION && !ex.tunnel);
+        if skip {
+            continue;
+        }
+        scratch.put_slice(name.as_str().as_bytes());
+        scratch.put_slice(b": ");
+        scratch.put_slice(value.as_bytes());
+        scratch.put_slice(b"\r\n");
+    }
+    if let Some(n) = length {
+        scratch.put_slice(b"content-length: ");
+        let _ = std::fmt::Write::write_fmt(&mut HexSink(scratch), format_args!("{n}\r\n"));
+    }
+    if !has_date {
+        scratch.put_slice(b"date: ");
+        scratch.put_slice(super::super::io::date().as_bytes());
+        scratch.put_slice(b"\r\n");
+    }
+    if framing == Framing::Chunked {
+        scratch.put_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if !ex.tunnel {
+        if !ex.keep_alive {
+            scratch.put_slice(b"connection: close\r\n");
+        } else if ex.version == Version::HTTP_10 {
+            scratch.put_slice(b"connection: keep-alive\r\n");
+        }
+    }
+    scratch.put_slice(b"\r\n");
+    (scratch.split().freeze(), framing)
+}
+
+fn has_close(v: &[u8]) -> bool {
+    v.split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+}
+
+/// The response body did not match its framing: the connection cannot go on.
+#[derive(Debug)]
+pub(super) struct Mismatch(pub(super) &'static str);
+
+/// Frames body data as it comes.
+pub(super) struct BodyWriter {
+    framing: Framing,
+    done: bool,
+}
+
+impl BodyWriter {
+    pub(super) fn new(framing: Framing) -> Self {
+        Self {
+            done: matches!(framing, Framing::Empty | Framing::Length(0)),
+            framing,
+        }
+    }
+
+    /// Everything the framing needs has been queued.
+    pub(super) fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Queues one frame of the body; trailers go out only in a chunked body.
+    pub(super) fn queue(
+        &mut self,
+        frame: Frame<Bytes>,
+        out: &mut Outbox,
+        scratch: &mut BytesMut,
+    ) -> Result<(), Mismatch> {
+        let data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                if let (Framing::Chunked, Ok(trailers), false) =
+                    (self.framing, frame.into_trailers(), self.done)
+                {
+                    scratch.put_slice(b"0\r\n");
+                    for (name, value) in &trailers {
+                        scratch.put_slice(name.as_str().as_bytes());
+                        scratch.put_slice(b": ");
+                        scratch.put_slice(value.as_bytes());
+                        scratch.put_slice(b"\r\n");
+                    }
+                    scratch.put_slice(b"\r\n");
+                    out.push(scratch.split().freeze());
+                    self.done = true;
+                }
+                return Ok(());
+            }
+        };
+        if data.is_empty() {
+            return Ok(());
+        }
+        match &mut self.framing {
+            Framing::Empty => {}
+            Framing::Length(left) => {
+                let n = data.len() as u64;
+                if n > *left {
+                    return Err(Mismatch("response body longer than its Content-Length"));
+                }
+                *left -= n;
+                self.done = *left == 0;
+                out.push(data);
+            }
+            Framing::Chunked => {
+                if self.done {
+                    return Ok(());
+                }
+                scratch.reserve(20);
+                let _ = std::fmt::Write::write_fmt(
+                    &mut HexSink(scratch),
+                    format_args!("{:x}\r\n", data.len()),
+                );
+                out.push(scratch.split().freeze());
+                out.push(data);
+                out.push(Bytes::from_static(b"\r\n"));
+            }
+            Framing::Close => out.push(data),
+        }
+        Ok(())
+    }
+
+    /// The body ended.
+    pub(super) fn finish(&mut self, out: &mut Outbox) -> Result<(), Mismatch> {
+        if self.done {
+            return Ok(());
+        }
+        self.done = true;
+        match self.framing {
+            Framing::Chunked => {
+                out.push(Bytes::from_static(b"0\r\n\r\n"));
+                Ok(())
+            }
+            Framing::Length(left) if left > 0 => {
+                Err(Mismatch("response body shorter than its Content-Length"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `fmt::Write` into a `BytesMut` (chunk sizes, lengths).
+struct HexSink<'a>(&'a mut BytesMut);
+
+impl std::fmt::Write for HexSink<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.put_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(
+        status: u16,
+        fields: &[(&str, &str)],
+        hint: SizeHint,
+        method: Method,
+        version: Version,
+    ) -> (String, Framing, bool) {
+        let mut headers = HeaderMap::new();
+        for (n, v) in fields {
+            headers.append(
+                http::HeaderName::from_bytes(n.as_bytes()).expect("name"),
+                v.parse().expect("value"),
+            );
+        }
+        headers.insert(DATE, http::HeaderValue::from_static("x"));
+        let mut ex = Exchange {
+            method,
+            version,
+            keep_alive: true,
+            tunnel: false,
+        };
+        let (bytes, framing) = head(
+            &mut BytesMut::new(),
+            StatusCode::from_u16(status).expect("status"),
+            &headers,
+            &hint,
+            &mut ex,
+        );
+        (
+            String::from_utf8_lossy(&bytes).into_owned(),
+            framing,
+            ex.keep_alive,
+        )
+    }
+
+    #[test]
+    fn framing_comes_from_the_body_and_the_request() {
+        let (h, f, keep) = encode(
+            200,
+            &[],
+            SizeHint::with_exact(5),
+            Method::GET,
+            Version::HTTP_11,
+        );
+        assert_eq!(f, Framing::Length(5));
+        assert!(keep && h.contains("content-length: 5\r\n"), "{h}");
+        let (h, f, _) = encode(
+            200,
+            &[("transfer-encoding", "gzip")],
+            SizeHint::default(),
+            Method::GET,
+            Version::HTTP_11,
+        );
+        assert_eq!(f, Framing::Chunked);
+        assert!(
+            h.contains("transfer-encoding: chunked\r\n") && !h.contains("gzip"),
+            "{h}"
+        );
+        let (h, f, keep) = encode(200, &[], SizeHint::default(), Method::GET, Version::HTTP_10);
+        assert_eq!(f, Framing::Close);
+        assert!(!keep && h.contains("connection: close\r\n"), "{h}");
+        let (h, f, _) = encode(
+            200,
+            &[("content-length", "10")],
+            SizeHint::with_exact(0),
+            Method::HEAD,
+            Version::HTTP_11,
+        );
+        assert_eq!(f, Framing::Empty);
+        assert!(h.contains("content-length: 10\r\n"), "{h}");
+        let (h, f, _) = encode(
+            204,
+            &[("content-length", "3")],
+            SizeHint::default(),
+            Method::GET,
+            Version::HTTP_11,
+        );
+        assert_eq!(f, Framing::Empty);
+        assert!(!h.contains("content-length"), "{h}");
+        let (h, _, keep) = encode(
+            503,
+            &[("connection", "close")],
+            SizeHint::with_exact(0),
+            Method::GET,
+            Version::HTTP_11,
+        );
+        assert!(!keep && h.matches("connection").count() == 1, "{h}");
+    }
+
+    #[test]
+    fn a_body_is_held_to_its_length() {
+        let mut out = Outbox::default();
+        let mut scratch = BytesMut::new();
+        let mut w = BodyWriter::new(Framing::Length(3));
+        assert!(w
+            .queue(
+                Frame::data(Bytes::from_static(b"abcd")),
+                &mut out,
+                &mut scratch
+            )
+            .is_err());
+        let mut w = BodyWriter::new(Framing::Length(3));
+        w.queue(
+            Frame::data(Bytes::from_static(b"ab")),
+            &mut out,
+            &mut scratch,
+        )
+        .expect("fits");
+        assert!(w.finish(&mut out).is_err());
+        let mut w = BodyWriter::new(Framing::Chunked);
+        w.queue(
+            Frame::data(Bytes::from(vec![b'x'; 26])),
+            &mut out,
+            &mut scratch,
+        )
+        .expect("chunk");
+        w.finish(&mut out).expect("end");
+        let mut all = Vec::new();
+        for b in &out.queue {
+            all.extend_from_slice(b);
+        }
+        assert!(all.ends_with(b"1a\r\nxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n0\r\n\r\n"));
+    }
+}
