@@ -6,6 +6,7 @@ pub mod body;
 pub mod ctx;
 pub mod error;
 pub mod h1_client;
+pub mod h1_wire;
 pub mod histogram;
 pub mod inbound;
 pub mod interim;

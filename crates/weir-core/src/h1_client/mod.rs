@@ -29,12 +29,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
 use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::h1_wire;
 use crate::{InterimSink, RequestBody};
 
 pub use body::{Body, Upgraded};
@@ -226,6 +227,12 @@ pub enum Error {
     RequestBody(crate::BoxError),
 }
 
+impl From<h1_wire::Mismatch> for Error {
+    fn from(m: h1_wire::Mismatch) -> Self {
+        Error::RequestBody(format!("request {m}").into())
+    }
+}
+
 /// A failed [`send`]; `unsent` is the body back when none of the request was written (the
 /// connection had closed), so it can go out on another one.
 #[derive(Debug)]
@@ -238,7 +245,7 @@ pub struct SendError {
 #[derive(Clone, Debug)]
 pub struct Head {
     bytes: Bytes,
-    framing: encode::Framing,
+    framing: h1_wire::Framing,
     head_only: bool,
     upgrade: bool,
 }
@@ -283,9 +290,9 @@ pub async fn send_head(
     conn.home = home;
     let head_only = head.head_only;
     let upgrade = head.upgrade;
-    let mut out = encode::Outbox::default();
+    let mut out = h1_wire::Outbox::default();
     out.push(head.bytes.clone());
-    let mut writer = encode::BodyWriter::new(head.framing);
+    let mut writer = h1_wire::BodyWriter::new(head.framing);
     // A body frame already read (a replayed body, the first frame read ahead) goes out in the
     // same write as the head; a copy is kept to give the body back whole if nothing is
     // written.
@@ -295,7 +302,7 @@ pub async fn send_head(
     if let Some(frame) = first {
         if let Err(error) = writer.queue(frame, &mut out) {
             return Err(SendError {
-                error,
+                error: error.into(),
                 unsent: None,
             });
         }
@@ -325,14 +332,14 @@ pub async fn send_head(
                     }
                     Poll::Ready(None) => {
                         if let Err(e) = writer.finish(&mut out) {
-                            return Poll::Ready(Err(PrimeError::Body(e)));
+                            return Poll::Ready(Err(PrimeError::Body(e.into())));
                         }
                         break;
                     }
                 };
                 pulled = true;
                 if let Err(e) = writer.queue(frame, &mut out) {
-                    return Poll::Ready(Err(PrimeError::Body(e)));
+                    return Poll::Ready(Err(PrimeError::Body(e.into())));
                 }
             }
             prime = Prime::Done;
@@ -431,8 +438,8 @@ pub async fn send_head(
 /// A request body still going up: what is queued to write, and the body to read on from.
 pub(crate) struct Sending {
     body: RequestBody,
-    writer: encode::BodyWriter,
-    out: encode::Outbox,
+    writer: h1_wire::BodyWriter,
+    out: h1_wire::Outbox,
     /// The write error, once writing failed; the response may still come.
     failed: Option<io::Error>,
 }
@@ -465,32 +472,17 @@ impl Sending {
             match Pin::new(&mut self.body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Err(e) = self.writer.queue(frame, &mut self.out) {
-                        return Poll::Ready(Err(e));
+                        return Poll::Ready(Err(e.into()));
                     }
                 }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(Error::RequestBody(e))),
                 Poll::Ready(None) => {
                     if let Err(e) = self.writer.finish(&mut self.out) {
-                        return Poll::Ready(Err(e));
+                        return Poll::Ready(Err(e.into()));
                     }
                 }
                 Poll::Pending => return Poll::Pending,
             }
         }
-    }
-}
-
-/// Drops what `n` bytes of a queue of buffers covered.
-fn advance(queue: &mut std::collections::VecDeque<Bytes>, mut n: usize) {
-    while n > 0 {
-        let Some(front) = queue.front_mut() else {
-            return;
-        };
-        if front.len() > n {
-            front.advance(n);
-            return;
-        }
-        n -= front.len();
-        queue.pop_front();
     }
 }

@@ -28,6 +28,7 @@ use http::{Method, Request, StatusCode};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite};
 use weir_core::h1_client::{Chunked, Step};
+use weir_core::h1_wire;
 use weir_core::inbound::{Feed, Inbound};
 use weir_core::{ClientBody, ErrorKind};
 
@@ -111,7 +112,7 @@ where
         state: info.state.clone(),
         io,
         buf: BytesMut::from(&first[..]),
-        out: respond::Outbox::default(),
+        out: h1_wire::Outbox::default(),
         scratch: BytesMut::new(),
         read_closed: false,
         limits,
@@ -133,7 +134,7 @@ struct Conn<S> {
     state: Arc<ConnState>,
     /// Read and not yet consumed.
     buf: BytesMut,
-    out: respond::Outbox,
+    out: h1_wire::Outbox,
     /// Where heads and chunk lines are encoded before they are queued.
     scratch: BytesMut,
     read_closed: bool,
@@ -292,7 +293,7 @@ where
         conn.reuse.headers = Some(std::mem::take(&mut parts.headers));
         drop(parts);
         conn.out.push(head_bytes);
-        let mut writer = respond::BodyWriter::new(framing);
+        let mut writer = h1_wire::BodyWriter::new(framing);
         let mut body = Some(body);
         let sent = poll_fn(|cx| {
             conn.poll_inflow(&mut inflow, &mut continue_due, cx)?;
@@ -569,15 +570,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if self.out.is_empty() {
             return Ok(Poll::Ready(()));
         }
-        let state = &self.state;
-        match self
-            .out
-            .poll_write(&mut self.io, cx, &mut |n| state.wrote(n))
-        {
-            Poll::Pending => return Ok(Poll::Pending),
-            Poll::Ready(r) => r?,
-        }
-        match Pin::new(&mut self.io).poll_flush(cx) {
+        let before = self.out.written();
+        let res = self.out.poll_write(&mut self.io, cx);
+        self.state.wrote(self.out.written() - before);
+        match res {
             Poll::Pending => Ok(Poll::Pending),
             Poll::Ready(r) => {
                 r?;
@@ -594,7 +590,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     fn poll_response<B>(
         &mut self,
         body: &mut Option<B>,
-        writer: &mut respond::BodyWriter,
+        writer: &mut h1_wire::BodyWriter,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>>
     where
@@ -608,8 +604,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     match Pin::new(&mut *b).poll_frame(cx) {
                         Poll::Ready(Some(Ok(frame))) => {
                             writer
-                                .queue(frame, &mut self.out, &mut self.scratch)
-                                .map_err(|m| io::Error::other(m.0))?;
+                                .queue(frame, &mut self.out)
+                                .map_err(|m| io::Error::other(format!("response {m}")))?;
                             ended = writer.is_done();
                         }
                         Poll::Ready(Some(Err(e))) => {
@@ -620,7 +616,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         Poll::Ready(None) => {
                             writer
                                 .finish(&mut self.out)
-                                .map_err(|m| io::Error::other(m.0))?;
+                                .map_err(|m| io::Error::other(format!("response {m}")))?;
                             ended = true;
                         }
                         Poll::Pending => break,

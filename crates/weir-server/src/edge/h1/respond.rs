@@ -1,93 +1,12 @@
-//! Writing a response: its head (framing decided here from the request, the status and the
-//! body, never trusted from fields alone), its body as `Content-Length` bytes, chunks, or
-//! bytes until close, all queued as buffers for vectored writes.
+//! Writing a response head: the body's framing decided here from the request, the status and
+//! the body, never trusted from fields alone. The body goes as `Content-Length` bytes, chunks
+//! or bytes until close through `weir_core::h1_wire`.
 
-use std::collections::VecDeque;
-use std::io;
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
-
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, StatusCode, Version};
-use http_body::{Frame, SizeHint};
-use tokio::io::AsyncWrite;
-
-/// Buffers waiting to be written, in order.
-#[derive(Default)]
-pub(super) struct Outbox {
-    queue: VecDeque<Bytes>,
-    queued: usize,
-}
-
-impl Outbox {
-    pub(super) fn push(&mut self, bytes: Bytes) {
-        if !bytes.is_empty() {
-            self.queued += bytes.len();
-            self.queue.push_back(bytes);
-        }
-    }
-
-    pub(super) fn is_empty(&self) -> bool {
-        self.queue.is_empty()
-    }
-
-    pub(super) fn queued(&self) -> usize {
-        self.queued
-    }
-
-    /// Writes what it can; `Ready(Ok(n))` once everything queued is written (`n`: bytes
-    /// written by this call).
-    pub(super) fn poll_write<S: AsyncWrite + Unpin>(
-        &mut self,
-        io: &mut S,
-        cx: &mut Context<'_>,
-        wrote: &mut dyn FnMut(usize),
-    ) -> Poll<io::Result<()>> {
-        while !self.queue.is_empty() {
-            let n = {
-                let mut slices = [io::IoSlice::new(&[]); 8];
-                let mut k = 0;
-                for (slice, bytes) in slices.iter_mut().zip(self.queue.iter()) {
-                    *slice = io::IoSlice::new(bytes);
-                    k += 1;
-                }
-                ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..k]))?
-            };
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            wrote(n);
-            self.queued -= n;
-            let mut left = n;
-            while left > 0 {
-                let Some(front) = self.queue.front_mut() else {
-                    break;
-                };
-                if front.len() <= left {
-                    left -= front.len();
-                    self.queue.pop_front();
-                } else {
-                    front.advance(left);
-                    left = 0;
-                }
-            }
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// How the response body goes on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Framing {
-    /// No body bytes (HEAD, 1xx, 204, 304, a tunnel's answer).
-    Empty,
-    /// `Content-Length`: this many bytes still to send.
-    Length(u64),
-    Chunked,
-    /// Until the connection closes (an HTTP/1.0 client, a body of unknown length).
-    Close,
-}
+use http_body::SizeHint;
+pub(super) use weir_core::h1_wire::Framing;
 
 /// What the response head depends on besides the response.
 pub(super) struct Exchange {
@@ -173,7 +92,7 @@ pub(super) fn head(
     }
     if let Some(n) = length {
         scratch.put_slice(b"content-length: ");
-        let _ = std::fmt::Write::write_fmt(&mut HexSink(scratch), format_args!("{n}\r\n"));
+        let _ = std::fmt::Write::write_fmt(&mut DecimalSink(scratch), format_args!("{n}\r\n"));
     }
     if !has_date {
         scratch.put_slice(b"date: ");
@@ -199,111 +118,10 @@ fn has_close(v: &[u8]) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
 
-/// The response body did not match its framing: the connection cannot go on.
-#[derive(Debug)]
-pub(super) struct Mismatch(pub(super) &'static str);
+/// `fmt::Write` into a `BytesMut` (lengths).
+struct DecimalSink<'a>(&'a mut BytesMut);
 
-/// Frames body data as it comes.
-pub(super) struct BodyWriter {
-    framing: Framing,
-    done: bool,
-}
-
-impl BodyWriter {
-    pub(super) fn new(framing: Framing) -> Self {
-        Self {
-            done: matches!(framing, Framing::Empty | Framing::Length(0)),
-            framing,
-        }
-    }
-
-    /// Everything the framing needs has been queued.
-    pub(super) fn is_done(&self) -> bool {
-        self.done
-    }
-
-    /// Queues one frame of the body; trailers go out only in a chunked body.
-    pub(super) fn queue(
-        &mut self,
-        frame: Frame<Bytes>,
-        out: &mut Outbox,
-        scratch: &mut BytesMut,
-    ) -> Result<(), Mismatch> {
-        let data = match frame.into_data() {
-            Ok(data) => data,
-            Err(frame) => {
-                if let (Framing::Chunked, Ok(trailers), false) =
-                    (self.framing, frame.into_trailers(), self.done)
-                {
-                    scratch.put_slice(b"0\r\n");
-                    for (name, value) in &trailers {
-                        scratch.put_slice(name.as_str().as_bytes());
-                        scratch.put_slice(b": ");
-                        scratch.put_slice(value.as_bytes());
-                        scratch.put_slice(b"\r\n");
-                    }
-                    scratch.put_slice(b"\r\n");
-                    out.push(scratch.split().freeze());
-                    self.done = true;
-                }
-                return Ok(());
-            }
-        };
-        if data.is_empty() {
-            return Ok(());
-        }
-        match &mut self.framing {
-            Framing::Empty => {}
-            Framing::Length(left) => {
-                let n = data.len() as u64;
-                if n > *left {
-                    return Err(Mismatch("response body longer than its Content-Length"));
-                }
-                *left -= n;
-                self.done = *left == 0;
-                out.push(data);
-            }
-            Framing::Chunked => {
-                if self.done {
-                    return Ok(());
-                }
-                scratch.reserve(20);
-                let _ = std::fmt::Write::write_fmt(
-                    &mut HexSink(scratch),
-                    format_args!("{:x}\r\n", data.len()),
-                );
-                out.push(scratch.split().freeze());
-                out.push(data);
-                out.push(Bytes::from_static(b"\r\n"));
-            }
-            Framing::Close => out.push(data),
-        }
-        Ok(())
-    }
-
-    /// The body ended.
-    pub(super) fn finish(&mut self, out: &mut Outbox) -> Result<(), Mismatch> {
-        if self.done {
-            return Ok(());
-        }
-        self.done = true;
-        match self.framing {
-            Framing::Chunked => {
-                out.push(Bytes::from_static(b"0\r\n\r\n"));
-                Ok(())
-            }
-            Framing::Length(left) if left > 0 => {
-                Err(Mismatch("response body shorter than its Content-Length"))
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
-/// `fmt::Write` into a `BytesMut` (chunk sizes, lengths).
-struct HexSink<'a>(&'a mut BytesMut);
-
-impl std::fmt::Write for HexSink<'_> {
+impl std::fmt::Write for DecimalSink<'_> {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         self.0.put_slice(s.as_bytes());
         Ok(())
@@ -401,40 +219,5 @@ mod tests {
             Version::HTTP_11,
         );
         assert!(!keep && h.matches("connection").count() == 1, "{h}");
-    }
-
-    #[test]
-    fn a_body_is_held_to_its_length() {
-        let mut out = Outbox::default();
-        let mut scratch = BytesMut::new();
-        let mut w = BodyWriter::new(Framing::Length(3));
-        assert!(w
-            .queue(
-                Frame::data(Bytes::from_static(b"abcd")),
-                &mut out,
-                &mut scratch
-            )
-            .is_err());
-        let mut w = BodyWriter::new(Framing::Length(3));
-        w.queue(
-            Frame::data(Bytes::from_static(b"ab")),
-            &mut out,
-            &mut scratch,
-        )
-        .expect("fits");
-        assert!(w.finish(&mut out).is_err());
-        let mut w = BodyWriter::new(Framing::Chunked);
-        w.queue(
-            Frame::data(Bytes::from(vec![b'x'; 26])),
-            &mut out,
-            &mut scratch,
-        )
-        .expect("chunk");
-        w.finish(&mut out).expect("end");
-        let mut all = Vec::new();
-        for b in &out.queue {
-            all.extend_from_slice(b);
-        }
-        assert!(all.ends_with(b"1a\r\nxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n0\r\n\r\n"));
     }
 }

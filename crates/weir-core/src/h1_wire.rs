@@ -1,0 +1,218 @@
+//! The HTTP/1.1 wire pieces both of Weir's ends use — its upstream client
+//! ([`crate::h1_client`]) for request bodies, its server (`weir-server` `edge/h1/`) for response
+//! bodies: buffers queued for vectored writes ([`Outbox`]) and a body framed as it streams
+//! ([`BodyWriter`]), held to the length it declared.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http_body::Frame;
+use tokio::io::AsyncWrite;
+
+/// Buffers waiting to be written, in order.
+#[derive(Default)]
+pub struct Outbox {
+    queue: VecDeque<Bytes>,
+    queued: usize,
+    written: usize,
+}
+
+impl Outbox {
+    pub fn push(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.queued += bytes.len();
+            self.queue.push_back(bytes);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> usize {
+        self.written
+    }
+
+    /// Writes everything queued (eight buffers per vectored write), then flushes (TLS keeps
+    /// records until flushed).
+    pub fn poll_write<S: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        while !self.queue.is_empty() {
+            let n = {
+                let mut slices = [io::IoSlice::new(&[]); 8];
+                let mut k = 0;
+                for (slice, bytes) in slices.iter_mut().zip(self.queue.iter()) {
+                    *slice = io::IoSlice::new(bytes);
+                    k += 1;
+                }
+                ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..k]))?
+            };
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+            self.queued -= n;
+            advance(&mut self.queue, n);
+        }
+        Pin::new(io).poll_flush(cx)
+    }
+}
+
+/// Drops what `n` bytes of a queue of buffers covered.
+fn advance(queue: &mut VecDeque<Bytes>, mut n: usize) {
+    while n > 0 {
+        let Some(front) = queue.front_mut() else {
+            return;
+        };
+        if front.len() > n {
+            front.advance(n);
+            return;
+        }
+        n -= front.len();
+        queue.pop_front();
+    }
+}
+
+/// How a body goes on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body bytes.
+    Empty,
+    /// `Content-Length`: this many bytes still to send.
+    Length(u64),
+    /// Chunks, and trailers if the body has them.
+    Chunked,
+    /// Until the connection closes (a response only).
+    Close,
+}
+
+/// The body did not match its framing: the connection cannot go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Mismatch {
+    #[error("body longer than its declared length")]
+    Longer,
+    #[error("body shorter than its declared length")]
+    Shorter,
+}
+
+/// Frames body data as it comes. More bytes than the declared length are refused: written,
+/// they would be read by the peer as the start of another message.
+pub struct BodyWriter {
+    framing: Framing,
+    done: bool,
+}
+
+impl BodyWriter {
+    pub fn new(framing: Framing) -> Self {
+        Self {
+            done: matches!(framing, Framing::Empty | Framing::Length(0)),
+            framing,
+        }
+    }
+
+    /// Everything the framing needs has been queued.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Queues one frame of the body; trailers go out only in a chunked body.
+    pub fn queue(&mut self, frame: Frame<Bytes>, out: &mut Outbox) -> Result<(), Mismatch> {
+        if self.done {
+            return Ok(());
+        }
+        let data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                if let (Framing::Chunked, Ok(trailers)) = (self.framing, frame.into_trailers()) {
+                    let mut buf = BytesMut::with_capacity(64);
+                    buf.put_slice(b"0\r\n");
+                    for (name, value) in &trailers {
+                        buf.put_slice(name.as_str().as_bytes());
+                        buf.put_slice(b": ");
+                        buf.put_slice(value.as_bytes());
+                        buf.put_slice(b"\r\n");
+                    }
+                    buf.put_slice(b"\r\n");
+                    out.push(buf.freeze());
+                    self.done = true;
+                }
+                return Ok(());
+            }
+        };
+        if data.is_empty() {
+            return Ok(());
+        }
+        match &mut self.framing {
+            Framing::Empty => {}
+            Framing::Length(left) => {
+                let n = data.len() as u64;
+                if n > *left {
+                    return Err(Mismatch::Longer);
+                }
+                *left -= n;
+                self.done = *left == 0;
+                out.push(data);
+            }
+            Framing::Chunked => {
+                out.push(Bytes::from(format!("{:x}\r\n", data.len())));
+                out.push(data);
+                out.push(Bytes::from_static(b"\r\n"));
+            }
+            Framing::Close => out.push(data),
+        }
+        Ok(())
+    }
+
+    /// The body ended.
+    pub fn finish(&mut self, out: &mut Outbox) -> Result<(), Mismatch> {
+        if self.done {
+            return Ok(());
+        }
+        self.done = true;
+        match self.framing {
+            Framing::Chunked => {
+                out.push(Bytes::from_static(b"0\r\n\r\n"));
+                Ok(())
+            }
+            Framing::Length(left) if left > 0 => Err(Mismatch::Shorter),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_is_held_to_its_length_and_chunks_are_framed() {
+        let mut out = Outbox::default();
+        let mut w = BodyWriter::new(Framing::Length(3));
+        let long = w.queue(Frame::data(Bytes::from_static(b"abcd")), &mut out);
+        assert_eq!(long, Err(Mismatch::Longer));
+        let mut w = BodyWriter::new(Framing::Length(3));
+        w.queue(Frame::data(Bytes::from_static(b"ab")), &mut out)
+            .expect("fits");
+        assert_eq!(w.finish(&mut out), Err(Mismatch::Shorter));
+        let mut out = Outbox::default();
+        let mut w = BodyWriter::new(Framing::Chunked);
+        w.queue(Frame::data(Bytes::from(vec![b'x'; 26])), &mut out)
+            .expect("chunk");
+        w.finish(&mut out).expect("end");
+        let all: Vec<u8> = out.queue.iter().flat_map(|b| b.iter().copied()).collect();
+        assert_eq!(all, b"1a\r\nxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n0\r\n\r\n");
+        assert_eq!(out.queued(), all.len());
+    }
+}
