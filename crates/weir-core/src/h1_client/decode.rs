@@ -62,6 +62,7 @@ pub(crate) fn head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>
     // Left uninitialised (zeroing 128 fields was a 4 KiB memset per response).
     let mut fields =
         [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut special = Special::default();
     // Each field's name, and where its value sits in `buf`, so the values can share its bytes.
     let (len, code, minor, named) = {
         let mut resp = httparse::Response::new(&mut []);
@@ -79,6 +80,7 @@ pub(crate) fn head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>
         for field in resp.headers.iter() {
             let name = HeaderName::from_bytes(field.name.as_bytes())
                 .map_err(|_| Error::Invalid("response field name"))?;
+            special.note(&name, field.value);
             let at = field.value.as_ptr() as usize - base;
             named.push((name, at, field.value.len()));
         }
@@ -109,29 +111,34 @@ pub(crate) fn head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>
         Version::HTTP_11
     };
     let mut keep_alive = if version == Version::HTTP_10 {
-        has_token(&headers, CONNECTION, "keep-alive")
+        special.keep_alive
     } else {
-        !has_token(&headers, CONNECTION, "close")
+        !special.close
     };
     let framing = if status == StatusCode::SWITCHING_PROTOCOLS {
         keep_alive = false;
         Framing::Upgrade
     } else if head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         Framing::Empty
-    } else if headers.contains_key(TRANSFER_ENCODING) {
+    } else if special.codings {
         // Transfer-Encoding wins over Content-Length, which is dropped so nothing after Weir
         // sees both (RFC 9112 §6.3); such a connection is not reused.
-        if headers.remove(CONTENT_LENGTH).is_some() {
+        if special.lengths {
+            headers.remove(CONTENT_LENGTH);
             keep_alive = false;
         }
-        if last_coding_is_chunked(&headers) {
+        if special.chunked {
             Framing::Chunked
         } else {
             keep_alive = false;
             Framing::Close
         }
-    } else if headers.contains_key(CONTENT_LENGTH) {
-        Framing::Length(content_length(&headers).ok_or(Error::Invalid("invalid Content-Length"))?)
+    } else if special.lengths {
+        Framing::Length(
+            special
+                .length
+                .ok_or(Error::Invalid("invalid Content-Length"))?,
+        )
     } else {
         keep_alive = false;
         Framing::Close
@@ -145,42 +152,60 @@ pub(crate) fn head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>
     })))
 }
 
-/// Whether a comma-separated field holds `token` (case-insensitive).
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    })
+/// The fields that decide framing and the connection, noted as the head is read (one pass,
+/// no lookups in the map afterwards).
+#[derive(Default)]
+struct Special {
+    lengths: bool,
+    /// One length, however many times it is repeated (`5`, `5, 5` and two fields of `5`
+    /// agree); `None` once anything else was seen.
+    length: Option<u64>,
+    length_invalid: bool,
+    codings: bool,
+    /// The last coding of the last `Transfer-Encoding` field is `chunked`.
+    chunked: bool,
+    close: bool,
+    keep_alive: bool,
 }
 
-fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-        .and_then(|v| v.as_bytes().split(|&b| b == b',').next_back())
-        .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
-}
-
-/// One length, however many times it is repeated (`5`, `5, 5` and two fields of `5` agree);
-/// `None` for anything else.
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    let mut found = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
-            let digits = part.trim_ascii();
-            if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
-                return None;
+impl Special {
+    fn note(&mut self, name: &HeaderName, value: &[u8]) {
+        if *name == CONTENT_LENGTH {
+            self.lengths = true;
+            for part in value.split(|&b| b == b',') {
+                let n = parse_length(part.trim_ascii());
+                match (n, self.length) {
+                    (Some(n), None) if !self.length_invalid => self.length = Some(n),
+                    (Some(n), Some(m)) if n == m => {}
+                    _ => {
+                        self.length = None;
+                        self.length_invalid = true;
+                    }
+                }
             }
-            let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
-            if found.is_some_and(|f| f != n) {
-                return None;
+        } else if *name == TRANSFER_ENCODING {
+            self.codings = true;
+            self.chunked = value
+                .split(|&b| b == b',')
+                .next_back()
+                .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if *name == CONNECTION {
+            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                self.close |= token.eq_ignore_ascii_case(b"close");
+                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
             }
-            found = Some(n);
         }
     }
-    found
+}
+
+/// 1–19 digits.
+fn parse_length(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 /// What a chunked body gives next (a request's, to Weir's HTTP/1.1 server, too).

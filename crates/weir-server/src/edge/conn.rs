@@ -418,38 +418,117 @@ async fn drive<C, E>(
     tokio::pin!(conn);
     let mut closing = false;
     loop {
-        tokio::select! {
+        // The rare events are polled only when one of them woke the task, not on each of the
+        // connection's own wake-ups (two or more per request).
+        let rare = Quiet::new(rare_event(settings, state, stop, closing));
+        tokio::pin!(rare);
+        let event = tokio::select! {
+            biased;
             res = conn.as_mut() => {
                 if let Err(e) = res {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
                 return;
             }
-            () = stop.cancelled(), if !closing => {
+            event = rare => event,
+        };
+        match event {
+            Rare::Stop | Rare::Verdict(Verdict::Idle) => {
                 conn.as_mut().shutdown();
                 closing = true;
             }
-            () = state.abusive.notified() => {
+            Rare::Abuse => {
                 tracing::warn!(%peer, "client abandons most of its requests (rapid reset?); closing the connection");
                 return;
             }
-            verdict = watchdog(state, settings), if !closing => {
-                match verdict {
-                    Verdict::Idle => {
-                        conn.as_mut().shutdown();
-                        closing = true;
-                    }
-                    Verdict::HeadTimeout => {
-                        tracing::debug!(%peer, "request head not received in time; closing");
-                        return;
-                    }
-                    Verdict::SendStall => {
-                        settings.counters.send_stalls.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(%peer, "client took no response data for send_stall_timeout; closing");
-                        return;
-                    }
-                }
+            Rare::Verdict(Verdict::HeadTimeout) => {
+                tracing::debug!(%peer, "request head not received in time; closing");
+                return;
+            }
+            Rare::Verdict(Verdict::SendStall) => {
+                settings
+                    .counters
+                    .send_stalls
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%peer, "client took no response data for send_stall_timeout; closing");
+                return;
             }
         }
+    }
+}
+
+/// What can end or wind down a connection besides the connection itself.
+enum Rare {
+    Stop,
+    Abuse,
+    Verdict(Verdict),
+}
+
+/// The first rare event; once closing, only abuse (the stop and the watchdog have had their say).
+async fn rare_event(
+    settings: &ListenerSettings,
+    state: &ConnState,
+    stop: &CancellationToken,
+    closing: bool,
+) -> Rare {
+    tokio::select! {
+        () = stop.cancelled(), if !closing => Rare::Stop,
+        () = state.abusive.notified() => Rare::Abuse,
+        verdict = watchdog(state, settings), if !closing => Rare::Verdict(verdict),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future polled only when a waker it registered fired (and on its first poll): beside a
+    /// busy future in one task, it costs a flag check per wake-up instead of a poll.
+    struct Quiet<F> {
+        #[pin]
+        fut: F,
+        flag: Arc<WakeFlag>,
+        waker: std::task::Waker,
+    }
+}
+
+/// Set by the quiet future's own wakers; wakes the task.
+struct WakeFlag {
+    woken: std::sync::atomic::AtomicBool,
+    task: futures_util::task::AtomicWaker,
+}
+
+impl std::task::Wake for WakeFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl<F: std::future::Future> Quiet<F> {
+    fn new(fut: F) -> Self {
+        let flag = Arc::new(WakeFlag {
+            woken: std::sync::atomic::AtomicBool::new(true),
+            task: futures_util::task::AtomicWaker::new(),
+        });
+        Self {
+            fut,
+            waker: std::task::Waker::from(flag.clone()),
+            flag,
+        }
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for Quiet<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        this.flag.task.register(cx.waker());
+        if !this.flag.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        this.fut.poll(&mut Context::from_waker(this.waker))
     }
 }
