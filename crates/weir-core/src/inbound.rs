@@ -3,7 +3,9 @@
 //! The connection owns the socket; the body is the pipeline's end of a small shared slot that
 //! the connection fills ([`Feed`]) with what it decodes, only while the slot holds less than
 //! [`Feed::ROOM`] bytes, so a client sending faster than the upstream takes is held back by TCP,
-//! not by memory. A request without a body has no slot at all.
+//! not by memory. Each piece is counted with its bookkeeping ([`PIECE_COST`]), so a body sent
+//! as one-byte chunks cannot make the slot hold many times what the client sent. A request
+//! without a body has no slot at all.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -44,6 +46,10 @@ struct Slot {
 }
 
 type Shared = Arc<Mutex<Slot>>;
+
+/// What one queued piece costs beside its bytes (its `Bytes`, its allocation's header, its
+/// place in the queue), counted against the slot's room.
+pub const PIECE_COST: usize = 64;
 
 fn lock(slot: &Shared) -> MutexGuard<'_, Slot> {
     slot.lock().unwrap_or_else(|p| p.into_inner())
@@ -105,7 +111,7 @@ impl Body for Inbound {
         let mut s = lock(slot);
         if let Some(data) = s.data.pop_front() {
             let was_full = s.queued >= Feed::ROOM;
-            s.queued -= data.len();
+            s.queued -= data.len() + PIECE_COST;
             if let Some(r) = s.remaining.as_mut() {
                 *r = r.saturating_sub(data.len() as u64);
             }
@@ -194,7 +200,7 @@ impl Feed {
         if s.dropped {
             return;
         }
-        s.queued += data.len();
+        s.queued += data.len() + PIECE_COST;
         s.data.push_back(data);
         if let Some(w) = s.reader.take() {
             w.wake();
@@ -253,6 +259,21 @@ mod tests {
         assert_eq!(body.size_hint().exact(), Some(Feed::ROOM as u64));
         drop(body);
         assert!(feed.is_dropped() && !feed.has_room(&cx));
+    }
+
+    /// One-byte pieces fill the room after ROOM / (1 + PIECE_COST) of them: what a client
+    /// sending tiny chunks makes the slot hold stays near ROOM.
+    #[test]
+    fn tiny_pieces_are_counted_with_their_cost() {
+        let waker = Waker::noop();
+        let cx = Context::from_waker(waker);
+        let (_body, feed) = Inbound::channel(None);
+        let mut pieces = 0;
+        while feed.has_room(&cx) {
+            feed.push(Bytes::from_static(b"x"));
+            pieces += 1;
+        }
+        assert_eq!(pieces, Feed::ROOM.div_ceil(1 + PIECE_COST));
     }
 
     #[test]
