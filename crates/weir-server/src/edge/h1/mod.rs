@@ -40,7 +40,7 @@ use crate::pipeline;
 use crate::shared::Shared;
 
 /// Bytes asked of the socket per read while a head is incomplete.
-const READ_SIZE: usize = 8 * 1024;
+const READ_SIZE: usize = 4 * 1024;
 /// Request body bytes the connection discards after a response to keep the connection; past
 /// this it closes instead.
 const DRAIN_MAX: u64 = 64 * 1024;
@@ -653,7 +653,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
         self.io.shutdown().await?;
         let linger = async {
-            let mut sink = [0u8; 4096];
+            // On the heap: on the stack it would sit in every connection's future.
+            let mut sink = vec![0u8; 4096];
             let mut total = 0usize;
             while total < LINGER_MAX {
                 match self.io.read(&mut sink).await {
