@@ -419,6 +419,7 @@ mod tests {
         );
         assert_eq!(new.lines().count(), 1, "lines after it go to the new file");
         assert!(AccessLog::to_file(&dir.join("missing/dir/log")).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -63,8 +63,9 @@ async fn twenty_reloads_under_load_drop_nothing() {
         }
     });
     let origins = numbered_origins(2).await;
-    let dir = std::env::temp_dir().join(format!("weir-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
+    // Removed when the test ends.
+    let tmp = TempDir::new("reload");
+    let dir = tmp.0.clone();
     let path = dir.join("weir.toml");
     let a = config_text("A", ws_addr, origins[0].addr);
     let b = config_text("B", ws_addr, origins[1].addr);
@@ -161,8 +162,9 @@ async fn twenty_reloads_under_load_drop_nothing() {
 
 #[tokio::test]
 async fn watch_reloads_when_the_file_is_replaced() {
-    let dir = std::env::temp_dir().join(format!("weir-watch-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
+    // Removed when the test ends.
+    let tmp = TempDir::new("watch");
+    let dir = tmp.0.clone();
     let path = dir.join("weir.toml");
     let text = |body: &str| {
         format!(

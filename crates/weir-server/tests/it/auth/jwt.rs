@@ -125,8 +125,9 @@ jwt = {{ algorithms = ["HS256"], keys = [{{ secret = "{SECRET}" }}], issuers = [
 async fn jwt_tokens_from_a_cookie_or_query_and_eddsa_keys() {
     let o = echo_origin().await;
     let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("ed25519");
-    let dir = std::env::temp_dir().join(format!("weir-jwt-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
+    // Removed when the test ends.
+    let tmp = TempDir::new("jwt");
+    let dir = tmp.0.clone();
     let pem_file = dir.join("ed.pub.pem");
     std::fs::write(&pem_file, kp.public_key_pem()).expect("write");
     let policy = format!(

@@ -5,8 +5,9 @@ use super::*;
 #[tokio::test]
 async fn api_keys_identify_consumers_and_never_travel_upstream() {
     let o = echo_origin().await;
-    let dir = std::env::temp_dir().join(format!("weir-keys-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
+    // Removed when the test ends.
+    let tmp = TempDir::new("keys");
+    let dir = tmp.0.clone();
     let file = dir.join("globex.keys");
     std::fs::write(
         &file,
