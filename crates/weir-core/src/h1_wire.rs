@@ -1,7 +1,8 @@
 //! The HTTP/1.1 wire pieces both of Weir's ends use — its upstream client
-//! ([`crate::h1_client`]) for request bodies, its server (`weir-server` `edge/h1/`) for response
-//! bodies: buffers queued for vectored writes ([`Outbox`]) and a body framed as it streams
-//! ([`BodyWriter`]), held to the length it declared.
+//! ([`crate::h1_client`]) and its server (`weir-server` `edge/h1/`): buffers queued for
+//! vectored writes ([`Outbox`]), a body framed as it streams ([`BodyWriter`]), held to the
+//! length it declared, body bytes taken from a read buffer ([`take`]), and the readings of the
+//! fields that decide framing and the connection ([`parse_length`], [`ConnectionTokens`]).
 
 use std::collections::VecDeque;
 use std::io;
@@ -82,6 +83,45 @@ fn advance(queue: &mut VecDeque<Bytes>, mut n: usize) {
         }
         n -= front.len();
         queue.pop_front();
+    }
+}
+
+/// The first `n` bytes of `buf`: copied when small (a stalled reader then does not pin the
+/// read buffer), shared when large.
+pub fn take(buf: &mut BytesMut, n: usize) -> Bytes {
+    if n <= 4096 {
+        let out = Bytes::copy_from_slice(&buf[..n]);
+        buf.advance(n);
+        out
+    } else {
+        buf.split_to(n).freeze()
+    }
+}
+
+/// A `Content-Length` value: 1–19 digits and nothing else.
+pub fn parse_length(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// The `close` and `keep-alive` tokens of `Connection` fields, noted field by field.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ConnectionTokens {
+    pub close: bool,
+    pub keep_alive: bool,
+}
+
+impl ConnectionTokens {
+    /// Notes the tokens of one `Connection` field value.
+    pub fn note(&mut self, value: &[u8]) {
+        for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            self.close |= token.eq_ignore_ascii_case(b"close");
+            self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+        }
     }
 }
 

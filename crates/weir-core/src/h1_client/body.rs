@@ -8,7 +8,7 @@ use bytes::{Buf, Bytes};
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::decode::{self, Chunked, Framing, Step};
+use super::decode::{Chunked, Framing, Step};
 use super::{Conn, Error, Io, Sending};
 
 /// Where the body is.
@@ -139,7 +139,7 @@ impl http_body::Body for Body {
                 State::Length(left) => {
                     if !conn.read.is_empty() {
                         let n = (*left).min(conn.read.len() as u64) as usize;
-                        let data = decode::take(&mut conn.read, n);
+                        let data = crate::h1_wire::take(&mut conn.read, n);
                         *left -= n as u64;
                         if *left == 0 {
                             this.state = State::Done;
@@ -176,7 +176,10 @@ impl http_body::Body for Body {
                 State::Close => {
                     if !conn.read.is_empty() {
                         let n = conn.read.len();
-                        return Poll::Ready(Some(Ok(Frame::data(decode::take(&mut conn.read, n)))));
+                        return Poll::Ready(Some(Ok(Frame::data(crate::h1_wire::take(
+                            &mut conn.read,
+                            n,
+                        )))));
                     }
                     16 * 1024
                 }

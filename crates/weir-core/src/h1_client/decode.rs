@@ -6,6 +6,7 @@ use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 
 use super::{Error, MAX_FIELDS};
+use crate::h1_wire::{parse_length, take, ConnectionTokens};
 
 /// Longest chunk-size line (with extensions) accepted.
 const MAX_CHUNK_LINE: usize = 4096;
@@ -111,9 +112,9 @@ pub(crate) fn head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>
         Version::HTTP_11
     };
     let mut keep_alive = if version == Version::HTTP_10 {
-        special.keep_alive
+        special.connection.keep_alive
     } else {
-        !special.close
+        !special.connection.close
     };
     let framing = if status == StatusCode::SWITCHING_PROTOCOLS {
         keep_alive = false;
@@ -164,8 +165,7 @@ struct Special {
     codings: bool,
     /// The last coding of the last `Transfer-Encoding` field is `chunked`.
     chunked: bool,
-    close: bool,
-    keep_alive: bool,
+    connection: ConnectionTokens,
 }
 
 impl Special {
@@ -190,22 +190,9 @@ impl Special {
                 .next_back()
                 .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if *name == CONNECTION {
-            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                self.close |= token.eq_ignore_ascii_case(b"close");
-                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-            }
+            self.connection.note(value);
         }
     }
-}
-
-/// 1–19 digits.
-fn parse_length(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |n, d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
 }
 
 /// What a chunked body gives next (a request's, to Weir's HTTP/1.1 server, too).
@@ -356,17 +343,6 @@ impl Chunked {
             }
             other => Some(other),
         }
-    }
-}
-
-/// The first `n` bytes of `buf`: copied when small, shared when large.
-pub(crate) fn take(buf: &mut BytesMut, n: usize) -> Bytes {
-    if n <= 4096 {
-        let out = Bytes::copy_from_slice(&buf[..n]);
-        buf.advance(n);
-        out
-    } else {
-        buf.split_to(n).freeze()
     }
 }
 

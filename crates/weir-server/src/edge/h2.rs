@@ -274,15 +274,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for Server<S> {
     }
 }
 
-/// A future built straight into its heap slot. `Box::pin(handle(..))` builds the ~10 KB
-/// request future on the stack and then copies it into the box, and so did setting a boxed
-/// `Option` (the old value's drop reads the slot): callgrind counted that copy at ~10,000
-/// instructions per HTTP/2 request, an eighth of one. Writing into uninitialised memory lets
-/// the compiler build the future in place.
-fn in_place<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
-    Box::into_pin(Box::write(Box::new_uninit(), make()))
-}
-
 /// PINGs the peer every `PING_INTERVAL`; no answer within `PING_TIMEOUT` ends the connection.
 struct KeepAlive {
     pings: Option<h2::PingPong>,
@@ -364,7 +355,7 @@ fn start_stream(
     let (info, shared) = (info.clone(), shared.clone());
     // Boxed so the request's state is freed once it has answered: a stream whose response
     // waits on the client's window then holds the body alone.
-    let handling = in_place(|| pipeline::handle(req, info, shared, Some(of)));
+    let handling = super::in_place(|| pipeline::handle(req, info, shared, Some(of)));
     tokio::spawn(StreamTask {
         respond,
         interim,

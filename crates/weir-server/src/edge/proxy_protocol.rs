@@ -153,7 +153,8 @@ pub(crate) fn parse(b: &[u8]) -> Result<Option<(usize, Option<SocketAddr>)>, Pro
 
 pin_project_lite::pin_project! {
     /// A stream with bytes already read from it put back in front: what arrived after the
-    /// PROXY header is the start of the TLS handshake or the first request.
+    /// PROXY header is the start of the TLS handshake or the first request; what a client sent
+    /// after an upgrade request is the start of its tunnel (`h1::Upgraded`).
     pub(crate) struct Prefixed<S> {
         prefix: Vec<u8>,
         at: usize,

@@ -8,6 +8,7 @@
 use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
+use weir_core::h1_wire::{parse_length, ConnectionTokens};
 use weir_core::ErrorKind;
 
 /// How a request body is delimited.
@@ -59,8 +60,7 @@ struct Special {
     length: Option<u64>,
     codings: u32,
     chunked: bool,
-    close: bool,
-    keep_alive: bool,
+    connection: ConnectionTokens,
     expect_continue: bool,
     upgrade: bool,
 }
@@ -69,20 +69,12 @@ impl Special {
     fn note(&mut self, name: &HeaderName, value: &[u8]) -> Result<(), ErrorKind> {
         if *name == CONTENT_LENGTH {
             self.lengths += 1;
-            if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
-                return Err(ErrorKind::BadRequest);
-            }
-            self.length = value.iter().try_fold(0u64, |n, d| {
-                n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-            });
+            self.length = Some(parse_length(value).ok_or(ErrorKind::BadRequest)?);
         } else if *name == TRANSFER_ENCODING {
             self.codings += 1;
             self.chunked = value.trim_ascii().eq_ignore_ascii_case(b"chunked");
         } else if *name == CONNECTION {
-            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                self.close |= token.eq_ignore_ascii_case(b"close");
-                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-            }
+            self.connection.note(value);
         } else if *name == EXPECT {
             self.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
         } else if *name == UPGRADE {
@@ -105,11 +97,11 @@ impl Special {
                 Err(ErrorKind::BadRequest)
             };
         }
-        match (self.lengths, self.length) {
-            (0, _) | (_, Some(0)) => Ok(Framing::None),
-            (_, Some(n)) => Ok(Framing::Length(n)),
-            (_, None) => Err(ErrorKind::BadRequest),
-        }
+        // A length that did not parse was refused as it was read.
+        Ok(match self.length {
+            None | Some(0) => Framing::None,
+            Some(n) => Framing::Length(n),
+        })
     }
 }
 
@@ -212,9 +204,9 @@ pub(super) fn parse(
         headers.append(name, value);
     }
     let keep_alive = if version == Version::HTTP_10 {
-        special.keep_alive
+        special.connection.keep_alive
     } else {
-        !special.close
+        !special.connection.close
     };
     Ok(Some(Head {
         tunnel_asked: method == Method::CONNECT || special.upgrade,

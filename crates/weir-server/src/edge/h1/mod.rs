@@ -245,7 +245,8 @@ where
         });
 
         // The request's future, built in its own heap slot and freed once it has answered.
-        let mut handling = in_place(|| pipeline::handle(req, info.clone(), shared.clone(), None));
+        let mut handling =
+            super::in_place(|| pipeline::handle(req, info.clone(), shared.clone(), None));
         let answer = poll_fn(|cx| {
             conn.poll_inflow(&mut inflow, &mut continue_due, cx)?;
             conn.take_interim(cx);
@@ -256,8 +257,11 @@ where
         })
         .await?;
         drop(handling);
-        // Interim responses after the final one are dropped: they are advisory.
-        conn.state.with_interim(Vec::clear);
+        // Interim responses after the final one are dropped: they are advisory. (Checked
+        // first: the lock is taken only when there are some.)
+        if conn.state.interim_pending() {
+            conn.state.with_interim(Vec::clear);
+        }
         let Ok(resp) = answer else {
             // Only HTTP/2 streams are refused without a response.
             return conn.close(false).await;
@@ -308,7 +312,7 @@ where
         if tunnel {
             if let Some(handover) = handover {
                 let Conn { io, buf, .. } = conn;
-                let _ = handover.send(Upgraded::new(Box::new(io), buf));
+                let _ = handover.send(Upgraded::new(Box::new(io), buf.to_vec()));
             }
             return Ok(());
         }
@@ -439,7 +443,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     return Decoded::NeedMore;
                 }
                 let n = (*left).min(self.buf.len() as u64) as usize;
-                feed.push(take(&mut self.buf, n));
+                feed.push(h1_wire::take(&mut self.buf, n));
                 *left -= n as u64;
                 if *left == 0 {
                     feed.end(None);
@@ -676,23 +680,6 @@ enum Decoded {
     Progress,
     NeedMore,
     Broken,
-}
-
-/// The first `n` bytes of `buf`: copied when small (a stalled reader then does not pin the
-/// read buffer), shared when large.
-fn take(buf: &mut BytesMut, n: usize) -> Bytes {
-    if n <= 4096 {
-        let out = Bytes::copy_from_slice(&buf[..n]);
-        bytes::Buf::advance(buf, n);
-        out
-    } else {
-        buf.split_to(n).freeze()
-    }
-}
-
-/// A future built straight into its heap slot (see `h2::in_place`).
-fn in_place<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
-    Box::into_pin(Box::write(Box::new_uninit(), make()))
 }
 
 /// The answer to a request head that cannot be served, as bytes: the one error mapping's

@@ -6,6 +6,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, StatusCode, Version};
 use http_body::SizeHint;
+use weir_core::h1_wire::ConnectionTokens;
 pub(super) use weir_core::h1_wire::Framing;
 
 /// What the response head depends on besides the response.
@@ -33,6 +34,7 @@ pub(super) fn head(
     // `None`: no `Content-Length`; `Some(None)`: one that cannot be used.
     let mut declared: Option<Option<u64>> = None;
     let mut has_date = false;
+    let mut tokens = ConnectionTokens::default();
     for (name, value) in headers {
         if *name == CONTENT_LENGTH {
             declared = Some(match declared {
@@ -42,12 +44,13 @@ pub(super) fn head(
                 Some(_) => None,
             });
         } else if *name == CONNECTION {
-            if has_close(value.as_bytes()) {
-                ex.keep_alive = false;
-            }
+            tokens.note(value.as_bytes());
         } else if *name == DATE {
             has_date = true;
         }
+    }
+    if tokens.close {
+        ex.keep_alive = false;
     }
     // What is written besides the fields: `keep_length` keeps the response's own
     // `Content-Length`, `length` adds one.
@@ -92,7 +95,8 @@ pub(super) fn head(
     }
     if let Some(n) = length {
         scratch.put_slice(b"content-length: ");
-        let _ = std::fmt::Write::write_fmt(&mut DecimalSink(scratch), format_args!("{n}\r\n"));
+        // `BytesMut` is a `fmt::Write`: the digits go straight in.
+        let _ = std::fmt::Write::write_fmt(scratch, format_args!("{n}\r\n"));
     }
     if !has_date {
         scratch.put_slice(b"date: ");
@@ -111,21 +115,6 @@ pub(super) fn head(
     }
     scratch.put_slice(b"\r\n");
     (scratch.split().freeze(), framing)
-}
-
-fn has_close(v: &[u8]) -> bool {
-    v.split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-}
-
-/// `fmt::Write` into a `BytesMut` (lengths).
-struct DecimalSink<'a>(&'a mut BytesMut);
-
-impl std::fmt::Write for DecimalSink<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.put_slice(s.as_bytes());
-        Ok(())
-    }
 }
 
 #[cfg(test)]
