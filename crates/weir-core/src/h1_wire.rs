@@ -2,7 +2,8 @@
 //! ([`crate::h1_client`]) and its server (`weir-server` `edge/h1/`): buffers queued for
 //! vectored writes ([`Outbox`]), a body framed as it streams ([`BodyWriter`]), held to the
 //! length it declared, body bytes taken from a read buffer ([`take`]), and the readings of the
-//! fields that decide framing and the connection ([`parse_length`], [`ConnectionTokens`]).
+//! fields that decide framing and the connection ([`parse_length`], [`ConnectionTokens`]), and
+//! the last head's field names, to name the next head's without parsing them ([`Names`]).
 
 use std::collections::VecDeque;
 use std::io;
@@ -10,8 +11,57 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::header::{HeaderName, InvalidHeaderName};
 use http_body::Frame;
 use tokio::io::AsyncWrite;
+
+/// The field names of the last head read on a connection, to name the next head's fields
+/// without parsing them again: a client or an upstream on a kept-alive connection sends the
+/// same names in the same order, and comparing the bytes costs a fraction of
+/// `HeaderName::from_bytes` (a case-folding copy and a match over the standard names). Bounded:
+/// the first [`NAMES_ROOM`] bytes of names, at most [`NAMES_MAX`] of them.
+#[derive(Default)]
+pub struct Names {
+    /// The names as sent, back to back.
+    raw: Vec<u8>,
+    /// Each name, and where its bytes end in `raw`.
+    names: Vec<(HeaderName, usize)>,
+    /// Fields named so far in the head being read.
+    at: usize,
+}
+
+/// Bytes of field names a connection keeps.
+pub const NAMES_ROOM: usize = 1024;
+/// Field names a connection keeps.
+pub const NAMES_MAX: usize = 48;
+
+impl Names {
+    /// A new head: its first field is next.
+    pub fn start(&mut self) {
+        self.at = 0;
+    }
+
+    /// The name of the head's next field, sent as `raw`.
+    pub fn name(&mut self, raw: &[u8]) -> Result<HeaderName, InvalidHeaderName> {
+        let i = self.at;
+        self.at += 1;
+        if let Some((name, end)) = self.names.get(i) {
+            let start = i.checked_sub(1).map_or(0, |p| self.names[p].1);
+            if self.raw.get(start..*end) == Some(raw) {
+                return Ok(name.clone());
+            }
+            // This head differs from here on.
+            self.names.truncate(i);
+            self.raw.truncate(start);
+        }
+        let name = HeaderName::from_bytes(raw)?;
+        if self.names.len() == i && i < NAMES_MAX && self.raw.len() + raw.len() <= NAMES_ROOM {
+            self.raw.extend_from_slice(raw);
+            self.names.push((name.clone(), self.raw.len()));
+        }
+        Ok(name)
+    }
+}
 
 /// Buffers waiting to be written, in order.
 #[derive(Default)]
@@ -22,6 +72,14 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// Room for `n` buffers before the queue grows.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            queue: VecDeque::with_capacity(n),
+            ..Self::default()
+        }
+    }
+
     pub fn push(&mut self, bytes: Bytes) {
         if !bytes.is_empty() {
             self.queued += bytes.len();
@@ -235,6 +293,57 @@ impl BodyWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn named(names: &mut Names, head: &[&str]) -> Vec<String> {
+        names.start();
+        head.iter()
+            .map(|raw| {
+                names
+                    .name(raw.as_bytes())
+                    .map_or_else(|_| "!".into(), |n| n.to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn names_are_the_parsed_names_whatever_the_last_head_was() {
+        let mut names = Names::default();
+        let first = ["Host", "X-Custom", "Content-Length"];
+        assert_eq!(
+            named(&mut names, &first),
+            ["host", "x-custom", "content-length"]
+        );
+        // The same head again: every name from the kept ones.
+        assert_eq!(
+            named(&mut names, &first),
+            ["host", "x-custom", "content-length"]
+        );
+        // Differs in the middle and in case: parsed from there on, never the stale name.
+        assert_eq!(
+            named(
+                &mut names,
+                &["Host", "x-other", "content-length", "Bad Name"]
+            ),
+            ["host", "x-other", "content-length", "!"]
+        );
+        assert_eq!(named(&mut names, &["HOST"]), ["host"]);
+        assert_eq!(named(&mut names, &["Host", "x-other"]), ["host", "x-other"]);
+    }
+
+    #[test]
+    fn names_kept_are_bounded() {
+        let mut names = Names::default();
+        let long = "x".repeat(600);
+        let head: Vec<&str> = vec![long.as_str(), long.as_str(), "a"];
+        assert_eq!(named(&mut names, &head).len(), 3);
+        assert!(names.raw.len() <= NAMES_ROOM && names.names.len() == 1);
+        let many: Vec<String> = (0..100).map(|i| format!("f{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let got = named(&mut names, &many);
+        assert_eq!(got[99], "f99");
+        assert_eq!(named(&mut names, &many), got);
+        assert!(names.names.len() <= NAMES_MAX);
+    }
 
     #[test]
     fn a_body_is_held_to_its_length_and_chunks_are_framed() {

@@ -3,7 +3,10 @@
 
 use std::net::IpAddr;
 
-use http::header::{CONNECTION, FORWARDED, HOST, TE, TRANSFER_ENCODING, UPGRADE, VIA};
+use http::header::{
+    CONNECTION, CONTENT_TYPE, FORWARDED, HOST, REFERER, TE, TRANSFER_ENCODING, UPGRADE, USER_AGENT,
+    VIA,
+};
 use http::{HeaderMap, HeaderName, HeaderValue, Version};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -14,6 +17,41 @@ pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-
 /// W3C Trace Context headers.
 pub(crate) static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub(crate) static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+/// The request fields every request's context reads, found in one pass over the map (five
+/// lookups by name cost a hash and a probe each; most requests carry a handful of fields).
+/// Each is the first field of its name, as `HeaderMap::get` gives.
+#[derive(Default)]
+pub(crate) struct ContextFields<'a> {
+    pub(crate) request_id: Option<&'a HeaderValue>,
+    pub(crate) traceparent: Option<&'a HeaderValue>,
+    pub(crate) content_type: Option<&'a HeaderValue>,
+    pub(crate) user_agent: Option<&'a HeaderValue>,
+    pub(crate) referer: Option<&'a HeaderValue>,
+}
+
+impl<'a> ContextFields<'a> {
+    pub(crate) fn of(headers: &'a HeaderMap) -> Self {
+        let mut f = Self::default();
+        for (name, value) in headers {
+            let slot = if *name == USER_AGENT {
+                &mut f.user_agent
+            } else if *name == CONTENT_TYPE {
+                &mut f.content_type
+            } else if *name == REFERER {
+                &mut f.referer
+            } else if *name == X_REQUEST_ID {
+                &mut f.request_id
+            } else if *name == TRACEPARENT {
+                &mut f.traceparent
+            } else {
+                continue;
+            };
+            slot.get_or_insert(value);
+        }
+        f
+    }
+}
 
 /// Removes hop-by-hop headers: `Connection` and every header it names, `Keep-Alive`,
 /// `Transfer-Encoding`, `Upgrade`, `Proxy-*`, and `TE` except a plain `trailers`.
@@ -34,7 +72,14 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
             fixed = true;
         }
     }
-    if connection {
+    // `Connection: keep-alive` alone (most upstream responses) names no field to remove.
+    let names_fields = connection
+        && headers.get_all(&CONNECTION).iter().any(|v| {
+            !v.as_bytes()
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"keep-alive")
+        });
+    if names_fields {
         // `keep-alive` is in the fixed set below (and `fixed` is set when it is present).
         let listed: Vec<HeaderName> = headers
             .get_all(&CONNECTION)
@@ -48,6 +93,8 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
         for name in listed {
             headers.remove(&name);
         }
+    }
+    if connection {
         headers.remove(&CONNECTION);
     }
     if fixed {
@@ -190,7 +237,9 @@ pub(crate) fn add_forwarding(
     set(headers, &X_FORWARDED_FOR, xff);
     set(headers, &FORWARDED, forwarded);
     if !(keep && headers.contains_key(&X_FORWARDED_PROTO)) {
-        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+        const HTTP: HeaderValue = HeaderValue::from_static("http");
+        const HTTPS: HeaderValue = HeaderValue::from_static("https");
+        headers.insert(&X_FORWARDED_PROTO, if tls { HTTPS } else { HTTP });
     }
     if !(keep && headers.contains_key(&X_FORWARDED_HOST)) {
         match host {
@@ -205,7 +254,6 @@ pub(crate) fn add_forwarding(
     add_via(headers, version);
 }
 
-/// Appends this hop to `Via` (`1.1 weir`, `2 weir`).
 /// The `Upgrade` a request asks for: HTTP/1.1, `Connection: upgrade` and an `Upgrade` value.
 /// (`h2c` never gets here: the pipeline refuses it.)
 pub(crate) fn upgrade_token(headers: &HeaderMap, version: Version) -> Option<HeaderValue> {
@@ -224,19 +272,25 @@ pub(crate) fn upgrade_token(headers: &HeaderMap, version: Version) -> Option<Hea
     headers.get(&UPGRADE).cloned()
 }
 
+/// Appends this hop to `Via` (`1.1 weir`, `2 weir`).
 pub(crate) fn add_via(headers: &mut HeaderMap, version: Version) {
-    let hop = match version {
-        Version::HTTP_10 => "1.0 weir",
-        Version::HTTP_2 => "2 weir",
-        _ => "1.1 weir",
+    // Constants: `from_static` outside a const context checks its bytes on every call.
+    const VIA_10: HeaderValue = HeaderValue::from_static("1.0 weir");
+    const VIA_11: HeaderValue = HeaderValue::from_static("1.1 weir");
+    const VIA_2: HeaderValue = HeaderValue::from_static("2 weir");
+    let value = match version {
+        Version::HTTP_10 => VIA_10,
+        Version::HTTP_2 => VIA_2,
+        _ => VIA_11,
     };
     match headers.get(&VIA).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => {
+            let hop = value.to_str().unwrap_or_default();
             let via = format!("{prev}, {hop}");
             set(headers, &VIA, via);
         }
         _ => {
-            headers.insert(&VIA, HeaderValue::from_static(hop));
+            headers.insert(&VIA, value);
         }
     }
 }
@@ -283,6 +337,33 @@ mod tests {
 
     fn nets(s: &[&str]) -> Vec<ipnet::IpNet> {
         s.iter().filter_map(|n| n.parse().ok()).collect()
+    }
+
+    #[test]
+    fn context_fields_are_the_first_of_each_name() {
+        let mut h = HeaderMap::new();
+        h.append("user-agent", HeaderValue::from_static("a"));
+        h.append("user-agent", HeaderValue::from_static("b"));
+        h.insert("x-request-id", HeaderValue::from_static("id-1"));
+        h.insert("content-type", HeaderValue::from_static("application/grpc"));
+        h.insert("x-other", HeaderValue::from_static("x"));
+        let f = ContextFields::of(&h);
+        assert_eq!(f.user_agent, h.get("user-agent"));
+        assert_eq!(f.request_id, h.get("x-request-id"));
+        assert_eq!(f.content_type, h.get("content-type"));
+        assert_eq!(f.traceparent, None);
+        assert_eq!(f.referer, None);
+    }
+
+    #[test]
+    fn connection_keep_alive_alone_removes_only_itself() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("Keep-Alive"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, vec!["x-keep"]);
     }
 
     #[test]

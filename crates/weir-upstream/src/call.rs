@@ -200,6 +200,8 @@ impl Upstream {
         };
         let mut parts = Some(parts);
         let mut h1_head: Option<h1_client::Head> = None;
+        // Endpoints of failed tries, to pick another for the next (pushed only when one
+        // follows: most requests have a single try and allocate nothing here).
         let mut tried: Vec<u64> = Vec::new();
         let mut retries = 0u32;
         loop {
@@ -220,7 +222,6 @@ impl Upstream {
                 .state
                 .requests
                 .fetch_add(1, Ordering::Relaxed);
-            tried.push(in_flight.member.endpoint.id);
             info.tries += 1;
             let member = &*in_flight.member;
             let endpoint = &member.endpoint;
@@ -229,7 +230,9 @@ impl Upstream {
 
             let checkout_started = tokio::time::Instant::now();
             let checked_out = pool.checkout(endpoint, proxy_header.as_deref()).await;
-            info.connect = Some(checkout_started.elapsed());
+            // One clock reading ends the checkout and starts the send.
+            let sent = tokio::time::Instant::now();
+            info.connect = Some(sent.saturating_duration_since(checkout_started));
             info.first_byte = None;
             let outcome = match checked_out {
                 Err(e) => Err((e, Phase::Connect)),
@@ -269,14 +272,13 @@ impl Upstream {
                         }
                         (Sender::H2(_), None) => return Err(ProxyError::new(ErrorKind::Internal)),
                     };
-                    let sent = tokio::time::Instant::now();
                     let r = client::exchange(
                         pool,
                         endpoint,
                         conn,
                         out,
                         opts,
-                        policy.per_try_timeout,
+                        deadline_after(sent, policy.per_try_timeout),
                         proxy_header.is_some(),
                     )
                     .await;
@@ -314,6 +316,7 @@ impl Upstream {
                         let honourable = after.is_none_or(|d| d <= policy.max_retry_after);
                         if honourable && policy.budget().try_retry(self.clock.now_ms()) {
                             retries += 1;
+                            tried.push(endpoint.id);
                             drop((resp, in_flight));
                             let wait = policy.backoff(retries).max(after.unwrap_or_default());
                             tokio::time::sleep(wait).await;
@@ -355,6 +358,7 @@ impl Upstream {
                         return Err(e);
                     }
                     retries += 1;
+                    tried.push(endpoint.id);
                     tracing::debug!(upstream = %self.name, endpoint = %endpoint.address, error = %e, "retrying");
                     drop(in_flight);
                     tokio::time::sleep(policy.backoff(retries)).await;
@@ -435,6 +439,12 @@ fn request_from(head: &Parts, body: RequestBody) -> Request<RequestBody> {
 }
 
 /// Reads a small body whole so it can be sent again.
+/// `at + d`, or about 30 years on for a timeout too long to add (as `tokio::time::timeout`).
+fn deadline_after(at: tokio::time::Instant, d: std::time::Duration) -> tokio::time::Instant {
+    at.checked_add(d)
+        .unwrap_or_else(|| at + std::time::Duration::from_secs(86_400 * 365 * 30))
+}
+
 async fn buffer(body: RequestBody, stats: &BodyStats) -> Result<Bytes, ProxyError> {
     match body.collect().await {
         Ok(collected) => Ok(collected.to_bytes()),

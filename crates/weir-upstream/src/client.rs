@@ -3,7 +3,6 @@
 
 use std::error::Error as StdError;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::header::{CONNECTION, HOST, TE, TRANSFER_ENCODING, UPGRADE};
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -32,7 +31,7 @@ pub(crate) async fn exchange(
     (sender, reused): (Sender, bool),
     out: Outgoing,
     opts: &crate::CallOpts,
-    timeout: Duration,
+    deadline: tokio::time::Instant,
     single_use: bool,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     let body_stats = &opts.body_stats;
@@ -88,7 +87,7 @@ pub(crate) async fn exchange(
                 _ => Err(ProxyError::new(ErrorKind::Internal)),
             }
         };
-    match tokio::time::timeout(timeout, exchange).await {
+    match tokio::time::timeout_at(deadline, exchange).await {
         Ok(result) => result,
         Err(_) => Err(ProxyError::new(ErrorKind::UpstreamTimeout).retry(Retry::No)),
     }

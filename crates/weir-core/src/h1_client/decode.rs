@@ -6,7 +6,7 @@ use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 
 use super::{Error, MAX_FIELDS};
-use crate::h1_wire::{parse_length, take, ConnectionTokens};
+use crate::h1_wire::{parse_length, take, ConnectionTokens, Names};
 
 /// Longest chunk-size line (with extensions) accepted.
 const MAX_CHUNK_LINE: usize = 4096;
@@ -56,7 +56,12 @@ pub(crate) enum Parsed {
 
 /// Parses a response head from the front of `buf`, consuming it; `None`: not all of it is
 /// here yet. `head_only`: the request was HEAD (no body, whatever the fields say).
-pub(crate) fn head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, Error> {
+/// `names`: the connection's last field names.
+pub(crate) fn head(
+    buf: &mut BytesMut,
+    head_only: bool,
+    names: &mut Names,
+) -> Result<Option<Parsed>, Error> {
     if buf.is_empty() {
         return Ok(None);
     }
@@ -78,8 +83,10 @@ pub(crate) fn head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>
         };
         let base = buf.as_ptr() as usize;
         let mut named = Vec::with_capacity(resp.headers.len());
+        names.start();
         for field in resp.headers.iter() {
-            let name = HeaderName::from_bytes(field.name.as_bytes())
+            let name = names
+                .name(field.name.as_bytes())
                 .map_err(|_| Error::Invalid("response field name"))?;
             special.note(&name, field.value);
             let at = field.value.as_ptr() as usize - base;
@@ -397,7 +404,7 @@ mod tests {
     use super::*;
 
     fn parse(raw: &[u8], head_only: bool) -> Result<Option<Parsed>, Error> {
-        head(&mut BytesMut::from(raw), head_only)
+        head(&mut BytesMut::from(raw), head_only, &mut Names::default())
     }
 
     fn framing(raw: &[u8]) -> (Framing, bool) {

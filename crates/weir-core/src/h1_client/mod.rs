@@ -142,6 +142,8 @@ pub struct Conn(Box<ConnState>);
 pub struct ConnState {
     io: Io,
     read: BytesMut,
+    /// The last response's field names.
+    names: h1_wire::Names,
     /// Where the connection goes after the response in progress (set per exchange).
     home: Option<Arc<dyn Home>>,
 }
@@ -172,6 +174,7 @@ impl Conn {
         Self(Box::new(ConnState {
             io,
             read: BytesMut::new(),
+            names: h1_wire::Names::default(),
             home: None,
         }))
     }
@@ -290,7 +293,8 @@ pub async fn send_head(
     conn.home = home;
     let head_only = head.head_only;
     let upgrade = head.upgrade;
-    let mut out = h1_wire::Outbox::default();
+    // The head, a body's first frame and its framing: one allocation, no growth.
+    let mut out = h1_wire::Outbox::with_capacity(4);
     out.push(head.bytes.clone());
     let mut writer = h1_wire::BodyWriter::new(head.framing);
     // A body frame already read (a replayed body, the first frame read ahead) goes out in the
@@ -394,7 +398,8 @@ pub async fn send_head(
                 Poll::Ready(Err(_)) | Poll::Pending => {}
             }
         }
-        match decode::head(&mut conn.read, head_only) {
+        let state = &mut *conn.0;
+        match decode::head(&mut state.read, head_only, &mut state.names) {
             Err(e) => return Poll::Ready(Err(e)),
             Ok(Some(decode::Parsed::Interim(status, fields))) => {
                 if let Some(sink) = interim {

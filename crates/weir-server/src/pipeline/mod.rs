@@ -42,7 +42,8 @@ pub(crate) async fn handle(
     // Pin this request to the snapshot current now; a reload never changes it mid-flight.
     let runtime = shared.runtime.load_full();
     conn.state.request_started(req.version() == Version::HTTP_2);
-    let request_id = request_id::from_incoming(req.headers().get(&X_REQUEST_ID));
+    let fields = headers::ContextFields::of(req.headers());
+    let request_id = request_id::from_incoming(fields.request_id);
     let mut ctx = RequestCtx::new(
         request_id,
         conn.peer,
@@ -58,9 +59,8 @@ pub(crate) async fn handle(
         ctx.uri = redacted;
     }
     ctx.tls = conn.opts.tls;
-    let incoming = req
-        .headers()
-        .get(&headers::TRACEPARENT)
+    let incoming = fields
+        .traceparent
         .and_then(|v| weir_core::Traceparent::parse(v.as_bytes()));
     ctx.trace = match &runtime.tracer {
         Some(tracer) => Some(tracer.begin(
@@ -69,12 +69,11 @@ pub(crate) async fn handle(
         )),
         None => incoming.map(weir_core::TraceContext::observed),
     };
-    ctx.grpc = req
-        .headers()
-        .get(http::header::CONTENT_TYPE)
+    ctx.grpc = fields
+        .content_type
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-    ctx.user_agent = req.headers().get(http::header::USER_AGENT).cloned();
-    ctx.referer = req.headers().get(http::header::REFERER).cloned();
+    ctx.user_agent = fields.user_agent.cloned();
+    ctx.referer = fields.referer.cloned();
     ctx.tls_session = conn.tls_session.clone();
     if let Some(capture) = &runtime.log_headers {
         ctx.logged_headers = capture.request(req.headers());

@@ -8,7 +8,7 @@
 use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
-use weir_core::h1_wire::{parse_length, ConnectionTokens};
+use weir_core::h1_wire::{parse_length, ConnectionTokens, Names};
 use weir_core::ErrorKind;
 
 /// How a request body is delimited.
@@ -46,6 +46,8 @@ pub(crate) struct Limits {
 #[derive(Default)]
 pub(super) struct Reuse {
     fields: Vec<(HeaderName, usize, usize)>,
+    /// The last head's field names.
+    names: Names,
     pub(super) headers: Option<HeaderMap>,
 }
 
@@ -161,9 +163,12 @@ pub(super) fn parse(
             return Err(ErrorKind::HeaderTooLarge);
         }
         let base = buf.as_ptr() as usize;
+        reuse.names.start();
         for field in req.headers.iter() {
-            let name =
-                HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| ErrorKind::BadRequest)?;
+            let name = reuse
+                .names
+                .name(field.name.as_bytes())
+                .map_err(|_| ErrorKind::BadRequest)?;
             special.note(&name, field.value)?;
             let at = field.value.as_ptr() as usize - base;
             fields.push((name, at, field.value.len()));
@@ -247,6 +252,30 @@ mod tests {
 
     fn parse_all(raw: &[u8]) -> Result<Option<Head>, ErrorKind> {
         parse(&mut BytesMut::from(raw), LIMITS, &mut Reuse::default())
+    }
+
+    #[test]
+    fn heads_on_one_connection_are_named_as_sent() {
+        let mut reuse = Reuse::default();
+        let mut next = |raw: &[u8]| {
+            let head = parse(&mut BytesMut::from(raw), LIMITS, &mut reuse)
+                .expect("valid")
+                .expect("whole");
+            let names: Vec<String> = head.headers.keys().map(|n| n.to_string()).collect();
+            reuse.headers = Some(head.headers);
+            names
+        };
+        let a = b"GET / HTTP/1.1\r\nHost: a\r\nX-One: 1\r\n\r\n";
+        assert_eq!(next(a), ["host", "x-one"]);
+        assert_eq!(next(a), ["host", "x-one"]);
+        let b = b"GET / HTTP/1.1\r\nHost: a\r\nX-Two: 2\r\nX-One: 1\r\n\r\n";
+        assert_eq!(next(b), ["host", "x-two", "x-one"]);
+        assert!(parse(
+            &mut BytesMut::from(&b"GET / HTTP/1.1\r\nHost: a\r\nX Two: 2\r\n\r\n"[..]),
+            LIMITS,
+            &mut reuse
+        )
+        .is_err());
     }
 
     #[test]
