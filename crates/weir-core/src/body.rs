@@ -213,11 +213,15 @@ pub fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
     if values.next().is_some() {
         return None;
     }
-    let digits = one.as_bytes();
+    length_value(one.as_bytes())
+}
+
+/// A `Content-Length` value: digits only, at most `u64::MAX`. Folded in one pass (no UTF-8
+/// check and `str::parse` on every message).
+pub fn length_value(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() {
         return None;
     }
-    // Digits folded in one pass (no UTF-8 check and `str::parse` on every response).
     digits.iter().try_fold(0u64, |n, &d| {
         d.is_ascii_digit()
             .then(|| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))

@@ -63,7 +63,8 @@ pub struct Runtime {
     pub(crate) upstreams: Vec<Arc<Upstream>>,
     pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
     /// Metrics of each route by name, and of requests no route matched.
-    pub(crate) route_metrics: std::collections::HashMap<Arc<str>, Arc<weir_observe::RouteMetrics>>,
+    /// Looked up once per request by route name: FNV, not SipHash (the keys are the config's).
+    pub(crate) route_metrics: fnv::FnvHashMap<Arc<str>, Arc<weir_observe::RouteMetrics>>,
     pub(crate) unmatched_metrics: Arc<weir_observe::RouteMetrics>,
     pub(crate) limits: Limits,
     /// Spans, when `[tracing]` is configured (carried over a reload that leaves it unchanged,
@@ -142,7 +143,7 @@ impl Runtime {
             let router = Router::compile(&config.routes, &l.name, index)?;
             routers.push((Arc::from(l.name.as_str()), router));
         }
-        let mut route_metrics = std::collections::HashMap::new();
+        let mut route_metrics = fnv::FnvHashMap::default();
         for (_, router) in &routers {
             for r in router.routes() {
                 route_metrics

@@ -38,9 +38,7 @@ pub(super) fn head(
     for (name, value) in headers {
         if *name == CONTENT_LENGTH {
             declared = Some(match declared {
-                None => std::str::from_utf8(value.as_bytes())
-                    .ok()
-                    .and_then(|s| s.parse::<u64>().ok()),
+                None => weir_core::body::length_value(value.as_bytes()),
                 Some(_) => None,
             });
         } else if *name == CONNECTION {
