@@ -3,7 +3,9 @@
 //! vectored writes ([`Outbox`]), a body framed as it streams ([`BodyWriter`]), held to the
 //! length it declared, body bytes taken from a read buffer ([`take`]), and the readings of the
 //! fields that decide framing and the connection ([`parse_length`], [`ConnectionTokens`]), and
-//! the last head's field names, to name the next head's without parsing them ([`Names`]).
+//! what a connection keeps from one head to the next so that reading one allocates nothing
+//! ([`HeadReuse`]: the last head's field names, to name the next head's without parsing them,
+//! and a cleared header map).
 
 use std::collections::VecDeque;
 use std::io;
@@ -12,6 +14,7 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{HeaderName, InvalidHeaderName};
+use http::HeaderMap;
 use http_body::Frame;
 use tokio::io::AsyncWrite;
 
@@ -60,6 +63,43 @@ impl Names {
             self.names.push((name.clone(), self.raw.len()));
         }
         Ok(name)
+    }
+}
+
+/// What a connection keeps from one head to the next so that reading a head allocates
+/// nothing: the last head's field names, the list of fields being read, and a header map that
+/// is done with (the last response's on the server; the last request's, once encoded, on an
+/// upstream connection), cleared.
+#[derive(Default)]
+pub struct HeadReuse {
+    pub names: Names,
+    /// A field's name and where its value sits in the head's bytes.
+    pub fields: Vec<(HeaderName, usize, usize)>,
+    headers: Option<HeaderMap>,
+}
+
+/// A header map with room for more fields than this is not kept (a head with many fields
+/// does not make an idle connection hold that much).
+pub const MAP_KEEP: usize = 64;
+
+impl HeadReuse {
+    /// A map for `n` fields with room for `extra` more: the kept one, or a new one.
+    pub fn map(&mut self, n: usize, extra: usize) -> HeaderMap {
+        match self.headers.take() {
+            Some(mut map) => {
+                map.reserve(n + extra);
+                map
+            }
+            None => HeaderMap::with_capacity(n + extra),
+        }
+    }
+
+    /// Keeps `map`, cleared now (its values may hold a whole read buffer), for the next head.
+    pub fn keep(&mut self, mut map: HeaderMap) {
+        if map.capacity() <= MAP_KEEP {
+            map.clear();
+            self.headers = Some(map);
+        }
     }
 }
 
@@ -328,6 +368,20 @@ mod tests {
         );
         assert_eq!(named(&mut names, &["HOST"]), ["host"]);
         assert_eq!(named(&mut names, &["Host", "x-other"]), ["host", "x-other"]);
+    }
+
+    #[test]
+    fn a_kept_map_comes_back_empty_and_a_large_one_is_let_go() {
+        let mut reuse = HeadReuse::default();
+        let mut map = HeaderMap::with_capacity(8);
+        map.insert("x-a", http::HeaderValue::from_static("1"));
+        reuse.keep(map);
+        let again = reuse.map(2, 6);
+        assert!(again.is_empty() && again.capacity() >= 8);
+        let mut big = HeaderMap::with_capacity(MAP_KEEP * 2);
+        big.insert("x-a", http::HeaderValue::from_static("1"));
+        reuse.keep(big);
+        assert!(reuse.headers.is_none());
     }
 
     #[test]

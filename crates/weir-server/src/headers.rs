@@ -173,10 +173,10 @@ pub(crate) fn add_forwarding(
     let peer = canonical(peer);
     let keep = is_trusted(peer, trusted);
     let proto = if tls { "https" } else { "http" };
+    // Looked up only for a trusted peer (the lookup costs a hash and a probe).
     let previous = |name: &HeaderName| {
-        headers
-            .get(name)
-            .filter(|_| keep)
+        keep.then(|| headers.get(name))
+            .flatten()
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.trim().is_empty())
     };

@@ -236,7 +236,7 @@ impl Upstream {
             info.first_byte = None;
             let outcome = match checked_out {
                 Err(e) => Err((e, Phase::Connect)),
-                Ok(conn) => {
+                Ok(mut conn) => {
                     let body = match &replay {
                         Some(bytes) => {
                             RequestBody::buffered(bytes.clone(), opts.body_stats.clone())
@@ -247,12 +247,13 @@ impl Upstream {
                     };
                     // Keep the head for another try only when one could follow a send.
                     let another_try = resend_possible && retries < policy.attempts;
-                    let out = match (&conn.0, parts.take()) {
+                    let out = match (&mut conn.0, parts.take()) {
                         // HTTP/1.1: the head is encoded once, and every try sends those bytes;
-                        // the header map is freed as soon as they are written down.
-                        (Sender::H1(_), Some(head)) => {
+                        // the header map then serves the response's fields.
+                        (Sender::H1(c), Some(head)) => {
                             let encoded = h1_client::Head::new(&head, &body);
                             h1_head = another_try.then(|| encoded.clone());
+                            c.recycle_headers(head.headers);
                             Outgoing::H1(encoded, body)
                         }
                         (Sender::H1(_), None) => match h1_head.take() {

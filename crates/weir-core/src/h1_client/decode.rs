@@ -6,7 +6,7 @@ use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 
 use super::{Error, MAX_FIELDS};
-use crate::h1_wire::{parse_length, take, ConnectionTokens, Names};
+use crate::h1_wire::{parse_length, take, ConnectionTokens, HeadReuse};
 
 /// Longest chunk-size line (with extensions) accepted.
 const MAX_CHUNK_LINE: usize = 4096;
@@ -56,11 +56,11 @@ pub(crate) enum Parsed {
 
 /// Parses a response head from the front of `buf`, consuming it; `None`: not all of it is
 /// here yet. `head_only`: the request was HEAD (no body, whatever the fields say).
-/// `names`: the connection's last field names.
+/// `reuse`: what the connection keeps from one head to the next.
 pub(crate) fn head(
     buf: &mut BytesMut,
     head_only: bool,
-    names: &mut Names,
+    reuse: &mut HeadReuse,
 ) -> Result<Option<Parsed>, Error> {
     if buf.is_empty() {
         return Ok(None);
@@ -70,7 +70,7 @@ pub(crate) fn head(
         [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
     let mut special = Special::default();
     // Each field's name, and where its value sits in `buf`, so the values can share its bytes.
-    let (len, code, minor, named) = {
+    let (len, code, minor) = {
         let mut resp = httparse::Response::new(&mut []);
         let config = httparse::ParserConfig::default();
         let len = match config.parse_response_with_uninit_headers(&mut resp, buf, &mut fields) {
@@ -82,30 +82,27 @@ pub(crate) fn head(
             Err(_) => return Err(Error::Invalid("malformed response head")),
         };
         let base = buf.as_ptr() as usize;
-        let mut named = Vec::with_capacity(resp.headers.len());
-        names.start();
+        let named = &mut reuse.fields;
+        named.clear();
+        reuse.names.start();
         for field in resp.headers.iter() {
-            let name = names
+            let name = reuse
+                .names
                 .name(field.name.as_bytes())
                 .map_err(|_| Error::Invalid("response field name"))?;
             special.note(&name, field.value);
             let at = field.value.as_ptr() as usize - base;
             named.push((name, at, field.value.len()));
         }
-        (
-            len,
-            resp.code.unwrap_or(0),
-            resp.version.unwrap_or(1),
-            named,
-        )
+        (len, resp.code.unwrap_or(0), resp.version.unwrap_or(1))
     };
     let bytes = buf.split_to(len).freeze();
     let status =
         StatusCode::from_u16(code).map_err(|_| Error::Invalid("response status out of range"))?;
     // Room for what the proxy adds on the way back (`via`, the request id, policy fields)
     // without growing the map.
-    let mut headers = HeaderMap::with_capacity(named.len() + 6);
-    for (name, at, value_len) in named {
+    let mut headers = reuse.map(reuse.fields.len(), 6);
+    for (name, at, value_len) in reuse.fields.drain(..) {
         let value = HeaderValue::from_maybe_shared(bytes.slice(at..at + value_len))
             .map_err(|_| Error::Invalid("response field value"))?;
         headers.append(name, value);
@@ -404,7 +401,11 @@ mod tests {
     use super::*;
 
     fn parse(raw: &[u8], head_only: bool) -> Result<Option<Parsed>, Error> {
-        head(&mut BytesMut::from(raw), head_only, &mut Names::default())
+        head(
+            &mut BytesMut::from(raw),
+            head_only,
+            &mut HeadReuse::default(),
+        )
     }
 
     fn framing(raw: &[u8]) -> (Framing, bool) {

@@ -160,7 +160,10 @@ pub(crate) async fn forward(
         (true, _, _) => return Err(ProxyError::new(ErrorKind::UpstreamProtocol)),
         _ => (None, ResponseBody::Upstream(body)),
     };
-    let upgraded_to = parts.headers.get(UPGRADE).cloned();
+    let upgraded_to = tunnel
+        .is_some()
+        .then(|| parts.headers.get(UPGRADE).cloned())
+        .flatten();
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::add_via(&mut parts.headers, parts.version);
     if let Some((client, upstream_side)) = tunnel {

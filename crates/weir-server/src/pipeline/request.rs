@@ -7,9 +7,11 @@ use http::{HeaderValue, Request, Response, Version};
 use weir_core::ClientBody;
 use weir_core::{ErrorKind, ProxyError, RequestCtx, ResponseBody};
 
-/// Admission: HTTP/2 field count (hyper caps HTTP/1.1's itself; cookie crumbs each count),
-/// then the listener's address rules, whatever the listener's mode (an egress proxy
-/// restricted by `ip` is no open proxy).
+use crate::edge::h1::ClientUpgrade;
+
+/// Admission: HTTP/2 field count (Weir's HTTP/1.1 parser caps HTTP/1.1's itself; cookie
+/// crumbs each count), then the listener's address rules, whatever the listener's mode (an
+/// egress proxy restricted by `ip` is no open proxy).
 pub(super) fn admit(
     req: &Request<ClientBody>,
     ctx: &mut RequestCtx,
@@ -55,10 +57,18 @@ pub(super) fn vet(
 /// the client a raw HTTP/2 connection to the upstream, past every route and policy).
 /// `Content-Length` with `Transfer-Encoding` never gets here: the parser refuses it on
 /// HTTP/1.1, and HTTP/2 forbids `Transfer-Encoding`.
+///
+/// An HTTP/1.x request was parsed by Weir's server: it has at most one `Content-Length`, and an
+/// `Upgrade` field only when the server handed it a `ClientUpgrade` (so most requests cost no
+/// lookup here).
 fn check_framing(req: &Request<ClientBody>) -> Result<(), ProxyError> {
     let h = req.headers();
-    if h.get_all(CONTENT_LENGTH).iter().nth(1).is_some() {
+    let h1 = req.version() != Version::HTTP_2;
+    if !h1 && h.get_all(CONTENT_LENGTH).iter().nth(1).is_some() {
         return Err(ProxyError::new(ErrorKind::BadRequest));
+    }
+    if h1 && req.extensions().get::<ClientUpgrade>().is_none() {
+        return Ok(());
     }
     let h2c = h
         .get_all(UPGRADE)

@@ -8,7 +8,7 @@
 use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
-use weir_core::h1_wire::{parse_length, ConnectionTokens, Names};
+use weir_core::h1_wire::{parse_length, ConnectionTokens, HeadReuse};
 use weir_core::ErrorKind;
 
 /// How a request body is delimited.
@@ -41,15 +41,9 @@ pub(crate) struct Limits {
     pub(crate) max_fields: usize,
 }
 
-/// What a connection keeps from one head to the next so that parsing allocates nothing: the
-/// field list, and a header map (the last response's, cleared) to fill.
-#[derive(Default)]
-pub(super) struct Reuse {
-    fields: Vec<(HeaderName, usize, usize)>,
-    /// The last head's field names.
-    names: Names,
-    pub(super) headers: Option<HeaderMap>,
-}
+/// What a connection keeps from one head to the next (the last response's header map among
+/// it).
+pub(super) type Reuse = HeadReuse;
 
 /// Room left in a request's header map for the fields the proxy adds (forwarding, `via`,
 /// request id), so that adding them does not grow it.
@@ -193,17 +187,8 @@ pub(super) fn parse(
     let bytes = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(bytes.slice(target.0..target.0 + target.1))
         .map_err(|_| ErrorKind::BadRequest)?;
-    let mut headers = match reuse.headers.take() {
-        Some(mut map) => {
-            if !map.is_empty() {
-                map.clear();
-            }
-            map.reserve(fields.len() + ADDED_FIELDS);
-            map
-        }
-        None => HeaderMap::with_capacity(fields.len() + ADDED_FIELDS),
-    };
-    for (name, at, value_len) in fields.drain(..) {
+    let mut headers = reuse.map(reuse.fields.len(), ADDED_FIELDS);
+    for (name, at, value_len) in reuse.fields.drain(..) {
         let value = HeaderValue::from_maybe_shared(bytes.slice(at..at + value_len))
             .map_err(|_| ErrorKind::BadRequest)?;
         headers.append(name, value);
@@ -262,7 +247,7 @@ mod tests {
                 .expect("valid")
                 .expect("whole");
             let names: Vec<String> = head.headers.keys().map(|n| n.to_string()).collect();
-            reuse.headers = Some(head.headers);
+            reuse.keep(head.headers);
             names
         };
         let a = b"GET / HTTP/1.1\r\nHost: a\r\nX-One: 1\r\n\r\n";

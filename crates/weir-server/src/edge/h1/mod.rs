@@ -294,7 +294,7 @@ where
         // The response's header map, emptied now (its values may share an upstream's read
         // buffer), holds the next request's fields.
         parts.headers.clear();
-        conn.reuse.headers = Some(std::mem::take(&mut parts.headers));
+        conn.reuse.keep(std::mem::take(&mut parts.headers));
         drop(parts);
         conn.out.push(head_bytes);
         let mut writer = h1_wire::BodyWriter::new(framing);
