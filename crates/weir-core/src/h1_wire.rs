@@ -27,8 +27,8 @@ use tokio::io::AsyncWrite;
 pub struct Names {
     /// The names as sent, back to back.
     raw: Vec<u8>,
-    /// Each name, and where its bytes end in `raw`.
-    names: Vec<(HeaderName, usize)>,
+    /// Each name, and where its bytes start and end in `raw`.
+    names: Vec<(HeaderName, u32, u32)>,
     /// Fields named so far in the head being read.
     at: usize,
 }
@@ -48,9 +48,9 @@ impl Names {
     pub fn name(&mut self, raw: &[u8]) -> Result<HeaderName, InvalidHeaderName> {
         let i = self.at;
         self.at += 1;
-        if let Some((name, end)) = self.names.get(i) {
-            let start = i.checked_sub(1).map_or(0, |p| self.names[p].1);
-            if self.raw.get(start..*end) == Some(raw) {
+        if let Some((name, start, end)) = self.names.get(i) {
+            let (start, end) = (*start as usize, *end as usize);
+            if end - start == raw.len() && self.raw.get(start..end) == Some(raw) {
                 return Ok(name.clone());
             }
             // This head differs from here on.
@@ -59,8 +59,11 @@ impl Names {
         }
         let name = HeaderName::from_bytes(raw)?;
         if self.names.len() == i && i < NAMES_MAX && self.raw.len() + raw.len() <= NAMES_ROOM {
+            // Both offsets are within NAMES_ROOM.
+            let start = self.raw.len() as u32;
             self.raw.extend_from_slice(raw);
-            self.names.push((name.clone(), self.raw.len()));
+            self.names
+                .push((name.clone(), start, self.raw.len() as u32));
         }
         Ok(name)
     }

@@ -24,13 +24,10 @@ pub(crate) fn framing_of(body: &RequestBody) -> Framing {
 /// The request head as written: request line (origin form), fields, framing.
 pub(crate) fn head(parts: &Parts, framing: Framing) -> Bytes {
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let fields: usize = parts
-        .headers
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum();
     let method = &parts.method;
-    let mut buf = BytesMut::with_capacity(method.as_str().len() + target.len() + fields + 64);
+    // Room for a typical head at once (no pass over the fields to size it; a larger head grows
+    // the buffer as it is written).
+    let mut buf = BytesMut::with_capacity(target.len() + parts.headers.len() * 48 + 128);
     buf.put_slice(method.as_str().as_bytes());
     buf.put_u8(b' ');
     buf.put_slice(target.as_bytes());
