@@ -468,7 +468,7 @@ impl<F> StreamTask<F> {
             if let Some(n) = body.size_hint().exact() {
                 head.headers
                     .entry(CONTENT_LENGTH)
-                    .or_insert(HeaderValue::from(n));
+                    .or_insert_with(|| HeaderValue::from(n));
             }
         }
         match self
