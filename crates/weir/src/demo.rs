@@ -51,6 +51,7 @@ mod tests {
         assert_eq!(config.routes.len(), 6);
         let dir = std::env::temp_dir().join(format!("weir-demo-{}", std::process::id()));
         let index = std::fs::read_to_string(dir.join("index.html")).expect("index.html");
+        let _ = std::fs::remove_dir_all(&dir);
         assert!(index.contains("Weir is running"));
     }
 }

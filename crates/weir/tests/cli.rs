@@ -658,6 +658,7 @@ async fn sd_notify_ready_reloading_stopping() {
     let stopping = recv();
     assert!(stopping.starts_with("STOPPING=1"), "{stopping}");
     assert!(child.wait().expect("wait").success());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A listener whose port is taken: one error, at the `bind` key, with what to do — not the

@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -29,7 +30,14 @@ impl Chromium {
             std::process::id(),
             fastrand::u64(..)
         ));
+        // Chromium's own temporary files (with `--disable-dev-shm-usage`, its shared memory)
+        // go inside the profile, and it runs in a process group of its own, so that the
+        // renderers die with it and the profile's removal leaves nothing behind in /tmp.
+        let tmp = profile.join("tmp");
+        std::fs::create_dir_all(&tmp).expect("chromium's temporary directory");
         let mut child = Command::new("chromium")
+            .env("TMPDIR", &tmp)
+            .process_group(0)
             .args([
                 "--headless",
                 "--no-sandbox",
@@ -73,8 +81,35 @@ impl Chromium {
 
 impl Drop for Chromium {
     fn drop(&mut self) {
+        // The whole group: the browser and the renderers and helpers it started (the shell's
+        // `kill`: Debian's `sh` is essential, a `kill` binary is not).
+        let pid = self.child.id();
+        let _ = Command::new("sh")
+            .args(["-c", &format!("kill -KILL -- -{pid}")])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The profile is removed (when `_profile` drops) once no process of the group is left
+        // to write into it: a signalled helper may still be finishing a write.
+        for _ in 0..500 {
+            let alive = Command::new("sh")
+                .args(["-c", &format!("kill -0 -- -{pid} 2>/dev/null")])
+                .status()
+                .is_ok_and(|s| s.success());
+            if !alive {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Helpers outside the group (Chromium starts some in sessions of their own) die when
+        // the browser's pipes close; removal is retried until the profile stays gone.
+        for _ in 0..200 {
+            let _ = std::fs::remove_dir_all(&self._profile.0);
+            if !self._profile.0.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 

@@ -2,16 +2,32 @@
 
 use crate::common::*;
 
-fn site() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("weir-static-{}", std::process::id()));
+/// A test's own site: the root, and a file outside it that a link in the root points to; both
+/// removed when the test is done.
+struct Site {
+    /// Holds `root/` and the `secret` file beside it.
+    dir: TempDir,
+}
+
+impl Site {
+    fn root(&self) -> std::path::PathBuf {
+        self.dir.0.join("root")
+    }
+}
+
+fn site() -> Site {
+    let site = Site {
+        dir: TempDir::new("static"),
+    };
+    let dir = site.root();
     std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
     write(&dir.join("index.html"), "<h1>home</h1>");
     write(&dir.join("app.js"), "let x = 1;");
     write(&dir.join("sub/index.html"), "sub home");
-    let outside = std::env::temp_dir().join(format!("weir-secret-{}", std::process::id()));
+    let outside = site.dir.0.join("secret");
     write(&outside, "secret");
     link(&outside, &dir.join("escape"));
-    dir
+    site
 }
 
 /// Writes a file of the shared site atomically: tests run concurrently and each builds the
@@ -36,9 +52,10 @@ fn link(target: &std::path::Path, at: &std::path::Path) {
     assert_eq!(std::fs::read_link(at).expect("a symlink"), target);
 }
 
-async fn static_gateway() -> Gateway {
-    let root = site();
-    gateway(&format!(
+async fn static_gateway() -> (Gateway, Site) {
+    let site = site();
+    let root = site.root();
+    let gw = gateway(&format!(
         r#"
 [[listeners]]
 name = "main"
@@ -49,12 +66,13 @@ static = {{ root = "{}" }}
 "#,
         root.display()
     ))
-    .await
+    .await;
+    (gw, site)
 }
 
 #[tokio::test]
 async fn serves_files_with_types_and_index() {
-    let gw = static_gateway().await;
+    let (gw, _site) = static_gateway().await;
     let r = client().get(gw.url("/")).send().await.expect("r");
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
@@ -92,7 +110,7 @@ async fn serves_files_with_types_and_index() {
 
 #[tokio::test]
 async fn conditional_requests_and_head() {
-    let gw = static_gateway().await;
+    let (gw, _site) = static_gateway().await;
     let r = client().get(gw.url("/app.js")).send().await.expect("r");
     let etag = r.headers()["etag"].clone();
     let modified = r.headers()["last-modified"].clone();
@@ -122,7 +140,7 @@ async fn conditional_requests_and_head() {
 
 #[tokio::test]
 async fn traversal_is_refused() {
-    let gw = static_gateway().await;
+    let (gw, _site) = static_gateway().await;
     for path in [
         "/../../../etc/passwd",
         "/%2e%2e/%2e%2e/etc/passwd",
@@ -139,7 +157,8 @@ async fn traversal_is_refused() {
     // checks it, and a route that allows links serves it).
     let r = client().get(gw.url("/escape")).send().await.expect("r");
     assert_eq!(r.status(), 404);
-    let root = site();
+    let site = site();
+    let root = site.root();
     let always = gateway(&format!(
         "[[listeners]]\nname = \"main\"\nbind = \"127.0.0.1:0\"\n\n[[routes]]\nstatic = {{ root = \"{}\", symlinks = \"always\" }}\n",
         root.display()
@@ -151,8 +170,11 @@ async fn traversal_is_refused() {
 
 /// A site with a 10,000-byte file, precompressed siblings of `app.css`, an SPA shell, and
 /// links inside and outside the root; returns the root.
-fn rich_site(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("weir-static-{tag}-{}", std::process::id()));
+fn rich_site(tag: &str) -> Site {
+    let site = Site {
+        dir: TempDir::new(&format!("static-{tag}")),
+    };
+    let dir = site.root();
     std::fs::create_dir_all(dir.join("assets")).expect("mkdir");
     let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(dir.join("data.bin"), &data).expect("write");
@@ -164,15 +186,16 @@ fn rich_site(tag: &str) -> std::path::PathBuf {
     // from the fallback answering.
     std::fs::write(dir.join("inner-target.html"), "inner target").expect("write");
     link(&dir.join("inner-target.html"), &dir.join("inner-link.html"));
-    let outside = std::env::temp_dir().join(format!("weir-outside-{tag}-{}", std::process::id()));
+    let outside = site.dir.0.join("outside");
     std::fs::write(&outside, "outside").expect("write");
     link(&outside, &dir.join("outer-link"));
-    dir
+    site
 }
 
-async fn rich_gateway(tag: &str, extra: &str) -> Gateway {
-    let root = rich_site(tag);
-    gateway(&format!(
+async fn rich_gateway(tag: &str, extra: &str) -> (Gateway, Site) {
+    let site = rich_site(tag);
+    let root = site.root();
+    let gw = gateway(&format!(
         r#"
 [[listeners]]
 name = "main"
@@ -183,12 +206,13 @@ static = {{ root = "{}"{extra} }}
 "#,
         root.display()
     ))
-    .await
+    .await;
+    (gw, site)
 }
 
 #[tokio::test]
 async fn byte_ranges_single_multiple_unsatisfiable_and_if_range() {
-    let gw = rich_gateway("ranges", "").await;
+    let (gw, _site_gw) = rich_gateway("ranges", "").await;
     let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     let c = client();
     let get = |range: &'static str| c.get(gw.url("/data.bin")).header("range", range).send();
@@ -266,7 +290,7 @@ async fn byte_ranges_single_multiple_unsatisfiable_and_if_range() {
 /// and ranges that add up to more than the object get the object once.
 #[tokio::test]
 async fn overlapping_ranges_never_amplify_the_response() {
-    let gw = rich_gateway("amplify", "").await;
+    let (gw, _site_gw) = rich_gateway("amplify", "").await;
     let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     let c = client();
     let get = |range: String| c.get(gw.url("/data.bin")).header("range", range).send();
@@ -290,7 +314,7 @@ async fn overlapping_ranges_never_amplify_the_response() {
 
 #[tokio::test]
 async fn precompressed_siblings_fallback_and_symlinks() {
-    let gw = rich_gateway("pre", ", fallback = \"index.html\"").await;
+    let (gw, _site_gw) = rich_gateway("pre", ", fallback = \"index.html\"").await;
     let c = client();
     let fetch = |accept: &'static str| {
         c.get(gw.url("/assets/app.css"))
@@ -330,10 +354,11 @@ async fn precompressed_siblings_fallback_and_symlinks() {
     let r = c.get(gw.url("/outer-link")).send().await.expect("request");
     assert_eq!(r.text().await.expect("body"), "<div id=app></div>");
 
-    let never = rich_gateway("never", ", symlinks = \"never\"").await;
+    let (never, _site_never) = rich_gateway("never", ", symlinks = \"never\"").await;
     assert_eq!(get_status(&never, "/inner-link.html").await, 404);
     assert_eq!(get_status(&never, "/inner-target.html").await, 200);
-    let always = rich_gateway("always", ", symlinks = \"always\", precompressed = false").await;
+    let (always, _site_always) =
+        rich_gateway("always", ", symlinks = \"always\", precompressed = false").await;
     let r = c
         .get(always.url("/outer-link"))
         .send()
