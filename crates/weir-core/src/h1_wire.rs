@@ -87,7 +87,7 @@ pub const MAP_KEEP: usize = 64;
 
 impl HeadReuse {
     /// A map for `n` fields with room for `extra` more: the kept one, or a new one.
-    pub fn map(&mut self, n: usize, extra: usize) -> HeaderMap {
+    fn map(&mut self, n: usize, extra: usize) -> HeaderMap {
         match self.headers.take() {
             Some(mut map) => {
                 map.reserve(n + extra);
@@ -95,6 +95,21 @@ impl HeadReuse {
             }
             None => HeaderMap::with_capacity(n + extra),
         }
+    }
+
+    /// The header map of the head whose fields were listed in `fields`, their values sharing
+    /// `bytes` (the head as read), with room for `extra` more fields.
+    pub fn headers(
+        &mut self,
+        bytes: &Bytes,
+        extra: usize,
+    ) -> Result<HeaderMap, http::header::InvalidHeaderValue> {
+        let mut headers = self.map(self.fields.len(), extra);
+        for (name, at, len) in self.fields.drain(..) {
+            let value = http::HeaderValue::from_maybe_shared(bytes.slice(at..at + len))?;
+            headers.append(name, value);
+        }
+        Ok(headers)
     }
 
     /// Keeps `map`, cleared now (its values may hold a whole read buffer), for the next head.

@@ -101,12 +101,9 @@ pub(crate) fn head(
         StatusCode::from_u16(code).map_err(|_| Error::Invalid("response status out of range"))?;
     // Room for what the proxy adds on the way back (`via`, the request id, policy fields)
     // without growing the map.
-    let mut headers = reuse.map(reuse.fields.len(), 6);
-    for (name, at, value_len) in reuse.fields.drain(..) {
-        let value = HeaderValue::from_maybe_shared(bytes.slice(at..at + value_len))
-            .map_err(|_| Error::Invalid("response field value"))?;
-        headers.append(name, value);
-    }
+    let mut headers = reuse
+        .headers(&bytes, 6)
+        .map_err(|_| Error::Invalid("response field value"))?;
     if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
         return Ok(Some(Parsed::Interim(status, headers)));
     }

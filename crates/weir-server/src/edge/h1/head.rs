@@ -7,7 +7,7 @@
 
 use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
+use http::{HeaderMap, HeaderName, Method, Uri, Version};
 use weir_core::h1_wire::{parse_length, ConnectionTokens, HeadReuse};
 use weir_core::ErrorKind;
 
@@ -40,10 +40,6 @@ pub(crate) struct Limits {
     pub(crate) max_head: usize,
     pub(crate) max_fields: usize,
 }
-
-/// What a connection keeps from one head to the next (the last response's header map among
-/// it).
-pub(super) type Reuse = HeadReuse;
 
 /// Room left in a request's header map for the fields the proxy adds (forwarding, `via`,
 /// request id), so that adding them does not grow it.
@@ -107,7 +103,7 @@ impl Special {
 pub(super) fn parse(
     buf: &mut BytesMut,
     limits: Limits,
-    reuse: &mut Reuse,
+    reuse: &mut HeadReuse,
 ) -> Result<Option<Head>, ErrorKind> {
     // Empty lines before a request line are allowed (RFC 9112 §2.2), CRLF only.
     let mut blank = 0;
@@ -187,12 +183,9 @@ pub(super) fn parse(
     let bytes = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(bytes.slice(target.0..target.0 + target.1))
         .map_err(|_| ErrorKind::BadRequest)?;
-    let mut headers = reuse.map(reuse.fields.len(), ADDED_FIELDS);
-    for (name, at, value_len) in reuse.fields.drain(..) {
-        let value = HeaderValue::from_maybe_shared(bytes.slice(at..at + value_len))
-            .map_err(|_| ErrorKind::BadRequest)?;
-        headers.append(name, value);
-    }
+    let headers = reuse
+        .headers(&bytes, ADDED_FIELDS)
+        .map_err(|_| ErrorKind::BadRequest)?;
     let keep_alive = if version == Version::HTTP_10 {
         special.connection.keep_alive
     } else {
@@ -236,12 +229,12 @@ mod tests {
     };
 
     fn parse_all(raw: &[u8]) -> Result<Option<Head>, ErrorKind> {
-        parse(&mut BytesMut::from(raw), LIMITS, &mut Reuse::default())
+        parse(&mut BytesMut::from(raw), LIMITS, &mut HeadReuse::default())
     }
 
     #[test]
     fn heads_on_one_connection_are_named_as_sent() {
-        let mut reuse = Reuse::default();
+        let mut reuse = HeadReuse::default();
         let mut next = |raw: &[u8]| {
             let head = parse(&mut BytesMut::from(raw), LIMITS, &mut reuse)
                 .expect("valid")

@@ -116,7 +116,7 @@ where
         scratch: BytesMut::new(),
         read_closed: false,
         limits,
-        reuse: head::Reuse::default(),
+        reuse: h1_wire::HeadReuse::default(),
     };
     if !first.is_empty() {
         conn.state.read_http(first.len());
@@ -140,7 +140,7 @@ struct Conn<S> {
     read_closed: bool,
     limits: Limits,
     /// What parsing the next head reuses (the last response's header map among it).
-    reuse: head::Reuse,
+    reuse: h1_wire::HeadReuse,
 }
 
 /// Where the request body is.
@@ -291,9 +291,8 @@ where
             &body.size_hint(),
             &mut ex,
         );
-        // The response's header map, emptied now (its values may share an upstream's read
-        // buffer), holds the next request's fields.
-        parts.headers.clear();
+        // The response's header map holds the next request's fields (`keep` empties it now:
+        // its values may share an upstream's read buffer).
         conn.reuse.keep(std::mem::take(&mut parts.headers));
         drop(parts);
         conn.out.push(head_bytes);
