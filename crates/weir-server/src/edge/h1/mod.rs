@@ -642,8 +642,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// Writes what is queued, closes the write side, and (`linger`: the client may still be
-    /// sending) reads what the client still sends for a moment so that the kernel does not answer it with a reset that destroys the response
-    /// before the client reads it (nginx's lingering close).
+    /// sending) reads and discards what the client still sends, so that the kernel does not
+    /// answer it with a reset that destroys the response before the client has read it
+    /// (nginx's lingering close). A client that stops sending for [`LINGER_IDLE`], or keeps
+    /// sending past [`LINGER_TOTAL`] or [`LINGER_MAX`] bytes, is let go.
     async fn close(mut self, linger: bool) -> io::Result<()> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         poll_fn(|cx| {
@@ -657,23 +659,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.io.shutdown().await?;
         let linger = async {
             // On the heap: on the stack it would sit in every connection's future.
-            let mut sink = vec![0u8; 4096];
+            let mut sink = vec![0u8; 16 * 1024];
             let mut total = 0usize;
             while total < LINGER_MAX {
-                match self.io.read(&mut sink).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => total += n,
+                match tokio::time::timeout(LINGER_IDLE, self.io.read(&mut sink)).await {
+                    Ok(Ok(0) | Err(_)) | Err(_) => break,
+                    Ok(Ok(n)) => total += n,
                 }
             }
         };
-        let _ = tokio::time::timeout(LINGER, linger).await;
+        let _ = tokio::time::timeout(LINGER_TOTAL, linger).await;
         Ok(())
     }
 }
 
-/// How long and how much a closing connection reads and discards (lingering close).
-const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
-const LINGER_MAX: usize = 256 * 1024;
+/// How long a closing connection waits for more of what the client is still sending, how
+/// long it reads and discards at most, and how much (lingering close). The byte bound is
+/// large: an upload refused from its head (a 413, a 401) is typically sent whole before the
+/// client reads the answer, and reading it costs no memory (one 16 KiB sink).
+const LINGER_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
+const LINGER_TOTAL: std::time::Duration = std::time::Duration::from_secs(10);
+const LINGER_MAX: usize = 64 << 20;
 
 enum Decoded {
     Progress,
