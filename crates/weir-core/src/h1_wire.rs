@@ -239,6 +239,12 @@ impl ConnectionTokens {
             self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
         }
     }
+
+    /// The value is only `keep-alive` or `close` (one token): it names no other field.
+    pub fn is_plain(value: &[u8]) -> bool {
+        let token = value.trim_ascii();
+        token.eq_ignore_ascii_case(b"keep-alive") || token.eq_ignore_ascii_case(b"close")
+    }
 }
 
 /// How a body goes on the wire.

@@ -55,7 +55,9 @@ pub(crate) enum Parsed {
 }
 
 /// Parses a response head from the front of `buf`, consuming it; `None`: not all of it is
-/// here yet. `head_only`: the request was HEAD (no body, whatever the fields say).
+/// here yet. `head_only`: the request was HEAD (no body, whatever the fields say). A
+/// `Connection` field that is only `keep-alive` or `close` decides the connection's reuse and
+/// is left out of the response's header map (one naming other fields, or `upgrade`, stays).
 /// `reuse`: what the connection keeps from one head to the next.
 pub(crate) fn head(
     buf: &mut BytesMut,
@@ -91,6 +93,11 @@ pub(crate) fn head(
                 .name(field.name.as_bytes())
                 .map_err(|_| Error::Invalid("response field name"))?;
             special.note(&name, field.value);
+            // `Connection: keep-alive` / `close` is the connection's business, read above; the
+            // proxy would strip it from the map again (a hash and a probe per response).
+            if name == CONNECTION && ConnectionTokens::is_plain(field.value) {
+                continue;
+            }
             let at = field.value.as_ptr() as usize - base;
             named.push((name, at, field.value.len()));
         }
@@ -456,6 +463,34 @@ mod tests {
             framing(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n"),
             (Framing::Upgrade, false)
         );
+        // The connection's own tokens are read, not kept; anything else in the field stays.
+        match parse(
+            b"HTTP/1.1 200 OK\r\nConnection:  Keep-Alive \r\nconnection: close\r\ncontent-length: 1\r\n\r\n",
+            false,
+        ) {
+            Ok(Some(Parsed::Final(h))) => {
+                assert!(!h.keep_alive);
+                assert!(h.headers.get(CONNECTION).is_none(), "{:?}", h.headers);
+                assert_eq!(h.headers.len(), 1);
+            }
+            _ => panic!("not a final head"),
+        }
+        match parse(
+            b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
+            false,
+        ) {
+            Ok(Some(Parsed::Final(h))) => assert_eq!(h.headers[CONNECTION], "upgrade"),
+            _ => panic!("not a final head"),
+        }
+        match parse(
+            b"HTTP/1.1 200 OK\r\nconnection: keep-alive, x-hop\r\nx-hop: 1\r\ncontent-length: 1\r\n\r\n",
+            false,
+        ) {
+            Ok(Some(Parsed::Final(h))) => {
+                assert_eq!(h.headers[CONNECTION], "keep-alive, x-hop");
+            }
+            _ => panic!("not a final head"),
+        }
         match parse(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", true) {
             Ok(Some(Parsed::Final(h))) => assert_eq!(h.framing, Framing::Empty),
             _ => panic!("HEAD"),

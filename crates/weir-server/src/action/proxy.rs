@@ -184,20 +184,15 @@ pub(crate) async fn forward(
         // A small body is read whole now and the upstream connection goes back to its pool at
         // once: a client that does not read (an HTTP/2 window held at zero) pins the few bytes
         // of its own answer, never an upstream connection.
-        let collect = body.collect();
-        let collected = match deadline {
-            Some(d) => tokio::time::timeout_at(d, collect)
+        let read = read_whole(body);
+        let body = match deadline {
+            Some(d) => tokio::time::timeout_at(d, read)
                 .await
                 .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))?,
-            None => collect.await,
+            None => read.await,
         }
         .map_err(|e| ProxyError::new(ErrorKind::UpstreamProtocol).with_source(e))?;
         drop(guard);
-        let body = if collected.trailers().is_some() {
-            ResponseBody::Stream(collected.map_err(weir_core::BoxError::from).boxed_unsync())
-        } else {
-            ResponseBody::full(collected.to_bytes())
-        };
         return Ok(Outcome {
             response: Response::from_parts(parts, body),
             deadline,
@@ -216,6 +211,46 @@ pub(crate) async fn forward(
 /// Response bodies of at most this many bytes, declared by `Content-Length`, are read ahead
 /// whole (nginx's `proxy_buffering` does the same for every body, into its buffers).
 const READ_AHEAD_MAX: u64 = 16 * 1024;
+
+/// Reads a small body whole. Without `Collect`'s chunk list: a body that came in one frame (the
+/// usual case) stays that frame's bytes; more frames are joined; trailers (HTTP/2) are kept.
+async fn read_whole(mut body: ResponseBody) -> Result<ResponseBody, weir_core::BoxError> {
+    let mut data = bytes::Bytes::new();
+    let mut joined: Option<bytes::BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        match frame?.into_data() {
+            Ok(chunk) if data.is_empty() => data = chunk,
+            Ok(chunk) => joined
+                .get_or_insert_with(|| bytes::BytesMut::from(&data[..]))
+                .extend_from_slice(&chunk),
+            Err(frame) => {
+                let Ok(trailers) = frame.into_trailers() else {
+                    continue;
+                };
+                let data = joined.map_or(data, bytes::BytesMut::freeze);
+                let frames = [
+                    Ok(http_body::Frame::data(data)),
+                    Ok(http_body::Frame::trailers(trailers)),
+                ];
+                let frames = frames
+                    .into_iter()
+                    .filter(|f: &Result<_, weir_core::BoxError>| {
+                        f.as_ref()
+                            .ok()
+                            .and_then(http_body::Frame::data_ref)
+                            .is_none_or(|d| !d.is_empty())
+                    });
+                return Ok(ResponseBody::Stream(
+                    http_body_util::StreamBody::new(futures_util::stream::iter(frames))
+                        .boxed_unsync(),
+                ));
+            }
+        }
+    }
+    Ok(ResponseBody::full(
+        joined.map_or(data, bytes::BytesMut::freeze),
+    ))
+}
 
 /// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n), per the gRPC HTTP/2 spec.
 fn parse_grpc_timeout(v: &[u8]) -> Option<std::time::Duration> {

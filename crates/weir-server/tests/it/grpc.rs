@@ -236,14 +236,7 @@ async fn grpc_timeout_is_honoured_with_deadline_exceeded() {
     let gw = gateway(&grpc_config(origin)).await;
     // A plain HTTP/2 client that sends `grpc-timeout` but does not enforce it (tonic's own
     // client would), so the deadline seen is Weir's.
-    let tcp = tokio::net::TcpStream::connect(gw.addr)
-        .await
-        .expect("connect");
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .expect("h2");
-    tokio::spawn(conn);
+    let mut send = h2c_sender(gw.addr).await;
     let mut frame = vec![0u8];
     frame.extend_from_slice(&4u32.to_be_bytes());
     frame.extend_from_slice(b"slow");

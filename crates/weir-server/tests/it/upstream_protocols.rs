@@ -385,3 +385,49 @@ async fn active_health_checks_speak_the_upstreams_protocol() {
         assert_eq!(r.text().await.expect("body"), want, "{name}");
     }
 }
+
+#[tokio::test]
+async fn a_small_body_read_whole_keeps_its_frames_bytes_and_trailers() {
+    // An h2c origin answers with a declared length, the body in two DATA frames and trailers:
+    // Weir reads such a small body whole before answering, and the client still gets every
+    // byte and the trailers.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let origin = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req: Request<Incoming>| async move {
+                    let mut trailers = http::HeaderMap::new();
+                    trailers.insert("x-checksum", http::HeaderValue::from_static("abc"));
+                    let frames = futures_util::stream::iter([
+                        Ok::<_, Infallible>(http_body::Frame::data(bytes::Bytes::from("hel"))),
+                        Ok(http_body::Frame::data(bytes::Bytes::from("lo"))),
+                        Ok(http_body::Frame::trailers(trailers)),
+                    ]);
+                    let mut resp = Response::new(http_body_util::StreamBody::new(frames));
+                    resp.headers_mut()
+                        .insert("content-length", http::HeaderValue::from_static("5"));
+                    Ok::<_, Infallible>(resp)
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    let gw = gateway(&upstream_toml(origin, "protocol = \"h2c\"")).await;
+    let mut send = h2c_sender(gw.addr).await;
+    let req = Request::get(format!("http://{}/t", gw.addr))
+        .header("te", "trailers")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let resp = send.send_request(req).await.expect("response");
+    assert_eq!(resp.status(), 200);
+    use http_body_util::BodyExt;
+    let got = resp.into_body().collect().await.expect("body");
+    assert_eq!(
+        got.trailers().map(|t| t["x-checksum"].clone()),
+        Some(http::HeaderValue::from_static("abc"))
+    );
+    assert_eq!(got.to_bytes(), "hello");
+}
