@@ -161,7 +161,8 @@ pub(crate) fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[ipnet::IpN
 }
 
 /// Sets `X-Forwarded-For/-Proto/-Host`, `Forwarded` and `Via` on a request going upstream.
-/// Incoming values are kept (and appended to) only when the peer is a trusted proxy.
+/// Incoming values are kept (and appended to) only when the peer is a trusted proxy. `memo`:
+/// the connection's last values (see [`ForwardingMemo`]).
 pub(crate) fn add_forwarding(
     headers: &mut HeaderMap,
     peer: IpAddr,
@@ -169,9 +170,52 @@ pub(crate) fn add_forwarding(
     host: Option<&HeaderValue>,
     version: Version,
     tls: bool,
+    memo: &ForwardingMemo,
 ) {
     let peer = canonical(peer);
     let keep = is_trusted(peer, trusted);
+    let remembered = if keep { None } else { memo.get(peer, host) };
+    let (xff, forwarded) = match remembered {
+        Some(values) => values,
+        None => {
+            let (xff, forwarded) = forwarding_values(headers, peer, keep, host, tls);
+            let (xff, forwarded) = (text_value(xff), text_value(forwarded));
+            if !keep {
+                if let (Some(x), Some(f)) = (&xff, &forwarded) {
+                    memo.put(peer, host, x, f);
+                }
+            }
+            (xff, forwarded)
+        }
+    };
+    set(headers, &X_FORWARDED_FOR, xff);
+    set(headers, &FORWARDED, forwarded);
+    if !(keep && headers.contains_key(&X_FORWARDED_PROTO)) {
+        const HTTP: HeaderValue = HeaderValue::from_static("http");
+        const HTTPS: HeaderValue = HeaderValue::from_static("https");
+        headers.insert(&X_FORWARDED_PROTO, if tls { HTTPS } else { HTTP });
+    }
+    if !(keep && headers.contains_key(&X_FORWARDED_HOST)) {
+        match host {
+            Some(h) => {
+                headers.insert(&X_FORWARDED_HOST, h.clone());
+            }
+            None => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+    }
+    add_via(headers, version);
+}
+
+/// The `X-Forwarded-For` and `Forwarded` values for `peer` (after the incoming ones when `keep`).
+fn forwarding_values(
+    headers: &HeaderMap,
+    peer: IpAddr,
+    keep: bool,
+    host: Option<&HeaderValue>,
+    tls: bool,
+) -> (String, String) {
     let proto = if tls { "https" } else { "http" };
     // Looked up only for a trusted peer (the lookup costs a hash and a probe).
     let previous = |name: &HeaderName| {
@@ -180,8 +224,7 @@ pub(crate) fn add_forwarding(
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.trim().is_empty())
     };
-    // Each value is written once into a string of about its size (no intermediate strings:
-    // this runs for every proxied request).
+    // Each value is written once into a string of about its size (no intermediate strings).
     let prev = previous(&X_FORWARDED_FOR);
     let mut xff = String::with_capacity(prev.map_or(0, |p| p.len() + 2) + 39);
     if let Some(prev) = prev {
@@ -233,25 +276,46 @@ pub(crate) fn add_forwarding(
             forwarded.push('"');
         }
     }
+    (xff, forwarded)
+}
 
-    set(headers, &X_FORWARDED_FOR, xff);
-    set(headers, &FORWARDED, forwarded);
-    if !(keep && headers.contains_key(&X_FORWARDED_PROTO)) {
-        const HTTP: HeaderValue = HeaderValue::from_static("http");
-        const HTTPS: HeaderValue = HeaderValue::from_static("https");
-        headers.insert(&X_FORWARDED_PROTO, if tls { HTTPS } else { HTTP });
+/// The forwarding fields a connection last sent for a peer whose own fields are not kept. A
+/// keep-alive connection's requests come from one peer and mostly name one Host, so they reuse
+/// the values instead of formatting the address and checking the bytes again (two strings, two
+/// allocations and a few hundred instructions a request). Never waits: a connection whose
+/// memo is in use (HTTP/2 streams at the same instant) builds its values afresh.
+#[derive(Default)]
+pub(crate) struct ForwardingMemo(std::sync::Mutex<Option<Memo>>);
+
+struct Memo {
+    peer: IpAddr,
+    /// A copy of the Host it was made for (the request's value would keep the client's read
+    /// buffer alive as long as the connection).
+    host: Option<HeaderValue>,
+    xff: HeaderValue,
+    forwarded: HeaderValue,
+}
+
+type Forwarding = (Option<HeaderValue>, Option<HeaderValue>);
+
+impl ForwardingMemo {
+    fn get(&self, peer: IpAddr, host: Option<&HeaderValue>) -> Option<Forwarding> {
+        let memo = self.0.try_lock().ok()?;
+        let m = memo.as_ref()?;
+        (m.peer == peer && m.host.as_ref() == host)
+            .then(|| (Some(m.xff.clone()), Some(m.forwarded.clone())))
     }
-    if !(keep && headers.contains_key(&X_FORWARDED_HOST)) {
-        match host {
-            Some(h) => {
-                headers.insert(&X_FORWARDED_HOST, h.clone());
-            }
-            None => {
-                headers.remove(&X_FORWARDED_HOST);
-            }
+
+    fn put(&self, peer: IpAddr, host: Option<&HeaderValue>, xff: &HeaderValue, fwd: &HeaderValue) {
+        if let Ok(mut memo) = self.0.try_lock() {
+            *memo = Some(Memo {
+                peer,
+                host: host.and_then(|h| HeaderValue::from_bytes(h.as_bytes()).ok()),
+                xff: xff.clone(),
+                forwarded: fwd.clone(),
+            });
         }
     }
-    add_via(headers, version);
 }
 
 /// The `Upgrade` a request asks for: HTTP/1.1, `Connection: upgrade` and an `Upgrade` value.
@@ -287,7 +351,7 @@ pub(crate) fn add_via(headers: &mut HeaderMap, version: Version) {
         Some(prev) if !prev.trim().is_empty() => {
             let hop = value.to_str().unwrap_or_default();
             let via = format!("{prev}, {hop}");
-            set(headers, &VIA, via);
+            set(headers, &VIA, text_value(via));
         }
         _ => {
             headers.insert(&VIA, value);
@@ -322,12 +386,20 @@ pub(crate) fn request_id_value(id: &HeaderValue) -> HeaderValue {
     v
 }
 
-fn set(headers: &mut HeaderMap, name: &HeaderName, value: String) {
-    // Moves the string's buffer into the header value instead of copying it.
-    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
-        headers.insert(name, v);
-    } else {
-        headers.remove(name);
+/// A header value of `text`, its buffer moved in (not copied); `None` if it is not a valid
+/// value.
+fn text_value(text: String) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).ok()
+}
+
+fn set(headers: &mut HeaderMap, name: &HeaderName, value: Option<HeaderValue>) {
+    match value {
+        Some(v) => {
+            headers.insert(name, v);
+        }
+        None => {
+            headers.remove(name);
+        }
     }
 }
 
@@ -337,6 +409,56 @@ mod tests {
 
     fn nets(s: &[&str]) -> Vec<ipnet::IpNet> {
         s.iter().filter_map(|n| n.parse().ok()).collect()
+    }
+
+    #[test]
+    fn the_forwarding_memo_serves_only_its_own_peer_and_host() {
+        let memo = ForwardingMemo::default();
+        let forward = |peer: &str, host: &str, trusted: &[ipnet::IpNet]| {
+            let mut h = HeaderMap::new();
+            h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
+            let host = HeaderValue::from_str(host).expect("host");
+            let peer = peer.parse().expect("peer");
+            add_forwarding(
+                &mut h,
+                peer,
+                trusted,
+                Some(&host),
+                Version::HTTP_11,
+                false,
+                &memo,
+            );
+            let text = |n: &HeaderName| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            (text(&X_FORWARDED_FOR), text(&FORWARDED))
+        };
+        let pair = |x: &str, f: &str| (Some(x.to_owned()), Some(f.to_owned()));
+        for _ in 0..2 {
+            assert_eq!(
+                forward("10.0.0.1", "a.test", &[]),
+                pair("10.0.0.1", "for=10.0.0.1;proto=http;host=a.test")
+            );
+        }
+        assert_eq!(
+            forward("10.0.0.1", "b.test:8080", &[]),
+            pair("10.0.0.1", "for=10.0.0.1;proto=http;host=\"b.test:8080\"")
+        );
+        assert_eq!(
+            forward("::ffff:10.0.0.2", "b.test:8080", &[]),
+            pair("10.0.0.2", "for=10.0.0.2;proto=http;host=\"b.test:8080\"")
+        );
+        // A trusted peer's own fields are kept, never remembered nor served from the memo.
+        let trusted = nets(&["10.0.0.0/8"]);
+        assert_eq!(
+            forward("10.0.0.2", "b.test:8080", &trusted),
+            pair(
+                "6.6.6.6, 10.0.0.2",
+                "for=10.0.0.2;proto=http;host=\"b.test:8080\""
+            )
+        );
+        assert_eq!(
+            forward("10.0.0.2", "b.test:8080", &[]),
+            pair("10.0.0.2", "for=10.0.0.2;proto=http;host=\"b.test:8080\"")
+        );
     }
 
     #[test]

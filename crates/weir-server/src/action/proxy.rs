@@ -77,6 +77,7 @@ pub(crate) async fn forward(
         f.host.as_ref(),
         ctx.version,
         conn.opts.tls,
+        &conn.forwarding,
     );
     // The client-certificate subject header only ever comes from Weir.
     if let Some(name) = &conn.opts.client_subject_header {

@@ -376,6 +376,7 @@ async fn serve<S>(
         counters: settings.counters.clone(),
         client_subject,
         tls_session,
+        forwarding: Default::default(),
     });
     if h2 {
         let io = WatchedIo {

@@ -33,6 +33,8 @@ pub(crate) struct ConnInfo {
     pub(crate) client_subject: Option<http::HeaderValue>,
     /// What the TLS handshake negotiated (TLS listeners only).
     pub(crate) tls_session: Option<Arc<weir_core::TlsSession>>,
+    /// The forwarding fields its requests last sent upstream.
+    pub(crate) forwarding: crate::headers::ForwardingMemo,
 }
 
 /// Activity of one connection, shared by the IO wrapper, the pipeline and the watchdog.
