@@ -202,6 +202,38 @@ fn advance(queue: &mut VecDeque<Bytes>, mut n: usize) {
     }
 }
 
+/// Read buffers that connections gave back when they went idle, kept for the next read on the
+/// same thread. An idle connection holds no buffer, and a buffer of more than 1 KiB is the
+/// allocator's slow path (about 200 instructions with its free) — once per keep-alive request
+/// without this. Bounded: [`SPARE_MAX`] buffers a thread, none larger than twice the size asked.
+const SPARE_MAX: usize = 32;
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Vec<BytesMut>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An empty read buffer with room for `size` bytes: a spare one when this thread has one.
+pub fn read_buffer(size: usize) -> BytesMut {
+    SPARE
+        .with_borrow_mut(Vec::pop)
+        .filter(|b| b.capacity() >= size)
+        .unwrap_or_else(|| BytesMut::with_capacity(size))
+}
+
+/// Gives a buffer of about `size` bytes back for another read on this thread (see
+/// [`read_buffer`]); one still shared by bytes handed out, or grown beyond twice `size`, is
+/// let go.
+pub fn give_back(mut buf: BytesMut, size: usize) {
+    buf.clear();
+    if buf.try_reclaim(size) && buf.capacity() <= 2 * size {
+        SPARE.with_borrow_mut(|spare| {
+            if spare.len() < SPARE_MAX {
+                spare.push(buf);
+            }
+        });
+    }
+}
+
 /// The first `n` bytes of `buf`: copied when small (a stalled reader then does not pin the
 /// read buffer), shared when large.
 pub fn take(buf: &mut BytesMut, n: usize) -> Bytes {
@@ -392,6 +424,32 @@ mod tests {
         );
         assert_eq!(named(&mut names, &["HOST"]), ["host"]);
         assert_eq!(named(&mut names, &["Host", "x-other"]), ["host", "x-other"]);
+    }
+
+    #[test]
+    fn spare_read_buffers_are_unshared_bounded_and_empty() {
+        // A buffer whose bytes are still shared is not kept; an unshared one comes back empty.
+        let mut shared = read_buffer(4096);
+        shared.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        let head = shared.split_to(18).freeze();
+        give_back(shared, 4096);
+        let fresh = read_buffer(4096);
+        assert!(fresh.is_empty() && fresh.capacity() >= 4096);
+        assert_ne!(fresh.as_ptr(), head.as_ptr().wrapping_add(18));
+        drop(head);
+        let mut used = fresh;
+        used.extend_from_slice(b"abc");
+        let at = used.as_ptr();
+        give_back(used, 4096);
+        let again = read_buffer(4096);
+        assert_eq!((again.as_ptr(), again.len()), (at, 0));
+        // A grown buffer is let go; at most SPARE_MAX are kept.
+        give_back(BytesMut::with_capacity(64 * 1024), 4096);
+        assert!(read_buffer(4096).capacity() < 64 * 1024);
+        for _ in 0..SPARE_MAX + 8 {
+            give_back(BytesMut::with_capacity(4096), 4096);
+        }
+        assert_eq!(SPARE.with_borrow(Vec::len), SPARE_MAX);
     }
 
     #[test]

@@ -189,9 +189,10 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     loop {
-        // Between requests: an idle connection holds no read buffer of its own.
-        if conn.buf.is_empty() {
-            conn.buf = BytesMut::new();
+        // Between requests: an idle connection holds no read buffer of its own (the next
+        // read takes a spare one).
+        if conn.buf.is_empty() && conn.buf.capacity() > 0 {
+            h1_wire::give_back(std::mem::take(&mut conn.buf), READ_SIZE);
         }
         let head = match poll_fn(|cx| conn.poll_head(cx, &closing)).await {
             Ok(Some(head)) => head,
@@ -359,7 +360,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Reads more bytes into the buffer.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.buf.capacity() - self.buf.len() < 1024 {
+        if self.buf.capacity() == 0 {
+            self.buf = h1_wire::read_buffer(READ_SIZE);
+        } else if self.buf.capacity() - self.buf.len() < 1024 {
             self.buf.reserve(READ_SIZE.max(self.buf.len()));
         }
         let n = ready!(tokio_util::io::poll_read_buf(
