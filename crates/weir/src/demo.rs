@@ -16,25 +16,42 @@ const SITE: &[(&str, &str)] = &[
     ),
 ];
 
-/// The demo config, parsed, with its static root made absolute when needed.
-pub fn config() -> anyhow::Result<weir_config::Config> {
+/// The demo config, parsed, with its static root made absolute when needed, and the
+/// directory its site was written to (removed when the returned guard is dropped, so a demo
+/// that ends leaves nothing in the temporary directory).
+pub fn config() -> anyhow::Result<(weir_config::Config, Option<SiteDir>)> {
     let mut text = weir_config::QUICKSTART.to_owned();
+    let mut site = None;
     if !std::path::Path::new("examples/site").is_dir() {
         let dir = write_site()?;
         let root = dir
+            .0
             .to_str()
-            .ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", dir.display()))?;
+            .ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", dir.0.display()))?;
         text = text.replace("root = \"examples/site\"", &format!("root = {root:?}"));
+        site = Some(dir);
     }
-    Ok(weir_config::parse(&text, "<embedded quickstart.toml>")?)
+    Ok((
+        weir_config::parse(&text, "<embedded quickstart.toml>")?,
+        site,
+    ))
 }
 
-fn write_site() -> anyhow::Result<PathBuf> {
+/// The demo site written out for this process; removed on drop.
+pub struct SiteDir(PathBuf);
+
+impl Drop for SiteDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn write_site() -> anyhow::Result<SiteDir> {
     use anyhow::Context as _;
-    let dir = std::env::temp_dir().join(format!("weir-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = SiteDir(std::env::temp_dir().join(format!("weir-demo-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).with_context(|| format!("creating {}", dir.0.display()))?;
     for (name, body) in SITE {
-        let path = dir.join(name);
+        let path = dir.0.join(name);
         std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(dir)
@@ -47,11 +64,12 @@ mod tests {
     #[test]
     fn demo_loads_away_from_a_checkout() {
         assert!(!std::path::Path::new("examples/site").exists());
-        let config = super::config().expect("the demo config loads");
+        let (config, site) = super::config().expect("the demo config loads");
         assert_eq!(config.routes.len(), 6);
-        let dir = std::env::temp_dir().join(format!("weir-demo-{}", std::process::id()));
+        let dir = site.as_ref().expect("the site was written").0.clone();
         let index = std::fs::read_to_string(dir.join("index.html")).expect("index.html");
-        let _ = std::fs::remove_dir_all(&dir);
         assert!(index.contains("Weir is running"));
+        drop(site);
+        assert!(!dir.exists(), "the demo's site is removed when it ends");
     }
 }

@@ -128,7 +128,8 @@ fn main() -> ExitCode {
                  config of yours. ***\n*** Try http://127.0.0.1:8080/ and the dashboard at \
                  http://127.0.0.1:9901/ ; serve your own with `weir run -c FILE`. ***"
             );
-            demo::config().and_then(|c| run(c, None))
+            // `_site` lives until the demo has stopped serving, then removes its directory.
+            demo::config().and_then(|(c, _site)| run(c, None))
         }
         Command::Healthcheck {
             url,

@@ -19,12 +19,36 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn temp_file(name: &str, contents: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("weir-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let path = dir.join(name);
+/// A file in a directory of its own, both removed when the test is done with it.
+struct TempFile {
+    path: PathBuf,
+    _dir: weir_testkit::TempDir,
+}
+
+impl std::ops::Deref for TempFile {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for TempFile {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempFile {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.path.as_os_str()
+    }
+}
+
+fn temp_file(name: &str, contents: &str) -> TempFile {
+    let dir = weir_testkit::TempDir::new("cli");
+    let path = dir.0.join(name);
     std::fs::write(&path, contents).expect("write");
-    path
+    TempFile { path, _dir: dir }
 }
 
 /// A port that was free a moment ago.

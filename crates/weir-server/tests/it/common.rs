@@ -361,26 +361,7 @@ pub fn guarded_config(
         .build()
 }
 
-/// A directory removed when dropped.
-pub struct TempDir(pub std::path::PathBuf);
-
-impl TempDir {
-    /// A fresh, empty directory under the system's temporary directory.
-    pub fn new(name: &str) -> Self {
-        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("weir-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use weir_testkit::TempDir;
 
 /// Polls `check` until it gives a value, under a generous deadline (30 s) that only a broken
 /// build reaches: a test waits on the condition it needs, never for a guessed time.
