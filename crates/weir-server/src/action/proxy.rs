@@ -179,9 +179,11 @@ pub(crate) async fn forward(
     if let Some(cookie) = info.set_cookie {
         parts.headers.append(SET_COOKIE, cookie);
     }
-    if !switching
-        && weir_core::body::declared_length(&parts.headers).is_some_and(|n| n <= READ_AHEAD_MAX)
-    {
+    // The body's own length when its framing gave one (no lookup in the map), else the field.
+    let length = http_body::Body::size_hint(&body)
+        .exact()
+        .or_else(|| weir_core::body::declared_length(&parts.headers));
+    if !switching && length.is_some_and(|n| n <= READ_AHEAD_MAX) {
         // A small body is read whole now and the upstream connection goes back to its pool at
         // once: a client that does not read (an HTTP/2 window held at zero) pins the few bytes
         // of its own answer, never an upstream connection.
