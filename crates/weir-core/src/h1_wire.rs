@@ -214,8 +214,11 @@ thread_local! {
 
 /// An empty read buffer with room for `size` bytes: a spare one when this thread has one.
 pub fn read_buffer(size: usize) -> BytesMut {
+    // `try_with`: a thread being torn down has no spares, and never panics here.
     SPARE
-        .with_borrow_mut(Vec::pop)
+        .try_with(|spare| spare.try_borrow_mut().ok().and_then(|mut s| s.pop()))
+        .ok()
+        .flatten()
         .filter(|b| b.capacity() >= size)
         .unwrap_or_else(|| BytesMut::with_capacity(size))
 }
@@ -226,9 +229,11 @@ pub fn read_buffer(size: usize) -> BytesMut {
 pub fn give_back(mut buf: BytesMut, size: usize) {
     buf.clear();
     if buf.try_reclaim(size) && buf.capacity() <= 2 * size {
-        SPARE.with_borrow_mut(|spare| {
-            if spare.len() < SPARE_MAX {
-                spare.push(buf);
+        let _ = SPARE.try_with(|spare| {
+            if let Ok(mut spare) = spare.try_borrow_mut() {
+                if spare.len() < SPARE_MAX {
+                    spare.push(buf);
+                }
             }
         });
     }
