@@ -18,6 +18,10 @@ pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-
 pub(crate) static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub(crate) static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
+/// Room a request's header map needs for the fields the proxy adds (`host`, forwarding, `via`,
+/// request id), so that adding them does not grow it.
+pub(crate) const ADDED_BY_PROXY: usize = 8;
+
 /// The request fields every request's context reads, found in one pass over the map (five
 /// lookups by name cost a hash and a probe each; most requests carry a handful of fields).
 /// Each is the first field of its name, as `HeaderMap::get` gives.

@@ -57,6 +57,10 @@ pub(crate) async fn forward(
     // only if the upstream answers 101.
     let upgrade = headers::upgrade_token(&f.parts.headers, f.parts.version);
     let client_upgrade = f.parts.extensions.remove::<ClientUpgrade>();
+    // Room for what is added below, made before the first insert: HTTP/1.1 heads are parsed
+    // with it (nothing to do); an HTTP/2 request's map is sized by the `h2` crate to the
+    // client's few fields, and growing it now rehashes fewer than growing it at the seventh.
+    f.parts.headers.reserve(headers::ADDED_BY_PROXY);
     headers::strip_hop_by_hop(&mut f.parts.headers);
     if let Some(token) = &upgrade {
         f.parts
@@ -231,18 +235,11 @@ async fn read_whole(mut body: ResponseBody) -> Result<ResponseBody, weir_core::B
                     continue;
                 };
                 let data = joined.map_or(data, bytes::BytesMut::freeze);
-                let frames = [
-                    Ok(http_body::Frame::data(data)),
-                    Ok(http_body::Frame::trailers(trailers)),
-                ];
-                let frames = frames
-                    .into_iter()
-                    .filter(|f: &Result<_, weir_core::BoxError>| {
-                        f.as_ref()
-                            .ok()
-                            .and_then(http_body::Frame::data_ref)
-                            .is_none_or(|d| !d.is_empty())
-                    });
+                let mut frames: Vec<Result<_, weir_core::BoxError>> = Vec::with_capacity(2);
+                if !data.is_empty() {
+                    frames.push(Ok(http_body::Frame::data(data)));
+                }
+                frames.push(Ok(http_body::Frame::trailers(trailers)));
                 return Ok(ResponseBody::Stream(
                     http_body_util::StreamBody::new(futures_util::stream::iter(frames))
                         .boxed_unsync(),

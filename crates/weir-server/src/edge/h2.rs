@@ -338,10 +338,6 @@ fn start_stream(
 ) {
     let length = weir_core::body::declared_length(req.headers());
     let (mut parts, recv) = req.into_parts();
-    // Room for what the proxy adds (`host`, the forwarding fields, `via`, the request id) now,
-    // while the map holds only the client's few fields: the `h2` crate sizes it to those, and
-    // growing it later rehashes and moves more.
-    parts.headers.reserve(8);
     let mut opens_tunnel = None;
     if parts.method == http::Method::CONNECT {
         let (connect, opened) = super::h2_tunnel::ConnectStream::new();

@@ -273,16 +273,24 @@ mod base64_engine {
     }
 }
 
-/// An origin speaking only HTTP/2 with prior knowledge (h2c): an HTTP/1.1 probe fails there.
-async fn h2c_only_origin() -> SocketAddr {
+/// An origin speaking only HTTP/2 with prior knowledge (h2c), answering each request with
+/// `answer`: an HTTP/1.1 probe fails there.
+async fn h2c_origin<B, F>(answer: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Response<B> + Clone + Send + Sync + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
+            let answer = answer.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
-                    let body = format!("{:?} {}", req.version(), req.uri().path());
-                    Ok::<_, Infallible>(Response::new(full(body)))
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let resp = answer(req);
+                    async move { Ok::<_, Infallible>(resp) }
                 });
                 let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tcp), svc)
@@ -291,6 +299,11 @@ async fn h2c_only_origin() -> SocketAddr {
         }
     });
     addr
+}
+
+/// An h2c-only origin answering `<version> <path>`.
+async fn h2c_only_origin() -> SocketAddr {
+    h2c_origin(|req| Response::new(full(format!("{:?} {}", req.version(), req.uri().path())))).await
 }
 
 /// An HTTP/1.1 origin that serves only connections starting with a PROXY v2 header.
@@ -391,30 +404,20 @@ async fn a_small_body_read_whole_keeps_its_frames_bytes_and_trailers() {
     // An h2c origin answers with a declared length, the body in two DATA frames and trailers:
     // Weir reads such a small body whole before answering, and the client still gets every
     // byte and the trailers.
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let origin = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|_req: Request<Incoming>| async move {
-                    let mut trailers = http::HeaderMap::new();
-                    trailers.insert("x-checksum", http::HeaderValue::from_static("abc"));
-                    let frames = futures_util::stream::iter([
-                        Ok::<_, Infallible>(http_body::Frame::data(bytes::Bytes::from("hel"))),
-                        Ok(http_body::Frame::data(bytes::Bytes::from("lo"))),
-                        Ok(http_body::Frame::trailers(trailers)),
-                    ]);
-                    let mut resp = Response::new(http_body_util::StreamBody::new(frames));
-                    resp.headers_mut()
-                        .insert("content-length", http::HeaderValue::from_static("5"));
-                    Ok::<_, Infallible>(resp)
-                });
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
-    });
+    let origin = h2c_origin(|_req| {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-checksum", http::HeaderValue::from_static("abc"));
+        let frames = futures_util::stream::iter([
+            Ok::<_, Infallible>(http_body::Frame::data(bytes::Bytes::from("hel"))),
+            Ok(http_body::Frame::data(bytes::Bytes::from("lo"))),
+            Ok(http_body::Frame::trailers(trailers)),
+        ]);
+        let mut resp = Response::new(http_body_util::StreamBody::new(frames));
+        resp.headers_mut()
+            .insert("content-length", http::HeaderValue::from_static("5"));
+        resp
+    })
+    .await;
     let gw = gateway(&upstream_toml(origin, "protocol = \"h2c\"")).await;
     let mut send = h2c_sender(gw.addr).await;
     let req = Request::get(format!("http://{}/t", gw.addr))

@@ -41,10 +41,6 @@ pub(crate) struct Limits {
     pub(crate) max_fields: usize,
 }
 
-/// Room left in a request's header map for the fields the proxy adds (forwarding, `via`,
-/// request id), so that adding them does not grow it.
-const ADDED_FIELDS: usize = 8;
-
 /// The fields that decide framing and the connection, noted as the head is read.
 #[derive(Default)]
 struct Special {
@@ -184,7 +180,7 @@ pub(super) fn parse(
     let uri = Uri::from_maybe_shared(bytes.slice(target.0..target.0 + target.1))
         .map_err(|_| ErrorKind::BadRequest)?;
     let headers = reuse
-        .headers(&bytes, ADDED_FIELDS)
+        .headers(&bytes, crate::headers::ADDED_BY_PROXY)
         .map_err(|_| ErrorKind::BadRequest)?;
     let keep_alive = if version == Version::HTTP_10 {
         special.connection.keep_alive
