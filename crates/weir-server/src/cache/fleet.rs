@@ -5,7 +5,10 @@
 //! A stream rather than pub/sub because an instance that was cut off resumes reading from the
 //! last entry it applied and replays what it missed. An entry carries the instance that made
 //! it, which skips its own (applied when made), and each instance reads each entry once (the
-//! id it resumes from only moves forward), so no purge is applied twice to one store. With a
+//! id it resumes from only moves forward). Publishing is at least once (an `XADD` Redis ran
+//! whose reply was lost is sent again), so an entry also carries its maker's sequence number
+//! (`seq`, rising by one per purge, in order) and a reader skips any entry whose number is not
+//! above the last it applied from that maker: no purge is applied twice to one store. With a
 //! disk tier the last id is kept in its directory, so a restarted instance also replays what
 //! it missed while it was down. When Redis is unreachable a purge applies here at once and
 //! waits in a bounded queue to be published when Redis is back.
@@ -29,6 +32,9 @@ const MAX_PENDING: usize = 10_000;
 const STREAM_LEN: usize = 100_000;
 /// How long one blocking read waits for new entries.
 const BLOCK: Duration = Duration::from_secs(1);
+/// Makers whose last sequence number a reader remembers, at most (one per instance lifetime
+/// seen; a duplicate follows its original closely, so forgetting old makers loses nothing).
+const MAX_MAKERS: usize = 4096;
 
 /// One purge, as it travels.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +43,13 @@ pub(crate) struct Order {
     pub(crate) kind: &'static str,
     pub(crate) target: String,
     pub(crate) soft: bool,
+}
+
+/// An order as queued: numbered by its maker when queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Numbered {
+    seq: u64,
+    order: Order,
 }
 
 impl Order {
@@ -85,14 +98,38 @@ pub(crate) struct FleetCounters {
     pub(crate) read_errors: AtomicU64,
 }
 
+/// What this instance publishes from: its name in the stream, the next sequence number and the
+/// purges not yet published. Kept by the cache across reloads, so numbers keep rising and a
+/// purge queued while Redis is away survives a reload.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    /// This instance (a random id), in the entries it writes.
+    instance: Box<str>,
+    next_seq: AtomicU64,
+    pending: Mutex<VecDeque<Numbered>>,
+    wake: Notify,
+}
+
+impl Outbox {
+    fn new() -> Self {
+        Self {
+            instance: format!("{:016x}", fastrand::u64(..)).into(),
+            next_seq: AtomicU64::new(1),
+            pending: Mutex::new(VecDeque::new()),
+            wake: Notify::new(),
+        }
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Numbered>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// One cache's fleet channel.
 pub(crate) struct Fleet {
     store: Arc<RedisStore>,
     stream: String,
-    /// This instance (a random id, kept by the cache across reloads), in the entries it writes.
-    pub(crate) instance: Arc<str>,
-    pending: Mutex<VecDeque<Order>>,
-    wake: Notify,
+    pub(crate) outbox: Arc<Outbox>,
     /// Where the last applied entry's id is kept (a disk tier's directory).
     id_file: Option<PathBuf>,
     pub(crate) counters: FleetCounters,
@@ -108,19 +145,17 @@ impl std::fmt::Debug for Fleet {
 }
 
 impl Fleet {
-    /// `instance` names this instance in the stream: the running cache's, or a new random one.
+    /// `outbox` is the running cache's (same instance name, numbers and queue), or a new one.
     pub(crate) fn new(
         cache: &str,
         store: Arc<RedisStore>,
         disk: Option<&str>,
-        instance: Option<Arc<str>>,
+        outbox: Option<Arc<Outbox>>,
     ) -> Self {
         Self {
             stream: format!("{}purge:{cache}", store.prefix()),
             store,
-            instance: instance.unwrap_or_else(|| format!("{:016x}", fastrand::u64(..)).into()),
-            pending: Mutex::new(VecDeque::new()),
-            wake: Notify::new(),
+            outbox: outbox.unwrap_or_else(|| Arc::new(Outbox::new())),
             id_file: disk.map(|d| PathBuf::from(d).join("fleet-purge.id")),
             counters: FleetCounters::default(),
             started: AtomicBool::new(false),
@@ -129,19 +164,21 @@ impl Fleet {
 
     /// Purges waiting to be published.
     pub(crate) fn pending(&self) -> usize {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.outbox.queue().len()
     }
 
     /// Queues a purge made here for the fleet (it has been applied here already).
     pub(crate) fn publish(&self, order: Order) {
-        let mut q = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = self.outbox.queue();
         if q.len() >= MAX_PENDING {
             q.pop_front();
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        q.push_back(order);
+        // Numbered under the queue's lock, so the queue is in number order.
+        let seq = self.outbox.next_seq.fetch_add(1, Ordering::Relaxed);
+        q.push_back(Numbered { seq, order });
         drop(q);
-        self.wake.notify_one();
+        self.outbox.wake.notify_one();
     }
 
     /// Starts the publisher and the reader (once); both end when the cache is dropped.
@@ -154,7 +191,8 @@ impl Fleet {
         tokio::spawn(read_loop(self.clone(), weak));
     }
 
-    async fn xadd(&self, o: &Order) -> Result<(), weir_policy::store::StoreError> {
+    async fn xadd(&self, n: &Numbered) -> Result<(), weir_policy::store::StoreError> {
+        let o = &n.order;
         let mut cmd = redis::cmd("XADD");
         cmd.arg(&self.stream)
             .arg("MAXLEN")
@@ -162,7 +200,9 @@ impl Fleet {
             .arg(STREAM_LEN)
             .arg("*")
             .arg("origin")
-            .arg(&*self.instance)
+            .arg(&*self.outbox.instance)
+            .arg("seq")
+            .arg(n.seq)
             .arg("kind")
             .arg(o.kind)
             .arg("target")
@@ -194,21 +234,17 @@ async fn publish_loop(fleet: Weak<Fleet>) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let Some(f) = fleet.upgrade() else { return };
-        let next = f
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .front()
-            .cloned();
+        let next = f.outbox.queue().front().cloned();
         let Some(order) = next else {
             // Woken by a publish; re-checked every second so the loop notices when its cache is
             // gone.
-            let _ = tokio::time::timeout(Duration::from_secs(1), f.wake.notified()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), f.outbox.wake.notified()).await;
             continue;
         };
         match f.xadd(&order).await {
             Ok(()) => {
-                let mut q = f.pending.lock().unwrap_or_else(|p| p.into_inner());
+                // A reloaded cache's publisher may have sent it too (readers skip the repeat).
+                let mut q = f.outbox.queue();
                 if q.front() == Some(&order) {
                     q.pop_front();
                 }
@@ -233,6 +269,7 @@ type Entries = Option<Vec<(String, Vec<(String, HashMap<String, String>)>)>>;
 /// instances' purges; reconnects and resumes after any error.
 async fn read_loop(fleet: Arc<Fleet>, cache: Weak<CacheHandle>) {
     let mut last: Option<String> = fleet.saved_id();
+    let mut makers = Makers::default();
     let mut backoff = Duration::from_millis(100);
     'connect: loop {
         if cache.strong_count() == 0 {
@@ -302,8 +339,10 @@ async fn read_loop(fleet: Arc<Fleet>, cache: Weak<CacheHandle>) {
             backoff = Duration::from_millis(100);
             let mut moved = false;
             for (id, fields) in entries {
-                let theirs = fields.get("origin").map(String::as_str) != Some(&*fleet.instance);
-                if let (true, Some(order)) = (theirs, Order::parse(&fields)) {
+                let origin = fields.get("origin").map(String::as_str);
+                let theirs = origin != Some(&*fleet.outbox.instance);
+                let fresh = makers.fresh(origin, fields.get("seq"));
+                if let (true, true, Some(order)) = (theirs, fresh, Order::parse(&fields)) {
                     let Some(handle) = cache.upgrade() else {
                         return;
                     };
@@ -320,5 +359,53 @@ async fn read_loop(fleet: Arc<Fleet>, cache: Weak<CacheHandle>) {
                 }
             }
         }
+    }
+}
+
+/// The last sequence number applied from each maker, to skip an entry published twice.
+#[derive(Debug, Default)]
+struct Makers(HashMap<String, u64>);
+
+impl Makers {
+    /// Whether an entry from `origin` numbered `seq` is new; remembers it if so. An entry
+    /// without a number (an older Weir's) is always new.
+    fn fresh(&mut self, origin: Option<&str>, seq: Option<&String>) -> bool {
+        let (Some(origin), Some(seq)) = (origin, seq.and_then(|s| s.parse::<u64>().ok())) else {
+            return true;
+        };
+        if let Some(last) = self.0.get_mut(origin) {
+            if seq <= *last {
+                return false;
+            }
+            *last = seq;
+            return true;
+        }
+        if self.0.len() >= MAX_MAKERS {
+            self.0.clear();
+        }
+        self.0.insert(origin.to_owned(), seq);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_or_older_number_from_one_maker_is_skipped() {
+        let mut m = Makers::default();
+        let n = |s: &str| Some(s.to_owned());
+        assert!(m.fresh(Some("a"), n("1").as_ref()));
+        assert!(m.fresh(Some("a"), n("2").as_ref()));
+        assert!(!m.fresh(Some("a"), n("2").as_ref()), "published twice");
+        assert!(!m.fresh(Some("a"), n("1").as_ref()));
+        assert!(
+            m.fresh(Some("b"), n("1").as_ref()),
+            "another maker's own numbers"
+        );
+        assert!(m.fresh(Some("a"), n("3").as_ref()));
+        assert!(m.fresh(Some("a"), None), "unnumbered entries always apply");
+        assert!(m.fresh(None, n("1").as_ref()));
     }
 }

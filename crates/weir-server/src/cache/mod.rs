@@ -200,7 +200,7 @@ impl CacheHandle {
                     cfg.disk.as_ref().map(|d| d.path.as_str()),
                     same_name
                         .and_then(|h| h.fleet.as_ref())
-                        .map(|f| f.instance.clone()),
+                        .map(|f| f.outbox.clone()),
                 ))
             }),
         })

@@ -658,16 +658,7 @@ async fn a_fleet_sharing_redis_is_one_acme_client() {
         .count();
     assert!(reached >= 2, "validations reached {reached} instance(s)");
     // What Redis holds is sealed: no PEM in it.
-    let client = ::redis::Client::open(redis.url()).expect("client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
-    let keys: Vec<String> = ::redis::cmd("KEYS")
-        .arg("*acme:*")
-        .query_async(&mut conn)
-        .await
-        .expect("keys");
+    let (mut conn, keys) = redis_keys(&redis, "*acme:*").await;
     assert!(keys.iter().any(|k| k.contains("acme:cert:")), "{keys:?}");
     for k in keys
         .iter()

@@ -446,3 +446,21 @@ where
     tokio::spawn(conn);
     send
 }
+
+/// A connection to a test `redis-server` and the keys matching `pattern` in it.
+pub async fn redis_keys(
+    redis: &weir_testkit::redis::RedisServer,
+    pattern: &str,
+) -> (::redis::aio::MultiplexedConnection, Vec<String>) {
+    let client = ::redis::Client::open(redis.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    (conn, keys)
+}

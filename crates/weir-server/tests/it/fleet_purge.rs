@@ -84,6 +84,18 @@ async fn applied(gw: &Gateway, n: f64) {
     .await;
 }
 
+/// Waits until each reader has found the top of the stream (before the first purge).
+async fn readers_connected(gws: &[Gateway]) {
+    for gw in gws {
+        wait_until("the readers to connect", || async {
+            let m = metrics(gw).await;
+            m.contains("weir_cache_fleet_purges_total{cache=\"edge\",event=\"applied\"} 0")
+                .then_some(())
+        })
+        .await;
+    }
+}
+
 /// Whether `gw` would answer `path` from its store.
 async fn holds(gw: &Gateway, path: &str) -> bool {
     let (_, h, _) = get(gw, path, &[("cache-control", "only-if-cached")]).await;
@@ -121,15 +133,7 @@ async fn a_purge_on_one_instance_reaches_all_even_across_redis_restarts_and_cut_
         gateway(&fleet_config(o.addr, redis.addr)).await,
         gateway(&fleet_config(o.addr, relay.addr)).await,
     ];
-    // Each reader has found the top of the stream before the first purge.
-    for gw in &gws {
-        wait_until("the readers to connect", || async {
-            let m = metrics(gw).await;
-            m.contains("weir_cache_fleet_purges_total{cache=\"edge\",event=\"applied\"} 0")
-                .then_some(())
-        })
-        .await;
-    }
+    readers_connected(&gws).await;
     cached_everywhere(&gws, "/a").await;
     cached_everywhere(&gws, "/b").await;
 
@@ -207,5 +211,76 @@ async fn a_purge_on_one_instance_reaches_all_even_across_redis_restarts_and_cut_
             "weir_cache_fleet_purges_total{cache=\"edge\",event=\"applied\"}"
         ),
         Some(7.0)
+    );
+}
+
+/// Publishing is at least once: an `XADD` Redis ran but whose reply was lost is sent again, so
+/// the stream can hold one purge twice. The reader applies it once (the maker's number).
+#[tokio::test]
+async fn a_purge_the_stream_holds_twice_is_applied_once() {
+    let o = origin(|req: Request<Incoming>| async move {
+        Response::builder()
+            .header("cache-control", "max-age=600")
+            .body(full(req.uri().path().to_owned()))
+            .expect("response")
+    })
+    .await;
+    let redis = RedisServer::start().await;
+    let gws = vec![
+        gateway(&fleet_config(o.addr, redis.addr)).await,
+        gateway(&fleet_config(o.addr, redis.addr)).await,
+    ];
+    readers_connected(&gws).await;
+    cached_everywhere(&gws, "/a").await;
+    admin_purge(&gws[0], "url=127.0.0.1/a").await;
+    applied(&gws[1], 1.0).await;
+    cached_everywhere(&gws, "/a").await;
+    cached_everywhere(&gws, "/b").await;
+
+    // The retry of a lost reply, as Redis would hold it: the same entry once more.
+    let (mut conn, keys) = redis_keys(&redis, "*purge:edge").await;
+    let [stream] = keys.as_slice() else {
+        panic!("one purge stream: {keys:?}")
+    };
+    let entries: Vec<(String, Vec<(String, String)>)> = ::redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .expect("xrange");
+    let [(_, fields)] = entries.as_slice() else {
+        panic!("one entry: {entries:?}")
+    };
+    assert!(
+        fields.iter().any(|(k, _)| k == "seq"),
+        "numbered: {fields:?}"
+    );
+    let mut again = ::redis::cmd("XADD");
+    again.arg(stream).arg("*");
+    for (k, v) in fields {
+        again.arg(k).arg(v);
+    }
+    let _: String = again.query_async(&mut conn).await.expect("xadd");
+
+    // A later purge, read after the repeat: once it has arrived the repeat has been read.
+    admin_purge(&gws[0], "url=127.0.0.1/b").await;
+    wait_until("the later purge to arrive", || async {
+        (!holds(&gws[1], "/b").await).then_some(())
+    })
+    .await;
+    assert!(holds(&gws[1], "/a").await, "the repeat purged /a again");
+    let m = wait_for_metric(
+        &gws[1],
+        "weir_cache_fleet_purges_total{cache=\"edge\",event=\"applied\"}",
+        2.0,
+    )
+    .await;
+    assert_eq!(
+        metric_value(
+            &m,
+            "weir_cache_fleet_purges_total{cache=\"edge\",event=\"applied\"}"
+        ),
+        Some(2.0)
     );
 }
