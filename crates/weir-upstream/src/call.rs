@@ -118,251 +118,273 @@ impl Upstream {
     /// Sends the request (head already prepared for the hop) to an endpoint of this upstream,
     /// retrying as configured, and returns the response head with the guard to hold until its
     /// body is done.
-    pub async fn call(
-        self: &Arc<Self>,
+    #[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice
+    pub fn call<'a>(
+        self: &'a Arc<Self>,
         parts: Parts,
         body: RequestBody,
         opts: CallOpts,
-        info: &mut CallInfo,
-    ) -> Result<(Response<UpstreamBody>, UpstreamGuard), ProxyError> {
-        let now = self.clock.now_ms();
-        self.metrics.requests.fetch_add(1, Ordering::Relaxed);
-        self.retry.budget().request(now);
-        let Some(breaker) = &self.breaker else {
-            return self.tries(parts, body, &opts, info).await;
-        };
-        let admit = breaker
-            .admit(now)
-            .map_err(|wait| ProxyError::new(ErrorKind::CircuitOpen).retry_after(wait))?;
-        // If this future is dropped mid-way (the client left), the probe slot is given back.
-        let mut ticket = Ticket {
-            breaker,
-            admit: Some(admit),
-        };
-        let result = self.tries(parts, body, &opts, info).await;
-        let failed = match &result {
-            Ok((resp, _)) => resp.status().is_server_error(),
-            Err(e) => e.side != Side::Client,
-        };
-        ticket.admit = None;
-        breaker.record(admit, failed, self.clock.now_ms());
-        result
+        info: &'a mut CallInfo,
+    ) -> impl std::future::Future<Output = Result<(Response<UpstreamBody>, UpstreamGuard), ProxyError>>
+           + 'a {
+        // Not an `async fn`, whose future would hold each argument twice (see
+        // docs/architecture.md, "Small request futures").
+        async move {
+            let now = self.clock.now_ms();
+            self.metrics.requests.fetch_add(1, Ordering::Relaxed);
+            self.retry.budget().request(now);
+            let Some(breaker) = &self.breaker else {
+                return self.tries(Some(parts), Some(body), &opts, info).await;
+            };
+            let admit = breaker
+                .admit(now)
+                .map_err(|wait| ProxyError::new(ErrorKind::CircuitOpen).retry_after(wait))?;
+            // If this future is dropped mid-way (the client left), the probe slot is given back.
+            let mut ticket = Ticket {
+                breaker,
+                admit: Some(admit),
+            };
+            let result = self.tries(Some(parts), Some(body), &opts, info).await;
+            let failed = match &result {
+                Ok((resp, _)) => resp.status().is_server_error(),
+                Err(e) => e.side != Side::Client,
+            };
+            ticket.admit = None;
+            breaker.record(admit, failed, self.clock.now_ms());
+            result
+        }
     }
 
-    async fn tries(
-        self: &Arc<Self>,
-        parts: Parts,
-        body: RequestBody,
-        opts: &CallOpts,
-        info: &mut CallInfo,
-    ) -> Result<(Response<UpstreamBody>, UpstreamGuard), ProxyError> {
-        let slot = match &self.limit {
-            Some(limit) => Some(limit.acquire().await?),
-            None => None,
-        };
-        let policy = &self.retry;
-        let may_resend =
-            policy.attempts > 0 && (idempotent(&parts.method) || opts.retry_non_idempotent);
-        // A body that can be replayed: empty, or small enough to buffer when a resend is possible.
-        let mut body = Some(body);
-        let mut replay: Option<Bytes> = None;
-        if body.as_ref().is_some_and(|b| b.is_end_stream()) {
-            replay = Some(Bytes::new());
-            body = None;
-        } else if may_resend {
-            let small = body
-                .as_ref()
-                .and_then(|b| b.size_hint().exact())
-                .is_some_and(|n| n <= policy.max_body);
-            if small {
-                if let Some(b) = body.take() {
-                    replay = Some(buffer(b, &opts.body_stats).await?);
+    /// `parts` and `body` come as `Option`s (always `Some`) because they are taken out in
+    /// place: rebinding them would hold each twice in the future.
+    #[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice
+    fn tries<'a>(
+        self: &'a Arc<Self>,
+        mut parts: Option<Parts>,
+        mut body: Option<RequestBody>,
+        opts: &'a CallOpts,
+        info: &'a mut CallInfo,
+    ) -> impl std::future::Future<Output = Result<(Response<UpstreamBody>, UpstreamGuard), ProxyError>>
+           + 'a {
+        // Not an `async fn`, whose future would hold each argument twice (see
+        // docs/architecture.md, "Small request futures").
+        async move {
+            let slot = match &self.limit {
+                Some(limit) => Some(limit.acquire().await?),
+                None => None,
+            };
+            let policy = &self.retry;
+            let may_resend = policy.attempts > 0
+                && (parts.as_ref().is_some_and(|p| idempotent(&p.method))
+                    || opts.retry_non_idempotent);
+            // A body that can be replayed: empty, or small enough to buffer when a resend is possible.
+            let mut replay: Option<Bytes> = None;
+            if body.as_ref().is_some_and(|b| b.is_end_stream()) {
+                replay = Some(Bytes::new());
+                body = None;
+            } else if may_resend {
+                let small = body
+                    .as_ref()
+                    .and_then(|b| b.size_hint().exact())
+                    .is_some_and(|n| n <= policy.max_body);
+                if small {
+                    if let Some(b) = body.take() {
+                        replay = Some(buffer(b, &opts.body_stats).await?);
+                    }
                 }
             }
-        }
-        let resend_possible = may_resend
-            && replay.is_some()
-            && (policy.on_reset || policy.on_timeout || policy.has_statuses());
-        let hash = self
-            .hash_key
-            .as_ref()
-            .and_then(|k| key::hash_of(k, &parts, opts.client_ip));
-        let sticky = self
-            .sticky
-            .as_ref()
-            .and_then(|s| s.endpoint_id(&parts.headers));
+            let resend_possible = may_resend
+                && replay.is_some()
+                && (policy.on_reset || policy.on_timeout || policy.has_statuses());
+            let hash = self
+                .hash_key
+                .as_ref()
+                .zip(parts.as_ref())
+                .and_then(|(k, p)| key::hash_of(k, p, opts.client_ip));
+            let sticky = self
+                .sticky
+                .as_ref()
+                .zip(parts.as_ref())
+                .and_then(|(s, p)| s.endpoint_id(&p.headers));
 
-        let proxy_header = match (self.proxy_protocol, opts.addrs) {
-            (Some(version), Some((client, local))) => {
-                Some(crate::proxy_protocol::header(version, client, local))
-            }
-            _ => None,
-        };
-        let mut parts = Some(parts);
-        let mut h1_head: Option<h1_client::Head> = None;
-        // Endpoints of failed tries, to pick another for the next (pushed only when one
-        // follows: most requests have a single try and allocate nothing here).
-        let mut tried: Vec<u64> = Vec::new();
-        let mut retries = 0u32;
-        loop {
-            let now = self.clock.now_ms();
-            let preferred = sticky
-                .filter(|_| tried.is_empty())
-                .and_then(|id| self.in_service(id));
-            let Some(member) = preferred.or_else(|| self.pick(hash, &tried, now)) else {
-                return Err(ProxyError::new(ErrorKind::NoEndpoint));
+            let proxy_header = match (self.proxy_protocol, opts.addrs) {
+                (Some(version), Some((client, local))) => {
+                    Some(crate::proxy_protocol::header(version, client, local))
+                }
+                _ => None,
             };
-            let in_flight = InFlight::new(member);
-            if in_flight.member.has_left() {
-                // Picked from a set replaced meanwhile: not a try; pick from the new set.
-                continue;
-            }
-            in_flight
-                .member
-                .state
-                .requests
-                .fetch_add(1, Ordering::Relaxed);
-            info.tries += 1;
-            let member = &*in_flight.member;
-            let endpoint = &member.endpoint;
-            info.endpoint = Some(endpoint.address.clone());
-            let pool = &member.pool;
+            let mut h1_head: Option<h1_client::Head> = None;
+            // Endpoints of failed tries, to pick another for the next (pushed only when one
+            // follows: most requests have a single try and allocate nothing here).
+            let mut tried: Vec<u64> = Vec::new();
+            let mut retries = 0u32;
+            loop {
+                let now = self.clock.now_ms();
+                let preferred = sticky
+                    .filter(|_| tried.is_empty())
+                    .and_then(|id| self.in_service(id));
+                let Some(member) = preferred.or_else(|| self.pick(hash, &tried, now)) else {
+                    return Err(ProxyError::new(ErrorKind::NoEndpoint));
+                };
+                let in_flight = InFlight::new(member);
+                if in_flight.member.has_left() {
+                    // Picked from a set replaced meanwhile: not a try; pick from the new set.
+                    continue;
+                }
+                in_flight
+                    .member
+                    .state
+                    .requests
+                    .fetch_add(1, Ordering::Relaxed);
+                info.tries += 1;
+                let member = &*in_flight.member;
+                let endpoint = &member.endpoint;
+                info.endpoint = Some(endpoint.address.clone());
+                let pool = &member.pool;
 
-            let checkout_started = tokio::time::Instant::now();
-            let checked_out = pool.checkout(endpoint, proxy_header.as_deref()).await;
-            // One clock reading ends the checkout and starts the send.
-            let sent = tokio::time::Instant::now();
-            info.connect = Some(sent.saturating_duration_since(checkout_started));
-            info.first_byte = None;
-            let outcome = match checked_out {
-                Err(e) => Err((e, Phase::Connect)),
-                Ok(mut conn) => {
-                    let body = match &replay {
-                        Some(bytes) => {
-                            RequestBody::buffered(bytes.clone(), opts.body_stats.clone())
-                        }
-                        None => body
-                            .take()
-                            .ok_or_else(|| ProxyError::new(ErrorKind::Internal))?,
-                    };
-                    // Keep the head for another try only when one could follow a send.
-                    let another_try = resend_possible && retries < policy.attempts;
-                    let out = match (&mut conn.0, parts.take()) {
-                        // HTTP/1.1: the head is encoded once, and every try sends those bytes;
-                        // the header map then serves the response's fields.
-                        (Sender::H1(c), Some(head)) => {
-                            let encoded = h1_client::Head::new(&head, &body);
-                            h1_head = another_try.then(|| encoded.clone());
-                            c.recycle_headers(head.headers);
-                            Outgoing::H1(encoded, body)
-                        }
-                        (Sender::H1(_), None) => match h1_head.take() {
-                            Some(encoded) => {
+                let checkout_started = tokio::time::Instant::now();
+                let checked_out = pool.checkout(endpoint, proxy_header.as_deref()).await;
+                // One clock reading ends the checkout and starts the send.
+                let sent = tokio::time::Instant::now();
+                info.connect = Some(sent.saturating_duration_since(checkout_started));
+                info.first_byte = None;
+                let outcome = match checked_out {
+                    Err(e) => Err((e, Phase::Connect)),
+                    Ok(mut conn) => {
+                        let body = match &replay {
+                            Some(bytes) => {
+                                RequestBody::buffered(bytes.clone(), opts.body_stats.clone())
+                            }
+                            None => body
+                                .take()
+                                .ok_or_else(|| ProxyError::new(ErrorKind::Internal))?,
+                        };
+                        // Keep the head for another try only when one could follow a send.
+                        let another_try = resend_possible && retries < policy.attempts;
+                        let out = match (&mut conn.0, parts.take()) {
+                            // HTTP/1.1: the head is encoded once, and every try sends those bytes;
+                            // the header map then serves the response's fields.
+                            (Sender::H1(c), Some(head)) => {
+                                let encoded = h1_client::Head::new(&head, &body);
                                 h1_head = another_try.then(|| encoded.clone());
+                                c.recycle_headers(head.headers);
                                 Outgoing::H1(encoded, body)
                             }
-                            None => return Err(ProxyError::new(ErrorKind::Internal)),
-                        },
-                        (Sender::H2(_), Some(head)) if another_try => {
-                            let req = request_from(&head, body);
-                            parts = Some(head);
-                            Outgoing::H2(req)
-                        }
-                        (Sender::H2(_), Some(head)) => {
-                            Outgoing::H2(Request::from_parts(head, body))
-                        }
-                        (Sender::H2(_), None) => return Err(ProxyError::new(ErrorKind::Internal)),
-                    };
-                    let r = client::exchange(
-                        pool,
-                        endpoint,
-                        conn,
-                        out,
-                        opts,
-                        deadline_after(sent, policy.per_try_timeout),
-                        proxy_header.is_some(),
-                    )
-                    .await;
-                    // Failures count too: a timing-out endpoint must look slow to `ewma`.
-                    let took = sent.elapsed();
-                    info.first_byte = Some(took);
-                    // The time of this sample, from readings already taken (no
-                    // extra clock read on the hot path).
-                    let at = now
-                        + crate::clock::ms(info.connect.unwrap_or_default())
-                        + crate::clock::ms(took);
-                    member.state.observe_latency(took.as_nanos() as f64, at);
-                    member.state.attempts.observe(took);
-                    r.map_err(|e| (e, Phase::Send))
-                }
-            };
-
-            // Another try needs the head: the parts (HTTP/2) or the encoded bytes (HTTP/1.1).
-            let can_retry = retries < policy.attempts && (parts.is_some() || h1_head.is_some());
-            match outcome {
-                Ok(resp) => {
-                    let status = resp.status();
-                    self.observe(
-                        member,
-                        if status.is_server_error() {
-                            TryOutcome::ServerError
-                        } else {
-                            TryOutcome::Success
-                        },
-                    );
-                    if can_retry && resend_possible && policy.on_status(status) {
-                        let after = (status == http::StatusCode::SERVICE_UNAVAILABLE)
-                            .then(|| retry_after(resp.headers()))
-                            .flatten();
-                        let honourable = after.is_none_or(|d| d <= policy.max_retry_after);
-                        if honourable && policy.budget().try_retry(self.clock.now_ms()) {
-                            retries += 1;
-                            tried.push(endpoint.id);
-                            drop((resp, in_flight));
-                            let wait = policy.backoff(retries).max(after.unwrap_or_default());
-                            tokio::time::sleep(wait).await;
-                            continue;
-                        }
-                    }
-                    if let Some(cookies) = &self.sticky {
-                        if sticky != Some(endpoint.id) {
-                            info.set_cookie = cookies.set_cookie(endpoint.id);
-                        }
-                    }
-                    return Ok((
-                        resp,
-                        UpstreamGuard {
-                            _in_flight: in_flight,
-                            _slot: slot,
-                        },
-                    ));
-                }
-                Err((e, phase)) => {
-                    if e.side == Side::Client {
-                        return Err(e);
-                    }
-                    self.observe(member, TryOutcome::TransportError);
-                    let retryable = match phase {
-                        Phase::Connect => policy.on_connect,
-                        // A fresh connection for a request the pool could not send: nothing
-                        // was written.
-                        Phase::Send if e.kind == ErrorKind::UpstreamConnect => policy.on_connect,
-                        Phase::Send => {
-                            resend_possible
-                                && match e.kind {
-                                    ErrorKind::UpstreamTimeout => policy.on_timeout,
-                                    _ => policy.on_reset || e.retry == Retry::Yes,
+                            (Sender::H1(_), None) => match h1_head.take() {
+                                Some(encoded) => {
+                                    h1_head = another_try.then(|| encoded.clone());
+                                    Outgoing::H1(encoded, body)
                                 }
-                        }
-                    };
-                    if !(can_retry && retryable && policy.budget().try_retry(self.clock.now_ms())) {
-                        return Err(e);
+                                None => return Err(ProxyError::new(ErrorKind::Internal)),
+                            },
+                            (Sender::H2(_), Some(head)) if another_try => {
+                                let req = request_from(&head, body);
+                                parts = Some(head);
+                                Outgoing::H2(req)
+                            }
+                            (Sender::H2(_), Some(head)) => {
+                                Outgoing::H2(Request::from_parts(head, body))
+                            }
+                            (Sender::H2(_), None) => {
+                                return Err(ProxyError::new(ErrorKind::Internal))
+                            }
+                        };
+                        let r = client::exchange(
+                            pool,
+                            endpoint,
+                            conn,
+                            out,
+                            opts,
+                            deadline_after(sent, policy.per_try_timeout),
+                            proxy_header.is_some(),
+                        )
+                        .await;
+                        // Failures count too: a timing-out endpoint must look slow to `ewma`.
+                        let took = sent.elapsed();
+                        info.first_byte = Some(took);
+                        // The time of this sample, from readings already taken (no
+                        // extra clock read on the hot path).
+                        let at = now
+                            + crate::clock::ms(info.connect.unwrap_or_default())
+                            + crate::clock::ms(took);
+                        member.state.observe_latency(took.as_nanos() as f64, at);
+                        member.state.attempts.observe(took);
+                        r.map_err(|e| (e, Phase::Send))
                     }
-                    retries += 1;
-                    tried.push(endpoint.id);
-                    tracing::debug!(upstream = %self.name, endpoint = %endpoint.address, error = %e, "retrying");
-                    drop(in_flight);
-                    tokio::time::sleep(policy.backoff(retries)).await;
+                };
+
+                // Another try needs the head: the parts (HTTP/2) or the encoded bytes (HTTP/1.1).
+                let can_retry = retries < policy.attempts && (parts.is_some() || h1_head.is_some());
+                match outcome {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        self.observe(
+                            member,
+                            if status.is_server_error() {
+                                TryOutcome::ServerError
+                            } else {
+                                TryOutcome::Success
+                            },
+                        );
+                        if can_retry && resend_possible && policy.on_status(status) {
+                            let after = (status == http::StatusCode::SERVICE_UNAVAILABLE)
+                                .then(|| retry_after(resp.headers()))
+                                .flatten();
+                            let honourable = after.is_none_or(|d| d <= policy.max_retry_after);
+                            if honourable && policy.budget().try_retry(self.clock.now_ms()) {
+                                retries += 1;
+                                tried.push(endpoint.id);
+                                drop((resp, in_flight));
+                                let wait = policy.backoff(retries).max(after.unwrap_or_default());
+                                tokio::time::sleep(wait).await;
+                                continue;
+                            }
+                        }
+                        if let Some(cookies) = &self.sticky {
+                            if sticky != Some(endpoint.id) {
+                                info.set_cookie = cookies.set_cookie(endpoint.id);
+                            }
+                        }
+                        return Ok((
+                            resp,
+                            UpstreamGuard {
+                                _in_flight: in_flight,
+                                _slot: slot,
+                            },
+                        ));
+                    }
+                    Err((e, phase)) => {
+                        if e.side == Side::Client {
+                            return Err(e);
+                        }
+                        self.observe(member, TryOutcome::TransportError);
+                        let retryable = match phase {
+                            Phase::Connect => policy.on_connect,
+                            // A fresh connection for a request the pool could not send: nothing
+                            // was written.
+                            Phase::Send if e.kind == ErrorKind::UpstreamConnect => {
+                                policy.on_connect
+                            }
+                            Phase::Send => {
+                                resend_possible
+                                    && match e.kind {
+                                        ErrorKind::UpstreamTimeout => policy.on_timeout,
+                                        _ => policy.on_reset || e.retry == Retry::Yes,
+                                    }
+                            }
+                        };
+                        if !(can_retry
+                            && retryable
+                            && policy.budget().try_retry(self.clock.now_ms()))
+                        {
+                            return Err(e);
+                        }
+                        retries += 1;
+                        tried.push(endpoint.id);
+                        tracing::debug!(upstream = %self.name, endpoint = %endpoint.address, error = %e, "retrying");
+                        drop(in_flight);
+                        tokio::time::sleep(policy.backoff(retries)).await;
+                    }
                 }
             }
         }

@@ -556,7 +556,9 @@ mod tests {
     /// Every open connection holds its task's future: its size is memory per connection. It
     /// was 28.6 KB: the connection taken by value into `drive` sat there twice, the lingering
     /// close's 4 KiB read buffer was on the stack, and the TLS and plain paths were laid out
-    /// side by side; 4.3 KB with each fixed. This fails when something large lands in it again.
+    /// side by side; 4.3 KB with each fixed; 3.2 KB with the HTTP/1.1 loop an `async move`
+    /// block (not an `async fn`, which held the connection twice) and its lingering close
+    /// boxed. This fails when something large lands in it again.
     #[test]
     fn a_connection_future_stays_small() {
         fn future_size<F, Fut>(_: F) -> usize
@@ -573,6 +575,6 @@ mod tests {
             std::mem::size_of::<Fut>()
         }
         let size = future_size(accept);
-        assert!(size <= 5 * 1024, "the connection future is {size} bytes");
+        assert!(size <= 3584, "the connection future is {size} bytes");
     }
 }

@@ -179,155 +179,160 @@ impl Inflow {
     }
 }
 
-async fn serve<S>(
+#[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice
+fn serve<S>(
     mut conn: Conn<S>,
     info: Arc<ConnInfo>,
     shared: Arc<Shared>,
     closing: Arc<Closing>,
-) -> io::Result<()>
+) -> impl Future<Output = io::Result<()>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    loop {
-        // Between requests: an idle connection holds no read buffer of its own (the next
-        // read takes a spare one).
-        if conn.buf.is_empty() && conn.buf.capacity() > 0 {
-            h1_wire::give_back(std::mem::take(&mut conn.buf), READ_SIZE);
-        }
-        let head = match poll_fn(|cx| conn.poll_head(cx, &closing)).await {
-            Ok(Some(head)) => head,
-            Ok(None) => return conn.close(false).await,
-            Err(kind) => {
-                tracing::debug!(peer = %info.peer, ?kind, "request head refused");
-                conn.out.push(Bytes::from_static(refusal(kind)));
-                return conn.close(true).await;
+    // Not an `async fn`, whose future would hold each argument twice (see
+    // docs/architecture.md, "Small request futures").
+    async move {
+        loop {
+            // Between requests: an idle connection holds no read buffer of its own (the next
+            // read takes a spare one).
+            if conn.buf.is_empty() && conn.buf.capacity() > 0 {
+                h1_wire::give_back(std::mem::take(&mut conn.buf), READ_SIZE);
             }
-        };
-        let head::Head {
-            method,
-            uri,
-            version,
-            headers,
-            framing,
-            mut keep_alive,
-            expect_continue,
-            tunnel_asked,
-        } = head;
-        let (body, mut inflow) = match framing {
-            head::Framing::None => {
-                conn.state.request_end(conn.buf.len());
-                (Inbound::default(), Inflow::Done)
-            }
-            head::Framing::Length(n) => {
-                let (body, feed) = Inbound::channel(Some(n));
-                (body, Inflow::Length { feed, left: n })
-            }
-            head::Framing::Chunked => {
-                let (body, feed) = Inbound::channel(None);
-                (
-                    body,
-                    Inflow::Chunked {
-                        feed,
-                        state: Chunked::Size,
-                    },
-                )
-            }
-        };
-        let mut continue_due = expect_continue && !matches!(inflow, Inflow::Done);
-        let mut req = Request::new(ClientBody::Http1(body));
-        *req.method_mut() = method.clone();
-        *req.uri_mut() = uri;
-        *req.version_mut() = version;
-        *req.headers_mut() = headers;
-        let handover = tunnel_asked.then(|| {
-            let (tx, rx) = upgrade::pair();
-            req.extensions_mut().insert(rx);
-            tx
-        });
-
-        // The request's future, built in its own heap slot and freed once it has answered.
-        let mut handling =
-            super::in_place(|| pipeline::handle(req, info.clone(), shared.clone(), None));
-        let answer = poll_fn(|cx| {
-            conn.poll_inflow(&mut inflow, &mut continue_due, cx)?;
-            conn.take_interim(cx);
-            if conn.poll_flush_out(cx)?.is_ready() {
-                conn.poll_read_ahead(&inflow, cx)?;
-            }
-            handling.as_mut().poll(cx).map(Ok::<_, io::Error>)
-        })
-        .await?;
-        drop(handling);
-        // Interim responses after the final one are dropped: they are advisory. (Checked
-        // first: the lock is taken only when there are some.)
-        if conn.state.interim_pending() {
-            conn.state.with_interim(Vec::clear);
-        }
-        let Ok(resp) = answer else {
-            // Only HTTP/2 streams are refused without a response.
-            return conn.close(false).await;
-        };
-        let (mut parts, body) = resp.into_parts();
-        let tunnel = handover.is_some()
-            && if method == Method::CONNECT {
-                parts.status.is_success()
-            } else {
-                parts.status == StatusCode::SWITCHING_PROTOCOLS
+            let head = match poll_fn(|cx| conn.poll_head(cx, &closing)).await {
+                Ok(Some(head)) => head,
+                Ok(None) => return conn.close(false).await,
+                Err(kind) => {
+                    tracing::debug!(peer = %info.peer, ?kind, "request head refused");
+                    conn.out.push(Bytes::from_static(refusal(kind)));
+                    return conn.close(true).await;
+                }
             };
-        // A body the client has not started sending (it waits for a 100 that will not come)
-        // leaves the connection unusable.
-        if continue_due || !inflow.drainable() || conn.read_closed || closing.is_asked() {
-            keep_alive = false;
-        }
-        let mut ex = respond::Exchange {
-            method,
-            version,
-            keep_alive,
-            tunnel,
-        };
-        let (head_bytes, framing) = respond::head(
-            &mut conn.scratch,
-            parts.status,
-            &parts.headers,
-            &body.size_hint(),
-            &mut ex,
-        );
-        // The response's header map holds the next request's fields (`keep` empties it now:
-        // its values may share an upstream's read buffer).
-        conn.reuse.keep(std::mem::take(&mut parts.headers));
-        drop(parts);
-        conn.out.push(head_bytes);
-        let mut writer = h1_wire::BodyWriter::new(framing);
-        let mut body = Some(body);
-        let sent = poll_fn(|cx| {
-            conn.poll_inflow(&mut inflow, &mut continue_due, cx)?;
-            conn.poll_response(&mut body, &mut writer, cx)
-        })
-        .await;
-        drop(body);
-        if let Err(e) = sent {
-            tracing::debug!(peer = %info.peer, error = %e, "response not sent whole; closing");
-            return Ok(());
-        }
-        if tunnel {
-            if let Some(handover) = handover {
-                let Conn { io, buf, .. } = conn;
-                let _ = handover.send(Upgraded::new(Box::new(io), buf.to_vec()));
+            let head::Head {
+                method,
+                uri,
+                version,
+                headers,
+                framing,
+                mut keep_alive,
+                expect_continue,
+                tunnel_asked,
+            } = head;
+            let (body, mut inflow) = match framing {
+                head::Framing::None => {
+                    conn.state.request_end(conn.buf.len());
+                    (Inbound::default(), Inflow::Done)
+                }
+                head::Framing::Length(n) => {
+                    let (body, feed) = Inbound::channel(Some(n));
+                    (body, Inflow::Length { feed, left: n })
+                }
+                head::Framing::Chunked => {
+                    let (body, feed) = Inbound::channel(None);
+                    (
+                        body,
+                        Inflow::Chunked {
+                            feed,
+                            state: Chunked::Size,
+                        },
+                    )
+                }
+            };
+            let mut continue_due = expect_continue && !matches!(inflow, Inflow::Done);
+            let mut req = Request::new(ClientBody::Http1(body));
+            *req.method_mut() = method.clone();
+            *req.uri_mut() = uri;
+            *req.version_mut() = version;
+            *req.headers_mut() = headers;
+            let handover = tunnel_asked.then(|| {
+                let (tx, rx) = upgrade::pair();
+                req.extensions_mut().insert(rx);
+                tx
+            });
+
+            // The request's future, built in its own heap slot and freed once it has answered.
+            let mut handling =
+                super::in_place(|| pipeline::handle(req, info.clone(), shared.clone(), None));
+            let answer = poll_fn(|cx| {
+                conn.poll_inflow(&mut inflow, &mut continue_due, cx)?;
+                conn.take_interim(cx);
+                if conn.poll_flush_out(cx)?.is_ready() {
+                    conn.poll_read_ahead(&inflow, cx)?;
+                }
+                handling.as_mut().poll(cx).map(Ok::<_, io::Error>)
+            })
+            .await?;
+            drop(handling);
+            // Interim responses after the final one are dropped: they are advisory. (Checked
+            // first: the lock is taken only when there are some.)
+            if conn.state.interim_pending() {
+                conn.state.with_interim(Vec::clear);
             }
-            return Ok(());
-        }
-        drop(handover);
-        if !ex.keep_alive {
-            let unread = !matches!(inflow, Inflow::Done);
-            return conn.close(unread).await;
-        }
-        // The rest of a body the pipeline left unread, before the next request can be read.
-        if !matches!(inflow, Inflow::Done) {
-            let mut budget = DRAIN_MAX;
-            let drained =
-                poll_fn(|cx| conn.poll_drain(&mut inflow, &mut budget, &closing, cx)).await;
-            if !drained {
-                return conn.close(true).await;
+            let Ok(resp) = answer else {
+                // Only HTTP/2 streams are refused without a response.
+                return conn.close(false).await;
+            };
+            let (mut parts, body) = resp.into_parts();
+            let tunnel = handover.is_some()
+                && if method == Method::CONNECT {
+                    parts.status.is_success()
+                } else {
+                    parts.status == StatusCode::SWITCHING_PROTOCOLS
+                };
+            // A body the client has not started sending (it waits for a 100 that will not come)
+            // leaves the connection unusable.
+            if continue_due || !inflow.drainable() || conn.read_closed || closing.is_asked() {
+                keep_alive = false;
+            }
+            let mut ex = respond::Exchange {
+                method,
+                version,
+                keep_alive,
+                tunnel,
+            };
+            let (head_bytes, framing) = respond::head(
+                &mut conn.scratch,
+                parts.status,
+                &parts.headers,
+                &body.size_hint(),
+                &mut ex,
+            );
+            // The response's header map holds the next request's fields (`keep` empties it now:
+            // its values may share an upstream's read buffer).
+            conn.reuse.keep(std::mem::take(&mut parts.headers));
+            drop(parts);
+            conn.out.push(head_bytes);
+            let mut writer = h1_wire::BodyWriter::new(framing);
+            let mut body = Some(body);
+            let sent = poll_fn(|cx| {
+                conn.poll_inflow(&mut inflow, &mut continue_due, cx)?;
+                conn.poll_response(&mut body, &mut writer, cx)
+            })
+            .await;
+            drop(body);
+            if let Err(e) = sent {
+                tracing::debug!(peer = %info.peer, error = %e, "response not sent whole; closing");
+                return Ok(());
+            }
+            if tunnel {
+                if let Some(handover) = handover {
+                    let Conn { io, buf, .. } = conn;
+                    let _ = handover.send(Upgraded::new(Box::new(io), buf.to_vec()));
+                }
+                return Ok(());
+            }
+            drop(handover);
+            if !ex.keep_alive {
+                let unread = !matches!(inflow, Inflow::Done);
+                return conn.close(unread).await;
+            }
+            // The rest of a body the pipeline left unread, before the next request can be read.
+            if !matches!(inflow, Inflow::Done) {
+                let mut budget = DRAIN_MAX;
+                let drained =
+                    poll_fn(|cx| conn.poll_drain(&mut inflow, &mut budget, &closing, cx)).await;
+                if !drained {
+                    return conn.close(true).await;
+                }
             }
         }
     }
@@ -649,7 +654,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// answer it with a reset that destroys the response before the client has read it
     /// (nginx's lingering close). A client that stops sending for [`LINGER_IDLE`], or keeps
     /// sending past [`LINGER_TOTAL`] or [`LINGER_MAX`] bytes, is let go.
-    async fn close(mut self, linger: bool) -> io::Result<()> {
+    fn close(self, linger: bool) -> Pin<Box<impl Future<Output = io::Result<()>>>> {
+        // Boxed, so the connection's future does not carry the closing state while it serves.
+        super::in_place(|| self.lingering_close(linger))
+    }
+
+    async fn lingering_close(mut self, linger: bool) -> io::Result<()> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         poll_fn(|cx| {
             self.poll_flush_out(cx)
