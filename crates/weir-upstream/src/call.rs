@@ -118,7 +118,7 @@ impl Upstream {
     /// Sends the request (head already prepared for the hop) to an endpoint of this upstream,
     /// retrying as configured, and returns the response head with the guard to hold until its
     /// body is done.
-    #[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice
+    #[allow(clippy::manual_async_fn)] // not an `async fn`: architecture.md, "Small request futures"
     pub fn call<'a>(
         self: &'a Arc<Self>,
         parts: Parts,
@@ -127,8 +127,6 @@ impl Upstream {
         info: &'a mut CallInfo,
     ) -> impl std::future::Future<Output = Result<(Response<UpstreamBody>, UpstreamGuard), ProxyError>>
            + 'a {
-        // Not an `async fn`, whose future would hold each argument twice (see
-        // docs/architecture.md, "Small request futures").
         async move {
             let now = self.clock.now_ms();
             self.metrics.requests.fetch_add(1, Ordering::Relaxed);
@@ -157,7 +155,7 @@ impl Upstream {
 
     /// `parts` and `body` come as `Option`s (always `Some`) because they are taken out in
     /// place: rebinding them would hold each twice in the future.
-    #[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice
+    #[allow(clippy::manual_async_fn)] // not an `async fn`: architecture.md, "Small request futures"
     fn tries<'a>(
         self: &'a Arc<Self>,
         mut parts: Option<Parts>,
@@ -166,8 +164,6 @@ impl Upstream {
         info: &'a mut CallInfo,
     ) -> impl std::future::Future<Output = Result<(Response<UpstreamBody>, UpstreamGuard), ProxyError>>
            + 'a {
-        // Not an `async fn`, whose future would hold each argument twice (see
-        // docs/architecture.md, "Small request futures").
         async move {
             let slot = match &self.limit {
                 Some(limit) => Some(limit.acquire().await?),

@@ -34,13 +34,11 @@ pub(crate) struct Forward<'a> {
 
 /// Forwards `f`. The request's head and body are used in place as fields of `f` (moved out
 /// where they go), so the future does not hold them twice.
-#[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice
+#[allow(clippy::manual_async_fn)] // not an `async fn`: architecture.md, "Small request futures"
 pub(crate) fn forward<'a>(
     mut f: Forward<'a>,
     ctx: &'a mut RequestCtx,
 ) -> impl std::future::Future<Output = Result<Outcome, ProxyError>> + 'a {
-    // Not an `async fn`, whose future would hold each argument twice (see
-    // docs/architecture.md, "Small request futures").
     async move {
         let (rt, conn, upstream, retry_non_idempotent, mirror) =
             (f.rt, f.conn, f.upstream, f.retry_non_idempotent, f.mirror);

@@ -341,7 +341,7 @@ async fn read_loop(fleet: Arc<Fleet>, cache: Weak<CacheHandle>) {
             for (id, fields) in entries {
                 let origin = fields.get("origin").map(String::as_str);
                 let theirs = origin != Some(&*fleet.outbox.instance);
-                let fresh = makers.fresh(origin, fields.get("seq"));
+                let fresh = makers.fresh(origin, fields.get("seq").map(String::as_str));
                 if let (true, true, Some(order)) = (theirs, fresh, Order::parse(&fields)) {
                     let Some(handle) = cache.upgrade() else {
                         return;
@@ -369,7 +369,7 @@ struct Makers(HashMap<String, u64>);
 impl Makers {
     /// Whether an entry from `origin` numbered `seq` is new; remembers it if so. An entry
     /// without a number (an older Weir's) is always new.
-    fn fresh(&mut self, origin: Option<&str>, seq: Option<&String>) -> bool {
+    fn fresh(&mut self, origin: Option<&str>, seq: Option<&str>) -> bool {
         let (Some(origin), Some(seq)) = (origin, seq.and_then(|s| s.parse::<u64>().ok())) else {
             return true;
         };
@@ -395,17 +395,13 @@ mod tests {
     #[test]
     fn a_repeated_or_older_number_from_one_maker_is_skipped() {
         let mut m = Makers::default();
-        let n = |s: &str| Some(s.to_owned());
-        assert!(m.fresh(Some("a"), n("1").as_ref()));
-        assert!(m.fresh(Some("a"), n("2").as_ref()));
-        assert!(!m.fresh(Some("a"), n("2").as_ref()), "published twice");
-        assert!(!m.fresh(Some("a"), n("1").as_ref()));
-        assert!(
-            m.fresh(Some("b"), n("1").as_ref()),
-            "another maker's own numbers"
-        );
-        assert!(m.fresh(Some("a"), n("3").as_ref()));
+        assert!(m.fresh(Some("a"), Some("1")));
+        assert!(m.fresh(Some("a"), Some("2")));
+        assert!(!m.fresh(Some("a"), Some("2")), "published twice");
+        assert!(!m.fresh(Some("a"), Some("1")));
+        assert!(m.fresh(Some("b"), Some("1")), "another maker's own numbers");
+        assert!(m.fresh(Some("a"), Some("3")));
         assert!(m.fresh(Some("a"), None), "unnumbered entries always apply");
-        assert!(m.fresh(None, n("1").as_ref()));
+        assert!(m.fresh(None, Some("1")));
     }
 }

@@ -26,15 +26,13 @@ use outcome::Outcome;
 use request::redirect_to_https;
 
 /// Serves one request: `stream` is its HTTP/2 stream (`None` on HTTP/1.x).
-#[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice
+#[allow(clippy::manual_async_fn)] // not an `async fn`: architecture.md, "Small request futures"
 pub(crate) fn handle(
     req: Request<ClientBody>,
     conn: Arc<ConnInfo>,
     shared: Arc<Shared>,
     stream: Option<crate::edge::h2::StreamOf>,
 ) -> impl std::future::Future<Output = Result<Response<LoggedBody>, h2::Error>> {
-    // Not an `async fn`, whose future would hold each argument twice (see
-    // docs/architecture.md, "Small request futures").
     async move {
         // Charged before anything else is held for it; past the budget an HTTP/2 stream is refused
         // (REFUSED_STREAM: never processed, safe for the client to retry) and an HTTP/1.1 request
@@ -118,10 +116,6 @@ pub(crate) fn handle(
     }
 }
 
-/// The phases of one request, in order: admission (field count, the listener's address
-/// rules), the forward-proxy listener's own path, the head checks (framing, Host, the https
-/// redirect), routing with the body limit, the route's policies, then its action. Each
-/// phase answers early with an error or a response; `handle` turns either into the reply.
 /// The request's context: its id, client, trace, and what the log records of it.
 fn context(
     req: &Request<ClientBody>,
@@ -176,7 +170,11 @@ fn context(
     ctx
 }
 
-#[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice
+/// The phases of one request, in order: admission (field count, the listener's address
+/// rules), the forward-proxy listener's own path, the head checks (framing, Host, the https
+/// redirect), routing with the body limit, the route's policies, then its action. Each
+/// phase answers early with an error or a response; `handle` turns either into the reply.
+#[allow(clippy::manual_async_fn)] // not an `async fn`: architecture.md, "Small request futures"
 fn process<'a>(
     req: Request<ClientBody>,
     ctx: &'a mut RequestCtx,
@@ -185,8 +183,6 @@ fn process<'a>(
     hooks: &'a mut weir_policy::Hooks,
     compression: &'a Arc<crate::compress::CompressionStats>,
 ) -> impl std::future::Future<Output = Result<Outcome, ProxyError>> + 'a {
-    // Not an `async fn`, whose future would hold each argument twice (see
-    // docs/architecture.md, "Small request futures").
     async move {
         request::admit(&req, ctx, rt)?;
         // ACME HTTP-01 validation, before routing: only tokens Weir has outstanding.

@@ -31,7 +31,7 @@ pub(super) struct Call<'a> {
 /// or a random one), the request goes through [`run`] to it, and what the version answered is
 /// recorded for its metrics and its canary plan. Boxed by the caller, so routes without a
 /// split do not carry its state in their future.
-#[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice
+#[allow(clippy::manual_async_fn)] // not an `async fn`: architecture.md, "Small request futures"
 pub(super) fn split_run<'a>(
     split: std::sync::Arc<crate::deploy::split::Split>,
     mut call: Call<'a>,
@@ -40,8 +40,6 @@ pub(super) fn split_run<'a>(
     ctx: &'a mut RequestCtx,
     compress: Option<crate::compress::Plan>,
 ) -> impl std::future::Future<Output = Result<Outcome, ProxyError>> + 'a {
-    // Not an `async fn`, whose future would hold each argument twice (see
-    // docs/architecture.md, "Small request futures").
     async move {
         let choice = split.choose(&parts, ctx.client_ip);
         if let Some(target) = split.targets.get(choice.index) {
@@ -68,7 +66,7 @@ pub(super) fn split_run<'a>(
 }
 
 /// Runs the proxy action (through the route's cache, when it has one).
-#[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice
+#[allow(clippy::manual_async_fn)] // not an `async fn`: architecture.md, "Small request futures"
 pub(super) fn run<'a>(
     call: Call<'a>,
     mut parts: Parts,
@@ -76,8 +74,6 @@ pub(super) fn run<'a>(
     ctx: &'a mut RequestCtx,
     compress: Option<crate::compress::Plan>,
 ) -> impl std::future::Future<Output = Result<Outcome, ProxyError>> + 'a {
-    // Not an `async fn`, whose future would hold each argument twice (see
-    // docs/architecture.md, "Small request futures").
     async move {
         let rewrite = call.entry.and_then(|e| e.rewrite.as_ref());
         let plan = match call.entry.and_then(|e| e.cache.as_ref()) {

@@ -179,7 +179,7 @@ impl Inflow {
     }
 }
 
-#[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice
+#[allow(clippy::manual_async_fn)] // not an `async fn`: architecture.md, "Small request futures"
 fn serve<S>(
     mut conn: Conn<S>,
     info: Arc<ConnInfo>,
@@ -189,8 +189,6 @@ fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // Not an `async fn`, whose future would hold each argument twice (see
-    // docs/architecture.md, "Small request futures").
     async move {
         loop {
             // Between requests: an idle connection holds no read buffer of its own (the next
