@@ -294,7 +294,8 @@ impl Upstream {
                             deadline_after(sent, policy.per_try_timeout),
                             proxy_header.is_some(),
                         )
-                        .await;
+                        .await
+                        .unwrap_or_else(|_| Err(client::timed_out()));
                         // Failures count too: a timing-out endpoint must look slow to `ewma`.
                         let took = sent.elapsed();
                         info.first_byte = Some(took);

@@ -2,6 +2,7 @@
 //! `ProxyError`s.
 
 use std::error::Error as StdError;
+use std::future::Future;
 use std::sync::Arc;
 
 use http::header::{CONNECTION, HOST, TE, TRANSFER_ENCODING, UPGRADE};
@@ -20,27 +21,36 @@ pub(crate) enum Outgoing {
     H2(Request<RequestBody>),
 }
 
-/// Sends `out` over `sender` (from `pool.checkout`) and waits, up to `timeout`, for the
-/// response head; interim responses go to `opts.interim`, if any. A request never written
-/// because a reused connection had closed is sent once more on a fresh connection. An
-/// HTTP/1.1 connection goes back to `pool` when its response has been read, unless it is
-/// `single_use` (it announced one client with a PROXY header).
-pub(crate) async fn exchange(
-    pool: &Arc<EndpointPool>,
-    endpoint: &Endpoint,
+/// Sends `out` over `sender` (from `pool.checkout`) and waits, until `deadline`, for the
+/// response head (an elapsed deadline is the caller's [`timed_out`]); interim responses go to
+/// `opts.interim`, if any. A request never written because a reused connection had closed is
+/// sent once more on a fresh connection. An HTTP/1.1 connection goes back to `pool` when its
+/// response has been read, unless it is `single_use` (it announced one client with a PROXY
+/// header).
+///
+/// Not an `async fn`, and the timeout is the future returned: an `async fn` would hold `out`
+/// (384 bytes) three times over in every request's future — its argument, the block the
+/// timeout wraps, and the value matched — and the timeout twice (architecture.md, "Small
+/// request futures").
+pub(crate) fn exchange<'a>(
+    pool: &'a Arc<EndpointPool>,
+    endpoint: &'a Endpoint,
     (sender, reused): (Sender, bool),
     out: Outgoing,
-    opts: &crate::CallOpts,
+    opts: &'a crate::CallOpts,
     deadline: tokio::time::Instant,
     single_use: bool,
-) -> Result<Response<UpstreamBody>, ProxyError> {
+) -> tokio::time::Timeout<impl Future<Output = Result<Response<UpstreamBody>, ProxyError>> + 'a> {
     let body_stats = &opts.body_stats;
     let interim = opts.interim.as_ref();
-    let home = || (!single_use).then(|| pool.clone() as Arc<dyn Home>);
+    let home = move || (!single_use).then(|| pool.clone() as Arc<dyn Home>);
     let exchange =
-        async {
-            match (sender, out) {
-                (Sender::H1(conn), Outgoing::H1(head, body)) => {
+        async move {
+            match out {
+                Outgoing::H1(head, body) => {
+                    let Sender::H1(conn) = sender else {
+                        return Err(ProxyError::new(ErrorKind::Internal));
+                    };
                     // Boxed: the exchange's state (the connection, what is queued to write, the
                     // response head being read) would otherwise sit in every request's future.
                     let failed =
@@ -54,8 +64,8 @@ pub(crate) async fn exchange(
                         // Never written: the pooled connection closed under us. Safe to send on a
                         // fresh one.
                         Some(body) if reused => {
-                            // Boxed: a rare path (the pooled connection had closed), kept out of every
-                            // request's future (a connect with its TLS handshake is ~1.6 KB).
+                            // Boxed: a rare path (the pooled connection had closed), kept out of
+                            // every request's future (a connect with its TLS handshake is ~1.6 KB).
                             let Sender::H1(fresh) = Box::pin(pool.connect(endpoint)).await? else {
                                 return Err(ProxyError::new(ErrorKind::Internal));
                             };
@@ -67,7 +77,10 @@ pub(crate) async fn exchange(
                         _ => Err(classify(failed.error.into(), body_stats)),
                     }
                 }
-                (Sender::H2(conn), Outgoing::H2(req)) => {
+                Outgoing::H2(req) => {
+                    let Sender::H2(conn) = sender else {
+                        return Err(ProxyError::new(ErrorKind::Internal));
+                    };
                     let req = for_h2(req, pool, endpoint)?;
                     // Boxed, as the HTTP/1.1 exchange is: kept out of every request's future.
                     match Box::pin(conn.send(req, interim)).await {
@@ -87,13 +100,15 @@ pub(crate) async fn exchange(
                         },
                     }
                 }
-                _ => Err(ProxyError::new(ErrorKind::Internal)),
             }
         };
-    match tokio::time::timeout_at(deadline, exchange).await {
-        Ok(result) => result,
-        Err(_) => Err(ProxyError::new(ErrorKind::UpstreamTimeout).retry(Retry::No)),
-    }
+    tokio::time::timeout_at(deadline, exchange)
+}
+
+/// What an exchange whose deadline passed ([`exchange`]) fails with: never retried (the
+/// upstream may be working on it).
+pub(crate) fn timed_out() -> ProxyError {
+    ProxyError::new(ErrorKind::UpstreamTimeout).retry(Retry::No)
 }
 
 /// HTTP/2 carries the target as :scheme, :authority and :path; the authority is the Host the

@@ -98,8 +98,8 @@ impl Body {
             return;
         }
         if let Some(home) = conn.home.take() {
-            // An idle connection holds no buffer.
-            conn.read = bytes::BytesMut::new();
+            // An idle connection holds no buffer; an unshared one serves the next read.
+            crate::h1_wire::give_back(std::mem::take(&mut conn.read), super::HEAD_READ);
             home.take_back(conn);
         }
     }

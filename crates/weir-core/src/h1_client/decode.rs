@@ -103,7 +103,9 @@ pub(crate) fn head(
         }
         (len, resp.code.unwrap_or(0), resp.version.unwrap_or(1))
     };
-    let bytes = buf.split_to(len).freeze();
+    // Copied out (when small), so that the read buffer, not pinned by the fields, serves the
+    // next read once the body is taken.
+    let bytes = take(buf, len);
     let status =
         StatusCode::from_u16(code).map_err(|_| Error::Invalid("response status out of range"))?;
     // Room for what the proxy adds on the way back (`via`, the request id, policy fields)

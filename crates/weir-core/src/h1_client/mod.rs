@@ -208,10 +208,13 @@ impl ConnState {
     /// [`MAX_HEAD`]). `Ready(Ok(0))`: the upstream closed.
     fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
         let want = want.clamp(HEAD_READ, MAX_HEAD);
+        if self.read.capacity() == 0 {
+            self.read = h1_wire::read_buffer(HEAD_READ);
+        }
         if self.read.capacity() - self.read.len() < want / 2 {
             self.read.reserve(want);
         }
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
+        h1_wire::poll_read(Pin::new(&mut self.io), cx, &mut self.read, HEAD_READ)
     }
 }
 

@@ -8,7 +8,7 @@
 use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, Method, Uri, Version};
-use weir_core::h1_wire::{parse_length, ConnectionTokens, HeadReuse};
+use weir_core::h1_wire::{parse_length, take, ConnectionTokens, HeadReuse};
 use weir_core::ErrorKind;
 
 /// How a request body is delimited.
@@ -176,7 +176,9 @@ pub(super) fn parse(
         Version::HTTP_11
     };
     let framing = special.framing(version)?;
-    let bytes = buf.split_to(len).freeze();
+    // Copied out (when small): the fields and target share these bytes for the request's
+    // life, and sharing the read buffer instead would pin it as long.
+    let bytes = take(buf, len);
     let uri = Uri::from_maybe_shared(bytes.slice(target.0..target.0 + target.1))
         .map_err(|_| ErrorKind::BadRequest)?;
     let headers = reuse

@@ -368,10 +368,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         } else if self.buf.capacity() - self.buf.len() < 1024 {
             self.buf.reserve(READ_SIZE.max(self.buf.len()));
         }
-        let n = ready!(tokio_util::io::poll_read_buf(
+        let n = ready!(h1_wire::poll_read(
             Pin::new(&mut self.io),
             cx,
-            &mut self.buf
+            &mut self.buf,
+            READ_SIZE
         ))?;
         if n > 0 {
             self.state.read_http(n);
