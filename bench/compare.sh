@@ -35,6 +35,7 @@
 # Bounded: every wrk / h2load run lasts --duration seconds (default 8), loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 DURATION=8
 ROUNDS=5
@@ -108,26 +109,10 @@ cat "$WORK/cert.pem" "$WORK/key.pem" > "$WORK/combined.pem"
 chmod 644 "$WORK/key.pem" "$WORK/combined.pem"
 
 # --- origin: nginx serving fixed bodies ------------------------------------------------------
-mkdir -p "$WORK/www" "$WORK/origin" "$WORK/nginx"
-# nginx workers run as www-data: the files must be readable by them.
-chmod 755 "$WORK" "$WORK/www"
-head -c 1024 /dev/zero | tr '\0' 'a' > "$WORK/www/1k"
-head -c 102400 /dev/zero | tr '\0' 'b' > "$WORK/www/100k"
-cat > "$WORK/origin/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/origin/nginx.pid;
-error_log $WORK/origin/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$ORIGIN_PORT reuseport backlog=4096; root $WORK/www; }
-  server { listen 127.0.0.1:$CACHE_ORIGIN_PORT backlog=4096; root $WORK/www; expires 1h; }
-}
-CONF
-taskset -c "$LOAD_CPUS" "$NGINX" -c "$WORK/origin/nginx.conf" -p "$WORK/origin" &
-PIDS+=($!)
+mkdir -p "$WORK/nginx"
+ORIGIN_CPUS=$LOAD_CPUS \
+  ORIGIN_EXTRA="server { listen 127.0.0.1:$CACHE_ORIGIN_PORT backlog=4096; root $WORK/www; expires 1h; }" \
+  bench_origin "$WORK" "$ORIGIN_PORT"
 
 # --- nginx as reverse proxy ------------------------------------------------------------------
 cat > "$WORK/nginx/nginx.conf" <<CONF
@@ -192,26 +177,7 @@ taskset -c "$PROXY_CPU" "$HAPROXY" -f "$WORK/haproxy.cfg" -db &
 PIDS+=($!); HAPROXY_PID=$!
 
 # --- Weir ------------------------------------------------------------------------------------
-cat > "$WORK/weir.toml" <<CONF
-workers = 1
-[access_log]
-enabled = false
-[server]
-max_connections = 8192
-[[listeners]]
-name = "main"
-bind = "127.0.0.1:$WEIR_PORT"
-[[listeners]]
-name = "tls"
-bind = "127.0.0.1:$WEIR_TLS"
-tls = { certificates = [{ cert = "$WORK/cert.pem", key = "$WORK/key.pem" }] }
-[[upstreams]]
-name = "origin"
-endpoints = ["127.0.0.1:$ORIGIN_PORT"]
-max_idle_per_endpoint = 512
-[[routes]]
-proxy = { upstream = "origin" }
-CONF
+bench_weir_toml "$WEIR_PORT" "$WEIR_TLS" "$ORIGIN_PORT" "$WORK/cert.pem" "$WORK/key.pem" > "$WORK/weir.toml"
 WEIR_LOG=warn taskset -c "$PROXY_CPU" "$WEIR" run -c "$WORK/weir.toml" > /dev/null &
 PIDS+=($!); WEIR_PID=$!
 

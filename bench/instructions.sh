@@ -18,6 +18,7 @@
 # Writes bench/results/instructions.md. Loopback only; every run is bounded by N.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 REQUESTS=10000
 CONNS=8
@@ -63,24 +64,8 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 ORIGIN_PORT=18180; PORT=18181; H2C_PORT=18182
-mkdir -p "$WORK/www" "$WORK/origin" "$WORK/nginx"
-chmod 755 "$WORK" "$WORK/www"
-head -c 1024 /dev/zero | tr '\0' 'a' > "$WORK/www/1k"
-head -c 102400 /dev/zero | tr '\0' 'b' > "$WORK/www/100k"
-cat > "$WORK/origin/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/origin/nginx.pid;
-error_log $WORK/origin/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$ORIGIN_PORT backlog=1024; root $WORK/www; }
-}
-CONF
-"$NGINX" -c "$WORK/origin/nginx.conf" -p "$WORK/origin" &
-PIDS+=($!)
+mkdir -p "$WORK/nginx"
+bench_origin "$WORK" "$ORIGIN_PORT"
 
 # The proxies, each on $PORT (HTTP/1.1) and $H2C_PORT (h2c by prior knowledge).
 cat > "$WORK/nginx/nginx.conf" <<CONF

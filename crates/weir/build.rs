@@ -64,4 +64,32 @@ fn main() {
         "cargo:rustc-env=WEIR_BUILD_TARGET={}",
         std::env::var("TARGET").unwrap_or_default()
     );
+    symbol_order();
+}
+
+/// A release build for x86_64 Linux, where Rust links with LLD, lays the functions a running
+/// Weir uses out together at the start of its text, in the order `symbol-order.txt` lists
+/// them (written by bench/symbol-order.sh). The kernel maps 64 KiB of a binary around each
+/// page first touched: the same functions scattered over 15 MiB of text kept ~5.5 MiB of it
+/// resident (docs/benchmarks.md, "Text laid out by use"). Names the binary no longer has are
+/// skipped by the linker. `WEIR_SYMBOL_ORDER=off` keeps the linker's own order (a linker other
+/// than LLD does not know the option).
+fn symbol_order() {
+    println!("cargo:rerun-if-changed=symbol-order.txt");
+    println!("cargo:rerun-if-env-changed=WEIR_SYMBOL_ORDER");
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
+    if var("PROFILE") != "release"
+        || var("TARGET") != "x86_64-unknown-linux-gnu"
+        || var("WEIR_SYMBOL_ORDER") == "off"
+    {
+        return;
+    }
+    let order = std::path::Path::new(&var("CARGO_MANIFEST_DIR")).join("symbol-order.txt");
+    if order.exists() {
+        println!(
+            "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
+            order.display()
+        );
+        println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+    }
 }

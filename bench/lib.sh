@@ -1,0 +1,58 @@
+# Shared by the bench scripts (sourced): the nginx origin they all proxy to, and the Weir
+# configuration bench/compare.sh measures.
+
+# bench_origin WORK PORT: nginx serving WORK/www/1k and WORK/www/100k on 127.0.0.1:PORT,
+# started in the background (its pid appended to PIDS). Extra `server` blocks for the origin's
+# http block may be passed in ORIGIN_EXTRA; a CPU list for taskset in ORIGIN_CPUS.
+bench_origin() {
+  local work=$1 port=$2
+  mkdir -p "$work/www" "$work/origin"
+  # nginx workers run as www-data: the files must be readable by them.
+  chmod 755 "$work" "$work/www"
+  head -c 1024 /dev/zero | tr '\0' 'a' > "$work/www/1k"
+  head -c 102400 /dev/zero | tr '\0' 'b' > "$work/www/100k"
+  cat > "$work/origin/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/origin/nginx.pid;
+error_log $work/origin/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$port reuseport backlog=4096; root $work/www; }
+  ${ORIGIN_EXTRA:-}
+}
+CONF
+  if [ -n "${ORIGIN_CPUS:-}" ]; then
+    taskset -c "$ORIGIN_CPUS" "$NGINX" -c "$work/origin/nginx.conf" -p "$work/origin" &
+  else
+    "$NGINX" -c "$work/origin/nginx.conf" -p "$work/origin" &
+  fi
+  PIDS+=($!)
+}
+
+# bench_weir_toml PORT TLS_PORT ORIGIN_PORT CERT KEY: the measured Weir — one worker, access
+# log off, a plain and a TLS listener, one upstream with room for 512 idle connections.
+bench_weir_toml() {
+  cat <<CONF
+workers = 1
+[access_log]
+enabled = false
+[server]
+max_connections = 8192
+[[listeners]]
+name = "main"
+bind = "127.0.0.1:$1"
+[[listeners]]
+name = "tls"
+bind = "127.0.0.1:$2"
+tls = { certificates = [{ cert = "$4", key = "$5" }] }
+[[upstreams]]
+name = "origin"
+endpoints = ["127.0.0.1:$3"]
+max_idle_per_endpoint = 512
+[[routes]]
+proxy = { upstream = "origin" }
+CONF
+}
