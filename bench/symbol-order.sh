@@ -11,15 +11,16 @@
 # last line says how many of the listed functions the current binary still has; stale names
 # are ignored by the linker, so a stale file costs memory, never correctness).
 #
-# Usage: bench/symbol-order.sh [--weir PATH] [--check PATH]
-#   --weir PATH   profile this release binary instead of building one
-#   --check PATH  only report how many listed functions PATH has, and how spread they are
+# Usage: bench/symbol-order.sh [--weir PATH] [--check PATH [--min PERCENT]]
+#   --weir PATH     profile this release binary instead of building one
+#   --check PATH    only report how many listed functions PATH has, and how spread they are;
+#                   with --min, fail when fewer than PERCENT of them are there (scripts/test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 ORDER=crates/weir/symbol-order.txt
 
-coverage() { # BINARY: listed functions it has, and the span of text they occupy
+coverage() { # BINARY [MIN%]: listed functions it has, and the span of text they occupy
   nm --defined-only "$1" | python3 -c '
 import sys
 listed = set(open(sys.argv[1]).read().split())
@@ -27,17 +28,26 @@ at = [int(a, 16) for a, kind, name in (l.split(None, 2) for l in sys.stdin if l.
       if kind in "tT" and name.strip() in listed]
 span = (max(at) - min(at)) / 1048576 if at else 0
 print(f"{len(at)} of {len(listed)} listed functions in the binary, within {span:.1f} MiB of text")
-' "$ORDER"
+if len(at) * 100 < float(sys.argv[2]) * len(listed):
+    sys.exit(f"fewer than {sys.argv[2]}% of the functions {sys.argv[1]} lists are in the binary: "
+             "run bench/symbol-order.sh to write it again (its names change with the toolchain "
+             "and dependencies)")
+' "$ORDER" "${2:-0}"
 }
 
-WEIR=""
+WEIR=""; CHECK=""; MIN=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --weir) WEIR=$2; shift 2 ;;
-    --check) coverage "$2"; exit 0 ;;
+    --check) CHECK=$2; shift 2 ;;
+    --min) MIN=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
+if [ -n "$CHECK" ]; then
+  coverage "$CHECK" "$MIN"
+  exit
+fi
 
 missing=()
 command -v valgrind >/dev/null || missing+=(valgrind)
