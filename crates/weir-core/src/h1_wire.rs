@@ -228,7 +228,7 @@ pub fn read_buffer(size: usize) -> BytesMut {
 /// [`read_buffer`]). When the read would wait and `buf` holds nothing, `buf` is given back
 /// ([`give_back`]) and left without an allocation: a connection waiting for its client's next
 /// request, or for its upstream's response, holds no read buffer while it waits — at 256
-/// connections, 2 MiB less (docs/benchmarks.md, "Buffers only for reading").
+/// connections, 1.9 MB less (docs/benchmarks.md, "Memory: buffers only for reading").
 pub fn poll_read<R: tokio::io::AsyncRead + Unpin>(
     io: Pin<&mut R>,
     cx: &mut Context<'_>,
