@@ -73,13 +73,8 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 
 # WEIR_BIN=path runs another build (one made in a worktree, say) instead of building here.
-if [ -n "${WEIR_BIN:-}" ]; then
-  WEIR=$WEIR_BIN
-else
-  echo "building weir (release) ..."
-  cargo build --release -p weir --locked -q
-  WEIR=$PWD/target/release/weir
-fi
+WEIR=${WEIR_BIN:-}
+bench_weir
 if [ "$SUITE" = observe ] || [ "$SUITE" = all ]; then
   cargo build --release -p weir-testkit --bin otlp-sink --locked -q
 fi
@@ -91,10 +86,7 @@ PROXY_CPU=$((NCPU - 1))
 LOAD_CPUS=0
 [ "$NCPU" -gt 2 ] && LOAD_CPUS="0-$((NCPU - 2))"
 
-WORK=$(mktemp -d /tmp/weir-bench.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
+bench_workdir bench
 
 ORIGIN_PORT=18080; NGINX_PORT=18081; HAPROXY_PORT=18082; WEIR_PORT=18083
 CACHE_ORIGIN_PORT=18110

@@ -12,6 +12,7 @@
 # Bounded: loopback only; each shape waits at most 60 s for the server's answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 SHAPES="8x250x400 8x250x100 16x250x100 16x250x400 32x250x400"
 while [ $# -gt 0 ]; do
@@ -27,18 +28,10 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || {
 }
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 # WEIR_BIN=path runs another build (to compare allocators or versions).
-if [ -n "${WEIR_BIN:-}" ]; then
-  WEIR=$WEIR_BIN
-else
-  echo "building weir (release) ..."
-  cargo build --release -p weir --locked -q
-  WEIR=$PWD/target/release/weir
-fi
+WEIR=${WEIR_BIN:-}
+bench_weir
 
-WORK=$(mktemp -d /tmp/weir-h2bomb.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
+bench_workdir h2bomb
 chmod 755 "$WORK"
 mkdir -p "$WORK/www" "$WORK/origin" "$WORK/nginx"
 chmod 755 "$WORK/www"

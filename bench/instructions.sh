@@ -52,16 +52,9 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 
-if [ -z "$WEIR" ]; then
-  echo "building weir (release) ..."
-  cargo build --release -p weir --locked -q
-  WEIR=$PWD/target/release/weir
-fi
+bench_weir
 
-WORK=$(mktemp -d /tmp/weir-instr.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
+bench_workdir instr
 
 ORIGIN_PORT=18180; PORT=18181; H2C_PORT=18182
 mkdir -p "$WORK/nginx"

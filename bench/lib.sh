@@ -1,5 +1,28 @@
-# Shared by the bench scripts (sourced): the nginx origin they all proxy to, and the Weir
-# configuration bench/compare.sh measures.
+# Shared by the bench scripts (sourced): the Weir binary they run, their work directory, the
+# nginx origin they all proxy to, and the Weir configuration bench/compare.sh measures.
+
+# bench_weir: WEIR, when the caller set it to a binary (--weir, WEIR_BIN), else a release
+# build of this tree.
+bench_weir() {
+  if [ -z "${WEIR:-}" ]; then
+    echo "building weir (release) ..."
+    cargo build --release -p weir --locked -q
+    WEIR=$PWD/target/release/weir
+  fi
+}
+
+# bench_workdir NAME: WORK, a fresh directory under /tmp, and PIDS, the processes started
+# there; on exit the processes are stopped and the directory removed.
+bench_workdir() {
+  WORK=$(mktemp -d "/tmp/weir-$1.XXXXXX")
+  PIDS=()
+  trap bench_cleanup EXIT
+}
+bench_cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
 
 # bench_origin WORK PORT: nginx serving WORK/www/1k and WORK/www/100k on 127.0.0.1:PORT,
 # started in the background (its pid appended to PIDS). Extra `server` blocks for the origin's

@@ -61,16 +61,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-if [ -z "$WEIR" ]; then
-  echo "building weir (release) ..."
-  cargo build --release -p weir --locked -q
-  WEIR=$PWD/target/release/weir
-fi
+bench_weir
+# callgrind names the binary by its absolute path.
+WEIR=$(realpath "$WEIR")
 
-WORK=$(mktemp -d /tmp/weir-order.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
+bench_workdir order
 
 ORIGIN_PORT=18190; PORT=18191; TLS_PORT=18192
 bench_origin "$WORK" "$ORIGIN_PORT"
@@ -94,7 +89,7 @@ kill -INT "$VG"
 wait "$VG" || true
 
 # Every function with a cost, hottest first: the request path, then what starting ran.
-callgrind_annotate --threshold=100 "$WORK/weir.callgrind" | grep -F "[$WEIR]" |
+callgrind_annotate --threshold=100 "$WORK/weir.callgrind" | { grep -F "[$WEIR]" || true; } |
   sed -n 's/^ *[0-9,]\+ ([ 0-9.]*%) *[^ ]*:\([_A-Za-z][^ ]*\) \[.*$/\1/p' |
   awk '!seen[$0]++' > "$WORK/order.txt"
 [ -s "$WORK/order.txt" ] || { echo "no functions read from the profile" >&2; exit 1; }
