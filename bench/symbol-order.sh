@@ -5,7 +5,7 @@
 # the file to the linker (`--symbol-ordering-file`), which lays those functions out together
 # at the start of the binary's text. Why: the kernel maps a binary's pages 64 KiB around each
 # one first touched, so functions scattered over the 15 MiB of text made ~5.5 MiB of it
-# resident; laid out together, ~1 MiB (docs/benchmarks.md, "Text laid out by use").
+# resident; laid out together, 2.4 MiB (docs/benchmarks.md, "Memory: …, text laid out by use").
 #
 # Run it again when a toolchain or dependency update changes symbol names (the script's
 # last line says how many of the listed functions the current binary still has; stale names

@@ -71,9 +71,9 @@ fn main() {
 /// Weir uses out together at the start of its text, in the order `symbol-order.txt` lists
 /// them (written by bench/symbol-order.sh). The kernel maps 64 KiB of a binary around each
 /// page first touched: the same functions scattered over 15 MiB of text kept ~5.5 MiB of it
-/// resident (docs/benchmarks.md, "Text laid out by use"). Names the binary no longer has are
-/// skipped by the linker. `WEIR_SYMBOL_ORDER=off` keeps the linker's own order (a linker other
-/// than LLD does not know the option).
+/// resident (docs/benchmarks.md, "Memory: …, text laid out by use"). Names the binary no
+/// longer has are skipped by the linker. `WEIR_SYMBOL_ORDER=off` keeps the linker's own order
+/// (a linker other than LLD does not know the option).
 fn symbol_order() {
     println!("cargo:rerun-if-changed=symbol-order.txt");
     println!("cargo:rerun-if-env-changed=WEIR_SYMBOL_ORDER");
