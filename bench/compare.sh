@@ -17,7 +17,8 @@
 #
 # With --suite observe (or all), it measures what observability costs Weir: the same Weir with
 # metrics, a JSON access log to a file and OpenTelemetry tracing (1% sampled, exported to a
-# local OTLP collector) against one with all three disabled, 64 connections, 1 KiB body.
+# local OTLP collector) against one with all three disabled, and with each of the three alone
+# (what each costs by itself), 64 connections, 1 KiB body, interleaved rounds.
 #
 # With --suite ratelimit (or all), it measures what a rate limit costs, in memory and through
 # Redis: Weir with no policy, with a GCRA limit kept in memory, and with the same limit kept in
@@ -299,10 +300,13 @@ if [ "$SUITE" = tls ] || [ "$SUITE" = all ]; then
   done
 fi
 
-# --- observability cost: Weir with metrics + access log + 1% tracing vs none of them --------
+# --- observability cost: Weir with metrics + access log + 1% tracing vs none of them, and ---
+# --- with each one alone --------------------------------------------------------------------
 declare -A OBS OBS_PID
+OBS_CONFIGS="bare metrics log tracing observed"
 if [ "$SUITE" = observe ] || [ "$SUITE" = all ]; then
   BARE_PORT=18084; OBSERVED_PORT=18085; OTLP_PORT=18086; OBS_ADMIN=18087
+  METRICS_PORT=18088; LOG_PORT=18089; TRACING_PORT=18090
   taskset -c "$LOAD_CPUS" "$OTLP_SINK" "127.0.0.1:$OTLP_PORT" 2> "$WORK/otlp-sink.log" &
   PIDS+=($!)
   common_weir() { # listener on port $1, then the shared upstream and route
@@ -329,28 +333,37 @@ CONF
     echo 'metrics = { enabled = true }'
     echo "tracing = { otlp_endpoint = \"http://127.0.0.1:$OTLP_PORT\", sampling_ratio = 0.01 }"
     common_weir $OBSERVED_PORT; } > "$WORK/weir-observed.toml"
-  for cfg in bare observed; do
+  # One part on, the other two off.
+  { echo 'workers = 1'; echo 'access_log = { enabled = false }'; echo 'metrics = { enabled = true }'
+    common_weir $METRICS_PORT; } > "$WORK/weir-metrics.toml"
+  { echo 'workers = 1'; echo "access_log = { path = \"$WORK/access-only.log\" }"; echo 'metrics = { enabled = false }'
+    common_weir $LOG_PORT; } > "$WORK/weir-log.toml"
+  { echo 'workers = 1'; echo 'access_log = { enabled = false }'; echo 'metrics = { enabled = false }'
+    echo "tracing = { otlp_endpoint = \"http://127.0.0.1:$OTLP_PORT\", sampling_ratio = 0.01 }"
+    common_weir $TRACING_PORT; } > "$WORK/weir-tracing.toml"
+  for cfg in $OBS_CONFIGS; do
     "$WEIR" check "$WORK/weir-$cfg.toml" >/dev/null
     WEIR_LOG=warn taskset -c "$PROXY_CPU" "$WEIR" run -c "$WORK/weir-$cfg.toml" > /dev/null &
     PIDS+=($!); OBS_PID[$cfg]=$!
   done
-  declare -A OBS_PORT=([bare]=$BARE_PORT [observed]=$OBSERVED_PORT)
-  for cfg in bare observed; do
+  declare -A OBS_PORT=([bare]=$BARE_PORT [metrics]=$METRICS_PORT [log]=$LOG_PORT [tracing]=$TRACING_PORT [observed]=$OBSERVED_PORT)
+  for cfg in $OBS_CONFIGS; do
     for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:${OBS_PORT[$cfg]}/1k" && break; sleep 0.1; done
     curl -sf -o /dev/null "http://127.0.0.1:${OBS_PORT[$cfg]}/1k" || { echo "weir-$cfg is not answering" >&2; exit 1; }
     : > "$WORK/obs-$cfg"
   done
   for r in $(seq "$ROUNDS"); do
-    for cfg in bare observed; do
+    for cfg in $OBS_CONFIGS; do
       read -r rps p50 p99 usr sys < <(wrk_run "${OBS_PID[$cfg]}" "$WORK/obs-$cfg" "weir-$cfg" 64 "http://127.0.0.1:${OBS_PORT[$cfg]}/1k")
       printf '  round %s weir-%-9s 1k c=64  %10.0f req/s  CPU %6.2f us/req  p50 %7.3f ms  p99 %7.3f ms\n' "$r" "$cfg" "$rps" "$(awk -v a="$usr" -v b="$sys" 'BEGIN { print a + b }')" "$p50" "$p99"
     done
   done
-  for cfg in bare observed; do
+  for cfg in $OBS_CONFIGS; do
     OBS[$cfg]=$(medians "$WORK/obs-$cfg")
   done
   # Proof the observed Weir did the work: log lines written, spans exported.
   OBS_LINES=$(wc -l < "$WORK/access.log")
+  OBS_LINES_ALONE=$(wc -l < "$WORK/access-only.log")
   OBS_SPANS=$(curl -sf "http://127.0.0.1:$OBS_ADMIN/metrics" | awk '/^weir_trace_spans_total\{result="exported"\}/ {print $2}')
   OBS_DROPPED=$(curl -sf "http://127.0.0.1:$OBS_ADMIN/metrics" | awk '/^weir_trace_spans_total\{result="dropped"\}/ {print $2}')
 fi
@@ -564,16 +577,16 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; els
   fi
   if [ "$SUITE" = observe ] || [ "$SUITE" = all ]; then
     echo
-    echo "Observability cost (1k body, 64 connections): metrics + JSON access log to a file + tracing at 1% to an OTLP collector, against all three off."
+    echo "Observability cost (1k body, 64 connections): route metrics alone, a JSON access log to a file alone, tracing at 1% to an OTLP collector alone, and all three (with the admin listener), against all three off."
     echo
-    echo "| weir | CPU µs/req | req/s | p50 ms | p99 ms | CPU vs bare |"
-    echo "|---|---:|---:|---:|---:|---:|"
-    for cfg in bare observed; do
+    echo "| weir | CPU µs/req | user µs | kernel µs | req/s | p50 ms | p99 ms | CPU vs bare | µs over bare |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for cfg in $OBS_CONFIGS; do
       v=${OBS[$cfg]}
-      printf '| %s | **%s** | %.0f | %.3f | %.3f | %s |\n' "$cfg" "$(cpu "$v")" "$(field "$v" 1)" "$(field "$v" 2)" "$(field "$v" 3)" "$(ratio "$(cpu "$v")" "$(cpu "${OBS[bare]}")")"
+      printf '| %s | **%s** | %.2f | %.2f | %.0f | %.3f | %.3f | %s | %+.2f |\n' "$cfg" "$(cpu "$v")" "$(field "$v" 4)" "$(field "$v" 5)" "$(field "$v" 1)" "$(field "$v" 2)" "$(field "$v" 3)" "$(ratio "$(cpu "$v")" "$(cpu "${OBS[bare]}")")" "$(awk -v a="$(cpu "$v")" -v b="$(cpu "${OBS[bare]}")" 'BEGIN { print a - b }')"
     done
     echo
-    echo "Observed Weir wrote $OBS_LINES access-log lines and exported ${OBS_SPANS:-0} spans (${OBS_DROPPED:-0} dropped)."
+    echo "Observed Weir wrote $OBS_LINES access-log lines and exported ${OBS_SPANS:-0} spans (${OBS_DROPPED:-0} dropped); the log-only Weir wrote $OBS_LINES_ALONE lines."
   fi
   if [ "$SUITE" = ratelimit ] || [ "$SUITE" = all ]; then
     echo

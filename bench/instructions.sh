@@ -9,11 +9,18 @@
 # Cases: h1-1k (HTTP/1.1 keep-alive, 1 KiB body), h1-100k, h2c-1k (HTTP/2 prior knowledge,
 # 4 streams per connection). All targets: one worker, access logs off, upstream keep-alive on.
 #
-# With --profile, the N-request Weir run's callgrind file is kept and its top functions by
+# Targets besides the three proxies — Weir with one observability part changed, for what each
+# costs by itself (user space; the kernel's share of writing the log is not counted):
+#   weir-bare      route metrics off too (plain `weir` has them on, as shipped)
+#   weir-log       plus a JSON access log appended to a file
+#   weir-tracing   plus tracing, 1% sampled, exported to a local OTLP collector (otlp-sink)
+# e.g. --targets "weir weir-bare weir-log weir-tracing" --cases h1-1k.
+#
+# With --profile, each Weir target's N-request run's callgrind file is kept and its top functions by
 # inclusive and by self cost are printed (callgrind_annotate), the figures docs/benchmarks.md
 # quotes before and after a change.
 #
-# Usage: bench/instructions.sh [--requests N] [--conns C] [--targets "weir nginx haproxy"]
+# Usage: bench/instructions.sh [--requests N] [--conns C] [--targets "weir nginx haproxy ..."]
 #                              [--cases "h1-1k h2c-1k h1-100k"] [--profile] [--weir PATH]
 # Writes bench/results/instructions.md. Loopback only; every run is bounded by N.
 set -euo pipefail
@@ -112,11 +119,22 @@ endpoints = ["127.0.0.1:$ORIGIN_PORT"]
 [[routes]]
 proxy = { upstream = "origin" }
 CONF
+OTLP_PORT=18183
+case " $TARGETS " in
+  *" weir-tracing "*)
+    cargo build --release -p weir-testkit --bin otlp-sink --locked -q
+    target/release/otlp-sink "127.0.0.1:$OTLP_PORT" 2>"$WORK/otlp-sink.log" &
+    PIDS+=($!) ;;
+esac
+# The observability variants: the same Weir with one thing changed.
+sed 's/^access_log = .*/access_log = { enabled = false }\nmetrics = { enabled = false }/' "$WORK/weir.toml" > "$WORK/weir-bare.toml"
+sed "s|^access_log = .*|access_log = { path = \"$WORK/access.log\" }|" "$WORK/weir.toml" > "$WORK/weir-log.toml"
+sed "s|^access_log = .*|access_log = { enabled = false }\ntracing = { otlp_endpoint = \"http://127.0.0.1:$OTLP_PORT\", sampling_ratio = 0.01 }|" "$WORK/weir.toml" > "$WORK/weir-tracing.toml"
 
 start() { # TARGET OUTFILE: start it under callgrind; its pid in $TARGET_PID
   local vg=(valgrind --tool=callgrind --callgrind-out-file="$2" --dump-instr=no)
   case "$1" in
-    weir) WEIR_LOG=warn "${vg[@]}" "$WEIR" run -c "$WORK/weir.toml" >/dev/null 2>"$WORK/weir.log" & ;;
+    weir*) WEIR_LOG=warn "${vg[@]}" "$WEIR" run -c "$WORK/$1.toml" >/dev/null 2>"$WORK/$1.log" & ;;
     nginx) "${vg[@]}" "$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" >/dev/null 2>"$WORK/nginx.log" & ;;
     haproxy) "${vg[@]}" "$HAPROXY" -f "$WORK/haproxy.cfg" -db >/dev/null 2>"$WORK/haproxy.log" & ;;
   esac
@@ -152,7 +170,7 @@ for c in $CASES; do
       kill -TERM "$TARGET_PID"
       wait "$TARGET_PID" 2>/dev/null || true
       IR[$t-$c-$n]=$(total_ir "$out")
-      [ "$PROFILE" = 1 ] && [ "$t" = weir ] && [ "$n" = "$REQUESTS" ] && cp "$out" "bench/results/weir-$c.callgrind"
+      [ "$PROFILE" = 1 ] && [[ "$t" == weir* ]] && [ "$n" = "$REQUESTS" ] && cp "$out" "bench/results/$t-$c.callgrind"
     done
     per=$(( (IR[$t-$c-$REQUESTS] - IR[$t-$c-$SMALL]) / (REQUESTS - SMALL) ))
     IR[$t-$c]=$per
@@ -166,29 +184,38 @@ REPORT=bench/results/instructions.md
   echo "Run: $(date -u +%Y-%m-%dT%H:%MZ); valgrind $(valgrind --version | sed 's/valgrind-//'), callgrind; $REQUESTS − $SMALL requests over $CONNS connections (h2load)."
   echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*\///'), HAProxy $("$HAPROXY" -v | awk 'NR==1 {print $3}'), weir $("$WEIR" --version | awk '{print $2}') ($(git rev-parse --short HEAD 2>/dev/null || echo '?'))."
   echo
-  echo "| case | $(for t in $TARGETS; do printf '%s | ' "$t"; done)$(for t in $TARGETS; do [ "$t" = weir ] || printf 'weir ÷ %s | ' "$t"; done)"
-  echo "|---|$(for t in $TARGETS; do printf -- '---:|'; done)$(for t in $TARGETS; do [ "$t" = weir ] || printf -- '---:|'; done)"
+  # Weir ÷ each other proxy; the Weir variants are set against plain Weir below instead.
+  PEERS=$(for t in $TARGETS; do case "$t" in weir*) ;; *) printf '%s ' "$t" ;; esac; done)
+  echo "| case | $(for t in $TARGETS; do printf '%s | ' "$t"; done)$(for t in $PEERS; do printf 'weir ÷ %s | ' "$t"; done)"
+  echo "|---|$(for t in $TARGETS; do printf -- '---:|'; done)$(for t in $PEERS; do printf -- '---:|'; done)"
   for c in $CASES; do
     printf '| %s | ' "$c"
     for t in $TARGETS; do printf "%'d | " "${IR[$t-$c]}"; done
-    for t in $TARGETS; do
-      [ "$t" = weir ] && continue
+    for t in $PEERS; do
       [ -n "${IR[weir-$c]:-}" ] && awk -v a="${IR[weir-$c]}" -v b="${IR[$t-$c]}" 'BEGIN { printf "%.2f | ", a/b }'
     done
     echo
   done
+  for c in $CASES; do
+    [ -n "${IR[weir-$c]:-}" ] || continue
+    for t in $TARGETS; do
+      case "$t" in weir-*) awk -v a="${IR[$t-$c]}" -v b="${IR[weir-$c]}" -v t="$t" -v c="$c" \
+        'BEGIN { printf "\n%s, %s: %+d instructions per request against weir (%+.1f%%)", t, c, a - b, (a - b) * 100 / b }' ;; esac
+    done
+  done
+  echo
   echo
   echo "Instructions per request = (instructions after N requests − after N/5) ÷ (N − N/5), each a separate run under callgrind."
 } > "$REPORT"
 echo
 cat "$REPORT"
 if [ "$PROFILE" = 1 ]; then
-  for c in $CASES; do
-    f=bench/results/weir-$c.callgrind
-    [ -f "$f" ] || continue
-    echo; echo "== weir $c: top inclusive (callgrind_annotate --inclusive=yes $f)"
+  for c in $CASES; do for t in $TARGETS; do
+    f=bench/results/$t-$c.callgrind
+    [[ "$t" == weir* ]] && [ -f "$f" ] || continue
+    echo; echo "== $t $c: top inclusive (callgrind_annotate --inclusive=yes $f)"
     callgrind_annotate --inclusive=yes "$f" 2>/dev/null | sed -n '/^Ir/,$p' | head -45
-    echo; echo "== weir $c: top self"
+    echo; echo "== $t $c: top self"
     callgrind_annotate "$f" 2>/dev/null | sed -n '/^Ir/,$p' | head -35
-  done
+  done; done
 fi
