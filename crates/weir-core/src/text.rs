@@ -4,16 +4,31 @@
 
 use std::net::IpAddr;
 
-/// The decimal digits of `n`, written into the end of `buf`.
+/// Every two-digit number's digits, `00` to `99`.
+const PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// The decimal digits of `n`, written into the end of `buf`, two at a time (half the
+/// divisions of one at a time; an access-log line writes a dozen numbers).
 pub fn u64_digits(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
-    loop {
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        let pair = n as usize * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
         i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        buf[i] = b'0' + n as u8;
     }
     &buf[i..]
 }
@@ -88,6 +103,34 @@ pub fn civil_second(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digits_match_display() {
+        let mut buf = [0u8; 20];
+        let mut n = 1u64;
+        let mut values = vec![
+            0,
+            9,
+            10,
+            11,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            1001,
+            u64::MAX,
+            u64::MAX - 1,
+        ];
+        while let Some(next) = n.checked_mul(7) {
+            values.extend([n - 1, n, n + 1]);
+            n = next + 3;
+        }
+        values.extend((0..10_000).map(|i| i * 37));
+        for v in values {
+            assert_eq!(u64_digits(v, &mut buf), v.to_string().as_bytes(), "{v}");
+        }
+    }
 
     #[test]
     fn matches_display() {
