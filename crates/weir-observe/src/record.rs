@@ -397,19 +397,16 @@ fn json_ms(out: &mut Vec<u8>, ms: f64) {
         return;
     }
     // Rounded to whole microseconds by adding a half and truncating (`f64::round` is a libm
-    // call), then written as digits from the end of one buffer, copied out at once.
+    // call); the fraction's point and three digits go out in one copy.
     let micros = (ms * 1000.0 + 0.5) as u64;
-    let mut buf = [0u8; 24];
+    json_u64(out, micros / 1000);
     let frac = micros % 1000;
-    buf[20] = b'.';
-    buf[21] = b'0' + (frac / 100) as u8;
-    buf[22] = b'0' + ((frac / 10) % 10) as u8;
-    buf[23] = b'0' + (frac % 10) as u8;
-    let Some((whole, _)) = buf.split_first_chunk_mut::<20>() else {
-        return;
-    };
-    let start = 20 - weir_core::text::u64_digits(micros / 1000, whole).len();
-    out.extend_from_slice(&buf[start..]);
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
 }
 
 /// Formats a time as `2026-11-22T10:04:05.123Z`. The date-and-second part is computed once
