@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::counters::ListenerCounters;
 use super::frames::FrameTap;
+use super::io::WakeFlag;
 use super::settings::ListenerSettings;
 use super::state::{ConnInfo, ConnState};
 use crate::shared::Shared;
@@ -505,34 +506,10 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// Set by the quiet future's own wakers; wakes the task.
-struct WakeFlag {
-    woken: std::sync::atomic::AtomicBool,
-    task: futures_util::task::AtomicWaker,
-}
-
-impl std::task::Wake for WakeFlag {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Release);
-        self.task.wake();
-    }
-}
-
 impl<F: std::future::Future> Quiet<F> {
     fn new(fut: F) -> Self {
-        let flag = Arc::new(WakeFlag {
-            woken: std::sync::atomic::AtomicBool::new(true),
-            task: futures_util::task::AtomicWaker::new(),
-        });
-        Self {
-            fut,
-            waker: std::task::Waker::from(flag.clone()),
-            flag,
-        }
+        let (flag, waker) = WakeFlag::new();
+        Self { fut, flag, waker }
     }
 }
 
@@ -541,8 +518,7 @@ impl<F: std::future::Future> std::future::Future for Quiet<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        this.flag.task.register(cx.waker());
-        if !this.flag.woken.swap(false, Ordering::AcqRel) {
+        if !this.flag.take(cx) {
             return Poll::Pending;
         }
         this.fut.poll(&mut Context::from_waker(this.waker))

@@ -1,5 +1,56 @@
 //! IO helpers shared by the edge's stream wrappers, the writer of the HTTP/1.1 heads Weir
-//! serializes once or queues (refusals, interim responses), and the `Date` value.
+//! serializes once or queues (refusals, interim responses), the `Date` value, and the
+//! [`WakeFlag`] that keeps a task from polling what has not woken it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Waker};
+
+/// A waker of its own for something a task polls beside other work (a rare event, the
+/// client's socket while a request is answered), which notes that it fired before waking the
+/// task. The task polls that thing again only when the flag says so: a flag check per wake-up
+/// of the task instead of a poll that would find nothing (for a socket read, the spare buffer
+/// taken and given back and tokio's readiness check, ~260 instructions).
+pub(super) struct WakeFlag {
+    woken: AtomicBool,
+    task: futures_util::task::AtomicWaker,
+}
+
+impl WakeFlag {
+    /// A flag that is set (the first poll goes through), and the waker that sets it.
+    pub(super) fn new() -> (Arc<Self>, Waker) {
+        let flag = Arc::new(Self {
+            woken: AtomicBool::new(true),
+            task: futures_util::task::AtomicWaker::new(),
+        });
+        let waker = Waker::from(flag.clone());
+        (flag, waker)
+    }
+
+    /// Whether the waker fired since the last call (the flag is cleared); the task in `cx` is
+    /// the one it wakes next. Cleared before the poll it allows, so a wake-up during that poll
+    /// is not lost.
+    pub(super) fn take(&self, cx: &Context<'_>) -> bool {
+        self.task.register(cx.waker());
+        self.woken.swap(false, Ordering::AcqRel)
+    }
+
+    /// Sets the flag by hand: the next poll goes through (it may find more).
+    pub(super) fn set(&self) {
+        self.woken.store(true, Ordering::Release);
+    }
+}
+
+impl std::task::Wake for WakeFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
 
 /// Appends an HTTP/1.1 status line and `fields`, and the blank line that ends the head.
 pub(crate) fn http1_head(out: &mut Vec<u8>, status: http::StatusCode, fields: &http::HeaderMap) {

@@ -108,9 +108,12 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let closing = Arc::new(Closing::default());
+    let (readable, read_waker) = super::io::WakeFlag::new();
     let conn = Conn {
         state: info.state.clone(),
         io,
+        readable,
+        read_waker,
         buf: BytesMut::from(&first[..]),
         out: h1_wire::Outbox::default(),
         scratch: BytesMut::new(),
@@ -131,6 +134,12 @@ where
 /// One client connection's bytes.
 struct Conn<S> {
     io: S,
+    /// The socket is read with `read_waker`, which sets this flag: a read that found nothing
+    /// is tried again only once the socket has woken it, not on every wake-up of the task (the
+    /// read ahead while a request is answered, and the wait for the next head, found nothing
+    /// on two of a request's four reads).
+    readable: Arc<super::io::WakeFlag>,
+    read_waker: std::task::Waker,
     state: Arc<ConnState>,
     /// Read and not yet consumed.
     buf: BytesMut,
@@ -363,6 +372,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Reads more bytes into the buffer.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if !self.readable.take(cx) {
+            return Poll::Pending;
+        }
         if self.buf.capacity() == 0 {
             self.buf = h1_wire::read_buffer(READ_SIZE);
         } else if self.buf.capacity() - self.buf.len() < 1024 {
@@ -370,10 +382,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
         let n = ready!(h1_wire::poll_read(
             Pin::new(&mut self.io),
-            cx,
+            &mut Context::from_waker(&self.read_waker),
             &mut self.buf,
             READ_SIZE
-        ))?;
+        ));
+        // Bytes (or the end, or an error) came: the next read goes to the socket again.
+        self.readable.set();
+        let n = n?;
         if n > 0 {
             self.state.read_http(n);
             self.state.bytes_read();
@@ -731,6 +746,92 @@ fn refusal(kind: ErrorKind) -> &'static [u8] {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use tokio::io::AsyncWriteExt;
+
+    /// A stream that counts the reads polled on it.
+    struct Counting {
+        inner: tokio::io::DuplexStream,
+        reads: Arc<AtomicUsize>,
+    }
+
+    impl AsyncRead for Counting {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Counting {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// A read that found nothing is not tried again when the task wakes for something else
+    /// (the upstream's answer): only once the socket has woken its own waker.
+    #[tokio::test]
+    async fn a_read_that_found_nothing_waits_for_the_socket() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let reads = Arc::new(AtomicUsize::new(0));
+        let (readable, read_waker) = super::super::io::WakeFlag::new();
+        let mut conn = Conn {
+            io: Counting {
+                inner: server,
+                reads: reads.clone(),
+            },
+            readable,
+            read_waker,
+            state: Arc::new(ConnState::new(Default::default(), false)),
+            buf: BytesMut::new(),
+            out: h1_wire::Outbox::default(),
+            scratch: BytesMut::new(),
+            read_closed: false,
+            limits: Limits {
+                max_head: 8192,
+                max_fields: 100,
+            },
+            reuse: h1_wire::HeadReuse::default(),
+        };
+        for _ in 0..3 {
+            let pending = poll_fn(|cx| Poll::Ready(conn.poll_fill(cx).is_pending())).await;
+            assert!(pending);
+        }
+        assert_eq!(
+            reads.load(Ordering::Relaxed),
+            1,
+            "read again without the socket waking"
+        );
+        client
+            .write_all(b"GET / HTTP/1.1\r\n")
+            .await
+            .expect("write");
+        let n = poll_fn(|cx| conn.poll_fill(cx)).await.expect("read");
+        assert_eq!((n, reads.load(Ordering::Relaxed)), (16, 2));
+        assert_eq!(&conn.buf[..], b"GET / HTTP/1.1\r\n");
+        // After bytes, the next poll reads again (it may find more) and then waits.
+        let more = poll_fn(|cx| Poll::Ready(conn.poll_fill(cx).is_pending())).await;
+        assert!(more);
+        assert_eq!(reads.load(Ordering::Relaxed), 3);
+    }
+
     #[test]
     fn a_refusal_is_the_error_mappings_answer() {
         let expected = "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: 83\r\n\r\n{\"status\":400,\"error\":\"bad_request\",\"message\":\"malformed request\",\"request_id\":\"\"}\n";
