@@ -52,7 +52,8 @@ pub struct CallInfo {
     pub tries: u32,
     /// A sticky-session cookie to set on the response.
     pub set_cookie: Option<HeaderValue>,
-    /// Time the last try spent getting a connection (near zero when a pooled one was ready).
+    /// Time the last try spent choosing its endpoint and getting a connection (near zero when
+    /// a pooled one was ready).
     pub connect: Option<std::time::Duration>,
     /// Time the last try waited from sending to the response head.
     pub first_byte: Option<std::time::Duration>,
@@ -215,7 +216,9 @@ impl Upstream {
             let mut tried: Vec<u64> = Vec::new();
             let mut retries = 0u32;
             loop {
-                let now = self.clock.now_ms();
+                // One clock reading starts the try: the balancer's `now` and the checkout's start.
+                let started = tokio::time::Instant::now();
+                let now = self.clock.ms_at(started);
                 let preferred = sticky
                     .filter(|_| tried.is_empty())
                     .and_then(|id| self.in_service(id));
@@ -238,11 +241,10 @@ impl Upstream {
                 info.endpoint = Some(endpoint.address.clone());
                 let pool = &member.pool;
 
-                let checkout_started = tokio::time::Instant::now();
                 let checked_out = pool.checkout(endpoint, proxy_header.as_deref()).await;
                 // One clock reading ends the checkout and starts the send.
                 let sent = tokio::time::Instant::now();
-                info.connect = Some(sent.saturating_duration_since(checkout_started));
+                info.connect = Some(sent.saturating_duration_since(started));
                 info.first_byte = None;
                 let outcome = match checked_out {
                     Err(e) => Err((e, Phase::Connect)),
@@ -304,7 +306,8 @@ impl Upstream {
                         let at = now
                             + crate::clock::ms(info.connect.unwrap_or_default())
                             + crate::clock::ms(took);
-                        member.state.observe_latency(took.as_nanos() as f64, at);
+                        // In f64 from seconds and nanoseconds (no 128-bit conversion).
+                        member.state.observe_latency(took.as_secs_f64() * 1e9, at);
                         member.state.attempts.observe(took);
                         r.map_err(|e| (e, Phase::Send))
                     }

@@ -19,7 +19,13 @@ impl Clock {
 
     /// Now, in ms (at least 1).
     pub fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
+        self.ms_at(Instant::now())
+    }
+
+    /// The reading of this clock at `at` (a reading taken for something else as well).
+    pub fn ms_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX - 1)
+            + 1
     }
 
     /// The instant a reading of this clock stands for.
