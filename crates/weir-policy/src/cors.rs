@@ -142,10 +142,11 @@ impl CorsPolicy {
             // No CORS headers: the browser withholds the response from the page.
             hooks
                 .add
+                .get_or_insert_with(HeaderMap::new)
                 .insert(http::header::VARY, HeaderValue::from_static("origin"));
             return Ok(());
         }
-        let h = &mut hooks.add;
+        let h = hooks.add.get_or_insert_with(HeaderMap::new);
         h.insert(
             http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
             self.allow_origin_value(origin),

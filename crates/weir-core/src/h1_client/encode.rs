@@ -2,7 +2,7 @@
 //! goes as `Content-Length` bytes or chunks through [`crate::h1_wire`].
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING, UPGRADE};
 use http::request::Parts;
 use http::Method;
 use http_body::Body as _;
@@ -21,8 +21,9 @@ pub(crate) fn framing_of(body: &RequestBody) -> Framing {
     }
 }
 
-/// The request head as written: request line (origin form), fields, framing.
-pub(crate) fn head(parts: &Parts, framing: Framing) -> Bytes {
+/// The request head as written: request line (origin form), fields, framing; and whether it
+/// carries an `Upgrade` (seen as the fields are written: no lookup in the map).
+pub(crate) fn head(parts: &Parts, framing: Framing) -> (Bytes, bool) {
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let method = &parts.method;
     // Room for a typical head at once (no pass over the fields to size it; a larger head grows
@@ -32,12 +33,14 @@ pub(crate) fn head(parts: &Parts, framing: Framing) -> Bytes {
     buf.put_u8(b' ');
     buf.put_slice(target.as_bytes());
     buf.put_slice(b" HTTP/1.1\r\n");
+    let mut upgrade = false;
     for (name, value) in &parts.headers {
         // The framing is Weir's: what the client declared was checked on the way in and is
         // written again below from the body itself.
         if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
             continue;
         }
+        upgrade |= name == UPGRADE;
         buf.put_slice(name.as_str().as_bytes());
         buf.put_slice(b": ");
         buf.put_slice(value.as_bytes());
@@ -58,5 +61,5 @@ pub(crate) fn head(parts: &Parts, framing: Framing) -> Bytes {
         Framing::Chunked => buf.put_slice(b"transfer-encoding: chunked\r\n"),
     }
     buf.put_slice(b"\r\n");
-    buf.freeze()
+    (buf.freeze(), upgrade)
 }

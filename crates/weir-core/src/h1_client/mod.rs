@@ -268,11 +268,12 @@ impl Head {
     /// body shaped like `body` (its length, or none, decides the framing).
     pub fn new(parts: &http::request::Parts, body: &RequestBody) -> Self {
         let framing = encode::framing_of(body);
+        let (bytes, upgrade) = encode::head(parts, framing);
         Self {
-            bytes: encode::head(parts, framing),
+            bytes,
             framing,
             head_only: parts.method == http::Method::HEAD,
-            upgrade: parts.headers.contains_key(http::header::UPGRADE),
+            upgrade,
         }
     }
 }
