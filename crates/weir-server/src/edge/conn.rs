@@ -501,15 +501,16 @@ pin_project_lite::pin_project! {
     struct Quiet<F> {
         #[pin]
         fut: F,
-        flag: Arc<WakeFlag>,
-        waker: std::task::Waker,
+        flag: WakeFlag,
     }
 }
 
 impl<F: std::future::Future> Quiet<F> {
     fn new(fut: F) -> Self {
-        let (flag, waker) = WakeFlag::new();
-        Self { fut, flag, waker }
+        Self {
+            fut,
+            flag: WakeFlag::new(),
+        }
     }
 }
 
@@ -521,7 +522,7 @@ impl<F: std::future::Future> std::future::Future for Quiet<F> {
         if !this.flag.take(cx) {
             return Poll::Pending;
         }
-        this.fut.poll(&mut Context::from_waker(this.waker))
+        this.fut.poll(&mut Context::from_waker(this.flag.waker()))
     }
 }
 

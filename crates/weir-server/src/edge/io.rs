@@ -12,36 +12,49 @@ use std::task::{Context, Waker};
 /// of the task instead of a poll that would find nothing (for a socket read, the spare buffer
 /// taken and given back and tokio's readiness check, ~260 instructions).
 pub(super) struct WakeFlag {
+    flag: Arc<Flag>,
+    waker: Waker,
+}
+
+/// What the waker sets, and the task it wakes.
+struct Flag {
     woken: AtomicBool,
     task: futures_util::task::AtomicWaker,
 }
 
 impl WakeFlag {
-    /// A flag that is set (the first poll goes through), and the waker that sets it.
-    pub(super) fn new() -> (Arc<Self>, Waker) {
-        let flag = Arc::new(Self {
+    /// A flag that is set (the first poll goes through).
+    pub(super) fn new() -> Self {
+        let flag = Arc::new(Flag {
             woken: AtomicBool::new(true),
             task: futures_util::task::AtomicWaker::new(),
         });
-        let waker = Waker::from(flag.clone());
-        (flag, waker)
+        Self {
+            waker: Waker::from(flag.clone()),
+            flag,
+        }
+    }
+
+    /// The waker to poll the watched thing with.
+    pub(super) fn waker(&self) -> &Waker {
+        &self.waker
     }
 
     /// Whether the waker fired since the last call (the flag is cleared); the task in `cx` is
     /// the one it wakes next. Cleared before the poll it allows, so a wake-up during that poll
     /// is not lost.
     pub(super) fn take(&self, cx: &Context<'_>) -> bool {
-        self.task.register(cx.waker());
-        self.woken.swap(false, Ordering::AcqRel)
+        self.flag.task.register(cx.waker());
+        self.flag.woken.swap(false, Ordering::AcqRel)
     }
 
     /// Sets the flag by hand: the next poll goes through (it may find more).
     pub(super) fn set(&self) {
-        self.woken.store(true, Ordering::Release);
+        self.flag.woken.store(true, Ordering::Release);
     }
 }
 
-impl std::task::Wake for WakeFlag {
+impl std::task::Wake for Flag {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }

@@ -108,12 +108,10 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let closing = Arc::new(Closing::default());
-    let (readable, read_waker) = super::io::WakeFlag::new();
     let conn = Conn {
         state: info.state.clone(),
         io,
-        readable,
-        read_waker,
+        readable: super::io::WakeFlag::new(),
         buf: BytesMut::from(&first[..]),
         out: h1_wire::Outbox::default(),
         scratch: BytesMut::new(),
@@ -134,12 +132,11 @@ where
 /// One client connection's bytes.
 struct Conn<S> {
     io: S,
-    /// The socket is read with `read_waker`, which sets this flag: a read that found nothing
+    /// The socket is read with this flag's waker, which sets it: a read that found nothing
     /// is tried again only once the socket has woken it, not on every wake-up of the task (the
     /// read ahead while a request is answered, and the wait for the next head, found nothing
     /// on two of a request's four reads).
-    readable: Arc<super::io::WakeFlag>,
-    read_waker: std::task::Waker,
+    readable: super::io::WakeFlag,
     state: Arc<ConnState>,
     /// Read and not yet consumed.
     buf: BytesMut,
@@ -382,7 +379,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
         let n = ready!(h1_wire::poll_read(
             Pin::new(&mut self.io),
-            &mut Context::from_waker(&self.read_waker),
+            &mut Context::from_waker(self.readable.waker()),
             &mut self.buf,
             READ_SIZE
         ));
@@ -791,14 +788,12 @@ mod tests {
     async fn a_read_that_found_nothing_waits_for_the_socket() {
         let (mut client, server) = tokio::io::duplex(1024);
         let reads = Arc::new(AtomicUsize::new(0));
-        let (readable, read_waker) = super::super::io::WakeFlag::new();
         let mut conn = Conn {
             io: Counting {
                 inner: server,
                 reads: reads.clone(),
             },
-            readable,
-            read_waker,
+            readable: super::super::io::WakeFlag::new(),
             state: Arc::new(ConnState::new(Default::default(), false)),
             buf: BytesMut::new(),
             out: h1_wire::Outbox::default(),
