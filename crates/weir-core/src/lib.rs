@@ -2,6 +2,7 @@
 //! ([`ProxyError`]) with the one place errors become responses, and the body types every
 //! phase passes along.
 
+pub mod added;
 pub mod body;
 pub mod ctx;
 pub mod error;

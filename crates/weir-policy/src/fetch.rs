@@ -131,6 +131,7 @@ impl Fetcher {
             body_stats: stats.clone(),
             addrs: None,
             interim: None,
+            added: &weir_core::added::NO_FIELDS,
         };
         let work = async {
             let mut info = CallInfo::default();

@@ -8,6 +8,7 @@ use http::header::{
     VIA,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Version};
+use weir_core::added::AddedFields;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -18,8 +19,10 @@ pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-
 pub(crate) static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub(crate) static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
-/// Room a request's header map needs for the fields the proxy adds (`host`, forwarding, `via`,
-/// request id), so that adding them does not grow it.
+/// Room a request's header map is made with for fields the proxy may put in it (`host`,
+/// `connection` and `upgrade`, `traceparent`, a client-certificate subject; and the response's
+/// `via` and request id when the map is used again for the response), so that adding them does
+/// not grow it. The forwarding fields go beside it ([`AddedFields`]).
 pub(crate) const ADDED_BY_PROXY: usize = 8;
 
 /// The request fields every request's context reads, found in one pass over the map (five
@@ -164,11 +167,77 @@ pub(crate) fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[ipnet::IpN
     client
 }
 
-/// Sets `X-Forwarded-For/-Proto/-Host`, `Forwarded` and `Via` on a request going upstream.
-/// Incoming values are kept (and appended to) only when the peer is a trusted proxy. `memo`:
-/// the connection's last values (see [`ForwardingMemo`]).
+/// Which of the fields the proxy sets on a request going upstream it already carries, found in
+/// one pass over its names (a lookup by name costs a hash and a probe, and most requests carry
+/// none of them).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct ProxyFieldsPresent {
+    xff: bool,
+    forwarded: bool,
+    proto: bool,
+    host: bool,
+    via: bool,
+    request_id: bool,
+}
+
+impl ProxyFieldsPresent {
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
+        let mut p = Self::default();
+        for name in headers.keys() {
+            let flag = if *name == X_FORWARDED_FOR {
+                &mut p.xff
+            } else if *name == FORWARDED {
+                &mut p.forwarded
+            } else if *name == X_FORWARDED_PROTO {
+                &mut p.proto
+            } else if *name == X_FORWARDED_HOST {
+                &mut p.host
+            } else if *name == VIA {
+                &mut p.via
+            } else if *name == X_REQUEST_ID {
+                &mut p.request_id
+            } else {
+                continue;
+            };
+            *flag = true;
+        }
+        p
+    }
+}
+
+/// `FORWARDED` and `VIA` as statics: [`AddedFields`] holds `'static` names.
+static FORWARDED_NAME: HeaderName = FORWARDED;
+static VIA_NAME: HeaderName = VIA;
+
+/// Adds `name: value` to the fields sent after the request's own, the request's field of that
+/// name (if `present`) removed first; `None`: the field is only removed.
+fn add(
+    headers: &mut HeaderMap,
+    added: &mut AddedFields,
+    present: bool,
+    name: &'static HeaderName,
+    value: Option<HeaderValue>,
+) {
+    if present {
+        headers.remove(name);
+    }
+    if let Some(v) = value {
+        if let Err((name, v)) = added.push(name, v) {
+            headers.insert(name, v);
+        }
+    }
+}
+
+/// Sets `X-Forwarded-For/-Proto/-Host`, `Forwarded` and `Via` on a request going upstream:
+/// the request's own fields of those names are removed from `headers` and the values to send
+/// go into `added` (sent after the request's fields; see [`AddedFields`]). Incoming values are
+/// kept (and appended to) only when the peer is a trusted proxy. `memo`: the connection's last
+/// values (see [`ForwardingMemo`]).
+#[allow(clippy::too_many_arguments)] // the request, where its additions go, and its connection
 pub(crate) fn add_forwarding(
     headers: &mut HeaderMap,
+    present: ProxyFieldsPresent,
+    added: &mut AddedFields,
     peer: IpAddr,
     trusted: &[ipnet::IpNet],
     host: Option<&HeaderValue>,
@@ -192,24 +261,53 @@ pub(crate) fn add_forwarding(
             (xff, forwarded)
         }
     };
-    set(headers, &X_FORWARDED_FOR, xff);
-    set(headers, &FORWARDED, forwarded);
-    if !(keep && headers.contains_key(&X_FORWARDED_PROTO)) {
+    add(headers, added, present.xff, &X_FORWARDED_FOR, xff);
+    add(
+        headers,
+        added,
+        present.forwarded,
+        &FORWARDED_NAME,
+        forwarded,
+    );
+    if !(keep && present.proto) {
         const HTTP: HeaderValue = HeaderValue::from_static("http");
         const HTTPS: HeaderValue = HeaderValue::from_static("https");
-        headers.insert(&X_FORWARDED_PROTO, if tls { HTTPS } else { HTTP });
+        let proto = if tls { HTTPS } else { HTTP };
+        add(
+            headers,
+            added,
+            present.proto,
+            &X_FORWARDED_PROTO,
+            Some(proto),
+        );
     }
-    if !(keep && headers.contains_key(&X_FORWARDED_HOST)) {
-        match host {
-            Some(h) => {
-                headers.insert(&X_FORWARDED_HOST, h.clone());
-            }
-            None => {
-                headers.remove(&X_FORWARDED_HOST);
-            }
-        }
+    if !(keep && present.host) {
+        add(
+            headers,
+            added,
+            present.host,
+            &X_FORWARDED_HOST,
+            host.cloned(),
+        );
     }
-    add_via(headers, version);
+    let via = via_value(present.via.then(|| headers.get(&VIA)).flatten(), version);
+    add(headers, added, present.via, &VIA_NAME, via);
+}
+
+/// Sets the request id to send upstream (replacing the request's own `X-Request-Id`) in `added`.
+pub(crate) fn add_request_id(
+    headers: &mut HeaderMap,
+    present: ProxyFieldsPresent,
+    added: &mut AddedFields,
+    id: &HeaderValue,
+) {
+    add(
+        headers,
+        added,
+        present.request_id,
+        &X_REQUEST_ID,
+        Some(request_id_value(id)),
+    );
 }
 
 /// The `X-Forwarded-For` and `Forwarded` values for `peer` (after the incoming ones when `keep`).
@@ -342,6 +440,12 @@ pub(crate) fn upgrade_token(headers: &HeaderMap, version: Version) -> Option<Hea
 
 /// Appends this hop to `Via` (`1.1 weir`, `2 weir`).
 pub(crate) fn add_via(headers: &mut HeaderMap, version: Version) {
+    let value = via_value(headers.get(&VIA), version);
+    set(headers, &VIA, value);
+}
+
+/// `Via` with this hop after `prev` (`None`: `prev` and this hop do not make a valid value).
+fn via_value(prev: Option<&HeaderValue>, version: Version) -> Option<HeaderValue> {
     // Constants: `from_static` outside a const context checks its bytes on every call.
     const VIA_10: HeaderValue = HeaderValue::from_static("1.0 weir");
     const VIA_11: HeaderValue = HeaderValue::from_static("1.1 weir");
@@ -351,15 +455,12 @@ pub(crate) fn add_via(headers: &mut HeaderMap, version: Version) {
         Version::HTTP_2 => VIA_2,
         _ => VIA_11,
     };
-    match headers.get(&VIA).and_then(|v| v.to_str().ok()) {
+    match prev.and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => {
             let hop = value.to_str().unwrap_or_default();
-            let via = format!("{prev}, {hop}");
-            set(headers, &VIA, text_value(via));
+            text_value(format!("{prev}, {hop}"))
         }
-        _ => {
-            headers.insert(&VIA, value);
-        }
+        _ => Some(value),
     }
 }
 
@@ -423,8 +524,12 @@ mod tests {
             h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
             let host = HeaderValue::from_str(host).expect("host");
             let peer = peer.parse().expect("peer");
+            let mut added = AddedFields::new();
+            let present = ProxyFieldsPresent::of(&h);
             add_forwarding(
                 &mut h,
+                present,
+                &mut added,
                 peer,
                 trusted,
                 Some(&host),
@@ -432,7 +537,14 @@ mod tests {
                 false,
                 &memo,
             );
-            let text = |n: &HeaderName| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            // The client's own field is gone from the map whatever the peer.
+            assert!(h.get(&X_FORWARDED_FOR).is_none());
+            let text = |n: &HeaderName| {
+                added
+                    .get(n.as_str())
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
             (text(&X_FORWARDED_FOR), text(&FORWARDED))
         };
         let pair = |x: &str, f: &str| (Some(x.to_owned()), Some(f.to_owned()));

@@ -25,11 +25,12 @@ use crate::health::outlier::TryOutcome;
 use crate::pool::Sender;
 use crate::retry::{idempotent, retry_after};
 use crate::{client, key, Member, PickCx, Upstream};
+use weir_core::added::AddedFields;
 use weir_core::h1_client;
 
 /// What the caller knows about the request beyond its head.
 #[derive(Debug, Clone)]
-pub struct CallOpts {
+pub struct CallOpts<'a> {
     /// The client's address (for `ip_hash` and `consistent_hash` on the client IP).
     pub client_ip: IpAddr,
     /// The route allows retrying non-idempotent requests.
@@ -41,6 +42,9 @@ pub struct CallOpts {
     /// Where the upstream's interim (1xx) responses go (HTTP/1.1 upstreams: hyper's HTTP/2
     /// client does not report them).
     pub interim: Option<weir_core::InterimSink>,
+    /// Fields the proxy adds to the request, sent after its own (see [`AddedFields`]);
+    /// borrowed, so that the request's futures do not carry and move them.
+    pub added: &'a AddedFields,
 }
 
 /// What happened, for the access log and the response.
@@ -124,7 +128,7 @@ impl Upstream {
         self: &'a Arc<Self>,
         parts: Parts,
         body: RequestBody,
-        opts: CallOpts,
+        opts: CallOpts<'a>,
         info: &'a mut CallInfo,
     ) -> impl std::future::Future<Output = Result<(Response<UpstreamBody>, UpstreamGuard), ProxyError>>
            + 'a {
@@ -161,7 +165,7 @@ impl Upstream {
         self: &'a Arc<Self>,
         mut parts: Option<Parts>,
         mut body: Option<RequestBody>,
-        opts: &'a CallOpts,
+        opts: &'a CallOpts<'a>,
         info: &'a mut CallInfo,
     ) -> impl std::future::Future<Output = Result<(Response<UpstreamBody>, UpstreamGuard), ProxyError>>
            + 'a {
@@ -197,7 +201,7 @@ impl Upstream {
                 .hash_key
                 .as_ref()
                 .zip(parts.as_ref())
-                .and_then(|(k, p)| key::hash_of(k, p, opts.client_ip));
+                .and_then(|(k, p)| key::hash_of(k, p, opts.added, opts.client_ip));
             let sticky = self
                 .sticky
                 .as_ref()
@@ -263,7 +267,7 @@ impl Upstream {
                             // HTTP/1.1: the head is encoded once, and every try sends those bytes;
                             // the header map then serves the response's fields.
                             (Sender::H1(c), Some(head)) => {
-                                let encoded = h1_client::Head::new(&head, &body);
+                                let encoded = h1_client::Head::new(&head, opts.added, &body);
                                 h1_head = another_try.then(|| encoded.clone());
                                 c.recycle_headers(head.headers);
                                 Outgoing::H1(encoded, body)
@@ -275,12 +279,14 @@ impl Upstream {
                                 }
                                 None => return Err(ProxyError::new(ErrorKind::Internal)),
                             },
-                            (Sender::H2(_), Some(head)) if another_try => {
+                            (Sender::H2(_), Some(mut head)) if another_try => {
+                                opts.added.insert_into(&mut head.headers);
                                 let req = request_from(&head, body);
                                 parts = Some(head);
                                 Outgoing::H2(req)
                             }
-                            (Sender::H2(_), Some(head)) => {
+                            (Sender::H2(_), Some(mut head)) => {
+                                opts.added.insert_into(&mut head.headers);
                                 Outgoing::H2(Request::from_parts(head, body))
                             }
                             (Sender::H2(_), None) => {

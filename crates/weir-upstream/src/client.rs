@@ -37,7 +37,7 @@ pub(crate) fn exchange<'a>(
     endpoint: &'a Endpoint,
     (sender, reused): (Sender, bool),
     out: Outgoing,
-    opts: &'a crate::CallOpts,
+    opts: &'a crate::CallOpts<'a>,
     deadline: tokio::time::Instant,
     single_use: bool,
 ) -> tokio::time::Timeout<impl Future<Output = Result<Response<UpstreamBody>, ProxyError>> + 'a> {

@@ -5,17 +5,24 @@ use std::net::IpAddr;
 use http::request::Parts;
 use http::HeaderMap;
 use weir_config::HashKey;
+use weir_core::added::AddedFields;
 
 use crate::hash::{hash_bytes, hash_ip};
 
-/// The hash of `key` for this request; `None` when the request does not carry it.
-pub fn hash_of(key: &HashKey, parts: &Parts, client_ip: IpAddr) -> Option<u64> {
+/// The hash of `key` for this request as it is sent (a header the proxy adds, in `added`, is
+/// read there); `None` when the request does not carry it.
+pub fn hash_of(
+    key: &HashKey,
+    parts: &Parts,
+    added: &AddedFields,
+    client_ip: IpAddr,
+) -> Option<u64> {
     match key {
         HashKey::ClientIp => Some(hash_ip(client_ip)),
         HashKey::Path => Some(hash_bytes(parts.uri.path().as_bytes())),
-        HashKey::Header(name) => parts
-            .headers
-            .get(name.as_str())
+        HashKey::Header(name) => added
+            .get(name)
+            .or_else(|| parts.headers.get(name.as_str()))
             .map(|v| hash_bytes(v.as_bytes())),
         HashKey::Cookie(name) => cookie(&parts.headers, name).map(|v| hash_bytes(v.as_bytes())),
         HashKey::Query(name) => query_param(parts.uri.query()?, name).map(hash_bytes),
@@ -57,7 +64,7 @@ mod tests {
             .expect("request")
             .into_parts();
         let ip: IpAddr = [10, 0, 0, 1].into();
-        let h = |k: HashKey| hash_of(&k, &parts, ip);
+        let h = |k: HashKey| hash_of(&k, &parts, &weir_core::added::NO_FIELDS, ip);
         assert_eq!(
             h(HashKey::Header("x-user".into())),
             Some(hash_bytes(b"alice"))

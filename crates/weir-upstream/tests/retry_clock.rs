@@ -49,6 +49,7 @@ retry = {{ attempts = 3, backoff = {{ base = "100ms", max = "1s" }} }}
                 body_stats: stats,
                 addrs: None,
                 interim: None,
+                added: &weir_core::added::NO_FIELDS,
             },
             &mut info,
         )

@@ -7,6 +7,7 @@ use http::request::Parts;
 use http::Method;
 use http_body::Body as _;
 
+use crate::added::AddedFields;
 use crate::h1_wire::Framing;
 use crate::RequestBody;
 
@@ -21,20 +22,22 @@ pub(crate) fn framing_of(body: &RequestBody) -> Framing {
     }
 }
 
-/// The request head as written: request line (origin form), fields, framing; and whether it
-/// carries an `Upgrade` (seen as the fields are written: no lookup in the map).
-pub(crate) fn head(parts: &Parts, framing: Framing) -> (Bytes, bool) {
+/// The request head as written: request line (origin form), fields (the map's, then `added`),
+/// framing; and whether it carries an `Upgrade` (seen as the fields are written: no lookup in
+/// the map).
+pub(crate) fn head(parts: &Parts, added: &AddedFields, framing: Framing) -> (Bytes, bool) {
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let method = &parts.method;
     // Room for a typical head at once (no pass over the fields to size it; a larger head grows
     // the buffer as it is written).
-    let mut buf = BytesMut::with_capacity(target.len() + parts.headers.len() * 48 + 128);
+    let fields = parts.headers.len() + added.len();
+    let mut buf = BytesMut::with_capacity(target.len() + fields * 48 + 128);
     buf.put_slice(method.as_str().as_bytes());
     buf.put_u8(b' ');
     buf.put_slice(target.as_bytes());
     buf.put_slice(b" HTTP/1.1\r\n");
     let mut upgrade = false;
-    for (name, value) in &parts.headers {
+    for (name, value) in parts.headers.iter().chain(added.iter()) {
         // The framing is Weir's: what the client declared was checked on the way in and is
         // written again below from the body itself.
         if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {

@@ -264,11 +264,16 @@ pub struct Head {
 }
 
 impl Head {
-    /// The head of a request with these parts (the target in origin form, `Host` set) and a
-    /// body shaped like `body` (its length, or none, decides the framing).
-    pub fn new(parts: &http::request::Parts, body: &RequestBody) -> Self {
+    /// The head of a request with these parts (the target in origin form, `Host` set) and the
+    /// fields the proxy adds after them, and a body shaped like `body` (its length, or none,
+    /// decides the framing).
+    pub fn new(
+        parts: &http::request::Parts,
+        added: &crate::added::AddedFields,
+        body: &RequestBody,
+    ) -> Self {
         let framing = encode::framing_of(body);
-        let (bytes, upgrade) = encode::head(parts, framing);
+        let (bytes, upgrade) = encode::head(parts, added, framing);
         Self {
             bytes,
             framing,
@@ -288,7 +293,7 @@ pub async fn send(
     home: Option<Arc<dyn Home>>,
 ) -> Result<Response<Body>, SendError> {
     let (parts, body) = req.into_parts();
-    let head = Head::new(&parts, &body);
+    let head = Head::new(&parts, &crate::added::NO_FIELDS, &body);
     drop(parts);
     send_head(conn, &head, body, interim, home).await
 }

@@ -4,6 +4,7 @@
 use http::{HeaderValue, Response};
 use http_body_util::BodyExt;
 use std::sync::Arc;
+use weir_core::added::AddedFields;
 use weir_core::{ErrorKind, ProxyError, RequestBody, RequestCtx, ResponseBody, UpstreamBody};
 
 use http::header::{CONNECTION, SET_COOKIE, UPGRADE};
@@ -14,7 +15,7 @@ use super::tunnel;
 use crate::deploy::mirror::Mirror;
 use crate::edge::h1::ClientUpgrade;
 use crate::edge::state::ConnInfo;
-use crate::headers::{self, X_REQUEST_ID};
+use crate::headers;
 use crate::pipeline::outcome::Outcome;
 use crate::runtime::Runtime;
 
@@ -76,8 +77,12 @@ pub(crate) fn forward<'a>(
             authority.as_ref().map(|a| a.as_str()),
             upstream.host_header.as_ref(),
         );
+        let present = headers::ProxyFieldsPresent::of(&f.parts.headers);
+        let mut added = AddedFields::new();
         headers::add_forwarding(
             &mut f.parts.headers,
+            present,
+            &mut added,
             ctx.peer.ip(),
             &rt.trusted_proxies,
             f.host.as_ref(),
@@ -92,9 +97,7 @@ pub(crate) fn forward<'a>(
                 f.parts.headers.insert(name.clone(), subject.clone());
             }
         }
-        f.parts
-            .headers
-            .insert(&X_REQUEST_ID, headers::request_id_value(&ctx.request_id));
+        headers::add_request_id(&mut f.parts.headers, present, &mut added, &ctx.request_id);
         // Weir traces: the upstream continues the trace with Weir's upstream span as its parent.
         // A `tracestate` belongs to the caller's trace; without a valid caller it is dropped.
         if let Some(tp) = ctx.trace.and_then(|t| t.upstream_traceparent()) {
@@ -113,6 +116,7 @@ pub(crate) fn forward<'a>(
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
             m.copy(
                 &f.parts,
+                &added,
                 &mut f.body,
                 f.host.clone().or(client_host),
                 ctx.client_ip,
@@ -134,6 +138,7 @@ pub(crate) fn forward<'a>(
             body_stats: ctx.body.clone(),
             addrs: Some((conn.peer, conn.local)),
             interim: ctx.interim.clone(),
+            added: &added,
         };
         let mut info = CallInfo::default();
         ctx.upstream_start = Some(std::time::Instant::now());

@@ -92,6 +92,7 @@ impl Mirror {
     pub(crate) fn copy(
         self: &Arc<Self>,
         parts: &Parts,
+        added: &weir_core::added::AddedFields,
         body: &mut RequestBody,
         host: Option<HeaderValue>,
         client_ip: std::net::IpAddr,
@@ -114,6 +115,7 @@ impl Mirror {
         *head.uri_mut() = parts.uri.clone();
         *head.version_mut() = parts.version;
         *head.headers_mut() = parts.headers.clone();
+        added.insert_into(head.headers_mut());
         let (mut head, ()) = head.into_parts();
         match self.upstream.host_header.clone().or(host) {
             Some(h) => {
@@ -161,6 +163,7 @@ impl Mirror {
             body_stats: body_stats.clone(),
             addrs: None,
             interim: None,
+            added: &weir_core::added::NO_FIELDS,
         };
         let exchange = async {
             let mut info = CallInfo::default();

@@ -199,7 +199,12 @@ impl Split {
         }
         let (point, by, set_cookie) = match &self.sticky {
             None => (fastrand::u32(..PARTS), ChosenBy::Weight, None),
-            Some(key) => match weir_upstream::key::hash_of(key, parts, client_ip) {
+            Some(key) => match weir_upstream::key::hash_of(
+                key,
+                parts,
+                &weir_core::added::NO_FIELDS,
+                client_ip,
+            ) {
                 Some(h) => (point_of(h), ChosenBy::Sticky, None),
                 // A new client: Weir draws its point and gives it a cookie that holds it.
                 None => match key {

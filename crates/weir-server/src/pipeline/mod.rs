@@ -335,8 +335,11 @@ mod tests {
         // holds each argument twice: 1.8 KB of copies of the head, body and context); 7,912
         // with the context built in an expression (a local kept a dead copy of its 616 bytes);
         // 6,984 with the upstream exchange a plain function returning its timeout (its
-        // outgoing request had been held three times over).
+        // outgoing request had been held three times over); 7,288 with the forwarding fields
+        // kept beside the request's header map (`AddedFields`, 296 bytes held across the
+        // upstream call; the six map inserts they replace cost more than moving them: −639
+        // instructions a request, measured).
         let size = future_size(handle);
-        assert!(size <= 7 * 1024, "the request future is {size} bytes");
+        assert!(size <= 7 * 1024 + 256, "the request future is {size} bytes");
     }
 }

@@ -376,3 +376,59 @@ async fn server_sent_events_reach_the_client_before_the_upstream_finishes() {
     assert_eq!(&second[..], b"data: second\n\n");
     assert!(stream.next().await.is_none());
 }
+
+/// The fields Weir sets going upstream are written beside the request's own (not through its
+/// header map): a client's copies must still be gone, each name sent exactly once.
+#[tokio::test]
+async fn proxy_set_fields_are_sent_once_in_place_of_the_clients() {
+    const NAMES: [&str; 6] = [
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "forwarded",
+        "via",
+        "x-request-id",
+    ];
+    let o = origin(|req: Request<Incoming>| async move {
+        let seen: serde_json::Map<String, serde_json::Value> = NAMES
+            .iter()
+            .map(|n| {
+                let values: Vec<serde_json::Value> = req
+                    .headers()
+                    .get_all(*n)
+                    .iter()
+                    .map(|v| v.to_str().unwrap_or("?").into())
+                    .collect();
+                ((*n).to_owned(), values.into())
+            })
+            .collect();
+        Response::builder()
+            .body(full(serde_json::Value::Object(seen).to_string()))
+            .expect("response")
+    })
+    .await;
+    let gw = gateway(&config(&[o.addr], "")).await;
+    let resp = raw(
+        gw.addr,
+        b"GET /f HTTP/1.1\r\nHost: shop.test\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.test\r\nForwarded: for=6.6.6.6\r\nVia: 1.1 spoof\r\nX-Request-Id: not/valid id\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let body = resp.split("\r\n\r\n").nth(1).expect("body");
+    let seen: serde_json::Value = serde_json::from_str(body).expect("json");
+    for name in NAMES {
+        assert_eq!(
+            seen[name].as_array().map(Vec::len),
+            Some(1),
+            "{name}: {seen}"
+        );
+    }
+    assert_eq!(seen["x-forwarded-for"][0], "127.0.0.1");
+    assert_eq!(seen["x-forwarded-proto"][0], "http");
+    assert_eq!(seen["x-forwarded-host"][0], "shop.test");
+    assert_eq!(
+        seen["forwarded"][0],
+        "for=127.0.0.1;proto=http;host=shop.test"
+    );
+    assert_eq!(seen["via"][0], "1.1 spoof, 1.1 weir");
+    assert_ne!(seen["x-request-id"][0], "not/valid id");
+}
