@@ -3,7 +3,7 @@
 
 /// Lowercase host without its port (IPv6 literals keep their brackets); `None` when the value
 /// is not a plausible host.
-pub fn normalize_host(value: &str) -> Option<String> {
+pub fn normalize_host(value: &str) -> Option<std::borrow::Cow<'_, str>> {
     let host = if let Some(rest) = value.strip_prefix('[') {
         let end = rest.find(']')?;
         &value[..end + 2]
@@ -20,7 +20,15 @@ pub fn normalize_host(value: &str) -> Option<String> {
         && host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b));
-    ok.then(|| host.to_ascii_lowercase())
+    if !ok {
+        return None;
+    }
+    // Most hosts arrive in lower case already: no copy then.
+    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
+    })
 }
 
 #[cfg(test)]

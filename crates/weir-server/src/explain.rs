@@ -98,7 +98,8 @@ pub fn explain(
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| uri.authority().map(|a| a.as_str()))
-        .and_then(weir_route::normalize_host);
+        .and_then(weir_route::normalize_host)
+        .map(|h| h.into_owned());
     let path = weir_route::normalize_path(uri.path());
     let view = RequestView {
         method: &method,

@@ -378,6 +378,7 @@ async fn serve<S>(
         client_subject,
         tls_session,
         forwarding: Default::default(),
+        host: Default::default(),
     });
     if h2 {
         let io = WatchedIo {

@@ -35,6 +35,8 @@ pub(crate) struct ConnInfo {
     pub(crate) tls_session: Option<Arc<weir_core::TlsSession>>,
     /// The forwarding fields its requests last sent upstream.
     pub(crate) forwarding: crate::headers::ForwardingMemo,
+    /// The Host its requests last named, normalised.
+    pub(crate) host: crate::pipeline::request::HostMemo,
 }
 
 /// Activity of one connection, shared by the IO wrapper, the pipeline and the watchdog.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 mod log_phase;
 pub(crate) mod outcome;
 mod proxy_phase;
-mod request;
+pub(crate) mod request;
 mod route;
 
 use http::{Request, Response, Version};
@@ -201,7 +201,7 @@ fn process<'a>(
         if let Some(policy) = &conn.opts.forward {
             return forward_listener(req, ctx, rt, conn, policy).await;
         }
-        let host_header = request::vet(&req, ctx)?;
+        let host_header = request::vet(&req, ctx, &conn.host)?;
         if let Some(port) = conn.opts.redirect_https {
             return redirect_to_https(&req, ctx, port).map(Outcome::from);
         }
