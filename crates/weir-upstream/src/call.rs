@@ -279,9 +279,11 @@ impl Upstream {
                                 }
                                 None => return Err(ProxyError::new(ErrorKind::Internal)),
                             },
-                            (Sender::H2(_), Some(mut head)) if another_try => {
-                                opts.added.insert_into(&mut head.headers);
-                                let req = request_from(&head, body);
+                            (Sender::H2(_), Some(head)) if another_try => {
+                                // Into the copy sent: the head kept for another try stays
+                                // without them, as an HTTP/1.1 try writes them after it.
+                                let mut req = request_from(&head, body);
+                                opts.added.insert_into(req.headers_mut());
                                 parts = Some(head);
                                 Outgoing::H2(req)
                             }

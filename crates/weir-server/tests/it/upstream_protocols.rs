@@ -434,3 +434,53 @@ async fn a_small_body_read_whole_keeps_its_frames_bytes_and_trailers() {
     );
     assert_eq!(got.to_bytes(), "hello");
 }
+
+/// An HTTP/2 upstream gets the fields Weir sets (kept beside the request's header map on the
+/// way) inserted into the request it sends: each once, the client's own replaced.
+#[tokio::test]
+async fn an_h2c_upstream_gets_the_proxy_set_fields_once() {
+    const NAMES: [&str; 6] = [
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "forwarded",
+        "via",
+        "x-request-id",
+    ];
+    let origin = h2c_origin(|req| {
+        let seen: Vec<String> = NAMES
+            .iter()
+            .map(|n| {
+                let values: Vec<&str> = req
+                    .headers()
+                    .get_all(*n)
+                    .iter()
+                    .map(|v| v.to_str().unwrap_or("?"))
+                    .collect();
+                format!("{n}={}", values.join("|"))
+            })
+            .collect();
+        Response::new(full(seen.join("\n")))
+    })
+    .await;
+    let gw = gateway(&upstream_toml(origin, "protocol = \"h2c\"")).await;
+    let resp = raw(
+        gw.addr,
+        b"GET /f HTTP/1.1\r\nHost: shop.test\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nForwarded: for=6.6.6.6\r\nX-Request-Id: abc-123\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let body = resp.split("\r\n\r\n").nth(1).expect("body");
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "x-forwarded-for=127.0.0.1",
+            "x-forwarded-proto=http",
+            "x-forwarded-host=shop.test",
+            "forwarded=for=127.0.0.1;proto=http;host=shop.test",
+            "via=1.1 weir",
+            "x-request-id=abc-123",
+        ],
+        "{resp}"
+    );
+}
