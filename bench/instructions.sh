@@ -20,8 +20,12 @@
 # inclusive and by self cost are printed (callgrind_annotate), the figures docs/benchmarks.md
 # quotes before and after a change.
 #
+# With --cache, callgrind also simulates the L1 caches (--cache-sim=yes) and each target's data
+# reads and writes, L1 instruction misses and L1 data read and write misses a request are
+# printed beside its instructions (docs/benchmarks.md, "Where the rest of the user time goes").
+#
 # Usage: bench/instructions.sh [--requests N] [--conns C] [--targets "weir nginx haproxy ..."]
-#                              [--cases "h1-1k h2c-1k h1-100k"] [--profile] [--weir PATH]
+#                              [--cases "h1-1k h2c-1k h1-100k"] [--profile] [--cache] [--weir PATH]
 # Writes bench/results/instructions.md. Loopback only; every run is bounded by N.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +36,7 @@ CONNS=8
 TARGETS="weir nginx haproxy"
 CASES="h1-1k h2c-1k h1-100k"
 PROFILE=0
+CACHE=0
 WEIR=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -40,6 +45,7 @@ while [ $# -gt 0 ]; do
     --targets) TARGETS=$2; shift 2 ;;
     --cases) CASES=$2; shift 2 ;;
     --profile) PROFILE=1; shift ;;
+    --cache) CACHE=1; shift ;;
     --weir) WEIR=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -133,6 +139,7 @@ sed "s|^access_log = .*|access_log = { enabled = false }\ntracing = { otlp_endpo
 
 start() { # TARGET OUTFILE: start it under callgrind; its pid in $TARGET_PID
   local vg=(valgrind --tool=callgrind --callgrind-out-file="$2" --dump-instr=no)
+  [ "$CACHE" = 1 ] && vg+=(--cache-sim=yes)
   case "$1" in
     weir*) WEIR_LOG=warn "${vg[@]}" "$WEIR" run -c "$WORK/$1.toml" >/dev/null 2>"$WORK/$1.log" & ;;
     nginx) "${vg[@]}" "$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" >/dev/null 2>"$WORK/nginx.log" & ;;
@@ -159,7 +166,7 @@ load() { # CASE REQUESTS
 total_ir() { awk '/^(summary|totals):/ {print $2; exit}' "$1"; }
 for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$ORIGIN_PORT/1k" && break; sleep 0.1; done
 
-declare -A IR
+declare -A IR SUMMARY
 for c in $CASES; do
   for t in $TARGETS; do
     for n in $SMALL $REQUESTS; do
@@ -170,11 +177,19 @@ for c in $CASES; do
       kill -TERM "$TARGET_PID"
       wait "$TARGET_PID" 2>/dev/null || true
       IR[$t-$c-$n]=$(total_ir "$out")
+      # With --cache the summary line is: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw.
+      SUMMARY[$t-$c-$n]=$(awk '/^(summary|totals):/ {$1 = ""; print; exit}' "$out")
       [ "$PROFILE" = 1 ] && [[ "$t" == weir* ]] && [ "$n" = "$REQUESTS" ] && cp "$out" "bench/results/$t-$c.callgrind"
     done
     per=$(( (IR[$t-$c-$REQUESTS] - IR[$t-$c-$SMALL]) / (REQUESTS - SMALL) ))
     IR[$t-$c]=$per
     printf '  %-8s %-8s %10d instructions / request\n' "$t" "$c" "$per"
+    if [ "$CACHE" = 1 ]; then
+      awk -v a="${SUMMARY[$t-$c-$SMALL]}" -v b="${SUMMARY[$t-$c-$REQUESTS]}" -v n=$((REQUESTS - SMALL)) 'BEGIN {
+        split(a, x, " "); split(b, y, " ")
+        printf "  %-8s %-8s   data reads %d, writes %d; L1 misses: instructions %d, data reads %d, data writes %d (a request)\n",
+          "", "", (y[2]-x[2])/n, (y[3]-x[3])/n, (y[4]-x[4])/n, (y[5]-x[5])/n, (y[6]-x[6])/n }'
+    fi
   done
 done
 
