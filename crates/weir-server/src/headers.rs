@@ -169,7 +169,8 @@ pub(crate) fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[ipnet::IpN
 
 /// Which of the fields the proxy sets on a request going upstream it already carries, found in
 /// one pass over its names (a lookup by name costs a hash and a probe, and most requests carry
-/// none of them).
+/// none of them). Not read with [`ContextFields`]: that pass is over the request as received,
+/// and the request phase's header edits come between it and this one.
 #[derive(Default, Clone, Copy)]
 pub(crate) struct ProxyFieldsPresent {
     xff: bool,

@@ -2,12 +2,12 @@
 //! rules), framing HTTP/2 and the upgrade guard leave to the pipeline, the one Host a request
 //! has, and the listener's redirect to https.
 
+use std::sync::Arc;
+
 use http::header::{CONTENT_LENGTH, HOST, LOCATION, UPGRADE};
 use http::{HeaderValue, Request, Response, Version};
 use weir_core::ClientBody;
 use weir_core::{ErrorKind, ProxyError, RequestCtx, ResponseBody};
-
-use std::sync::Arc;
 
 use crate::edge::h1::ClientUpgrade;
 

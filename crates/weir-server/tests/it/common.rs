@@ -187,6 +187,16 @@ pub fn config(origins: &[SocketAddr], extra: &str) -> String {
         .build()
 }
 
+/// The fields Weir sets on every request it sends upstream (a client's own are replaced).
+pub const PROXY_SET_FIELDS: [&str; 6] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "via",
+    "x-request-id",
+];
+
 /// An origin that answers every request with its method, path, headers and body as JSON.
 pub async fn echo_origin() -> Origin {
     origin(|req: Request<Incoming>| async move {

@@ -439,16 +439,8 @@ async fn a_small_body_read_whole_keeps_its_frames_bytes_and_trailers() {
 /// way) inserted into the request it sends: each once, the client's own replaced.
 #[tokio::test]
 async fn an_h2c_upstream_gets_the_proxy_set_fields_once() {
-    const NAMES: [&str; 6] = [
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "forwarded",
-        "via",
-        "x-request-id",
-    ];
     let origin = h2c_origin(|req| {
-        let seen: Vec<String> = NAMES
+        let seen: Vec<String> = PROXY_SET_FIELDS
             .iter()
             .map(|n| {
                 let values: Vec<&str> = req
