@@ -23,9 +23,13 @@
 # With --cache, callgrind also simulates the L1 caches (--cache-sim=yes) and each target's data
 # reads and writes, L1 instruction misses and L1 data read and write misses a request are
 # printed beside its instructions (docs/benchmarks.md, "Where the rest of the user time goes").
+# With --ll BYTES the last-level cache valgrind models (by default the host's L3) is BYTES, 8-way
+# (this machine's per-core L2 is --ll 524288): its misses a request are what the requests in
+# flight evict of each other's memory.
 #
 # Usage: bench/instructions.sh [--requests N] [--conns C] [--targets "weir nginx haproxy ..."]
-#                              [--cases "h1-1k h2c-1k h1-100k"] [--profile] [--cache] [--weir PATH]
+#                              [--cases "h1-1k h2c-1k h1-100k"] [--profile] [--cache [--ll BYTES]]
+#                              [--weir PATH]
 # Writes bench/results/instructions.md. Loopback only; every run is bounded by N.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +41,7 @@ TARGETS="weir nginx haproxy"
 CASES="h1-1k h2c-1k h1-100k"
 PROFILE=0
 CACHE=0
+LL=""
 WEIR=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -46,6 +51,7 @@ while [ $# -gt 0 ]; do
     --cases) CASES=$2; shift 2 ;;
     --profile) PROFILE=1; shift ;;
     --cache) CACHE=1; shift ;;
+    --ll) LL=$2; CACHE=1; shift 2 ;;
     --weir) WEIR=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -140,6 +146,7 @@ sed "s|^access_log = .*|access_log = { enabled = false }\ntracing = { otlp_endpo
 start() { # TARGET OUTFILE: start it under callgrind; its pid in $TARGET_PID
   local vg=(valgrind --tool=callgrind --callgrind-out-file="$2" --dump-instr=no)
   [ "$CACHE" = 1 ] && vg+=(--cache-sim=yes)
+  [ -n "$LL" ] && vg+=("--LL=$LL,8,64")
   case "$1" in
     weir*) WEIR_LOG=warn "${vg[@]}" "$WEIR" run -c "$WORK/$1.toml" >/dev/null 2>"$WORK/$1.log" & ;;
     nginx) "${vg[@]}" "$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" >/dev/null 2>"$WORK/nginx.log" & ;;
@@ -188,7 +195,9 @@ for c in $CASES; do
       awk -v a="${SUMMARY[$t-$c-$SMALL]}" -v b="${SUMMARY[$t-$c-$REQUESTS]}" -v n=$((REQUESTS - SMALL)) 'BEGIN {
         split(a, x, " "); split(b, y, " ")
         printf "  %-8s %-8s   data reads %d, writes %d; L1 misses: instructions %d, data reads %d, data writes %d (a request)\n",
-          "", "", (y[2]-x[2])/n, (y[3]-x[3])/n, (y[4]-x[4])/n, (y[5]-x[5])/n, (y[6]-x[6])/n }'
+          "", "", (y[2]-x[2])/n, (y[3]-x[3])/n, (y[4]-x[4])/n, (y[5]-x[5])/n, (y[6]-x[6])/n
+        printf "  %-8s %-8s   last-level misses: instructions %d, data reads %d, data writes %d\n",
+          "", "", (y[7]-x[7])/n, (y[8]-x[8])/n, (y[9]-x[9])/n }'
     fi
   done
 done

@@ -4,6 +4,7 @@
 
 pub mod added;
 pub mod body;
+pub mod boxed;
 pub mod ctx;
 pub mod error;
 pub mod h1_client;

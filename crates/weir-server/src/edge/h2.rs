@@ -355,7 +355,7 @@ fn start_stream(
     let (info, shared) = (info.clone(), shared.clone());
     // Boxed so the request's state is freed once it has answered: a stream whose response
     // waits on the client's window then holds the body alone.
-    let handling = super::in_place(|| pipeline::handle(req, info, shared, Some(of)));
+    let handling = weir_core::boxed::pinned(|| pipeline::handle(req, info, shared, Some(of)));
     tokio::spawn(StreamTask {
         respond,
         interim,

@@ -23,12 +23,3 @@ mod proxy_protocol;
 pub(crate) mod settings;
 pub(crate) mod state;
 pub(crate) mod tls;
-
-/// A future built straight into its heap slot. `Box::pin(handle(..))` builds the ~10 KB
-/// request future on the stack and then copies it into the box, and so did setting a boxed
-/// `Option` (the old value's drop reads the slot): callgrind counted that copy at ~10,000
-/// instructions per HTTP/2 request, an eighth of one. Writing into uninitialised memory lets
-/// the compiler build the future in place. Both servers build every request's future this way.
-pub(super) fn in_place<F: std::future::Future>(make: impl FnOnce() -> F) -> std::pin::Pin<Box<F>> {
-    Box::into_pin(Box::write(Box::new_uninit(), make()))
-}

@@ -254,8 +254,9 @@ where
             });
 
             // The request's future, built in its own heap slot and freed once it has answered.
-            let mut handling =
-                super::in_place(|| pipeline::handle(req, info.clone(), shared.clone(), None));
+            let mut handling = weir_core::boxed::pinned(|| {
+                pipeline::handle(req, info.clone(), shared.clone(), None)
+            });
             let answer = poll_fn(|cx| {
                 conn.poll_inflow(&mut inflow, &mut continue_due, cx)?;
                 conn.take_interim(cx);
@@ -667,7 +668,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// sending past [`LINGER_TOTAL`] or [`LINGER_MAX`] bytes, is let go.
     fn close(self, linger: bool) -> Pin<Box<impl Future<Output = io::Result<()>>>> {
         // Boxed, so the connection's future does not carry the closing state while it serves.
-        super::in_place(|| self.lingering_close(linger))
+        weir_core::boxed::pinned(|| self.lingering_close(linger))
     }
 
     async fn lingering_close(mut self, linger: bool) -> io::Result<()> {
