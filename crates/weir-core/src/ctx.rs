@@ -158,6 +158,7 @@ impl RequestCtx {
     }
 
     /// A context for a request that just arrived.
+    #[inline]
     pub fn new(
         request_id: HeaderValue,
         peer: SocketAddr,

@@ -37,6 +37,7 @@ pub(crate) struct LogPhase {
 }
 
 impl LogPhase {
+    #[inline]
     pub(crate) fn new(
         ctx: RequestCtx,
         shared: Arc<Shared>,

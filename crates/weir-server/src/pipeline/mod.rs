@@ -48,14 +48,23 @@ pub(crate) fn handle(
         let compression = shared.compression.clone();
         // The context built in the expression (no local): a local would keep a dead copy of
         // it in this future, beside the log phase's.
+        let fields = headers::ContextFields::of(req.headers());
         let mut log = weir_core::boxed::new(|| {
             LogPhase::new(
-                context(&req, &conn, &runtime, stream),
+                RequestCtx::new(
+                    request_id::from_incoming(fields.request_id),
+                    conn.peer,
+                    conn.listener.clone(),
+                    req.method().clone(),
+                    req.uri().clone(),
+                    req.version(),
+                ),
                 shared,
                 runtime.clone(),
                 conn.state.clone(),
             )
         });
+        describe(&mut log.ctx, &fields, &req, &conn, &runtime, stream);
         let overloaded = charge.is_none();
         log.charge = charge;
         log.stream = stream_id;
@@ -118,23 +127,18 @@ pub(crate) fn handle(
     }
 }
 
-/// The request's context: its id, client, trace, and what the log records of it.
-fn context(
+/// The rest of the request's context: its client, trace, and what the log records of it,
+/// filled in where the context already is (the boxed log phase). Built whole elsewhere and
+/// moved in, its 616 bytes were copied three times a request; with only `RequestCtx::new`
+/// moved in, twice (gdb on `memcpy`).
+fn describe(
+    ctx: &mut RequestCtx,
+    fields: &headers::ContextFields<'_>,
     req: &Request<ClientBody>,
     conn: &ConnInfo,
     runtime: &Runtime,
     stream: Option<crate::edge::h2::StreamOf>,
-) -> RequestCtx {
-    let fields = headers::ContextFields::of(req.headers());
-    let request_id = request_id::from_incoming(fields.request_id);
-    let mut ctx = RequestCtx::new(
-        request_id,
-        conn.peer,
-        conn.listener.clone(),
-        req.method().clone(),
-        req.uri().clone(),
-        req.version(),
-    );
+) {
     ctx.client_ip = headers::client_ip(req.headers(), conn.peer.ip(), &runtime.trusted_proxies);
     // The context's copy of the target is what gets recorded (log, span, errors): credentials
     // in the query never reach them. The request itself keeps its target.
@@ -169,7 +173,6 @@ fn context(
         }
         None => None,
     };
-    ctx
 }
 
 /// The phases of one request, in order: admission (field count, the listener's address
