@@ -221,3 +221,133 @@ fn has_io_kind(e: &(dyn StdError + 'static), kind: std::io::ErrorKind) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadBuf};
+    use weir_config::UpstreamProtocol;
+    use weir_core::added::AddedFields;
+
+    /// A pooled connection that still looks open (nothing to read) but whose peer is gone:
+    /// the first write fails, so nothing of the request was written.
+    struct Gone;
+
+    impl tokio::io::AsyncRead for Gone {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    impl tokio::io::AsyncWrite for Gone {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// An origin on a real socket that answers each connection's first request with `fresh`.
+    async fn origin() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match s.read(&mut byte).await {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfresh")
+                        .await;
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    async fn send_on_gone(reused: bool) -> (Result<Response<UpstreamBody>, ProxyError>, usize) {
+        let (addr, accepted) = origin().await;
+        let endpoint = Endpoint::parse(&addr.to_string()).expect("endpoint");
+        let pool = Arc::new(EndpointPool::new(
+            UpstreamProtocol::Http1,
+            None,
+            4,
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+        ));
+        let added = AddedFields::new();
+        let opts = crate::CallOpts {
+            client_ip: addr.ip(),
+            retry_non_idempotent: false,
+            body_stats: Arc::default(),
+            addrs: None,
+            interim: None,
+            added: &added,
+        };
+        let (mut parts, ()) = Request::get("/x").body(()).expect("request").into_parts();
+        parts
+            .headers
+            .insert(HOST, http::HeaderValue::from_static("origin"));
+        let body = RequestBody::buffered(bytes::Bytes::new(), opts.body_stats.clone());
+        let head = h1_client::Head::new(&parts, &added, &body);
+        let gone = h1_client::Conn::new(h1_client::Io::Other(Box::new(Gone)));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let answer = exchange(
+            &pool,
+            &endpoint,
+            (Sender::H1(gone), reused),
+            Outgoing::H1(head, body),
+            &opts,
+            deadline,
+            false,
+        )
+        .await
+        .expect("answered before the deadline");
+        (answer, accepted.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// The exchange's resend path (`resend_h1`): a request a reused connection never wrote is
+    /// sent again on a fresh connection; one on a new connection is not (it failed for real).
+    #[tokio::test]
+    async fn a_request_a_reused_connection_never_wrote_goes_on_a_fresh_one() {
+        let (answer, accepted) = send_on_gone(true).await;
+        let resp = answer.expect("the fresh connection's answer");
+        assert_eq!(resp.status(), 200);
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(&body[..], b"fresh");
+        assert_eq!(accepted, 1, "one fresh connection");
+
+        let (answer, accepted) = send_on_gone(false).await;
+        assert!(answer.is_err(), "a new connection's failure is not resent");
+        assert_eq!(accepted, 0);
+    }
+}
