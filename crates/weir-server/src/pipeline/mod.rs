@@ -46,8 +46,8 @@ pub(crate) fn handle(
         conn.state.request_started(req.version() == Version::HTTP_2);
         let stream_id = stream.as_ref().map(|s| s.id);
         let compression = shared.compression.clone();
-        // The context built in the expression (no local): a local would keep a dead copy of
-        // it in this future, beside the log phase's.
+        // The context built in the log phase's box (no local: a local would keep a dead copy
+        // of it in this future) and filled in there (`describe`).
         let fields = headers::ContextFields::of(req.headers());
         let mut log = weir_core::boxed::new(|| {
             LogPhase::new(
