@@ -482,10 +482,10 @@ pub(crate) fn set_host(
 }
 
 /// The request id as a header value to send: marked never-indexed for HPACK. Every request's
-/// id is new, so indexing it only churns the HTTP/2 dynamic table, evicting the fields that do
-/// repeat (`server`, `content-type`, ...) and costing an insertion per response. (Only the
-/// copy sent is marked: a sensitive value prints as "Sensitive" in debug output, and the
-/// context's copy goes into logs.)
+/// id is new, so an encoder that indexes it (an intermediary re-encoding the response) only
+/// churns its dynamic table, evicting the fields that do repeat. (Weir's own HTTP/2 encoder
+/// indexes nothing, `third_party/h2/WEIR.md`. Only the copy sent is marked: a sensitive
+/// value prints as "Sensitive" in debug output, and the context's copy goes into logs.)
 pub(crate) fn request_id_value(id: &HeaderValue) -> HeaderValue {
     let mut v = id.clone();
     v.set_sensitive(true);

@@ -79,16 +79,20 @@ impl Send {
 
     fn check_headers(fields: &http::HeaderMap) -> Result<(), UserError> {
         // 8.1.2.2. Connection-Specific Header Fields
-        if fields.contains_key(http::header::CONNECTION)
-            || fields.contains_key(http::header::TRANSFER_ENCODING)
-            || fields.contains_key(http::header::UPGRADE)
-            || fields.contains_key("keep-alive")
-            || fields.contains_key("proxy-connection")
-        {
-            tracing::debug!("illegal connection-specific headers found");
-            return Err(UserError::MalformedHeaders);
-        } else if let Some(te) = fields.get(http::header::TE) {
-            if te != "trailers" {
+        //
+        // Weir's patch: one pass over the names, where six hashed lookups (two of them parsing
+        // a name from a string first) cost ~900 instructions a response.
+        for name in fields.keys() {
+            let illegal = match *name {
+                http::header::CONNECTION
+                | http::header::TRANSFER_ENCODING
+                | http::header::UPGRADE => true,
+                http::header::TE => fields
+                    .get(http::header::TE)
+                    .map_or(false, |te| te != "trailers"),
+                _ => matches!(name.as_str(), "keep-alive" | "proxy-connection"),
+            };
+            if illegal {
                 tracing::debug!("illegal connection-specific headers found");
                 return Err(UserError::MalformedHeaders);
             }
@@ -663,5 +667,36 @@ impl Send {
 
     pub(crate) fn is_extended_connect_protocol_enabled(&self) -> bool {
         self.is_extended_connect_protocol_enabled
+    }
+}
+
+// Weir's patch: the one-pass check refuses what the six lookups refused, and only that.
+#[cfg(test)]
+mod check_headers_test {
+    use super::Send;
+    use http::{HeaderMap, HeaderValue};
+
+    fn check(fields: &[(&'static str, &'static str)]) -> bool {
+        let mut map = HeaderMap::new();
+        for (name, value) in fields {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        Send::check_headers(&map).is_ok()
+    }
+
+    #[test]
+    fn connection_specific_fields_are_refused() {
+        assert!(check(&[("content-type", "text/plain"), ("x-a", "b"), ("via", "1.1 w")]));
+        assert!(check(&[("te", "trailers")]));
+        for bad in [
+            ("connection", "close"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "gzip"),
+        ] {
+            assert!(!check(&[("server", "s"), bad, ("date", "d")]), "{:?}", bad);
+        }
     }
 }
