@@ -992,12 +992,15 @@ impl HeaderBlock {
     fn into_encoding(self, encoder: &mut hpack::Encoder) -> EncodingHeaderBlock {
         let mut hpack = encoder.take_scratch();
         hpack.clear();
-        let headers = Iter {
+        // Weir's patch: the pseudo-header fields as h2 encodes them (size updates first), then
+        // the fields straight from their map.
+        let pseudo = Iter {
             pseudo: Some(self.pseudo),
-            fields: self.fields.into_iter(),
+            fields: HeaderMap::new().into_iter(),
         };
 
-        encoder.encode(headers, &mut hpack);
+        encoder.encode(pseudo, &mut hpack);
+        encoder.encode_map(&self.fields, &mut hpack);
 
         EncodingHeaderBlock { hpack }
     }

@@ -1,4 +1,4 @@
-use super::table::{index_static, Table};
+use super::table::{index_static, index_static_name, Table};
 #[cfg(test)]
 use super::table::Index;
 #[cfg(test)]
@@ -6,7 +6,7 @@ use super::huffman;
 use super::Header;
 
 use bytes::{BufMut, BytesMut};
-use http::header::{HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 const DEFAULT_MAX_ALLOWED_SIZE: usize = 4 * 1024;
 
@@ -133,6 +133,16 @@ impl Encoder {
                     encode_static(last, value.as_ref(), value.is_sensitive(), dst);
                 }
             }
+        }
+    }
+
+    /// Weir's patch: a header block's fields encoded from their map by reference, as
+    /// [`Encoder::encode`] encodes them, without an `hpack::Header` built, moved and dropped
+    /// for each. Follows `encode` of the block's pseudo-header fields (which sends the size
+    /// updates first).
+    pub fn encode_map(&mut self, fields: &HeaderMap, dst: &mut BytesMut) {
+        for (name, value) in fields {
+            encode_field(name, value, dst);
         }
     }
 
@@ -288,6 +298,23 @@ fn encode_static(header: &Header, value: &[u8], sensitive: bool, dst: &mut Bytes
             dst.put_u8(first);
             encode_raw_str(header.name().as_slice(), dst);
             encode_raw_str(value, dst);
+        }
+    }
+}
+
+/// A field by the static table alone, as [`encode_static`] sends a `Header::Field`.
+fn encode_field(name: &HeaderName, value: &HeaderValue, dst: &mut BytesMut) {
+    let sensitive = value.is_sensitive();
+    match index_static_name(name) {
+        Some(16) if !sensitive && value == "gzip, deflate" => encode_int(16, 7, 0x80, dst),
+        Some(idx) => {
+            encode_int(idx, 4, if sensitive { 0b0001_0000 } else { 0 }, dst);
+            encode_raw_str(value.as_bytes(), dst);
+        }
+        None => {
+            dst.put_u8(if sensitive { 0b0001_0000 } else { 0 });
+            encode_raw_str(name.as_str().as_bytes(), dst);
+            encode_raw_str(value.as_bytes(), dst);
         }
     }
 }
@@ -930,6 +957,25 @@ mod test {
             let want: Vec<_> = hdrs.iter().cloned().map(|h| h.reify().unwrap()).collect();
             assert_eq!(got, want);
         }
+    }
+
+    #[test]
+    fn a_map_encodes_as_its_fields_do() {
+        let mut map = HeaderMap::new();
+        map.append("content-type", HeaderValue::from_static("text/plain"));
+        map.append("x-a", HeaderValue::from_static("1"));
+        map.append("x-a", HeaderValue::from_static("2"));
+        map.append("accept-encoding", HeaderValue::from_static("gzip, deflate"));
+        let mut secret = HeaderValue::from_static("s");
+        secret.set_sensitive(true);
+        map.append("x-b", secret);
+        let mut from_map = BytesMut::new();
+        Encoder::default().encode_map(&map, &mut from_map);
+        let fields: Vec<_> = map
+            .into_iter()
+            .map(|(name, value)| Header::Field { name, value })
+            .collect();
+        assert_eq!(from_map, encode_static(&mut Encoder::default(), fields));
     }
 
     #[test]
