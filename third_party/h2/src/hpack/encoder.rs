@@ -117,20 +117,29 @@ impl Encoder {
     {
         self.encode_size_updates(dst);
 
-        let mut last: Option<Header> = None;
+        let mut last: Option<HeaderName> = None;
 
         for header in headers {
-            match header.reify() {
-                Ok(header) => {
-                    encode_static(&header, header.value_slice(), header.is_sensitive(), dst);
-                    last = Some(header);
+            match header {
+                Header::Field {
+                    name: Some(name),
+                    value,
+                } => {
+                    encode_field(&name, &value, dst);
+                    last = Some(name);
                 }
-                // The same name as the previous header's: its index, or its literal name.
-                Err(value) => {
+                // The same name as the previous field's.
+                Header::Field { name: None, value } => {
                     let last = last.as_ref().unwrap_or_else(|| {
                         panic!("encoding header without name, but no previous header to use for name");
                     });
-                    encode_static(last, value.as_ref(), value.is_sensitive(), dst);
+                    encode_field(last, &value, dst);
+                }
+                // Never a nameless value: those are the arm above.
+                pseudo => {
+                    if let Ok(pseudo) = pseudo.reify() {
+                        encode_pseudo(&pseudo, dst);
+                    }
                 }
             }
         }
@@ -282,27 +291,25 @@ fn encode_size_update(val: usize, dst: &mut BytesMut) {
     encode_int(val, 5, 0b0010_0000, dst)
 }
 
-/// One field by the static table alone: indexed when the table has name and value, else a
-/// literal without indexing (never indexed when sensitive), raw strings.
-fn encode_static(header: &Header, value: &[u8], sensitive: bool, dst: &mut BytesMut) {
-    let first = if sensitive { 0b0001_0000 } else { 0 };
-    match index_static(header) {
-        Some((idx, true)) if !sensitive && value == header.value_slice() => {
-            encode_int(idx, 7, 0x80, dst)
-        }
-        Some((idx, _)) => {
-            encode_int(idx, 4, first, dst);
-            encode_raw_str(value, dst);
+/// A pseudo-header field by the static table alone: indexed when the table has name and
+/// value, else a literal without indexing under the name's index, or with a literal name.
+fn encode_pseudo(header: &Header, dst: &mut BytesMut) {
+    match index_static(&header) {
+        Some((idx, true)) => encode_int(idx, 7, 0x80, dst),
+        Some((idx, false)) => {
+            encode_int(idx, 4, 0, dst);
+            encode_raw_str(header.value_slice(), dst);
         }
         None => {
-            dst.put_u8(first);
+            dst.put_u8(0);
             encode_raw_str(header.name().as_slice(), dst);
-            encode_raw_str(value, dst);
+            encode_raw_str(header.value_slice(), dst);
         }
     }
 }
 
-/// A field by the static table alone, as [`encode_static`] sends a `Header::Field`.
+/// A field by the static table alone: indexed when the table has name and value, else a
+/// literal without indexing (never indexed when sensitive), raw strings.
 fn encode_field(name: &HeaderName, value: &HeaderValue, dst: &mut BytesMut) {
     let sensitive = value.is_sensitive();
     match index_static_name(name) {
