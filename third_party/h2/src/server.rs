@@ -1668,8 +1668,6 @@ impl proto::Peer for Peer {
     ) -> Result<Self::Poll, Error> {
         use http::{uri, Version};
 
-        let mut b = Request::builder();
-
         macro_rules! malformed {
             ($($arg:tt)*) => {{
                 tracing::debug!($($arg)*);
@@ -1677,24 +1675,15 @@ impl proto::Peer for Peer {
             }}
         }
 
-        b = b.version(Version::HTTP_2);
-
-        let is_connect;
-        if let Some(method) = pseudo.method {
-            is_connect = method == Method::CONNECT;
-            b = b.method(method);
-        } else {
+        let Some(method) = pseudo.method else {
             malformed!("malformed headers: missing method");
-        }
+        };
+        let is_connect = method == Method::CONNECT;
 
-        let has_protocol = pseudo.protocol.is_some();
-        if has_protocol {
-            if is_connect {
-                // Assert that we have the right type.
-                b = b.extension::<crate::ext::Protocol>(pseudo.protocol.unwrap());
-            } else {
-                malformed!("malformed headers: :protocol on non-CONNECT request");
-            }
+        let protocol: Option<crate::ext::Protocol> = pseudo.protocol;
+        let has_protocol = protocol.is_some();
+        if has_protocol && !is_connect {
+            malformed!("malformed headers: :protocol on non-CONNECT request");
         }
 
         if pseudo.status.is_some() {
@@ -1759,19 +1748,23 @@ impl proto::Peer for Peer {
             malformed!("malformed headers: missing path in extended CONNECT");
         }
 
-        b = b.uri(parts);
-
-        let mut request = match b.body(()) {
-            Ok(request) => request,
+        // Weir's patch: the request built in place, not through `Request::builder` (which
+        // moves its parts through each step).
+        let uri = match uri::Uri::from_parts(parts) {
+            Ok(uri) => uri,
             Err(e) => {
-                // TODO: Should there be more specialized handling for different
-                // kinds of errors
                 proto_err!(stream: "error building request: {}; stream={:?}", e, stream_id);
                 return Err(Error::library_reset(stream_id, Reason::PROTOCOL_ERROR));
             }
         };
-
+        let mut request = Request::new(());
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.version_mut() = Version::HTTP_2;
         *request.headers_mut() = fields;
+        if let Some(protocol) = protocol {
+            request.extensions_mut().insert(protocol);
+        }
 
         Ok(request)
     }

@@ -518,7 +518,8 @@ fn send_body(
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
                     let end = body.is_end_stream();
-                    send.reserve_capacity(data.len());
+                    // Sending asks for the window the frame needs beyond what was reserved
+                    // (`h2` raises the stream's requested capacity to what it buffers).
                     if send.send_data(data, end).is_err() || end {
                         return Poll::Ready(());
                     }

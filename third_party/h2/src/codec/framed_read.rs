@@ -15,6 +15,12 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::AsyncRead;
+
+use super::framed_write::FramedWrite;
+use http::HeaderMap;
+
+/// A frame head's type octet for HEADERS (RFC 9113 §6.2).
+const HEADERS_TYPE: u8 = 0x1;
 use tokio_util::codec::FramedRead as InnerFramedRead;
 use tokio_util::codec::{LengthDelimitedCodec, LengthDelimitedCodecError};
 
@@ -42,6 +48,10 @@ struct FrameDecoder {
     /// Moving average of the field count of recent header blocks, used to
     /// size the next block's `HeaderMap` so decoding it doesn't rehash.
     fields_hint: usize,
+
+    /// Weir's patch: an empty map, kept by the connection's encoder, for the next HEADERS
+    /// frame's fields.
+    spare_map: Option<HeaderMap>,
 
     partial: Option<Partial>,
 }
@@ -129,6 +139,7 @@ impl FrameDecoder {
                 max_frame_size,
             ),
             fields_hint: 0,
+            spare_map: None,
             partial: None,
         }
     }
@@ -181,12 +192,12 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
     tracing::trace!(frame.kind = ?kind);
 
     macro_rules! header_block {
-        ($frame:ident, $head:ident, $bytes:ident) => ({
+        ($frame:ident, $head:ident, $bytes:ident, $fields:expr) => ({
             // Drop the frame header
             $bytes.advance(frame::HEADER_LEN);
 
             // Parse the header frame w/o parsing the payload
-            let (mut frame, mut payload) = match frame::$frame::load($head, $bytes, decoder.fields_hint) {
+            let (mut frame, mut payload) = match frame::$frame::load($head, $bytes, $fields) {
                 Ok(res) => res,
                 Err(frame::Error::InvalidDependencyId) => {
                     proto_err!(stream: "invalid HEADERS dependency ID");
@@ -280,7 +291,13 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
             })?
             .into()
         }
-        Kind::Headers => header_block!(Headers, head, bytes),
+        Kind::Headers => {
+            let fields = decoder
+                .spare_map
+                .take()
+                .unwrap_or_else(|| HeaderMap::with_capacity(decoder.fields_hint));
+            header_block!(Headers, head, bytes, fields)
+        }
         Kind::Reset => {
             let res = frame::Reset::load(head, &bytes[frame::HEADER_LEN..]);
             res.map_err(|e| {
@@ -297,7 +314,7 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
             })?
             .into()
         }
-        Kind::PushPromise => header_block!(PushPromise, head, bytes),
+        Kind::PushPromise => header_block!(PushPromise, head, bytes, decoder.fields_hint),
         Kind::Priority => {
             if head.stream_id() == 0 {
                 // Invalid stream identifier
@@ -428,7 +445,7 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
     Ok(Some(frame))
 }
 
-impl<T> Stream for FramedRead<T>
+impl<T, B> Stream for FramedRead<FramedWrite<T, B>>
 where
     T: AsyncRead + Unpin,
 {
@@ -446,6 +463,10 @@ where
             };
 
             tracing::trace!(read.bytes = bytes.len());
+            // A HEADERS frame's fields go into a map the encoder is done with, if it has one.
+            if bytes.get(3) == Some(&HEADERS_TYPE) && self.decoder.spare_map.is_none() {
+                self.decoder.spare_map = self.inner.get_mut().take_spare_map();
+            }
             if let Some(frame) = self.decoder.decode(bytes)? {
                 tracing::debug!(?frame, "received");
                 return Poll::Ready(Some(Ok(frame)));

@@ -4,6 +4,7 @@ use crate::frame::{self, Frame, FrameSize};
 use crate::hpack;
 
 use bytes::{Buf, BufMut, BytesMut};
+use http::HeaderMap;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -77,6 +78,13 @@ const CHAIN_THRESHOLD: usize = 256;
 const CHAIN_THRESHOLD_WITHOUT_VECTORED_IO: usize = 1024;
 
 // TODO: Make generic
+impl<T, B> FramedWrite<T, B> {
+    /// Weir's patch: an empty header map a sent block left, for a block being decoded.
+    pub fn take_spare_map(&mut self) -> Option<HeaderMap> {
+        self.encoder.hpack.take_map()
+    }
+}
+
 impl<T, B> FramedWrite<T, B>
 where
     T: AsyncWrite + Unpin,

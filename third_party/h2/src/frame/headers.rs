@@ -122,7 +122,9 @@ impl Headers {
             stream_id,
             stream_dep: None,
             header_block: HeaderBlock {
-                field_size: calculate_headermap_size(&fields),
+                // Weir's patch: a block to send is never checked against a size limit (only
+                // decoded ones are), so its fields are not walked to size it.
+                field_size: 0,
                 fields,
                 is_over_size: false,
                 pseudo,
@@ -151,7 +153,14 @@ impl Headers {
     /// Loads the header frame but doesn't actually do HPACK decoding.
     ///
     /// HPACK decoding is done in the `load_hpack` step.
-    pub fn load(head: Head, mut src: BytesMut, capacity: usize) -> Result<(Self, BytesMut), Error> {
+    ///
+    /// Weir's patch: the fields are decoded into `fields` (empty; a map the connection kept,
+    /// or a new one).
+    pub fn load(
+        head: Head,
+        mut src: BytesMut,
+        fields: HeaderMap,
+    ) -> Result<(Self, BytesMut), Error> {
         let flags = HeadersFlag(head.flag());
         let mut pad = 0;
 
@@ -204,7 +213,7 @@ impl Headers {
             stream_id: head.stream_id(),
             stream_dep,
             header_block: HeaderBlock {
-                fields: HeaderMap::with_capacity(capacity),
+                fields,
                 field_size: 0,
                 is_over_size: false,
                 pseudo: Pseudo::default(),
@@ -1001,6 +1010,7 @@ impl HeaderBlock {
 
         encoder.encode(pseudo, &mut hpack);
         encoder.encode_map(&self.fields, &mut hpack);
+        encoder.return_map(self.fields);
 
         EncodingHeaderBlock { hpack }
     }
@@ -1047,6 +1057,55 @@ mod test {
     use super::*;
     use crate::frame;
     use crate::hpack::Encoder;
+
+    /// Weir's patch: a sent block's map is kept, empty, and the next block decoded into it
+    /// holds only that block's fields; a second map is kept, a third freed.
+    #[test]
+    fn sent_maps_are_reused_empty_for_decoding() {
+        let mut encoder = Encoder::default();
+        let sent = || {
+            let mut fields = HeaderMap::with_capacity(16);
+            fields.insert("content-type", HeaderValue::from_static("text/plain"));
+            fields.insert("x-from-the-response", HeaderValue::from_static("1"));
+            Headers::new(StreamId::from(1), Pseudo::response(StatusCode::OK), fields)
+        };
+        for _ in 0..3 {
+            let mut dst = BytesMut::new();
+            let continuation = sent().encode(&mut encoder, &mut (&mut dst).limit(1024));
+            assert!(continuation.is_none());
+        }
+        let map = encoder.take_map().expect("a kept map");
+        assert!(map.is_empty() && map.capacity() >= 16);
+        assert!(encoder.take_map().is_some());
+        assert!(encoder.take_map().is_none(), "at most two are kept");
+
+        // A request's block: `:method GET`, `:path /`, `:scheme http`, `accept: */*`
+        // (static index 19, literal value).
+        let mut block = BytesMut::from(&[0x82u8, 0x84, 0x86, 0x0f, 0x04, 3][..]);
+        block.extend_from_slice(b"*/*");
+        let mut frame = BytesMut::new();
+        frame.extend_from_slice(&[0, 0, block.len() as u8, 0x01, 0x04 | 0x01, 0, 0, 0, 3]);
+        frame.extend_from_slice(&block);
+        let head = Head::parse(&frame[..9]);
+        let payload = BytesMut::from(&frame[9..]);
+        let (mut headers, mut rest) = Headers::load(head, payload, map).unwrap();
+        let mut decoder = hpack::Decoder::new(4096);
+        headers
+            .load_hpack(&mut rest, 16 << 10, &mut decoder)
+            .unwrap();
+        let fields = headers.into_fields();
+        assert_eq!(fields.len(), 1);
+        assert_eq!(fields["accept"], "*/*");
+        assert!(fields.capacity() >= 16, "decoded into the kept map");
+
+        // A map with room for many fields is not kept.
+        let mut big = HeaderMap::with_capacity(200);
+        big.insert("x-a", HeaderValue::from_static("1"));
+        let mut dst = BytesMut::new();
+        Headers::new(StreamId::from(1), Pseudo::response(StatusCode::OK), big)
+            .encode(&mut encoder, &mut (&mut dst).limit(1024));
+        assert!(encoder.take_map().is_none());
+    }
 
     #[test]
     fn test_nameless_header_at_resume() {
@@ -1284,7 +1343,7 @@ mod test {
         // Parse the HEADERS frame
         let head = Head::parse(&frame[..9]);
         let payload = BytesMut::from(&frame[9..]);
-        let (mut headers, mut hpack_data) = Headers::load(head, payload, 0).unwrap();
+        let (mut headers, mut hpack_data) = Headers::load(head, payload, HeaderMap::new()).unwrap();
         // hpack_data contains the HPACK payload (no padding/priority in our frame)
 
         // Decode the HPACK block — this should NOT panic

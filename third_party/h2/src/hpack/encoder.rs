@@ -1,8 +1,8 @@
-use super::table::{index_static, index_static_name, Table};
-#[cfg(test)]
-use super::table::Index;
 #[cfg(test)]
 use super::huffman;
+#[cfg(test)]
+use super::table::Index;
+use super::table::{index_static, index_static_name, Table};
 use super::Header;
 
 use bytes::{BufMut, BytesMut};
@@ -22,7 +22,18 @@ pub struct Encoder {
     /// across frames instead of being allocated and freed per frame. See
     /// `take_scratch` / `return_scratch`.
     scratch: BytesMut,
+    /// Weir's patch: header maps whose block has been encoded, cleared, for the next header
+    /// block this connection decodes (`take_map`). A proxy's response map, sent here, becomes
+    /// the next request's: no map is allocated, grown and freed per request. At most
+    /// [`SPARE_MAPS`], each with room for at most [`SPARE_MAP_ROOM`] fields, so an idle
+    /// connection holds little.
+    spare_maps: Vec<HeaderMap>,
 }
+
+/// Encoded header maps a connection keeps for the blocks it decodes next.
+const SPARE_MAPS: usize = 2;
+/// A map with room for more fields than this is freed, not kept.
+const SPARE_MAP_ROOM: usize = 64;
 
 #[derive(Debug, Copy, Clone, Eq, PartialEq)]
 enum SizeUpdate {
@@ -39,6 +50,7 @@ impl Encoder {
             max_allowed_size: DEFAULT_MAX_ALLOWED_SIZE,
             size_update: None,
             scratch: BytesMut::new(),
+            spare_maps: Vec::new(),
         }
     }
 
@@ -64,6 +76,23 @@ impl Encoder {
     /// Returns a fully-written header block buffer for reuse.
     pub(crate) fn return_scratch(&mut self, scratch: BytesMut) {
         self.scratch = scratch;
+    }
+
+    /// Keeps an encoded block's map, cleared now (its values may share a peer's read
+    /// buffer), for a block decoded later; freed when enough are kept or it is large.
+    pub(crate) fn return_map(&mut self, mut map: HeaderMap) {
+        if self.spare_maps.len() < SPARE_MAPS
+            && map.capacity() >= 8
+            && map.capacity() <= SPARE_MAP_ROOM
+        {
+            map.clear();
+            self.spare_maps.push(map);
+        }
+    }
+
+    /// An empty map kept by `return_map`, if there is one.
+    pub(crate) fn take_map(&mut self) -> Option<HeaderMap> {
+        self.spare_maps.pop()
     }
 
     /// Queues a max size update.
@@ -131,7 +160,9 @@ impl Encoder {
                 // The same name as the previous field's.
                 Header::Field { name: None, value } => {
                     let last = last.as_ref().unwrap_or_else(|| {
-                        panic!("encoding header without name, but no previous header to use for name");
+                        panic!(
+                            "encoding header without name, but no previous header to use for name"
+                        );
                     });
                     encode_field(last, &value, dst);
                 }
@@ -913,7 +944,10 @@ mod test {
         want.extend_from_slice(b"x-a");
         want.extend_from_slice(&[1, b'b']);
         for _ in 0..2 {
-            assert_eq!(&encode_static(&mut e, vec![header("x-a", "b")])[..], &want[..]);
+            assert_eq!(
+                &encode_static(&mut e, vec![header("x-a", "b")])[..],
+                &want[..]
+            );
         }
         assert_eq!(e.table.len(), 0);
     }
@@ -925,8 +959,14 @@ mod test {
         value.set_sensitive(true);
         let name = HeaderName::from_static("authorization");
         let hdrs = vec![
-            Header::Field { name: Some(name), value },
-            Header::Field { name: None, value: HeaderValue::from_static("two") },
+            Header::Field {
+                name: Some(name),
+                value,
+            },
+            Header::Field {
+                name: None,
+                value: HeaderValue::from_static("two"),
+            },
         ];
         let got = encode_static(&mut e, hdrs);
         // authorization is static index 23: never indexed, 4-bit prefix 15 + 8.

@@ -686,7 +686,11 @@ mod check_headers_test {
 
     #[test]
     fn connection_specific_fields_are_refused() {
-        assert!(check(&[("content-type", "text/plain"), ("x-a", "b"), ("via", "1.1 w")]));
+        assert!(check(&[
+            ("content-type", "text/plain"),
+            ("x-a", "b"),
+            ("via", "1.1 w")
+        ]));
         assert!(check(&[("te", "trailers")]));
         for bad in [
             ("connection", "close"),
