@@ -43,6 +43,9 @@ pub(crate) struct StreamOf {
 #[derive(Default)]
 pub(crate) struct StreamInterim {
     waiting: std::sync::Mutex<Vec<Response<()>>>,
+    /// Set once something waits: the stream's task looks at the list only then (almost no
+    /// response has an interim one, and the task is polled two or three times a request).
+    pending: std::sync::atomic::AtomicBool,
     waker: futures_util::task::AtomicWaker,
 }
 
@@ -62,6 +65,7 @@ impl weir_core::InterimTarget for StreamInterim {
             }
             waiting.push(head);
         }
+        self.pending.store(true, Ordering::Release);
         self.waker.wake();
     }
 }
@@ -70,6 +74,10 @@ impl StreamInterim {
     /// Sends what waits, and asks to be woken for more.
     fn send(&self, respond: &mut SendResponse<Bytes>, cx: &Context<'_>) {
         self.waker.register(cx.waker());
+        // A response added after this look sets the flag again and wakes the task.
+        if !self.pending.swap(false, Ordering::Acquire) {
+            return;
+        }
         let waiting = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|p| p.into_inner()));
         for head in waiting {
             if let Err(e) = respond.send_informational(head) {
