@@ -112,9 +112,11 @@ impl HeadReuse {
         Ok(headers)
     }
 
-    /// Keeps `map`, cleared now (its values may hold a whole read buffer), for the next head.
+    /// Keeps `map`, cleared now (its values may hold a whole read buffer), for the next head;
+    /// not one with room for many names, nor one that held many values (repeated fields grow
+    /// a list of their own, which `clear` keeps).
     pub fn keep(&mut self, mut map: HeaderMap) {
-        if map.capacity() <= MAP_KEEP {
+        if map.capacity() <= MAP_KEEP && map.len() <= MAP_KEEP {
             map.clear();
             self.headers = Some(map);
         }
@@ -517,6 +519,13 @@ mod tests {
         let mut big = HeaderMap::with_capacity(MAP_KEEP * 2);
         big.insert("x-a", http::HeaderValue::from_static("1"));
         reuse.keep(big);
+        assert!(reuse.headers.is_none());
+        // Nor a small one that held many values of one name.
+        let mut repeated = HeaderMap::with_capacity(8);
+        for _ in 0..=MAP_KEEP {
+            repeated.append("set-cookie", http::HeaderValue::from_static("a=b"));
+        }
+        reuse.keep(repeated);
         assert!(reuse.headers.is_none());
     }
 

@@ -1107,6 +1107,20 @@ mod test {
         Headers::new(StreamId::from(1), Pseudo::response(StatusCode::OK), big)
             .encode(&mut encoder, &mut (&mut dst).limit(1024));
         assert!(encoder.take_map().is_none());
+
+        // Nor one that held many values of one name.
+        let mut repeated = HeaderMap::with_capacity(16);
+        for _ in 0..100 {
+            repeated.append("set-cookie", HeaderValue::from_static("a=b"));
+        }
+        let mut dst = BytesMut::new();
+        Headers::new(
+            StreamId::from(1),
+            Pseudo::response(StatusCode::OK),
+            repeated,
+        )
+        .encode(&mut encoder, &mut (&mut dst).limit(4096));
+        assert!(encoder.take_map().is_none());
     }
 
     #[test]

@@ -84,11 +84,14 @@ impl Encoder {
     }
 
     /// Keeps an encoded block's map, cleared now (its values may share a peer's read
-    /// buffer), for a block decoded later; freed when enough are kept or it is large.
+    /// buffer), for a block decoded later; freed when enough are kept or it is large — by
+    /// its room for names, or by its values (repeated fields grow a list of their own, which
+    /// `clear` keeps).
     pub(crate) fn return_map(&mut self, mut map: HeaderMap) {
         if self.spare_maps.len() < SPARE_MAPS
             && map.capacity() >= 8
             && map.capacity() <= SPARE_MAP_ROOM
+            && map.len() <= SPARE_MAP_ROOM
         {
             map.clear();
             self.spare_maps.push(map);
