@@ -49,10 +49,6 @@ struct FrameDecoder {
     /// size the next block's `HeaderMap` so decoding it doesn't rehash.
     fields_hint: usize,
 
-    /// Weir's patch: an empty map, kept by the connection's encoder, for the next HEADERS
-    /// frame's fields.
-    spare_map: Option<HeaderMap>,
-
     partial: Option<Partial>,
 }
 
@@ -139,7 +135,6 @@ impl FrameDecoder {
                 max_frame_size,
             ),
             fields_hint: 0,
-            spare_map: None,
             partial: None,
         }
     }
@@ -165,15 +160,25 @@ impl FrameDecoder {
         self.hpack.queue_size_update(val);
     }
 
-    fn decode(&mut self, bytes: BytesMut) -> Result<Option<Frame>, Error> {
-        decode_frame(self, bytes)
+    /// Weir's patch: `spare`, an empty map the connection's encoder is done with, takes a
+    /// HEADERS frame's fields.
+    fn decode(
+        &mut self,
+        bytes: BytesMut,
+        spare: Option<HeaderMap>,
+    ) -> Result<Option<Frame>, Error> {
+        decode_frame(self, bytes, spare)
     }
 }
 
 /// Decodes a frame.
 ///
 /// This function is intentionally de-generified and outlined because it is very large.
-fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Option<Frame>, Error> {
+fn decode_frame(
+    decoder: &mut FrameDecoder,
+    mut bytes: BytesMut,
+    spare: Option<HeaderMap>,
+) -> Result<Option<Frame>, Error> {
     let span = tracing::trace_span!("FramedRead::decode_frame", offset = bytes.len());
     let _e = span.enter();
 
@@ -292,10 +297,7 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
             .into()
         }
         Kind::Headers => {
-            let fields = decoder
-                .spare_map
-                .take()
-                .unwrap_or_else(|| HeaderMap::with_capacity(decoder.fields_hint));
+            let fields = spare.unwrap_or_else(|| HeaderMap::with_capacity(decoder.fields_hint));
             header_block!(Headers, head, bytes, fields)
         }
         Kind::Reset => {
@@ -464,10 +466,12 @@ where
 
             tracing::trace!(read.bytes = bytes.len());
             // A HEADERS frame's fields go into a map the encoder is done with, if it has one.
-            if bytes.get(3) == Some(&HEADERS_TYPE) && self.decoder.spare_map.is_none() {
-                self.decoder.spare_map = self.inner.get_mut().take_spare_map();
-            }
-            if let Some(frame) = self.decoder.decode(bytes)? {
+            let spare = if bytes.get(3) == Some(&HEADERS_TYPE) {
+                self.inner.get_mut().take_spare_map()
+            } else {
+                None
+            };
+            if let Some(frame) = self.decoder.decode(bytes, spare)? {
                 tracing::debug!(?frame, "received");
                 return Poll::Ready(Some(Ok(frame)));
             }
@@ -556,7 +560,7 @@ mod tests {
     }
 
     fn decode_fields(decoder: &mut FrameDecoder, stream_id: u32, fields: usize) -> HeaderMap {
-        match decode_frame(decoder, headers_frame(stream_id, fields)) {
+        match decode_frame(decoder, headers_frame(stream_id, fields), None) {
             Ok(Some(Frame::Headers(headers))) => headers.into_fields(),
             other => panic!("unexpected {other:?}"),
         }

@@ -86,7 +86,8 @@ impl Encoder {
     /// Keeps an encoded block's map, cleared now (its values may share a peer's read
     /// buffer), for a block decoded later; freed when enough are kept or it is large — by
     /// its room for names, or by its values (repeated fields grow a list of their own, which
-    /// `clear` keeps).
+    /// `clear` keeps). A map with room for fewer than 8 is not worth a place: the block
+    /// decoded into it would grow it at once.
     pub(crate) fn return_map(&mut self, mut map: HeaderMap) {
         if self.spare_maps.len() < SPARE_MAPS
             && map.capacity() >= 8
