@@ -172,3 +172,15 @@ pub enum Error {
     /// Failed to perform HPACK decoding
     Hpack(hpack::DecoderError),
 }
+
+// Weir's patch: frames are moved by value through the send and receive queues (a slab entry
+// each, then out again, three or four moves a frame); a HEADERS or PUSH_PROMISE frame's block
+// is boxed so a frame is a few words, not the 240 bytes of its pseudo-header fields and map.
+#[cfg(test)]
+mod weir_size {
+    #[test]
+    fn frames_are_small_to_move() {
+        let size = std::mem::size_of::<super::Frame<bytes::Bytes>>();
+        assert!(size <= 64, "a frame is {size} bytes");
+    }
+}
