@@ -11,7 +11,75 @@ use std::ops;
 #[derive(Debug)]
 pub(super) struct Store {
     slab: slab::Slab<Stream>,
-    ids: IndexMap<StreamId, SlabIndex>,
+    ids: IndexMap<StreamId, SlabIndex, IdHashing>,
+}
+
+/// Weir's patch: stream ids are hashed by a keyed folded multiply (what foldhash, hashbrown's
+/// default, does with an integer) instead of std's SipHash-1-3: a stream is looked up by its
+/// id for every frame it gets, and inserted and removed once, ~200 instructions of hashing a
+/// request. The key is random per connection (taken from std's randomly seeded hasher), so
+/// a peer, which picks its stream ids, cannot pick ids that collide; and the map holds at most
+/// the connection's open and recently reset streams.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct IdHashing {
+    key: u64,
+}
+
+impl IdHashing {
+    fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let key = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        IdHashing { key }
+    }
+}
+
+impl std::hash::BuildHasher for IdHashing {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher {
+            key: self.key,
+            hash: 0,
+        }
+    }
+}
+
+pub(super) struct IdHasher {
+    key: u64,
+    hash: u64,
+}
+
+impl IdHasher {
+    /// Two folded multiplies (the 128-bit product's halves xored together): after two, every
+    /// input bit reaches the low bits the table indexes by, whatever the ids' spacing.
+    fn mix(&mut self, n: u64) {
+        fn fold(a: u64, b: u64) -> u64 {
+            let product = u128::from(a) * u128::from(b);
+            (product as u64) ^ ((product >> 64) as u64)
+        }
+        let once = fold(self.hash ^ n ^ self.key, 0x9e37_79b9_7f4a_7c15);
+        self.hash = fold(once ^ self.key.rotate_left(32), 0xbf58_476d_1ce4_e5b9);
+    }
+}
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.mix(u64::from(n));
+    }
+
+    fn finish(&self) -> u64 {
+        self.hash
+    }
 }
 
 /// "Pointer" to an entry in the store
@@ -82,7 +150,7 @@ impl Store {
     pub fn new() -> Self {
         Store {
             slab: slab::Slab::new(),
-            ids: IndexMap::new(),
+            ids: IndexMap::with_hasher(IdHashing::new()),
         }
     }
 
@@ -470,5 +538,26 @@ impl<'a> VacantEntry<'a> {
         self.ids.insert(index);
 
         Key { index, stream_id }
+    }
+}
+
+#[cfg(test)]
+mod weir_id_hashing {
+    use super::IdHashing;
+    use crate::frame::StreamId;
+    use std::hash::BuildHasher;
+
+    /// Ids a peer spaced so that their low bits agree still spread over a table's buckets
+    /// (a plain multiply would leave them all in one), and each connection hashes differently.
+    #[test]
+    fn ids_spread_and_connections_differ() {
+        let hashing = IdHashing::new();
+        let buckets: std::collections::HashSet<u64> = (0u32..256)
+            .map(|i| hashing.hash_one(StreamId::from(i * 1024 + 1)) & 63)
+            .collect();
+        assert!(buckets.len() >= 48, "{} buckets of 64", buckets.len());
+        let other = IdHashing::new();
+        let id = StreamId::from(7);
+        assert_ne!(hashing.hash_one(id), other.hash_one(id));
     }
 }
