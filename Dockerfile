@@ -8,7 +8,9 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p weir \
+# Profile-guided: scripts/pgo unpacks the profile and gives the flags (none when this rustc
+# is too old to read it).
+RUN RUSTFLAGS="$(scripts/pgo rustflags)" cargo build --release --locked -p weir \
  && strip target/release/weir
 
 FROM debian:bookworm-slim

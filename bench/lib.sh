@@ -2,12 +2,11 @@
 # nginx origin they all proxy to, and the Weir configuration bench/compare.sh measures.
 
 # bench_weir: WEIR, when the caller set it to a binary (--weir, WEIR_BIN), else a release
-# build of this tree.
+# build of this tree as it ships: profile-guided (scripts/pgo build, into target/pgo).
 bench_weir() {
   if [ -z "${WEIR:-}" ]; then
-    echo "building weir (release) ..."
-    cargo build --release -p weir --locked -q
-    WEIR=$PWD/target/release/weir
+    echo "building weir (release, profile-guided) ..."
+    WEIR=$(scripts/pgo build | tail -n1)
   fi
 }
 
