@@ -12,8 +12,9 @@
 # are ignored by the linker, so a stale file costs memory, never correctness).
 #
 # Usage: bench/symbol-order.sh [--weir PATH] [--check PATH [--min PERCENT]]
-#   --weir PATH     profile this release binary instead of building one (a plain release
-#                   build: one with debug info, even line tables, has other symbol hashes)
+#   --weir PATH     profile this release binary instead of building one (the build as it
+#                   ships, `scripts/pgo build`: profile-guided inlining changes which
+#                   functions exist; one with debug info, even line tables, has other hashes)
 #   --check PATH    only report how many listed functions PATH has, and how spread they are;
 #                   with --min, fail when fewer than PERCENT of them are there (scripts/test)
 set -euo pipefail
