@@ -95,9 +95,7 @@ NGINX_TLS=18091; HAPROXY_TLS=18092; WEIR_TLS=18093
 NGINX_H2C=18094; HAPROXY_H2C=18095
 
 # --- one certificate for all three TLS listeners ------------------------------------------
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.test \
-  -addext "subjectAltName=DNS:bench.test,IP:127.0.0.1" \
-  -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+bench_cert "$WORK"
 cat "$WORK/cert.pem" "$WORK/key.pem" > "$WORK/combined.pem"
 chmod 644 "$WORK/key.pem" "$WORK/combined.pem"
 
@@ -175,8 +173,7 @@ WEIR_LOG=warn taskset -c "$PROXY_CPU" "$WEIR" run -c "$WORK/weir.toml" > /dev/nu
 PIDS+=($!); WEIR_PID=$!
 
 for port in $ORIGIN_PORT $NGINX_PORT $HAPROXY_PORT $WEIR_PORT; do
-  for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/1k" && break; sleep 0.1; done
-  curl -sf -o /dev/null "http://127.0.0.1:$port/1k" || { echo "port $port is not answering" >&2; exit 1; }
+  bench_answering "http://127.0.0.1:$port/1k" "port $port"
 done
 
 declare -A PORT=([nginx]=$NGINX_PORT [haproxy]=$HAPROXY_PORT [weir]=$WEIR_PORT)
@@ -348,8 +345,7 @@ CONF
   done
   declare -A OBS_PORT=([bare]=$BARE_PORT [metrics]=$METRICS_PORT [log]=$LOG_PORT [tracing]=$TRACING_PORT [observed]=$OBSERVED_PORT)
   for cfg in $OBS_CONFIGS; do
-    for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:${OBS_PORT[$cfg]}/1k" && break; sleep 0.1; done
-    curl -sf -o /dev/null "http://127.0.0.1:${OBS_PORT[$cfg]}/1k" || { echo "weir-$cfg is not answering" >&2; exit 1; }
+    bench_answering "http://127.0.0.1:${OBS_PORT[$cfg]}/1k" "weir-$cfg"
     : > "$WORK/obs-$cfg"
   done
   for r in $(seq "$ROUNDS"); do
@@ -425,8 +421,7 @@ CONF
   taskset -c "$PROXY_CPU" "$NGINX" -c "$WORK/nginx-rl/nginx.conf" -p "$WORK/nginx-rl" &
   PIDS+=($!); RL_PID[nginx-limit_req]=$!
   for t in $RL_TARGETS; do
-    for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:${RL_PORT[$t]}/1k" && break; sleep 0.1; done
-    curl -sf -o /dev/null "http://127.0.0.1:${RL_PORT[$t]}/1k" || { echo "$t is not answering" >&2; exit 1; }
+    bench_answering "http://127.0.0.1:${RL_PORT[$t]}/1k" "$t"
     : > "$WORK/rl-$t"
   done
   for r in $(seq "$ROUNDS"); do

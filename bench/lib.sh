@@ -23,6 +23,21 @@ bench_cleanup() {
   rm -rf "$WORK"
 }
 
+# bench_cert DIR: a throwaway self-signed certificate for the TLS listeners, DIR/cert.pem and
+# DIR/key.pem (P-256; names bench.test and 127.0.0.1).
+bench_cert() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.test \
+    -addext "subjectAltName=DNS:bench.test,IP:127.0.0.1" \
+    -keyout "$1/key.pem" -out "$1/cert.pem" 2>/dev/null
+}
+
+# bench_answering URL WHO: waits (bounded, 10 s) until URL answers; exits the script naming WHO
+# when it does not.
+bench_answering() {
+  for _ in $(seq 100); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done
+  curl -sf -o /dev/null "$1" || { echo "$2 is not answering" >&2; exit 1; }
+}
+
 # bench_origin WORK PORT: nginx serving WORK/www/1k and WORK/www/100k on 127.0.0.1:PORT,
 # started in the background (its pid appended to PIDS). Extra `server` blocks for the origin's
 # http block may be passed in ORIGIN_EXTRA; a CPU list for taskset in ORIGIN_CPUS.

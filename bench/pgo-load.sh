@@ -15,14 +15,12 @@ for tool in "$NGINX" wrk h2load openssl curl; do
 done
 bench_workdir pgo
 ORIGIN_PORT=18180; WEIR_PORT=18183; WEIR_TLS=18193
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.test \
-  -addext "subjectAltName=DNS:bench.test,IP:127.0.0.1" \
-  -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+bench_cert "$WORK"
 bench_origin "$WORK" "$ORIGIN_PORT"
 bench_weir_toml "$WEIR_PORT" "$WEIR_TLS" "$ORIGIN_PORT" "$WORK/cert.pem" "$WORK/key.pem" > "$WORK/weir.toml"
 WEIR_LOG=warn "$WEIR" run -c "$WORK/weir.toml" > "$WORK/weir.log" 2>&1 &
 WEIR_PID=$!
-for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$WEIR_PORT/1k" && break; sleep 0.1; done
+bench_answering "http://127.0.0.1:$WEIR_PORT/1k" weir
 PLAIN=http://127.0.0.1:$WEIR_PORT
 TLS=https://127.0.0.1:$WEIR_TLS
 wrk -t1 -c64 -d4s "$PLAIN/1k" > /dev/null

@@ -71,8 +71,7 @@ bench_workdir order
 
 ORIGIN_PORT=18190; PORT=18191; TLS_PORT=18192
 bench_origin "$WORK" "$ORIGIN_PORT"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=order.test \
-  -addext "subjectAltName=IP:127.0.0.1" -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+bench_cert "$WORK"
 # The configuration bench/compare.sh measures.
 bench_weir_toml "$PORT" "$TLS_PORT" "$ORIGIN_PORT" "$WORK/cert.pem" "$WORK/key.pem" > "$WORK/weir.toml"
 
