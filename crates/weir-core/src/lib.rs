@@ -16,6 +16,7 @@ pub mod outcome;
 pub mod prometheus;
 pub mod redact;
 pub mod request_id;
+pub mod tcp;
 pub mod text;
 pub mod trace_context;
 

@@ -224,13 +224,17 @@ impl EndpointPool {
                                 ProxyError::new(ErrorKind::UpstreamConnect).with_source(e)
                             })?,
                     };
-                    let stream = tls.connector.connect(name, tcp).await.map_err(|e| {
-                        // A failed handshake (bad certificate) is the upstream's fault and
-                        // nothing was sent: another endpoint may do better.
-                        ProxyError::new(ErrorKind::UpstreamConnect)
-                            .retry(Retry::Yes)
-                            .with_source(e)
-                    })?;
+                    let stream = tls
+                        .connector
+                        .connect(name, weir_core::tcp::Tcp(tcp))
+                        .await
+                        .map_err(|e| {
+                            // A failed handshake (bad certificate) is the upstream's fault and
+                            // nothing was sent: another endpoint may do better.
+                            ProxyError::new(ErrorKind::UpstreamConnect)
+                                .retry(Retry::Yes)
+                                .with_source(e)
+                        })?;
                     self.handshake(Io::Other(Box::new(stream))).await
                 }
             }

@@ -106,14 +106,14 @@ impl AsyncWrite for Io {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Io::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tcp(s) => crate::tcp::poll_send_vectored(s, cx, bufs),
             Io::Other(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
-            Io::Tcp(s) => s.is_write_vectored(),
+            Io::Tcp(_) => true,
             Io::Other(s) => s.is_write_vectored(),
         }
     }

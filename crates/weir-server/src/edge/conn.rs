@@ -228,7 +228,7 @@ pub(crate) async fn accept(
         }
     }
     // What came after the PROXY header is the start of the TLS handshake or the first request.
-    let stream = super::proxy_protocol::Prefixed::new(stream, rest);
+    let stream = super::proxy_protocol::Prefixed::new(weir_core::tcp::Tcp(stream), rest);
     let Some(tls) = settings.tls.clone() else {
         serve(stream, peer, None, false, settings, shared, stop, permit).await;
         return;
