@@ -153,7 +153,7 @@ impl RequestCtx {
     /// hot path reads the clock once per request, not twice.
     pub fn start_wall(&self) -> SystemTime {
         SystemTime::now()
-            .checked_sub(self.start.elapsed())
+            .checked_sub(crate::clock::elapsed(self.start))
             .unwrap_or(SystemTime::UNIX_EPOCH)
     }
 
@@ -169,7 +169,7 @@ impl RequestCtx {
     ) -> Self {
         Self {
             request_id,
-            start: Instant::now(),
+            start: crate::clock::now().into_std(),
             peer,
             client_ip: peer.ip(),
             listener,

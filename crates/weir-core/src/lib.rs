@@ -5,6 +5,7 @@
 pub mod added;
 pub mod body;
 pub mod boxed;
+pub mod clock;
 pub mod ctx;
 pub mod error;
 pub mod h1_client;

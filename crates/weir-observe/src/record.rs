@@ -274,7 +274,7 @@ impl<'a> RequestRecord<'a> {
             // Known once the response's last bytes are flushed (see the log phase).
             wire_bytes_in: None,
             wire_bytes_out: None,
-            duration_ms: millis(ctx.start.elapsed()),
+            duration_ms: millis(weir_core::clock::elapsed(ctx.start)),
             route: ctx.route.as_deref(),
             upstream: ctx.upstream.as_deref(),
             split: ctx.split,

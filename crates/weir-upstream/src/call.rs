@@ -221,7 +221,7 @@ impl Upstream {
             let mut retries = 0u32;
             loop {
                 // One clock reading starts the try: the balancer's `now` and the checkout's start.
-                let started = tokio::time::Instant::now();
+                let started = weir_core::clock::now();
                 let now = self.clock.ms_at(started);
                 let preferred = sticky
                     .filter(|_| tried.is_empty())
@@ -247,7 +247,7 @@ impl Upstream {
 
                 let checked_out = pool.checkout(endpoint, proxy_header.as_deref()).await;
                 // One clock reading ends the checkout and starts the send.
-                let sent = tokio::time::Instant::now();
+                let sent = weir_core::clock::now();
                 info.connect = Some(sent.saturating_duration_since(started));
                 info.first_byte = None;
                 let outcome = match checked_out {
@@ -307,7 +307,7 @@ impl Upstream {
                         .await
                         .unwrap_or_else(|_| Err(client::timed_out()));
                         // Failures count too: a timing-out endpoint must look slow to `ewma`.
-                        let took = sent.elapsed();
+                        let took = weir_core::clock::elapsed(sent);
                         info.first_byte = Some(took);
                         // The time of this sample, from readings already taken (no
                         // extra clock read on the hot path).

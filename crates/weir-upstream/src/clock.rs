@@ -19,7 +19,7 @@ impl Clock {
 
     /// Now, in ms (at least 1).
     pub fn now_ms(&self) -> u64 {
-        self.ms_at(Instant::now())
+        self.ms_at(weir_core::clock::now())
     }
 
     /// The reading of this clock at `at` (a reading taken for something else as well).

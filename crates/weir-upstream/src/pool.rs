@@ -119,7 +119,8 @@ impl EndpointPool {
         if let Some(idle) = &self.idle {
             for _ in 0..idle.len() {
                 let Some(mut conn) = idle.pop() else { break };
-                if conn.since.elapsed() < self.idle_timeout && conn.conn.is_open() {
+                if weir_core::clock::elapsed(conn.since) < self.idle_timeout && conn.conn.is_open()
+                {
                     // Back at the tail; a full queue (requests returned connections meanwhile)
                     // closes it.
                     let _ = idle.push(conn);
@@ -168,7 +169,8 @@ impl EndpointPool {
         if let Some(idle) = &self.idle {
             while let Some(mut idle) = idle.pop() {
                 // Expired, or closed by the upstream while it waited: closed here.
-                if idle.since.elapsed() < self.idle_timeout && idle.conn.is_open() {
+                if weir_core::clock::elapsed(idle.since) < self.idle_timeout && idle.conn.is_open()
+                {
                     return Ok((Sender::H1(idle.conn), true));
                 }
             }
@@ -264,7 +266,7 @@ impl Home for EndpointPool {
             // A full queue drops the connection, which closes it.
             let _ = idle.push(Idle {
                 conn,
-                since: Instant::now(),
+                since: weir_core::clock::now(),
             });
         }
     }

@@ -141,7 +141,7 @@ pub(crate) fn forward<'a>(
             added: &added,
         };
         let mut info = CallInfo::default();
-        ctx.upstream_start = Some(std::time::Instant::now());
+        ctx.upstream_start = Some(weir_core::clock::now().into_std());
         let call = upstream.call(f.parts, f.body, opts, &mut info);
         let result = match deadline {
             Some(d) => tokio::time::timeout_at(d, call)

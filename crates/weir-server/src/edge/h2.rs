@@ -413,7 +413,17 @@ where
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
+        // One clock reading for the poll (weir_core::clock).
+        weir_core::clock::scope(|| self.get_mut().poll_scoped(cx))
+    }
+}
+
+impl<F> StreamTask<F>
+where
+    F: Future<Output = Result<Response<LoggedBody>, h2::Error>>,
+{
+    fn poll_scoped(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self;
         match &mut this.phase {
             StreamPhase::Answering(handling) => {
                 let answer = handling.as_mut().poll(cx);
@@ -436,7 +446,7 @@ where
                 if matches!(this.phase, StreamPhase::Done) {
                     return Poll::Ready(());
                 }
-                Pin::new(this).poll(cx)
+                this.poll_scoped(cx)
             }
             StreamPhase::Sending { body, send } => send_body(body, send, cx),
             StreamPhase::Done => Poll::Ready(()),

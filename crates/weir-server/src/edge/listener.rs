@@ -95,14 +95,15 @@ pub(crate) async fn accept_loop(
                 // An IPv4 client of a dual-stack socket arrives as `::ffff:a.b.c.d`: logs, IP
                 // rules and forwarding headers see `a.b.c.d`.
                 let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-                tracker.spawn(conn::accept(
+                // Each poll of the connection's task reads the clock once (weir_core::clock).
+                tracker.spawn(weir_core::clock::Clocked::new(conn::accept(
                     stream,
                     peer,
                     settings.clone(),
                     shared.clone(),
                     shutdown.clone(),
                     permit,
-                ));
+                )));
             }
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.

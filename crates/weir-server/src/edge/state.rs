@@ -380,7 +380,7 @@ impl ConnState {
     }
 
     fn now_mark(&self) -> u64 {
-        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
+        u64::try_from(weir_core::clock::elapsed(self.base).as_millis()).unwrap_or(u64::MAX - 1) + 1
     }
 
     pub(super) fn at(&self, mark: u64) -> Instant {

@@ -85,7 +85,7 @@ impl LogPhase {
             metrics.record(
                 &self.ctx.method,
                 status,
-                self.ctx.start.elapsed(),
+                weir_core::clock::elapsed(self.ctx.start),
                 self.ctx.body.bytes(),
                 self.bytes_out,
             );

@@ -53,7 +53,7 @@ pub(super) fn split_run<'a>(
                 Ok(o) => o.response.status().as_u16(),
                 Err(e) => e.status().as_u16(),
             };
-            split.record(choice.index, status, ctx.start.elapsed());
+            split.record(choice.index, status, weir_core::clock::elapsed(ctx.start));
         }
         if let (Some(cookie), Ok(outcome)) = (choice.set_cookie, &mut result) {
             outcome
