@@ -81,23 +81,36 @@ pub(crate) fn http1_head(out: &mut Vec<u8>, status: http::StatusCode, fields: &h
     out.extend_from_slice(b"\r\n");
 }
 
-/// Today's `Date` value, formatted once a second per thread.
+/// Today's `Date` value, formatted once a second per thread. The wall clock is read only when
+/// the second may have turned: until then the poll's monotonic reading (`weir_core::clock`)
+/// says the value holds.
 pub(crate) fn date() -> http::HeaderValue {
-    thread_local! {
-        static CACHED: std::cell::RefCell<(u64, http::HeaderValue)> =
-            const { std::cell::RefCell::new((u64::MAX, http::HeaderValue::from_static(""))) };
+    struct Cached {
+        /// Until when (monotonic) `value` is this second's.
+        until: tokio::time::Instant,
+        value: http::HeaderValue,
     }
-    let now = std::time::SystemTime::now();
-    let second = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    CACHED.with_borrow_mut(|(at, value)| {
-        if *at != second {
-            *at = second;
-            *value = http::HeaderValue::from_str(&httpdate::fmt_http_date(now))
-                .unwrap_or_else(|_| http::HeaderValue::from_static(""));
+    thread_local! {
+        static CACHED: std::cell::RefCell<Option<Cached>> = const { std::cell::RefCell::new(None) };
+    }
+    let mono = weir_core::clock::now();
+    CACHED.with_borrow_mut(|cached| {
+        if let Some(c) = cached.as_ref().filter(|c| mono < c.until) {
+            return c.value.clone();
         }
-        value.clone()
+        let now = std::time::SystemTime::now();
+        let into_second = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(std::time::Duration::ZERO, |d| {
+                std::time::Duration::from_nanos(u64::from(d.subsec_nanos()))
+            });
+        let value = http::HeaderValue::from_str(&httpdate::fmt_http_date(now))
+            .unwrap_or_else(|_| http::HeaderValue::from_static(""));
+        *cached = Some(Cached {
+            until: mono + (std::time::Duration::from_secs(1) - into_second),
+            value: value.clone(),
+        });
+        value
     })
 }
 
@@ -143,3 +156,46 @@ macro_rules! write_through {
     };
 }
 pub(crate) use write_through;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seconds(value: &http::HeaderValue) -> u64 {
+        let at = httpdate::parse_http_date(value.to_str().expect("ascii")).expect("an HTTP date");
+        at.duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs()
+    }
+
+    fn wall() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs()
+    }
+
+    /// The cached value is today's second, and it moves on when the second turns (waited for by
+    /// watching the wall clock, a bounded number of times).
+    #[test]
+    fn the_date_is_the_wall_clocks_second() {
+        let before = wall();
+        let first = seconds(&date());
+        assert!(
+            first >= before && first <= wall(),
+            "{first} not in {before}.."
+        );
+        let mut turned = false;
+        for _ in 0..300 {
+            if wall() > first {
+                turned = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(turned, "the wall clock did not move in 3 s");
+        let next = seconds(&date());
+        assert!(next > first, "{next} after {first}");
+        assert!(next <= wall());
+    }
+}
