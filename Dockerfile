@@ -5,12 +5,15 @@
 # bare Debian root, as a non-root user, with the default config — are tested instead by
 # scripts/bare-root-check.)
 
-FROM rust:1-bookworm AS build
+# The compiler that trained the profile (crates/weir/pgo/rustc-version): a symbol's hash
+# includes the compiler's version, and the profile finds its functions by symbol.
+FROM rust:1.95.0-bookworm AS build
 WORKDIR /src
 COPY . .
 # Profile-guided: scripts/pgo unpacks the profile and gives the flags (none when this rustc
-# is too old to read it).
+# is too old to read it); `check` says how much of it the binary was built with.
 RUN RUSTFLAGS="$(scripts/pgo rustflags)" cargo build --release --locked -p weir \
+ && (scripts/pgo check target/release/weir || true) \
  && strip target/release/weir
 
 FROM debian:bookworm-slim
