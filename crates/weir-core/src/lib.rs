@@ -14,6 +14,7 @@ pub mod histogram;
 pub mod inbound;
 pub mod interim;
 pub mod outcome;
+pub mod pass;
 pub mod prometheus;
 pub mod redact;
 pub mod request_id;

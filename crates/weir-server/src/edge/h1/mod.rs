@@ -308,6 +308,9 @@ where
             conn.out.push(head_bytes);
             let mut writer = h1_wire::BodyWriter::new(framing);
             let mut body = Some(body);
+            // Written after the other connections ready in this pass have read their requests
+            // and answers: responses go out back to back (weir_core::pass).
+            weir_core::pass::end().await;
             let sent = poll_fn(|cx| {
                 conn.poll_inflow(&mut inflow, &mut continue_due, cx)?;
                 conn.poll_response(&mut body, &mut writer, cx)
