@@ -252,8 +252,7 @@ where
                     return Err(PayloadTooBig);
                 }
 
-                let room = self.buf.get_ref().capacity() - self.buf.get_ref().len();
-                let copied = len <= COPY_MAX && len + frame::HEADER_LEN <= room;
+                let copied = len <= COPY_MAX && len + frame::HEADER_LEN <= self.room();
                 if len >= self.chain_threshold && !copied {
                     let head = v.head();
 
@@ -324,9 +323,12 @@ where
     }
 
     fn has_capacity(&self) -> bool {
-        self.next.is_none()
-            && (self.buf.get_ref().capacity() - self.buf.get_ref().len()
-                >= self.min_buffer_capacity)
+        self.next.is_none() && self.room() >= self.min_buffer_capacity
+    }
+
+    /// Bytes the write buffer takes before it would grow.
+    fn room(&self) -> usize {
+        self.buf.get_ref().capacity() - self.buf.get_ref().len()
     }
 
     fn is_empty(&self) -> bool {
